@@ -1,0 +1,21 @@
+//! # tfmpe
+//!
+//! Amortised Bayesian inference for hierarchical simulation models by Tokenised Flow Matching
+//! for Posterior Estimation (TFMPE) with likelihood factorisation.
+//!
+//! The crate is layered; each layer calls only the ones below it:
+//!
+//! - [`backend`]: the kernel contract ([`backend::Backend`]) and its implementations. The CPU
+//!   backend is always present and is the reference.
+//! - [`tensor`]: shapes over device buffers, and [`tensor::Device`].
+//! - [`tape`]: a small reverse-mode autodiff tape whose backward rules call the same kernels.
+//! - [`nn`]: layers (Linear, LayerNorm, multi-head attention, the post-LN encoder) and AdamW.
+
+pub mod backend;
+pub mod error;
+pub mod nn;
+pub mod tape;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::{Device, Tensor};

@@ -1,0 +1,1 @@
+//! Neural-network layers on top of the tape.

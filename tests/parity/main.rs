@@ -1,0 +1,5 @@
+//! Parity: every kernel of the contract on every backend present, against a plain f64
+//! reference written here (not the CPU backend), on fresh random inputs and odd sizes.
+
+#[path = "../common/mod.rs"]
+mod common;
