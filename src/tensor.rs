@@ -21,7 +21,9 @@ impl fmt::Debug for Device {
 impl Device {
     /// The CPU backend.
     pub fn cpu() -> Self {
-        Device { backend: Arc::new(backend::cpu::CpuBackend::new()) }
+        Device {
+            backend: Arc::new(backend::cpu::CpuBackend::new()),
+        }
     }
 
     /// Opens a backend by kind; returns it with a sentence saying why it was picked.
@@ -40,19 +42,31 @@ impl Device {
 
     pub fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
         let buf = self.backend.alloc(DType::F32, numel(shape))?;
-        Ok(Tensor { shape: shape.to_vec(), buf, device: self.clone() })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            buf,
+            device: self.clone(),
+        })
     }
 
     pub fn from_f32(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         check_numel(data.len(), shape)?;
         let buf = self.backend.upload_f32(data)?;
-        Ok(Tensor { shape: shape.to_vec(), buf, device: self.clone() })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            buf,
+            device: self.clone(),
+        })
     }
 
     pub fn from_u32(&self, data: &[u32], shape: &[usize]) -> Result<Tensor> {
         check_numel(data.len(), shape)?;
         let buf = self.backend.upload_u32(data)?;
-        Ok(Tensor { shape: shape.to_vec(), buf, device: self.clone() })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            buf,
+            device: self.clone(),
+        })
     }
 }
 
@@ -65,7 +79,13 @@ pub struct Tensor {
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor({:?}, {:?}, {})", self.shape, self.dtype(), self.device.name())
+        write!(
+            f,
+            "Tensor({:?}, {:?}, {})",
+            self.shape,
+            self.dtype(),
+            self.device.name()
+        )
     }
 }
 
@@ -73,7 +93,11 @@ impl Tensor {
     /// Wraps an existing buffer; its length must match the shape.
     pub fn from_buffer(device: &Device, buf: Buffer, shape: &[usize]) -> Result<Self> {
         check_numel(buf.len(), shape)?;
-        Ok(Tensor { shape: shape.to_vec(), buf, device: device.clone() })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            buf,
+            device: device.clone(),
+        })
     }
 
     pub fn shape(&self) -> &[usize] {

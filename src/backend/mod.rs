@@ -194,10 +194,22 @@ pub trait Backend: Send + Sync {
     fn copy_cols(&self, p: &CopyCols, src: &Buffer, dst: &mut Buffer) -> Result<()>;
     fn fill(&self, dst: &mut Buffer, value: f32) -> Result<()>;
     /// `dst[i, :] = src[idx[i], :]`, rows of `row_len` elements; `idx` is u32.
-    fn gather_rows(&self, src: &Buffer, idx: &Buffer, row_len: usize, dst: &mut Buffer) -> Result<()>;
+    fn gather_rows(
+        &self,
+        src: &Buffer,
+        idx: &Buffer,
+        row_len: usize,
+        dst: &mut Buffer,
+    ) -> Result<()>;
     /// `dst[idx[i], :] = src[i, :]`; rows not named in `idx` are left alone. Indices must be
     /// distinct (the inverse of [`Backend::gather_rows`] on a permutation or a selection).
-    fn scatter_rows(&self, src: &Buffer, idx: &Buffer, row_len: usize, dst: &mut Buffer) -> Result<()>;
+    fn scatter_rows(
+        &self,
+        src: &Buffer,
+        idx: &Buffer,
+        row_len: usize,
+        dst: &mut Buffer,
+    ) -> Result<()>;
 
     // ---- random (Philox4x32-10) -----------------------------------------------------------
     /// Standard normal numbers. Element `i` comes from Philox4x32-10 with key
@@ -208,13 +220,34 @@ pub trait Backend: Send + Sync {
     /// The same `(seed, offset)` gives the same numbers on every backend.
     fn normal_fill(&self, dst: &mut Buffer, seed: u64, offset: u64) -> Result<()>;
     /// Uniform numbers in `(lo, hi)`: `lo + (hi - lo) · u` with `u` as in `normal_fill`.
-    fn uniform_fill(&self, dst: &mut Buffer, seed: u64, offset: u64, lo: f32, hi: f32) -> Result<()>;
+    fn uniform_fill(
+        &self,
+        dst: &mut Buffer,
+        seed: u64,
+        offset: u64,
+        lo: f32,
+        hi: f32,
+    ) -> Result<()>;
 
     // ---- matmul ---------------------------------------------------------------------------
     /// Batched GEMM, see [`Gemm`]. `bias` (length n) is required by the bias epilogues.
-    fn gemm(&self, p: &Gemm, a: &Buffer, b: &Buffer, bias: Option<&Buffer>, c: &mut Buffer) -> Result<()>;
+    fn gemm(
+        &self,
+        p: &Gemm,
+        a: &Buffer,
+        b: &Buffer,
+        bias: Option<&Buffer>,
+        c: &mut Buffer,
+    ) -> Result<()>;
     /// Column sums of `dy: [rows, cols]`: `db[j] = Σ_i dy[i, j]` (`+=` when `accumulate`).
-    fn bias_grad(&self, dy: &Buffer, rows: usize, cols: usize, db: &mut Buffer, accumulate: bool) -> Result<()>;
+    fn bias_grad(
+        &self,
+        dy: &Buffer,
+        rows: usize,
+        cols: usize,
+        db: &mut Buffer,
+        accumulate: bool,
+    ) -> Result<()>;
 
     // ---- elementwise ----------------------------------------------------------------------
     /// `out = a + b`.
@@ -288,13 +321,34 @@ pub trait Backend: Send + Sync {
 
     // ---- embedding ------------------------------------------------------------------------
     /// `out[i, :] = table[ids[i], :]`, rows of `dim`; an id past the table is an error.
-    fn embedding_fwd(&self, table: &Buffer, ids: &Buffer, dim: usize, out: &mut Buffer) -> Result<()>;
+    fn embedding_fwd(
+        &self,
+        table: &Buffer,
+        ids: &Buffer,
+        dim: usize,
+        out: &mut Buffer,
+    ) -> Result<()>;
     /// `dtable[r, :] = Σ_{i: ids[i] = r} dout[i, :]` summed in order of i (deterministic, no
     /// atomics); rows no id names become 0 (`+=` when `accumulate`).
-    fn embedding_bwd(&self, dout: &Buffer, ids: &Buffer, dim: usize, dtable: &mut Buffer, accumulate: bool) -> Result<()>;
+    fn embedding_bwd(
+        &self,
+        dout: &Buffer,
+        ids: &Buffer,
+        dim: usize,
+        dtable: &mut Buffer,
+        accumulate: bool,
+    ) -> Result<()>;
     /// Fourier features of functional inputs `x: [rows, in_dim]` with trainable frequencies
     /// `freqs: [in_dim, half]`: `z = 2π · x · freqs`, `out = [sin z, cos z]` (`[rows, 2·half]`).
-    fn fourier_fwd(&self, x: &Buffer, freqs: &Buffer, rows: usize, in_dim: usize, half: usize, out: &mut Buffer) -> Result<()>;
+    fn fourier_fwd(
+        &self,
+        x: &Buffer,
+        freqs: &Buffer,
+        rows: usize,
+        in_dim: usize,
+        half: usize,
+        out: &mut Buffer,
+    ) -> Result<()>;
     /// Gradient of the frequencies (`+=` when `accumulate`); the inputs are data and get none.
     #[allow(clippy::too_many_arguments)]
     fn fourier_bwd(
@@ -326,7 +380,14 @@ pub trait Backend: Send + Sync {
     /// Masked mean squared error `loss[0] = Σ m (pred - target)² / max(Σ m, 1)` and its gradient
     /// `dpred = 2 m (pred - target) / max(Σ m, 1)`, in one pass. No mask means all ones.
     /// This is the flow-matching loss (target = u) and the tape's MSE.
-    fn fm_loss(&self, pred: &Buffer, target: &Buffer, mask: Option<&Buffer>, loss: &mut Buffer, dpred: &mut Buffer) -> Result<()>;
+    fn fm_loss(
+        &self,
+        pred: &Buffer,
+        target: &Buffer,
+        mask: Option<&Buffer>,
+        loss: &mut Buffer,
+        dpred: &mut Buffer,
+    ) -> Result<()>;
 
     // ---- ode ------------------------------------------------------------------------------
     /// One fused explicit Runge–Kutta combination for samples of `per_sample` elements:
@@ -334,7 +395,15 @@ pub trait Backend: Send + Sync {
     /// `k` holds the stage derivatives back to back (`[stages, n]`, at least `coeffs.len()`
     /// stages); `h` is the per-sample step (`[n / per_sample]`). Euler, every RK4 stage and the
     /// RK4 combination, and every Dopri5 stage are calls of this kernel.
-    fn ode_stage(&self, x: &Buffer, k: &Buffer, coeffs: &[f32], h: &Buffer, per_sample: usize, out: &mut Buffer) -> Result<()>;
+    fn ode_stage(
+        &self,
+        x: &Buffer,
+        k: &Buffer,
+        coeffs: &[f32],
+        h: &Buffer,
+        per_sample: usize,
+        out: &mut Buffer,
+    ) -> Result<()>;
     /// Dopri5 per-sample error norm: `e_i = h_s · Σ_j err_coeffs[j] · k[j, i]`,
     /// `err[s] = sqrt(mean_i (e_i / (atol + rtol · max(|x_i|, |x_new_i|)))²)` over the sample's
     /// elements.
@@ -386,7 +455,13 @@ pub trait Backend: Send + Sync {
     // ---- loss and reductions --------------------------------------------------------------
     /// Mean binary cross-entropy with logits, stable form, and its gradient:
     /// `loss[0] = mean(max(z,0) - z·y + ln(1 + e^-|z|))`, `dz = (σ(z) - y) / n`.
-    fn bce_with_logits(&self, logits: &Buffer, targets: &Buffer, loss: &mut Buffer, dlogits: &mut Buffer) -> Result<()>;
+    fn bce_with_logits(
+        &self,
+        logits: &Buffer,
+        targets: &Buffer,
+        loss: &mut Buffer,
+        dlogits: &mut Buffer,
+    ) -> Result<()>;
     /// `out[0] = scale · Σ x` (fixed order): sum with scale 1, mean with scale 1/n.
     fn reduce_sum(&self, x: &Buffer, scale: f32, out: &mut Buffer) -> Result<()>;
 }

@@ -99,11 +99,17 @@ pub fn select(kind: BackendKind) -> Result<(Arc<dyn Backend>, String)> {
                 .map(|r| format!("{}: {}", r.name, r.reason))
                 .collect::<Vec<_>>()
                 .join("; ");
-            Ok((Arc::new(CpuBackend::new()), format!("cpu: auto picked it, no GPU backend is usable ({why})")))
+            Ok((
+                Arc::new(CpuBackend::new()),
+                format!("cpu: auto picked it, no GPU backend is usable ({why})"),
+            ))
         }
         BackendKind::Wgpu | BackendKind::Cuda => {
             let r = find(&kind.to_string()).expect("probe lists every backend");
-            Err(Error::BackendUnavailable { name: r.name, reason: r.reason })
+            Err(Error::BackendUnavailable {
+                name: r.name,
+                reason: r.reason,
+            })
         }
     }
 }

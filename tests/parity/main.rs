@@ -3,3 +3,14 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod matmul;
+mod random;
+mod memory;
+mod elementwise;
+mod attention;
+mod norm;
+mod embedding;
+mod flow;
+mod ode;
+mod optim;
+mod loss;

@@ -16,9 +16,7 @@ mod ode;
 mod optim;
 pub(crate) mod random;
 
-use super::{
-    expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm,
-};
+use super::{expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm};
 use crate::error::{Error, Result};
 
 /// Host memory behind a CPU [`Buffer`].
@@ -175,12 +173,14 @@ impl Backend for CpuBackend {
         check_range("src", src_offset, len, src.len())?;
         check_range("dst", dst_offset, len, dst.len())?;
         match (src, dst) {
-            (Buffer::Cpu(CpuBuffer::F32(s)), Buffer::Cpu(CpuBuffer::F32(d))) => {
-                memory::copy(&s[src_offset..src_offset + len], &mut d[dst_offset..dst_offset + len])
-            }
-            (Buffer::Cpu(CpuBuffer::U32(s)), Buffer::Cpu(CpuBuffer::U32(d))) => {
-                memory::copy(&s[src_offset..src_offset + len], &mut d[dst_offset..dst_offset + len])
-            }
+            (Buffer::Cpu(CpuBuffer::F32(s)), Buffer::Cpu(CpuBuffer::F32(d))) => memory::copy(
+                &s[src_offset..src_offset + len],
+                &mut d[dst_offset..dst_offset + len],
+            ),
+            (Buffer::Cpu(CpuBuffer::U32(s)), Buffer::Cpu(CpuBuffer::U32(d))) => memory::copy(
+                &s[src_offset..src_offset + len],
+                &mut d[dst_offset..dst_offset + len],
+            ),
             #[allow(unreachable_patterns)]
             _ => return Err(Error::Buffer("copy: src and dst must share a dtype".into())),
         }
@@ -190,10 +190,22 @@ impl Backend for CpuBackend {
     fn copy_cols(&self, p: &CopyCols, src: &Buffer, dst: &mut Buffer) -> Result<()> {
         let (s, d) = (f32s("src", src)?, f32s_mut("dst", dst)?);
         if p.rows > 0 {
-            check_range("src", p.src_offset + (p.rows - 1) * p.src_stride, p.width, s.len())?;
-            check_range("dst", p.dst_offset + (p.rows - 1) * p.dst_stride, p.width, d.len())?;
+            check_range(
+                "src",
+                p.src_offset + (p.rows - 1) * p.src_stride,
+                p.width,
+                s.len(),
+            )?;
+            check_range(
+                "dst",
+                p.dst_offset + (p.rows - 1) * p.dst_stride,
+                p.width,
+                d.len(),
+            )?;
             if p.src_offset + p.width > p.src_stride || p.dst_offset + p.width > p.dst_stride {
-                return Err(Error::Shape("copy_cols: columns run past the row stride".into()));
+                return Err(Error::Shape(
+                    "copy_cols: columns run past the row stride".into(),
+                ));
             }
         }
         memory::copy_cols(p, s, d);
@@ -205,13 +217,25 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn gather_rows(&self, src: &Buffer, idx: &Buffer, row_len: usize, dst: &mut Buffer) -> Result<()> {
+    fn gather_rows(
+        &self,
+        src: &Buffer,
+        idx: &Buffer,
+        row_len: usize,
+        dst: &mut Buffer,
+    ) -> Result<()> {
         let (s, i, d) = (f32s("src", src)?, u32s("idx", idx)?, f32s_mut("dst", dst)?);
         check_len("dst", d.len(), i.len() * row_len)?;
         memory::gather_rows(s, i, row_len, d)
     }
 
-    fn scatter_rows(&self, src: &Buffer, idx: &Buffer, row_len: usize, dst: &mut Buffer) -> Result<()> {
+    fn scatter_rows(
+        &self,
+        src: &Buffer,
+        idx: &Buffer,
+        row_len: usize,
+        dst: &mut Buffer,
+    ) -> Result<()> {
         let (s, i, d) = (f32s("src", src)?, u32s("idx", idx)?, f32s_mut("dst", dst)?);
         check_len("src", s.len(), i.len() * row_len)?;
         memory::scatter_rows(s, i, row_len, d)
@@ -223,20 +247,46 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn uniform_fill(&self, dst: &mut Buffer, seed: u64, offset: u64, lo: f32, hi: f32) -> Result<()> {
+    fn uniform_fill(
+        &self,
+        dst: &mut Buffer,
+        seed: u64,
+        offset: u64,
+        lo: f32,
+        hi: f32,
+    ) -> Result<()> {
         random::uniform_fill(f32s_mut("dst", dst)?, seed, offset, lo, hi);
         Ok(())
     }
 
     // ---- matmul ---------------------------------------------------------------------------
-    fn gemm(&self, p: &Gemm, a: &Buffer, b: &Buffer, bias: Option<&Buffer>, c: &mut Buffer) -> Result<()> {
-        let (a, b, bias, c) = (f32s("a", a)?, f32s("b", b)?, opt_f32s("bias", bias)?, f32s_mut("c", c)?);
+    fn gemm(
+        &self,
+        p: &Gemm,
+        a: &Buffer,
+        b: &Buffer,
+        bias: Option<&Buffer>,
+        c: &mut Buffer,
+    ) -> Result<()> {
+        let (a, b, bias, c) = (
+            f32s("a", a)?,
+            f32s("b", b)?,
+            opt_f32s("bias", bias)?,
+            f32s_mut("c", c)?,
+        );
         matmul::check_gemm(p, a.len(), b.len(), bias.map(|b| b.len()), c.len())?;
         matmul::gemm(p, a, b, bias, c);
         Ok(())
     }
 
-    fn bias_grad(&self, dy: &Buffer, rows: usize, cols: usize, db: &mut Buffer, accumulate: bool) -> Result<()> {
+    fn bias_grad(
+        &self,
+        dy: &Buffer,
+        rows: usize,
+        cols: usize,
+        db: &mut Buffer,
+        accumulate: bool,
+    ) -> Result<()> {
         let (dy, db) = (f32s("dy", dy)?, f32s_mut("db", db)?);
         check_len("dy", dy.len(), rows * cols)?;
         check_len("db", db.len(), cols)?;
@@ -296,7 +346,12 @@ impl Backend for CpuBackend {
         sum_out: Option<&mut Buffer>,
     ) -> Result<()> {
         let n = p.rows * p.cols;
-        for (name, b, len) in [("x", x, n), ("gamma", gamma, p.cols), ("beta", beta, p.cols), ("y", &*y, n)] {
+        for (name, b, len) in [
+            ("x", x, n),
+            ("gamma", gamma, p.cols),
+            ("beta", beta, p.cols),
+            ("y", &*y, n),
+        ] {
             expect_len(name, b, len)?;
         }
         expect_len("mean", mean, p.rows)?;
@@ -422,21 +477,53 @@ impl Backend for CpuBackend {
     }
 
     // ---- embedding ------------------------------------------------------------------------
-    fn embedding_fwd(&self, table: &Buffer, ids: &Buffer, dim: usize, out: &mut Buffer) -> Result<()> {
+    fn embedding_fwd(
+        &self,
+        table: &Buffer,
+        ids: &Buffer,
+        dim: usize,
+        out: &mut Buffer,
+    ) -> Result<()> {
         self.gather_rows(table, ids, dim, out)
     }
 
-    fn embedding_bwd(&self, dout: &Buffer, ids: &Buffer, dim: usize, dtable: &mut Buffer, accumulate: bool) -> Result<()> {
-        let (dout, ids, dtable) = (f32s("dout", dout)?, u32s("ids", ids)?, f32s_mut("dtable", dtable)?);
+    fn embedding_bwd(
+        &self,
+        dout: &Buffer,
+        ids: &Buffer,
+        dim: usize,
+        dtable: &mut Buffer,
+        accumulate: bool,
+    ) -> Result<()> {
+        let (dout, ids, dtable) = (
+            f32s("dout", dout)?,
+            u32s("ids", ids)?,
+            f32s_mut("dtable", dtable)?,
+        );
         check_len("dout", dout.len(), ids.len() * dim)?;
         embedding::embedding_bwd(dout, ids, dim, dtable, accumulate)
     }
 
-    fn fourier_fwd(&self, x: &Buffer, freqs: &Buffer, rows: usize, in_dim: usize, half: usize, out: &mut Buffer) -> Result<()> {
+    fn fourier_fwd(
+        &self,
+        x: &Buffer,
+        freqs: &Buffer,
+        rows: usize,
+        in_dim: usize,
+        half: usize,
+        out: &mut Buffer,
+    ) -> Result<()> {
         expect_len("x", x, rows * in_dim)?;
         expect_len("freqs", freqs, in_dim * half)?;
         expect_len("out", out, rows * 2 * half)?;
-        embedding::fourier_fwd(f32s("x", x)?, f32s("freqs", freqs)?, rows, in_dim, half, f32s_mut("out", out)?);
+        embedding::fourier_fwd(
+            f32s("x", x)?,
+            f32s("freqs", freqs)?,
+            rows,
+            in_dim,
+            half,
+            f32s_mut("out", out)?,
+        );
         Ok(())
     }
 
@@ -497,7 +584,14 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn fm_loss(&self, pred: &Buffer, target: &Buffer, mask: Option<&Buffer>, loss: &mut Buffer, dpred: &mut Buffer) -> Result<()> {
+    fn fm_loss(
+        &self,
+        pred: &Buffer,
+        target: &Buffer,
+        mask: Option<&Buffer>,
+        loss: &mut Buffer,
+        dpred: &mut Buffer,
+    ) -> Result<()> {
         let n = pred.len();
         expect_len("target", target, n)?;
         if let Some(m) = mask {
@@ -516,13 +610,28 @@ impl Backend for CpuBackend {
     }
 
     // ---- ode ------------------------------------------------------------------------------
-    fn ode_stage(&self, x: &Buffer, k: &Buffer, coeffs: &[f32], h: &Buffer, per_sample: usize, out: &mut Buffer) -> Result<()> {
+    fn ode_stage(
+        &self,
+        x: &Buffer,
+        k: &Buffer,
+        coeffs: &[f32],
+        h: &Buffer,
+        per_sample: usize,
+        out: &mut Buffer,
+    ) -> Result<()> {
         let n = x.len();
         check_per_sample(n, per_sample)?;
         check_stages(k, n, coeffs.len())?;
         expect_len("h", h, n / per_sample)?;
         expect_len("out", out, n)?;
-        ode::ode_stage(f32s("x", x)?, f32s("k", k)?, coeffs, f32s("h", h)?, per_sample, f32s_mut("out", out)?);
+        ode::ode_stage(
+            f32s("x", x)?,
+            f32s("k", k)?,
+            coeffs,
+            f32s("h", h)?,
+            per_sample,
+            f32s_mut("out", out)?,
+        );
         Ok(())
     }
 
@@ -617,17 +726,35 @@ impl Backend for CpuBackend {
             }
             None => None,
         };
-        optim::adamw_step(p, f32s_mut("param", param)?, f32s("grad", grad)?, f32s_mut("m", m)?, f32s_mut("v", v)?, clip);
+        optim::adamw_step(
+            p,
+            f32s_mut("param", param)?,
+            f32s("grad", grad)?,
+            f32s_mut("m", m)?,
+            f32s_mut("v", v)?,
+            clip,
+        );
         Ok(())
     }
 
     // ---- loss and reductions --------------------------------------------------------------
-    fn bce_with_logits(&self, logits: &Buffer, targets: &Buffer, loss: &mut Buffer, dlogits: &mut Buffer) -> Result<()> {
+    fn bce_with_logits(
+        &self,
+        logits: &Buffer,
+        targets: &Buffer,
+        loss: &mut Buffer,
+        dlogits: &mut Buffer,
+    ) -> Result<()> {
         let n = logits.len();
         expect_len("targets", targets, n)?;
         expect_len("loss", loss, 1)?;
         expect_len("dlogits", dlogits, n)?;
-        loss::bce_with_logits(f32s("logits", logits)?, f32s("targets", targets)?, f32s_mut("loss", loss)?, f32s_mut("dlogits", dlogits)?);
+        loss::bce_with_logits(
+            f32s("logits", logits)?,
+            f32s("targets", targets)?,
+            f32s_mut("loss", loss)?,
+            f32s_mut("dlogits", dlogits)?,
+        );
         Ok(())
     }
 
@@ -640,7 +767,9 @@ impl Backend for CpuBackend {
 
 fn check_attention(p: &Attention, qkv: &Buffer, mask: Option<&Buffer>) -> Result<()> {
     if p.heads == 0 || p.head_dim == 0 {
-        return Err(Error::Invalid("attention: heads and head_dim must be positive".into()));
+        return Err(Error::Invalid(
+            "attention: heads and head_dim must be positive".into(),
+        ));
     }
     expect_len("qkv", qkv, p.batch * p.tokens * 3 * p.model_dim())?;
     if let Some(m) = mask {

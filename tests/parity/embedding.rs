@@ -1,0 +1,1 @@
+//! Parity of the `embedding` kernels.
