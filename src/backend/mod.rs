@@ -170,6 +170,9 @@ pub trait Backend: Send + Sync {
     fn device_name(&self) -> String;
     /// Waits for queued work to finish (a no-op on the CPU). Used at the edges only.
     fn synchronize(&self) -> Result<()>;
+    /// How many buffers this backend has allocated (or uploaded into new memory) so far. A
+    /// training step that reuses its buffers leaves this unchanged after its first run.
+    fn buffers_allocated(&self) -> u64;
 
     // ---- memory -------------------------------------------------------------------------
     /// A zero-filled buffer of `len` elements.

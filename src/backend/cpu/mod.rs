@@ -18,6 +18,7 @@ pub(crate) mod random;
 
 use super::{expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm};
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Host memory behind a CPU [`Buffer`].
 #[derive(Clone, Debug)]
@@ -101,13 +102,21 @@ fn check_range(name: &str, offset: usize, len: usize, total: usize) -> Result<()
     Ok(())
 }
 
-/// The CPU backend. Stateless: scratch space lives in thread-local pools inside the kernels.
+/// The CPU backend. Scratch space lives in thread-local pools inside the kernels; the only
+/// state is a count of allocations.
 #[derive(Debug, Default)]
-pub struct CpuBackend;
+pub struct CpuBackend {
+    allocations: AtomicU64,
+}
 
 impl CpuBackend {
     pub fn new() -> Self {
-        CpuBackend
+        CpuBackend::default()
+    }
+
+    fn counted<T>(&self, value: T) -> T {
+        self.allocations.fetch_add(1, Ordering::Relaxed);
+        value
     }
 }
 
@@ -124,20 +133,24 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn buffers_allocated(&self) -> u64 {
+        self.allocations.load(Ordering::Relaxed)
+    }
+
     // ---- memory ---------------------------------------------------------------------------
     fn alloc(&self, dtype: DType, len: usize) -> Result<Buffer> {
-        Ok(Buffer::Cpu(match dtype {
+        Ok(self.counted(Buffer::Cpu(match dtype {
             DType::F32 => CpuBuffer::F32(vec![0.0; len]),
             DType::U32 => CpuBuffer::U32(vec![0; len]),
-        }))
+        })))
     }
 
     fn upload_f32(&self, data: &[f32]) -> Result<Buffer> {
-        Ok(Buffer::Cpu(CpuBuffer::F32(data.to_vec())))
+        Ok(self.counted(Buffer::Cpu(CpuBuffer::F32(data.to_vec()))))
     }
 
     fn upload_u32(&self, data: &[u32]) -> Result<Buffer> {
-        Ok(Buffer::Cpu(CpuBuffer::U32(data.to_vec())))
+        Ok(self.counted(Buffer::Cpu(CpuBuffer::U32(data.to_vec()))))
     }
 
     fn write_f32(&self, dst: &mut Buffer, data: &[f32]) -> Result<()> {
