@@ -1,0 +1,1 @@
+//! Benchmark and example models: priors, simulators, bijections, exact posteriors.
