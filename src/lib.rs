@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod io;
 pub mod nn;
 pub mod tape;
 pub mod tasks;
