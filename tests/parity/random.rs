@@ -1,1 +1,201 @@
 //! Parity of the `random` kernels.
+//!
+//! The test carries its own Philox4x32-10, checked against the Random123 known-answer vectors,
+//! and derives the expected stream from it in f64; the backends must match that stream.
+
+use crate::common::{self, backend, down, zeros};
+
+fn philox(mut c: [u32; 4], mut k: [u32; 2]) -> [u32; 4] {
+    for round in 0..10 {
+        if round > 0 {
+            k[0] = k[0].wrapping_add(0x9E37_79B9);
+            k[1] = k[1].wrapping_add(0xBB67_AE85);
+        }
+        let p0 = 0xD251_1F53u64 * c[0] as u64;
+        let p1 = 0xCD9E_8D57u64 * c[2] as u64;
+        c = [
+            (p1 >> 32) as u32 ^ c[1] ^ k[0],
+            p1 as u32,
+            (p0 >> 32) as u32 ^ c[3] ^ k[1],
+            p0 as u32,
+        ];
+    }
+    c
+}
+
+/// Element `i`'s Philox word, as `Backend::normal_fill` defines the stream.
+fn word(seed: u64, offset: u64, i: usize) -> u32 {
+    let ctr = offset as u128 + (i / 4) as u128;
+    let c = [ctr as u32, (ctr >> 32) as u32, (ctr >> 64) as u32, 0];
+    philox(c, [seed as u32, (seed >> 32) as u32])[i % 4]
+}
+
+fn unit(w: u32) -> f64 {
+    ((w >> 8) as f64 + 0.5) / 16_777_216.0
+}
+
+fn ref_uniform(seed: u64, offset: u64, n: usize) -> Vec<f64> {
+    (0..n).map(|i| unit(word(seed, offset, i))).collect()
+}
+
+fn ref_normal(seed: u64, offset: u64, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let first = i - i % 2;
+            let r = (-2.0 * unit(word(seed, offset, first)).ln()).sqrt();
+            let theta = std::f64::consts::TAU * unit(word(seed, offset, first + 1));
+            r * if i % 2 == 0 { theta.cos() } else { theta.sin() }
+        })
+        .collect()
+}
+
+fn normals(dev: &tfmpe::Device, n: usize, seed: u64, offset: u64) -> Vec<f32> {
+    let mut buf = zeros(dev, n);
+    backend(dev).normal_fill(&mut buf, seed, offset).unwrap();
+    down(dev, &buf)
+}
+
+fn uniforms(dev: &tfmpe::Device, n: usize, seed: u64, offset: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut buf = zeros(dev, n);
+    backend(dev)
+        .uniform_fill(&mut buf, seed, offset, lo, hi)
+        .unwrap();
+    down(dev, &buf)
+}
+
+/// Odd sizes end in a partial block; 100_003 crosses the CPU backend's parallel chunks.
+const SIZES: [usize; 6] = [1, 7, 33, 101, 4096, 100_003];
+/// A seed with both halves non-zero, so a swapped key half shows.
+const SEED: u64 = 0x0123_4567_89AB_CDEF;
+
+#[test]
+fn philox_known_answers() {
+    // Random123's kat_vectors for philox4x32_10.
+    let cases = [
+        (
+            [0; 4],
+            [0; 2],
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+        ),
+        (
+            [u32::MAX; 4],
+            [u32::MAX; 2],
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+        ),
+        (
+            [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+            [0xa4093822, 0x299f31d0],
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+        ),
+    ];
+    for (ctr, key, want) in cases {
+        assert_eq!(philox(ctr, key), want, "counter {ctr:08x?} key {key:08x?}");
+    }
+}
+
+#[test]
+fn uniform_matches_reference_stream() {
+    for dev in common::devices() {
+        for (seed, offset) in [(0, 0), (SEED, 12345)] {
+            for n in SIZES {
+                let got = uniforms(&dev, n, seed, offset, 0.0, 1.0);
+                // With lo = 0, hi = 1 only the f32 rounding of `(w >> 8) + 0.5` remains: at most
+                // half an f32 ulp below 1, 2^-25, so a wrong word would be caught.
+                let what = format!("{} uniform n={n} seed={seed:x} offset={offset}", dev.name());
+                common::assert_close(&what, &got, &ref_uniform(seed, offset, n), 3.0e-8, 0.0);
+            }
+        }
+    }
+}
+
+#[test]
+fn normal_matches_reference_stream() {
+    for dev in common::devices() {
+        for (seed, offset) in [(0, 0), (SEED, 777)] {
+            for n in SIZES {
+                let got = normals(&dev, n, seed, offset);
+                // f32 Box–Muller: the angle 2π·u carries ~4e-7 absolute error, the radius is at
+                // most sqrt(50 ln 2) ≈ 5.9, so the error stays below ~3e-6.
+                let what = format!("{} normal n={n} seed={seed:x} offset={offset}", dev.name());
+                common::assert_close(&what, &got, &ref_normal(seed, offset, n), 1.0e-5, 1.0e-6);
+            }
+        }
+    }
+}
+
+#[test]
+fn offset_shifts_the_stream_by_whole_blocks() {
+    for dev in common::devices() {
+        let base = normals(&dev, 400, SEED, 0);
+        for offset in [1u64, 3, 50] {
+            let shifted = normals(&dev, 200, SEED, offset);
+            let start = 4 * offset as usize;
+            assert_eq!(shifted, base[start..start + 200], "offset {offset}");
+        }
+        let base = uniforms(&dev, 400, SEED, 0, -1.0, 1.0);
+        assert_eq!(uniforms(&dev, 200, SEED, 7, -1.0, 1.0), base[28..228]);
+    }
+}
+
+#[test]
+fn counter_carries_past_64_bits() {
+    // The counter is a 128-bit integer: blocks past offset 2^64 - 1 carry into word 2.
+    for dev in common::devices() {
+        let offset = u64::MAX - 1;
+        let got = uniforms(&dev, 16, SEED, offset, 0.0, 1.0);
+        common::assert_close("carry", &got, &ref_uniform(SEED, offset, 16), 3.0e-8, 0.0);
+    }
+}
+
+#[test]
+fn streams_are_deterministic_and_seeded() {
+    for dev in common::devices() {
+        let a = normals(&dev, 50_000, SEED, 9);
+        assert_eq!(a, normals(&dev, 50_000, SEED, 9), "same (seed, offset)");
+        let b = normals(&dev, 50_000, SEED + 1, 9);
+        assert!(
+            a.iter().zip(&b).filter(|(x, y)| x == y).count() < 10,
+            "seeds differ"
+        );
+    }
+}
+
+#[test]
+fn normal_moments() {
+    for dev in common::devices() {
+        let n = 100_000;
+        let x = normals(&dev, n, 42, 0);
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        // Five standard errors: sd(mean) = 1/sqrt(n) ≈ 0.0032, sd(var) = sqrt(2/n) ≈ 0.0045.
+        assert!(mean.abs() < 0.016, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.023, "variance {var}");
+        assert!(x.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn uniform_stays_inside_and_fills_the_interval() {
+    for dev in common::devices() {
+        let (lo, hi) = (-2.0f32, 3.0f32);
+        let n = 100_000;
+        let x = uniforms(&dev, n, 7, 0, lo, hi);
+        assert!(
+            x.iter().all(|&v| lo < v && v < hi),
+            "a value outside ({lo}, {hi})"
+        );
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        // sd of the mean: 5 / sqrt(12 n) ≈ 0.0046; five of them.
+        assert!((mean - 0.5).abs() < 0.023, "mean {mean}");
+        let (min, max) = x
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(min < lo + 1e-3 && max > hi - 1e-3, "range [{min}, {max}]");
+        // lo + (hi - lo)·u in f32: a couple of ulps of 3.
+        let want: Vec<f64> = ref_uniform(7, 0, n)
+            .iter()
+            .map(|u| -2.0 + 5.0 * u)
+            .collect();
+        common::assert_close("uniform(-2, 3)", &x, &want, 1.0e-6, 0.0);
+    }
+}
