@@ -10,11 +10,13 @@
 //! - [`tensor`]: shapes over device buffers, and [`tensor::Device`].
 //! - [`tape`]: a small reverse-mode autodiff tape whose backward rules call the same kernels.
 //! - [`nn`]: layers (Linear, LayerNorm, multi-head attention, the post-LN encoder) and AdamW.
+//! - [`model`]: tokens, the TFMPE velocity field, flow matching, ODE samplers, checkpoints.
 //! - [`tasks`]: hierarchical models (the user-model trait and the benchmark tasks).
 
 pub mod backend;
 pub mod error;
 pub mod io;
+pub mod model;
 pub mod nn;
 pub mod tape;
 pub mod tasks;

@@ -1,0 +1,4 @@
+//! The model layer: tokens, the TFMPE velocity field, flow-matching training, ODE samplers and
+//! checkpoints.
+
+pub mod ode;
