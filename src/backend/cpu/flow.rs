@@ -1,4 +1,8 @@
 //! flow: flow-matching interpolation and the masked MSE loss.
+use rayon::prelude::*;
+
+use super::loss::{lanes_sum, sample_block, sum_blocks, sum_blocks_mut, PAR_BLOCK};
+
 pub fn fm_prepare(
     x0: &[f32],
     x1: &[f32],
@@ -8,8 +12,35 @@ pub fn fm_prepare(
     xt: &mut [f32],
     u: &mut [f32],
 ) {
-    todo!()
+    let keep = 1.0 - sigma_min;
+    // `start` is a multiple of `per_sample`: blocks hold whole samples.
+    let block = |start: usize, xt: &mut [f32], u: &mut [f32]| {
+        let (x0, x1) = (&x0[start..][..xt.len()], &x1[start..][..xt.len()]);
+        let samples = xt
+            .chunks_mut(per_sample)
+            .zip(u.chunks_mut(per_sample))
+            .zip(x0.chunks(per_sample).zip(x1.chunks(per_sample)));
+        for (s, ((xt, u), (x0, x1))) in samples.enumerate() {
+            let t = t[start / per_sample + s];
+            let a = 1.0 - keep * t;
+            let outs = xt.iter_mut().zip(u.iter_mut());
+            for ((xt, u), (&x0, &x1)) in outs.zip(x0.iter().zip(x1)) {
+                *xt = a * x0 + t * x1;
+                *u = x1 - keep * x0;
+            }
+        }
+    };
+    if xt.len() > PAR_BLOCK {
+        let len = sample_block(per_sample);
+        xt.par_chunks_mut(len)
+            .zip(u.par_chunks_mut(len))
+            .enumerate()
+            .for_each(|(b, (xt, u))| block(b * len, xt, u));
+    } else {
+        block(0, xt, u);
+    }
 }
+
 pub fn fm_loss(
     pred: &[f32],
     target: &[f32],
@@ -17,5 +48,39 @@ pub fn fm_loss(
     loss: &mut [f32],
     dpred: &mut [f32],
 ) {
-    todo!()
+    match mask {
+        Some(m) => {
+            let weight = sum_blocks(m.len(), |r| {
+                let m = &m[r];
+                lanes_sum(m.len(), |i| m[i] as f64)
+            });
+            masked_mse(pred, target, |i| m[i], weight, loss, dpred);
+        }
+        None => masked_mse(pred, target, |_| 1.0, pred.len() as f64, loss, dpred),
+    }
+}
+
+/// The loss and gradient once the total mask weight is known: one pass that writes `dpred`
+/// and reduces the squared errors. Generic over the mask so that "no mask" costs nothing.
+fn masked_mse(
+    pred: &[f32],
+    target: &[f32],
+    mask: impl Fn(usize) -> f32 + Sync,
+    weight: f64,
+    loss: &mut [f32],
+    dpred: &mut [f32],
+) {
+    // max(Σ m, 1): an all-padding batch gives loss 0 and zero gradients, not NaN.
+    let inv = 1.0 / weight.max(1.0);
+    let grad_scale = (2.0 * inv) as f32;
+    let total = sum_blocks_mut(dpred, |start, dp| {
+        let (p, y) = (&pred[start..][..dp.len()], &target[start..][..dp.len()]);
+        lanes_sum(dp.len(), |i| {
+            let m = mask(start + i);
+            let d = p[i] - y[i];
+            dp[i] = grad_scale * m * d;
+            m as f64 * (d as f64 * d as f64)
+        })
+    });
+    loss[0] = (total * inv) as f32;
 }
