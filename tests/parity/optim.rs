@@ -59,14 +59,14 @@ impl Reference {
         };
         let (lr, b1, b2) = (h.lr as f64, h.beta1 as f64, h.beta2 as f64);
         let t = h.step as i32;
-        for i in 0..self.p.len() {
-            let g = grad[i] as f64 * scale;
-            self.m[i] = b1 * self.m[i] + (1.0 - b1) * g;
-            self.v[i] = b2 * self.v[i] + (1.0 - b2) * g * g;
-            let m_hat = self.m[i] / (1.0 - b1.powi(t));
-            let v_hat = self.v[i] / (1.0 - b2.powi(t));
-            self.p[i] *= 1.0 - lr * h.weight_decay as f64;
-            self.p[i] -= lr * m_hat / (v_hat.sqrt() + h.eps as f64);
+        let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        let state = self.p.iter_mut().zip(self.m.iter_mut().zip(self.v.iter_mut()));
+        for ((p, (m, v)), &g) in state.zip(grad) {
+            let g = g as f64 * scale;
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *p *= 1.0 - lr * h.weight_decay as f64;
+            *p -= lr * (*m / bc1) / ((*v / bc2).sqrt() + h.eps as f64);
         }
     }
 }

@@ -1,4 +1,30 @@
 //! ode: fused Runge–Kutta stage combinations and Dopri5 error control.
+//!
+//! Time runs forwards: a sample with `h > 0` is still integrating, `h = 0` has reached `t_end`.
+use rayon::prelude::*;
+
+use super::loss::{lanes_sum, sample_block, PAR_BLOCK};
+
+/// Elements whose stage sum is formed at once: the partial sums of a tile stay in L1 while each
+/// stage's slice streams past, and the loops over it vectorise.
+const TILE: usize = 256;
+
+/// An accepted step that ends this close to `t_end` (relative to `max(|t_end|, 1)`) lands on it
+/// exactly, so that f32 rounding of `t + h` cannot leave a sliver of a step.
+const T_SNAP: f32 = 1e-6;
+
+/// `acc[i] = Σ_j coeffs[j] · k[j·n + start + i]`. Zero coefficients (most of a Dopri5 tableau
+/// row) skip their stage entirely.
+fn combine(k: &[f32], n: usize, coeffs: &[f32], start: usize, acc: &mut [f32]) {
+    let len = acc.len();
+    acc.fill(0.0);
+    for (j, &c) in coeffs.iter().enumerate().filter(|&(_, &c)| c != 0.0) {
+        for (a, &kv) in acc.iter_mut().zip(&k[j * n + start..][..len]) {
+            *a += c * kv;
+        }
+    }
+}
+
 pub fn ode_stage(
     x: &[f32],
     k: &[f32],
@@ -7,8 +33,36 @@ pub fn ode_stage(
     per_sample: usize,
     out: &mut [f32],
 ) {
-    todo!()
+    let n = x.len();
+    let block = |start: usize, out: &mut [f32]| {
+        let mut acc = [0.0f32; TILE];
+        for (tile, out) in out.chunks_mut(TILE).enumerate() {
+            let start = start + tile * TILE;
+            let acc = &mut acc[..out.len()];
+            combine(k, n, coeffs, start, acc);
+            // A tile may straddle samples: apply each sample's step to its own segment.
+            let mut lo = 0;
+            while lo < out.len() {
+                let s = (start + lo) / per_sample;
+                let (hs, hi) = (h[s], ((s + 1) * per_sample - start).min(out.len()));
+                let seg = out[lo..hi].iter_mut().zip(&x[start + lo..start + hi]);
+                for ((o, &x), &a) in seg.zip(&acc[lo..hi]) {
+                    *o = x + hs * a;
+                }
+                lo = hi;
+            }
+        }
+    };
+    if n > PAR_BLOCK {
+        // PAR_BLOCK is a multiple of TILE, so tiles never cross blocks.
+        out.par_chunks_mut(PAR_BLOCK)
+            .enumerate()
+            .for_each(|(b, out)| block(b * PAR_BLOCK, out));
+    } else {
+        block(0, out);
+    }
 }
+
 #[allow(clippy::too_many_arguments)]
 pub fn dopri5_error(
     x: &[f32],
@@ -21,8 +75,35 @@ pub fn dopri5_error(
     atol: f32,
     err: &mut [f32],
 ) {
-    todo!()
+    let n = x.len();
+    let sample_error = |s: usize| -> f32 {
+        let (hs, end) = (h[s] as f64, (s + 1) * per_sample);
+        let mut acc = [0.0f32; TILE];
+        let mut sum = 0.0;
+        for lo in (s * per_sample..end).step_by(TILE) {
+            let acc = &mut acc[..TILE.min(end - lo)];
+            combine(k, n, err_coeffs, lo, acc);
+            let (x, x_new) = (&x[lo..][..acc.len()], &x_new[lo..][..acc.len()]);
+            sum += lanes_sum(acc.len(), |i| {
+                let tol = atol + rtol * x[i].abs().max(x_new[i].abs());
+                let e = hs * acc[i] as f64 / tol as f64;
+                e * e
+            });
+        }
+        (sum / per_sample as f64).sqrt() as f32
+    };
+    if n > PAR_BLOCK {
+        err.par_iter_mut()
+            .with_min_len(sample_block(per_sample) / per_sample)
+            .enumerate()
+            .for_each(|(s, e)| *e = sample_error(s));
+    } else {
+        for (s, e) in err.iter_mut().enumerate() {
+            *e = sample_error(s);
+        }
+    }
 }
+
 pub fn dopri5_accept(
     x: &mut [f32],
     x_new: &[f32],
@@ -32,5 +113,39 @@ pub fn dopri5_accept(
     per_sample: usize,
     t_end: f32,
 ) {
-    todo!()
+    let snap = T_SNAP * t_end.abs().max(1.0);
+    // `first` is the index of the block's first sample.
+    let block = |first: usize, x: &mut [f32], t: &mut [f32], h: &mut [f32]| {
+        let samples = x.chunks_mut(per_sample).zip(t.iter_mut().zip(h.iter_mut()));
+        for (s, (x, (t, h))) in samples.enumerate() {
+            let s = first + s;
+            if *h <= 0.0 {
+                continue;
+            }
+            let e = err[s];
+            if e <= 1.0 {
+                x.copy_from_slice(&x_new[s * per_sample..][..per_sample]);
+                *t += *h;
+                if t_end - *t <= snap {
+                    *t = t_end;
+                }
+            }
+            // Not `clamp`: max/min skip a NaN operand, so a NaN error (rejected above) gets
+            // the smallest factor 0.2 instead of a NaN step; err = 0 gives inf, hence 10.
+            #[allow(clippy::manual_clamp)]
+            let factor = (0.9 * e.powf(-0.2)).max(0.2).min(10.0);
+            *h = (*h * factor).min(t_end - *t).max(0.0);
+        }
+    };
+    if x.len() > PAR_BLOCK {
+        let len = sample_block(per_sample);
+        let per_block = len / per_sample;
+        x.par_chunks_mut(len)
+            .zip(t.par_chunks_mut(per_block))
+            .zip(h.par_chunks_mut(per_block))
+            .enumerate()
+            .for_each(|(b, ((x, t), h))| block(b * per_block, x, t, h));
+    } else {
+        block(0, x, t, h);
+    }
 }
