@@ -1,1 +1,412 @@
 //! Benchmark and example models: priors, simulators, bijections, exact posteriors.
+//!
+//! A hierarchical model has shared globals θ_g, exchangeable per-site locals η_s and a per-site
+//! observation y_s that depends only on (θ_g, η_s). Users describe their simulator by implementing
+//! [`HierarchicalModel`]; the benchmark tasks of TASKS.md implement it too.
+//!
+//! Layouts, used everywhere in the crate:
+//! - a parameter vector is `[globals, site 0 locals, site 1 locals, ...]`;
+//! - an observation vector is `[site 0 observation, site 1 observation, ...]` (site-major);
+//! - functional inputs, when a model has them, follow the observation layout with
+//!   [`HierarchicalModel::functional_input_dim`] values per observation scalar.
+//!
+//! Values are in natural space unless a name says "unconstrained".
+
+mod grid;
+mod hier_gaussian;
+mod hier_gaussian_linear;
+mod hier_gaussian_linear_uniform;
+pub mod special;
+
+pub use hier_gaussian::HierGaussian;
+pub use hier_gaussian_linear::HierGaussianLinear;
+pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
+
+use crate::error::{Error, Result};
+use rand::{Rng, RngExt};
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+/// A map from a parameter's support to the real line; networks are trained on the unconstrained
+/// side, samples are reported on the natural side.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Bijection {
+    /// Support ℝ.
+    Identity,
+    /// Support (0, ∞): u = ln x.
+    Log,
+    /// Support (lo, hi): u = logit((x − lo) / (hi − lo)).
+    LogitAffine { lo: f64, hi: f64 },
+}
+
+impl Bijection {
+    /// Natural → unconstrained.
+    pub fn forward(self, x: f64) -> f64 {
+        match self {
+            Bijection::Identity => x,
+            Bijection::Log => x.ln(),
+            // ln(x − lo) − ln(hi − x) keeps full precision near both ends, where
+            // logit((x − lo)/(hi − lo)) would round 1 − z to zero.
+            Bijection::LogitAffine { lo, hi } => (x - lo).ln() - (hi - x).ln(),
+        }
+    }
+
+    /// Unconstrained → natural.
+    pub fn inverse(self, u: f64) -> f64 {
+        match self {
+            Bijection::Identity => u,
+            Bijection::Log => u.exp(),
+            // Measured from the nearer end so that large |u| lands close to, not on, the bound.
+            Bijection::LogitAffine { lo, hi } => {
+                if u >= 0.0 {
+                    hi - (hi - lo) / (1.0 + u.exp())
+                } else {
+                    lo + (hi - lo) / (1.0 + (-u).exp())
+                }
+            }
+        }
+    }
+
+    /// ln |du/dx| at natural x: add it to an unconstrained log-density to get the natural one.
+    pub fn forward_log_det(self, x: f64) -> f64 {
+        match self {
+            Bijection::Identity => 0.0,
+            Bijection::Log => -x.ln(),
+            Bijection::LogitAffine { lo, hi } => (hi - lo).ln() - (x - lo).ln() - (hi - x).ln(),
+        }
+    }
+}
+
+/// One named variable: a block of `size` scalars (a vector when `size > 1`) sharing a bijection.
+/// For observation variables the bijection says how observations may be transformed before the
+/// networks see them; every current task observes on the real line (Identity).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Variable {
+    pub name: String,
+    pub size: usize,
+    pub bijection: Bijection,
+}
+
+impl Variable {
+    pub fn new(name: impl Into<String>, size: usize, bijection: Bijection) -> Self {
+        Variable {
+            name: name.into(),
+            size,
+            bijection,
+        }
+    }
+
+    /// A one-scalar variable.
+    pub fn scalar(name: impl Into<String>, bijection: Bijection) -> Self {
+        Self::new(name, 1, bijection)
+    }
+}
+
+/// A simulator with shared globals, exchangeable per-site locals and per-site observations.
+///
+/// Implementations describe their variables and draw from the prior and the simulator one site
+/// at a time; everything else (layouts, names, transforms, whole data sets) is derived here.
+/// Random draws take `&mut dyn Rng` so that the trait stays object-safe (`Box<dyn
+/// HierarchicalModel>` is what [`task_by_name`] returns); pass any `&mut StdRng` and it coerces.
+pub trait HierarchicalModel: Send + Sync {
+    /// The name used on the command line (`hier-gaussian-linear`).
+    fn name(&self) -> &str;
+
+    /// The global variables θ_g, in parameter-vector order.
+    fn global_variables(&self) -> Vec<Variable>;
+
+    /// The variables of one site's locals η_s, in parameter-vector order.
+    fn local_variables(&self) -> Vec<Variable>;
+
+    /// The variables of one site's observation y_s, in observation-vector order.
+    fn observation_variables(&self) -> Vec<Variable>;
+
+    /// Number of functional-input values attached to each observation scalar (for example its
+    /// observation time); 0 when the model has none.
+    fn functional_input_dim(&self) -> usize {
+        0
+    }
+
+    /// Draws one site's functional inputs (`obs_dim × functional_input_dim` values, in
+    /// observation order), or `None` when the model has none. Inputs do not depend on the
+    /// parameters; models with fixed inputs (observation times) ignore `rng`.
+    fn sample_functional_inputs(&self, _rng: &mut dyn Rng) -> Option<Vec<f64>> {
+        None
+    }
+
+    /// One draw of the globals from their prior (`global_dim` values).
+    fn sample_globals(&self, rng: &mut dyn Rng) -> Vec<f64>;
+
+    /// One site's locals drawn from their prior given the globals (`local_dim` values).
+    fn sample_locals(&self, globals: &[f64], rng: &mut dyn Rng) -> Vec<f64>;
+
+    /// One site's observation (`obs_dim` values) given the globals, the site's locals and the
+    /// site's functional inputs (`None` for models without them). It may return non-finite
+    /// values (a diverging ODE, say); callers drop and count such simulations.
+    fn simulate_site(
+        &self,
+        globals: &[f64],
+        locals: &[f64],
+        inputs: Option<&[f64]>,
+        rng: &mut dyn Rng,
+    ) -> Vec<f64>;
+
+    /// `n` independent draws from the exact posterior p(θ_g, η_1:S | y_1:S), each a full parameter
+    /// vector in natural space, or `None` when the model has no exact posterior (or cannot
+    /// evaluate it for this observation). `obs` holds `sites × obs_dim` finite values, site-major
+    /// (check user input with [`check_observation`] first); `inputs` follows the same layout.
+    fn exact_posterior(
+        &self,
+        _obs: &[f64],
+        _inputs: Option<&[f64]>,
+        _sites: usize,
+        _n: usize,
+        _rng: &mut dyn Rng,
+    ) -> Option<Vec<Vec<f64>>> {
+        None
+    }
+
+    /// Number of global scalars.
+    fn global_dim(&self) -> usize {
+        total_size(&self.global_variables())
+    }
+
+    /// Number of local scalars per site.
+    fn local_dim(&self) -> usize {
+        total_size(&self.local_variables())
+    }
+
+    /// Number of observation scalars per site.
+    fn obs_dim(&self) -> usize {
+        total_size(&self.observation_variables())
+    }
+
+    /// Length of the parameter vector for `sites` sites.
+    fn param_dim(&self, sites: usize) -> usize {
+        self.global_dim() + sites * self.local_dim()
+    }
+
+    /// CSV column names of the parameter vector (DESIGN §10): `sigma`, `loc[1]`, `mu.3`,
+    /// `theta.3[1]`; globals first, then site 0's locals, site 1's, and so on.
+    fn parameter_names(&self, sites: usize) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.param_dim(sites));
+        push_names(&self.global_variables(), None, &mut names);
+        let locals = self.local_variables();
+        for site in 0..sites {
+            push_names(&locals, Some(site), &mut names);
+        }
+        names
+    }
+
+    /// CSV column names of the observation vector: `y.0`, `y.1`, ... or `y.0[2]` when a site
+    /// observes a vector.
+    fn observation_names(&self, sites: usize) -> Vec<String> {
+        let vars = self.observation_variables();
+        let mut names = Vec::with_capacity(sites * self.obs_dim());
+        for site in 0..sites {
+            push_names(&vars, Some(site), &mut names);
+        }
+        names
+    }
+
+    /// The bijection of every scalar of the parameter vector for `sites` sites. Batch code calls
+    /// this once and maps rows with it.
+    fn parameter_bijections(&self, sites: usize) -> Vec<Bijection> {
+        let per_scalar = |vars: Vec<Variable>| -> Vec<Bijection> {
+            vars.iter()
+                .flat_map(|v| std::iter::repeat_n(v.bijection, v.size))
+                .collect()
+        };
+        let mut all = per_scalar(self.global_variables());
+        let locals = per_scalar(self.local_variables());
+        for _ in 0..sites {
+            all.extend_from_slice(&locals);
+        }
+        all
+    }
+
+    /// A natural-space parameter vector mapped to unconstrained space.
+    ///
+    /// # Panics
+    /// When `params.len() != param_dim(sites)`.
+    fn to_unconstrained(&self, params: &[f64], sites: usize) -> Vec<f64> {
+        map_params(
+            &self.parameter_bijections(sites),
+            params,
+            Bijection::forward,
+        )
+    }
+
+    /// An unconstrained parameter vector mapped back to natural space.
+    ///
+    /// # Panics
+    /// When `unconstrained.len() != param_dim(sites)`.
+    fn to_natural(&self, unconstrained: &[f64], sites: usize) -> Vec<f64> {
+        map_params(
+            &self.parameter_bijections(sites),
+            unconstrained,
+            Bijection::inverse,
+        )
+    }
+
+    /// ln |det ∂u/∂x| of the whole natural → unconstrained map at a natural-space vector:
+    /// log p_natural(x) = log p_unconstrained(u(x)) + this.
+    ///
+    /// # Panics
+    /// When `params.len() != param_dim(sites)`.
+    fn unconstrained_log_det(&self, params: &[f64], sites: usize) -> f64 {
+        let bijections = self.parameter_bijections(sites);
+        assert_eq!(
+            params.len(),
+            bijections.len(),
+            "parameter vector length for {sites} sites"
+        );
+        bijections
+            .iter()
+            .zip(params)
+            .map(|(b, &x)| b.forward_log_det(x))
+            .sum()
+    }
+}
+
+fn total_size(vars: &[Variable]) -> usize {
+    vars.iter().map(|v| v.size).sum()
+}
+
+fn push_names(vars: &[Variable], site: Option<usize>, names: &mut Vec<String>) {
+    for var in vars {
+        let base = match site {
+            Some(s) => format!("{}.{s}", var.name),
+            None => var.name.clone(),
+        };
+        if var.size == 1 {
+            names.push(base);
+        } else {
+            names.extend((0..var.size).map(|j| format!("{base}[{j}]")));
+        }
+    }
+}
+
+fn map_params(bijections: &[Bijection], values: &[f64], f: fn(Bijection, f64) -> f64) -> Vec<f64> {
+    assert_eq!(values.len(), bijections.len(), "parameter vector length");
+    bijections
+        .iter()
+        .zip(values)
+        .map(|(&b, &v)| f(b, v))
+        .collect()
+}
+
+/// Every built-in task, in the order `tfmpe` lists them.
+pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
+    vec![
+        Box::new(HierGaussian),
+        Box::new(HierGaussianLinear),
+        Box::new(HierGaussianLinearUniform),
+    ]
+}
+
+/// The built-in task with this command-line name.
+pub fn task_by_name(name: &str) -> Result<Box<dyn HierarchicalModel>> {
+    let all = tasks();
+    let known: Vec<String> = all.iter().map(|t| t.name().to_string()).collect();
+    all.into_iter().find(|t| t.name() == name).ok_or_else(|| {
+        Error::Invalid(format!(
+            "unknown task `{name}`; known tasks: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Checks a user-supplied observation for `sites` sites: the right number of values, all finite.
+pub fn check_observation(model: &dyn HierarchicalModel, obs: &[f64], sites: usize) -> Result<()> {
+    let per_site = model.obs_dim();
+    if obs.len() != sites * per_site {
+        return Err(Error::Shape(format!(
+            "task `{}` with {sites} sites needs {} observation values ({per_site} per site), got {}",
+            model.name(),
+            sites * per_site,
+            obs.len()
+        )));
+    }
+    if let Some(i) = obs.iter().position(|v| !v.is_finite()) {
+        let column = &model.observation_names(sites)[i];
+        return Err(Error::Invalid(format!(
+            "observation `{column}` is {}; observations must be finite numbers",
+            obs[i]
+        )));
+    }
+    Ok(())
+}
+
+/// One simulated data set of `sites` sites, drawn from the prior and the simulator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub sites: usize,
+    /// `param_dim(sites)` values, natural space.
+    pub params: Vec<f64>,
+    /// `sites × obs_dim` values, site-major.
+    pub obs: Vec<f64>,
+    /// The functional inputs the simulator used (`None` for models without them).
+    pub inputs: Option<Vec<f64>>,
+}
+
+impl Dataset {
+    /// Whether every simulated observation is finite; callers drop data sets that are not.
+    pub fn is_finite(&self) -> bool {
+        self.obs.iter().all(|v| v.is_finite())
+    }
+}
+
+/// Draws the globals, then `sites` sets of locals, functional inputs and site observations.
+///
+/// # Panics
+/// When the model returns vectors of other lengths than its variables declare (a bug in the
+/// model, reported with the model's name).
+pub fn simulate_dataset(model: &dyn HierarchicalModel, sites: usize, rng: &mut dyn Rng) -> Dataset {
+    let name = model.name();
+    let (local_dim, obs_dim) = (model.local_dim(), model.obs_dim());
+    let globals = model.sample_globals(rng);
+    assert_eq!(
+        globals.len(),
+        model.global_dim(),
+        "`{name}`: sample_globals length"
+    );
+    let mut params = Vec::with_capacity(model.param_dim(sites));
+    params.extend_from_slice(&globals);
+    let mut obs = Vec::with_capacity(sites * obs_dim);
+    let mut inputs = (model.functional_input_dim() > 0).then(Vec::new);
+    for _ in 0..sites {
+        let locals = model.sample_locals(&globals, rng);
+        assert_eq!(locals.len(), local_dim, "`{name}`: sample_locals length");
+        let site_inputs = model.sample_functional_inputs(rng);
+        assert_eq!(
+            site_inputs.as_ref().map_or(0, Vec::len),
+            obs_dim * model.functional_input_dim(),
+            "`{name}`: sample_functional_inputs length"
+        );
+        let y = model.simulate_site(&globals, &locals, site_inputs.as_deref(), rng);
+        assert_eq!(y.len(), obs_dim, "`{name}`: simulate_site length");
+        params.extend(locals);
+        obs.extend(y);
+        if let (Some(all), Some(site)) = (inputs.as_mut(), site_inputs) {
+            all.extend(site);
+        }
+    }
+    Dataset {
+        sites,
+        params,
+        obs,
+        inputs,
+    }
+}
+
+/// One standard normal draw; the tasks' priors and simulators are built from it.
+fn std_normal(rng: &mut dyn Rng) -> f64 {
+    rng.sample(StandardNormal)
+}
+
+/// One uniform draw on [0, 1).
+fn uniform01(rng: &mut dyn Rng) -> f64 {
+    rng.random::<f64>()
+}
