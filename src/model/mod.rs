@@ -2,3 +2,8 @@
 //! checkpoints.
 
 pub mod ode;
+pub mod tokens;
+pub mod checkpoint;
+pub mod standardize;
+pub mod tfmpe;
+pub mod flow;

@@ -1,0 +1,242 @@
+//! The TFMPE velocity field: a transformer encoder over tokens that predicts a velocity for every
+//! target token (DESIGN §6).
+//!
+//! Each token's features are `[value, label_emb, pos_emb, t, group_emb(, fourier(inputs))]`,
+//! mapped by one Linear layer to the model width; post-LN encoder blocks follow; a Linear head
+//! reads the target tokens only.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use super::tokens::TokenBatch;
+use crate::backend::{Buffer, DType};
+use crate::error::{Error, Result};
+use crate::nn::{Embedding, Linear, Transformer, TransformerConfig};
+use crate::tape::{ParamStore, Tape, Var};
+use crate::tensor::Device;
+
+/// Architecture. The defaults are the benchmark configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TfmpeConfig {
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub n_ff: usize,
+    pub label_dim: usize,
+    pub pos_dim: usize,
+    pub group_dim: usize,
+    /// Table sizes of the label, position and group embeddings.
+    pub n_labels: usize,
+    pub max_positions: usize,
+    pub max_groups: usize,
+}
+
+impl Default for TfmpeConfig {
+    fn default() -> Self {
+        TfmpeConfig {
+            width: 64,
+            layers: 2,
+            heads: 16,
+            n_ff: 2,
+            label_dim: 32,
+            pos_dim: 8,
+            group_dim: 8,
+            n_labels: 3,
+            max_positions: 128,
+            max_groups: 128,
+        }
+    }
+}
+
+impl TfmpeConfig {
+    /// Features per token before the embedding layer: value, label, position, t, group.
+    pub fn in_dim(&self) -> usize {
+        1 + self.label_dim + self.pos_dim + 1 + self.group_dim
+    }
+
+    /// Checks that every token id of a batch fits the embedding tables.
+    pub fn check_ids(&self, tb: &TokenBatch) -> Result<()> {
+        for (what, ids, size) in [
+            ("label", &tb.labels, self.n_labels),
+            ("position", &tb.positions, self.max_positions),
+            ("group", &tb.groups, self.max_groups),
+        ] {
+            if let Some(&id) = ids.iter().find(|&&id| id as usize >= size) {
+                return Err(Error::Invalid(format!(
+                    "token {what} {id} does not fit the model's {what} table of {size}: \
+                     the model was built for fewer variables or sites"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The network and the ids of its parameters in a [`ParamStore`].
+pub struct Tfmpe {
+    pub config: TfmpeConfig,
+    label_emb: Embedding,
+    pos_emb: Embedding,
+    group_emb: Embedding,
+    embed: Linear,
+    encoder: Transformer,
+    head: Linear,
+}
+
+/// A batch's token ids, masks and gather indices, on the device, reused step after step.
+pub struct DeviceTokens {
+    pub batch: usize,
+    pub n_cond: usize,
+    pub n_target: usize,
+    labels: Buffer,
+    positions: Buffer,
+    groups: Buffer,
+    /// Which sample each token belongs to (to broadcast the per-sample time).
+    sample_of_token: Buffer,
+    /// Row of each target token within `[batch · tokens]`.
+    target_rows: Buffer,
+    key_mask: Option<Buffer>,
+    pub target_mask: Option<Buffer>,
+}
+
+impl DeviceTokens {
+    pub fn upload(dev: &Device, tb: &TokenBatch) -> Result<Self> {
+        let b = dev.backend();
+        let n = tb.tokens();
+        let sample_of_token: Vec<u32> = (0..tb.batch * n).map(|i| (i / n) as u32).collect();
+        let target_rows: Vec<u32> = (0..tb.batch)
+            .flat_map(|s| (0..tb.n_target).map(move |j| (s * n + tb.n_cond + j) as u32))
+            .collect();
+        Ok(DeviceTokens {
+            batch: tb.batch,
+            n_cond: tb.n_cond,
+            n_target: tb.n_target,
+            labels: b.upload_u32(&tb.labels)?,
+            positions: b.upload_u32(&tb.positions)?,
+            groups: b.upload_u32(&tb.groups)?,
+            sample_of_token: b.upload_u32(&sample_of_token)?,
+            target_rows: b.upload_u32(&target_rows)?,
+            key_mask: tb.key_mask.as_ref().map(|m| b.upload_f32(m)).transpose()?,
+            target_mask: tb
+                .target_mask
+                .as_ref()
+                .map(|m| b.upload_f32(m))
+                .transpose()?,
+        })
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.n_cond + self.n_target
+    }
+
+    fn ids(&self, tape: &mut Tape, buf: &Buffer) -> Result<Var> {
+        debug_assert_eq!(buf.dtype(), DType::U32);
+        tape.input_copy(buf, &[buf.len()])
+    }
+}
+
+impl Tfmpe {
+    /// Registers a freshly initialised network in `params`, drawing weights from `seed`.
+    pub fn new(params: &mut ParamStore, config: TfmpeConfig, seed: u64) -> Result<Self> {
+        if config.width % config.heads != 0 {
+            return Err(Error::Invalid(format!(
+                "width {} is not divisible by {} heads",
+                config.width, config.heads
+            )));
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let label_emb = Embedding::new(
+            params,
+            "embed.label",
+            config.n_labels,
+            config.label_dim,
+            &mut rng,
+        )?;
+        let pos_emb = Embedding::new(
+            params,
+            "embed.position",
+            config.max_positions,
+            config.pos_dim,
+            &mut rng,
+        )?;
+        let group_emb = Embedding::new(
+            params,
+            "embed.group",
+            config.max_groups,
+            config.group_dim,
+            &mut rng,
+        )?;
+        let embed = Linear::new(
+            params,
+            "embed.linear",
+            config.in_dim(),
+            config.width,
+            true,
+            &mut rng,
+        )?;
+        let tc = TransformerConfig {
+            width: config.width,
+            layers: config.layers,
+            heads: config.heads,
+            n_ff: config.n_ff,
+        };
+        let encoder = Transformer::new(params, "encoder", tc, &mut rng)?;
+        let head = Linear::new(params, "head", config.width, 1, true, &mut rng)?;
+        Ok(Tfmpe {
+            config,
+            label_emb,
+            pos_emb,
+            group_emb,
+            embed,
+            encoder,
+            head,
+        })
+    }
+
+    /// Velocities of the target tokens, `[batch · n_target, 1]`, for condition values
+    /// `cond: [batch, n_cond]`, current target values `xt: [batch, n_target]` and one time per
+    /// sample `t: [batch]`.
+    pub fn velocity(
+        &self,
+        tape: &mut Tape,
+        tok: &DeviceTokens,
+        cond: Var,
+        xt: Var,
+        t: Var,
+    ) -> Result<Var> {
+        let (b, n) = (tok.batch, tok.tokens());
+        let values = if tok.n_cond > 0 {
+            tape.concat(&[cond, xt])?
+        } else {
+            xt
+        };
+        let values = tape.reshape(values, &[b * n, 1])?;
+        let t_table = tape.reshape(t, &[b, 1])?;
+        let sample_ids = tok.ids(tape, &tok.sample_of_token)?;
+        let t_col = tape.embedding(t_table, sample_ids)?;
+        let labels = tok.ids(tape, &tok.labels)?;
+        let positions = tok.ids(tape, &tok.positions)?;
+        let groups = tok.ids(tape, &tok.groups)?;
+        let parts = [
+            values,
+            self.label_emb.forward(tape, labels)?,
+            self.pos_emb.forward(tape, positions)?,
+            t_col,
+            self.group_emb.forward(tape, groups)?,
+        ];
+        let x = tape.concat(&parts)?;
+        let h = self.embed.forward(tape, x)?;
+        let h = tape.reshape(h, &[b, n, self.config.width])?;
+        let mask = tok
+            .key_mask
+            .as_ref()
+            .map(|m| tape.input_copy(m, &[b, n]))
+            .transpose()?;
+        let h = self.encoder.forward(tape, h, mask)?;
+        let h = tape.reshape(h, &[b * n, self.config.width])?;
+        let rows = tok.ids(tape, &tok.target_rows)?;
+        let h = tape.gather_rows(h, rows)?;
+        self.head.forward(tape, h)
+    }
+}

@@ -1,0 +1,323 @@
+//! Tokens: one per scalar. Each carries a label (which variable), a position (index within its
+//! site's block, or within the variable for globals) and a group (0 for globals, s + 1 for site
+//! s). Condition tokens come first, target tokens after.
+//!
+//! A [`TokenBatch`] lays out a batch of sets, each `n_cond + n_target` tokens long: sets with
+//! fewer tokens than the longest (other site counts) are padded, condition and target blocks
+//! separately, and masked — padded keys are never attended to, padded targets never scored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::tasks::HierarchicalModel;
+
+/// The identity of one token (its value is stored apart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub label: u32,
+    pub position: u32,
+    pub group: u32,
+}
+
+/// The tokens of one set: conditions, then targets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub cond: Vec<Token>,
+    pub target: Vec<Token>,
+}
+
+/// Labels: the model's global variables, then its local variables, then its observation
+/// variables, one label each.
+pub fn n_labels(model: &dyn HierarchicalModel) -> usize {
+    model.global_variables().len()
+        + model.local_variables().len()
+        + model.observation_variables().len()
+}
+
+/// Tokens of a list of variables, numbering labels from `first_label` and positions from 0
+/// across the whole block.
+fn block(sizes: &[usize], first_label: u32, group: u32) -> impl Iterator<Item = Token> + '_ {
+    sizes.iter().enumerate().flat_map(move |(v, &size)| {
+        let before: usize = sizes[..v].iter().sum();
+        (0..size).map(move |c| Token {
+            label: first_label + v as u32,
+            position: (before + c) as u32,
+            group,
+        })
+    })
+}
+
+fn sizes(vars: &[crate::tasks::Variable]) -> Vec<usize> {
+    vars.iter().map(|v| v.size).collect()
+}
+
+impl Layout {
+    /// The posterior network's tokens for `sites` sites: every observation scalar is a condition,
+    /// every parameter (globals, then each site's locals) a target.
+    pub fn posterior(model: &dyn HierarchicalModel, sites: usize) -> Layout {
+        let (g, l, o) = (
+            sizes(&model.global_variables()),
+            sizes(&model.local_variables()),
+            sizes(&model.observation_variables()),
+        );
+        let (l0, o0) = (g.len() as u32, (g.len() + l.len()) as u32);
+        // Globals are numbered by component within their variable.
+        let globals = g.iter().enumerate().flat_map(|(v, &size)| {
+            (0..size).map(move |c| Token {
+                label: v as u32,
+                position: c as u32,
+                group: 0,
+            })
+        });
+        let mut target: Vec<Token> = globals.collect();
+        let mut cond = Vec::new();
+        for s in 0..sites as u32 {
+            cond.extend(block(&o, o0, s + 1));
+            target.extend(block(&l, l0, s + 1));
+        }
+        Layout { cond, target }
+    }
+
+    /// The likelihood surrogate's tokens: the globals and one site's locals are conditions, that
+    /// site's observation is the target.
+    pub fn surrogate(model: &dyn HierarchicalModel) -> Layout {
+        let mut layout = Layout::posterior(model, 1);
+        let obs = std::mem::take(&mut layout.cond);
+        Layout {
+            cond: layout.target,
+            target: obs,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cond.len() + self.target.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The largest position and group id used, for sizing embedding tables.
+    pub fn max_ids(&self) -> (u32, u32, u32) {
+        self.cond
+            .iter()
+            .chain(&self.target)
+            .fold((0, 0, 0), |(l, p, g), t| {
+                (l.max(t.label), p.max(t.position), g.max(t.group))
+            })
+    }
+}
+
+/// The token ids and masks of a batch of sets, on the host, ready to upload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenBatch {
+    pub batch: usize,
+    /// Condition slots per set (the longest set's condition count).
+    pub n_cond: usize,
+    /// Target slots per set.
+    pub n_target: usize,
+    /// `[batch · tokens]` each, tokens = n_cond + n_target.
+    pub labels: Vec<u32>,
+    pub positions: Vec<u32>,
+    pub groups: Vec<u32>,
+    /// Key-padding mask `[batch · tokens]` (1 = real token), `None` when nothing is padded.
+    pub key_mask: Option<Vec<f32>>,
+    /// `[batch · n_target]` (1 = real target), `None` when nothing is padded.
+    pub target_mask: Option<Vec<f32>>,
+    /// Real (unpadded) condition and target counts per set.
+    counts: Vec<(usize, usize)>,
+}
+
+impl TokenBatch {
+    /// Packs the layouts of a batch of sets (one per set; they may differ in length).
+    pub fn pack(layouts: &[&Layout]) -> Result<TokenBatch> {
+        if layouts.is_empty() {
+            return Err(Error::Invalid(
+                "a token batch needs at least one set".into(),
+            ));
+        }
+        let n_cond = layouts.iter().map(|l| l.cond.len()).max().unwrap_or(0);
+        let n_target = layouts.iter().map(|l| l.target.len()).max().unwrap_or(0);
+        if n_target == 0 {
+            return Err(Error::Invalid(
+                "a set needs at least one target token".into(),
+            ));
+        }
+        let tokens = n_cond + n_target;
+        let batch = layouts.len();
+        let pad = Token {
+            label: 0,
+            position: 0,
+            group: 0,
+        };
+        let (mut labels, mut positions, mut groups) = (
+            Vec::with_capacity(batch * tokens),
+            Vec::with_capacity(batch * tokens),
+            Vec::with_capacity(batch * tokens),
+        );
+        let mut key_mask = Vec::with_capacity(batch * tokens);
+        let mut target_mask = Vec::with_capacity(batch * n_target);
+        for l in layouts {
+            let cond = l
+                .cond
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None))
+                .take(n_cond);
+            let target = l
+                .target
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None))
+                .take(n_target);
+            for (i, t) in cond.chain(target).enumerate() {
+                let tok = t.copied().unwrap_or(pad);
+                labels.push(tok.label);
+                positions.push(tok.position);
+                groups.push(tok.group);
+                key_mask.push(if t.is_some() { 1.0 } else { 0.0 });
+                if i >= n_cond {
+                    target_mask.push(if t.is_some() { 1.0 } else { 0.0 });
+                }
+            }
+        }
+        let padded = key_mask.iter().any(|&m| m == 0.0);
+        Ok(TokenBatch {
+            batch,
+            n_cond,
+            n_target,
+            labels,
+            positions,
+            groups,
+            key_mask: padded.then_some(key_mask),
+            target_mask: padded.then_some(target_mask),
+            counts: layouts
+                .iter()
+                .map(|l| (l.cond.len(), l.target.len()))
+                .collect(),
+        })
+    }
+
+    /// The same layout repeated `batch` times.
+    pub fn repeat(layout: &Layout, batch: usize) -> Result<TokenBatch> {
+        TokenBatch::pack(&vec![layout; batch])
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.n_cond + self.n_target
+    }
+
+    /// Places each set's condition values (its real count) into the padded `[batch · n_cond]`
+    /// block, zeros in the padding.
+    pub fn pack_cond(&self, sets: &[&[f32]]) -> Result<Vec<f32>> {
+        self.pack_values(sets, self.n_cond, |c| c.0, "condition")
+    }
+
+    /// Places each set's target values into the padded `[batch · n_target]` block.
+    pub fn pack_target(&self, sets: &[&[f32]]) -> Result<Vec<f32>> {
+        self.pack_values(sets, self.n_target, |c| c.1, "target")
+    }
+
+    /// Splits a padded `[batch · n_target]` block back into each set's real targets.
+    pub fn unpack_target<'a>(&self, packed: &'a [f32]) -> Vec<&'a [f32]> {
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(b, &(_, m))| &packed[b * self.n_target..b * self.n_target + m])
+            .collect()
+    }
+
+    fn pack_values(
+        &self,
+        sets: &[&[f32]],
+        slots: usize,
+        count: fn(&(usize, usize)) -> usize,
+        what: &str,
+    ) -> Result<Vec<f32>> {
+        if sets.len() != self.batch {
+            return Err(Error::Shape(format!(
+                "{} {what} sets for a batch of {}",
+                sets.len(),
+                self.batch
+            )));
+        }
+        let mut out = vec![0.0; self.batch * slots];
+        for (b, (set, c)) in sets.iter().zip(&self.counts).enumerate() {
+            if set.len() != count(c) {
+                return Err(Error::Shape(format!(
+                    "set {b} has {} {what} values but its layout has {} {what} tokens",
+                    set.len(),
+                    count(c)
+                )));
+            }
+            out[b * slots..b * slots + set.len()].copy_from_slice(set);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::task_by_name;
+
+    #[test]
+    fn posterior_layout_follows_the_parameter_and_observation_order() {
+        let task = task_by_name("hier-gaussian").unwrap();
+        let l = Layout::posterior(&*task, 2);
+        // 2 sites × 5 observations as conditions; mu, then theta per site, as targets.
+        assert_eq!(l.cond.len(), 10);
+        assert_eq!(l.target.len(), 3);
+        assert_eq!(
+            l.target[0],
+            Token {
+                label: 0,
+                position: 0,
+                group: 0
+            }
+        );
+        assert_eq!(
+            l.target[2],
+            Token {
+                label: 1,
+                position: 0,
+                group: 2
+            }
+        );
+        assert_eq!(
+            l.cond[7],
+            Token {
+                label: 2,
+                position: 2,
+                group: 2
+            }
+        );
+        let s = Layout::surrogate(&*task);
+        assert_eq!((s.cond.len(), s.target.len()), (2, 5));
+        assert_eq!(n_labels(&*task), 3);
+    }
+
+    #[test]
+    fn mixed_site_counts_are_padded_and_masked() {
+        let task = task_by_name("hier-gaussian-linear").unwrap();
+        let (a, b) = (Layout::posterior(&*task, 3), Layout::posterior(&*task, 1));
+        let tb = TokenBatch::pack(&[&a, &b]).unwrap();
+        assert_eq!((tb.n_cond, tb.n_target, tb.tokens()), (3, 4, 7));
+        let km = tb.key_mask.as_ref().unwrap();
+        assert_eq!(&km[..7], &[1.0; 7]);
+        assert_eq!(&km[7..], &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(
+            tb.target_mask.as_ref().unwrap(),
+            &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+        );
+        let cond = tb.pack_cond(&[&[1.0, 2.0, 3.0], &[4.0]]).unwrap();
+        assert_eq!(cond, vec![1.0, 2.0, 3.0, 4.0, 0.0, 0.0]);
+        let tgt = tb
+            .pack_target(&[&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0]])
+            .unwrap();
+        assert_eq!(tb.unpack_target(&tgt)[1], &[5.0, 6.0]);
+        assert!(tb.pack_cond(&[&[1.0], &[4.0]]).is_err());
+        let same = TokenBatch::repeat(&a, 4).unwrap();
+        assert!(same.key_mask.is_none() && same.target_mask.is_none());
+    }
+}
