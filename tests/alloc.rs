@@ -1,0 +1,45 @@
+//! A training step at the W1 shapes allocates no device buffer after its first run: the tape
+//! recycles its buffers through its pool, and the optimiser's state is allocated once.
+
+#[path = "../benches/w1/mod.rs"]
+mod w1;
+
+use tfmpe::Device;
+
+#[test]
+fn w1_train_step_reuses_its_buffers() {
+    let device = Device::cpu();
+    let mut step = w1::W1::new(&device, 100, 7).unwrap();
+    let allocated = || device.backend().buffers_allocated();
+    let mut losses = Vec::new();
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        let loss = step.train_step().unwrap();
+        losses.push(step.tape.to_vec(loss).unwrap()[0]);
+        counts.push(allocated());
+    }
+    assert!(losses.iter().all(|l| l.is_finite()), "losses {losses:?}");
+    assert!(
+        losses[2] < losses[0],
+        "AdamW lowers the loss on a fixed batch: {losses:?}"
+    );
+    assert_eq!(
+        counts[1], counts[2],
+        "buffers allocated after each step: {counts:?}"
+    );
+}
+
+#[test]
+fn inference_pass_reuses_its_buffers() {
+    let device = Device::cpu();
+    let mut step = w1::W1::new(&device, 10, 8).unwrap();
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        step.infer().unwrap();
+        counts.push(device.backend().buffers_allocated());
+    }
+    assert_eq!(
+        counts[1], counts[2],
+        "buffers allocated after each pass: {counts:?}"
+    );
+}
