@@ -82,7 +82,7 @@ fn fm_loss_matches_f64_with_and_without_mask() {
             for mask in [None, Some(&padding[..]), Some(&weights[..])] {
                 let (loss, dpred) = run_fm_loss(&dev, &p, &y, mask);
                 let (want_loss, want_dpred) = fm_loss_ref(&p, &y, mask);
-                // Each squared difference carries ~2 f32 roundings and the sum of these
+                // Each term m (p - y)² takes three f32 roundings and the sum of these
                 // non-negative terms is in f64, so the loss is good to a few ulps.
                 assert_close("fm_loss loss", &[loss], &[want_loss], 0.0, 4e-7);
                 // 2 m (p - y) / Σm: about four f32 roundings.

@@ -170,14 +170,14 @@ fn dopri5_error_matches_f64() {
                 .into_iter()
                 .enumerate()
             {
-                // Beyond the summation slack, the ratio and the RMS are formed in f64 and
-                // rounded once.
+                // Beyond the summation slack: the tolerance and the ratio take three f32
+                // roundings (relative), the RMS in f64 one more at the end.
                 assert_close(
                     &format!("dopri5_error sample {s}"),
                     &got[s..=s],
                     &[want],
                     slack,
-                    2e-7,
+                    3e-7,
                 );
             }
         }

@@ -60,7 +60,10 @@ impl Reference {
         let (lr, b1, b2) = (h.lr as f64, h.beta1 as f64, h.beta2 as f64);
         let t = h.step as i32;
         let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-        let state = self.p.iter_mut().zip(self.m.iter_mut().zip(self.v.iter_mut()));
+        let state = self
+            .p
+            .iter_mut()
+            .zip(self.m.iter_mut().zip(self.v.iter_mut()));
         for ((p, (m, v)), &g) in state.zip(grad) {
             let g = g as f64 * scale;
             *m = b1 * *m + (1.0 - b1) * g;

@@ -12,43 +12,19 @@ use crate::error::{Error, Result};
 const TRIG_BLOCK: usize = PAR_BLOCK / 16;
 
 thread_local! {
-    /// `embedding_bwd`'s counting sort: row boundaries and the positions of the ids grouped
-    /// by row. Taken out for a call and put back after, so a reentrant call (rayon runs other
-    /// jobs while a thread waits) gets fresh vectors instead of a borrow panic.
-    static BUCKETS: Cell<(Vec<usize>, Vec<u32>)> = const { Cell::new((Vec::new(), Vec::new())) };
-    /// `fourier_bwd`'s per-row factors, transposed to `[half, rows]`.
-    static FOURIER_G: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
-
-/// Groups the positions of `ids` by row, in order of position (a stable counting sort):
-/// row `r`'s positions are `order[starts[r]..starts[r + 1]]`. Errors on an id past the table.
-fn bucket(ids: &[u32], rows: usize, starts: &mut Vec<usize>, order: &mut Vec<u32>) -> Result<()> {
-    starts.clear();
-    starts.resize(rows + 1, 0);
-    for &id in ids {
-        let slot = starts.get_mut(id as usize + 1).ok_or_else(|| {
-            Error::Invalid(format!(
-                "embedding_bwd: id {id} is past the table's {rows} rows"
-            ))
-        })?;
-        *slot += 1;
-    }
-    // starts[r + 1] becomes row r's first slot and then, as the cursor of its row moves
-    // during placement, row r's end, which is row r + 1's start.
-    let mut first = 0;
-    for slot in &mut starts[1..] {
-        (*slot, first) = (first, first + *slot);
-    }
-    order.resize(ids.len(), 0);
-    for (i, &id) in ids.iter().enumerate() {
-        let cursor = &mut starts[id as usize + 1];
-        order[*cursor] = i as u32;
-        *cursor += 1;
-    }
-    Ok(())
+    /// `fourier_bwd`'s per-row factors and inputs, transposed to `[half + in_dim, rows]`.
+    /// Taken out for a call and put back after, so a reentrant call (rayon runs other jobs
+    /// while a thread waits) gets a fresh vector instead of a borrow panic.
+    static FOURIER_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Errors (Error::Invalid) on an id past the table, before writing anything.
+///
+/// One thread streams `dout` in order of position, so every row receives its ids' gradients in
+/// order of i (the contract's order) with no scratch and no atomics. The table (~100 rows of
+/// 8-32) stays in L1 and the pass runs at the speed `dout` is read: for 10 000 ids this measured
+/// about twice as fast as a counting sort of the ids by row followed by per-row sums, serial or
+/// on rayon, and splitting the rows between threads that each scan all ids was no faster.
 pub fn embedding_bwd(
     dout: &[f32],
     ids: &[u32],
@@ -62,34 +38,21 @@ pub fn embedding_bwd(
             dtable.len()
         )));
     }
-    let (mut starts, mut order) = BUCKETS.take();
-    let bucketed = bucket(ids, dtable.len() / dim, &mut starts, &mut order);
-    if bucketed.is_ok() {
-        // Each row is owned by one task and sums its ids in order: deterministic, no atomics.
-        let row_grad = |r: usize, row: &mut [f32]| {
-            if !accumulate {
-                row.fill(0.0);
-            }
-            for &i in &order[starts[r]..starts[r + 1]] {
-                let src = &dout[i as usize * dim..][..dim];
-                for (d, &s) in row.iter_mut().zip(src) {
-                    *d += s;
-                }
-            }
-        };
-        if dout.len() > PAR_BLOCK {
-            dtable
-                .par_chunks_mut(dim)
-                .enumerate()
-                .for_each(|(r, row)| row_grad(r, row));
-        } else {
-            for (r, row) in dtable.chunks_mut(dim).enumerate() {
-                row_grad(r, row);
-            }
+    let rows = dtable.len() / dim;
+    if let Some(id) = ids.iter().find(|&&id| id as usize >= rows) {
+        return Err(Error::Invalid(format!(
+            "embedding_bwd: id {id} is past the table's {rows} rows"
+        )));
+    }
+    if !accumulate {
+        dtable.fill(0.0);
+    }
+    for (&id, grad) in ids.iter().zip(dout.chunks_exact(dim)) {
+        for (d, &g) in dtable[id as usize * dim..][..dim].iter_mut().zip(grad) {
+            *d += g;
         }
     }
-    BUCKETS.set((starts, order));
-    bucketed
+    Ok(())
 }
 
 /// `z = 2π · Σ_i x[i] · freqs[i, j]` for one row `x` of the input.
@@ -134,7 +97,8 @@ pub fn fourier_fwd(
 
 /// Two passes: the per-row factors `g[j, r] = cos z · dsin − sin z · dcos` (all the
 /// transcendental work, parallel over columns and row blocks), then each `dfreqs[i, j] =
-/// 2π Σ_r x[r, i] g[j, r]` as one f64 reduction over rows in order, each element owned by one task.
+/// 2π Σ_r x[r, i] g[j, r]` as one f64 reduction over rows in order, each element owned by one
+/// task. Both g and x are stored column-major for that reduction.
 #[allow(clippy::too_many_arguments)]
 pub fn fourier_bwd(
     x: &[f32],
@@ -146,8 +110,20 @@ pub fn fourier_bwd(
     dfreqs: &mut [f32],
     accumulate: bool,
 ) {
-    let mut g = FOURIER_G.take();
-    g.resize(rows * half, 0.0);
+    if rows == 0 || half == 0 {
+        if !accumulate {
+            dfreqs.fill(0.0);
+        }
+        return;
+    }
+    let mut scratch = FOURIER_SCRATCH.take();
+    scratch.resize((half + in_dim) * rows, 0.0);
+    let (g, xt) = scratch.split_at_mut(half * rows);
+    for (i, col) in xt.chunks_mut(rows).enumerate() {
+        for (c, &v) in col.iter_mut().zip(x[i..].iter().step_by(in_dim)) {
+            *c = v;
+        }
+    }
     let factors = |j: usize, first_row: usize, g: &mut [f32]| {
         for (r, g) in (first_row..).zip(g) {
             let (sin, cos) = phase(&x[r * in_dim..][..in_dim], freqs, half, j).sin_cos();
@@ -163,15 +139,16 @@ pub fn fourier_bwd(
                 .for_each(|(b, g)| factors(j, b * TRIG_BLOCK, g))
         });
     } else {
-        for (j, g) in g.chunks_mut(rows.max(1)).enumerate() {
+        for (j, g) in g.chunks_mut(rows).enumerate() {
             factors(j, 0, g);
         }
     }
 
+    let (g, xt) = (&*g, &*xt);
     let grad = |idx: usize, d: &mut f32| {
-        let (i, g) = (idx / half, &g[idx % half * rows..][..rows]);
-        let sum =
-            std::f64::consts::TAU * lanes_sum(rows, |r| x[r * in_dim + i] as f64 * g[r] as f64);
+        let (i, j) = (idx / half, idx % half);
+        let columns = [&xt[i * rows..][..rows], &g[j * rows..][..rows]];
+        let sum = std::f64::consts::TAU * lanes_sum(columns, |[x, g]| (x * g) as f64);
         *d = if accumulate {
             (*d as f64 + sum) as f32
         } else {
@@ -189,5 +166,5 @@ pub fn fourier_bwd(
             .enumerate()
             .for_each(|(idx, d)| grad(idx, d));
     }
-    FOURIER_G.set(g);
+    FOURIER_SCRATCH.set(scratch);
 }

@@ -1,7 +1,7 @@
 //! flow: flow-matching interpolation and the masked MSE loss.
 use rayon::prelude::*;
 
-use super::loss::{lanes_sum, sample_block, sum_blocks, sum_blocks_mut, PAR_BLOCK};
+use super::loss::{lanes_sum, lanes_sum_mut, sample_block, sum_blocks, sum_blocks_mut, PAR_BLOCK};
 
 pub fn fm_prepare(
     x0: &[f32],
@@ -48,39 +48,27 @@ pub fn fm_loss(
     loss: &mut [f32],
     dpred: &mut [f32],
 ) {
-    match mask {
-        Some(m) => {
-            let weight = sum_blocks(m.len(), |r| {
-                let m = &m[r];
-                lanes_sum(m.len(), |i| m[i] as f64)
-            });
-            masked_mse(pred, target, |i| m[i], weight, loss, dpred);
-        }
-        None => masked_mse(pred, target, |_| 1.0, pred.len() as f64, loss, dpred),
-    }
-}
-
-/// The loss and gradient once the total mask weight is known: one pass that writes `dpred`
-/// and reduces the squared errors. Generic over the mask so that "no mask" costs nothing.
-fn masked_mse(
-    pred: &[f32],
-    target: &[f32],
-    mask: impl Fn(usize) -> f32 + Sync,
-    weight: f64,
-    loss: &mut [f32],
-    dpred: &mut [f32],
-) {
+    let n = pred.len();
+    let weight = mask.map_or(n as f64, |m| {
+        sum_blocks(n, |r| lanes_sum([&m[r]], |[m]| m as f64))
+    });
     // max(Σ m, 1): an all-padding batch gives loss 0 and zero gradients, not NaN.
     let inv = 1.0 / weight.max(1.0);
     let grad_scale = (2.0 * inv) as f32;
+    // One pass that writes dpred and reduces m (p - y)², each term rounded once in f32.
     let total = sum_blocks_mut(dpred, |start, dp| {
-        let (p, y) = (&pred[start..][..dp.len()], &target[start..][..dp.len()]);
-        lanes_sum(dp.len(), |i| {
-            let m = mask(start + i);
-            let d = p[i] - y[i];
-            dp[i] = grad_scale * m * d;
-            m as f64 * (d as f64 * d as f64)
-        })
+        let r = start..start + dp.len();
+        let (p, y) = (&pred[r.clone()], &target[r.clone()]);
+        match mask {
+            Some(m) => lanes_sum_mut([p, y, &m[r]], dp, |[p, y, m]| {
+                let d = p - y;
+                (grad_scale * m * d, (m * d * d) as f64)
+            }),
+            None => lanes_sum_mut([p, y], dp, |[p, y]| {
+                let d = p - y;
+                (grad_scale * d, (d * d) as f64)
+            }),
+        }
     });
     loss[0] = (total * inv) as f32;
 }

@@ -23,21 +23,54 @@ pub(super) fn sample_block(per_sample: usize) -> usize {
     per_sample * (PAR_BLOCK / per_sample).max(1)
 }
 
-/// `Σ_{i < len} term(i)` in f64 over 8 interleaved lanes (independent chains the compiler can
-/// vectorise), combined in a fixed tree.
-pub(super) fn lanes_sum(len: usize, mut term: impl FnMut(usize) -> f64) -> f64 {
+/// `Σ_i term([inputs[0][i], inputs[1][i], ..])` over equal-length inputs, in f64 over 8
+/// interleaved lanes combined in a fixed tree. Slicing each input once per 8 elements lets the
+/// compiler drop the bounds checks and vectorise the lanes (an index closure defeats both).
+pub(super) fn lanes_sum<const K: usize>(
+    inputs: [&[f32]; K],
+    mut term: impl FnMut([f32; K]) -> f64,
+) -> f64 {
+    let len = inputs.first().map_or(0, |s| s.len());
     let mut lanes = [0.0f64; 8];
     let full = len - len % 8;
-    for i in (0..full).step_by(8) {
+    for base in (0..full).step_by(8) {
+        let chunk = inputs.map(|s| &s[base..base + 8]);
         for (l, lane) in lanes.iter_mut().enumerate() {
-            *lane += term(i + l);
+            *lane += term(chunk.map(|s| s[l]));
+        }
+    }
+    let tail = (full..len).map(|i| term(inputs.map(|s| s[i]))).sum();
+    fold_lanes(lanes, tail)
+}
+
+/// As [`lanes_sum`] for a term that also yields one output per element: `term` returns
+/// `(out[i], summand)`.
+pub(super) fn lanes_sum_mut<const K: usize>(
+    inputs: [&[f32]; K],
+    out: &mut [f32],
+    mut term: impl FnMut([f32; K]) -> (f32, f64),
+) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    let full = out.len() - out.len() % 8;
+    let (body, rest) = out.split_at_mut(full);
+    for (c, out) in body.chunks_exact_mut(8).enumerate() {
+        let chunk = inputs.map(|s| &s[c * 8..c * 8 + 8]);
+        for (l, (lane, o)) in lanes.iter_mut().zip(out).enumerate() {
+            let summand;
+            (*o, summand) = term(chunk.map(|s| s[l]));
+            *lane += summand;
         }
     }
     let mut tail = 0.0;
-    for i in full..len {
-        tail += term(i);
+    for (i, o) in (full..).zip(rest) {
+        let summand;
+        (*o, summand) = term(inputs.map(|s| s[i]));
+        tail += summand;
     }
-    let [a, b, c, d, e, f, g, h] = lanes;
+    fold_lanes(lanes, tail)
+}
+
+fn fold_lanes([a, b, c, d, e, f, g, h]: [f64; 8], tail: f64) -> f64 {
     ((a + e) + (b + f)) + ((c + g) + (d + h)) + tail
 }
 
@@ -73,13 +106,11 @@ pub(super) fn sum_blocks_mut(
 }
 
 pub fn bce_with_logits(logits: &[f32], targets: &[f32], loss: &mut [f32], dlogits: &mut [f32]) {
-    let n = logits.len();
-    let inv_n = 1.0 / n.max(1) as f64;
+    let inv_n = 1.0 / logits.len().max(1) as f64;
     let grad_scale = inv_n as f32;
     let total = sum_blocks_mut(dlogits, |start, dz| {
-        let (z, y) = (&logits[start..][..dz.len()], &targets[start..][..dz.len()]);
-        lanes_sum(dz.len(), |i| {
-            let (z, y) = (z[i], y[i]);
+        let r = start..start + dz.len();
+        lanes_sum_mut([&logits[r.clone()], &targets[r]], dz, |[z, y]| {
             // e^-|z| never overflows; the loss is max(z, 0) - z y + ln(1 + e^-|z|), and
             // σ(z) is formed from the same e^-|z| on either side of 0.
             let e = (-z.abs()).exp();
@@ -88,18 +119,15 @@ pub fn bce_with_logits(logits: &[f32], targets: &[f32], loss: &mut [f32], dlogit
             } else {
                 e / (1.0 + e)
             };
-            dz[i] = (sigmoid - y) * grad_scale;
-            let (z, y) = (z as f64, y as f64);
-            z.max(0.0) - z * y + (e as f64).ln_1p()
+            let (z64, y64) = (z as f64, y as f64);
+            let summand = z64.max(0.0) - z64 * y64 + e.ln_1p() as f64;
+            ((sigmoid - y) * grad_scale, summand)
         })
     });
     loss[0] = (total * inv_n) as f32;
 }
 
 pub fn reduce_sum(x: &[f32], scale: f32, out: &mut [f32]) {
-    let total = sum_blocks(x.len(), |r| {
-        let x = &x[r];
-        lanes_sum(x.len(), |i| x[i] as f64)
-    });
+    let total = sum_blocks(x.len(), |r| lanes_sum([&x[r]], |[v]| v as f64));
     out[0] = (total * scale as f64) as f32;
 }

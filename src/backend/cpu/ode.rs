@@ -76,21 +76,22 @@ pub fn dopri5_error(
     err: &mut [f32],
 ) {
     let n = x.len();
+    // err = |h| · sqrt(mean((Σ_j c_j k_j / tol)²)): h is the sample's constant, so it
+    // multiplies once at the end.
     let sample_error = |s: usize| -> f32 {
-        let (hs, end) = (h[s] as f64, (s + 1) * per_sample);
+        let end = (s + 1) * per_sample;
         let mut acc = [0.0f32; TILE];
         let mut sum = 0.0;
         for lo in (s * per_sample..end).step_by(TILE) {
-            let acc = &mut acc[..TILE.min(end - lo)];
+            let r = lo..lo + TILE.min(end - lo);
+            let acc = &mut acc[..r.len()];
             combine(k, n, err_coeffs, lo, acc);
-            let (x, x_new) = (&x[lo..][..acc.len()], &x_new[lo..][..acc.len()]);
-            sum += lanes_sum(acc.len(), |i| {
-                let tol = atol + rtol * x[i].abs().max(x_new[i].abs());
-                let e = hs * acc[i] as f64 / tol as f64;
+            sum += lanes_sum([acc, &x[r.clone()], &x_new[r]], |[a, x, x_new]| {
+                let e = (a / (atol + rtol * x.abs().max(x_new.abs()))) as f64;
                 e * e
             });
         }
-        (sum / per_sample as f64).sqrt() as f32
+        (h[s].abs() as f64 * (sum / per_sample as f64).sqrt()) as f32
     };
     if n > PAR_BLOCK {
         err.par_iter_mut()

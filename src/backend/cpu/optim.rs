@@ -5,10 +5,8 @@ use super::loss::{lanes_sum, sum_blocks, PAR_BLOCK};
 use crate::backend::AdamW;
 
 pub fn sum_squares(x: &[f32], out: &mut [f32], accumulate: bool) {
-    let total = sum_blocks(x.len(), |r| {
-        let x = &x[r];
-        lanes_sum(x.len(), |i| x[i] as f64 * x[i] as f64)
-    });
+    // Each square is rounded to f32 (half an ulp, relative) before the f64 sum.
+    let total = sum_blocks(x.len(), |r| lanes_sum([&x[r]], |[v]| (v * v) as f64));
     // Accumulating adds this buffer's sum to the running one (one rounding per call), so the
     // global norm does not depend on how the gradients are split, only on their order.
     let base = if accumulate { out[0] as f64 } else { 0.0 };
