@@ -35,7 +35,7 @@ fn embedding_bwd(
 fn embedding_bwd_matches_f64_and_sums_in_order() {
     for dev in common::devices() {
         // (ids, table rows, dim): one id, repeats into few rows, more rows than ids (so most
-        // are unused), and ~10 000 ids into 100 rows, past a parallel block.
+        // are unused), and ~10 000 ids into 100 rows (the training shape).
         for (case, (n, rows, dim)) in [
             (1, 1, 1),
             (7, 3, 8),

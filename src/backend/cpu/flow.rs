@@ -55,7 +55,7 @@ pub fn fm_loss(
     // max(Σ m, 1): an all-padding batch gives loss 0 and zero gradients, not NaN.
     let inv = 1.0 / weight.max(1.0);
     let grad_scale = (2.0 * inv) as f32;
-    // One pass that writes dpred and reduces m (p - y)², each term rounded once in f32.
+    // One pass that writes dpred and reduces m (p - y)², each term formed in f32.
     let total = sum_blocks_mut(dpred, |start, dp| {
         let r = start..start + dp.len();
         let (p, y) = (&pred[r.clone()], &target[r.clone()]);
