@@ -11,13 +11,17 @@
 //! - [`tape`]: a small reverse-mode autodiff tape whose backward rules call the same kernels.
 //! - [`nn`]: layers (Linear, LayerNorm, multi-head attention, the post-LN encoder) and AdamW.
 //! - [`model`]: tokens, the TFMPE velocity field, flow matching, ODE samplers, checkpoints.
+//! - [`sbi`]: pipelines (LF, direct), the training loop, posterior sampling.
 //! - [`tasks`]: hierarchical models (the user-model trait and the benchmark tasks).
+//! - [`metrics`]: posterior-quality metrics (C2ST), classifiers trained on the tape.
 
 pub mod backend;
 pub mod error;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod sbi;
 pub mod tape;
 pub mod tasks;
 pub mod tensor;

@@ -1,10 +1,10 @@
 //! The `tfmpe` command: parses arguments, picks a backend, and reports.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::json;
-use tfmpe::backend::{kind_from_env, probe, BackendKind, CUDA_KERNELS};
 
 #[derive(Parser)]
 #[command(
@@ -19,64 +19,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Simulate, train the surrogate and posterior networks, sample, evaluate, write DIR.
+    Run(cli::run::RunArgs),
+    /// Sample a saved posterior network for a new observation.
+    Sample(cli::sample::SampleArgs),
+    /// C2ST of a run's samples against the exact posterior (tasks that have one).
+    Eval(cli::eval::EvalArgs),
+    /// The performance workloads (W1 train step, W2 sampling), as JSON.
+    #[command(subcommand)]
+    Bench(cli::bench::Workload),
     /// Lists the backends this binary can use on this machine.
-    Info {
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-        /// The backend to open as a check (default: TFMPE_BACKEND, else auto).
-        #[arg(long)]
-        backend: Option<BackendKind>,
-    },
+    Info(cli::info::InfoArgs),
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let result = match Cli::parse().command {
+        Command::Run(a) => cli::run::run(a),
+        Command::Sample(a) => cli::sample::run(a),
+        Command::Eval(a) => cli::eval::run(a),
+        Command::Bench(w) => cli::bench::run(w),
+        Command::Info(a) => cli::info::run(a),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
-}
-
-fn run(cli: Cli) -> tfmpe::Result<()> {
-    match cli.command {
-        Command::Info { json, backend } => info(json, backend),
-    }
-}
-
-fn info(as_json: bool, backend: Option<BackendKind>) -> tfmpe::Result<()> {
-    let kind = match backend {
-        Some(k) => k,
-        None => kind_from_env()?,
-    };
-    let (device, why) = tfmpe::Device::open(kind)?;
-    let reports = probe();
-    if as_json {
-        let out = json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "backends": reports,
-            "cuda_kernels": CUDA_KERNELS,
-            "selected": { "name": device.name(), "device": device.backend().device_name(), "reason": why },
-        });
-        println!("{out}");
-    } else {
-        println!("tfmpe {}", env!("CARGO_PKG_VERSION"));
-        for r in &reports {
-            let state = if r.available {
-                "available"
-            } else {
-                "unavailable"
-            };
-            let dev = r.device.as_deref().unwrap_or("-");
-            println!("  {:<5} {:<11} {:<24} {}", r.name, state, dev, r.reason);
-        }
-        println!(
-            "  cuda kernels embedded: {}",
-            if CUDA_KERNELS { "yes" } else { "no" }
-        );
-        println!("selected: {why}");
-    }
-    Ok(())
 }

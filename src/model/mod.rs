@@ -1,9 +1,9 @@
 //! The model layer: tokens, the TFMPE velocity field, flow-matching training, ODE samplers and
 //! checkpoints.
 
-pub mod ode;
-pub mod tokens;
 pub mod checkpoint;
+pub mod flow;
+pub mod ode;
 pub mod standardize;
 pub mod tfmpe;
-pub mod flow;
+pub mod tokens;

@@ -19,7 +19,8 @@ pub trait VectorField {
 }
 
 /// Which integrator, and its settings.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "solver", rename_all = "lowercase")]
 pub enum Solver {
     /// Fixed-step forward Euler.
     Euler { steps: usize },

@@ -139,7 +139,7 @@ impl DeviceTokens {
 impl Tfmpe {
     /// Registers a freshly initialised network in `params`, drawing weights from `seed`.
     pub fn new(params: &mut ParamStore, config: TfmpeConfig, seed: u64) -> Result<Self> {
-        if config.width % config.heads != 0 {
+        if !config.width.is_multiple_of(config.heads) {
             return Err(Error::Invalid(format!(
                 "width {} is not divisible by {} heads",
                 config.width, config.heads

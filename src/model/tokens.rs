@@ -181,7 +181,7 @@ impl TokenBatch {
                 }
             }
         }
-        let padded = key_mask.iter().any(|&m| m == 0.0);
+        let padded = key_mask.contains(&0.0);
         Ok(TokenBatch {
             batch,
             n_cond,

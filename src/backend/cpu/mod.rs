@@ -792,7 +792,7 @@ fn check_attention(p: &Attention, qkv: &Buffer, mask: Option<&Buffer>) -> Result
 }
 
 fn check_per_sample(n: usize, per_sample: usize) -> Result<()> {
-    if per_sample == 0 || n % per_sample != 0 {
+    if per_sample == 0 || !n.is_multiple_of(per_sample) {
         return Err(Error::Shape(format!(
             "{n} elements do not split into samples of {per_sample}"
         )));

@@ -1,0 +1,73 @@
+//! Progress bars on a terminal, silence otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tfmpe::sbi::Progress;
+
+pub struct Bars {
+    on: bool,
+    bar: Mutex<Option<(String, ProgressBar)>>,
+}
+
+impl Bars {
+    pub fn new() -> Bars {
+        Bars {
+            on: std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
+        }
+    }
+
+    fn update(&self, key: &str, total: usize, pos: usize, msg: String) {
+        if !self.on {
+            return;
+        }
+        let mut slot = self.bar.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|(k, _)| k != key) {
+            if let Some((_, old)) = slot.take() {
+                old.finish_and_clear();
+            }
+            let bar = ProgressBar::new(total as u64);
+            let style = ProgressStyle::with_template(
+                "{prefix:>18} [{bar:30}] {pos}/{len} {msg} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(key.to_string());
+            *slot = Some((key.to_string(), bar));
+        }
+        if let Some((_, bar)) = slot.as_ref() {
+            bar.set_length(total as u64);
+            bar.set_position(pos as u64);
+            bar.set_message(msg);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some((_, bar)) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn phase(&self, name: &str) {
+        self.finish();
+        eprintln!("tfmpe: {name}");
+    }
+
+    fn epoch(&self, phase: &str, epoch: usize, max_epochs: usize, train_loss: f64, val_loss: f64) {
+        self.update(
+            &format!("{phase} epochs"),
+            max_epochs,
+            epoch,
+            format!("train {train_loss:.4} val {val_loss:.4}"),
+        );
+    }
+
+    fn samples(&self, phase: &str, done: usize, total: usize) {
+        self.update(&format!("{phase} samples"), total, done, String::new());
+    }
+}

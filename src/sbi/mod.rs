@@ -1,0 +1,517 @@
+//! Pipelines from a simulator to a trained posterior network (DESIGN §7):
+//!
+//! - **lf** (default): single-site simulations → a flow-matching likelihood surrogate
+//!   q(y_s | θ_g, η_s) → synthetic S-site sets (prior draws + surrogate samples) → the
+//!   posterior network. Synthetic sets come from one fixed pool (the reference's behaviour) or,
+//!   with `fresh_sets`, are drawn anew every epoch.
+//! - **direct**: the posterior network on budget / S real S-site simulations.
+//!
+//! The budget always counts single-site simulator calls. Simulations run in parallel; those
+//! with non-finite output are dropped and counted.
+
+pub mod network;
+mod sets;
+pub mod train;
+
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::model::flow::SIGMA_MIN;
+use crate::model::ode::Solver;
+use crate::model::standardize::Standardizer;
+use crate::model::tfmpe::TfmpeConfig;
+use crate::model::tokens::{n_labels, Layout};
+use crate::tasks::HierarchicalModel;
+use crate::tensor::Device;
+use network::{Network, NetworkConfig};
+pub use sets::{posterior_rows, FreshSets};
+use train::{FixedSets, Sets, TrainConfig, TrainReport};
+
+/// Reports progress of long phases; the command line draws bars, the library stays quiet.
+pub trait Progress: Sync {
+    fn phase(&self, _name: &str) {}
+    fn epoch(
+        &self,
+        _phase: &str,
+        _epoch: usize,
+        _max_epochs: usize,
+        _train_loss: f64,
+        _val_loss: f64,
+    ) {
+    }
+    fn samples(&self, _phase: &str, _done: usize, _total: usize) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Lf,
+    Direct,
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Method> {
+        match s {
+            "lf" => Ok(Method::Lf),
+            "direct" => Ok(Method::Direct),
+            "pf" => Err(Error::Invalid(
+                "method `pf` (posterior factorisation) is not implemented yet; use lf or direct"
+                    .into(),
+            )),
+            other => Err(Error::Invalid(format!(
+                "unknown method `{other}`: use lf or direct"
+            ))),
+        }
+    }
+}
+
+/// Settings of a pipeline run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunConfig {
+    pub sites: usize,
+    /// Single-site simulator calls.
+    pub budget: usize,
+    pub method: Method,
+    pub seed: u64,
+    /// Fraction of simulations held out for validation.
+    pub val_fraction: f64,
+    pub train: TrainConfig,
+    /// The surrogate's training (LF only).
+    pub surrogate_train: TrainConfig,
+    pub architecture: TfmpeConfig,
+    /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
+    pub fresh_sets: bool,
+    /// LF: how surrogate samples are integrated.
+    pub surrogate_solver: Solver,
+    /// Samples per ODE batch.
+    pub chunk: usize,
+}
+
+impl RunConfig {
+    pub fn new(sites: usize, budget: usize) -> RunConfig {
+        RunConfig {
+            sites,
+            budget,
+            method: Method::Lf,
+            seed: 0,
+            val_fraction: 0.1,
+            train: TrainConfig::default(),
+            surrogate_train: TrainConfig::default(),
+            architecture: TfmpeConfig::default(),
+            fresh_sets: false,
+            surrogate_solver: Solver::Rk4 { steps: 10 },
+            chunk: 2000,
+        }
+    }
+}
+
+/// Wall time and counts of a pipeline run, for `report.json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PipelineReport {
+    /// `(phase, seconds)` in order.
+    pub phases: Vec<(String, f64)>,
+    pub simulator_calls: usize,
+    pub dropped_simulations: usize,
+    pub training_sets: usize,
+    pub validation_sets: usize,
+    pub surrogate: Option<TrainReport>,
+    pub posterior: Option<TrainReport>,
+}
+
+/// What a run produced.
+pub struct Trained {
+    pub posterior: Network,
+    pub surrogate: Option<Network>,
+    pub report: PipelineReport,
+}
+
+struct Timer<'a> {
+    report: &'a mut Vec<(String, f64)>,
+    start: Instant,
+}
+
+impl Timer<'_> {
+    fn lap(&mut self, phase: &str) {
+        self.report
+            .push((phase.to_string(), self.start.elapsed().as_secs_f64()));
+        self.start = Instant::now();
+    }
+}
+
+/// Runs the configured pipeline for `task`.
+pub fn run(
+    dev: &Device,
+    task: &dyn HierarchicalModel,
+    cfg: &RunConfig,
+    progress: &dyn Progress,
+) -> Result<Trained> {
+    if cfg.sites == 0 {
+        return Err(Error::Invalid("--sites must be at least 1".into()));
+    }
+    if task.functional_input_dim() > 0 {
+        return Err(Error::Invalid(format!(
+            "task `{}` has functional inputs, which the pipelines do not feed to the network yet",
+            task.name()
+        )));
+    }
+    match cfg.method {
+        Method::Lf => run_lf(dev, task, cfg, progress),
+        Method::Direct => run_direct(dev, task, cfg, progress),
+    }
+}
+
+/// Mixes a seed with a stream number and an index into an independent seed.
+pub fn sub_seed(seed: u64, stream: u64, index: u64) -> u64 {
+    let mut z = seed
+        ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03)
+        ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn split(n: usize, val_fraction: f64) -> usize {
+    let n_val = ((n as f64) * val_fraction).round() as usize;
+    n_val.clamp(1, n.saturating_sub(1))
+}
+
+/// The architecture with embedding tables sized for `layout`.
+fn architecture_for(
+    task: &dyn HierarchicalModel,
+    cfg: &RunConfig,
+    layouts: &[&Layout],
+) -> TfmpeConfig {
+    let (mut pos, mut group) = (0, 0);
+    for l in layouts {
+        let (_, p, g) = l.max_ids();
+        pos = pos.max(p as usize + 1);
+        group = group.max(g as usize + 1);
+    }
+    TfmpeConfig {
+        n_labels: n_labels(task),
+        max_positions: pos,
+        max_groups: group,
+        ..cfg.architecture.clone()
+    }
+}
+
+fn network_config(
+    task: &dyn HierarchicalModel,
+    role: &str,
+    sites: usize,
+    layout: Layout,
+    standardizer: Standardizer,
+    architecture: TfmpeConfig,
+) -> NetworkConfig {
+    let (params, obs) = match role {
+        "surrogate" => (task.parameter_names(1), task.observation_names(1)),
+        _ => (task.parameter_names(sites), task.observation_names(sites)),
+    };
+    let (cond_names, target_names) = if role == "surrogate" {
+        (params, obs)
+    } else {
+        (obs, params)
+    };
+    NetworkConfig {
+        role: role.to_string(),
+        task: task.name().to_string(),
+        sites,
+        architecture,
+        layout,
+        standardizer,
+        cond_names,
+        target_names,
+        bijections: task.parameter_bijections(sites),
+        time_convention: "t = 0 is noise, t = 1 is data".into(),
+        sigma_min: SIGMA_MIN,
+    }
+}
+
+/// Fits a standardiser over cond and target rows of one layout.
+fn fit_standardizer(layout: &Layout, cond: &[f64], target: &[f64]) -> Result<Standardizer> {
+    let (c, m) = (layout.cond.len(), layout.target.len());
+    let tokens: Vec<_> = layout.cond.iter().chain(&layout.target).copied().collect();
+    let n = target.len() / m;
+    let rows: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            cond[i * c..(i + 1) * c]
+                .iter()
+                .chain(&target[i * m..(i + 1) * m])
+                .copied()
+                .collect()
+        })
+        .collect();
+    Standardizer::fit(&tokens, rows.iter().map(|r| r.as_slice()))
+}
+
+fn to_sets(net: &Network, cond: &[f64], target: &[f64]) -> Result<Sets> {
+    Ok(Sets {
+        cond: net.standardize(cond, true)?,
+        target: net.standardize(target, false)?,
+    })
+}
+
+/// Single-site simulations: `[globals, locals]` (natural) and observations, finite ones only.
+fn simulate_single_sites(
+    task: &dyn HierarchicalModel,
+    n: usize,
+    seed: u64,
+) -> (Vec<f64>, Vec<f64>, usize) {
+    let sims: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = StdRng::seed_from_u64(sub_seed(seed, 1, i as u64));
+            let g = task.sample_globals(&mut rng);
+            let l = task.sample_locals(&g, &mut rng);
+            let inputs = task.sample_functional_inputs(&mut rng);
+            let y = task.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
+            y.iter()
+                .all(|v| v.is_finite())
+                .then(|| ([g, l].concat(), y))
+        })
+        .collect();
+    let dropped = sims.iter().filter(|s| s.is_none()).count();
+    let (mut params, mut obs) = (Vec::new(), Vec::new());
+    for (p, y) in sims.into_iter().flatten() {
+        params.extend(p);
+        obs.extend(y);
+    }
+    (params, obs, dropped)
+}
+
+fn run_lf(
+    dev: &Device,
+    task: &dyn HierarchicalModel,
+    cfg: &RunConfig,
+    progress: &dyn Progress,
+) -> Result<Trained> {
+    let mut report = PipelineReport::default();
+    let mut phases = Vec::new();
+    let mut timer = Timer {
+        report: &mut phases,
+        start: Instant::now(),
+    };
+    progress.phase("simulate");
+    let (params, obs, dropped) = simulate_single_sites(task, cfg.budget, cfg.seed);
+    report.simulator_calls = cfg.budget;
+    report.dropped_simulations = dropped;
+    let (pd, od) = (task.global_dim() + task.local_dim(), task.obs_dim());
+    let n = params.len() / pd;
+    if n < 2 {
+        return Err(Error::Invalid(format!(
+            "only {n} of {} simulations were finite; raise --budget",
+            cfg.budget
+        )));
+    }
+    let n_val = split(n, cfg.val_fraction);
+    let n_train = n - n_val;
+    timer.lap("simulate");
+
+    // The surrogate: conditions are the unconstrained site parameters, targets the observation.
+    progress.phase("surrogate");
+    let s_layout = Layout::surrogate(task);
+    let site_bij: Vec<_> = task.parameter_bijections(1);
+    let unconstrained: Vec<f64> = params
+        .chunks(pd)
+        .flat_map(|p| p.iter().zip(&site_bij).map(|(&v, b)| b.forward(v)))
+        .collect();
+    let s_std = fit_standardizer(
+        &s_layout,
+        &unconstrained[..n_train * pd],
+        &obs[..n_train * od],
+    )?;
+    let s_arch = architecture_for(task, cfg, &[&s_layout]);
+    let mut surrogate = Network::new(
+        dev,
+        network_config(task, "surrogate", 1, s_layout, s_std, s_arch),
+        sub_seed(cfg.seed, 2, 0),
+    )?;
+    let mut s_data = FixedSets {
+        train: to_sets(
+            &surrogate,
+            &unconstrained[..n_train * pd],
+            &obs[..n_train * od],
+        )?,
+        validation: to_sets(
+            &surrogate,
+            &unconstrained[n_train * pd..],
+            &obs[n_train * od..],
+        )?,
+    };
+    let s_cfg = TrainConfig {
+        seed: sub_seed(cfg.seed, 3, 0),
+        ..cfg.surrogate_train.clone()
+    };
+    report.surrogate = Some(surrogate.fit(dev, &mut s_data, &s_cfg, progress)?);
+    timer.lap("surrogate_training");
+
+    // Synthetic S-site sets: globals of the simulations, fresh locals from the prior, and
+    // surrogate observations.
+    progress.phase("synthetic sets");
+    let globals: Vec<Vec<f64>> = params
+        .chunks(pd)
+        .map(|p| p[..task.global_dim()].to_vec())
+        .collect();
+    let (train_g, val_g) = globals.split_at(n_train);
+    let mut fresh = FreshSets::new(
+        task,
+        cfg.sites,
+        cfg.surrogate_solver,
+        cfg.chunk,
+        sub_seed(cfg.seed, 4, 0),
+    );
+    let (tc, tt) = fresh.synthesize(dev, &mut surrogate, train_g, progress)?;
+    let (vc, vt) = fresh.synthesize(dev, &mut surrogate, val_g, progress)?;
+    timer.lap("synthetic_sets");
+
+    progress.phase("posterior");
+    let p_layout = Layout::posterior(task, cfg.sites);
+    let p_std = fit_standardizer(&p_layout, &tc, &tt)?;
+    let p_arch = architecture_for(task, cfg, &[&p_layout]);
+    let mut posterior = Network::new(
+        dev,
+        network_config(task, "posterior", cfg.sites, p_layout, p_std, p_arch),
+        sub_seed(cfg.seed, 5, 0),
+    )?;
+    let validation = to_sets(&posterior, &vc, &vt)?;
+    let p_cfg = TrainConfig {
+        seed: sub_seed(cfg.seed, 6, 0),
+        ..cfg.train.clone()
+    };
+    report.training_sets = n_train;
+    report.validation_sets = n_val;
+    report.posterior = Some(if cfg.fresh_sets {
+        let mut source = fresh.into_source(
+            &mut surrogate,
+            &posterior,
+            n_train,
+            validation,
+            dev,
+            progress,
+        );
+        posterior.fit(dev, &mut source, &p_cfg, progress)?
+    } else {
+        let mut data = FixedSets {
+            train: to_sets(&posterior, &tc, &tt)?,
+            validation,
+        };
+        posterior.fit(dev, &mut data, &p_cfg, progress)?
+    });
+    timer.lap("posterior_training");
+    report.phases = phases;
+    Ok(Trained {
+        posterior,
+        surrogate: Some(surrogate),
+        report,
+    })
+}
+
+fn run_direct(
+    dev: &Device,
+    task: &dyn HierarchicalModel,
+    cfg: &RunConfig,
+    progress: &dyn Progress,
+) -> Result<Trained> {
+    let mut report = PipelineReport::default();
+    let mut phases = Vec::new();
+    let mut timer = Timer {
+        report: &mut phases,
+        start: Instant::now(),
+    };
+    progress.phase("simulate");
+    let n_sets = cfg.budget / cfg.sites;
+    let sets: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..n_sets)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = StdRng::seed_from_u64(sub_seed(cfg.seed, 7, i as u64));
+            let d = crate::tasks::simulate_dataset(task, cfg.sites, &mut rng);
+            d.is_finite()
+                .then(|| (task.to_unconstrained(&d.params, cfg.sites), d.obs))
+        })
+        .collect();
+    report.simulator_calls = n_sets * cfg.sites;
+    report.dropped_simulations = sets.iter().filter(|s| s.is_none()).count();
+    let (mut target, mut cond) = (Vec::new(), Vec::new());
+    for (p, y) in sets.into_iter().flatten() {
+        target.extend(p);
+        cond.extend(y);
+    }
+    let layout = Layout::posterior(task, cfg.sites);
+    let n = target.len() / layout.target.len().max(1);
+    if n < 2 {
+        return Err(Error::Invalid(format!(
+            "direct needs at least 2 finite {}-site simulations but the budget {} gives {n}; raise --budget",
+            cfg.sites, cfg.budget
+        )));
+    }
+    let n_val = split(n, cfg.val_fraction);
+    let n_train = n - n_val;
+    let (c, m) = (layout.cond.len(), layout.target.len());
+    timer.lap("simulate");
+    progress.phase("posterior");
+    let std = fit_standardizer(&layout, &cond[..n_train * c], &target[..n_train * m])?;
+    let arch = architecture_for(task, cfg, &[&layout]);
+    let mut posterior = Network::new(
+        dev,
+        network_config(task, "posterior", cfg.sites, layout, std, arch),
+        sub_seed(cfg.seed, 5, 0),
+    )?;
+    let mut data = FixedSets {
+        train: to_sets(&posterior, &cond[..n_train * c], &target[..n_train * m])?,
+        validation: to_sets(&posterior, &cond[n_train * c..], &target[n_train * m..])?,
+    };
+    report.training_sets = n_train;
+    report.validation_sets = n_val;
+    let p_cfg = TrainConfig {
+        seed: sub_seed(cfg.seed, 6, 0),
+        ..cfg.train.clone()
+    };
+    report.posterior = Some(posterior.fit(dev, &mut data, &p_cfg, progress)?);
+    timer.lap("posterior_training");
+    report.phases = phases;
+    Ok(Trained {
+        posterior,
+        surrogate: None,
+        report,
+    })
+}
+
+/// Draws `n` posterior samples for an observation (natural space, one full parameter vector
+/// each), from a trained posterior network.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_posterior(
+    dev: &Device,
+    posterior: &mut Network,
+    task: &dyn HierarchicalModel,
+    obs: &[f64],
+    n: usize,
+    solver: Solver,
+    seed: u64,
+    chunk: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f64>>> {
+    network::check_samples(n)?;
+    let sites = posterior.config.sites;
+    crate::tasks::check_observation(task, obs, sites)?;
+    let cond = posterior.standardize(obs, true)?;
+    let conds: Vec<f32> = (0..n).flat_map(|_| cond.iter().copied()).collect();
+    let (z, _) = posterior.sample(dev, &conds, solver, seed, chunk, progress)?;
+    let unconstrained = posterior.unstandardize(&z, false)?;
+    let d = posterior.layout().target.len();
+    Ok(unconstrained
+        .chunks(d)
+        .map(|u| task.to_natural(u, sites))
+        .collect())
+}

@@ -1,0 +1,199 @@
+//! LF's synthetic S-site sets: globals, local parameters from the prior, and observations from
+//! the likelihood surrogate. Used once for a fixed pool, or every epoch for fresh sets.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use super::network::Network;
+use super::train::{SetSource, Sets};
+use super::{sub_seed, Progress};
+use crate::error::Result;
+use crate::model::ode::Solver;
+use crate::model::standardize::Standardizer;
+use crate::model::tokens::Layout;
+use crate::tasks::HierarchicalModel;
+use crate::tensor::Device;
+
+/// Draws synthetic sets for one task and site count.
+pub struct FreshSets<'t> {
+    task: &'t dyn HierarchicalModel,
+    sites: usize,
+    solver: Solver,
+    chunk: usize,
+    seed: u64,
+    /// Calls so far: each call draws from its own streams.
+    draws: u64,
+}
+
+/// `(conditions, targets)` rows of the posterior network for sets with these globals:
+/// observations (natural, site-major) and the unconstrained parameter vector.
+pub fn posterior_rows(
+    task: &dyn HierarchicalModel,
+    sites: usize,
+    globals: &[f64],
+    locals: &[Vec<f64>],
+    obs: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let params: Vec<f64> = globals
+        .iter()
+        .chain(locals.iter().flatten())
+        .copied()
+        .collect();
+    (obs.to_vec(), task.to_unconstrained(&params, sites))
+}
+
+impl<'t> FreshSets<'t> {
+    pub fn new(
+        task: &'t dyn HierarchicalModel,
+        sites: usize,
+        solver: Solver,
+        chunk: usize,
+        seed: u64,
+    ) -> Self {
+        FreshSets {
+            task,
+            sites,
+            solver,
+            chunk,
+            seed,
+            draws: 0,
+        }
+    }
+
+    /// Synthetic sets for the given globals (natural space, one vector per set); returns the
+    /// posterior network's condition rows and target rows, unstandardised.
+    pub fn synthesize(
+        &mut self,
+        dev: &Device,
+        surrogate: &mut Network,
+        globals: &[Vec<f64>],
+        progress: &dyn Progress,
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let (task, sites, call) = (self.task, self.sites, self.draws);
+        self.draws += 1;
+        let locals: Vec<Vec<Vec<f64>>> = globals
+            .par_iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let mut rng = StdRng::seed_from_u64(sub_seed(self.seed, 10 + call, i as u64));
+                (0..sites)
+                    .map(|_| task.sample_locals(g, &mut rng))
+                    .collect()
+            })
+            .collect();
+        // Surrogate conditions: the unconstrained [globals, locals] of every site of every set.
+        let site_bij = task.parameter_bijections(1);
+        let mut cond_rows = Vec::with_capacity(globals.len() * sites * site_bij.len());
+        for (g, ls) in globals.iter().zip(&locals) {
+            for l in ls {
+                cond_rows.extend(g.iter().chain(l).zip(&site_bij).map(|(&v, b)| b.forward(v)));
+            }
+        }
+        let conds = surrogate.standardize(&cond_rows, true)?;
+        let (y, _) = surrogate.sample(
+            dev,
+            &conds,
+            self.solver,
+            sub_seed(self.seed, 1000 + call, 0),
+            self.chunk,
+            progress,
+        )?;
+        let y = surrogate.unstandardize(&y, false)?;
+        let per_set = sites * task.obs_dim();
+        let (mut cond, mut target) = (Vec::new(), Vec::new());
+        for (i, (g, ls)) in globals.iter().zip(&locals).enumerate() {
+            let (c, t) = posterior_rows(task, sites, g, ls, &y[i * per_set..(i + 1) * per_set]);
+            cond.extend(c);
+            target.extend(t);
+        }
+        Ok((cond, target))
+    }
+
+    /// `n` globals drawn from the prior.
+    fn prior_globals(&mut self, n: usize) -> Vec<Vec<f64>> {
+        let call = self.draws;
+        (0..n)
+            .into_par_iter()
+            .map(|i| {
+                self.task
+                    .sample_globals(&mut StdRng::seed_from_u64(sub_seed(
+                        self.seed,
+                        5000 + call,
+                        i as u64,
+                    )))
+            })
+            .collect()
+    }
+
+    /// A training source that draws `n_sets` fresh sets (new globals from the prior) every
+    /// epoch and standardises them with the posterior network's statistics.
+    pub fn into_source<'a>(
+        self,
+        surrogate: &'a mut Network,
+        posterior: &Network,
+        n_sets: usize,
+        validation: Sets,
+        dev: &'a Device,
+        progress: &'a dyn Progress,
+    ) -> FreshSource<'a>
+    where
+        't: 'a,
+    {
+        FreshSource {
+            gen: self,
+            surrogate,
+            standardizer: posterior.config.standardizer.clone(),
+            layout: posterior.config.layout.clone(),
+            n_sets,
+            validation,
+            current: Sets::default(),
+            dev,
+            progress,
+        }
+    }
+}
+
+pub struct FreshSource<'a> {
+    gen: FreshSets<'a>,
+    surrogate: &'a mut Network,
+    standardizer: Standardizer,
+    layout: Layout,
+    n_sets: usize,
+    validation: Sets,
+    current: Sets,
+    dev: &'a Device,
+    progress: &'a dyn Progress,
+}
+
+impl FreshSource<'_> {
+    fn standardize(
+        &self,
+        rows: &[f64],
+        tokens: &[crate::model::tokens::Token],
+    ) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows.chunks(tokens.len()) {
+            out.extend(self.standardizer.apply(tokens, row)?);
+        }
+        Ok(out)
+    }
+}
+
+impl SetSource for FreshSource<'_> {
+    fn train(&mut self, _epoch: usize) -> Result<&Sets> {
+        let globals = self.gen.prior_globals(self.n_sets);
+        let (cond, target) =
+            self.gen
+                .synthesize(self.dev, self.surrogate, &globals, self.progress)?;
+        self.current = Sets {
+            cond: self.standardize(&cond, &self.layout.cond)?,
+            target: self.standardize(&target, &self.layout.target)?,
+        };
+        Ok(&self.current)
+    }
+
+    fn validation(&self) -> &Sets {
+        &self.validation
+    }
+}

@@ -1,0 +1,369 @@
+//! The flow-matching training loop: minibatches over a pool of sets, a validation split,
+//! early stopping with patience and min-delta, best weights restored, and a clean stop on a
+//! non-finite loss that names the step.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use super::Progress;
+use crate::backend::{Buffer, DType};
+use crate::error::{Error, Result};
+use crate::model::flow::fm_loss;
+use crate::model::tfmpe::{DeviceTokens, Tfmpe};
+use crate::model::tokens::{Layout, TokenBatch};
+use crate::nn::{AdamW, AdamWConfig};
+use crate::tape::Tape;
+use crate::tensor::Device;
+
+/// Training hyperparameters; the defaults are the design's (DESIGN §6).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrainConfig {
+    pub lr: f32,
+    pub batch: usize,
+    pub max_epochs: usize,
+    /// Epochs without an improvement of at least `min_delta` before stopping.
+    pub patience: usize,
+    pub min_delta: f64,
+    pub max_grad_norm: Option<f32>,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            lr: 1e-4,
+            batch: 100,
+            max_epochs: 1000,
+            patience: 100,
+            min_delta: 1e-3,
+            max_grad_norm: None,
+            seed: 0,
+        }
+    }
+}
+
+/// Standardised sets of one layout: `cond` is `[sets · n_cond]`, `target` `[sets · n_target]`.
+#[derive(Clone, Debug, Default)]
+pub struct Sets {
+    pub cond: Vec<f32>,
+    pub target: Vec<f32>,
+}
+
+impl Sets {
+    pub fn len(&self, layout: &Layout) -> usize {
+        self.target.len() / layout.target.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.target.is_empty()
+    }
+}
+
+/// Where training sets come from: a fixed pool, or fresh sets every epoch.
+pub trait SetSource {
+    /// The training sets for `epoch` (0-based).
+    fn train(&mut self, epoch: usize) -> Result<&Sets>;
+    /// The validation sets (the same every epoch).
+    fn validation(&self) -> &Sets;
+}
+
+/// A fixed pool of training and validation sets.
+pub struct FixedSets {
+    pub train: Sets,
+    pub validation: Sets,
+}
+
+impl SetSource for FixedSets {
+    fn train(&mut self, _epoch: usize) -> Result<&Sets> {
+        Ok(&self.train)
+    }
+
+    fn validation(&self) -> &Sets {
+        &self.validation
+    }
+}
+
+/// What training did.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainReport {
+    pub epochs: usize,
+    pub steps: usize,
+    pub best_epoch: usize,
+    pub best_val_loss: f64,
+    pub train_losses: Vec<f64>,
+    pub val_losses: Vec<f64>,
+    /// Why training stopped: `max_epochs`, `early_stopping`, or `non_finite_loss`.
+    pub stop_reason: String,
+    /// The message of a non-finite stop, naming the step.
+    pub stop_message: Option<String>,
+    pub seconds: f64,
+    pub steps_per_s: f64,
+}
+
+/// Device buffers of one batch size, reused every step.
+struct BatchBuffers {
+    tokens: DeviceTokens,
+    cond: Buffer,
+    target: Buffer,
+}
+
+struct Batcher<'a> {
+    dev: &'a Device,
+    layout: &'a Layout,
+    by_size: HashMap<usize, BatchBuffers>,
+    host_cond: Vec<f32>,
+    host_target: Vec<f32>,
+}
+
+impl<'a> Batcher<'a> {
+    fn new(dev: &'a Device, layout: &'a Layout) -> Self {
+        Batcher {
+            dev,
+            layout,
+            by_size: HashMap::new(),
+            host_cond: Vec::new(),
+            host_target: Vec::new(),
+        }
+    }
+
+    /// Uploads the sets named by `idx` into the buffers for their batch size.
+    fn load(&mut self, sets: &Sets, idx: &[usize]) -> Result<&BatchBuffers> {
+        let (c, m) = (self.layout.cond.len(), self.layout.target.len());
+        self.host_cond.clear();
+        self.host_target.clear();
+        for &i in idx {
+            self.host_cond
+                .extend_from_slice(&sets.cond[i * c..(i + 1) * c]);
+            self.host_target
+                .extend_from_slice(&sets.target[i * m..(i + 1) * m]);
+        }
+        let b = self.dev.backend();
+        if !self.by_size.contains_key(&idx.len()) {
+            let tb = TokenBatch::repeat(self.layout, idx.len())?;
+            let bufs = BatchBuffers {
+                tokens: DeviceTokens::upload(self.dev, &tb)?,
+                cond: b.alloc(DType::F32, idx.len() * c)?,
+                target: b.alloc(DType::F32, idx.len() * m)?,
+            };
+            self.by_size.insert(idx.len(), bufs);
+        }
+        let bufs = self.by_size.get_mut(&idx.len()).expect("inserted above");
+        b.write_f32(&mut bufs.cond, &self.host_cond)?;
+        b.write_f32(&mut bufs.target, &self.host_target)?;
+        Ok(bufs)
+    }
+}
+
+/// One optimisation step at a time: loads a batch, runs forward, backward and AdamW. The
+/// training loop and `tfmpe bench train-step` share it.
+pub struct Stepper<'a> {
+    batcher: Batcher<'a>,
+    opt: AdamW,
+}
+
+impl<'a> Stepper<'a> {
+    pub fn new(
+        dev: &'a Device,
+        layout: &'a Layout,
+        tape: &Tape,
+        cfg: &TrainConfig,
+    ) -> Result<Self> {
+        let opt = AdamW::new(
+            tape.params(),
+            AdamWConfig {
+                lr: cfg.lr,
+                max_grad_norm: cfg.max_grad_norm,
+                ..Default::default()
+            },
+        )?;
+        Ok(Stepper {
+            batcher: Batcher::new(dev, layout),
+            opt,
+        })
+    }
+
+    /// One step on the sets named by `idx`; returns the loss node (valid until the next step).
+    pub fn step(
+        &mut self,
+        tape: &mut Tape,
+        model: &Tfmpe,
+        sets: &Sets,
+        idx: &[usize],
+        seed: u64,
+        draw: u64,
+    ) -> Result<crate::tape::Var> {
+        let bufs = self.batcher.load(sets, idx)?;
+        tape.reset();
+        let loss = fm_loss(
+            tape,
+            model,
+            &bufs.tokens,
+            &bufs.cond,
+            &bufs.target,
+            seed,
+            draw,
+        )?;
+        tape.backward(loss)?;
+        self.opt.step(tape.params_mut())?;
+        Ok(loss)
+    }
+}
+
+/// Seeds of the validation noise: fixed, so every epoch scores the same draws.
+const VALIDATION_STREAM: u64 = 0x0005_EED0_FA11;
+
+/// Trains `model` (whose parameters the tape owns) by flow matching on sets of `layout`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    dev: &Device,
+    model: &Tfmpe,
+    tape: &mut Tape,
+    layout: &Layout,
+    data: &mut dyn SetSource,
+    cfg: &TrainConfig,
+    phase: &str,
+    progress: &dyn Progress,
+) -> Result<TrainReport> {
+    if cfg.batch == 0 {
+        return Err(Error::Invalid("the batch size must be at least 1".into()));
+    }
+    let n_val = data.validation().len(layout);
+    let n_train = data.train(0)?.len(layout);
+    if n_train < cfg.batch {
+        return Err(Error::Invalid(format!(
+            "{phase}: {n_train} training sets are fewer than one batch of {}; raise --budget or lower --batch-size",
+            cfg.batch
+        )));
+    }
+    if n_val == 0 {
+        return Err(Error::Invalid(format!(
+            "{phase}: no validation sets; raise --budget"
+        )));
+    }
+    let start = Instant::now();
+    let mut stepper = Stepper::new(dev, layout, tape, cfg)?;
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let backend = dev.backend();
+    let steps_per_epoch = n_train / cfg.batch;
+    let mut step_losses = backend.alloc(DType::F32, steps_per_epoch)?;
+    let mut report = TrainReport {
+        epochs: 0,
+        steps: 0,
+        best_epoch: 0,
+        best_val_loss: f64::INFINITY,
+        train_losses: Vec::new(),
+        val_losses: Vec::new(),
+        stop_reason: "max_epochs".into(),
+        stop_message: None,
+        seconds: 0.0,
+        steps_per_s: 0.0,
+    };
+    let mut best: Option<Vec<Vec<f32>>> = None;
+    let mut last_improvement = 0;
+    let mut order: Vec<usize> = Vec::new();
+    for epoch in 0..cfg.max_epochs {
+        let sets = data.train(epoch)?;
+        order.clear();
+        order.extend(0..sets.len(layout));
+        order.shuffle(&mut rng);
+        // Whole batches only: a ragged last batch would weigh its few sets more.
+        for (s, idx) in order.chunks_exact(cfg.batch).enumerate() {
+            let loss = stepper.step(tape, model, sets, idx, cfg.seed, report.steps as u64)?;
+            backend.copy(tape.value(loss)?, 0, &mut step_losses, s, 1)?;
+            report.steps += 1;
+        }
+        // One read-back per epoch: the losses of every step, to name a non-finite one.
+        let losses = backend.download_f32(&step_losses)?;
+        if let Some(bad) = losses.iter().position(|l| !l.is_finite()) {
+            let step = report.steps - steps_per_epoch + bad + 1;
+            report.stop_reason = "non_finite_loss".into();
+            report.stop_message = Some(format!(
+                "{phase}: the training loss became {} at step {step} (epoch {}); stopped and kept the best weights (epoch {})",
+                losses[bad],
+                epoch + 1,
+                report.best_epoch
+            ));
+            report.epochs = epoch + 1;
+            break;
+        }
+        let train_loss = losses.iter().map(|&l| l as f64).sum::<f64>() / losses.len() as f64;
+        let val_loss = validation_loss(tape, model, &mut stepper.batcher, data.validation(), cfg)?;
+        report.train_losses.push(train_loss);
+        report.val_losses.push(val_loss);
+        report.epochs = epoch + 1;
+        progress.epoch(phase, epoch + 1, cfg.max_epochs, train_loss, val_loss);
+        if val_loss < report.best_val_loss - cfg.min_delta {
+            last_improvement = epoch + 1;
+        }
+        // An improvement too small to reset patience still gives the best weights so far.
+        if val_loss < report.best_val_loss {
+            report.best_val_loss = val_loss;
+            report.best_epoch = epoch + 1;
+            best = Some(snapshot(tape)?);
+        }
+        if epoch + 1 - last_improvement >= cfg.patience {
+            report.stop_reason = "early_stopping".into();
+            break;
+        }
+    }
+    if let Some(best) = best {
+        restore(tape, &best)?;
+    }
+    tape.reset();
+    report.seconds = start.elapsed().as_secs_f64();
+    report.steps_per_s = report.steps as f64 / report.seconds.max(1e-9);
+    Ok(report)
+}
+
+/// Mean flow-matching loss over the validation sets, with fixed noise.
+fn validation_loss(
+    tape: &mut Tape,
+    model: &Tfmpe,
+    batcher: &mut Batcher,
+    val: &Sets,
+    cfg: &TrainConfig,
+) -> Result<f64> {
+    let n = val.len(batcher.layout);
+    let idx: Vec<usize> = (0..n).collect();
+    tape.reset();
+    tape.set_inference(true)?;
+    let mut total = 0.0;
+    let result = (|| {
+        for (k, chunk) in idx.chunks(cfg.batch).enumerate() {
+            let bufs = batcher.load(val, chunk)?;
+            tape.reset();
+            let loss = fm_loss(
+                tape,
+                model,
+                &bufs.tokens,
+                &bufs.cond,
+                &bufs.target,
+                VALIDATION_STREAM ^ cfg.seed,
+                k as u64,
+            )?;
+            total += tape.to_vec(loss)?[0] as f64 * chunk.len() as f64;
+        }
+        Ok(total / n as f64)
+    })();
+    tape.reset();
+    tape.set_inference(false)?;
+    result
+}
+
+fn snapshot(tape: &Tape) -> Result<Vec<Vec<f32>>> {
+    let p = tape.params();
+    p.iter().map(|v| p.to_vec(v.id)).collect()
+}
+
+fn restore(tape: &mut Tape, values: &[Vec<f32>]) -> Result<()> {
+    let names: Vec<String> = tape.params().iter().map(|p| p.name.to_string()).collect();
+    for (name, v) in names.iter().zip(values) {
+        tape.params_mut().load(name, v)?;
+    }
+    Ok(())
+}
