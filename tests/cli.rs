@@ -1,0 +1,162 @@
+//! The command line as a user meets it: bad input gives a clear error (exit code 1, a message
+//! naming the input and the fix), never a panic; `info` and `sample` honour their contracts.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn tfmpe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tfmpe"))
+        .args(args)
+        .env_remove("TFMPE_BACKEND")
+        .output()
+        .expect("run tfmpe")
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tfmpe-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs and expects a clean failure (an error message, no panic) whose message contains every `needle`.
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let out = tfmpe(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?} should fail cleanly; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: expected `{n}` in: {err}");
+    }
+}
+
+#[test]
+fn unknown_task_lists_the_known_ones() {
+    let out = temp("task");
+    let o = out.to_str().unwrap();
+    fails_with(
+        &[
+            "run", "--task", "nope", "--sites", "3", "--budget", "1000", "--out", o,
+        ],
+        &["unknown task `nope`", "hier-gaussian-linear"],
+    );
+}
+
+#[test]
+fn bad_observation_files_are_named() {
+    let dir = temp("obs");
+    let o = dir.to_str().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let base = [
+        "run",
+        "--task",
+        "hier-gaussian-linear",
+        "--sites",
+        "3",
+        "--budget",
+        "1000",
+        "--out",
+        o,
+        "--observation",
+    ];
+    fn with<'a>(base: &[&'a str], f: &'a str) -> Vec<&'a str> {
+        base.iter().copied().chain([f]).collect()
+    }
+    let nan = write("nan.csv", "y.0,y.1,y.2\n0.5,NaN,1\n");
+    fails_with(&with(&base, &nan), &["`y.1`", "finite"]);
+    let text = write("text.csv", "y.0,y.1,y.2\n0.5,abc,1\n");
+    fails_with(
+        &with(&base, &text),
+        &["text.csv", "line 2", "`abc` is not a number"],
+    );
+    let short = write("short.csv", "y.0,y.1,y.2\n0.5,1\n");
+    fails_with(&with(&base, &short), &["2 values", "3 columns"]);
+    let names = write("names.csv", "a,b,c\n1,2,3\n");
+    fails_with(&with(&base, &names), &["column `a` should be `y.0`"]);
+    let sites = write("sites.csv", "y.0,y.1\n1,2\n");
+    fails_with(&with(&base, &sites), &["2 sites", "3 were asked for"]);
+    fails_with(
+        &with(&base, "/nonexistent/obs.csv"),
+        &["/nonexistent/obs.csv"],
+    );
+}
+
+#[test]
+fn budget_smaller_than_a_batch_is_refused() {
+    let out = temp("budget");
+    let o = out.to_str().unwrap();
+    fails_with(
+        &[
+            "run",
+            "--task",
+            "hier-gaussian-linear",
+            "--sites",
+            "3",
+            "--budget",
+            "50",
+            "--out",
+            o,
+        ],
+        &["--budget 50", "batch"],
+    );
+}
+
+#[test]
+fn unavailable_backends_say_what_is_missing() {
+    fails_with(
+        &["info", "--backend", "cuda"],
+        &["backend `cuda` is not available"],
+    );
+    fails_with(&["info", "--backend", "tpu"], &["unknown backend `tpu`"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_tfmpe"))
+        .args(["info"])
+        .env("TFMPE_BACKEND", "quantum")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn info_json_lists_every_backend() {
+    let out = tfmpe(&["info", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cpu", "cuda", "wgpu"]);
+    assert_eq!(v["backends"][0]["available"], true);
+    assert!(v["cuda_kernels"].is_boolean());
+}
+
+#[test]
+fn sample_refuses_a_folder_without_a_checkpoint() {
+    let dir = temp("nockpt");
+    let obs = dir.join("obs.csv");
+    std::fs::write(&obs, "y.0\n1\n").unwrap();
+    let out = dir.join("s.csv");
+    fails_with(
+        &[
+            "sample",
+            "--model",
+            dir.to_str().unwrap(),
+            "--observation",
+            obs.to_str().unwrap(),
+            "--samples",
+            "10",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["config.json"],
+    );
+}
