@@ -23,8 +23,9 @@ fn w1_train_step_reuses_its_buffers() {
         losses[2] < losses[0],
         "AdamW lowers the loss on a fixed batch: {losses:?}"
     );
-    assert_eq!(
-        counts[1], counts[2],
+    // The first step fills the pool; the next ones take everything from it.
+    assert!(
+        counts.iter().all(|&c| c == counts[0]),
         "buffers allocated after each step: {counts:?}"
     );
 }
@@ -38,8 +39,8 @@ fn inference_pass_reuses_its_buffers() {
         step.infer().unwrap();
         counts.push(device.backend().buffers_allocated());
     }
-    assert_eq!(
-        counts[1], counts[2],
+    assert!(
+        counts.iter().all(|&c| c == counts[0]),
         "buffers allocated after each pass: {counts:?}"
     );
 }
