@@ -102,3 +102,38 @@ fn unused_parameters_and_inputs_get_no_gradient() {
     assert!(tape.grad(other).unwrap().is_none());
     assert!(tape.grad(x).unwrap().is_some());
 }
+
+#[test]
+fn data_ops_give_data() {
+    let mut tape = crate::cpu_tape();
+    let x0 = tape.randn(&[2, 3], 9, 0).unwrap();
+    let x1 = tape
+        .input(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])
+        .unwrap();
+    let t = tape.rand_uniform(&[2], 9, 100, 0.0, 1.0).unwrap();
+    let (xt, u) = tape.fm_prepare(x0, x1, t, 1e-3).unwrap();
+    let (x0v, x1v, tv) = (
+        tape.to_vec(x0).unwrap(),
+        tape.to_vec(x1).unwrap(),
+        tape.to_vec(t).unwrap(),
+    );
+    assert!(tv.iter().all(|&t| 0.0 < t && t < 1.0));
+    let (xt, u) = (tape.to_vec(xt).unwrap(), tape.to_vec(u).unwrap());
+    for i in 0..6 {
+        let (a, b, s) = (x0v[i] as f64, x1v[i] as f64, tv[i / 3] as f64);
+        let want_xt = (1.0 - (1.0 - 1e-3) * s) * a + s * b;
+        assert!((xt[i] as f64 - want_xt).abs() < 1e-6, "x_t[{i}]");
+        assert!(
+            (u[i] as f64 - (b - (1.0 - 1e-3) * a)).abs() < 1e-6,
+            "u[{i}]"
+        );
+    }
+
+    // Device buffers in: copied (the caller keeps the source) or taken.
+    let src = tape.device().backend().upload_f32(&x1v).unwrap();
+    let copied = tape.input_copy(&src, &[3, 2]).unwrap();
+    let taken = tape.input_buffer(src, &[6]).unwrap();
+    assert_eq!(tape.to_vec(copied).unwrap(), x1v);
+    assert_eq!(tape.to_vec(taken).unwrap(), x1v);
+    assert_eq!(tape.shape(copied).unwrap(), [3, 2]);
+}
