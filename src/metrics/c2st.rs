@@ -6,16 +6,15 @@
 //! minibatch Adam, stopping early on a stratified validation split, and scored by its accuracy on
 //! the held-out fold. The C2ST is the mean of those accuracies.
 //!
-//! As in sklearn's `MLPClassifier`, which sbibm uses: batches of min(200, rows) reshuffled every
-//! epoch, Adam with lr 1e-3 and betas (0.9, 0.999), early stopping on validation accuracy with the
-//! best weights restored at the end. Differences: training is in f32; layers start as
-//! [`Linear`] does (LeCun-normal weights, zero biases) rather than Glorot-uniform, which has the
-//! same variance for the square hidden layer; and there is no L2 penalty (sklearn's
-//! `alpha = 1e-4`, divided by the batch size, is negligible next to the data term).
+//! As in sklearn's `MLPClassifier`, which sbibm uses: Glorot-uniform weights and biases, batches of
+//! min(200, rows) reshuffled every epoch, Adam with lr 1e-3 and betas (0.9, 0.999), early stopping
+//! on validation accuracy with the best weights restored at the end. Differences: training is in
+//! f32, and there is no L2 penalty (sklearn's `alpha = 1e-4`, divided by the batch size, is
+//! negligible next to the data term).
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -23,7 +22,8 @@ use crate::nn::{AdamW, AdamWConfig, Linear};
 use crate::tape::{ParamStore, Tape, Var};
 use crate::tensor::Device;
 
-/// Settings of [`c2st`]; the defaults are sbibm's.
+/// Settings of [`c2st`]; the defaults are those of sbibm's classifier (sklearn's
+/// `MLPClassifier` with early stopping, as in `sbi.utils.metrics.c2st`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct C2stConfig {
     /// Number of cross-validation folds (at least 2).
@@ -357,10 +357,10 @@ impl Mlp {
     fn new(store: &mut ParamStore, dim: usize, width: usize, rng: &mut StdRng) -> Result<Self> {
         Ok(Mlp {
             hidden: [
-                Linear::new(store, "c2st.0", dim, width, true, rng)?,
-                Linear::new(store, "c2st.1", width, width, true, rng)?,
+                glorot_linear(store, "c2st.0", dim, width, rng)?,
+                glorot_linear(store, "c2st.1", width, width, rng)?,
             ],
-            out: Linear::new(store, "c2st.out", width, 1, true, rng)?,
+            out: glorot_linear(store, "c2st.out", width, 1, rng)?,
         })
     }
 
@@ -374,4 +374,28 @@ impl Mlp {
         }
         self.out.forward(tape, h)
     }
+}
+
+/// A layer started as sklearn starts it: weights and biases uniform in
+/// ±sqrt(6 / (fan_in + fan_out)) (Glorot). [`Linear::new`]'s LeCun-normal weights (5.5 times the
+/// variance in the first layer, zero biases) scored about 0.01 lower than sklearn on shifted
+/// Gaussians at n = 300; with this start the scores agree to within their noise.
+fn glorot_linear(
+    store: &mut ParamStore,
+    name: &str,
+    fan_in: usize,
+    fan_out: usize,
+    rng: &mut StdRng,
+) -> Result<Linear> {
+    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+    let mut draw =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+    let weight = draw(fan_in * fan_out);
+    let bias = draw(fan_out);
+    Ok(Linear {
+        weight: store.add(&format!("{name}.weight"), &[fan_in, fan_out], &weight)?,
+        bias: Some(store.add(&format!("{name}.bias"), &[fan_out], &bias)?),
+        in_dim: fan_in,
+        out_dim: fan_out,
+    })
 }
