@@ -3,18 +3,156 @@
 //! One rayon task per batch element (its rows of `out`, `lse` and `dqkv` are contiguous), heads
 //! in turn inside it, so dK and dV are summed over queries within one task: no cross-thread
 //! reduction, and the summation order never depends on the thread count.
+//!
+//! Per batch element the kept keys of every head are gathered into thread-local scratch in
+//! blocks of [`LANES`] keys, each block holding one vector register per head dimension, so every
+//! loop over keys works a register at a time (see [`lanes`]). Masked keys are left out of the gather
+//! rather than masked in the loops; the padding lanes of the last block get a score bias of
+//! -inf, which the exponential turns into an exact 0.
+//!
+//! Scores are kept in base 2 (q is scaled by `scale · log2 e`), so the softmax needs `2^x`,
+//! whose range reduction is one subtraction.
+//!
+//! The kernels are written once over [`Lanes`] and compiled twice: for AVX2 with FMA (chosen
+//! at run time) and for any CPU. The two differ in the last bits (fused multiply-adds), and
+//! each is deterministic.
+use std::cell::RefCell;
+use std::f32::consts::{LN_2, LOG2_E};
+
 use rayon::prelude::*;
 
 use crate::backend::Attention;
+use lanes::{Lanes, LANES};
 
-/// Where head `h` of token `t` keeps its Q (`part` 0), K (1) or V (2) inside one batch element.
-fn col(p: &Attention, t: usize, part: usize, h: usize) -> usize {
-    let d = p.model_dim();
-    t * 3 * d + part * d + h * p.head_dim
+/// Scratch reused by every (batch element, head) a thread handles; it grows to the largest
+/// size seen and is never freed, so steady-state calls do not allocate.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<usize>,
+    f: Vec<f32>,
 }
 
-fn keeps(mask: Option<&[f32]>, t: usize) -> bool {
-    mask.is_none_or(|m| m[t] != 0.0)
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// One batch element's inputs and the kernel's shape.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    p: &'a Attention,
+    /// `[tokens, 3D]`
+    qkv: &'a [f32],
+    /// `[tokens]`
+    mask: Option<&'a [f32]>,
+}
+
+/// One head of the kept keys of a batch element, in blocks of [`LANES`] keys: element
+/// `(k · hd + c) · LANES + l` of `kb` (`vb`) is dimension `c` of K (V) of kept key `k · LANES + l`.
+struct Keys<'s> {
+    /// Token index of each kept key.
+    idx: &'s [usize],
+    /// Head dim; a literal at the call sites that specialise on it.
+    hd: usize,
+    kb: &'s [f32],
+    vb: &'s [f32],
+    /// Per key: 0 for a kept key, -inf for a padding lane.
+    bias: &'s [f32],
+}
+
+impl Keys<'_> {
+    /// Kept keys rounded up to whole blocks.
+    fn padded(&self) -> usize {
+        self.bias.len()
+    }
+
+    /// Where dimension `c` of kept key `j` sits in `kb` and `vb`.
+    fn at(&self, j: usize, c: usize) -> usize {
+        (j / LANES * self.hd + c) * LANES + j % LANES
+    }
+}
+
+/// [`Keys`] for every head of a batch element, one after the other.
+struct KeySet<'s> {
+    all: Keys<'s>,
+}
+
+impl KeySet<'_> {
+    #[inline(always)]
+    fn head(&self, h: usize) -> Keys<'_> {
+        let len = self.all.hd * self.all.padded();
+        Keys {
+            kb: &self.all.kb[h * len..][..len],
+            vb: &self.all.vb[h * len..][..len],
+            ..self.all
+        }
+    }
+}
+
+impl<'a> Batch<'a> {
+    fn at(&self, token: usize, part: usize, head: usize) -> &'a [f32] {
+        let (d, hd) = (self.p.model_dim(), self.p.head_dim);
+        &self.qkv[token * 3 * d + part * d + head * hd..][..hd]
+    }
+
+    /// Gathers the kept keys of every head (reading each token's K and V once, in order) and
+    /// returns them with `extra` more floats of scratch. Inlined, so that the head dim in
+    /// [`Keys`] stays a literal where the caller's is.
+    #[inline(always)]
+    fn keys<'s>(
+        &self,
+        scratch: &'s mut Scratch,
+        hd: usize,
+        extra: usize,
+    ) -> (KeySet<'s>, &'s mut [f32]) {
+        let (mask, d) = (self.mask, self.p.model_dim());
+        scratch.keys.clear();
+        scratch
+            .keys
+            .extend((0..self.p.tokens).filter(|&t| mask.is_none_or(|m| m[t] != 0.0)));
+        let padded = scratch.keys.len().next_multiple_of(LANES);
+        let need = 2 * d * padded + padded + extra;
+        if scratch.f.len() < need {
+            scratch.f.resize(need, 0.0);
+        }
+        let (kb, rest) = scratch.f[..need].split_at_mut(d * padded);
+        let (vb, rest) = rest.split_at_mut(d * padded);
+        let (bias, extra) = rest.split_at_mut(padded);
+        let kept = scratch.keys.len();
+        bias[..kept].fill(0.0);
+        bias[kept..].fill(f32::NEG_INFINITY);
+        // Padding lanes hold 0 (their score is -inf by the bias).
+        if kept < padded {
+            for block in kb
+                .chunks_exact_mut(hd * padded)
+                .chain(vb.chunks_exact_mut(hd * padded))
+            {
+                block[(padded - LANES) * hd..].fill(0.0);
+            }
+        }
+        let head_len = hd * padded;
+        for (j, &t) in scratch.keys.iter().enumerate() {
+            let row = &self.qkv[t * 3 * d..][..3 * d];
+            let lane = (j / LANES * hd) * LANES + j % LANES;
+            for (h, (k, v)) in row[d..2 * d]
+                .chunks_exact(hd)
+                .zip(row[2 * d..].chunks_exact(hd))
+                .enumerate()
+            {
+                for (c, (&k, &v)) in k.iter().zip(v).enumerate() {
+                    let at = h * head_len + lane + c * LANES;
+                    (kb[at], vb[at]) = (k, v);
+                }
+            }
+        }
+        let all = Keys {
+            idx: &scratch.keys,
+            hd,
+            kb,
+            vb,
+            bias,
+        };
+        (KeySet { all }, extra)
+    }
 }
 
 pub fn attention_fwd(
@@ -24,46 +162,21 @@ pub fn attention_fwd(
     out: &mut [f32],
     lse: &mut [f32],
 ) {
-    let (n, hd, d) = (p.tokens, p.head_dim, p.model_dim());
+    let n = p.tokens;
     if n == 0 {
         return;
     }
+    let d = p.model_dim();
     out.par_chunks_mut(n * d)
         .zip(lse.par_chunks_mut(p.heads * n))
         .enumerate()
         .for_each(|(b, (out, lse))| {
-            let qkv = &qkv[b * n * 3 * d..(b + 1) * n * 3 * d];
-            let mask = mask.map(|m| &m[b * n..(b + 1) * n]);
-            let mut s = vec![0.0f32; n];
-            for h in 0..p.heads {
-                for i in 0..n {
-                    let q = &qkv[col(p, i, 0, h)..][..hd];
-                    let mut m = f32::NEG_INFINITY;
-                    for (j, s) in s.iter_mut().enumerate() {
-                        *s = f32::NEG_INFINITY;
-                        if keeps(mask, j) {
-                            let k = &qkv[col(p, j, 1, h)..][..hd];
-                            *s = p.scale * q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>();
-                            m = m.max(*s);
-                        }
-                    }
-                    let o = &mut out[i * d + h * hd..][..hd];
-                    o.fill(0.0);
-                    if m == f32::NEG_INFINITY {
-                        lse[h * n + i] = m;
-                        continue;
-                    }
-                    let mut sum = 0.0;
-                    for (j, s) in s.iter().enumerate() {
-                        let e = (s - m).exp();
-                        sum += e;
-                        let v = &qkv[col(p, j, 2, h)..][..hd];
-                        o.iter_mut().zip(v).for_each(|(o, v)| *o += e * v);
-                    }
-                    o.iter_mut().for_each(|o| *o /= sum);
-                    lse[h * n + i] = m + sum.ln();
-                }
-            }
+            let batch = Batch {
+                p,
+                qkv: &qkv[b * n * 3 * d..][..n * 3 * d],
+                mask: mask.map(|m| &m[b * n..][..n]),
+            };
+            SCRATCH.with_borrow_mut(|s| dispatch_fwd(batch, s, out, lse));
         });
 }
 
@@ -77,41 +190,571 @@ pub fn attention_bwd(
     dout: &[f32],
     dqkv: &mut [f32],
 ) {
-    let (n, hd, d) = (p.tokens, p.head_dim, p.model_dim());
+    let n = p.tokens;
     if n == 0 {
         return;
     }
+    let d = p.model_dim();
     dqkv.par_chunks_mut(n * 3 * d)
         .enumerate()
         .for_each(|(b, dqkv)| {
-            dqkv.fill(0.0);
-            let qkv = &qkv[b * n * 3 * d..(b + 1) * n * 3 * d];
-            let (out, dout) = (&out[b * n * d..], &dout[b * n * d..]);
-            let mask = mask.map(|m| &m[b * n..(b + 1) * n]);
-            for h in 0..p.heads {
-                for i in 0..n {
-                    let l = lse[(b * p.heads + h) * n + i];
-                    if l == f32::NEG_INFINITY {
-                        continue;
-                    }
-                    let q = &qkv[col(p, i, 0, h)..][..hd];
-                    let o = &out[i * d + h * hd..][..hd];
-                    let g = &dout[i * d + h * hd..][..hd];
-                    let di: f32 = g.iter().zip(o).map(|(a, b)| a * b).sum();
-                    for j in (0..n).filter(|&j| keeps(mask, j)) {
-                        let k = &qkv[col(p, j, 1, h)..][..hd];
-                        let v = &qkv[col(p, j, 2, h)..][..hd];
-                        let s = p.scale * q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>();
-                        let pr = (s - l).exp();
-                        let dp: f32 = g.iter().zip(v).map(|(a, b)| a * b).sum();
-                        let ds = pr * (dp - di) * p.scale;
-                        for c in 0..hd {
-                            dqkv[col(p, i, 0, h) + c] += ds * k[c];
-                            dqkv[col(p, j, 1, h) + c] += ds * q[c];
-                            dqkv[col(p, j, 2, h) + c] += pr * g[c];
-                        }
+            let batch = Batch {
+                p,
+                qkv: &qkv[b * n * 3 * d..][..n * 3 * d],
+                mask: mask.map(|m| &m[b * n..][..n]),
+            };
+            let saved = Saved {
+                out: &out[b * n * d..][..n * d],
+                lse: &lse[b * p.heads * n..][..p.heads * n],
+                dout: &dout[b * n * d..][..n * d],
+            };
+            SCRATCH.with_borrow_mut(|s| dispatch_bwd(batch, saved, s, dqkv));
+        });
+}
+
+/// The forward's results and the incoming gradient for one batch element.
+#[derive(Clone, Copy)]
+struct Saved<'a> {
+    out: &'a [f32],
+    lse: &'a [f32],
+    dout: &'a [f32],
+}
+
+/// Runs `$body` compiled for AVX2 and FMA when the CPU has them, else for any CPU. The body is
+/// `#[inline(always)]` and generic over [`Lanes`], so each wrapper holds its own copy.
+macro_rules! multiversion {
+    ($name:ident, $avx2:ident, $body:ident($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $avx2($($arg: $ty),*) {
+            $body::<lanes::Avx2>($($arg),*)
+        }
+
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has the features the function was compiled for.
+                return unsafe { $avx2($($arg),*) };
+            }
+            $body::<lanes::Portable>($($arg),*)
+        }
+    };
+}
+
+multiversion!(dispatch_fwd, fwd_avx2, fwd_batch(
+    batch: Batch, s: &mut Scratch, out: &mut [f32], lse: &mut [f32]
+));
+multiversion!(dispatch_bwd, bwd_avx2, bwd_batch(
+    batch: Batch, saved: Saved, s: &mut Scratch, dqkv: &mut [f32]
+));
+
+/// The head dim: `HD`, or `p.head_dim` when `HD` is 0. The common small head dims get their
+/// own copy of the kernels (a distinct const parameter, so the compiler cannot merge it back),
+/// in which the loops over the head dim unroll and the accumulators stay in registers.
+#[inline(always)]
+fn head_dim<const HD: usize>(p: &Attention) -> usize {
+    if HD == 0 {
+        p.head_dim
+    } else {
+        HD
+    }
+}
+
+#[inline(always)]
+fn fwd_batch<L: Lanes>(batch: Batch, scratch: &mut Scratch, out: &mut [f32], lse: &mut [f32]) {
+    match batch.p.head_dim {
+        4 => fwd_heads::<L, 4>(batch, scratch, out, lse),
+        8 => fwd_heads::<L, 8>(batch, scratch, out, lse),
+        _ => fwd_heads::<L, 0>(batch, scratch, out, lse),
+    }
+}
+
+#[inline(always)]
+fn fwd_heads<L: Lanes, const HD: usize>(
+    batch: Batch,
+    scratch: &mut Scratch,
+    out: &mut [f32],
+    lse: &mut [f32],
+) {
+    let hd = head_dim::<HD>(batch.p);
+    let (p, n, d) = (batch.p, batch.p.tokens, batch.p.model_dim());
+    let (key_set, extra) = batch.keys(scratch, hd, n.next_multiple_of(LANES) + hd);
+    let (scores, qs) = extra.split_at_mut(key_set.all.padded());
+    let qs = &mut qs[..hd];
+    let q_scale = p.scale * LOG2_E;
+    for h in 0..p.heads {
+        let keys = key_set.head(h);
+        for i in 0..n {
+            for (qs, &q) in qs.iter_mut().zip(batch.at(i, 0, h)) {
+                *qs = q_scale * q;
+            }
+            let o = &mut out[i * d + h * hd..][..hd];
+            lse[h * n + i] = fwd_row::<L>(qs, &keys, scores, o);
+        }
+    }
+}
+
+/// One query row (`qs` is its q scaled for base-2 scores): writes its output and returns its
+/// (natural) log-sum-exp.
+#[inline(always)]
+fn fwd_row<L: Lanes>(qs: &[f32], keys: &Keys, scores: &mut [f32], o: &mut [f32]) -> f32 {
+    let scores = &mut scores[..keys.padded()];
+    let mut max = L::splat(f32::NEG_INFINITY);
+    let blocks = keys
+        .kb
+        .chunks_exact(keys.hd * LANES)
+        .zip(keys.bias.chunks_exact(LANES));
+    for (s, (kb, bias)) in scores.chunks_exact_mut(LANES).zip(blocks) {
+        let block = score_block::<L>(qs, kb, bias);
+        block.store(s);
+        max = max.max(block);
+    }
+    let m = max.to_array().into_iter().fold(f32::NEG_INFINITY, f32::max);
+    if m == f32::NEG_INFINITY {
+        o.fill(0.0);
+        return m;
+    }
+    let mut sum = L::splat(0.0);
+    for s in scores.chunks_exact_mut(LANES) {
+        let e = lanes::exp2(L::load(s).sub(L::splat(m)));
+        e.store(s);
+        sum = sum.add(e);
+    }
+    let sum = sum.total();
+    weighted_sum::<L>(scores, keys.vb, keys.hd, o);
+    let inv = 1.0 / sum;
+    o.iter_mut().for_each(|o| *o *= inv);
+    m * LN_2 + sum.ln()
+}
+
+#[inline(always)]
+fn bwd_batch<L: Lanes>(batch: Batch, saved: Saved, scratch: &mut Scratch, dqkv: &mut [f32]) {
+    match batch.p.head_dim {
+        4 => bwd_heads::<L, 4>(batch, saved, scratch, dqkv),
+        8 => bwd_heads::<L, 8>(batch, saved, scratch, dqkv),
+        _ => bwd_heads::<L, 0>(batch, saved, scratch, dqkv),
+    }
+}
+
+#[inline(always)]
+fn bwd_heads<L: Lanes, const HD: usize>(
+    batch: Batch,
+    saved: Saved,
+    scratch: &mut Scratch,
+    dqkv: &mut [f32],
+) {
+    let hd = head_dim::<HD>(batch.p);
+    let (p, n, d) = (batch.p, batch.p.tokens, batch.p.model_dim());
+    let padded = n.next_multiple_of(LANES);
+    // Extra scratch: dK and dV in blocks like kb and vb, one row of dS, scaled q, dout row.
+    let (key_set, extra) = batch.keys(scratch, hd, 2 * hd * padded + padded + 2 * hd);
+    let np = key_set.all.padded();
+    let (dkb, extra) = extra.split_at_mut(hd * np);
+    let (dvb, extra) = extra.split_at_mut(hd * np);
+    let (ds, extra) = extra.split_at_mut(np);
+    let (qs, extra) = extra.split_at_mut(hd);
+    let g = &mut extra[..hd];
+    let mut grads = KeyGrads { dkb, dvb, ds };
+    let row = |t: usize| t * 3 * d;
+    let q_scale = p.scale * LOG2_E;
+    for h in 0..p.heads {
+        let keys = key_set.head(h);
+        grads.dkb.fill(0.0);
+        grads.dvb.fill(0.0);
+        for i in 0..n {
+            let o = &saved.out[i * d + h * hd..][..hd];
+            g.copy_from_slice(&saved.dout[i * d + h * hd..][..hd]);
+            for (qs, &q) in qs.iter_mut().zip(batch.at(i, 0, h)) {
+                *qs = q_scale * q;
+            }
+            let di: f32 = g.iter().zip(o).map(|(g, o)| g * o).sum();
+            let dq = &mut dqkv[row(i) + h * hd..][..hd];
+            bwd_row::<L>(qs, g, saved.lse[h * n + i], di, &keys, &mut grads, dq);
+            dq.iter_mut().for_each(|dq| *dq *= p.scale);
+        }
+        for (j, &t) in keys.idx.iter().enumerate() {
+            for c in 0..hd {
+                let at = keys.at(j, c);
+                // dK was summed with q scaled by scale · log2 e.
+                dqkv[row(t) + d + h * hd + c] = grads.dkb[at] * LN_2;
+                dqkv[row(t) + 2 * d + h * hd + c] = grads.dvb[at];
+            }
+        }
+    }
+    // Masked keys get no gradient.
+    let mask = batch.mask;
+    for t in (0..n).filter(|&t| mask.is_some_and(|m| m[t] == 0.0)) {
+        dqkv[row(t) + d..row(t) + 3 * d].fill(0.0);
+    }
+}
+
+/// Per-head accumulators of the backward: dK and dV (in blocks like `kb`, summed over
+/// queries), and one row of dS.
+struct KeyGrads<'s> {
+    dkb: &'s mut [f32],
+    dvb: &'s mut [f32],
+    ds: &'s mut [f32],
+}
+
+/// One query row of the backward (`qs` its q scaled for base-2 scores, `g` its dout,
+/// `di = g · out`): adds its terms to dK (times log2 e) and dV, and writes `dq / scale`.
+#[inline(always)]
+fn bwd_row<L: Lanes>(
+    qs: &[f32],
+    g: &[f32],
+    lse: f32,
+    di: f32,
+    keys: &Keys,
+    acc: &mut KeyGrads,
+    dq: &mut [f32],
+) {
+    if lse == f32::NEG_INFINITY {
+        dq.fill(0.0);
+        return;
+    }
+    let block = keys.hd * LANES;
+    let (lse, di) = (L::splat(lse * LOG2_E), L::splat(di));
+    let inputs = keys
+        .kb
+        .chunks_exact(block)
+        .zip(keys.vb.chunks_exact(block))
+        .zip(keys.bias.chunks_exact(LANES));
+    let grads = acc
+        .dkb
+        .chunks_exact_mut(block)
+        .zip(acc.dvb.chunks_exact_mut(block));
+    for ((ds, ((kb, vb), bias)), (dkb, dvb)) in
+        acc.ds.chunks_exact_mut(LANES).zip(inputs).zip(grads)
+    {
+        let s = score_block::<L>(qs, kb, bias);
+        let mut dp = L::splat(0.0);
+        for (c, &g) in g.iter().enumerate() {
+            dp = L::splat(g).mul_add(L::load(&vb[c * LANES..]), dp);
+        }
+        let pr = lanes::exp2(s.sub(lse));
+        let dsk = pr.mul(dp.sub(di));
+        dsk.store(ds);
+        for (c, (&g, &q)) in g.iter().zip(qs).enumerate() {
+            let (dk, dv) = (&mut dkb[c * LANES..], &mut dvb[c * LANES..]);
+            L::splat(q).mul_add(dsk, L::load(dk)).store(dk);
+            L::splat(g).mul_add(pr, L::load(dv)).store(dv);
+        }
+    }
+    weighted_sum::<L>(acc.ds, keys.kb, keys.hd, dq);
+}
+
+/// Base-2 scores of one block of keys (`kb` its K block), with the padding bias.
+#[inline(always)]
+fn score_block<L: Lanes>(qs: &[f32], kb: &[f32], bias: &[f32]) -> L {
+    let mut s = L::load(bias);
+    for (c, &q) in qs.iter().enumerate() {
+        s = L::splat(q).mul_add(L::load(&kb[c * LANES..]), s);
+    }
+    s
+}
+
+/// `out[c] = Σ_j w[j] · x[j][c]` for keys `j` in blocks (`xb` is `kb` or `vb`), in lanes.
+#[inline(always)]
+fn weighted_sum<L: Lanes>(w: &[f32], xb: &[f32], hd: usize, out: &mut [f32]) {
+    // Dimensions per pass: their accumulators stay in registers (for a literal `hd`).
+    const GROUP: usize = 8;
+    for group in 0..hd.div_ceil(GROUP) {
+        let first = group * GROUP;
+        let width = GROUP.min(hd - first);
+        let mut acc = [L::splat(0.0); GROUP];
+        for (w, x) in w.chunks_exact(LANES).zip(xb.chunks_exact(hd * LANES)) {
+            let (w, x) = (L::load(w), &x[first * LANES..]);
+            for (c, acc) in acc.iter_mut().enumerate().take(width) {
+                *acc = w.mul_add(L::load(&x[c * LANES..]), *acc);
+            }
+        }
+        for (o, acc) in out[first..first + width].iter_mut().zip(acc) {
+            *o = acc.total();
+        }
+    }
+}
+
+/// Eight f32 lanes, the operations the kernels need on them, and the exponential built from
+/// those operations.
+mod lanes {
+    pub const LANES: usize = 8;
+
+    /// A vector of [`LANES`] f32.
+    pub trait Lanes: Copy {
+        fn splat(x: f32) -> Self;
+        /// The first [`LANES`] elements of `s`.
+        fn load(s: &[f32]) -> Self;
+        /// Into the first [`LANES`] elements of `s`.
+        fn store(self, s: &mut [f32]);
+        fn to_array(self) -> [f32; LANES];
+        fn add(self, o: Self) -> Self;
+        fn sub(self, o: Self) -> Self;
+        fn mul(self, o: Self) -> Self;
+        /// `self · a + b`: fused (one rounding) where the CPU has FMA.
+        fn mul_add(self, a: Self, b: Self) -> Self;
+        /// `self > o ? self : o` per lane (x86's rule: NaN in `self` gives `o`).
+        fn max(self, o: Self) -> Self;
+        /// `self < o ? self : o` per lane.
+        fn min(self, o: Self) -> Self;
+        /// Shifts the bits of each lane left by 23, from the low mantissa bits into the
+        /// exponent.
+        fn shl_exponent(self) -> Self;
+
+        /// The lanes added in a fixed tree.
+        #[inline(always)]
+        fn total(self) -> f32 {
+            let mut a = self.to_array();
+            let mut half = LANES;
+            while half > 1 {
+                half /= 2;
+                for i in 0..half {
+                    a[i] += a[i + half];
+                }
+            }
+            a[0]
+        }
+    }
+
+    /// `1.5 · 2^23 + 127`: adding it to an f32 in [-127, 128] rounds it to an integer `n` and
+    /// leaves `n + 127`, the biased exponent of `2^n`, in the low mantissa bits.
+    const ROUND: f32 = 12_583_039.0;
+
+    /// `2^x` per lane within 2 ulp, as a handful of vector operations (libm's `exp2f` is a call
+    /// per element). Results below the normal range (x < -126) are approximate and become
+    /// exactly 0 from x = -126.5 on, -inf included; above 128 the result is +inf, and NaN stays
+    /// NaN.
+    #[inline(always)]
+    pub fn exp2<L: Lanes>(x: L) -> L {
+        // Cephes' exp2f polynomial: 2^r = 1 + r · P(r) on |r| ≤ 1/2, highest degree first.
+        const P: [f32; 6] = [
+            1.535_336_2e-4,
+            1.339_887_4e-3,
+            9.618_437e-3,
+            5.550_332_5e-2,
+            2.402_264_8e-1,
+            6.931_472e-1,
+        ];
+        // The constant goes first: a NaN in `x` then passes through.
+        let x = L::splat(128.0).min(L::splat(-127.0).max(x));
+        let t = x.add(L::splat(ROUND));
+        let r = x.sub(t.sub(L::splat(ROUND)));
+        // Estrin's scheme: three short chains instead of Horner's one long one, since the
+        // latency of this chain is what limits the softmax loops.
+        let r2 = r.mul(r);
+        let lo = r.mul_add(L::splat(P[4]), L::splat(P[5]));
+        let mid = r.mul_add(L::splat(P[2]), L::splat(P[3]));
+        let hi = r.mul_add(L::splat(P[0]), L::splat(P[1]));
+        let poly = r2.mul(r2).mul_add(hi, r2.mul_add(mid, lo));
+        r.mul_add(poly, L::splat(1.0)).mul(t.shl_exponent())
+    }
+
+    /// Plain arrays: the compiler vectorises what it can for the baseline target.
+    #[derive(Clone, Copy)]
+    pub struct Portable([f32; LANES]);
+
+    impl Portable {
+        #[inline(always)]
+        fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+            Portable(std::array::from_fn(|l| f(self.0[l], o.0[l])))
+        }
+    }
+
+    impl Lanes for Portable {
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            Portable([x; LANES])
+        }
+        #[inline(always)]
+        fn load(s: &[f32]) -> Self {
+            Portable(s[..LANES].try_into().unwrap())
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32]) {
+            s[..LANES].copy_from_slice(&self.0);
+        }
+        #[inline(always)]
+        fn to_array(self) -> [f32; LANES] {
+            self.0
+        }
+        #[inline(always)]
+        fn add(self, o: Self) -> Self {
+            self.zip(o, |a, b| a + b)
+        }
+        #[inline(always)]
+        fn sub(self, o: Self) -> Self {
+            self.zip(o, |a, b| a - b)
+        }
+        #[inline(always)]
+        fn mul(self, o: Self) -> Self {
+            self.zip(o, |a, b| a * b)
+        }
+        #[inline(always)]
+        fn mul_add(self, a: Self, b: Self) -> Self {
+            self.mul(a).add(b)
+        }
+        #[inline(always)]
+        fn max(self, o: Self) -> Self {
+            self.zip(o, |a, b| if a > b { a } else { b })
+        }
+        #[inline(always)]
+        fn min(self, o: Self) -> Self {
+            self.zip(o, |a, b| if a < b { a } else { b })
+        }
+        #[inline(always)]
+        fn shl_exponent(self) -> Self {
+            Portable(self.0.map(|t| f32::from_bits(t.to_bits() << 23)))
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub use avx2::Avx2;
+
+    #[cfg(target_arch = "x86_64")]
+    mod avx2 {
+        use super::{Lanes, LANES};
+        use std::arch::x86_64::*;
+
+        /// AVX registers per vector: more than one gives the out-of-order core independent
+        /// chains to overlap in every operation.
+        const REGS: usize = LANES / 8;
+
+        /// [`LANES`] f32 in AVX registers. Only functions compiled with `avx2` and `fma`
+        /// enabled, and entered after checking the CPU for them, use this type: that is the
+        /// safety argument of every `unsafe` below.
+        #[derive(Clone, Copy)]
+        pub struct Avx2([__m256; REGS]);
+
+        impl Avx2 {
+            #[inline(always)]
+            fn map(self, o: Self, f: impl Fn(__m256, __m256) -> __m256) -> Self {
+                Avx2(std::array::from_fn(|r| f(self.0[r], o.0[r])))
+            }
+        }
+
+        impl Lanes for Avx2 {
+            #[inline(always)]
+            fn splat(x: f32) -> Self {
+                Avx2([unsafe { _mm256_set1_ps(x) }; REGS])
+            }
+            #[inline(always)]
+            fn load(s: &[f32]) -> Self {
+                let s = &s[..LANES];
+                // SAFETY: `s` holds LANES floats; the load needs no alignment.
+                Avx2(std::array::from_fn(|r| unsafe {
+                    _mm256_loadu_ps(s[8 * r..].as_ptr())
+                }))
+            }
+            #[inline(always)]
+            fn store(self, s: &mut [f32]) {
+                let s = &mut s[..LANES];
+                for (r, v) in self.0.into_iter().enumerate() {
+                    // SAFETY: `s` holds LANES floats; the store needs no alignment.
+                    unsafe { _mm256_storeu_ps(s[8 * r..].as_mut_ptr(), v) }
+                }
+            }
+            #[inline(always)]
+            fn to_array(self) -> [f32; LANES] {
+                let mut a = [0.0; LANES];
+                self.store(&mut a);
+                a
+            }
+            #[inline(always)]
+            fn add(self, o: Self) -> Self {
+                self.map(o, |a, b| unsafe { _mm256_add_ps(a, b) })
+            }
+            #[inline(always)]
+            fn sub(self, o: Self) -> Self {
+                self.map(o, |a, b| unsafe { _mm256_sub_ps(a, b) })
+            }
+            #[inline(always)]
+            fn mul(self, o: Self) -> Self {
+                self.map(o, |a, b| unsafe { _mm256_mul_ps(a, b) })
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                Avx2(std::array::from_fn(|r| unsafe {
+                    _mm256_fmadd_ps(self.0[r], a.0[r], b.0[r])
+                }))
+            }
+            #[inline(always)]
+            fn max(self, o: Self) -> Self {
+                self.map(o, |a, b| unsafe { _mm256_max_ps(a, b) })
+            }
+            #[inline(always)]
+            fn min(self, o: Self) -> Self {
+                self.map(o, |a, b| unsafe { _mm256_min_ps(a, b) })
+            }
+            #[inline(always)]
+            fn shl_exponent(self) -> Self {
+                self.map(self, |a, _| unsafe {
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a)))
+                })
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::{exp2, Lanes, Portable, LANES};
+
+        /// `2^x` on every lane implementation this CPU runs.
+        fn exp2_all(x: &[f32]) -> Vec<[f32; LANES]> {
+            let mut out = vec![exp2(Portable::load(x)).to_array()];
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                #[target_feature(enable = "avx2,fma")]
+                fn exp2_avx2(x: &[f32]) -> [f32; LANES] {
+                    exp2(super::Avx2::load(x)).to_array()
+                }
+                // SAFETY: the CPU has the features, checked above.
+                out.push(unsafe { exp2_avx2(x) });
+            }
+            out
+        }
+
+        /// Units in the last place between `got` and the exact `want`, at `want`'s binade.
+        fn ulps(got: f32, want: f64) -> f64 {
+            let bits = (want.abs() as f32).to_bits();
+            let ulp = f32::from_bits(bits + 1) as f64 - f32::from_bits(bits) as f64;
+            (got as f64 - want).abs() / ulp
+        }
+
+        #[test]
+        fn exp2_is_within_two_ulp() {
+            let mut worst = 0.0f64;
+            let x: Vec<f32> = (0..2_000_000)
+                .map(|i| -126.0 + 253.0 * i as f32 / 2e6)
+                .collect();
+            for x in x.chunks_exact(LANES) {
+                for got in exp2_all(x) {
+                    for (&g, &x) in got.iter().zip(x) {
+                        worst = worst.max(ulps(g, (x as f64).exp2()));
                     }
                 }
             }
-        });
+            assert!(worst <= 2.0, "worst error {worst} ulp");
+        }
+
+        #[test]
+        fn exp2_edges() {
+            let x = [
+                0.0,
+                f32::NEG_INFINITY,
+                -127.0,
+                -1e9,
+                127.0,
+                1e9,
+                f32::NAN,
+                1.0,
+            ];
+            for got in exp2_all(&x) {
+                assert_eq!(got[..4], [1.0, 0.0, 0.0, 0.0]);
+                assert_eq!(
+                    (got[4], got[5], got[7]),
+                    (2f32.powi(127), f32::INFINITY, 2.0)
+                );
+                assert!(got[6].is_nan());
+            }
+        }
+    }
 }
