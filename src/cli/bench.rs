@@ -8,9 +8,10 @@ use rand::SeedableRng;
 use serde_json::json;
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tokens::Layout;
-use tfmpe::sbi::network::{Network, NetworkConfig};
+use tfmpe::model::tfmpe::TfmpeConfig;
+use tfmpe::sbi::network::Network;
 use tfmpe::sbi::train::{Sets, Stepper, TrainConfig};
-use tfmpe::sbi::{sample_posterior, Quiet};
+use tfmpe::sbi::{new_network, sample_posterior, Quiet, Role};
 use tfmpe::tasks::{simulate_dataset, task_by_name, HierarchicalModel};
 use tfmpe::{Device, Result};
 
@@ -51,7 +52,7 @@ pub struct Common {
     json: bool,
 }
 
-/// A posterior network on `sets` data sets simulated directly, standardised by their own
+/// A posterior network and `n_sets` data sets simulated directly, standardised by their own
 /// statistics: the shapes and value ranges of a real run.
 fn setup(
     dev: &Device,
@@ -59,7 +60,6 @@ fn setup(
     sites: usize,
     n_sets: usize,
 ) -> Result<(Network, Sets)> {
-    let layout = Layout::posterior(task, sites);
     let mut rng = StdRng::seed_from_u64(1);
     let (mut cond, mut target) = (Vec::new(), Vec::new());
     for _ in 0..n_sets {
@@ -67,40 +67,7 @@ fn setup(
         cond.extend(d.obs);
         target.extend(task.to_unconstrained(&d.params, sites));
     }
-    let tokens: Vec<_> = layout.cond.iter().chain(&layout.target).copied().collect();
-    let (c, m) = (layout.cond.len(), layout.target.len());
-    let rows: Vec<Vec<f64>> = (0..n_sets)
-        .map(|i| {
-            cond[i * c..(i + 1) * c]
-                .iter()
-                .chain(&target[i * m..(i + 1) * m])
-                .copied()
-                .collect()
-        })
-        .collect();
-    let standardizer =
-        tfmpe::model::standardize::Standardizer::fit(&tokens, rows.iter().map(|r| r.as_slice()))?;
-    let (_, p, g) = layout.max_ids();
-    let architecture = tfmpe::model::tfmpe::TfmpeConfig {
-        n_labels: tfmpe::model::tokens::n_labels(task),
-        max_positions: p as usize + 1,
-        max_groups: g as usize + 1,
-        ..Default::default()
-    };
-    let config = NetworkConfig {
-        role: "posterior".into(),
-        task: task.name().into(),
-        sites,
-        architecture,
-        layout,
-        standardizer,
-        cond_names: task.observation_names(sites),
-        target_names: task.parameter_names(sites),
-        bijections: task.parameter_bijections(sites),
-        time_convention: "t = 0 is noise, t = 1 is data".into(),
-        sigma_min: tfmpe::model::flow::SIGMA_MIN,
-    };
-    let net = Network::new(dev, config, 0)?;
+    let net = new_network(dev, task, Role::Posterior, sites, &cond, &target, &TfmpeConfig::default(), 0)?;
     let sets = Sets {
         cond: net.standardize(&cond, true)?,
         target: net.standardize(&target, false)?,

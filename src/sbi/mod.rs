@@ -187,56 +187,65 @@ fn split(n: usize, val_fraction: f64) -> usize {
     n_val.clamp(1, n.saturating_sub(1))
 }
 
-/// The architecture with embedding tables sized for `layout`.
-fn architecture_for(
-    task: &dyn HierarchicalModel,
-    cfg: &RunConfig,
-    layouts: &[&Layout],
-) -> TfmpeConfig {
-    let (mut pos, mut group) = (0, 0);
-    for l in layouts {
-        let (_, p, g) = l.max_ids();
-        pos = pos.max(p as usize + 1);
-        group = group.max(g as usize + 1);
-    }
-    TfmpeConfig {
-        n_labels: n_labels(task),
-        max_positions: pos,
-        max_groups: group,
-        ..cfg.architecture.clone()
-    }
+/// Which network of a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Conditions: observations of S sites; targets: all parameters.
+    Posterior,
+    /// LF's likelihood surrogate. Conditions: globals and one site's locals (unconstrained);
+    /// targets: that site's observation.
+    Surrogate,
 }
 
-fn network_config(
+/// A freshly initialised network of `role` for `task`, its embedding tables sized for its
+/// layout and its standardisation fitted on the given training rows (`cond` and `target`,
+/// one set per row, token order).
+#[allow(clippy::too_many_arguments)]
+pub fn new_network(
+    dev: &Device,
     task: &dyn HierarchicalModel,
-    role: &str,
+    role: Role,
     sites: usize,
-    layout: Layout,
-    standardizer: Standardizer,
-    architecture: TfmpeConfig,
-) -> NetworkConfig {
-    let (params, obs) = match role {
-        "surrogate" => (task.parameter_names(1), task.observation_names(1)),
-        _ => (task.parameter_names(sites), task.observation_names(sites)),
+    cond: &[f64],
+    target: &[f64],
+    architecture: &TfmpeConfig,
+    seed: u64,
+) -> Result<Network> {
+    let (layout, name, cond_names, target_names) = match role {
+        Role::Posterior => (
+            Layout::posterior(task, sites),
+            "posterior",
+            task.observation_names(sites),
+            task.parameter_names(sites),
+        ),
+        Role::Surrogate => (
+            Layout::surrogate(task),
+            "surrogate",
+            task.parameter_names(1),
+            task.observation_names(1),
+        ),
     };
-    let (cond_names, target_names) = if role == "surrogate" {
-        (params, obs)
-    } else {
-        (obs, params)
+    let (_, pos, group) = layout.max_ids();
+    let architecture = TfmpeConfig {
+        n_labels: n_labels(task),
+        max_positions: pos as usize + 1,
+        max_groups: group as usize + 1,
+        ..architecture.clone()
     };
-    NetworkConfig {
-        role: role.to_string(),
+    let config = NetworkConfig {
+        role: name.to_string(),
         task: task.name().to_string(),
         sites,
         architecture,
+        standardizer: fit_standardizer(&layout, cond, target)?,
         layout,
-        standardizer,
         cond_names,
         target_names,
         bijections: task.parameter_bijections(sites),
         time_convention: "t = 0 is noise, t = 1 is data".into(),
         sigma_min: SIGMA_MIN,
-    }
+    };
+    Network::new(dev, config, seed)
 }
 
 /// Fits a standardiser over cond and target rows of one layout.
@@ -256,7 +265,8 @@ fn fit_standardizer(layout: &Layout, cond: &[f64], target: &[f64]) -> Result<Sta
     Standardizer::fit(&tokens, rows.iter().map(|r| r.as_slice()))
 }
 
-fn to_sets(net: &Network, cond: &[f64], target: &[f64]) -> Result<Sets> {
+/// Standardised sets for `net` from unstandardised rows.
+pub fn to_sets(net: &Network, cond: &[f64], target: &[f64]) -> Result<Sets> {
     Ok(Sets {
         cond: net.standardize(cond, true)?,
         target: net.standardize(target, false)?,
@@ -321,21 +331,19 @@ fn run_lf(
 
     // The surrogate: conditions are the unconstrained site parameters, targets the observation.
     progress.phase("surrogate");
-    let s_layout = Layout::surrogate(task);
     let site_bij: Vec<_> = task.parameter_bijections(1);
     let unconstrained: Vec<f64> = params
         .chunks(pd)
         .flat_map(|p| p.iter().zip(&site_bij).map(|(&v, b)| b.forward(v)))
         .collect();
-    let s_std = fit_standardizer(
-        &s_layout,
+    let mut surrogate = new_network(
+        dev,
+        task,
+        Role::Surrogate,
+        1,
         &unconstrained[..n_train * pd],
         &obs[..n_train * od],
-    )?;
-    let s_arch = architecture_for(task, cfg, &[&s_layout]);
-    let mut surrogate = Network::new(
-        dev,
-        network_config(task, "surrogate", 1, s_layout, s_std, s_arch),
+        &cfg.architecture,
         sub_seed(cfg.seed, 2, 0),
     )?;
     let mut s_data = FixedSets {
@@ -377,12 +385,14 @@ fn run_lf(
     timer.lap("synthetic_sets");
 
     progress.phase("posterior");
-    let p_layout = Layout::posterior(task, cfg.sites);
-    let p_std = fit_standardizer(&p_layout, &tc, &tt)?;
-    let p_arch = architecture_for(task, cfg, &[&p_layout]);
-    let mut posterior = Network::new(
+    let mut posterior = new_network(
         dev,
-        network_config(task, "posterior", cfg.sites, p_layout, p_std, p_arch),
+        task,
+        Role::Posterior,
+        cfg.sites,
+        &tc,
+        &tt,
+        &cfg.architecture,
         sub_seed(cfg.seed, 5, 0),
     )?;
     let validation = to_sets(&posterior, &vc, &vt)?;
@@ -461,11 +471,14 @@ fn run_direct(
     let (c, m) = (layout.cond.len(), layout.target.len());
     timer.lap("simulate");
     progress.phase("posterior");
-    let std = fit_standardizer(&layout, &cond[..n_train * c], &target[..n_train * m])?;
-    let arch = architecture_for(task, cfg, &[&layout]);
-    let mut posterior = Network::new(
+    let mut posterior = new_network(
         dev,
-        network_config(task, "posterior", cfg.sites, layout, std, arch),
+        task,
+        Role::Posterior,
+        cfg.sites,
+        &cond[..n_train * c],
+        &target[..n_train * m],
+        &cfg.architecture,
         sub_seed(cfg.seed, 5, 0),
     )?;
     let mut data = FixedSets {

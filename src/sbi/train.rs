@@ -263,7 +263,9 @@ pub fn train(
         seconds: 0.0,
         steps_per_s: 0.0,
     };
-    let mut best: Option<Vec<Vec<f32>>> = None;
+    // The starting weights count as the best until an epoch validates, so a run that fails in
+    // its first epoch still ends with finite weights.
+    let mut best = snapshot(tape)?;
     let mut last_improvement = 0;
     let mut order: Vec<usize> = Vec::new();
     for epoch in 0..cfg.max_epochs {
@@ -304,16 +306,14 @@ pub fn train(
         if val_loss < report.best_val_loss {
             report.best_val_loss = val_loss;
             report.best_epoch = epoch + 1;
-            best = Some(snapshot(tape)?);
+            best = snapshot(tape)?;
         }
         if epoch + 1 - last_improvement >= cfg.patience {
             report.stop_reason = "early_stopping".into();
             break;
         }
     }
-    if let Some(best) = best {
-        restore(tape, &best)?;
-    }
+    restore(tape, &best)?;
     tape.reset();
     report.seconds = start.elapsed().as_secs_f64();
     report.steps_per_s = report.steps as f64 / report.seconds.max(1e-9);
