@@ -1,10 +1,12 @@
 //! norm: layer norm forward (optionally fused with the residual add) and backward.
 //!
-//! Rows are independent, so both passes run over fixed chunks of rows in parallel. The
-//! parameter gradients are summed per chunk and the chunk sums added in chunk order, so the
-//! result does not depend on the thread count.
+//! Rows are independent, so both passes run over fixed chunks of rows in parallel. Row
+//! statistics are two-pass sums in f64 lanes (vectorised, fixed order); the parameter gradients
+//! are summed per chunk and the chunk sums added in chunk order, so no result depends on the
+//! thread count.
 use rayon::prelude::*;
 
+use super::loss::lanes_sum;
 use crate::backend::LayerNorm;
 
 /// Rows per parallel task: fixed (not derived from the thread count) so that the parameter
@@ -27,34 +29,50 @@ pub fn layer_norm_fwd(
     if p.rows == 0 || c == 0 {
         return;
     }
-    let normalise = |h: &[f32], y: &mut [f32], mean: &mut f32, rstd: &mut f32| {
-        let mu = h.iter().sum::<f32>() / c as f32;
-        let var = h.iter().map(|v| (v - mu) * (v - mu)).sum::<f32>() / c as f32;
-        let r = 1.0 / (var + p.eps).sqrt();
-        for (((y, h), g), b) in y.iter_mut().zip(h).zip(gamma).zip(beta) {
-            *y = (h - mu) * r * g + b;
-        }
-        (*mean, *rstd) = (mu, r);
-    };
-    let rows = y
-        .par_chunks_mut(c)
-        .zip(mean.par_iter_mut())
-        .zip(rstd.par_iter_mut())
+    let chunk = ROWS_PER_TASK * c;
+    let tasks = y
+        .par_chunks_mut(chunk)
+        .zip(mean.par_chunks_mut(ROWS_PER_TASK))
+        .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .enumerate();
+    let normalise = |h: &[f32], y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]| {
+        for (((h, y), mean), rstd) in h
+            .chunks_exact(c)
+            .zip(y.chunks_exact_mut(c))
+            .zip(mean)
+            .zip(rstd)
+        {
+            (*mean, *rstd) = normalise_row(h, gamma, beta, p.eps, y);
+        }
+    };
     match (residual, sum_out) {
         (Some(res), Some(sum)) => {
-            rows.zip(sum.par_chunks_mut(c))
-                .for_each(|((i, ((y, mean), rstd)), h)| {
-                    for ((h, x), r) in h.iter_mut().zip(&x[i * c..]).zip(&res[i * c..]) {
+            tasks
+                .zip(sum.par_chunks_mut(chunk))
+                .for_each(|((t, ((y, mean), rstd)), h)| {
+                    let (x, res) = (&x[t * chunk..][..h.len()], &res[t * chunk..][..h.len()]);
+                    for ((h, x), r) in h.iter_mut().zip(x).zip(res) {
                         *h = x + r;
                     }
                     normalise(h, y, mean, rstd);
                 })
         }
-        _ => {
-            rows.for_each(|(i, ((y, mean), rstd))| normalise(&x[i * c..(i + 1) * c], y, mean, rstd))
-        }
+        _ => tasks.for_each(|(t, ((y, mean), rstd))| {
+            normalise(&x[t * chunk..][..y.len()], y, mean, rstd)
+        }),
     }
+}
+
+/// Writes one normalised row and returns its mean and reciprocal standard deviation.
+fn normalise_row(h: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
+    let n = h.len() as f64;
+    let mean = lanes_sum([h], |[h]| h as f64) / n;
+    let var = lanes_sum([h], |[h]| (h as f64 - mean).powi(2)) / n;
+    let (mean, rstd) = (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32);
+    for (((y, &h), &g), &b) in y.iter_mut().zip(h).zip(gamma).zip(beta) {
+        *y = (h - mean) * rstd * g + b;
+    }
+    (mean, rstd)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -78,36 +96,42 @@ pub fn layer_norm_bwd(
     if p.rows == 0 || c == 0 {
         return;
     }
-    let tasks = p.rows.div_ceil(ROWS_PER_TASK);
-    // Per task: dgamma partial sums, then dbeta partial sums.
-    let mut partial = vec![0.0f32; tasks * 2 * c];
+    let chunk = ROWS_PER_TASK * c;
+    // Per task: its dgamma partial sums, then its dbeta partial sums.
+    let mut partial = vec![0.0f32; p.rows.div_ceil(ROWS_PER_TASK) * 2 * c];
     partial
         .par_chunks_mut(2 * c)
-        .zip(dh.par_chunks_mut(ROWS_PER_TASK * c))
+        .zip(dh.par_chunks_mut(chunk))
         .enumerate()
         .for_each(|(t, (partial, dh))| {
             let (pg, pb) = partial.split_at_mut(c);
-            for (r, dh) in dh.chunks_mut(c).enumerate() {
-                let i = t * ROWS_PER_TASK + r;
-                let (h, dy) = (&h[i * c..(i + 1) * c], &dy[i * c..(i + 1) * c]);
-                let (mu, rs) = (mean[i], rstd[i]);
-                let (mut a, mut b) = (0.0f32, 0.0f32);
-                for (j, (&h, &dy)) in h.iter().zip(dy).enumerate() {
+            let rows = t * ROWS_PER_TASK..;
+            let (h, dy) = (&h[t * chunk..][..dh.len()], &dy[t * chunk..][..dh.len()]);
+            let stats = mean[rows.clone()].iter().zip(&rstd[rows]);
+            let rows = h
+                .chunks_exact(c)
+                .zip(dy.chunks_exact(c))
+                .zip(dh.chunks_exact_mut(c));
+            for (((h, dy), dh), (&mu, &rs)) in rows.zip(stats) {
+                let g_mean = lanes_sum([dy, gamma], |[dy, g]| (dy * g) as f64) / c as f64;
+                let gx_mean = lanes_sum([h, dy, gamma], |[h, dy, g]| {
+                    (dy * g * ((h - mu) * rs)) as f64
+                }) / c as f64;
+                let (g_mean, gx_mean) = (g_mean as f32, gx_mean as f32);
+                let cols = h
+                    .iter()
+                    .zip(dy)
+                    .zip(gamma)
+                    .zip(pg.iter_mut().zip(pb.iter_mut()));
+                for ((((&h, &dy), &g), (pg, pb)), dh) in cols.zip(dh) {
                     let xhat = (h - mu) * rs;
-                    let g = dy * gamma[j];
-                    a += g;
-                    b += g * xhat;
-                    pg[j] += dy * xhat;
-                    pb[j] += dy;
-                }
-                let (a, b) = (a / c as f32, b / c as f32);
-                for (j, (dh, &h)) in dh.iter_mut().zip(h).enumerate() {
-                    let xhat = (h - mu) * rs;
-                    *dh = rs * (dy[j] * gamma[j] - a - xhat * b);
+                    *dh = rs * (dy * g - g_mean - xhat * gx_mean);
+                    *pg += dy * xhat;
+                    *pb += dy;
                 }
             }
         });
-    for part in partial.chunks(2 * c) {
+    for part in partial.chunks_exact(2 * c) {
         let (pg, pb) = part.split_at(c);
         dgamma.iter_mut().zip(pg).for_each(|(d, v)| *d += v);
         dbeta.iter_mut().zip(pb).for_each(|(d, v)| *d += v);
