@@ -7,8 +7,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 use tfmpe::model::ode::Solver;
-use tfmpe::model::tokens::Layout;
 use tfmpe::model::tfmpe::TfmpeConfig;
+use tfmpe::model::tokens::Layout;
 use tfmpe::sbi::network::Network;
 use tfmpe::sbi::train::{Sets, Stepper, TrainConfig};
 use tfmpe::sbi::{new_network, sample_posterior, Quiet, Role};
@@ -67,7 +67,16 @@ fn setup(
         cond.extend(d.obs);
         target.extend(task.to_unconstrained(&d.params, sites));
     }
-    let net = new_network(dev, task, Role::Posterior, sites, &cond, &target, &TfmpeConfig::default(), 0)?;
+    let net = new_network(
+        dev,
+        task,
+        Role::Posterior,
+        sites,
+        &cond,
+        &target,
+        &TfmpeConfig::default(),
+        0,
+    )?;
     let sets = Sets {
         cond: net.standardize(&cond, true)?,
         target: net.standardize(&target, false)?,
