@@ -5,10 +5,10 @@
 //! reduction, and the summation order never depends on the thread count.
 //!
 //! Per batch element the kept keys of every head are gathered into thread-local scratch in
-//! blocks of [`LANES`] keys, each block holding one vector register per head dimension, so every
-//! loop over keys works a register at a time (see [`lanes`]). Masked keys are left out of the gather
-//! rather than masked in the loops; the padding lanes of the last block get a score bias of
-//! -inf, which the exponential turns into an exact 0.
+//! blocks of [`LANES`] keys, each block holding one vector register per head dimension, so
+//! every loop over keys works a register at a time (see [`lanes`]). Masked keys are left out of
+//! the gather rather than masked in the loops; the padding lanes of the last block get a score
+//! bias of -inf, which the exponential turns into an exact 0.
 //!
 //! Scores are kept in base 2 (q is scaled by `scale · log2 e`), so the softmax needs `2^x`,
 //! whose range reduction is one subtraction.
@@ -27,8 +27,8 @@ use lanes::{Lanes, LANES};
 /// Head dimensions whose accumulators are kept at once (in registers, for a literal head dim).
 const GROUP: usize = 8;
 
-/// Scratch reused by every (batch element, head) a thread handles; it grows to the largest
-/// size seen and is never freed, so steady-state calls do not allocate.
+/// Scratch reused by every batch element a thread handles; it grows to the largest size seen
+/// and is never freed, so steady-state calls do not allocate.
 #[derive(Default)]
 struct Scratch {
     keys: Vec<usize>,
