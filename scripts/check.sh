@@ -22,3 +22,7 @@ step "cargo test"
 cargo test --all-targets --no-fail-fast 2>&1 | tee target/test.log
 # Benches are built by --all-targets but run in test mode (one iteration each): that keeps
 # them compiling and working without timing anything here.
+
+# One closing line over every test binary, for whoever reads the log's end.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' target/test.log
