@@ -137,14 +137,22 @@ pub struct Trained {
     pub report: PipelineReport,
 }
 
-struct Timer<'a> {
-    report: &'a mut Vec<(String, f64)>,
+/// Wall time per phase, in order.
+struct Timer {
+    phases: Vec<(String, f64)>,
     start: Instant,
 }
 
-impl Timer<'_> {
+impl Timer {
+    fn start() -> Timer {
+        Timer {
+            phases: Vec::new(),
+            start: Instant::now(),
+        }
+    }
+
     fn lap(&mut self, phase: &str) {
-        self.report
+        self.phases
             .push((phase.to_string(), self.start.elapsed().as_secs_f64()));
         self.start = Instant::now();
     }
@@ -308,11 +316,7 @@ fn run_lf(
     progress: &dyn Progress,
 ) -> Result<Trained> {
     let mut report = PipelineReport::default();
-    let mut phases = Vec::new();
-    let mut timer = Timer {
-        report: &mut phases,
-        start: Instant::now(),
-    };
+    let mut timer = Timer::start();
     progress.phase("simulate");
     let (params, obs, dropped) = simulate_single_sites(task, cfg.budget, cfg.seed);
     report.simulator_calls = cfg.budget;
@@ -420,7 +424,7 @@ fn run_lf(
         posterior.fit(dev, &mut data, &p_cfg, progress)?
     });
     timer.lap("posterior_training");
-    report.phases = phases;
+    report.phases = timer.phases;
     Ok(Trained {
         posterior,
         surrogate: Some(surrogate),
@@ -435,11 +439,7 @@ fn run_direct(
     progress: &dyn Progress,
 ) -> Result<Trained> {
     let mut report = PipelineReport::default();
-    let mut phases = Vec::new();
-    let mut timer = Timer {
-        report: &mut phases,
-        start: Instant::now(),
-    };
+    let mut timer = Timer::start();
     progress.phase("simulate");
     let n_sets = cfg.budget / cfg.sites;
     let sets: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..n_sets)
@@ -493,7 +493,7 @@ fn run_direct(
     };
     report.posterior = Some(posterior.fit(dev, &mut data, &p_cfg, progress)?);
     timer.lap("posterior_training");
-    report.phases = phases;
+    report.phases = timer.phases;
     Ok(Trained {
         posterior,
         surrogate: None,
