@@ -12,8 +12,11 @@
 //! - Reductions run in a fixed order, and nothing that feeds a gradient uses float atomics: the
 //!   same inputs give bit-identical outputs run to run on one backend.
 
+pub(crate) mod check;
 pub mod cpu;
 mod select;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 pub use select::{kind_from_env, probe, select, BackendKind, BackendReport, CUDA_KERNELS};
 
@@ -30,6 +33,8 @@ pub enum DType {
 #[derive(Debug)]
 pub enum Buffer {
     Cpu(cpu::CpuBuffer),
+    #[cfg(feature = "wgpu")]
+    Wgpu(wgpu::WgpuBuffer),
 }
 
 impl Buffer {
@@ -37,6 +42,8 @@ impl Buffer {
     pub fn len(&self) -> usize {
         match self {
             Buffer::Cpu(b) => b.len(),
+            #[cfg(feature = "wgpu")]
+            Buffer::Wgpu(b) => b.len(),
         }
     }
 
@@ -47,6 +54,8 @@ impl Buffer {
     pub fn dtype(&self) -> DType {
         match self {
             Buffer::Cpu(b) => b.dtype(),
+            #[cfg(feature = "wgpu")]
+            Buffer::Wgpu(b) => b.dtype(),
         }
     }
 }

@@ -68,19 +68,70 @@ pub fn probe() -> Vec<BackendReport> {
             device: Some(cpu.device_name()),
             reason: "always available".into(),
         },
-        BackendReport {
-            name: "cuda".into(),
-            available: false,
-            device: None,
-            reason: "this build has no CUDA backend yet (it arrives with the CUDA issue); use --backend cpu".into(),
-        },
-        BackendReport {
-            name: "wgpu".into(),
-            available: false,
-            device: None,
-            reason: "this build has no wgpu backend yet (it arrives with the wgpu issue); use --backend cpu".into(),
-        },
+        probe_cuda(),
+        wgpu_report(),
     ]
+}
+
+fn probe_cuda() -> BackendReport {
+    BackendReport {
+        name: "cuda".into(),
+        available: false,
+        device: None,
+        reason:
+            "this build has no CUDA backend yet (it arrives with the CUDA issue); use --backend cpu"
+                .into(),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_report() -> BackendReport {
+    let adapters = super::wgpu::adapters();
+    let (device, reason) = match adapters.first() {
+        None => (
+            None,
+            "no Vulkan, Metal or DX12 adapter found; install a GPU driver (or, for a software \
+             device, Mesa's lavapipe: apt-get install mesa-vulkan-drivers libvulkan1)"
+                .to_string(),
+        ),
+        Some((name, false)) => (Some(name.clone()), "a GPU adapter".to_string()),
+        Some((name, true)) => (
+            Some(name.clone()),
+            "only a CPU-type adapter: used with --backend wgpu, never picked by auto".to_string(),
+        ),
+    };
+    BackendReport {
+        name: "wgpu".into(),
+        available: device.is_some(),
+        device,
+        reason,
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_report() -> BackendReport {
+    BackendReport {
+        name: "wgpu".into(),
+        available: false,
+        device: None,
+        reason: "this binary was built without the `wgpu` feature; rebuild with default \
+                 features"
+            .into(),
+    }
+}
+
+/// Opens wgpu; a CPU-type adapter only when `allow_cpu`.
+#[cfg(feature = "wgpu")]
+fn open_wgpu(allow_cpu: bool) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(super::wgpu::WgpuBackend::new(allow_cpu)?))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn open_wgpu(_allow_cpu: bool) -> Result<Arc<dyn Backend>> {
+    Err(Error::BackendUnavailable {
+        name: "wgpu".into(),
+        reason: wgpu_report().reason,
+    })
 }
 
 /// Whether this binary embeds compiled CUDA kernels.
@@ -88,24 +139,39 @@ pub const CUDA_KERNELS: bool = false;
 
 /// Opens the backend asked for. Returns it with a sentence saying which one was picked and why.
 pub fn select(kind: BackendKind) -> Result<(Arc<dyn Backend>, String)> {
-    let reports = probe();
-    let find = |name: &str| reports.iter().find(|r| r.name == name).cloned();
     match kind {
         BackendKind::Cpu => Ok((Arc::new(CpuBackend::new()), "cpu: asked for".into())),
-        BackendKind::Auto => {
-            let why = ["cuda", "wgpu"]
-                .iter()
-                .filter_map(|n| find(n))
-                .map(|r| format!("{}: {}", r.name, r.reason))
-                .collect::<Vec<_>>()
-                .join("; ");
-            Ok((
-                Arc::new(CpuBackend::new()),
-                format!("cpu: auto picked it, no GPU backend is usable ({why})"),
-            ))
+        BackendKind::Wgpu => {
+            let b = open_wgpu(true)?;
+            let why = format!("wgpu: asked for, on {}", b.device_name());
+            Ok((b, why))
         }
-        BackendKind::Wgpu | BackendKind::Cuda => {
-            let r = find(&kind.to_string()).expect("probe lists every backend");
+        BackendKind::Auto => {
+            let cuda = probe_cuda();
+            match open_wgpu(false) {
+                Ok(b) => {
+                    let why = format!(
+                        "wgpu: auto picked the GPU {} (cuda: {})",
+                        b.device_name(),
+                        cuda.reason
+                    );
+                    Ok((b, why))
+                }
+                Err(e) => Ok((
+                    Arc::new(CpuBackend::new()),
+                    format!(
+                        "cpu: auto picked it, no GPU backend is usable (cuda: {}; wgpu: {})",
+                        cuda.reason,
+                        match e {
+                            Error::BackendUnavailable { reason, .. } => reason,
+                            other => other.to_string(),
+                        }
+                    ),
+                )),
+            }
+        }
+        BackendKind::Cuda => {
+            let r = probe_cuda();
             Err(Error::BackendUnavailable {
                 name: r.name,
                 reason: r.reason,

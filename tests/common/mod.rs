@@ -6,10 +6,26 @@ use rand::{RngExt, SeedableRng};
 use tfmpe::backend::{Backend, Buffer};
 use tfmpe::Device;
 
-/// Every backend present on this machine. The CPU is always there; the GPU backends join
-/// when their issues land (and then are required in CI via TFMPE_REQUIRE_*).
+/// Every backend present on this machine: the CPU always, and wgpu on any adapter (lavapipe
+/// included) when one exists. With `TFMPE_REQUIRE_WGPU=1` (set by scripts/check.sh, so in CI)
+/// a missing adapter fails the test instead of skipping wgpu.
 pub fn devices() -> Vec<Device> {
-    vec![Device::cpu()]
+    let mut devs = vec![Device::cpu()];
+    devs.extend(wgpu());
+    devs
+}
+
+/// The wgpu device, opened once per test binary and shared (lavapipe is slow to start).
+pub fn wgpu() -> Option<Device> {
+    static WGPU: std::sync::OnceLock<Option<Device>> = std::sync::OnceLock::new();
+    WGPU.get_or_init(|| match Device::open(tfmpe::backend::BackendKind::Wgpu) {
+        Ok((dev, _)) => Some(dev),
+        Err(e) if std::env::var("TFMPE_REQUIRE_WGPU").is_ok_and(|v| v == "1") => {
+            panic!("TFMPE_REQUIRE_WGPU=1 but wgpu could not open: {e}")
+        }
+        Err(_) => None,
+    })
+    .clone()
 }
 
 /// A deterministic generator for one test case: the seed names the case, so a failure can be

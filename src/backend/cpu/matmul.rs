@@ -13,8 +13,8 @@ use std::cell::RefCell;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::backend::check::gemm as check_gemm;
 use crate::backend::{Epilogue, Gemm};
-use crate::error::{Error, Result};
 
 /// Rows of C per task: large enough to amortise packing op(B), small enough to keep the block
 /// of C in L2 for the epilogue.
@@ -27,67 +27,6 @@ const SPLIT_K_MAX_C: usize = 256 * 256;
 thread_local! {
     /// Partial products of the split-`K` path, reused across calls.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Elements an operand spans: batch `b` starts at `b · stride` and holds `len` elements.
-fn span(batch: usize, stride: usize, len: usize) -> Option<usize> {
-    if batch == 0 || len == 0 {
-        return Some(0);
-    }
-    (batch - 1).checked_mul(stride)?.checked_add(len)
-}
-
-/// Checks every buffer is long enough for `p` (and that the epilogue has its bias).
-pub fn check_gemm(
-    p: &Gemm,
-    a_len: usize,
-    b_len: usize,
-    bias_len: Option<usize>,
-    c_len: usize,
-) -> Result<()> {
-    let (m, n, k) = (p.m, p.n, p.k);
-    let overflow = || {
-        Error::Shape(format!(
-            "gemm: {m}×{n}×{k} in {} batches overflows",
-            p.batch
-        ))
-    };
-    let (a_rows, a_cols) = if p.trans_a { (k, m) } else { (m, k) };
-    let (b_rows, b_cols) = if p.trans_b { (n, k) } else { (k, n) };
-    for (name, rows, cols, stride, have) in [
-        ("a", a_rows, a_cols, p.stride_a, a_len),
-        ("b", b_rows, b_cols, p.stride_b, b_len),
-        ("c", m, n, p.stride_c, c_len),
-    ] {
-        let len = rows.checked_mul(cols).ok_or_else(overflow)?;
-        let need = span(p.batch, stride, len).ok_or_else(overflow)?;
-        if have < need {
-            return Err(Error::Shape(format!(
-                "gemm: {name} holds {have} elements, but {} batches of {rows}×{cols} \
-                 at stride {stride} need {need}",
-                p.batch
-            )));
-        }
-    }
-    if p.batch > 1 && m * n > 0 && p.stride_c < m * n {
-        return Err(Error::Invalid(format!(
-            "gemm: stride_c = {} is less than one {m}×{n} output, so output batches would overlap",
-            p.stride_c
-        )));
-    }
-    match (p.epilogue, bias_len) {
-        (Epilogue::None, Some(_)) => Err(Error::Invalid(
-            "gemm: a bias was given but the epilogue is None; use Epilogue::Bias".into(),
-        )),
-        (Epilogue::Bias | Epilogue::BiasRelu, None) => Err(Error::Invalid(format!(
-            "gemm: epilogue {:?} needs a bias of n = {n} elements",
-            p.epilogue
-        ))),
-        (_, Some(len)) if len != n => Err(Error::Shape(format!(
-            "gemm: bias holds {len} elements, expected n = {n}"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 /// Row and column strides of op(A), op(B) inside their row-major storage.

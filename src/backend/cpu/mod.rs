@@ -16,7 +16,9 @@ mod ode;
 mod optim;
 pub(crate) mod random;
 
-use super::{expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm};
+use super::{
+    check, expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm,
+};
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -87,16 +89,6 @@ fn check_len(name: &str, len: usize, want: usize) -> Result<()> {
     if len != want {
         return Err(Error::Shape(format!(
             "{name}: expected {want} elements, got {len}"
-        )));
-    }
-    Ok(())
-}
-
-fn check_range(name: &str, offset: usize, len: usize, total: usize) -> Result<()> {
-    if offset.checked_add(len).is_none_or(|end| end > total) {
-        return Err(Error::Shape(format!(
-            "{name}: range {offset}..{} is past its {total} elements",
-            offset.saturating_add(len)
         )));
     }
     Ok(())
@@ -183,8 +175,7 @@ impl Backend for CpuBackend {
         dst_offset: usize,
         len: usize,
     ) -> Result<()> {
-        check_range("src", src_offset, len, src.len())?;
-        check_range("dst", dst_offset, len, dst.len())?;
+        check::copy(src, src_offset, dst, dst_offset, len)?;
         match (src, dst) {
             (Buffer::Cpu(CpuBuffer::F32(s)), Buffer::Cpu(CpuBuffer::F32(d))) => memory::copy(
                 &s[src_offset..src_offset + len],
@@ -201,26 +192,8 @@ impl Backend for CpuBackend {
     }
 
     fn copy_cols(&self, p: &CopyCols, src: &Buffer, dst: &mut Buffer) -> Result<()> {
+        check::copy_cols(p, src, dst)?;
         let (s, d) = (f32s("src", src)?, f32s_mut("dst", dst)?);
-        if p.rows > 0 {
-            check_range(
-                "src",
-                p.src_offset + (p.rows - 1) * p.src_stride,
-                p.width,
-                s.len(),
-            )?;
-            check_range(
-                "dst",
-                p.dst_offset + (p.rows - 1) * p.dst_stride,
-                p.width,
-                d.len(),
-            )?;
-            if p.src_offset + p.width > p.src_stride || p.dst_offset + p.width > p.dst_stride {
-                return Err(Error::Shape(
-                    "copy_cols: columns run past the row stride".into(),
-                ));
-            }
-        }
         memory::copy_cols(p, s, d);
         Ok(())
     }
@@ -287,7 +260,7 @@ impl Backend for CpuBackend {
             opt_f32s("bias", bias)?,
             f32s_mut("c", c)?,
         );
-        matmul::check_gemm(p, a.len(), b.len(), bias.map(|b| b.len()), c.len())?;
+        check::gemm(p, a.len(), b.len(), bias.map(|b| b.len()), c.len())?;
         matmul::gemm(p, a, b, bias, c);
         Ok(())
     }
@@ -358,31 +331,20 @@ impl Backend for CpuBackend {
         rstd: &mut Buffer,
         sum_out: Option<&mut Buffer>,
     ) -> Result<()> {
-        let n = p.rows * p.cols;
-        for (name, b, len) in [
-            ("x", x, n),
-            ("gamma", gamma, p.cols),
-            ("beta", beta, p.cols),
-            ("y", &*y, n),
-        ] {
-            expect_len(name, b, len)?;
-        }
-        expect_len("mean", mean, p.rows)?;
-        expect_len("rstd", rstd, p.rows)?;
-        if let Some(r) = residual {
-            expect_len("residual", r, n)?;
-        }
-        let sum_out = match (residual.is_some(), sum_out) {
-            (true, Some(s)) => {
-                expect_len("sum_out", s, n)?;
-                Some(f32s_mut("sum_out", s)?)
-            }
-            (true, None) => {
-                return Err(Error::Invalid(
-                    "layer_norm_fwd: a residual needs `sum_out` to keep x + residual".into(),
-                ))
-            }
-            (false, _) => None,
+        check::layer_norm_fwd(
+            p,
+            x,
+            residual,
+            gamma,
+            beta,
+            y,
+            mean,
+            rstd,
+            sum_out.as_deref(),
+        )?;
+        let sum_out = match sum_out {
+            Some(s) if residual.is_some() => Some(f32s_mut("sum_out", s)?),
+            _ => None,
         };
         norm::layer_norm_fwd(
             p,
@@ -411,19 +373,7 @@ impl Backend for CpuBackend {
         dbeta: &mut Buffer,
         accumulate_params: bool,
     ) -> Result<()> {
-        let n = p.rows * p.cols;
-        for (name, b, len) in [
-            ("h", h, n),
-            ("dy", dy, n),
-            ("gamma", gamma, p.cols),
-            ("mean", mean, p.rows),
-            ("rstd", rstd, p.rows),
-            ("dh", &*dh, n),
-            ("dgamma", &*dgamma, p.cols),
-            ("dbeta", &*dbeta, p.cols),
-        ] {
-            expect_len(name, b, len)?;
-        }
+        check::layer_norm_bwd(p, h, dy, gamma, mean, rstd, dh, dgamma, dbeta)?;
         norm::layer_norm_bwd(
             p,
             f32s("h", h)?,
@@ -448,7 +398,7 @@ impl Backend for CpuBackend {
         out: &mut Buffer,
         lse: &mut Buffer,
     ) -> Result<()> {
-        check_attention(p, qkv, mask)?;
+        check::attention(p, qkv, mask)?;
         expect_len("out", out, p.batch * p.tokens * p.model_dim())?;
         expect_len("lse", lse, p.batch * p.heads * p.tokens)?;
         attention::attention_fwd(
@@ -471,7 +421,7 @@ impl Backend for CpuBackend {
         dout: &Buffer,
         dqkv: &mut Buffer,
     ) -> Result<()> {
-        check_attention(p, qkv, mask)?;
+        check::attention(p, qkv, mask)?;
         let n = p.batch * p.tokens * p.model_dim();
         expect_len("out", out, n)?;
         expect_len("dout", dout, n)?;
@@ -580,7 +530,7 @@ impl Backend for CpuBackend {
         u: &mut Buffer,
     ) -> Result<()> {
         let n = x0.len();
-        check_per_sample(n, per_sample)?;
+        check::per_sample(n, per_sample)?;
         expect_len("x1", x1, n)?;
         expect_len("t", t, n / per_sample)?;
         expect_len("xt", xt, n)?;
@@ -633,8 +583,8 @@ impl Backend for CpuBackend {
         out: &mut Buffer,
     ) -> Result<()> {
         let n = x.len();
-        check_per_sample(n, per_sample)?;
-        check_stages(k, n, coeffs.len())?;
+        check::per_sample(n, per_sample)?;
+        check::stages(k, n, coeffs.len())?;
         expect_len("h", h, n / per_sample)?;
         expect_len("out", out, n)?;
         ode::ode_stage(
@@ -661,8 +611,8 @@ impl Backend for CpuBackend {
         err: &mut Buffer,
     ) -> Result<()> {
         let n = x.len();
-        check_per_sample(n, per_sample)?;
-        check_stages(k, n, err_coeffs.len())?;
+        check::per_sample(n, per_sample)?;
+        check::stages(k, n, err_coeffs.len())?;
         expect_len("x_new", x_new, n)?;
         expect_len("h", h, n / per_sample)?;
         expect_len("err", err, n / per_sample)?;
@@ -691,7 +641,7 @@ impl Backend for CpuBackend {
         t_end: f32,
     ) -> Result<()> {
         let n = x.len();
-        check_per_sample(n, per_sample)?;
+        check::per_sample(n, per_sample)?;
         let s = n / per_sample;
         expect_len("x_new", x_new, n)?;
         expect_len("err", err, s)?;
@@ -725,13 +675,7 @@ impl Backend for CpuBackend {
         v: &mut Buffer,
         clip: Option<(&Buffer, f32)>,
     ) -> Result<()> {
-        let n = param.len();
-        expect_len("grad", grad, n)?;
-        expect_len("m", m, n)?;
-        expect_len("v", v, n)?;
-        if p.step == 0 {
-            return Err(Error::Invalid("adamw_step: step counts from 1".into()));
-        }
+        check::adamw(p, param, grad, m, v)?;
         let clip = match clip {
             Some((norm_sq, max_norm)) => {
                 expect_len("norm_sq", norm_sq, 1)?;
@@ -776,37 +720,4 @@ impl Backend for CpuBackend {
         loss::reduce_sum(f32s("x", x)?, scale, f32s_mut("out", out)?);
         Ok(())
     }
-}
-
-fn check_attention(p: &Attention, qkv: &Buffer, mask: Option<&Buffer>) -> Result<()> {
-    if p.heads == 0 || p.head_dim == 0 {
-        return Err(Error::Invalid(
-            "attention: heads and head_dim must be positive".into(),
-        ));
-    }
-    expect_len("qkv", qkv, p.batch * p.tokens * 3 * p.model_dim())?;
-    if let Some(m) = mask {
-        expect_len("mask", m, p.batch * p.tokens)?;
-    }
-    Ok(())
-}
-
-fn check_per_sample(n: usize, per_sample: usize) -> Result<()> {
-    if per_sample == 0 || !n.is_multiple_of(per_sample) {
-        return Err(Error::Shape(format!(
-            "{n} elements do not split into samples of {per_sample}"
-        )));
-    }
-    Ok(())
-}
-
-fn check_stages(k: &Buffer, n: usize, stages: usize) -> Result<()> {
-    if k.len() < stages * n {
-        return Err(Error::Shape(format!(
-            "k: {stages} stages of {n} elements need {} elements, got {}",
-            stages * n,
-            k.len()
-        )));
-    }
-    Ok(())
 }
