@@ -12,6 +12,19 @@ cargo --version
 rustup component list --installed 2>/dev/null | grep -qE '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -qE '^clippy' || rustup component add clippy
 
+step "lavapipe (Mesa's software Vulkan) for the wgpu tests"
+# The wgpu backend's tests run on a software adapter here; TFMPE_REQUIRE_WGPU=1 turns a missing
+# adapter into a test failure instead of a skip.
+if [ ! -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mesa-vulkan-drivers libvulkan1 >/dev/null
+fi
+export VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+chmod 700 "$XDG_RUNTIME_DIR"
+export TFMPE_REQUIRE_WGPU=1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

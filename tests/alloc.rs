@@ -1,15 +1,31 @@
 //! A training step at the W1 shapes allocates no device buffer after its first run: the tape
 //! recycles its buffers through its pool, and the optimiser's state is allocated once.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "../benches/w1/mod.rs"]
 mod w1;
 
 use tfmpe::Device;
 
+/// W1's batch of 100 sets on the CPU; a few sets on wgpu, whose CI adapter (lavapipe) is slow.
+fn batch(device: &Device, full: usize) -> usize {
+    if device.name() == "cpu" {
+        full
+    } else {
+        4
+    }
+}
+
 #[test]
 fn w1_train_step_reuses_its_buffers() {
-    let device = Device::cpu();
-    let mut step = w1::W1::new(&device, 100, 7).unwrap();
+    for device in common::devices() {
+        w1_step_on(&device);
+    }
+}
+
+fn w1_step_on(device: &Device) {
+    let mut step = w1::W1::new(device, batch(device, 100), 7).unwrap();
     let allocated = || device.backend().buffers_allocated();
     let mut losses = Vec::new();
     let mut counts = Vec::new();
@@ -26,21 +42,24 @@ fn w1_train_step_reuses_its_buffers() {
     // The first step fills the pool; the next ones take everything from it.
     assert!(
         counts.iter().all(|&c| c == counts[0]),
-        "buffers allocated after each step: {counts:?}"
+        "{}: buffers allocated after each step: {counts:?}",
+        device.name()
     );
 }
 
 #[test]
 fn inference_pass_reuses_its_buffers() {
-    let device = Device::cpu();
-    let mut step = w1::W1::new(&device, 10, 8).unwrap();
-    let mut counts = Vec::new();
-    for _ in 0..3 {
-        step.infer().unwrap();
-        counts.push(device.backend().buffers_allocated());
+    for device in common::devices() {
+        let mut step = w1::W1::new(&device, batch(&device, 10), 8).unwrap();
+        let mut counts = Vec::new();
+        for _ in 0..3 {
+            step.infer().unwrap();
+            counts.push(device.backend().buffers_allocated());
+        }
+        assert!(
+            counts.iter().all(|&c| c == counts[0]),
+            "{}: buffers allocated after each pass: {counts:?}",
+            device.name()
+        );
     }
-    assert!(
-        counts.iter().all(|&c| c == counts[0]),
-        "buffers allocated after each pass: {counts:?}"
-    );
 }

@@ -1,0 +1,155 @@
+//! The wgpu backend end to end through the command line (on lavapipe in CI): a small
+//! `hier-gaussian-linear` run trains and samples on wgpu and meets the CPU run's C2ST bound,
+//! and a fixed posterior network samples the same numbers on wgpu as on the CPU.
+//!
+//! Skipped when no wgpu adapter exists, unless `TFMPE_REQUIRE_WGPU=1` (CI), which makes that a
+//! failure.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tfmpe(backend: &str, args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tfmpe"))
+        .args(args)
+        .env("TFMPE_BACKEND", backend)
+        .output()
+        .expect("run tfmpe");
+    assert!(
+        out.status.success(),
+        "tfmpe {args:?} on {backend} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tfmpe-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn numbers(csv: &str) -> Vec<f64> {
+    csv.lines()
+        .skip(1)
+        .flat_map(|l| l.split(','))
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+/// The arguments of a small LF run (the CPU e2e test's, with fewer simulations and epochs so
+/// that it fits lavapipe's speed).
+fn small_run(out: &str, max_epochs: &str, extra: &[&'static str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        "--task",
+        "hier-gaussian-linear",
+        "--sites",
+        "3",
+        "--budget",
+        "1000",
+        "--max-epochs",
+        max_epochs,
+        "--patience",
+        "20",
+        "--lr",
+        "1e-3",
+        "--samples",
+        "1000",
+        "--seed",
+        "1",
+        "--obs-seed",
+        "3",
+        "--out",
+        out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[test]
+fn small_lf_run_on_wgpu_matches_the_exact_posterior() {
+    if common::wgpu().is_none() {
+        eprintln!("no wgpu adapter: skipped");
+        return;
+    }
+    let dir = scratch("wgpu-e2e");
+    let out = dir.to_str().unwrap();
+    let args = small_run(out, "80", &[]);
+    tfmpe("wgpu", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
+    assert_eq!(report["backend"], "wgpu");
+    assert_eq!(read(&dir.join("samples.csv")).lines().count(), 1001);
+    let c2st = report["metrics"]["c2st"]
+        .as_f64()
+        .expect("c2st in the report");
+    // The CPU e2e test's bound (see tests/e2e.rs): a posterior that ignored the observations or
+    // got σ wrong scores 0.9 and more.
+    assert!(
+        c2st < 0.75,
+        "C2ST {c2st} on wgpu is too far from the exact posterior"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_fixed_network_samples_alike_on_cpu_and_wgpu() {
+    if common::wgpu().is_none() {
+        eprintln!("no wgpu adapter: skipped");
+        return;
+    }
+    // A briefly trained posterior (CPU), then the same seed on both backends.
+    let dir = scratch("wgpu-parity");
+    let out = dir.to_str().unwrap();
+    let args = small_run(out, "3", &["--no-eval"]); // any fixed network will do
+    tfmpe("cpu", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let obs = dir.join("new_obs.csv");
+    std::fs::write(&obs, "y.0,y.1,y.2\n0.3,-1.2,2.0\n").unwrap();
+    let mut got = Vec::new();
+    for backend in ["cpu", "wgpu"] {
+        let file = dir.join(format!("{backend}.csv"));
+        tfmpe(
+            backend,
+            &[
+                "sample",
+                "--model",
+                out,
+                "--observation",
+                obs.to_str().unwrap(),
+                "--samples",
+                "64",
+                "--solver",
+                "rk4",
+                "--steps",
+                "10",
+                "--seed",
+                "5",
+                "--out",
+                file.to_str().unwrap(),
+            ],
+        );
+        got.push(numbers(&read(&file)));
+    }
+    assert_eq!(got[0].len(), 64 * 4);
+    // Same Philox noise on both backends; the network's f32 sums run in another order on the
+    // GPU, and 40 network evaluations (RK4, 10 steps) compound that. 1e-3 absolute on values of
+    // order 1 is far below the posterior's spread yet far above f32 rounding after 40 passes.
+    let worst = got[0]
+        .iter()
+        .zip(&got[1])
+        .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 1e-3,
+        "cpu and wgpu samples differ by up to {worst:.2e}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
