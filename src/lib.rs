@@ -14,6 +14,7 @@
 //! - [`sbi`]: pipelines (LF, direct), the training loop, posterior sampling.
 //! - [`tasks`]: hierarchical models (the user-model trait and the benchmark tasks).
 //! - [`metrics`]: posterior-quality metrics (C2ST), classifiers trained on the tape.
+//! - [`report`]: the run's plots as SVG, from plain data; it depends on nothing above.
 
 pub mod backend;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod nn;
+pub mod report;
 pub mod sbi;
 pub mod tape;
 pub mod tasks;

@@ -60,6 +60,8 @@ fn small_lf_run_matches_the_exact_posterior() {
         "posterior/model.safetensors",
         "posterior/config.json",
         "surrogate/config.json",
+        "posterior.svg",
+        "losses.svg",
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
@@ -72,7 +74,28 @@ fn small_lf_run_matches_the_exact_posterior() {
         Some("y.0,y.1,y.2")
     );
 
+    // The plots: a panel per parameter over the exact posterior with the true value, and the
+    // loss curves of both networks (tests/report.rs checks the drawing itself).
+    let plot = read(&dir.join("posterior.svg"));
+    for title in ["sigma", "mu.0", "mu.1", "mu.2"] {
+        assert!(plot.contains(&format!(">{title}</text>")), "panel {title}");
+    }
+    assert_eq!(plot.matches("<polyline class=\"reference\"").count(), 4);
+    // One true-value line per panel and one in the legend.
+    assert_eq!(plot.matches("<line class=\"truth\"").count(), 5);
+    let plot = read(&dir.join("losses.svg"));
+    assert!(plot.contains(">surrogate: best epoch") && plot.contains(">posterior: best epoch"));
+
     let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
+    for net in ["surrogate", "posterior"] {
+        let losses = &report["losses"][net];
+        let epochs = losses["epochs"].as_u64().unwrap() as usize;
+        assert_eq!(
+            losses["val_losses"].as_array().unwrap().len(),
+            epochs,
+            "{net}"
+        );
+    }
     assert_eq!(report["backend"], "cpu");
     assert_eq!(report["simulator_calls"], 2000);
     for phase in [

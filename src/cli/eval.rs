@@ -9,7 +9,7 @@ use tfmpe::io::Table;
 use tfmpe::metrics::{c2st, C2stConfig};
 use tfmpe::model::checkpoint;
 use tfmpe::sbi::network::NetworkConfig;
-use tfmpe::tasks::task_by_name;
+use tfmpe::tasks::{task_by_name, HierarchicalModel};
 use tfmpe::{Device, Error, Result};
 
 use super::files::{self, read_observation, write_json};
@@ -20,17 +20,20 @@ pub struct EvalArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Reference (exact posterior) samples to draw.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = REFERENCE_SAMPLES)]
     pub reference_samples: usize,
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
 }
 
+/// Exact-posterior draws that `tfmpe run` compares against (C2ST) and plots.
+pub const REFERENCE_SAMPLES: usize = 1000;
+
 impl EvalArgs {
     pub fn for_run(out: &Path) -> EvalArgs {
         EvalArgs {
             out: out.to_path_buf(),
-            reference_samples: 1000,
+            reference_samples: REFERENCE_SAMPLES,
             backend: tfmpe::backend::BackendKind::Auto,
         }
     }
@@ -50,9 +53,7 @@ pub fn evaluate(device: &Device, args: &EvalArgs) -> Result<serde_json::Value> {
             task.name()
         )));
     }
-    let mut rng = StdRng::seed_from_u64(0xC25);
-    let Some(reference) = task.exact_posterior(&obs, None, sites, args.reference_samples, &mut rng)
-    else {
+    let Some(reference) = exact_reference(&*task, &obs, sites, args.reference_samples) else {
         return Ok(
             json!({ "c2st": null, "note": format!("task `{}` has no exact posterior", task.name()) }),
         );
@@ -60,6 +61,17 @@ pub fn evaluate(device: &Device, args: &EvalArgs) -> Result<serde_json::Value> {
     // In natural parameter space, as sbibm does.
     let acc = c2st(device, &samples.rows, &reference, &C2stConfig::default())?;
     Ok(json!({ "c2st": acc, "c2st_reference_samples": reference.len() }))
+}
+
+/// `n` draws from the task's exact posterior for `obs`, or `None` when it has none. The seed is
+/// fixed, so the run's plot shows the very draws its C2ST compared against.
+pub fn exact_reference(
+    task: &dyn HierarchicalModel,
+    obs: &[f64],
+    sites: usize,
+    n: usize,
+) -> Option<Vec<Vec<f64>>> {
+    task.exact_posterior(obs, None, sites, n, &mut StdRng::seed_from_u64(0xC25))
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {

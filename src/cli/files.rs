@@ -10,6 +10,8 @@ pub const SAMPLES: &str = "samples.csv";
 pub const OBSERVATION: &str = "observation.csv";
 pub const TRUE_PARAMS: &str = "true_params.csv";
 pub const REPORT: &str = "report.json";
+pub const POSTERIOR_PLOT: &str = "posterior.svg";
+pub const LOSS_PLOT: &str = "losses.svg";
 pub const POSTERIOR_DIR: &str = "posterior";
 pub const SURROGATE_DIR: &str = "surrogate";
 

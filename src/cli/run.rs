@@ -11,8 +11,9 @@ use tfmpe::sbi::{self, Method, RunConfig};
 use tfmpe::tasks::{simulate_dataset, task_by_name};
 use tfmpe::{Device, Error, Result};
 
-use super::eval::{evaluate, EvalArgs};
+use super::eval::{evaluate, exact_reference, EvalArgs, REFERENCE_SAMPLES};
 use super::files::{self, read_observation, write_json, write_rows};
+use super::plots;
 use super::progress::Bars;
 use tfmpe::sbi::Progress;
 
@@ -145,6 +146,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     bars.finish();
     let sampling_s = t0.elapsed().as_secs_f64();
     let names = task.parameter_names(args.sites);
+    // Plotted first: the CSV writers below take the draws and the observation by value.
+    let reference = exact_reference(&*task, &obs, args.sites, REFERENCE_SAMPLES);
+    plots::write_posterior(
+        &args.out,
+        &*task,
+        args.sites,
+        &names,
+        &samples,
+        reference.as_deref(),
+        truth.as_deref(),
+    )?;
+    plots::write_losses(&args.out, &trained.report)?;
     write_rows(&args.out.join(files::SAMPLES), names.clone(), samples)?;
     write_rows(
         &args.out.join(files::OBSERVATION),

@@ -1,0 +1,66 @@
+//! The plots of `tfmpe run --out DIR` (DESIGN §10): posterior marginals and loss curves.
+
+use std::path::Path;
+
+use tfmpe::io::atomic_write;
+use tfmpe::report::{losses_svg, posterior_svg, LossCurve, Marginal};
+use tfmpe::sbi::PipelineReport;
+use tfmpe::tasks::HierarchicalModel;
+use tfmpe::Result;
+
+use super::files;
+
+/// Sites whose locals get a panel: enough to judge them, few enough to read at 50 sites.
+const SITES_SHOWN: usize = 4;
+
+/// Writes `posterior.svg`: the globals and the first sites' locals, each over the exact
+/// posterior's draws and the true value where those are known. Rows are full parameter vectors
+/// named by `names`.
+pub fn write_posterior(
+    out: &Path,
+    task: &dyn HierarchicalModel,
+    sites: usize,
+    names: &[String],
+    samples: &[Vec<f64>],
+    reference: Option<&[Vec<f64>]>,
+    truth: Option<&[f64]>,
+) -> Result<()> {
+    let shown = task.global_dim() + sites.min(SITES_SHOWN) * task.local_dim();
+    let column = |rows: &[Vec<f64>], j: usize| -> Vec<f64> {
+        rows.iter()
+            .map(|r| r.get(j).copied().unwrap_or(f64::NAN))
+            .collect()
+    };
+    let panels: Vec<Marginal> = names
+        .iter()
+        .take(shown)
+        .enumerate()
+        .map(|(j, name)| Marginal {
+            name: name.clone(),
+            samples: column(samples, j),
+            reference: reference.map(|r| column(r, j)),
+            truth: truth.and_then(|t| t.get(j).copied()),
+        })
+        .collect();
+    let svg = posterior_svg(&panels);
+    atomic_write(&out.join(files::POSTERIOR_PLOT), svg.as_bytes())
+}
+
+/// Writes `losses.svg`: one panel per trained network.
+pub fn write_losses(out: &Path, report: &PipelineReport) -> Result<()> {
+    let curves: Vec<LossCurve> = [
+        ("surrogate", &report.surrogate),
+        ("posterior", &report.posterior),
+    ]
+    .into_iter()
+    .filter_map(|(name, r)| {
+        r.as_ref().map(|r| LossCurve {
+            name: name.into(),
+            train: r.train_losses.clone(),
+            val: r.val_losses.clone(),
+            best_epoch: r.best_epoch,
+        })
+    })
+    .collect();
+    atomic_write(&out.join(files::LOSS_PLOT), losses_svg(&curves).as_bytes())
+}
