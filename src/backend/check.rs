@@ -140,6 +140,7 @@ pub(crate) fn gemm(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_norm_fwd(
     p: &LayerNorm,
     x: &Buffer,
