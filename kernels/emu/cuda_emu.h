@@ -1,0 +1,98 @@
+// Minimal host emulation of the CUDA features the kernels use: one std::thread per CUDA thread,
+// blocks run one after another, std::barrier for __syncthreads / warp collectives.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+using std::max;
+using std::min;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+struct uint3e { unsigned x = 0, y = 0, z = 0; };
+struct dim3e { unsigned x = 1, y = 1, z = 1; };
+inline thread_local uint3e threadIdx, blockIdx;
+inline dim3e blockDim, gridDim;
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+inline float2 make_float2(float a, float b) { return {a, b}; }
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __frcp_rn(float a) { return 1.0f / a; }
+inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)a * b) >> 32); }
+inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
+template <class T> inline T __ldcg(const T* p) { return *p; }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline void sincosf_(float x, float* s, float* c) { *s = sinf(x); *c = cosf(x); }
+#define sincosf sincosf_
+
+inline std::barrier<>* g_block_bar;
+inline std::vector<std::unique_ptr<std::barrier<>>> g_warp_bar;
+inline uint64_t g_slots[32][32];
+inline std::vector<float4> g_dyn_smem;
+
+inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { g_warp_bar[threadIdx.x / 32]->arrive_and_wait(); }
+template <class T> inline T __shfl_xor_sync(unsigned, T v, unsigned o) {
+    const unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
+    uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof(T));
+    g_slots[w][l] = bits;
+    g_warp_bar[w]->arrive_and_wait();
+    uint64_t other = g_slots[w][l ^ o];
+    g_warp_bar[w]->arrive_and_wait();
+    T r;
+    std::memcpy(&r, &other, sizeof(T));
+    return r;
+}
+inline unsigned __ballot_sync(unsigned, bool p) {
+    const unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
+    g_slots[w][l] = p;
+    g_warp_bar[w]->arrive_and_wait();
+    unsigned m = 0;
+    for (int i = 0; i < 32; ++i) m |= (g_slots[w][i] ? 1u : 0u) << i;
+    g_warp_bar[w]->arrive_and_wait();
+    return m;
+}
+
+template <class F>
+void launch(dim3e grid, dim3e block, size_t smem_bytes, F f) {
+    gridDim = grid;
+    blockDim = block;
+    g_dyn_smem.assign(smem_bytes / 16 + 1, float4{NAN, NAN, NAN, NAN});
+    const unsigned nt = block.x;
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) {
+                std::barrier<> bar(nt);
+                g_block_bar = &bar;
+                g_warp_bar.clear();
+                for (unsigned w = 0; w < (nt + 31) / 32; ++w)
+                    g_warp_bar.emplace_back(new std::barrier<>(std::min(32u, nt - 32 * w)));
+                std::vector<std::thread> ts;
+                for (unsigned t = 0; t < nt; ++t)
+                    ts.emplace_back([&, t] {
+                        threadIdx = {t, 0, 0};
+                        blockIdx = {x, y, z};
+                        f();
+                        bar.arrive_and_drop();
+                        g_warp_bar[t / 32]->arrive_and_drop();
+                    });
+                for (auto& th : ts) th.join();
+            }
+}

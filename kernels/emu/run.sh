@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the CUDA kernels on the CPU, one std::thread per CUDA thread (cuda_emu.h: __syncthreads,
+# warp shuffles and ballots as barriers, blocks one after another, tensor-core mma.sync per the
+# PTX fragment layouts), against f64 references on odd shapes (test.cpp). It checks index
+# arithmetic, masking, tails and synchronisation where no GPU is at hand; it is no substitute
+# for the parity tests on a GPU (no memory model, no real timing, no ptxas).
+#
+#   kernels/emu/run.sh        (needs g++ ≥ 12; about 10 s)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/k"
+cp "$here/../common.cuh" "$work/k/"
+for f in "$here"/../*.cu; do
+    # Dynamic shared memory becomes the emulator's buffer; no C linkage needed in one unit.
+    sed -e 's|extern __shared__ float4 smem4\[\];|float4* smem4 = g_dyn_smem.data();|' \
+        -e 's|extern __shared__ float acc\[\];|float* acc = reinterpret_cast<float*>(g_dyn_smem.data());|' \
+        -e 's|extern "C" ||' "$f" >"$work/k/$(basename "$f")"
+done
+# The TF32 helpers are inline PTX: swap in their host stand-ins.
+python3 - "$work/k/matmul.cu" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+a = s.index('__device__ __forceinline__ u32 to_tf32')
+b = s.index('__global__ void __launch_bounds__(TC_THREADS)')
+open(p, 'w').write(s[:a] + '#include "tf32_emu.h"\n\n' + s[b:])
+PY
+g++ -std=c++20 -O1 -ffp-contract=off -pthread -w -I"$here" -I"$work" "$here/test.cpp" -o "$work/test"
+"$work/test"
