@@ -25,6 +25,12 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 chmod 700 "$XDG_RUNTIME_DIR"
 export TFMPE_REQUIRE_WGPU=1
 
+step "CUDA kernels: nvcc (from the Python package index if needed), no register spills"
+bash scripts/cuda-kernels.sh target/cuda-kernels
+
+step "CUDA kernels on the CPU emulator against f64 references"
+bash kernels/emu/run.sh
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
