@@ -2,19 +2,30 @@
 //! width 64, QKV width 192) and one 1024³ square for the machine's peak rate. Throughput is in
 //! floating-point operations (2·m·n·k), so criterion's "elem/s" reads as FLOP/s.
 //!
+//! The same cases run on the wgpu backend (group `gemm-wgpu`, each iteration waiting for the
+//! device) when an adapter opens; on a CPU-type adapter such as lavapipe expect seconds per
+//! iteration.
+//!
 //! `cargo bench --bench gemm`
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tfmpe::backend::{Epilogue, Gemm};
+use tfmpe::backend::{BackendKind, Epilogue, Gemm};
 use tfmpe::Device;
 
 const TOKENS: usize = 100 * 101;
 
 fn gemm(c: &mut Criterion) {
-    let dev = Device::cpu();
+    run(c, "gemm", &Device::cpu());
+    match Device::open(BackendKind::Wgpu) {
+        Ok((dev, _)) => run(c, "gemm-wgpu", &dev),
+        Err(e) => eprintln!("gemm-wgpu skipped: {e}"),
+    }
+}
+
+fn run(c: &mut Criterion, group_name: &str, dev: &Device) {
     let be = dev.backend();
     let linear = |m, n, k, epilogue| Gemm {
         epilogue,
@@ -48,7 +59,7 @@ fn gemm(c: &mut Criterion) {
         ),
         ("square 1024³", linear(1024, 1024, 1024, Epilogue::None)),
     ];
-    let mut group = c.benchmark_group("gemm");
+    let mut group = c.benchmark_group(group_name);
     for (name, p) in cases {
         let fill = |len: usize, v: f32| be.upload_f32(&vec![v; len]).unwrap();
         let a = fill(p.m * p.k, 0.5);
@@ -59,6 +70,7 @@ fn gemm(c: &mut Criterion) {
         group.bench_function(name, |bench| {
             bench.iter(|| {
                 be.gemm(&p, &a, &b, bias.as_ref(), &mut out).unwrap();
+                be.synchronize().unwrap();
                 black_box(&out);
             })
         });

@@ -155,7 +155,8 @@ fn gemm_all_transposes_betas_and_epilogues() {
 fn gemm_batched_with_broadcast_and_padded_strides() {
     let mut r = rng(2);
     for dev in common::devices() {
-        for (m, n, k) in [(1, 1, 1), (7, 33, 5), (33, 7, 101)] {
+        // The last size splits K on the wgpu backend (few tiles, long K), batches included.
+        for (m, n, k) in [(1, 1, 1), (7, 33, 5), (33, 7, 101), (7, 5, 600)] {
             for (ta, tb) in [(false, false), (true, true), (false, true)] {
                 for (sa, sb) in [(m * k, k * n), (0, k * n), (m * k + 2, 0)] {
                     for beta in [0.0, 1.0] {
@@ -300,28 +301,31 @@ fn gemm_rejects_short_buffers_and_bias_mistakes() {
 fn bias_grad_column_sums() {
     let mut r = rng(6);
     for dev in common::devices() {
-        for rows in [1, 7, 33, 101, 10100] {
-            for cols in [1, 7, 33, 64, 192] {
-                let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
-                let db0 = uniform(&mut r, cols, -1.0, 1.0);
-                for accumulate in [false, true] {
-                    let mut db = up(&dev, &db0);
-                    backend(&dev)
-                        .bias_grad(&up(&dev, &dy), rows, cols, &mut db, accumulate)
-                        .unwrap();
-                    let want: Vec<f64> = (0..cols)
-                        .map(|j| {
-                            let s: f64 = (0..rows).map(|i| dy[i * cols + j] as f64).sum();
-                            s + if accumulate { db0[j] as f64 } else { 0.0 }
-                        })
-                        .collect();
-                    // Each of the `rows` additions rounds by ε times a partial sum, typically
-                    // sqrt(rows) for terms in [-1, 1]; as a random walk that totals about
-                    // ε·rows. Allow 8 times that.
-                    let tol = 8.0 * EPS * (rows as f64 + 1.0);
-                    let what = format!("bias_grad {rows}x{cols} accumulate={accumulate}");
-                    common::assert_close(&what, &down(&dev, &db), &want, tol, 0.0);
-                }
+        // 101 000 rows (the large training batch) take three passes on wgpu.
+        let shapes = [1, 7, 33, 101, 10100]
+            .into_iter()
+            .flat_map(|rows| [1, 7, 33, 64, 192].map(|cols| (rows, cols)))
+            .chain([(101_000, 3)]);
+        for (rows, cols) in shapes {
+            let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
+            let db0 = uniform(&mut r, cols, -1.0, 1.0);
+            for accumulate in [false, true] {
+                let mut db = up(&dev, &db0);
+                backend(&dev)
+                    .bias_grad(&up(&dev, &dy), rows, cols, &mut db, accumulate)
+                    .unwrap();
+                let want: Vec<f64> = (0..cols)
+                    .map(|j| {
+                        let s: f64 = (0..rows).map(|i| dy[i * cols + j] as f64).sum();
+                        s + if accumulate { db0[j] as f64 } else { 0.0 }
+                    })
+                    .collect();
+                // Each of the `rows` additions rounds by ε times a partial sum, typically
+                // sqrt(rows) for terms in [-1, 1]; as a random walk that totals about
+                // ε·rows. Allow 8 times that.
+                let tol = 8.0 * EPS * (rows as f64 + 1.0);
+                let what = format!("bias_grad {rows}x{cols} accumulate={accumulate}");
+                common::assert_close(&what, &down(&dev, &db), &want, tol, 0.0);
             }
         }
     }
