@@ -152,8 +152,10 @@ fn scattered_mask(rng: &mut StdRng, batch: usize, tokens: usize) -> Vec<f32> {
     m
 }
 
-/// The shapes: single token and head, odd head sizes, and the training shape (16 heads of 4).
-const SHAPES: [(usize, usize, usize, usize); 7] = [
+/// The shapes: single token and head, odd head sizes, the training shape (16 heads of 4), and
+/// wide heads: the reference default (32) and the widest the wgpu backend takes (64), whose
+/// staged key and query tiles hold fewer than 64 rows (60 and 30), so the last tile is partial.
+const SHAPES: [(usize, usize, usize, usize); 9] = [
     (1, 1, 1, 1),
     (1, 7, 1, 3),
     (3, 7, 2, 8),
@@ -161,6 +163,8 @@ const SHAPES: [(usize, usize, usize, usize); 7] = [
     (3, 33, 16, 4),
     (1, 101, 1, 8),
     (3, 101, 16, 4),
+    (2, 45, 4, 32),
+    (1, 67, 1, 64),
 ];
 
 // Inputs are O(1), so scores are O(1) and every result is a short f32 sum (at most 101 terms,
@@ -380,4 +384,29 @@ fn attention_rejects_wrong_lengths() {
             .attention_bwd(&p, &qkv, Some(&mask), &out, &lse, &dout, &mut g)
             .is_ok());
     }
+}
+
+/// The wgpu kernels hold a head row in registers, up to 64 wide; a wider head is an error there
+/// (not a wrong result), while the CPU backend takes any width.
+#[test]
+fn attention_wgpu_rejects_heads_past_its_limit() {
+    let Some(dev) = common::wgpu() else { return };
+    let be = backend(&dev);
+    let p = attention(1, 3, 1, 65);
+    let n = p.batch * p.tokens * p.model_dim();
+    let (qkv, out, lse, dout) = (
+        zeros(&dev, 3 * n),
+        zeros(&dev, n),
+        zeros(&dev, p.tokens),
+        zeros(&dev, n),
+    );
+    let (mut o, mut l, mut g) = (zeros(&dev, n), zeros(&dev, p.tokens), zeros(&dev, 3 * n));
+    let err = be
+        .attention_fwd(&p, &qkv, None, &mut o, &mut l)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("head_dim"), "{err}");
+    assert!(be
+        .attention_bwd(&p, &qkv, None, &out, &lse, &dout, &mut g)
+        .is_err());
 }
