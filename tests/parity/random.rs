@@ -199,3 +199,45 @@ fn uniform_stays_inside_and_fills_the_interval() {
         common::assert_close("uniform(-2, 3)", &x, &want, 1.0e-6, 0.0);
     }
 }
+
+/// The wgpu backend against the CPU backend on the same `(seed, offset)`: uniforms bit for bit
+/// (the words are integer arithmetic on both; `u` takes one round-to-even, which the shader
+/// reproduces on integers; then one f32 multiply and one add, which the shader keeps from
+/// fusing into an fma), normals to a few ulps.
+///
+/// Both sides feed identical uniforms and an identical f32 angle into Box–Muller and differ
+/// only in their log, sqrt and sin/cos: the host's libm (within an ulp) against the shader's
+/// own logf and sin/cos kernels (musl's, evaluated in f32: an ulp or two, plus the three-part
+/// reduction's ~1e-14 absolute, at most ~3 ulps of the smallest reduced angle 2π·u can
+/// give) and the adapter's sqrt (WebGPU allows about 3 ulps). r = sqrt(-2 ln u) halves the
+/// log's relative error, so r differs by up to ~5 ulps, sin or cos by ~4, and their product
+/// rounds once more: ~10 ulps, and 16 · f32::EPSILON (relative) leaves room (lavapipe's worst
+/// over 10^6 normals was 2.75 · f32::EPSILON, 71% bit for bit). Far tighter than
+/// the f64 test above (1e-5), which also absorbs the f32 rounding of the angle both share.
+#[test]
+fn wgpu_matches_the_cpu_backend() {
+    let Some(gpu) = common::wgpu() else { return };
+    let cpu = tfmpe::Device::cpu();
+    for (seed, offset) in [(0, 0), (SEED, 12345), (u64::MAX, u64::MAX - 3)] {
+        for n in [1, 7, 33, 4096, 100_003] {
+            for (lo, hi) in [(0.0, 1.0), (-2.0, 3.0), (1e-3, 7.5)] {
+                let want = uniforms(&cpu, n, seed, offset, lo, hi);
+                let got = uniforms(&gpu, n, seed, offset, lo, hi);
+                let same = |(g, w): (&f32, &f32)| g.to_bits() == w.to_bits();
+                if let Some(i) = got.iter().zip(&want).position(|p| !same(p)) {
+                    panic!(
+                        "uniform({lo}, {hi}) n={n} seed={seed:x} offset={offset}: element {i} \
+                         is {} on wgpu, {} on the CPU",
+                        got[i], want[i]
+                    );
+                }
+            }
+            let want = normals(&cpu, n, seed, offset);
+            let got = normals(&gpu, n, seed, offset);
+            let what = format!("normal n={n} seed={seed:x} offset={offset}");
+            let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+            let rtol = 16.0 * f32::EPSILON as f64;
+            common::assert_close(&what, &got, &want, 0.0, rtol);
+        }
+    }
+}

@@ -1,41 +1,74 @@
 //! embedding: deterministic scatter-add backward of lookups, Fourier features
 //! (`shaders/embedding.wgsl`).
 
-use super::context::{todo, Gpu, WgpuBuffer};
+use super::context::{groups, Gpu, Kernel, WgpuBuffer};
 use crate::error::Result;
 
+const fn k(entry: &'static str) -> Kernel {
+    Kernel {
+        shader: "embedding",
+        entry,
+    }
+}
+
+/// Columns of the table one workgroup of `embedding_bwd` owns (`EMB_TILE` in the shader).
+const TILE: usize = 32;
+
+/// One workgroup per (table row, tile of 32 columns), each walking all ids in order; ids past
+/// the table match no row and are skipped (the shared checks cannot see them on the device).
 pub(super) fn embedding_bwd(
-    _g: &Gpu,
-    _dout: &WgpuBuffer,
-    _ids: &WgpuBuffer,
-    _dim: usize,
-    _dtable: &WgpuBuffer,
-    _accumulate: bool,
+    g: &Gpu,
+    dout: &WgpuBuffer,
+    ids: &WgpuBuffer,
+    dim: usize,
+    dtable: &WgpuBuffer,
+    accumulate: bool,
 ) -> Result<()> {
-    Err(todo("embedding_bwd"))
+    let rows = dtable.len() / dim;
+    let tiles = dim.div_ceil(TILE);
+    let params = [ids.len(), dim, rows, tiles, accumulate as usize].map(|v| v as u32);
+    g.dispatch(
+        k("embedding_bwd"),
+        &params,
+        &[dout, ids, dtable],
+        groups(rows * tiles, 1)?,
+    )
 }
 
 pub(super) fn fourier_fwd(
-    _g: &Gpu,
-    _x: &WgpuBuffer,
-    _freqs: &WgpuBuffer,
-    _rows: usize,
-    _in_dim: usize,
-    _half: usize,
-    _out: &WgpuBuffer,
+    g: &Gpu,
+    x: &WgpuBuffer,
+    freqs: &WgpuBuffer,
+    rows: usize,
+    in_dim: usize,
+    half: usize,
+    out: &WgpuBuffer,
 ) -> Result<()> {
-    Err(todo("fourier_fwd"))
+    let params = [rows, in_dim, half, 0].map(|v| v as u32);
+    g.dispatch(
+        k("fourier_fwd"),
+        &params,
+        &[x, freqs, out],
+        groups(rows * half, 256)?,
+    )
 }
 
-/// `shape` is `(rows, in_dim, half)`.
+/// `shape` is `(rows, in_dim, half)`. One workgroup per element of `dfreqs`, reducing over
+/// rows in a fixed order.
 pub(super) fn fourier_bwd(
-    _g: &Gpu,
-    _x: &WgpuBuffer,
-    _freqs: &WgpuBuffer,
-    _dout: &WgpuBuffer,
-    _shape: (usize, usize, usize),
-    _dfreqs: &WgpuBuffer,
-    _accumulate: bool,
+    g: &Gpu,
+    x: &WgpuBuffer,
+    freqs: &WgpuBuffer,
+    dout: &WgpuBuffer,
+    (rows, in_dim, half): (usize, usize, usize),
+    dfreqs: &WgpuBuffer,
+    accumulate: bool,
 ) -> Result<()> {
-    Err(todo("fourier_bwd"))
+    let params = [rows, in_dim, half, accumulate as usize].map(|v| v as u32);
+    g.dispatch(
+        k("fourier_bwd"),
+        &params,
+        &[x, freqs, dout, dfreqs],
+        groups(in_dim * half, 1)?,
+    )
 }

@@ -1,39 +1,107 @@
 //! ode: fused Runge–Kutta stage, Dopri5 error norm and step control (`shaders/ode.wgsl`).
 
-use super::context::{todo, Gpu, WgpuBuffer};
-use crate::error::Result;
+use super::context::{groups, Gpu, Kernel, WgpuBuffer};
+use crate::error::{Error, Result};
+
+const fn k(entry: &'static str) -> Kernel {
+    Kernel {
+        shader: "ode",
+        entry,
+    }
+}
+
+/// Stage coefficients the parameter block holds (two vec4s).
+const MAX_STAGES: usize = 8;
+
+/// An accepted step that ends this close to `t_end` (relative to `max(|t_end|, 1)`) lands on
+/// it exactly, as in the CPU backend.
+const T_SNAP: f32 = 1e-6;
+
+/// The shader's `OdeParams`: `[n, per_sample, count, samples, c0..c7, rtol, atol]`.
+fn ode_params(
+    entry: &str,
+    n: usize,
+    per_sample: usize,
+    coeffs: &[f32],
+    (rtol, atol): (f32, f32),
+) -> Result<[u32; 14]> {
+    if coeffs.len() > MAX_STAGES {
+        return Err(Error::Invalid(format!(
+            "{entry}: {} coefficients, the wgpu kernel takes at most {MAX_STAGES}",
+            coeffs.len()
+        )));
+    }
+    let mut p = [0u32; 14];
+    p[..4].copy_from_slice(&[n, per_sample, coeffs.len(), n / per_sample].map(|v| v as u32));
+    for (w, c) in p[4..].iter_mut().zip(coeffs) {
+        *w = c.to_bits();
+    }
+    p[12] = rtol.to_bits();
+    p[13] = atol.to_bits();
+    Ok(p)
+}
 
 pub(super) fn ode_stage(
-    _g: &Gpu,
-    _x: &WgpuBuffer,
-    _k: &WgpuBuffer,
-    _coeffs: &[f32],
-    _h: &WgpuBuffer,
-    _per_sample: usize,
-    _out: &WgpuBuffer,
+    g: &Gpu,
+    x: &WgpuBuffer,
+    kb: &WgpuBuffer,
+    coeffs: &[f32],
+    h: &WgpuBuffer,
+    per_sample: usize,
+    out: &WgpuBuffer,
 ) -> Result<()> {
-    Err(todo("ode_stage"))
+    let n = x.len();
+    let params = ode_params("ode_stage", n, per_sample, coeffs, (0.0, 0.0))?;
+    g.dispatch(k("ode_stage"), &params, &[x, kb, h, out], groups(n, 256)?)
 }
 
-/// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`.
+/// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`. One workgroup of 64 per sample
+/// (the shader says why).
 pub(super) fn dopri5_error(
-    _g: &Gpu,
-    _inputs: [&WgpuBuffer; 4],
-    _err_coeffs: &[f32],
-    _per_sample: usize,
-    _tol: (f32, f32),
-    _err: &WgpuBuffer,
+    g: &Gpu,
+    inputs: [&WgpuBuffer; 4],
+    err_coeffs: &[f32],
+    per_sample: usize,
+    tol: (f32, f32),
+    err: &WgpuBuffer,
 ) -> Result<()> {
-    Err(todo("dopri5_error"))
+    let [x, x_new, kb, h] = inputs;
+    let n = x.len();
+    let params = ode_params("dopri5_error", n, per_sample, err_coeffs, tol)?;
+    g.dispatch(
+        k("dopri5_error"),
+        &params,
+        &[x, x_new, kb, h, err],
+        groups(n / per_sample, 1)?,
+    )
 }
 
-/// `state` is `[x, x_new, err]`, `clock` is `[t, h]`.
+/// `state` is `[x, x_new, err]`, `clock` is `[t, h]`. Two kernels: the accepted samples' copy
+/// of `x_new` (per element, reading the old `h`), then the new `t` and `h` (per sample).
 pub(super) fn dopri5_accept(
-    _g: &Gpu,
-    _state: [&WgpuBuffer; 3],
-    _clock: [&WgpuBuffer; 2],
-    _per_sample: usize,
-    _t_end: f32,
+    g: &Gpu,
+    state: [&WgpuBuffer; 3],
+    clock: [&WgpuBuffer; 2],
+    per_sample: usize,
+    t_end: f32,
 ) -> Result<()> {
-    Err(todo("dopri5_accept"))
+    let [x, x_new, err] = state;
+    let [t, h] = clock;
+    let n = x.len();
+    let samples = n / per_sample;
+    let snap = T_SNAP * t_end.abs().max(1.0);
+    let params = [
+        n as u32,
+        per_sample as u32,
+        samples as u32,
+        t_end.to_bits(),
+        snap.to_bits(),
+    ];
+    g.dispatch(k("accept_x"), &params, &[x, x_new, err, h], groups(n, 256)?)?;
+    g.dispatch(
+        k("accept_clock"),
+        &params,
+        &[err, t, h],
+        groups(samples, 256)?,
+    )
 }

@@ -1,19 +1,52 @@
 //! random: Philox4x32-10 normal and uniform fills (`shaders/random.wgsl`).
+//!
+//! One invocation per 4-word Philox block. The stream is the one `Backend::normal_fill` defines
+//! and `src/backend/cpu/random.rs` computes: uniforms match the CPU backend bit for bit, normals
+//! to a few ulps (the shader's own log and sin/cos against the host's libm).
 
-use super::context::{todo, Gpu, WgpuBuffer};
+use super::context::{groups, Gpu, Kernel, WgpuBuffer};
 use crate::error::Result;
 
-pub(super) fn normal_fill(_g: &Gpu, _dst: &WgpuBuffer, _seed: u64, _offset: u64) -> Result<()> {
-    Err(todo("normal_fill"))
+fn fill(
+    g: &Gpu,
+    entry: &'static str,
+    dst: &WgpuBuffer,
+    seed: u64,
+    offset: u64,
+    lo: f32,
+    hi: f32,
+) -> Result<()> {
+    // A storage binding holds at most 2^32 bytes, so n and 4 · blocks fit the kernel's u32.
+    let n = dst.len();
+    let params = [
+        n as u32,
+        seed as u32,
+        (seed >> 32) as u32,
+        offset as u32,
+        (offset >> 32) as u32,
+        lo.to_bits(),
+        // hi - lo in f32 on the host, exactly as the CPU backend forms it.
+        (hi - lo).to_bits(),
+        0,
+    ];
+    let k = Kernel {
+        shader: "random",
+        entry,
+    };
+    g.dispatch(k, &params, &[dst], groups(n.div_ceil(4), 256)?)
+}
+
+pub(super) fn normal_fill(g: &Gpu, dst: &WgpuBuffer, seed: u64, offset: u64) -> Result<()> {
+    fill(g, "normal_fill", dst, seed, offset, 0.0, 1.0)
 }
 
 pub(super) fn uniform_fill(
-    _g: &Gpu,
-    _dst: &WgpuBuffer,
-    _seed: u64,
-    _offset: u64,
-    _lo: f32,
-    _hi: f32,
+    g: &Gpu,
+    dst: &WgpuBuffer,
+    seed: u64,
+    offset: u64,
+    lo: f32,
+    hi: f32,
 ) -> Result<()> {
-    Err(todo("uniform_fill"))
+    fill(g, "uniform_fill", dst, seed, offset, lo, hi)
 }
