@@ -513,6 +513,15 @@ impl Gpu {
     pub(super) fn placeholder(&self) -> Result<WgpuBuffer> {
         self.take(DType::F32, 1)
     }
+
+    /// A temporary f32 buffer of `len` elements with unspecified contents, for partial results
+    /// passed between the kernels of one operation. Drop it as soon as they are recorded: it
+    /// goes back to the pool, and whoever takes it next is ordered after them (a later kernel
+    /// or copy is recorded after them in the same encoder, and a host write submits them
+    /// first).
+    pub(super) fn scratch(&self, len: usize) -> Result<WgpuBuffer> {
+        self.take(DType::F32, len)
+    }
 }
 
 /// Workgroups for `n` threads in groups of `size`, as a dispatch count.

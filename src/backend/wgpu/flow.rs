@@ -1,27 +1,95 @@
 //! flow: flow-matching interpolation and the fused masked-MSE loss (`shaders/flow.wgsl`).
 
-use super::context::{todo, Gpu, WgpuBuffer};
+use super::context::{groups, Gpu, Kernel, WgpuBuffer};
+use super::loss::{reduction, split_f32, ONE};
 use crate::error::Result;
+
+const fn k(entry: &'static str) -> Kernel {
+    Kernel {
+        shader: "flow",
+        entry,
+    }
+}
 
 /// `inputs` is `[x0, x1, t]`.
 pub(super) fn fm_prepare(
-    _g: &Gpu,
-    _inputs: [&WgpuBuffer; 3],
-    _per_sample: usize,
-    _sigma_min: f32,
-    _xt: &WgpuBuffer,
-    _u: &WgpuBuffer,
+    g: &Gpu,
+    [x0, x1, t]: [&WgpuBuffer; 3],
+    per_sample: usize,
+    sigma_min: f32,
+    xt: &WgpuBuffer,
+    u: &WgpuBuffer,
 ) -> Result<()> {
-    Err(todo("fm_prepare"))
+    let n = xt.len();
+    let keep = 1.0 - sigma_min;
+    g.dispatch(
+        k("fm_prepare"),
+        &[n as u32, per_sample as u32, keep.to_bits()],
+        &[x0, x1, t, xt, u],
+        groups(n, 256)?,
+    )
 }
 
+/// Two dispatches at most: see flow.wgsl.
 pub(super) fn fm_loss(
-    _g: &Gpu,
-    _pred: &WgpuBuffer,
-    _target: &WgpuBuffer,
-    _mask: Option<&WgpuBuffer>,
-    _loss: &WgpuBuffer,
-    _dpred: &WgpuBuffer,
+    g: &Gpu,
+    pred: &WgpuBuffer,
+    target: &WgpuBuffer,
+    mask: Option<&WgpuBuffer>,
+    loss: &WgpuBuffer,
+    dpred: &WgpuBuffer,
 ) -> Result<()> {
-    Err(todo("fm_loss"))
+    let n = pred.len();
+    let r = reduction(n)?;
+    // Without a mask the weight is max(n, 1), and the gradient factor 2 / max(n, 1) is
+    // rounded once, as the CPU backend forms it.
+    let (w_hi, w_lo) = split_f32(n.max(1));
+    let grad = (2.0 / n.max(1) as f64) as f32;
+    let params = [
+        r.n,
+        r.chunk,
+        r.groups,
+        grad.to_bits(),
+        w_hi.to_bits(),
+        w_lo.to_bits(),
+        ONE,
+    ];
+    match mask {
+        None if r.single() => g.dispatch(
+            k("fm_plain_partial"),
+            &params,
+            &[pred, target, dpred, loss],
+            1,
+        ),
+        None => {
+            let partials = g.scratch(2 * r.groups as usize)?;
+            g.dispatch(
+                k("fm_plain_partial"),
+                &params,
+                &[pred, target, dpred, &partials],
+                r.groups,
+            )?;
+            g.dispatch(k("fm_plain_finish"), &params, &[&partials, loss], 1)
+        }
+        Some(mask) => {
+            let partials = if r.single() {
+                g.placeholder()?
+            } else {
+                let partials = g.scratch(4 * r.groups as usize)?;
+                g.dispatch(
+                    k("fm_masked_partial"),
+                    &params,
+                    &[pred, target, mask, &partials],
+                    r.groups,
+                )?;
+                partials
+            };
+            g.dispatch(
+                k("fm_masked_apply"),
+                &params,
+                &[pred, target, mask, &partials, dpred, loss],
+                r.groups,
+            )
+        }
+    }
 }

@@ -1,39 +1,130 @@
 //! norm: layer norm forward (optionally fused with the residual add) and backward
 //! (`shaders/norm.wgsl`).
 
-use super::context::{todo, Gpu, WgpuBuffer};
+use super::context::{groups, Gpu, Kernel, WgpuBuffer};
 use crate::backend::LayerNorm;
 use crate::error::Result;
+
+const fn k(entry: &'static str) -> Kernel {
+    Kernel {
+        shader: "norm",
+        entry,
+    }
+}
+
+/// Rows per chunk of the parameter-gradient sums (`ROWS_PER_CHUNK` in norm.wgsl).
+const ROWS_PER_CHUNK: usize = 128;
+
+/// Threads per row: the column count rounded up to a power of two, at most a workgroup.
+fn row_threads(cols: usize) -> usize {
+    cols.next_power_of_two().clamp(1, 256)
+}
 
 /// `with_residual` is `(residual, sum_out)`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn layer_norm_fwd(
-    _g: &Gpu,
-    _p: &LayerNorm,
-    _x: &WgpuBuffer,
-    _with_residual: Option<(&WgpuBuffer, &WgpuBuffer)>,
-    _gamma: &WgpuBuffer,
-    _beta: &WgpuBuffer,
-    _y: &WgpuBuffer,
-    _mean: &WgpuBuffer,
-    _rstd: &WgpuBuffer,
+    g: &Gpu,
+    p: &LayerNorm,
+    x: &WgpuBuffer,
+    with_residual: Option<(&WgpuBuffer, &WgpuBuffer)>,
+    gamma: &WgpuBuffer,
+    beta: &WgpuBuffer,
+    y: &WgpuBuffer,
+    mean: &WgpuBuffer,
+    rstd: &WgpuBuffer,
 ) -> Result<()> {
-    Err(todo("layer_norm_fwd"))
+    if p.rows == 0 || p.cols == 0 {
+        return Ok(());
+    }
+    let t = row_threads(p.cols);
+    // Absent inputs bind two distinct placeholders: one is read, the other written.
+    let placeholders;
+    let (residual, sum_out) = match with_residual {
+        Some(pair) => pair,
+        None => {
+            placeholders = (g.placeholder()?, g.placeholder()?);
+            (&placeholders.0, &placeholders.1)
+        }
+    };
+    let params = [
+        p.rows as u32,
+        p.cols as u32,
+        p.eps.to_bits(),
+        t as u32,
+        with_residual.is_some() as u32,
+    ];
+    g.dispatch(
+        k("layer_norm_fwd"),
+        &params,
+        &[x, residual, gamma, beta, y, mean, rstd, sum_out],
+        groups(p.rows, 256 / t)?,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn layer_norm_bwd(
-    _g: &Gpu,
-    _p: &LayerNorm,
-    _h: &WgpuBuffer,
-    _dy: &WgpuBuffer,
-    _gamma: &WgpuBuffer,
-    _mean: &WgpuBuffer,
-    _rstd: &WgpuBuffer,
-    _dh: &WgpuBuffer,
-    _dgamma: &WgpuBuffer,
-    _dbeta: &WgpuBuffer,
-    _accumulate_params: bool,
+    g: &Gpu,
+    p: &LayerNorm,
+    h: &WgpuBuffer,
+    dy: &WgpuBuffer,
+    gamma: &WgpuBuffer,
+    mean: &WgpuBuffer,
+    rstd: &WgpuBuffer,
+    dh: &WgpuBuffer,
+    dgamma: &WgpuBuffer,
+    dbeta: &WgpuBuffer,
+    accumulate_params: bool,
 ) -> Result<()> {
-    Err(todo("layer_norm_bwd"))
+    let (rows, cols) = (p.rows, p.cols);
+    if cols == 0 {
+        return Ok(());
+    }
+    let t = row_threads(cols);
+    if rows > 0 {
+        g.dispatch(
+            k("layer_norm_bwd"),
+            &[rows as u32, cols as u32, t as u32],
+            &[h, dy, gamma, mean, rstd, dh],
+            groups(rows, 256 / t)?,
+        )?;
+    }
+
+    // dgamma and dbeta: chunk sums, then one fixed-order sum of the chunks per column. A
+    // single chunk is summed straight into the outputs; no rows only resets them.
+    let chunks = rows.div_ceil(ROWS_PER_CHUNK);
+    let colblocks = cols.div_ceil(t);
+    let partials = |dg: &WgpuBuffer, db: &WgpuBuffer, accumulate: bool| {
+        let params = [
+            rows as u32,
+            cols as u32,
+            t as u32,
+            chunks as u32,
+            colblocks as u32,
+            accumulate as u32,
+        ];
+        g.dispatch(
+            k("ln_param_partials"),
+            &params,
+            &[h, dy, mean, rstd, dg, db],
+            groups(chunks * colblocks, 1)?,
+        )
+    };
+    let finish = |pg: &WgpuBuffer, pb: &WgpuBuffer| {
+        g.dispatch(
+            k("ln_param_finish"),
+            &[cols as u32, chunks as u32, accumulate_params as u32],
+            &[pg, pb, dgamma, dbeta],
+            groups(cols, 1)?,
+        )
+    };
+    match chunks {
+        0 if accumulate_params => Ok(()),
+        0 => finish(&g.placeholder()?, &g.placeholder()?),
+        1 => partials(dgamma, dbeta, accumulate_params),
+        _ => {
+            let (pg, pb) = (g.scratch(chunks * cols)?, g.scratch(chunks * cols)?);
+            partials(&pg, &pb, false)?;
+            finish(&pg, &pb)
+        }
+    }
 }
