@@ -73,3 +73,30 @@ fn df_div(x: vec2<f32>, y: vec2<f32>) -> f32 {
     let r = (fma(-q, y.x, x.x) + x.y) - q * y.y;
     return q + r / y.x;
 }
+
+// ---- sin and cos to an ulp or so (random, Fourier features) ---------------------------------
+
+// 2π rounded to f32 (std::f32::consts::TAU, 0x40c90fdb), written out exactly.
+const TAU: f32 = 6.283185482025146484375;
+
+// (sin x, cos x): Cephes' three-part reduction by π/2 (exact while |x| < 2^13 · π/2) and
+// musl's single-precision kernels on [-π/4, π/4], an ulp or so on every adapter. WebGPU lets
+// the built-in sin and cos be far looser (an absolute 2^-11 within [-π, π], nothing promised
+// outside), and some drivers use that freedom.
+fn sincos(x: f32) -> vec2<f32> {
+    let q = round(x * 0.63661977236);
+    let r = ((x - q * 1.5703125) - q * 4.8375129699707031e-4) - q * 7.5497899548918821e-8;
+    let z = r * r;
+    let sv = z * r;
+    let sin_r = (r + sv * (-0.166666666416265235595 + z * 0.0083333293858894631756))
+        + sv * (z * z) * (-0.000198393348360966317347 + z * 0.0000027183114939898219064);
+    let cos_r = ((1.0 + z * -0.499999997251031003120) + (z * z) * 0.0416666233237390631894)
+        + (z * z) * z * (-0.00138867637746099294692 + z * 0.0000243904487962774090654);
+    let quadrant = i32(q) & 3;
+    switch quadrant {
+        case 0: { return vec2<f32>(sin_r, cos_r); }
+        case 1: { return vec2<f32>(cos_r, -sin_r); }
+        case 2: { return vec2<f32>(-sin_r, -cos_r); }
+        default: { return vec2<f32>(-cos_r, sin_r); }
+    }
+}

@@ -26,9 +26,6 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 
-// 2π rounded to f32 (std::f32::consts::TAU, 0x40c90fdb), written out exactly so that no
-// literal conversion can round it another way.
-const TAU: f32 = 6.283185482025146484375;
 
 // (hi, lo) words of the 64-bit product a · b.
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
@@ -102,27 +99,6 @@ fn ln_pos(x: f32) -> f32 {
     let hfsq = 0.5 * f * f;
     let dk = f32(e);
     return s * (hfsq + r) + dk * 9.0580006145e-06 - hfsq + f + dk * 6.9313812256e-01;
-}
-
-// (sin x, cos x) for |x| up to a few thousand (Cephes' three-part reduction by π/2 stays exact
-// there), with musl's single-precision kernels on [-π/4, π/4].
-fn sincos(x: f32) -> vec2<f32> {
-    let q = round(x * 0.63661977236);
-    // π/2 in three parts whose products with q (below 2^13) are exact.
-    let r = ((x - q * 1.5703125) - q * 4.8375129699707031e-4) - q * 7.5497899548918821e-8;
-    let z = r * r;
-    let sv = z * r;
-    let sin_r = (r + sv * (-0.166666666416265235595 + z * 0.0083333293858894631756))
-        + sv * (z * z) * (-0.000198393348360966317347 + z * 0.0000027183114939898219064);
-    let cos_r = ((1.0 + z * -0.499999997251031003120) + (z * z) * 0.0416666233237390631894)
-        + (z * z) * z * (-0.00138867637746099294692 + z * 0.0000243904487962774090654);
-    let quadrant = i32(q) & 3;
-    switch quadrant {
-        case 0: { return vec2<f32>(sin_r, cos_r); }
-        case 1: { return vec2<f32>(cos_r, -sin_r); }
-        case 2: { return vec2<f32>(-sin_r, -cos_r); }
-        default: { return vec2<f32>(-cos_r, sin_r); }
-    }
 }
 
 // Box–Muller on one pair: (r cos θ, r sin θ), r = sqrt(-2 ln ua), θ = 2π ub in f32.

@@ -529,11 +529,3 @@ pub(super) fn groups(n: usize, size: usize) -> Result<u32> {
     u32::try_from(n.div_ceil(size))
         .map_err(|_| Error::Shape(format!("{n} elements are too many for one wgpu dispatch")))
 }
-
-/// Placeholder error for a kernel whose WGSL twin is still being written.
-pub(super) fn todo(name: &str) -> Error {
-    Error::BackendUnavailable {
-        name: "wgpu".into(),
-        reason: format!("kernel `{name}` has no WGSL version yet"),
-    }
-}
