@@ -293,8 +293,8 @@ impl Gpu {
     }
 
     /// Reads a buffer back, after the work queued before it.
-    pub(super) fn read(&self, src: &CudaBuffer) -> Result<Vec<u8>> {
-        let mut out = vec![0u8; src.len * 4];
+    pub(super) fn read<T: bytemuck::Pod>(&self, src: &CudaBuffer) -> Result<Vec<T>> {
+        let mut out = vec![T::zeroed(); src.len];
         if !out.is_empty() {
             self.bind()?;
             unsafe { result::memcpy_dtoh_async(&mut out[..], src.ptr, self.stream.cu_stream()) }

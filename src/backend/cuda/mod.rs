@@ -138,13 +138,11 @@ impl Backend for CudaBackend {
     }
 
     fn download_f32(&self, src: &Buffer) -> Result<Vec<f32>> {
-        let bytes = self.gpu.read(f32b("src", src)?)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        self.gpu.read(f32b("src", src)?)
     }
 
     fn download_u32(&self, src: &Buffer) -> Result<Vec<u32>> {
-        let bytes = self.gpu.read(u32b("src", src)?)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        self.gpu.read(u32b("src", src)?)
     }
 
     fn copy(
