@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The one command run on a lent GPU machine, from the repository root, with gpu-stage/ (built
+# by scripts/gpu-stage.sh) carried:
+#
+#   bash scripts/gpu-check.sh
+#
+# It checks the machine and the binaries, runs the parity tests on CUDA (once more under
+# compute-sanitizer), the W1/W2 benchmarks against the PyTorch peer and a short end-to-end run,
+# and prints a summary table last. A failing step does not stop the others; the exit status is
+# non-zero if any failed. Every step has a time limit, and all of them share GPU_CHECK_BUDGET
+# seconds (default 540, inside the device tool's 10-minute command limit); a step with no
+# time left is skipped and counts as failed. Logs go to $OUT (the device tool brings them back)
+# or gpu-stage/out.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+STAGE=gpu-stage
+LOGS="${OUT:-$STAGE/out}"
+mkdir -p "$LOGS"
+LOG="$LOGS/gpu-check.log"
+: >"$LOG"
+BUDGET="${GPU_CHECK_BUDGET:-540}"
+START=$(date +%s)
+export TFMPE_REQUIRE_CUDA=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
+
+names=()
+results=()
+failed=0
+
+# step NAME LIMIT_S COMMAND...: runs with the smaller of LIMIT_S and the time left.
+step() {
+    local name="$1" limit="$2" left rc t0
+    shift 2
+    left=$((BUDGET - ($(date +%s) - START)))
+    [ "$left" -lt "$limit" ] && limit="$left"
+    names+=("$name")
+    if [ "$limit" -lt 5 ]; then
+        results+=("SKIP (no time left)")
+        failed=1
+        return
+    fi
+    printf '\n==> %s (limit %ss): %s\n' "$name" "$limit" "$*" | tee -a "$LOG"
+    t0=$(date +%s)
+    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee -a "$LOG"
+    rc=${PIPESTATUS[0]}
+    local took=$(($(date +%s) - t0))
+    if [ "$rc" -eq 0 ]; then
+        results+=("ok (${took}s)")
+    elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        results+=("FAIL: timed out after ${took}s")
+        failed=1
+    else
+        results+=("FAIL: exit $rc (${took}s)")
+        failed=1
+    fi
+}
+
+# The JSON line a bench step printed, for the summary.
+last_json() { grep -E '^\{' "$LOG" | grep "$1" | tail -n 1; }
+
+step "nvidia-smi" 20 nvidia-smi
+# Built on Debian 12 (glibc 2.36): every library must resolve and the binary must start.
+step "glibc" 20 bash -c "ldd --version | head -n 1; for b in $STAGE/tfmpe $STAGE/tests/*; do \
+    if ldd \"\$b\" | grep 'not found'; then exit 1; fi; done; $STAGE/tfmpe --version"
+step "info" 30 "$STAGE/tfmpe" info
+step "parity" 150 "$STAGE/tests/parity"
+for t in cuda_backend alloc ode c2st; do
+    step "test $t" 90 "$STAGE/tests/$t"
+done
+step "bench train-step (W1)" 60 "$STAGE/tfmpe" bench train-step --backend cuda --json
+step "bench sample euler (W2)" 60 "$STAGE/tfmpe" bench sample --backend cuda --json
+step "bench sample rk4 25" 60 "$STAGE/tfmpe" bench sample --backend cuda --json --solver rk4 --steps 25
+step "torch train (W1)" 60 python3 "$STAGE/torch_tfmpe.py" train --device cuda
+step "torch sample euler (W2)" 60 python3 "$STAGE/torch_tfmpe.py" sample --solver euler --device cuda
+run_dir="$(mktemp -d)"
+step "run hier-gaussian-linear" 120 "$STAGE/tfmpe" run --backend cuda --task hier-gaussian-linear \
+    --sites 5 --budget 1000 --max-epochs 20 --out "$run_dir"
+[ -f "$run_dir/report.json" ] && cp "$run_dir/report.json" "$LOGS/run-report.json"
+# Last among the tests: under the sanitizer the parity suite runs many times slower.
+step "parity under compute-sanitizer" 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
+    "$STAGE/tests/parity" --test-threads 4
+
+{
+    printf '\n==== summary (%s, %ss) ====\n' "$(date -u +%FT%TZ)" "$(($(date +%s) - START))"
+    nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || true
+    for i in "${!names[@]}"; do
+        printf '%-34s %s\n' "${names[$i]}" "${results[$i]}"
+    done
+    echo "W1 tfmpe: $(last_json steps_per_s)"
+    echo "W2 tfmpe: $(last_json samples_per_s)"
+    echo "torch:"
+    grep -iE 'steps/s|samples/s|steps_per_s|samples_per_s' "$LOG" | grep -v '^{' | tail -n 4
+} | tee "$LOGS/summary.txt"
+exit "$failed"
