@@ -55,9 +55,6 @@ step() {
     fi
 }
 
-# The JSON line a bench step printed, for the summary.
-last_json() { grep -E '^\{' "$LOG" | grep "$1" | tail -n 1; }
-
 step "nvidia-smi" 20 nvidia-smi
 # Built on Debian 12 (glibc 2.36): every library must resolve and the binary must start.
 step "glibc" 20 bash -c "ldd --version | head -n 1; for b in $STAGE/tfmpe $STAGE/tests/*; do \
@@ -86,9 +83,19 @@ step "parity under compute-sanitizer" 150 compute-sanitizer --tool memcheck --er
     for i in "${!names[@]}"; do
         printf '%-34s %s\n' "${names[$i]}" "${results[$i]}"
     done
-    echo "W1 tfmpe: $(last_json steps_per_s)"
-    echo "W2 tfmpe: $(last_json samples_per_s)"
-    echo "torch:"
-    grep -iE 'steps/s|samples/s|steps_per_s|samples_per_s' "$LOG" | grep -v '^{' | tail -n 4
+    # One line per benchmark JSON object (tfmpe bench and the PyTorch peer alike).
+    grep -E '^\{' "$LOG" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    who = o.get("impl") or "tfmpe-" + str(o.get("backend"))
+    for key in ("steps_per_s", "steps_per_s_median", "samples_per_s", "samples_per_s_median"):
+        if key in o:
+            what = [who, str(o.get("workload", "?")), str(o.get("solver", ""))]
+            print("%-22s %-5s %-7s %s = %.4g" % (*what, key, o[key]))
+' || true
 } | tee "$LOGS/summary.txt"
 exit "$failed"

@@ -156,9 +156,14 @@ fn cuda_without_a_device_says_why() {
     );
     let reason = cuda["reason"].as_str().unwrap();
     assert!(
-        ["libcuda", "no CUDA device", "without CUDA kernels", "without the `cuda` feature"]
-            .iter()
-            .any(|r| reason.contains(r)),
+        [
+            "libcuda",
+            "no CUDA device",
+            "without CUDA kernels",
+            "without the `cuda` feature"
+        ]
+        .iter()
+        .any(|r| reason.contains(r)),
         "unclear reason: {reason}"
     );
     assert!(cuda["device"].is_null());
