@@ -14,8 +14,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-STAGE=gpu-stage
-LOGS="${OUT:-$STAGE/out}"
+PACKED=gpu-stage
+# The staged binaries travel gzipped; they are unpacked here.
+STAGE=/tmp/tfmpe-gpu-stage
+LOGS="${OUT:-$PACKED/out}"
 mkdir -p "$LOGS"
 LOG="$LOGS/gpu-check.log"
 : >"$LOG"
@@ -54,6 +56,14 @@ step() {
         failed=1
     fi
 }
+
+rm -rf "$STAGE"
+mkdir -p "$STAGE/tests"
+for f in "$PACKED"/tfmpe.gz "$PACKED"/tests/*.gz; do
+    dest="$STAGE/${f#"$PACKED"/}"
+    gunzip -c "$f" >"${dest%.gz}" && chmod +x "${dest%.gz}"
+done
+cp "$PACKED/torch_tfmpe.py" "$STAGE/"
 
 step "nvidia-smi" 20 nvidia-smi
 # Built on Debian 12 (glibc 2.36): every library must resolve and the binary must start.

@@ -2,13 +2,14 @@
 # Builds here (no GPU needed) everything scripts/gpu-check.sh runs on a lent GPU machine, which
 # has no cargo and no network, into the git-ignored folder gpu-stage/:
 #
-#   gpu-stage/tfmpe              the command line (bench, run, info), with CUDA kernels
-#   gpu-stage/tests/<name>       test binaries that run their bodies on every device present
+#   gpu-stage/tfmpe.gz           the command line (bench, run, info), with CUDA kernels
+#   gpu-stage/tests/<name>.gz    test binaries that run their bodies on every device present
 #   gpu-stage/torch_tfmpe.py     the PyTorch peer for the W1/W2 comparison
 #
 # nvcc comes from scripts/cuda-kernels.sh (which installs the pinned pip packages if needed);
-# a build without CUDA kernels is refused. Debug info is stripped to stay under the device
-# tool's 64 MiB carry limit. Then, on the device: `bash scripts/gpu-check.sh` with gpu-stage
+# a build without CUDA kernels is refused. The binaries are stripped of debug info and
+# gzipped (gpu-check.sh unpacks them): the device tool carries 64 MiB in all, repository
+# included, and six stripped binaries are about 60 MiB. Then, on the device: `bash scripts/gpu-check.sh` with gpu-stage
 # carried.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,8 @@ STAGE=gpu-stage
 # Test binaries whose bodies loop over common::devices() (so run on CUDA there). cli, e2e and
 # wgpu_e2e call the tfmpe binary by its path on this machine and cannot travel.
 TESTS=(parity alloc ode c2st cuda_backend)
-LIMIT_MIB=64
+# What the device tool carries is 64 MiB, the repository's own files included.
+LIMIT_MIB=48
 
 NVCC="$(bash scripts/cuda-kernels.sh --nvcc)"
 export NVCC
@@ -64,6 +66,7 @@ if ! "$STAGE/tfmpe" info --json --backend cpu | grep -q '"cuda_kernels":true'; t
     exit 1
 fi
 
+gzip -9 "$STAGE/tfmpe" "$STAGE"/tests/*
 du -ah "$STAGE" | sort -h
 mib=$(du -sm "$STAGE" | cut -f1)
 if [ "$mib" -ge "$LIMIT_MIB" ]; then
