@@ -11,8 +11,9 @@ const T: u32 = 128;
 
 /// Launch geometry shared by the forward and backward kernels (kernels/README.md).
 struct Geometry {
-    /// Entry-point suffix: elements per thread, 4 or 8.
-    suffix: &'static str,
+    /// Entry points for 4 or 8 elements per thread.
+    fwd: &'static str,
+    bwd: &'static str,
     /// Threads per query row.
     g: u32,
     /// Key/query tile, keeping shared memory within 48 KiB.
@@ -30,11 +31,16 @@ fn geometry(p: &Attention) -> Result<Geometry> {
         )));
     }
     let hd = p.head_dim as u32;
-    let (suffix, per) = if hd <= 4 { ("p4", 4) } else { ("p8", 8) };
+    let (fwd, bwd, per) = if hd <= 4 {
+        ("attention_fwd_p4", "attention_bwd_p4", 4)
+    } else {
+        ("attention_fwd_p8", "attention_bwd_p8", 8)
+    };
     let g = hd.div_ceil(per).next_power_of_two();
     let pitch = g * per;
     Ok(Geometry {
-        suffix,
+        fwd,
+        bwd,
         g,
         kt: (12288 / (2 * pitch + 2)).min(64),
         pitch,
@@ -80,7 +86,7 @@ pub(super) fn attention_fwd(
         block_dim: (T, 1, 1),
         shared_mem_bytes: (2 * geo.kt * geo.pitch + geo.kt) * 4,
     };
-    g.launch(&format!("attention_fwd_{}", geo.suffix), cfg, &args)
+    g.launch(geo.fwd, cfg, &args)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -138,6 +144,6 @@ pub(super) fn attention_bwd(
             block_dim: (T, 1, 1),
             shared_mem_bytes: (2 * geo.kt * geo.pitch + 2 * geo.kt) * 4,
         };
-        g.launch(&format!("attention_bwd_{}", geo.suffix), cfg, &args)
+        g.launch(geo.bwd, cfg, &args)
     })
 }
