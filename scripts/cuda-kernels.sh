@@ -3,6 +3,7 @@
 # newest, so newer GPUs can JIT it) and fails if ptxas reports a register spill in any kernel.
 #
 #   scripts/cuda-kernels.sh [OUT_DIR]          (default: target/cuda-kernels)
+#   scripts/cuda-kernels.sh --nvcc             (only print the nvcc it would use)
 #
 # nvcc is looked for in $NVCC, on PATH, under $CUDA_HOME / $CUDA_PATH, then in Python's
 # `nvidia-cuda-nvcc` package, which is installed with pip when it is missing (no GPU and no
@@ -64,6 +65,13 @@ find_nvcc() {
     [ -n "$found" ] || { echo "nvcc: not found and could not be installed" >&2; return 1; }
     echo "$found"
 }
+
+# `--nvcc` only prints the nvcc to use (installing the pinned packages if needed), for
+# scripts/gpu-stage.sh to hand to build.rs.
+if [ "${1:-}" = "--nvcc" ]; then
+    find_nvcc
+    exit
+fi
 
 NVCC_BIN="$(find_nvcc)"
 echo "nvcc: $NVCC_BIN"

@@ -8,9 +8,10 @@ mod w1;
 
 use tfmpe::Device;
 
-/// W1's batch of 100 sets on the CPU; a few sets on wgpu, whose CI adapter (lavapipe) is slow.
+/// W1's batch of 100 sets on the CPU and CUDA; a few sets on wgpu, whose CI adapter
+/// (lavapipe) is slow.
 fn batch(device: &Device, full: usize) -> usize {
-    if device.name() == "cpu" {
+    if device.name() != "wgpu" {
         full
     } else {
         4

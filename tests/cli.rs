@@ -110,10 +110,6 @@ fn budget_smaller_than_a_batch_is_refused() {
 
 #[test]
 fn unavailable_backends_say_what_is_missing() {
-    fails_with(
-        &["info", "--backend", "cuda"],
-        &["backend `cuda` is not available"],
-    );
     fails_with(&["info", "--backend", "tpu"], &["unknown backend `tpu`"]);
     let out = Command::new(env!("CARGO_BIN_EXE_tfmpe"))
         .args(["info"])
@@ -137,6 +133,58 @@ fn info_json_lists_every_backend() {
     assert_eq!(names, ["cpu", "cuda", "wgpu"]);
     assert_eq!(v["backends"][0]["available"], true);
     assert!(v["cuda_kernels"].is_boolean());
+}
+
+/// Without a usable CUDA device (here: no NVIDIA driver), asking for CUDA is a clean error
+/// that repeats the reason `info --json` gives, and nothing panics. On a GPU machine the same
+/// command must open it.
+#[test]
+fn cuda_without_a_device_says_why() {
+    let info = tfmpe(&["info", "--json", "--backend", "cpu"]);
+    let err = String::from_utf8_lossy(&info.stderr);
+    assert!(info.status.success(), "info failed: {err}");
+    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let cuda = &v["backends"][1];
+    assert_eq!(cuda["name"], "cuda");
+    if cuda["available"] == true {
+        assert!(tfmpe(&["info", "--backend", "cuda"]).status.success());
+        return;
+    }
+    assert!(
+        std::env::var("TFMPE_REQUIRE_CUDA").map_or(true, |v| v != "1"),
+        "TFMPE_REQUIRE_CUDA=1 but cuda is unavailable: {cuda}"
+    );
+    let reason = cuda["reason"].as_str().unwrap();
+    assert!(
+        [
+            "libcuda",
+            "no CUDA device",
+            "without CUDA kernels",
+            "without the `cuda` feature"
+        ]
+        .iter()
+        .any(|r| reason.contains(r)),
+        "unclear reason: {reason}"
+    );
+    assert!(cuda["device"].is_null());
+    let dir = temp("cuda");
+    fails_with(
+        &[
+            "run",
+            "--task",
+            "hier-gaussian-linear",
+            "--sites",
+            "2",
+            "--budget",
+            "200",
+            "--backend",
+            "cuda",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &["backend `cuda` is not available", reason],
+    );
+    fails_with(&["info", "--backend", "cuda"], &[reason]);
 }
 
 #[test]

@@ -14,6 +14,8 @@
 
 pub(crate) mod check;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod select;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
@@ -35,6 +37,8 @@ pub enum Buffer {
     Cpu(cpu::CpuBuffer),
     #[cfg(feature = "wgpu")]
     Wgpu(wgpu::WgpuBuffer),
+    #[cfg(feature = "cuda")]
+    Cuda(cuda::CudaBuffer),
 }
 
 impl Buffer {
@@ -44,6 +48,8 @@ impl Buffer {
             Buffer::Cpu(b) => b.len(),
             #[cfg(feature = "wgpu")]
             Buffer::Wgpu(b) => b.len(),
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(b) => b.len(),
         }
     }
 
@@ -56,6 +62,8 @@ impl Buffer {
             Buffer::Cpu(b) => b.dtype(),
             #[cfg(feature = "wgpu")]
             Buffer::Wgpu(b) => b.dtype(),
+            #[cfg(feature = "cuda")]
+            Buffer::Cuda(b) => b.dtype(),
         }
     }
 }

@@ -73,15 +73,38 @@ pub fn probe() -> Vec<BackendReport> {
     ]
 }
 
+/// Opening the device is the only sure probe (a driver too old for the kernels shows only
+/// there); it takes well under a second and `info` runs once.
 fn probe_cuda() -> BackendReport {
+    let (device, reason) = match open_cuda() {
+        Ok(b) => (
+            Some(b.device_name()),
+            "an NVIDIA GPU with this binary's kernels".into(),
+        ),
+        Err(Error::BackendUnavailable { reason, .. }) => (None, reason),
+        Err(e) => (None, e.to_string()),
+    };
     BackendReport {
         name: "cuda".into(),
-        available: false,
-        device: None,
-        reason:
-            "this build has no CUDA backend yet (it arrives with the CUDA issue); use --backend cpu"
-                .into(),
+        available: device.is_some(),
+        device,
+        reason,
     }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda() -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(super::cuda::CudaBackend::new()?))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda() -> Result<Arc<dyn Backend>> {
+    Err(Error::BackendUnavailable {
+        name: "cuda".into(),
+        reason: "this binary was built without the `cuda` feature; rebuild with default \
+                 features"
+            .into(),
+    })
 }
 
 #[cfg(feature = "wgpu")]
@@ -135,6 +158,9 @@ fn open_wgpu(_allow_cpu: bool) -> Result<Arc<dyn Backend>> {
 }
 
 /// Whether this binary embeds compiled CUDA kernels.
+#[cfg(feature = "cuda")]
+pub const CUDA_KERNELS: bool = super::cuda::KERNELS_BUILT;
+#[cfg(not(feature = "cuda"))]
 pub const CUDA_KERNELS: bool = false;
 
 /// Opens the backend asked for. Returns it with a sentence saying which one was picked and why.
@@ -147,13 +173,20 @@ pub fn select(kind: BackendKind) -> Result<(Arc<dyn Backend>, String)> {
             Ok((b, why))
         }
         BackendKind::Auto => {
-            let cuda = probe_cuda();
+            let cuda = match open_cuda() {
+                Ok(b) => {
+                    let why = format!("cuda: auto picked the GPU {}", b.device_name());
+                    return Ok((b, why));
+                }
+                Err(Error::BackendUnavailable { reason, .. }) => reason,
+                Err(e) => e.to_string(),
+            };
             match open_wgpu(false) {
                 Ok(b) => {
                     let why = format!(
                         "wgpu: auto picked the GPU {} (cuda: {})",
                         b.device_name(),
-                        cuda.reason
+                        cuda
                     );
                     Ok((b, why))
                 }
@@ -161,7 +194,7 @@ pub fn select(kind: BackendKind) -> Result<(Arc<dyn Backend>, String)> {
                     Arc::new(CpuBackend::new()),
                     format!(
                         "cpu: auto picked it, no GPU backend is usable (cuda: {}; wgpu: {})",
-                        cuda.reason,
+                        cuda,
                         match e {
                             Error::BackendUnavailable { reason, .. } => reason,
                             other => other.to_string(),
@@ -171,11 +204,9 @@ pub fn select(kind: BackendKind) -> Result<(Arc<dyn Backend>, String)> {
             }
         }
         BackendKind::Cuda => {
-            let r = probe_cuda();
-            Err(Error::BackendUnavailable {
-                name: r.name,
-                reason: r.reason,
-            })
+            let b = open_cuda()?;
+            let why = format!("cuda: asked for, on {}", b.device_name());
+            Ok((b, why))
         }
     }
 }

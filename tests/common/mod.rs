@@ -6,13 +6,28 @@ use rand::{RngExt, SeedableRng};
 use tfmpe::backend::{Backend, Buffer};
 use tfmpe::Device;
 
-/// Every backend present on this machine: the CPU always, and wgpu on any adapter (lavapipe
-/// included) when one exists. With `TFMPE_REQUIRE_WGPU=1` (set by scripts/check.sh, so in CI)
-/// a missing adapter fails the test instead of skipping wgpu.
+/// Every backend present on this machine: the CPU always, wgpu on any adapter (lavapipe
+/// included) when one exists, and CUDA when a GPU opens. With `TFMPE_REQUIRE_WGPU=1` (set by
+/// scripts/check.sh, so in CI) or `TFMPE_REQUIRE_CUDA=1` (set by scripts/gpu-check.sh) a
+/// missing backend fails the test instead of being skipped.
 pub fn devices() -> Vec<Device> {
     let mut devs = vec![Device::cpu()];
     devs.extend(wgpu());
+    devs.extend(cuda());
     devs
+}
+
+/// The CUDA device, opened once per test binary and shared.
+pub fn cuda() -> Option<Device> {
+    static CUDA: std::sync::OnceLock<Option<Device>> = std::sync::OnceLock::new();
+    CUDA.get_or_init(|| match Device::open(tfmpe::backend::BackendKind::Cuda) {
+        Ok((dev, _)) => Some(dev),
+        Err(e) if std::env::var("TFMPE_REQUIRE_CUDA").is_ok_and(|v| v == "1") => {
+            panic!("TFMPE_REQUIRE_CUDA=1 but CUDA could not open: {e}")
+        }
+        Err(_) => None,
+    })
+    .clone()
 }
 
 /// The wgpu device, opened once per test binary and shared (lavapipe is slow to start).

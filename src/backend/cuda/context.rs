@@ -1,0 +1,448 @@
+//! The CUDA device: the context, the one stream every kernel goes on, the kernels loaded from
+//! the embedded fatbins, the buffer pool, and the scratch of the deterministic reductions.
+//!
+//! All work is stream-ordered on one stream and nothing here waits for the device except a
+//! read-back and `synchronize`. Because there is one stream, cudarc's per-buffer event
+//! tracking is turned off (it would record two events per buffer per launch) and kernels get
+//! raw device pointers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{
+    result, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError,
+    LaunchConfig, PushKernelArg,
+};
+
+use crate::backend::DType;
+use crate::error::{Error, Result};
+
+#[cfg(tfmpe_cuda_kernels)]
+include!(concat!(env!("OUT_DIR"), "/cuda_kernels.rs"));
+#[cfg(not(tfmpe_cuda_kernels))]
+const MODULES: &[(&str, &[u8])] = &[];
+
+/// Every kernel of every file, loaded once when the device opens.
+const ENTRIES: &[(&str, &[&str])] = &[
+    (
+        "attention",
+        &[
+            "attention_fwd_p4",
+            "attention_fwd_p8",
+            "attention_bwd_prep",
+            "attention_bwd_p4",
+            "attention_bwd_p8",
+        ],
+    ),
+    (
+        "elementwise",
+        &["add", "scale", "axpy", "relu_fwd", "relu_bwd"],
+    ),
+    (
+        "embedding",
+        &[
+            "embedding_fwd",
+            "embedding_bwd",
+            "fourier_fwd",
+            "fourier_bwd",
+        ],
+    ),
+    ("flow", &["fm_prepare", "fm_loss"]),
+    ("loss", &["bce_with_logits", "reduce_sum"]),
+    (
+        "matmul",
+        &[
+            "gemm_f32_128x128",
+            "gemm_f32_64x64",
+            "gemm_tf32_64x64",
+            "gemm_splitk_reduce",
+            "bias_grad",
+        ],
+    ),
+    (
+        "memory",
+        &[
+            "fill",
+            "copy_words",
+            "copy_cols",
+            "gather_rows",
+            "scatter_rows",
+        ],
+    ),
+    ("norm", &["layer_norm_fwd", "layer_norm_bwd"]),
+    ("ode", &["ode_stage", "dopri5_error", "dopri5_accept"]),
+    ("optim", &["sum_squares", "adamw_step"]),
+    ("random", &["normal_fill", "uniform_fill"]),
+];
+
+/// Whether this binary embeds compiled CUDA kernels.
+pub const KERNELS_BUILT: bool = cfg!(tfmpe_cuda_kernels);
+
+fn driver(what: &str, e: DriverError) -> Error {
+    Error::Device(format!("cuda: {what}: {e}"))
+}
+
+/// Recycled device allocations, keyed by byte size. A buffer returns here when its
+/// [`CudaBuffer`] is dropped, so a training step that asks for the same sizes again allocates
+/// nothing. Reuse is safe without waiting: every use of a buffer is ordered on the one stream.
+#[derive(Default)]
+pub(super) struct Pool {
+    free: Mutex<HashMap<usize, Vec<CudaSlice<u8>>>>,
+    created: AtomicU64,
+}
+
+/// A device buffer of `len` elements of `dtype` (at least 4 bytes, so it has a real pointer).
+pub struct CudaBuffer {
+    raw: Option<CudaSlice<u8>>,
+    ptr: u64,
+    len: usize,
+    dtype: DType,
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for CudaBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaBuffer({:?}, {})", self.dtype, self.len)
+    }
+}
+
+impl CudaBuffer {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The device address, as pushed to a kernel.
+    pub(super) fn ptr(&self) -> u64 {
+        self.ptr
+    }
+}
+
+impl Drop for CudaBuffer {
+    fn drop(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+            free.entry(raw.len()).or_default().push(raw);
+        }
+    }
+}
+
+/// A kernel argument, pushed in the order the kernel declares them (kernels/README.md).
+#[derive(Clone, Copy)]
+pub(super) enum Arg {
+    /// A device pointer (0 for an optional one left out).
+    P(u64),
+    U(u32),
+    F(f32),
+    L(u64),
+    /// `OdeCoeffs`, a struct of eight floats.
+    C([f32; 8]),
+}
+
+/// The pointer of an optional buffer, null when absent.
+pub(super) fn opt(b: Option<&CudaBuffer>) -> Arg {
+    Arg::P(b.map_or(0, CudaBuffer::ptr))
+}
+
+/// An element count as the kernels' u32; they index with u32 and need counts below 2³¹.
+pub(super) fn n32(n: usize) -> Result<u32> {
+    if n >= 1 << 31 {
+        return Err(Error::Invalid(format!(
+            "cuda: {n} elements exceed the kernels' limit of 2^31 - 1"
+        )));
+    }
+    Ok(n as u32)
+}
+
+/// A 1-D launch over `n` items: block 256, grid `max(1, ceil(n / 256))`.
+pub(super) fn grid_1d(n: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(256).max(1), 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// The reduction scratch: a grow-only workspace and the ticket, which the kernels leave at zero.
+struct Scratch {
+    workspace: Option<CudaBuffer>,
+    ticket: CudaBuffer,
+}
+
+pub(super) struct Gpu {
+    stream: Arc<CudaStream>,
+    name: String,
+    sms: u32,
+    functions: HashMap<&'static str, CudaFunction>,
+    pool: Arc<Pool>,
+    scratch: Mutex<Scratch>,
+}
+
+impl Gpu {
+    /// Opens device 0 and loads every kernel. The caller has checked that libcuda is present
+    /// (cudarc panics without it).
+    pub(super) fn open() -> Result<Gpu> {
+        let unavailable = |reason: String| Error::BackendUnavailable {
+            name: "cuda".into(),
+            reason,
+        };
+        let ctx = CudaContext::new(0)
+            .map_err(|e| unavailable(format!("no CUDA device (the driver says: {e})")))?;
+        if !KERNELS_BUILT {
+            return Err(unavailable(super::NO_KERNELS.into()));
+        }
+        // Safety: only buffers created after this call skip event tracking, and all of them
+        // live on the one stream below.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| driver("creating a stream", e))?;
+        let name = ctx.name().map_err(|e| driver("device name", e))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(|e| driver("compute capability", e))?;
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| driver("multiprocessor count", e))? as u32;
+        let mut functions = HashMap::new();
+        for (stem, names) in ENTRIES {
+            let (_, image) = MODULES
+                .iter()
+                .find(|(s, _)| s == stem)
+                .ok_or_else(|| Error::Device(format!("cuda: kernels/{stem}.cu is not embedded")))?;
+            let module = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(image.to_vec()))
+                .map_err(|e| {
+                    driver(
+                        &format!("loading kernels/{stem}.cu on {name} (sm_{major}{minor})"),
+                        e,
+                    )
+                })?;
+            for &f in *names {
+                let func = module
+                    .load_function(f)
+                    .map_err(|e| driver(&format!("kernel {f} in kernels/{stem}.cu"), e))?;
+                functions.insert(f, func);
+            }
+        }
+        let pool = Arc::new(Pool::default());
+        let ticket = alloc(&stream, &pool, DType::U32, 1)?;
+        Ok(Gpu {
+            name: format!("{name} (sm_{major}{minor}, {sms} SMs)"),
+            stream,
+            sms,
+            functions,
+            pool,
+            scratch: Mutex::new(Scratch {
+                workspace: None,
+                ticket,
+            }),
+        })
+    }
+
+    pub(super) fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    pub(super) fn sms(&self) -> u32 {
+        self.sms
+    }
+
+    pub(super) fn buffers_created(&self) -> u64 {
+        self.pool.created.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn wait(&self) -> Result<()> {
+        self.stream
+            .synchronize()
+            .map_err(|e| driver("waiting for the device", e))
+    }
+
+    /// A zero-filled buffer.
+    pub(super) fn alloc(&self, dtype: DType, len: usize) -> Result<CudaBuffer> {
+        let b = alloc(&self.stream, &self.pool, dtype, len)?;
+        self.bind()?;
+        unsafe { result::memset_d8_async(b.ptr, 0, b.len * 4, self.stream.cu_stream()) }
+            .map_err(|e| driver("zeroing a buffer", e))?;
+        Ok(b)
+    }
+
+    pub(super) fn upload(&self, dtype: DType, data: &[u8]) -> Result<CudaBuffer> {
+        let b = alloc(&self.stream, &self.pool, dtype, data.len() / 4)?;
+        self.write(&b, data)?;
+        Ok(b)
+    }
+
+    /// Copies host bytes into `dst` (a pageable copy: the driver stages it before returning,
+    /// so the host slice may go away at once).
+    pub(super) fn write(&self, dst: &CudaBuffer, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        unsafe { result::memcpy_htod_async(dst.ptr, data, self.stream.cu_stream()) }
+            .map_err(|e| driver("copying to the device", e))
+    }
+
+    /// Reads a buffer back, after the work queued before it.
+    pub(super) fn read<T: bytemuck::Pod>(&self, src: &CudaBuffer) -> Result<Vec<T>> {
+        let mut out = vec![T::zeroed(); src.len];
+        if !out.is_empty() {
+            self.bind()?;
+            unsafe { result::memcpy_dtoh_async(&mut out[..], src.ptr, self.stream.cu_stream()) }
+                .map_err(|e| driver("copying from the device", e))?;
+        }
+        self.wait()?;
+        Ok(out)
+    }
+
+    /// Device-to-device copy of `bytes` between two addresses.
+    pub(super) fn copy(&self, src: u64, dst: u64, bytes: usize) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        unsafe { result::memcpy_dtod_async(dst, src, bytes, self.stream.cu_stream()) }
+            .map_err(|e| driver("device copy", e))
+    }
+
+    fn bind(&self) -> Result<()> {
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| driver("binding the context", e))
+    }
+
+    /// Queues one kernel.
+    pub(super) fn launch(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
+        let f = self
+            .functions
+            .get(name)
+            .ok_or_else(|| Error::Device(format!("cuda: kernel {name} is not loaded")))?;
+        let mut b = self.stream.launch_builder(f);
+        for a in args {
+            match a {
+                Arg::P(p) | Arg::L(p) => b.arg(p),
+                Arg::U(v) => b.arg(v),
+                Arg::F(v) => b.arg(v),
+                Arg::C(c) => b.arg(c),
+            };
+        }
+        unsafe { b.launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| driver(&format!("launching {name}"), e))
+    }
+
+    /// A 1-D grid-stride launch over `n` items; nothing to do when `n = 0`.
+    pub(super) fn launch_1d(&self, name: &str, n: u32, args: &[Arg]) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.launch(name, grid_1d(n), args)
+    }
+
+    /// A reduction to one scalar over `n` elements (block 256, `clamp(ceil(n / 8192), 1, 64)`
+    /// blocks, one f64 partial each), launched even when n = 0 so the result is written.
+    /// `args` gets `(partials, ticket)`.
+    pub(super) fn reduce(
+        &self,
+        name: &str,
+        n: u32,
+        args: impl FnOnce(Arg, Arg) -> Vec<Arg>,
+    ) -> Result<()> {
+        let blocks = n.div_ceil(8192).clamp(1, 64);
+        self.with_scratch(blocks as usize * 8, |partials, ticket| {
+            let cfg = LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            self.launch(name, cfg, &args(partials, ticket))
+        })
+    }
+
+    /// Runs `f` with the reduction scratch: a workspace of at least `bytes` bytes and the
+    /// ticket. The lock is held while `f` queues its kernels, so no other thread can hand the
+    /// workspace out in between.
+    pub(super) fn with_scratch(
+        &self,
+        bytes: usize,
+        f: impl FnOnce(Arg, Arg) -> Result<()>,
+    ) -> Result<()> {
+        let mut s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        if s.workspace.as_ref().is_none_or(|w| w.len * 4 < bytes) {
+            // Grow geometrically so a few shapes settle on one workspace; the old one goes
+            // back to the pool, stream-ordered after the kernels that used it.
+            let words = bytes.div_ceil(4).next_power_of_two();
+            s.workspace = Some(alloc(&self.stream, &self.pool, DType::U32, words)?);
+        }
+        let ws = s.workspace.as_ref().map_or(0, CudaBuffer::ptr);
+        f(Arg::P(ws), Arg::P(s.ticket.ptr))
+    }
+}
+
+/// Takes a buffer from the pool, or allocates one. Out of memory, it empties the pool and tries
+/// once more before giving up with the size asked for.
+fn alloc(
+    stream: &Arc<CudaStream>,
+    pool: &Arc<Pool>,
+    dtype: DType,
+    len: usize,
+) -> Result<CudaBuffer> {
+    let bytes = len
+        .checked_mul(4)
+        .ok_or_else(|| Error::Invalid(format!("cuda: a buffer of {len} elements overflows")))?
+        .max(4);
+    let reused = {
+        let mut free = pool.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.get_mut(&bytes).and_then(Vec::pop)
+    };
+    let raw = match reused {
+        Some(raw) => raw,
+        None => {
+            // Safety: the memory is zeroed or overwritten before it is read (alloc / upload).
+            let fresh = match unsafe { stream.alloc::<u8>(bytes) } {
+                Err(DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY)) => {
+                    drop(std::mem::take(
+                        &mut *pool.free.lock().unwrap_or_else(|e| e.into_inner()),
+                    ));
+                    unsafe { stream.alloc::<u8>(bytes) }
+                }
+                other => other,
+            };
+            let raw = fresh.map_err(|e| match e {
+                DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY) => {
+                    let free = stream
+                        .context()
+                        .mem_get_info()
+                        .map_or(String::new(), |(free, total)| {
+                            format!(" ({} of {} MiB free)", free >> 20, total >> 20)
+                        });
+                    Error::Device(format!(
+                        "cuda: out of GPU memory allocating {bytes} bytes{free}; use a smaller \
+                         batch or --backend cpu"
+                    ))
+                }
+                e => driver(&format!("allocating {bytes} bytes"), e),
+            })?;
+            pool.created.fetch_add(1, Ordering::Relaxed);
+            raw
+        }
+    };
+    let (ptr, _) = raw.device_ptr(stream);
+    Ok(CudaBuffer {
+        raw: Some(raw),
+        ptr,
+        len,
+        dtype,
+        pool: pool.clone(),
+    })
+}

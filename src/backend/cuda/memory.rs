@@ -1,0 +1,70 @@
+//! memory: fill, column-block copies, row gathers and scatters (`kernels/memory.cu`).
+
+use super::context::{n32, Arg, CudaBuffer, Gpu};
+use crate::backend::CopyCols;
+use crate::error::Result;
+
+pub(super) fn fill(g: &Gpu, dst: &CudaBuffer, value: f32) -> Result<()> {
+    let n = n32(dst.len())?;
+    g.launch_1d("fill", n, &[Arg::P(dst.ptr()), Arg::U(n), Arg::F(value)])
+}
+
+pub(super) fn copy_cols(g: &Gpu, p: &CopyCols, src: &CudaBuffer, dst: &CudaBuffer) -> Result<()> {
+    let n = n32(p.rows * p.width)?;
+    let mut args = vec![Arg::P(src.ptr()), Arg::P(dst.ptr())];
+    for v in [
+        p.rows,
+        p.width,
+        p.src_stride,
+        p.src_offset,
+        p.dst_stride,
+        p.dst_offset,
+        p.accumulate as usize,
+    ] {
+        args.push(Arg::U(n32(v)?));
+    }
+    g.launch_1d("copy_cols", n, &args)
+}
+
+/// `table_rows` is the row count of the table side (the source of a gather, the destination
+/// of a scatter): kernels skip an index past it.
+fn rows(
+    g: &Gpu,
+    entry: &str,
+    (src, idx, dst): (&CudaBuffer, &CudaBuffer, &CudaBuffer),
+    row_len: usize,
+    table_rows: usize,
+) -> Result<()> {
+    let n = n32(idx.len() * row_len)?;
+    let args = [
+        Arg::P(src.ptr()),
+        Arg::P(idx.ptr()),
+        Arg::P(dst.ptr()),
+        Arg::U(n),
+        Arg::U(n32(row_len)?),
+        Arg::U(n32(table_rows)?),
+    ];
+    g.launch_1d(entry, n, &args)
+}
+
+pub(super) fn gather_rows(
+    g: &Gpu,
+    src: &CudaBuffer,
+    idx: &CudaBuffer,
+    row_len: usize,
+    dst: &CudaBuffer,
+) -> Result<()> {
+    let table = src.len() / row_len;
+    rows(g, "gather_rows", (src, idx, dst), row_len, table)
+}
+
+pub(super) fn scatter_rows(
+    g: &Gpu,
+    src: &CudaBuffer,
+    idx: &CudaBuffer,
+    row_len: usize,
+    dst: &CudaBuffer,
+) -> Result<()> {
+    let table = dst.len() / row_len;
+    rows(g, "scatter_rows", (src, idx, dst), row_len, table)
+}

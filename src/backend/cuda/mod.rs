@@ -1,0 +1,666 @@
+//! The CUDA backend: every kernel of the contract in hand-written CUDA C (`kernels/*.cu`),
+//! compiled by `build.rs` into fatbins embedded in the binary and launched through `cudarc`,
+//! which loads the NVIDIA driver at run time (the binary needs no CUDA library to start).
+//!
+//! This module checks arguments (with the shared [`check`] functions), unwraps buffers and
+//! hands each kernel to the file of its family (same stems as `kernels/` and
+//! `src/backend/cpu/`), which only knows launch geometry. `context` owns the device, the
+//! loaded kernels, the buffer pool and the reduction scratch.
+
+mod attention;
+mod context;
+mod elementwise;
+mod embedding;
+mod flow;
+mod loss;
+mod matmul;
+mod memory;
+mod norm;
+mod ode;
+mod optim;
+mod random;
+
+pub use context::{CudaBuffer, KERNELS_BUILT};
+
+use super::{
+    check, expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm,
+};
+use crate::error::{Error, Result};
+use context::Gpu;
+
+/// Why the backend is missing from a binary built without nvcc.
+pub(crate) const NO_KERNELS: &str = "this binary was built without CUDA kernels: install nvcc \
+    (python3 -m pip install nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 \
+    nvidia-cuda-crt==13.0.88) and rebuild";
+
+/// The CUDA backend on device 0.
+pub struct CudaBackend {
+    gpu: Gpu,
+}
+
+impl CudaBackend {
+    /// Opens device 0. Every way this can fail (no driver, no device, no kernels in this
+    /// binary, a driver too old for them) is a [`Error::BackendUnavailable`] or
+    /// [`Error::Device`] naming what is missing; cudarc's panic on a missing libcuda is avoided
+    /// by probing for the library first, and caught as a last resort.
+    pub fn new() -> Result<Self> {
+        let unavailable = |reason: &str| Error::BackendUnavailable {
+            name: "cuda".into(),
+            reason: reason.into(),
+        };
+        // Safety: only tries to load the library.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(unavailable(
+                "no NVIDIA driver (libcuda) found; install the NVIDIA driver, or use \
+                 --backend wgpu or cpu",
+            ));
+        }
+        match std::panic::catch_unwind(Gpu::open) {
+            Ok(gpu) => Ok(CudaBackend { gpu: gpu? }),
+            Err(_) => Err(unavailable(
+                "the CUDA driver failed while starting (cudarc panicked)",
+            )),
+        }
+    }
+}
+
+/// The CUDA buffer inside `b`, which must hold `dtype`.
+fn raw<'a>(name: &str, b: &'a Buffer, dtype: DType) -> Result<&'a CudaBuffer> {
+    match b {
+        Buffer::Cuda(w) if w.dtype() == dtype => Ok(w),
+        Buffer::Cuda(w) => Err(Error::Buffer(format!(
+            "{name}: expected {dtype:?} elements, got {:?}",
+            w.dtype()
+        ))),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::Buffer(format!(
+            "{name}: expected a CUDA buffer, got one of another backend"
+        ))),
+    }
+}
+
+fn f32b<'a>(name: &str, b: &'a Buffer) -> Result<&'a CudaBuffer> {
+    raw(name, b, DType::F32)
+}
+
+fn u32b<'a>(name: &str, b: &'a Buffer) -> Result<&'a CudaBuffer> {
+    raw(name, b, DType::U32)
+}
+
+fn opt_f32b<'a>(name: &str, b: Option<&'a Buffer>) -> Result<Option<&'a CudaBuffer>> {
+    b.map(|b| f32b(name, b)).transpose()
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn device_name(&self) -> String {
+        self.gpu.describe()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.gpu.wait()
+    }
+
+    fn buffers_allocated(&self) -> u64 {
+        self.gpu.buffers_created()
+    }
+
+    // ---- memory -------------------------------------------------------------------------
+    fn alloc(&self, dtype: DType, len: usize) -> Result<Buffer> {
+        Ok(Buffer::Cuda(self.gpu.alloc(dtype, len)?))
+    }
+
+    fn upload_f32(&self, data: &[f32]) -> Result<Buffer> {
+        Ok(Buffer::Cuda(
+            self.gpu.upload(DType::F32, bytemuck::cast_slice(data))?,
+        ))
+    }
+
+    fn upload_u32(&self, data: &[u32]) -> Result<Buffer> {
+        Ok(Buffer::Cuda(
+            self.gpu.upload(DType::U32, bytemuck::cast_slice(data))?,
+        ))
+    }
+
+    fn write_f32(&self, dst: &mut Buffer, data: &[f32]) -> Result<()> {
+        expect_len("data", dst, data.len())?;
+        self.gpu
+            .write(f32b("dst", dst)?, bytemuck::cast_slice(data))
+    }
+
+    fn write_u32(&self, dst: &mut Buffer, data: &[u32]) -> Result<()> {
+        expect_len("data", dst, data.len())?;
+        self.gpu
+            .write(u32b("dst", dst)?, bytemuck::cast_slice(data))
+    }
+
+    fn download_f32(&self, src: &Buffer) -> Result<Vec<f32>> {
+        self.gpu.read(f32b("src", src)?)
+    }
+
+    fn download_u32(&self, src: &Buffer) -> Result<Vec<u32>> {
+        self.gpu.read(u32b("src", src)?)
+    }
+
+    fn copy(
+        &self,
+        src: &Buffer,
+        src_offset: usize,
+        dst: &mut Buffer,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        check::copy(src, src_offset, dst, dst_offset, len)?;
+        let dtype = src.dtype();
+        self.gpu.copy(
+            raw("src", src, dtype)?.ptr() + src_offset as u64 * 4,
+            raw("dst", dst, dtype)?.ptr() + dst_offset as u64 * 4,
+            len * 4,
+        )
+    }
+
+    fn copy_cols(&self, p: &CopyCols, src: &Buffer, dst: &mut Buffer) -> Result<()> {
+        check::copy_cols(p, src, dst)?;
+        memory::copy_cols(&self.gpu, p, f32b("src", src)?, f32b("dst", dst)?)
+    }
+
+    fn fill(&self, dst: &mut Buffer, value: f32) -> Result<()> {
+        memory::fill(&self.gpu, f32b("dst", dst)?, value)
+    }
+
+    fn gather_rows(
+        &self,
+        src: &Buffer,
+        idx: &Buffer,
+        row_len: usize,
+        dst: &mut Buffer,
+    ) -> Result<()> {
+        check::rows("gather_rows", idx, row_len, ("dst", dst), ("src", src))?;
+        let (s, i, d) = (f32b("src", src)?, u32b("idx", idx)?, f32b("dst", dst)?);
+        memory::gather_rows(&self.gpu, s, i, row_len, d)
+    }
+
+    fn scatter_rows(
+        &self,
+        src: &Buffer,
+        idx: &Buffer,
+        row_len: usize,
+        dst: &mut Buffer,
+    ) -> Result<()> {
+        check::rows("scatter_rows", idx, row_len, ("src", src), ("dst", dst))?;
+        let (s, i, d) = (f32b("src", src)?, u32b("idx", idx)?, f32b("dst", dst)?);
+        memory::scatter_rows(&self.gpu, s, i, row_len, d)
+    }
+
+    // ---- random ---------------------------------------------------------------------------
+    fn normal_fill(&self, dst: &mut Buffer, seed: u64, offset: u64) -> Result<()> {
+        random::normal_fill(&self.gpu, f32b("dst", dst)?, seed, offset)
+    }
+
+    fn uniform_fill(
+        &self,
+        dst: &mut Buffer,
+        seed: u64,
+        offset: u64,
+        lo: f32,
+        hi: f32,
+    ) -> Result<()> {
+        random::uniform_fill(&self.gpu, f32b("dst", dst)?, seed, offset, lo, hi)
+    }
+
+    // ---- matmul ---------------------------------------------------------------------------
+    fn gemm(
+        &self,
+        p: &Gemm,
+        a: &Buffer,
+        b: &Buffer,
+        bias: Option<&Buffer>,
+        c: &mut Buffer,
+    ) -> Result<()> {
+        check::gemm(p, a.len(), b.len(), bias.map(|b| b.len()), c.len())?;
+        matmul::gemm(
+            &self.gpu,
+            p,
+            f32b("a", a)?,
+            f32b("b", b)?,
+            opt_f32b("bias", bias)?,
+            f32b("c", c)?,
+        )
+    }
+
+    fn bias_grad(
+        &self,
+        dy: &Buffer,
+        rows: usize,
+        cols: usize,
+        db: &mut Buffer,
+        accumulate: bool,
+    ) -> Result<()> {
+        expect_len("dy", dy, rows * cols)?;
+        expect_len("db", db, cols)?;
+        matmul::bias_grad(
+            &self.gpu,
+            f32b("dy", dy)?,
+            rows,
+            cols,
+            f32b("db", db)?,
+            accumulate,
+        )
+    }
+
+    // ---- elementwise ----------------------------------------------------------------------
+    fn add(&self, a: &Buffer, b: &Buffer, out: &mut Buffer) -> Result<()> {
+        expect_len("b", b, a.len())?;
+        expect_len("out", out, a.len())?;
+        elementwise::add(&self.gpu, f32b("a", a)?, f32b("b", b)?, f32b("out", out)?)
+    }
+
+    fn scale(&self, x: &Buffer, alpha: f32, out: &mut Buffer) -> Result<()> {
+        expect_len("out", out, x.len())?;
+        elementwise::scale(&self.gpu, f32b("x", x)?, alpha, f32b("out", out)?)
+    }
+
+    fn axpy(&self, alpha: f32, x: &Buffer, y: &mut Buffer) -> Result<()> {
+        expect_len("y", y, x.len())?;
+        elementwise::axpy(&self.gpu, alpha, f32b("x", x)?, f32b("y", y)?)
+    }
+
+    fn relu_fwd(&self, x: &Buffer, out: &mut Buffer) -> Result<()> {
+        expect_len("out", out, x.len())?;
+        elementwise::relu_fwd(&self.gpu, f32b("x", x)?, f32b("out", out)?)
+    }
+
+    fn relu_bwd(&self, y: &Buffer, dy: &Buffer, dx: &mut Buffer, accumulate: bool) -> Result<()> {
+        expect_len("dy", dy, y.len())?;
+        expect_len("dx", dx, y.len())?;
+        let (y, dy, dx) = (f32b("y", y)?, f32b("dy", dy)?, f32b("dx", dx)?);
+        elementwise::relu_bwd(&self.gpu, y, dy, dx, accumulate)
+    }
+
+    // ---- norm -----------------------------------------------------------------------------
+    fn layer_norm_fwd(
+        &self,
+        p: &LayerNorm,
+        x: &Buffer,
+        residual: Option<&Buffer>,
+        gamma: &Buffer,
+        beta: &Buffer,
+        y: &mut Buffer,
+        mean: &mut Buffer,
+        rstd: &mut Buffer,
+        sum_out: Option<&mut Buffer>,
+    ) -> Result<()> {
+        let sum_out = sum_out.map(|s| &*s);
+        check::layer_norm_fwd(p, x, residual, gamma, beta, y, mean, rstd, sum_out)?;
+        let with_residual = match (residual, sum_out) {
+            (Some(r), Some(s)) => Some((f32b("residual", r)?, f32b("sum_out", s)?)),
+            _ => None,
+        };
+        norm::layer_norm_fwd(
+            &self.gpu,
+            p,
+            f32b("x", x)?,
+            with_residual,
+            f32b("gamma", gamma)?,
+            f32b("beta", beta)?,
+            f32b("y", y)?,
+            f32b("mean", mean)?,
+            f32b("rstd", rstd)?,
+        )
+    }
+
+    fn layer_norm_bwd(
+        &self,
+        p: &LayerNorm,
+        h: &Buffer,
+        dy: &Buffer,
+        gamma: &Buffer,
+        mean: &Buffer,
+        rstd: &Buffer,
+        dh: &mut Buffer,
+        dgamma: &mut Buffer,
+        dbeta: &mut Buffer,
+        accumulate_params: bool,
+    ) -> Result<()> {
+        check::layer_norm_bwd(p, h, dy, gamma, mean, rstd, dh, dgamma, dbeta)?;
+        norm::layer_norm_bwd(
+            &self.gpu,
+            p,
+            f32b("h", h)?,
+            f32b("dy", dy)?,
+            f32b("gamma", gamma)?,
+            f32b("mean", mean)?,
+            f32b("rstd", rstd)?,
+            f32b("dh", dh)?,
+            f32b("dgamma", dgamma)?,
+            f32b("dbeta", dbeta)?,
+            accumulate_params,
+        )
+    }
+
+    // ---- attention ------------------------------------------------------------------------
+    fn attention_fwd(
+        &self,
+        p: &Attention,
+        qkv: &Buffer,
+        mask: Option<&Buffer>,
+        out: &mut Buffer,
+        lse: &mut Buffer,
+    ) -> Result<()> {
+        check::attention(p, qkv, mask)?;
+        expect_len("out", out, p.batch * p.tokens * p.model_dim())?;
+        expect_len("lse", lse, p.batch * p.heads * p.tokens)?;
+        attention::attention_fwd(
+            &self.gpu,
+            p,
+            f32b("qkv", qkv)?,
+            opt_f32b("mask", mask)?,
+            f32b("out", out)?,
+            f32b("lse", lse)?,
+        )
+    }
+
+    fn attention_bwd(
+        &self,
+        p: &Attention,
+        qkv: &Buffer,
+        mask: Option<&Buffer>,
+        out: &Buffer,
+        lse: &Buffer,
+        dout: &Buffer,
+        dqkv: &mut Buffer,
+    ) -> Result<()> {
+        check::attention(p, qkv, mask)?;
+        let n = p.batch * p.tokens * p.model_dim();
+        expect_len("out", out, n)?;
+        expect_len("dout", dout, n)?;
+        expect_len("lse", lse, p.batch * p.heads * p.tokens)?;
+        expect_len("dqkv", dqkv, 3 * n)?;
+        attention::attention_bwd(
+            &self.gpu,
+            p,
+            f32b("qkv", qkv)?,
+            opt_f32b("mask", mask)?,
+            f32b("out", out)?,
+            f32b("lse", lse)?,
+            f32b("dout", dout)?,
+            f32b("dqkv", dqkv)?,
+        )
+    }
+
+    // ---- embedding ------------------------------------------------------------------------
+    fn embedding_fwd(
+        &self,
+        table: &Buffer,
+        ids: &Buffer,
+        dim: usize,
+        out: &mut Buffer,
+    ) -> Result<()> {
+        check::rows("embedding_fwd", ids, dim, ("out", out), ("table", table))?;
+        let (t, i, o) = (f32b("table", table)?, u32b("ids", ids)?, f32b("out", out)?);
+        embedding::embedding_fwd(&self.gpu, t, i, dim, o)
+    }
+
+    fn embedding_bwd(
+        &self,
+        dout: &Buffer,
+        ids: &Buffer,
+        dim: usize,
+        dtable: &mut Buffer,
+        accumulate: bool,
+    ) -> Result<()> {
+        check::rows(
+            "embedding_bwd",
+            ids,
+            dim,
+            ("dout", dout),
+            ("dtable", dtable),
+        )?;
+        let (dout, ids, dt) = (
+            f32b("dout", dout)?,
+            u32b("ids", ids)?,
+            f32b("dtable", dtable)?,
+        );
+        embedding::embedding_bwd(&self.gpu, dout, ids, dim, dt, accumulate)
+    }
+
+    fn fourier_fwd(
+        &self,
+        x: &Buffer,
+        freqs: &Buffer,
+        rows: usize,
+        in_dim: usize,
+        half: usize,
+        out: &mut Buffer,
+    ) -> Result<()> {
+        expect_len("x", x, rows * in_dim)?;
+        expect_len("freqs", freqs, in_dim * half)?;
+        expect_len("out", out, rows * 2 * half)?;
+        let (x, f, o) = (f32b("x", x)?, f32b("freqs", freqs)?, f32b("out", out)?);
+        embedding::fourier_fwd(&self.gpu, x, f, (rows, in_dim, half), o)
+    }
+
+    fn fourier_bwd(
+        &self,
+        x: &Buffer,
+        freqs: &Buffer,
+        dout: &Buffer,
+        rows: usize,
+        in_dim: usize,
+        half: usize,
+        dfreqs: &mut Buffer,
+        accumulate: bool,
+    ) -> Result<()> {
+        expect_len("x", x, rows * in_dim)?;
+        expect_len("freqs", freqs, in_dim * half)?;
+        expect_len("dout", dout, rows * 2 * half)?;
+        expect_len("dfreqs", dfreqs, in_dim * half)?;
+        embedding::fourier_bwd(
+            &self.gpu,
+            [f32b("x", x)?, f32b("freqs", freqs)?, f32b("dout", dout)?],
+            (rows, in_dim, half),
+            f32b("dfreqs", dfreqs)?,
+            accumulate,
+        )
+    }
+
+    // ---- flow matching --------------------------------------------------------------------
+    fn fm_prepare(
+        &self,
+        x0: &Buffer,
+        x1: &Buffer,
+        t: &Buffer,
+        per_sample: usize,
+        sigma_min: f32,
+        xt: &mut Buffer,
+        u: &mut Buffer,
+    ) -> Result<()> {
+        let n = x0.len();
+        check::per_sample(n, per_sample)?;
+        expect_len("x1", x1, n)?;
+        expect_len("t", t, n / per_sample)?;
+        expect_len("xt", xt, n)?;
+        expect_len("u", u, n)?;
+        flow::fm_prepare(
+            &self.gpu,
+            [f32b("x0", x0)?, f32b("x1", x1)?, f32b("t", t)?],
+            per_sample,
+            sigma_min,
+            f32b("xt", xt)?,
+            f32b("u", u)?,
+        )
+    }
+
+    fn fm_loss(
+        &self,
+        pred: &Buffer,
+        target: &Buffer,
+        mask: Option<&Buffer>,
+        loss: &mut Buffer,
+        dpred: &mut Buffer,
+    ) -> Result<()> {
+        let n = pred.len();
+        expect_len("target", target, n)?;
+        if let Some(m) = mask {
+            expect_len("mask", m, n)?;
+        }
+        expect_len("loss", loss, 1)?;
+        expect_len("dpred", dpred, n)?;
+        flow::fm_loss(
+            &self.gpu,
+            f32b("pred", pred)?,
+            f32b("target", target)?,
+            opt_f32b("mask", mask)?,
+            f32b("loss", loss)?,
+            f32b("dpred", dpred)?,
+        )
+    }
+
+    // ---- ode ------------------------------------------------------------------------------
+    fn ode_stage(
+        &self,
+        x: &Buffer,
+        k: &Buffer,
+        coeffs: &[f32],
+        h: &Buffer,
+        per_sample: usize,
+        out: &mut Buffer,
+    ) -> Result<()> {
+        let n = x.len();
+        check::per_sample(n, per_sample)?;
+        check::stages(k, n, coeffs.len())?;
+        expect_len("h", h, n / per_sample)?;
+        expect_len("out", out, n)?;
+        let (x, k, h, o) = (
+            f32b("x", x)?,
+            f32b("k", k)?,
+            f32b("h", h)?,
+            f32b("out", out)?,
+        );
+        ode::ode_stage(&self.gpu, [x, k, h], coeffs, per_sample, o)
+    }
+
+    fn dopri5_error(
+        &self,
+        x: &Buffer,
+        x_new: &Buffer,
+        k: &Buffer,
+        err_coeffs: &[f32],
+        h: &Buffer,
+        per_sample: usize,
+        rtol: f32,
+        atol: f32,
+        err: &mut Buffer,
+    ) -> Result<()> {
+        let n = x.len();
+        check::per_sample(n, per_sample)?;
+        check::stages(k, n, err_coeffs.len())?;
+        expect_len("x_new", x_new, n)?;
+        expect_len("h", h, n / per_sample)?;
+        expect_len("err", err, n / per_sample)?;
+        ode::dopri5_error(
+            &self.gpu,
+            [
+                f32b("x", x)?,
+                f32b("x_new", x_new)?,
+                f32b("k", k)?,
+                f32b("h", h)?,
+            ],
+            err_coeffs,
+            per_sample,
+            (rtol, atol),
+            f32b("err", err)?,
+        )
+    }
+
+    fn dopri5_accept(
+        &self,
+        x: &mut Buffer,
+        x_new: &Buffer,
+        err: &Buffer,
+        t: &mut Buffer,
+        h: &mut Buffer,
+        per_sample: usize,
+        t_end: f32,
+    ) -> Result<()> {
+        let n = x.len();
+        check::per_sample(n, per_sample)?;
+        let s = n / per_sample;
+        expect_len("x_new", x_new, n)?;
+        expect_len("err", err, s)?;
+        expect_len("t", t, s)?;
+        expect_len("h", h, s)?;
+        ode::dopri5_accept(
+            &self.gpu,
+            [f32b("x", x)?, f32b("x_new", x_new)?, f32b("err", err)?],
+            [f32b("t", t)?, f32b("h", h)?],
+            per_sample,
+            t_end,
+        )
+    }
+
+    // ---- optimiser ------------------------------------------------------------------------
+    fn sum_squares(&self, x: &Buffer, out: &mut Buffer, accumulate: bool) -> Result<()> {
+        expect_len("out", out, 1)?;
+        optim::sum_squares(&self.gpu, f32b("x", x)?, f32b("out", out)?, accumulate)
+    }
+
+    fn adamw_step(
+        &self,
+        p: &AdamW,
+        param: &mut Buffer,
+        grad: &Buffer,
+        m: &mut Buffer,
+        v: &mut Buffer,
+        clip: Option<(&Buffer, f32)>,
+    ) -> Result<()> {
+        check::adamw(p, param, grad, m, v)?;
+        let clip = match clip {
+            Some((norm_sq, max_norm)) => {
+                expect_len("norm_sq", norm_sq, 1)?;
+                Some((f32b("norm_sq", norm_sq)?, max_norm))
+            }
+            None => None,
+        };
+        optim::adamw_step(
+            &self.gpu,
+            p,
+            [
+                f32b("param", param)?,
+                f32b("grad", grad)?,
+                f32b("m", m)?,
+                f32b("v", v)?,
+            ],
+            clip,
+        )
+    }
+
+    // ---- loss and reductions --------------------------------------------------------------
+    fn bce_with_logits(
+        &self,
+        logits: &Buffer,
+        targets: &Buffer,
+        loss: &mut Buffer,
+        dlogits: &mut Buffer,
+    ) -> Result<()> {
+        let n = logits.len();
+        expect_len("targets", targets, n)?;
+        expect_len("loss", loss, 1)?;
+        expect_len("dlogits", dlogits, n)?;
+        loss::bce_with_logits(
+            &self.gpu,
+            f32b("logits", logits)?,
+            f32b("targets", targets)?,
+            f32b("loss", loss)?,
+            f32b("dlogits", dlogits)?,
+        )
+    }
+
+    fn reduce_sum(&self, x: &Buffer, scale: f32, out: &mut Buffer) -> Result<()> {
+        expect_len("out", out, 1)?;
+        loss::reduce_sum(&self.gpu, f32b("x", x)?, scale, f32b("out", out)?)
+    }
+}

@@ -1,0 +1,106 @@
+//! ode: fused Runge–Kutta stage, Dopri5 error norm and step control (`kernels/ode.cu`).
+
+use cudarc::driver::LaunchConfig;
+
+use super::context::{n32, Arg, CudaBuffer, Gpu};
+use crate::error::{Error, Result};
+
+/// The kernels' `OdeCoeffs`: up to eight stage weights, passed by value.
+fn coeffs(c: &[f32]) -> Result<Arg> {
+    if c.len() > 8 {
+        return Err(Error::Invalid(format!(
+            "cuda ode: {} stage coefficients exceed the kernel's 8",
+            c.len()
+        )));
+    }
+    let mut all = [0.0f32; 8];
+    all[..c.len()].copy_from_slice(c);
+    Ok(Arg::C(all))
+}
+
+/// One warp per sample, eight samples per block.
+fn per_sample_grid(samples: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (samples.div_ceil(8), 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+pub(super) fn ode_stage(
+    g: &Gpu,
+    [x, k, h]: [&CudaBuffer; 3],
+    c: &[f32],
+    per_sample: usize,
+    out: &CudaBuffer,
+) -> Result<()> {
+    let n = n32(x.len())?;
+    n32(k.len())?;
+    let args = [
+        Arg::P(x.ptr()),
+        Arg::P(k.ptr()),
+        Arg::P(h.ptr()),
+        Arg::P(out.ptr()),
+        coeffs(c)?,
+        Arg::U(c.len() as u32),
+        Arg::U(n),
+        Arg::U(n32(per_sample)?),
+    ];
+    g.launch_1d("ode_stage", n, &args)
+}
+
+/// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`.
+pub(super) fn dopri5_error(
+    g: &Gpu,
+    [x, x_new, k, h]: [&CudaBuffer; 4],
+    c: &[f32],
+    per_sample: usize,
+    (rtol, atol): (f32, f32),
+    err: &CudaBuffer,
+) -> Result<()> {
+    let samples = n32(err.len())?;
+    if samples == 0 {
+        return Ok(());
+    }
+    n32(k.len())?;
+    let args = [
+        Arg::P(x.ptr()),
+        Arg::P(x_new.ptr()),
+        Arg::P(k.ptr()),
+        Arg::P(h.ptr()),
+        Arg::P(err.ptr()),
+        coeffs(c)?,
+        Arg::U(c.len() as u32),
+        Arg::U(n32(x.len())?),
+        Arg::U(n32(per_sample)?),
+        Arg::F(rtol),
+        Arg::F(atol),
+    ];
+    g.launch("dopri5_error", per_sample_grid(samples), &args)
+}
+
+/// `state` is `[x, x_new, err]`, `clock` is `[t, h]`.
+pub(super) fn dopri5_accept(
+    g: &Gpu,
+    [x, x_new, err]: [&CudaBuffer; 3],
+    [t, h]: [&CudaBuffer; 2],
+    per_sample: usize,
+    t_end: f32,
+) -> Result<()> {
+    let samples = n32(err.len())?;
+    if samples == 0 {
+        return Ok(());
+    }
+    n32(x.len())?;
+    let args = [
+        Arg::P(x.ptr()),
+        Arg::P(x_new.ptr()),
+        Arg::P(err.ptr()),
+        Arg::P(t.ptr()),
+        Arg::P(h.ptr()),
+        Arg::U(samples),
+        Arg::U(n32(per_sample)?),
+        Arg::F(t_end),
+    ];
+    g.launch("dopri5_accept", per_sample_grid(samples), &args)
+}
