@@ -1,12 +1,16 @@
 //! Attention and layer norm through the kernel contract at the W1 shapes: the training step
 //! (batch 100 of 101 tokens, 16 heads of 4, also 102 tokens with one padded key), inference
 //! (batch 1000, forward only), and layer norm over the 100 · 101 token rows of width 64.
+//!
+//! The same cases run on wgpu (names prefixed `wgpu/`, each iteration waiting for the device)
+//! when an adapter opens; on a CPU-type adapter such as lavapipe the figures are for
+//! correctness only.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tfmpe::backend::{Attention, Backend, Buffer, LayerNorm};
+use tfmpe::backend::{Attention, Backend, BackendKind, Buffer, LayerNorm};
 use tfmpe::Device;
 
 /// Reproducible inputs without a random-number dependency: a scrambled sawtooth in [-1, 1).
@@ -59,26 +63,41 @@ fn attention_case(be: &dyn Backend, batch: usize, tokens: usize, padded: bool) -
     c
 }
 
+/// Every device to measure, with the prefix of its benchmark names.
+fn devices() -> Vec<(&'static str, Device)> {
+    let mut devs = vec![("", Device::cpu())];
+    match Device::open(BackendKind::Wgpu) {
+        Ok((dev, _)) => devs.push(("wgpu/", dev)),
+        Err(e) => eprintln!("wgpu skipped: {e}"),
+    }
+    devs
+}
+
 fn attention(cr: &mut Criterion) {
-    let dev = Device::cpu();
-    let be = dev.backend();
+    for (prefix, dev) in devices() {
+        attention_on(cr, prefix, dev.backend());
+    }
+}
+
+fn attention_on(cr: &mut Criterion, prefix: &str, be: &dyn Backend) {
     for (name, batch, tokens, padded) in [
         ("b100_n101", 100, 101, false),
         ("b100_n102_padded", 100, 102, true),
         ("b1000_n101", 1000, 101, false),
     ] {
         let mut c = attention_case(be, batch, tokens, padded);
-        cr.bench_function(&format!("attention_fwd/{name}"), |bch| {
+        cr.bench_function(&format!("{prefix}attention_fwd/{name}"), |bch| {
             bch.iter(|| {
                 be.attention_fwd(&c.p, &c.qkv, c.mask.as_ref(), &mut c.out, &mut c.lse)
                     .unwrap();
+                be.synchronize().unwrap();
                 black_box(&c.out);
             })
         });
         if batch == 1000 {
             continue; // inference only: no backward at this shape
         }
-        cr.bench_function(&format!("attention_bwd/{name}"), |bch| {
+        cr.bench_function(&format!("{prefix}attention_bwd/{name}"), |bch| {
             bch.iter(|| {
                 be.attention_bwd(
                     &c.p,
@@ -90,6 +109,7 @@ fn attention(cr: &mut Criterion) {
                     &mut c.dqkv,
                 )
                 .unwrap();
+                be.synchronize().unwrap();
                 black_box(&c.dqkv);
             })
         });
@@ -97,8 +117,12 @@ fn attention(cr: &mut Criterion) {
 }
 
 fn layer_norm(cr: &mut Criterion) {
-    let dev = Device::cpu();
-    let be = dev.backend();
+    for (prefix, dev) in devices() {
+        layer_norm_on(cr, prefix, dev.backend());
+    }
+}
+
+fn layer_norm_on(cr: &mut Criterion, prefix: &str, be: &dyn Backend) {
     let p = LayerNorm {
         rows: 100 * 101,
         cols: 64,
@@ -111,24 +135,28 @@ fn layer_norm(cr: &mut Criterion) {
     let (mut y, mut sum, mut dh) = (up(vec![0.0; n]), up(vec![0.0; n]), up(vec![0.0; n]));
     let (mut mean, mut rstd) = (up(vec![0.0; p.rows]), up(vec![0.0; p.rows]));
     let (mut dgamma, mut dbeta) = (up(vec![0.0; p.cols]), up(vec![0.0; p.cols]));
-    cr.bench_function("layer_norm_fwd_residual/10100x64", |bch| {
-        bch.iter(|| {
-            be.layer_norm_fwd(
-                &p,
-                &x,
-                Some(&res),
-                &gamma,
-                &beta,
-                &mut y,
-                &mut mean,
-                &mut rstd,
-                Some(&mut sum),
-            )
-            .unwrap();
-            black_box(&y);
-        })
-    });
-    cr.bench_function("layer_norm_bwd/10100x64", |bch| {
+    cr.bench_function(
+        &format!("{prefix}layer_norm_fwd_residual/10100x64"),
+        |bch| {
+            bch.iter(|| {
+                be.layer_norm_fwd(
+                    &p,
+                    &x,
+                    Some(&res),
+                    &gamma,
+                    &beta,
+                    &mut y,
+                    &mut mean,
+                    &mut rstd,
+                    Some(&mut sum),
+                )
+                .unwrap();
+                be.synchronize().unwrap();
+                black_box(&y);
+            })
+        },
+    );
+    cr.bench_function(&format!("{prefix}layer_norm_bwd/10100x64"), |bch| {
         bch.iter(|| {
             be.layer_norm_bwd(
                 &p,
@@ -143,6 +171,7 @@ fn layer_norm(cr: &mut Criterion) {
                 false,
             )
             .unwrap();
+            be.synchronize().unwrap();
             black_box(&dh);
         })
     });
