@@ -111,6 +111,24 @@ pub(super) struct Gpu {
     param_ring: wgpu::Buffer,
     pool: Arc<Pool>,
     faults: Arc<Mutex<Faults>>,
+    /// With `TFMPE_WGPU_PROFILE=1`: seconds and launches per kernel, each launch waited for
+    /// (slow, for finding the slow kernel; printed to stderr when the device closes).
+    profile: Option<Mutex<HashMap<Kernel, (u64, f64)>>>,
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        let Some(profile) = self.profile.take() else {
+            return;
+        };
+        let mut rows: Vec<_> = profile.into_inner().unwrap_or_default().into_iter().collect();
+        rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        eprintln!("wgpu profile (kernel, launches, total ms, ms per launch):");
+        for (k, (n, secs)) in rows {
+            let ms = secs * 1e3;
+            eprintln!("  {:<30} {n:>8} {ms:>10.1} {:>9.3}", format!("{}::{}", k.shader, k.entry), ms / n as f64);
+        }
+    }
 }
 
 /// How adapters are ranked: real GPUs first, a CPU-type adapter (lavapipe) last.
@@ -202,6 +220,9 @@ impl Gpu {
             param_ring,
             pool: Arc::default(),
             faults,
+            profile: std::env::var("TFMPE_WGPU_PROFILE")
+                .is_ok_and(|v| v == "1")
+                .then(Mutex::default),
         })
     }
 
@@ -448,6 +469,16 @@ impl Gpu {
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
+        drop(pass);
+        if let Some(profile) = &self.profile {
+            self.submit(&mut p)?;
+            drop(p);
+            let start = std::time::Instant::now();
+            self.wait()?;
+            let mut prof = profile.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = prof.entry(kernel).or_default();
+            *entry = (entry.0 + 1, entry.1 + start.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 
