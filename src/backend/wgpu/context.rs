@@ -121,12 +121,20 @@ impl Drop for Gpu {
         let Some(profile) = self.profile.take() else {
             return;
         };
-        let mut rows: Vec<_> = profile.into_inner().unwrap_or_default().into_iter().collect();
+        let mut rows: Vec<_> = profile
+            .into_inner()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
         eprintln!("wgpu profile (kernel, launches, total ms, ms per launch):");
         for (k, (n, secs)) in rows {
             let ms = secs * 1e3;
-            eprintln!("  {:<30} {n:>8} {ms:>10.1} {:>9.3}", format!("{}::{}", k.shader, k.entry), ms / n as f64);
+            eprintln!(
+                "  {:<30} {n:>8} {ms:>10.1} {:>9.3}",
+                format!("{}::{}", k.shader, k.entry),
+                ms / n as f64
+            );
         }
     }
 }
