@@ -58,6 +58,8 @@ pub(crate) fn copy_cols(p: &CopyCols, src: &Buffer, dst: &Buffer) -> Result<()> 
 /// Rows of `row_len` moved by `idx` between a table and packed rows: `rows` must hold one row
 /// per index, and `table` whole rows. (Whether each index names a row of the table is checked
 /// where the indices are on the host: the CPU backend errs, GPU kernels skip such rows.)
+// The CPU backend checks rows together with the index values (cpu/memory.rs).
+#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
 pub(crate) fn rows(
     what: &str,
     idx: &Buffer,
@@ -251,4 +253,98 @@ pub(crate) fn adamw(
         return Err(Error::Invalid("adamw_step: step counts from 1".into()));
     }
     Ok(())
+}
+
+pub(crate) fn fm_prepare(
+    x0: &Buffer,
+    x1: &Buffer,
+    t: &Buffer,
+    per_sample_len: usize,
+    xt: &Buffer,
+    u: &Buffer,
+) -> Result<()> {
+    let n = x0.len();
+    per_sample(n, per_sample_len)?;
+    expect_len("x1", x1, n)?;
+    expect_len("t", t, n / per_sample_len)?;
+    expect_len("xt", xt, n)?;
+    expect_len("u", u, n)
+}
+
+pub(crate) fn fm_loss(
+    pred: &Buffer,
+    target: &Buffer,
+    mask: Option<&Buffer>,
+    loss: &Buffer,
+    dpred: &Buffer,
+) -> Result<()> {
+    let n = pred.len();
+    expect_len("target", target, n)?;
+    if let Some(m) = mask {
+        expect_len("mask", m, n)?;
+    }
+    expect_len("loss", loss, 1)?;
+    expect_len("dpred", dpred, n)
+}
+
+pub(crate) fn ode_stage(
+    x: &Buffer,
+    k: &Buffer,
+    coeffs: usize,
+    h: &Buffer,
+    per_sample_len: usize,
+    out: &Buffer,
+) -> Result<()> {
+    let n = x.len();
+    per_sample(n, per_sample_len)?;
+    stages(k, n, coeffs)?;
+    expect_len("h", h, n / per_sample_len)?;
+    expect_len("out", out, n)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dopri5_error(
+    x: &Buffer,
+    x_new: &Buffer,
+    k: &Buffer,
+    coeffs: usize,
+    h: &Buffer,
+    per_sample_len: usize,
+    err: &Buffer,
+) -> Result<()> {
+    let n = x.len();
+    per_sample(n, per_sample_len)?;
+    stages(k, n, coeffs)?;
+    expect_len("x_new", x_new, n)?;
+    expect_len("h", h, n / per_sample_len)?;
+    expect_len("err", err, n / per_sample_len)
+}
+
+pub(crate) fn dopri5_accept(
+    x: &Buffer,
+    x_new: &Buffer,
+    err: &Buffer,
+    t: &Buffer,
+    h: &Buffer,
+    per_sample_len: usize,
+) -> Result<()> {
+    let n = x.len();
+    per_sample(n, per_sample_len)?;
+    let s = n / per_sample_len;
+    expect_len("x_new", x_new, n)?;
+    expect_len("err", err, s)?;
+    expect_len("t", t, s)?;
+    expect_len("h", h, s)
+}
+
+pub(crate) fn bce(
+    logits: &Buffer,
+    targets: &Buffer,
+    loss: &Buffer,
+    dlogits: &Buffer,
+) -> Result<()> {
+    let n = logits.len();
+    expect_len("targets", targets, n)?;
+    expect_len("loss", loss, 1)?;
+    expect_len("dlogits", dlogits, n)
 }

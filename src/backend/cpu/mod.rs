@@ -529,12 +529,7 @@ impl Backend for CpuBackend {
         xt: &mut Buffer,
         u: &mut Buffer,
     ) -> Result<()> {
-        let n = x0.len();
-        check::per_sample(n, per_sample)?;
-        expect_len("x1", x1, n)?;
-        expect_len("t", t, n / per_sample)?;
-        expect_len("xt", xt, n)?;
-        expect_len("u", u, n)?;
+        check::fm_prepare(x0, x1, t, per_sample, xt, u)?;
         flow::fm_prepare(
             f32s("x0", x0)?,
             f32s("x1", x1)?,
@@ -555,13 +550,7 @@ impl Backend for CpuBackend {
         loss: &mut Buffer,
         dpred: &mut Buffer,
     ) -> Result<()> {
-        let n = pred.len();
-        expect_len("target", target, n)?;
-        if let Some(m) = mask {
-            expect_len("mask", m, n)?;
-        }
-        expect_len("loss", loss, 1)?;
-        expect_len("dpred", dpred, n)?;
+        check::fm_loss(pred, target, mask, loss, dpred)?;
         flow::fm_loss(
             f32s("pred", pred)?,
             f32s("target", target)?,
@@ -582,11 +571,7 @@ impl Backend for CpuBackend {
         per_sample: usize,
         out: &mut Buffer,
     ) -> Result<()> {
-        let n = x.len();
-        check::per_sample(n, per_sample)?;
-        check::stages(k, n, coeffs.len())?;
-        expect_len("h", h, n / per_sample)?;
-        expect_len("out", out, n)?;
+        check::ode_stage(x, k, coeffs.len(), h, per_sample, out)?;
         ode::ode_stage(
             f32s("x", x)?,
             f32s("k", k)?,
@@ -610,12 +595,7 @@ impl Backend for CpuBackend {
         atol: f32,
         err: &mut Buffer,
     ) -> Result<()> {
-        let n = x.len();
-        check::per_sample(n, per_sample)?;
-        check::stages(k, n, err_coeffs.len())?;
-        expect_len("x_new", x_new, n)?;
-        expect_len("h", h, n / per_sample)?;
-        expect_len("err", err, n / per_sample)?;
+        check::dopri5_error(x, x_new, k, err_coeffs.len(), h, per_sample, err)?;
         ode::dopri5_error(
             f32s("x", x)?,
             f32s("x_new", x_new)?,
@@ -640,13 +620,7 @@ impl Backend for CpuBackend {
         per_sample: usize,
         t_end: f32,
     ) -> Result<()> {
-        let n = x.len();
-        check::per_sample(n, per_sample)?;
-        let s = n / per_sample;
-        expect_len("x_new", x_new, n)?;
-        expect_len("err", err, s)?;
-        expect_len("t", t, s)?;
-        expect_len("h", h, s)?;
+        check::dopri5_accept(x, x_new, err, t, h, per_sample)?;
         ode::dopri5_accept(
             f32s_mut("x", x)?,
             f32s("x_new", x_new)?,
@@ -702,10 +676,7 @@ impl Backend for CpuBackend {
         loss: &mut Buffer,
         dlogits: &mut Buffer,
     ) -> Result<()> {
-        let n = logits.len();
-        expect_len("targets", targets, n)?;
-        expect_len("loss", loss, 1)?;
-        expect_len("dlogits", dlogits, n)?;
+        check::bce(logits, targets, loss, dlogits)?;
         loss::bce_with_logits(
             f32s("logits", logits)?,
             f32s("targets", targets)?,
