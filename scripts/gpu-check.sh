@@ -23,7 +23,7 @@ LOG="$LOGS/gpu-check.log"
 : >"$LOG"
 BUDGET="${GPU_CHECK_BUDGET:-540}"
 START=$(date +%s)
-export TFMPE_REQUIRE_CUDA=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1
+export TFMPE_REQUIRE_CUDA=1 RUST_BACKTRACE=1 PYTHONUNBUFFERED=1 TFMPE_BIN="$STAGE/tfmpe"
 
 names=()
 results=()
@@ -71,12 +71,15 @@ step "glibc" 20 bash -c "ldd --version | head -n 1; for b in $STAGE/tfmpe $STAGE
     if ldd \"\$b\" | grep 'not found'; then exit 1; fi; done; $STAGE/tfmpe --version"
 step "info" 30 "$STAGE/tfmpe" info
 step "parity" 150 "$STAGE/tests/parity"
-for t in cuda_backend alloc ode c2st; do
+for t in cuda_backend cuda_graphs alloc ode c2st; do
     step "test $t" 90 "$STAGE/tests/$t"
 done
 step "bench train-step (W1)" 60 "$STAGE/tfmpe" bench train-step --backend cuda --json
 step "bench sample euler (W2)" 60 "$STAGE/tfmpe" bench sample --backend cuda --json
 step "bench sample rk4 25" 60 "$STAGE/tfmpe" bench sample --backend cuda --json --solver rk4 --steps 25
+# The same two with every kernel launched one by one, to measure what CUDA graphs save.
+step "bench W1, graphs off" 60 env TFMPE_CUDA_GRAPHS=0 "$STAGE/tfmpe" bench train-step --backend cuda --json
+step "bench W2, graphs off" 60 env TFMPE_CUDA_GRAPHS=0 "$STAGE/tfmpe" bench sample --backend cuda --json
 step "torch train (W1)" 60 python3 "$STAGE/torch_tfmpe.py" train --device cuda
 step "torch sample euler (W2)" 60 python3 "$STAGE/torch_tfmpe.py" sample --solver euler --device cuda
 run_dir="$(mktemp -d)"
@@ -102,10 +105,12 @@ for line in sys.stdin:
     except ValueError:
         continue
     who = o.get("impl") or "tfmpe-" + str(o.get("backend"))
+    if "graphs off" in str(o.get("device", "")):
+        who += " (no graphs)"
     for key in ("steps_per_s", "steps_per_s_median", "samples_per_s", "samples_per_s_median"):
         if key in o:
             what = [who, str(o.get("workload", "?")), str(o.get("solver", ""))]
-            print("%-22s %-5s %-7s %s = %.4g" % (*what, key, o[key]))
+            print("%-30s %-5s %-7s %s = %.4g" % (*what, key, o[key]))
 ' || true
 } | tee "$LOGS/summary.txt"
 exit "$failed"

@@ -16,9 +16,10 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 STAGE=gpu-stage
-# Test binaries whose bodies loop over common::devices() (so run on CUDA there). cli, e2e and
-# wgpu_e2e call the tfmpe binary by its path on this machine and cannot travel.
-TESTS=(parity alloc ode c2st cuda_backend)
+# Test binaries whose bodies loop over common::devices() (so run on CUDA there), and the CUDA
+# ones. cli, e2e and wgpu_e2e call the tfmpe binary by its path on this machine and cannot
+# travel; cuda_graphs takes it from TFMPE_BIN, which gpu-check.sh sets.
+TESTS=(parity alloc ode c2st cuda_backend cuda_graphs)
 # What the device tool carries is 64 MiB, the repository's own files included.
 LIMIT_MIB=48
 

@@ -1,10 +1,16 @@
 //! The CUDA device: the context, the one stream every kernel goes on, the kernels loaded from
-//! the embedded fatbins, the buffer pool, and the scratch of the deterministic reductions.
+//! the embedded fatbins, the launch queue, the buffer pool, and the scratch of the
+//! deterministic reductions.
 //!
 //! All work is stream-ordered on one stream and nothing here waits for the device except a
 //! read-back and `synchronize`. Because there is one stream, cudarc's per-buffer event
 //! tracking is turned off (it would record two events per buffer per launch) and kernels get
 //! raw device pointers.
+//!
+//! Kernels are queued, not issued: the queue goes to the device at the next edge (a host
+//! write, a read-back, a wait), where [`graph`](super::graph) runs a queue it has seen before
+//! as one CUDA graph. Zeroing and device copies are kernels too, so a whole training step or
+//! ODE solve is one queue. `TFMPE_CUDA_GRAPHS=0` runs every queue launch by launch.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,9 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
     result, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError,
-    LaunchConfig, PushKernelArg,
+    LaunchConfig,
 };
 
+use super::graph::{CudaDriver, GraphStats, Graphs, Launch};
 use crate::backend::DType;
 use crate::error::{Error, Result};
 
@@ -129,14 +136,16 @@ impl CudaBuffer {
 impl Drop for CudaBuffer {
     fn drop(&mut self) {
         if let Some(raw) = self.raw.take() {
-            let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.entry(raw.len()).or_default().push(raw);
+            lock(&self.pool.free)
+                .entry(raw.len())
+                .or_default()
+                .push(raw);
         }
     }
 }
 
 /// A kernel argument, pushed in the order the kernel declares them (kernels/README.md).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) enum Arg {
     /// A device pointer (0 for an optional one left out).
     P(u64),
@@ -145,6 +154,30 @@ pub(super) enum Arg {
     L(u64),
     /// `OdeCoeffs`, a struct of eight floats.
     C([f32; 8]),
+}
+
+impl Arg {
+    /// The argument's bits, for comparing launches exactly.
+    pub(super) fn bits(&self) -> [u32; 8] {
+        let mut w = [0; 8];
+        match *self {
+            Arg::P(v) | Arg::L(v) => (w[0], w[1]) = (v as u32, (v >> 32) as u32),
+            Arg::U(v) => w[0] = v,
+            Arg::F(v) => w[0] = v.to_bits(),
+            Arg::C(c) => w = c.map(f32::to_bits),
+        }
+        w
+    }
+
+    /// A pointer to the value, as a kernel parameter; valid while `self` is.
+    pub(super) fn as_param(&self) -> *mut std::ffi::c_void {
+        match self {
+            Arg::P(v) | Arg::L(v) => v as *const u64 as *mut _,
+            Arg::U(v) => v as *const u32 as *mut _,
+            Arg::F(v) => v as *const f32 as *mut _,
+            Arg::C(c) => c.as_ptr() as *mut _,
+        }
+    }
 }
 
 /// The pointer of an optional buffer, null when absent.
@@ -171,19 +204,35 @@ pub(super) fn grid_1d(n: u32) -> LaunchConfig {
     }
 }
 
-/// The reduction scratch: a grow-only workspace and the ticket, which the kernels leave at zero.
+/// Queues longer than this go to the device without waiting for an edge, which bounds the
+/// queue's memory (and the size of a graph) in a long ODE solve.
+const MAX_QUEUE: usize = 1 << 15;
+
+/// The reduction scratch: a grow-only workspace and the ticket, which the kernels leave at
+/// zero. Both are made on first use, the ticket zeroed by a queued kernel.
+#[derive(Default)]
 struct Scratch {
     workspace: Option<CudaBuffer>,
-    ticket: CudaBuffer,
+    ticket: Option<CudaBuffer>,
 }
 
 pub(super) struct Gpu {
     stream: Arc<CudaStream>,
     name: String,
     sms: u32,
-    functions: HashMap<&'static str, CudaFunction>,
+    /// The loaded kernels (kept so their modules stay loaded), and their index by name (a
+    /// [`Launch`] names a kernel by index).
+    _functions: Vec<CudaFunction>,
+    kernels: HashMap<&'static str, usize>,
+    queue: Mutex<Vec<Launch>>,
+    graphs: Mutex<Graphs<CudaDriver>>,
     pool: Arc<Pool>,
     scratch: Mutex<Scratch>,
+}
+
+/// Whether `TFMPE_CUDA_GRAPHS` leaves graphs on (anything but `0`, `off` or `false`).
+fn graphs_wanted() -> bool {
+    std::env::var("TFMPE_CUDA_GRAPHS").map_or(true, |v| !matches!(v.trim(), "0" | "off" | "false"))
 }
 
 impl Gpu {
@@ -212,7 +261,7 @@ impl Gpu {
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| driver("multiprocessor count", e))? as u32;
-        let mut functions = HashMap::new();
+        let (mut functions, mut kernels, mut table) = (Vec::new(), HashMap::new(), Vec::new());
         for (stem, names) in ENTRIES {
             let (_, image) = MODULES
                 .iter()
@@ -230,26 +279,38 @@ impl Gpu {
                 let func = module
                     .load_function(f)
                     .map_err(|e| driver(&format!("kernel {f} in kernels/{stem}.cu"), e))?;
-                functions.insert(f, func);
+                kernels.insert(f, functions.len());
+                table.push((f, func.cu_function()));
+                functions.push(func);
             }
         }
-        let pool = Arc::new(Pool::default());
-        let ticket = alloc(&stream, &pool, DType::U32, 1)?;
+        let graphs = Graphs::new(
+            CudaDriver {
+                stream: stream.cu_stream(),
+                functions: table,
+            },
+            graphs_wanted(),
+        );
         Ok(Gpu {
             name: format!("{name} (sm_{major}{minor}, {sms} SMs)"),
             stream,
             sms,
-            functions,
-            pool,
-            scratch: Mutex::new(Scratch {
-                workspace: None,
-                ticket,
-            }),
+            _functions: functions,
+            kernels,
+            queue: Mutex::new(Vec::new()),
+            graphs: Mutex::new(graphs),
+            pool: Arc::new(Pool::default()),
+            scratch: Mutex::new(Scratch::default()),
         })
     }
 
     pub(super) fn describe(&self) -> String {
-        self.name.clone()
+        let graphs = lock(&self.graphs).enabled();
+        format!(
+            "{}, cuda graphs {}",
+            self.name,
+            if graphs { "on" } else { "off" }
+        )
     }
 
     pub(super) fn sms(&self) -> u32 {
@@ -260,34 +321,52 @@ impl Gpu {
         self.pool.created.load(Ordering::Relaxed)
     }
 
+    /// What the graph cache has done so far.
+    pub(super) fn graph_stats(&self) -> GraphStats {
+        lock(&self.graphs).stats()
+    }
+
+    /// Sends the queued kernels to the device (as a graph where one fits); waits for nothing.
+    pub(super) fn flush(&self) -> Result<()> {
+        // The graph lock is taken first and held while the queue runs, so two threads
+        // flushing at once cannot run a later queue before an earlier one.
+        let mut graphs = lock(&self.graphs);
+        let queue = std::mem::take(&mut *lock(&self.queue));
+        if queue.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        graphs.run(queue)
+    }
+
     pub(super) fn wait(&self) -> Result<()> {
+        self.flush()?;
         self.stream
             .synchronize()
             .map_err(|e| driver("waiting for the device", e))
     }
 
-    /// A zero-filled buffer.
+    /// A zero-filled buffer (zeroed by a queued kernel, so it costs no edge).
     pub(super) fn alloc(&self, dtype: DType, len: usize) -> Result<CudaBuffer> {
-        let b = alloc(&self.stream, &self.pool, dtype, len)?;
-        self.bind()?;
-        unsafe { result::memset_d8_async(b.ptr, 0, b.len * 4, self.stream.cu_stream()) }
-            .map_err(|e| driver("zeroing a buffer", e))?;
+        let b = self.take(dtype, len)?;
+        let n = n32(b.len)?;
+        self.launch_1d("fill", n, &[Arg::P(b.ptr), Arg::U(n), Arg::F(0.0)])?;
         Ok(b)
     }
 
     pub(super) fn upload(&self, dtype: DType, data: &[u8]) -> Result<CudaBuffer> {
-        let b = alloc(&self.stream, &self.pool, dtype, data.len() / 4)?;
+        let b = self.take(dtype, data.len() / 4)?;
         self.write(&b, data)?;
         Ok(b)
     }
 
-    /// Copies host bytes into `dst` (a pageable copy: the driver stages it before returning,
-    /// so the host slice may go away at once).
+    /// Copies host bytes into `dst` after the queued work (a pageable copy: the driver stages
+    /// it before returning, so the host slice may go away at once).
     pub(super) fn write(&self, dst: &CudaBuffer, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
-        self.bind()?;
+        self.flush()?;
         unsafe { result::memcpy_htod_async(dst.ptr, data, self.stream.cu_stream()) }
             .map_err(|e| driver("copying to the device", e))
     }
@@ -295,6 +374,7 @@ impl Gpu {
     /// Reads a buffer back, after the work queued before it.
     pub(super) fn read<T: bytemuck::Pod>(&self, src: &CudaBuffer) -> Result<Vec<T>> {
         let mut out = vec![T::zeroed(); src.len];
+        self.flush()?;
         if !out.is_empty() {
             self.bind()?;
             unsafe { result::memcpy_dtoh_async(&mut out[..], src.ptr, self.stream.cu_stream()) }
@@ -304,14 +384,11 @@ impl Gpu {
         Ok(out)
     }
 
-    /// Device-to-device copy of `bytes` between two addresses.
+    /// Device-to-device copy of `bytes` (a multiple of 4) between two addresses, queued as a
+    /// kernel so it can sit inside a graph.
     pub(super) fn copy(&self, src: u64, dst: u64, bytes: usize) -> Result<()> {
-        if bytes == 0 {
-            return Ok(());
-        }
-        self.bind()?;
-        unsafe { result::memcpy_dtod_async(dst, src, bytes, self.stream.cu_stream()) }
-            .map_err(|e| driver("device copy", e))
+        let n = n32(bytes / 4)?;
+        self.launch_1d("copy_words", n, &[Arg::P(src), Arg::P(dst), Arg::U(n)])
     }
 
     fn bind(&self) -> Result<()> {
@@ -323,22 +400,25 @@ impl Gpu {
 
     /// Queues one kernel.
     pub(super) fn launch(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
-        let f = self
-            .functions
+        let kernel = *self
+            .kernels
             .get(name)
             .ok_or_else(|| Error::Device(format!("cuda: kernel {name} is not loaded")))?;
-        let mut b = self.stream.launch_builder(f);
-        for a in args {
-            match a {
-                Arg::P(p) | Arg::L(p) => b.arg(p),
-                Arg::U(v) => b.arg(v),
-                Arg::F(v) => b.arg(v),
-                Arg::C(c) => b.arg(c),
-            };
+        let full = {
+            let mut q = lock(&self.queue);
+            q.push(Launch {
+                kernel,
+                grid: cfg.grid_dim,
+                block: cfg.block_dim,
+                shared: cfg.shared_mem_bytes,
+                args: args.to_vec(),
+            });
+            q.len() >= MAX_QUEUE
+        };
+        if full {
+            self.flush()?;
         }
-        unsafe { b.launch(cfg) }
-            .map(|_| ())
-            .map_err(|e| driver(&format!("launching {name}"), e))
+        Ok(())
     }
 
     /// A 1-D grid-stride launch over `n` items; nothing to do when `n = 0`.
@@ -377,72 +457,90 @@ impl Gpu {
         bytes: usize,
         f: impl FnOnce(Arg, Arg) -> Result<()>,
     ) -> Result<()> {
-        let mut s = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock(&self.scratch);
+        if s.ticket.is_none() {
+            s.ticket = Some(self.alloc(DType::U32, 1)?);
+        }
         if s.workspace.as_ref().is_none_or(|w| w.len * 4 < bytes) {
             // Grow geometrically so a few shapes settle on one workspace; the old one goes
             // back to the pool, stream-ordered after the kernels that used it.
             let words = bytes.div_ceil(4).next_power_of_two();
-            s.workspace = Some(alloc(&self.stream, &self.pool, DType::U32, words)?);
+            s.workspace = Some(self.take(DType::U32, words)?);
         }
         let ws = s.workspace.as_ref().map_or(0, CudaBuffer::ptr);
-        f(Arg::P(ws), Arg::P(s.ticket.ptr))
+        let ticket = s.ticket.as_ref().map_or(0, CudaBuffer::ptr);
+        f(Arg::P(ws), Arg::P(ticket))
+    }
+
+    /// Takes a buffer from the pool, or allocates one. Out of memory, it empties the pool and
+    /// tries once more before giving up with the size asked for.
+    fn take(&self, dtype: DType, len: usize) -> Result<CudaBuffer> {
+        let bytes = len
+            .checked_mul(4)
+            .ok_or_else(|| Error::Invalid(format!("cuda: a buffer of {len} elements overflows")))?
+            .max(4);
+        let reused = lock(&self.pool.free).get_mut(&bytes).and_then(Vec::pop);
+        let raw = match reused {
+            Some(raw) => raw,
+            None => {
+                self.bind()?;
+                // Safety: the memory is zeroed or overwritten before it is read (alloc / upload).
+                let fresh = match unsafe { self.stream.alloc::<u8>(bytes) } {
+                    Err(DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY)) => {
+                        // Queued kernels may still use pooled buffers: send them first, so the
+                        // frees are ordered after them.
+                        self.flush()?;
+                        drop(std::mem::take(&mut *lock(&self.pool.free)));
+                        unsafe { self.stream.alloc::<u8>(bytes) }
+                    }
+                    other => other,
+                };
+                let raw = fresh.map_err(|e| self.alloc_error(bytes, e))?;
+                self.pool.created.fetch_add(1, Ordering::Relaxed);
+                raw
+            }
+        };
+        let (ptr, _) = raw.device_ptr(&self.stream);
+        Ok(CudaBuffer {
+            raw: Some(raw),
+            ptr,
+            len,
+            dtype,
+            pool: self.pool.clone(),
+        })
+    }
+
+    fn alloc_error(&self, bytes: usize, e: DriverError) -> Error {
+        match e {
+            DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY) => {
+                let free = self
+                    .stream
+                    .context()
+                    .mem_get_info()
+                    .map_or(String::new(), |(free, total)| {
+                        format!(" ({} of {} MiB free)", free >> 20, total >> 20)
+                    });
+                Error::Device(format!(
+                    "cuda: out of GPU memory allocating {bytes} bytes{free}; use a smaller \
+                     batch or --backend cpu"
+                ))
+            }
+            e => driver(&format!("allocating {bytes} bytes"), e),
+        }
     }
 }
 
-/// Takes a buffer from the pool, or allocates one. Out of memory, it empties the pool and tries
-/// once more before giving up with the size asked for.
-fn alloc(
-    stream: &Arc<CudaStream>,
-    pool: &Arc<Pool>,
-    dtype: DType,
-    len: usize,
-) -> Result<CudaBuffer> {
-    let bytes = len
-        .checked_mul(4)
-        .ok_or_else(|| Error::Invalid(format!("cuda: a buffer of {len} elements overflows")))?
-        .max(4);
-    let reused = {
-        let mut free = pool.free.lock().unwrap_or_else(|e| e.into_inner());
-        free.get_mut(&bytes).and_then(Vec::pop)
-    };
-    let raw = match reused {
-        Some(raw) => raw,
-        None => {
-            // Safety: the memory is zeroed or overwritten before it is read (alloc / upload).
-            let fresh = match unsafe { stream.alloc::<u8>(bytes) } {
-                Err(DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY)) => {
-                    drop(std::mem::take(
-                        &mut *pool.free.lock().unwrap_or_else(|e| e.into_inner()),
-                    ));
-                    unsafe { stream.alloc::<u8>(bytes) }
-                }
-                other => other,
-            };
-            let raw = fresh.map_err(|e| match e {
-                DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY) => {
-                    let free = stream
-                        .context()
-                        .mem_get_info()
-                        .map_or(String::new(), |(free, total)| {
-                            format!(" ({} of {} MiB free)", free >> 20, total >> 20)
-                        });
-                    Error::Device(format!(
-                        "cuda: out of GPU memory allocating {bytes} bytes{free}; use a smaller \
-                         batch or --backend cpu"
-                    ))
-                }
-                e => driver(&format!("allocating {bytes} bytes"), e),
-            })?;
-            pool.created.fetch_add(1, Ordering::Relaxed);
-            raw
+impl Drop for Gpu {
+    /// Queued kernels may write buffers that outlive the device handle; send them.
+    fn drop(&mut self) {
+        // The graphs are destroyed after this, with the context bound.
+        if let Err(e) = self.bind().and_then(|_| self.flush()) {
+            eprintln!("tfmpe: {e}");
         }
-    };
-    let (ptr, _) = raw.device_ptr(stream);
-    Ok(CudaBuffer {
-        raw: Some(raw),
-        ptr,
-        len,
-        dtype,
-        pool: pool.clone(),
-    })
+    }
+}
+
+/// Locks a mutex, taking it over from a thread that panicked while holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -12,6 +12,7 @@ mod context;
 mod elementwise;
 mod embedding;
 mod flow;
+mod graph;
 mod loss;
 mod matmul;
 mod memory;
@@ -21,6 +22,7 @@ mod optim;
 mod random;
 
 pub use context::{CudaBuffer, KERNELS_BUILT};
+pub use graph::GraphStats;
 
 use super::{
     check, expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm,
@@ -61,6 +63,14 @@ impl CudaBackend {
                 "the CUDA driver failed while starting (cudarc panicked)",
             )),
         }
+    }
+}
+
+impl CudaBackend {
+    /// What the CUDA graph cache has done so far: graphs built and launched, nodes updated,
+    /// kernels launched one at a time.
+    pub fn graph_stats(&self) -> GraphStats {
+        self.gpu.graph_stats()
     }
 }
 
