@@ -6,7 +6,13 @@ mod common;
 #[path = "../benches/w1/mod.rs"]
 mod w1;
 
+use std::sync::Mutex;
+
 use tfmpe::Device;
+
+/// The allocation counter is the device's, and the wgpu and CUDA devices are shared by the
+/// tests of this binary: one test at a time, or one counts the other's buffers.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// W1's batch of 100 sets on the CPU and CUDA; a few sets on wgpu, whose CI adapter
 /// (lavapipe) is slow.
@@ -20,6 +26,7 @@ fn batch(device: &Device, full: usize) -> usize {
 
 #[test]
 fn w1_train_step_reuses_its_buffers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for device in common::devices() {
         w1_step_on(&device);
     }
@@ -50,6 +57,7 @@ fn w1_step_on(device: &Device) {
 
 #[test]
 fn inference_pass_reuses_its_buffers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for device in common::devices() {
         let mut step = w1::W1::new(&device, batch(&device, 10), 8).unwrap();
         let mut counts = Vec::new();

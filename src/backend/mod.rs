@@ -16,6 +16,8 @@ pub(crate) mod check;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod gpu_backend;
 mod select;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;

@@ -384,11 +384,19 @@ impl Gpu {
         Ok(out)
     }
 
-    /// Device-to-device copy of `bytes` (a multiple of 4) between two addresses, queued as a
-    /// kernel so it can sit inside a graph.
-    pub(super) fn copy(&self, src: u64, dst: u64, bytes: usize) -> Result<()> {
-        let n = n32(bytes / 4)?;
-        self.launch_1d("copy_words", n, &[Arg::P(src), Arg::P(dst), Arg::U(n)])
+    /// Device-to-device copy of `bytes` (a multiple of 4) between byte offsets of two buffers,
+    /// queued as a kernel so it can sit inside a graph.
+    pub(super) fn copy(
+        &self,
+        src: &CudaBuffer,
+        src_offset: u64,
+        dst: &CudaBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) -> Result<()> {
+        let n = n32(bytes as usize / 4)?;
+        let (s, d) = (src.ptr + src_offset, dst.ptr + dst_offset);
+        self.launch_1d("copy_words", n, &[Arg::P(s), Arg::P(d), Arg::U(n)])
     }
 
     fn bind(&self) -> Result<()> {

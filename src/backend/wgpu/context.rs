@@ -331,7 +331,7 @@ impl Gpu {
     }
 
     /// Reads `buf` back to the host (submits and waits).
-    pub(super) fn read(&self, buf: &WgpuBuffer) -> Result<Vec<u8>> {
+    pub(super) fn read<T: bytemuck::Pod>(&self, buf: &WgpuBuffer) -> Result<Vec<T>> {
         let bytes = buf.bytes();
         if bytes == 0 {
             self.flush()?;
@@ -353,10 +353,11 @@ impl Gpu {
         rx.recv()
             .map_err(|_| Error::Device("wgpu: the read-back was never answered".into()))?
             .map_err(|e| Error::Device(format!("wgpu: read-back failed: {e}")))?;
-        let data = staging
-            .get_mapped_range(..)
-            .map_err(|e| Error::Device(format!("wgpu: read-back failed: {e}")))?
-            .to_vec();
+        let data = bytemuck::pod_collect_to_vec(
+            &staging
+                .get_mapped_range(..)
+                .map_err(|e| Error::Device(format!("wgpu: read-back failed: {e}")))?,
+        );
         staging.unmap();
         Ok(data)
     }

@@ -1,5 +1,5 @@
-//! embedding: deterministic scatter-add backward of lookups, Fourier features
-//! (`shaders/embedding.wgsl`).
+//! embedding: lookups (a row gather of `shaders/memory.wgsl`), their deterministic scatter-add
+//! backward, Fourier features (`shaders/embedding.wgsl`).
 
 use super::context::{groups, Gpu, Kernel, WgpuBuffer};
 use crate::error::Result;
@@ -16,6 +16,17 @@ const TILE: usize = 32;
 
 /// One workgroup per (table row, tile of 32 columns), each walking all ids in order; ids past
 /// the table match no row and are skipped (the shared checks cannot see them on the device).
+/// A lookup is a row gather: no kernel of its own. An id past the table reads zeros.
+pub(super) fn embedding_fwd(
+    g: &Gpu,
+    table: &WgpuBuffer,
+    ids: &WgpuBuffer,
+    dim: usize,
+    out: &WgpuBuffer,
+) -> Result<()> {
+    super::memory::gather_rows(g, table, ids, dim, out)
+}
+
 pub(super) fn embedding_bwd(
     g: &Gpu,
     dout: &WgpuBuffer,
@@ -39,9 +50,7 @@ pub(super) fn fourier_fwd(
     g: &Gpu,
     x: &WgpuBuffer,
     freqs: &WgpuBuffer,
-    rows: usize,
-    in_dim: usize,
-    half: usize,
+    (rows, in_dim, half): (usize, usize, usize),
     out: &WgpuBuffer,
 ) -> Result<()> {
     let params = [rows, in_dim, half, 0].map(|v| v as u32);
@@ -57,9 +66,7 @@ pub(super) fn fourier_fwd(
 /// rows in a fixed order.
 pub(super) fn fourier_bwd(
     g: &Gpu,
-    x: &WgpuBuffer,
-    freqs: &WgpuBuffer,
-    dout: &WgpuBuffer,
+    [x, freqs, dout]: [&WgpuBuffer; 3],
     (rows, in_dim, half): (usize, usize, usize),
     dfreqs: &WgpuBuffer,
     accumulate: bool,

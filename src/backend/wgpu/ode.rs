@@ -43,10 +43,8 @@ fn ode_params(
 
 pub(super) fn ode_stage(
     g: &Gpu,
-    x: &WgpuBuffer,
-    kb: &WgpuBuffer,
+    [x, kb, h]: [&WgpuBuffer; 3],
     coeffs: &[f32],
-    h: &WgpuBuffer,
     per_sample: usize,
     out: &WgpuBuffer,
 ) -> Result<()> {
