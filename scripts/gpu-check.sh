@@ -80,12 +80,17 @@ step "bench sample rk4 25" 60 "$STAGE/tfmpe" bench sample --backend cuda --json 
 # The same two with every kernel launched one by one, to measure what CUDA graphs save.
 step "bench W1, graphs off" 60 env TFMPE_CUDA_GRAPHS=0 "$STAGE/tfmpe" bench train-step --backend cuda --json
 step "bench W2, graphs off" 60 env TFMPE_CUDA_GRAPHS=0 "$STAGE/tfmpe" bench sample --backend cuda --json
+# TF32 tensor-core GEMM (opt-in): the speed it buys, and that a run still converges with it.
+step "bench W1, tf32" 60 env TFMPE_MATMUL=tf32 "$STAGE/tfmpe" bench train-step --backend cuda --json
 step "torch train (W1)" 60 python3 "$STAGE/torch_tfmpe.py" train --device cuda
 step "torch sample euler (W2)" 60 python3 "$STAGE/torch_tfmpe.py" sample --solver euler --device cuda
 run_dir="$(mktemp -d)"
 step "run hier-gaussian-linear" 120 "$STAGE/tfmpe" run --backend cuda --task hier-gaussian-linear \
     --sites 5 --budget 1000 --max-epochs 20 --out "$run_dir"
 [ -f "$run_dir/report.json" ] && cp "$run_dir/report.json" "$LOGS/run-report.json"
+tf32_dir="$(mktemp -d)"
+step "run, tf32" 120 env TFMPE_MATMUL=tf32 "$STAGE/tfmpe" run --backend cuda \
+    --task hier-gaussian-linear --sites 5 --budget 1000 --max-epochs 20 --out "$tf32_dir"
 # Last among the tests: under the sanitizer the parity suite runs many times slower.
 step "parity under compute-sanitizer" 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
     "$STAGE/tests/parity" --test-threads 4
@@ -107,6 +112,8 @@ for line in sys.stdin:
     who = o.get("impl") or "tfmpe-" + str(o.get("backend"))
     if "graphs off" in str(o.get("device", "")):
         who += " (no graphs)"
+    if "matmul tf32" in str(o.get("device", "")):
+        who += " (tf32)"
     for key in ("steps_per_s", "steps_per_s_median", "samples_per_s", "samples_per_s_median"):
         if key in o:
             what = [who, str(o.get("workload", "?")), str(o.get("solver", ""))]

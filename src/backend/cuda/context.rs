@@ -228,6 +228,30 @@ pub(super) struct Gpu {
     graphs: Mutex<Graphs<CudaDriver>>,
     pool: Arc<Pool>,
     scratch: Mutex<Scratch>,
+    matmul: Matmul,
+}
+
+/// How `gemm` multiplies: exact f32 FMA (the default, bit-comparable with the CPU up to
+/// summation order) or TF32 tensor cores (about 10 mantissa bits per product, f32 sums).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Matmul {
+    F32,
+    Tf32,
+}
+
+impl Matmul {
+    /// Reads `TFMPE_MATMUL` (`f32`, the default, or `tf32`); any other value is an error that
+    /// names the variable and the values it takes.
+    fn from_env(value: Option<&str>) -> Result<Matmul> {
+        match value.map(str::trim) {
+            None | Some("") | Some("f32") => Ok(Matmul::F32),
+            Some("tf32") => Ok(Matmul::Tf32),
+            Some(other) => Err(Error::Invalid(format!(
+                "TFMPE_MATMUL={other:?}: expected `f32` (exact, the default) or `tf32` \
+                 (tensor cores, ~1e-3 relative error)"
+            ))),
+        }
+    }
 }
 
 /// Whether `TFMPE_CUDA_GRAPHS` leaves graphs on (anything but `0`, `off` or `false`).
@@ -248,6 +272,7 @@ impl Gpu {
         if !KERNELS_BUILT {
             return Err(unavailable(super::NO_KERNELS.into()));
         }
+        let matmul = Matmul::from_env(std::env::var("TFMPE_MATMUL").ok().as_deref())?;
         // Safety: only buffers created after this call skip event tracking, and all of them
         // live on the one stream below.
         unsafe { ctx.disable_event_tracking() };
@@ -301,16 +326,25 @@ impl Gpu {
             graphs: Mutex::new(graphs),
             pool: Arc::new(Pool::default()),
             scratch: Mutex::new(Scratch::default()),
+            matmul,
         })
     }
 
     pub(super) fn describe(&self) -> String {
         let graphs = lock(&self.graphs).enabled();
         format!(
-            "{}, cuda graphs {}",
+            "{}, cuda graphs {}, matmul {}",
             self.name,
-            if graphs { "on" } else { "off" }
+            if graphs { "on" } else { "off" },
+            match self.matmul {
+                Matmul::F32 => "f32",
+                Matmul::Tf32 => "tf32",
+            }
         )
+    }
+
+    pub(super) fn matmul(&self) -> Matmul {
+        self.matmul
     }
 
     pub(super) fn sms(&self) -> u32 {
@@ -551,4 +585,21 @@ impl Drop for Gpu {
 /// Locks a mutex, taking it over from a thread that panicked while holding it.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Matmul;
+
+    #[test]
+    fn matmul_mode_defaults_to_exact_f32_and_rejects_unknown_values() {
+        assert_eq!(Matmul::from_env(None).unwrap(), Matmul::F32);
+        assert_eq!(Matmul::from_env(Some("f32")).unwrap(), Matmul::F32);
+        assert_eq!(Matmul::from_env(Some(" tf32 ")).unwrap(), Matmul::Tf32);
+        let err = Matmul::from_env(Some("bf16")).unwrap_err().to_string();
+        assert!(
+            err.contains("TFMPE_MATMUL") && err.contains("tf32"),
+            "{err}"
+        );
+    }
 }

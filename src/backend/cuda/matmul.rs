@@ -3,7 +3,7 @@
 
 use cudarc::driver::LaunchConfig;
 
-use super::context::{n32, opt, Arg, CudaBuffer, Gpu};
+use super::context::{n32, opt, Arg, CudaBuffer, Gpu, Matmul};
 use crate::backend::{Epilogue, Gemm};
 use crate::error::{Error, Result};
 
@@ -22,10 +22,13 @@ pub(super) fn gemm(
     n32(p.batch * p.m * p.n)?;
     let sms = g.sms();
     let tiles = |bm: u32| m.div_ceil(bm) * n.div_ceil(bm);
-    let (entry, tile) = if tiles(128) as u64 * batch as u64 >= 2 * sms as u64 {
-        ("gemm_f32_128x128", 128)
+    // (entry, tile edge, threads per block): see kernels/README.md.
+    let (entry, tile, threads) = if g.matmul() == Matmul::Tf32 {
+        ("gemm_tf32_64x64", 64, 128)
+    } else if tiles(128) as u64 * batch as u64 >= 2 * sms as u64 {
+        ("gemm_f32_128x128", 128, 256)
     } else {
-        ("gemm_f32_64x64", 64)
+        ("gemm_f32_64x64", 64, 256)
     };
     let work = tiles(tile) as u64 * batch as u64;
     let splits = if work < sms as u64 && k >= 512 {
@@ -69,7 +72,7 @@ pub(super) fn gemm(
         ];
         let cfg = LaunchConfig {
             grid_dim: grid,
-            block_dim: (256, 1, 1),
+            block_dim: (threads, 1, 1),
             shared_mem_bytes: 0,
         };
         g.launch(entry, cfg, &args)
