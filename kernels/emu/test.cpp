@@ -365,6 +365,8 @@ int main() {
     test_gemm(1, 33, 70, 17, false, false, 1, 0, 0, false, 2, 1);
     test_gemm(2, 130, 70, 40, true, true, 0.5f, 1.5f, 2, true, 2, 1);
     test_gemm(1, 64, 40, 500, true, false, 1, 0, 1, false, 2, 3);
+    test_gemm(1, 7, 9, 33, false, true, 1, 0.5f, 2, false, 2, 1);
+    test_gemm(1, 5, 4, 0, true, false, 1, 0.5f, 1, false, 2, 1);
     test_random();
     test_gemm(1, 7, 5, 3, false, false, 1, 0, 0, false, false, 1);
     test_gemm(1, 33, 70, 17, true, false, 0.5f, 0, 1, false, false, 1);
