@@ -179,6 +179,9 @@ pub fn select(kind: BackendKind) -> Result<(Arc<dyn Backend>, String)> {
                     return Ok((b, why));
                 }
                 Err(Error::BackendUnavailable { reason, .. }) => reason,
+                // A setting of ours the user got wrong (TFMPE_MATMUL): say so rather than fall
+                // back to a slower backend unnoticed.
+                Err(e @ Error::Invalid(_)) => return Err(e),
                 Err(e) => e.to_string(),
             };
             match open_wgpu(false) {

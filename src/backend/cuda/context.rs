@@ -243,11 +243,12 @@ impl Matmul {
     /// Reads `TFMPE_MATMUL` (`f32`, the default, or `tf32`); any other value is an error that
     /// names the variable and the values it takes.
     fn from_env(value: Option<&str>) -> Result<Matmul> {
-        match value.map(str::trim) {
-            None | Some("") | Some("f32") => Ok(Matmul::F32),
-            Some("tf32") => Ok(Matmul::Tf32),
-            Some(other) => Err(Error::Invalid(format!(
-                "TFMPE_MATMUL={other:?}: expected `f32` (exact, the default) or `tf32` \
+        let value = value.unwrap_or("").trim();
+        match value.to_ascii_lowercase().as_str() {
+            "" | "f32" => Ok(Matmul::F32),
+            "tf32" => Ok(Matmul::Tf32),
+            _ => Err(Error::Invalid(format!(
+                "TFMPE_MATMUL={value:?}: expected `f32` (exact, the default) or `tf32` \
                  (tensor cores, ~1e-3 relative error)"
             ))),
         }
@@ -595,7 +596,7 @@ mod tests {
     fn matmul_mode_defaults_to_exact_f32_and_rejects_unknown_values() {
         assert_eq!(Matmul::from_env(None).unwrap(), Matmul::F32);
         assert_eq!(Matmul::from_env(Some("f32")).unwrap(), Matmul::F32);
-        assert_eq!(Matmul::from_env(Some(" tf32 ")).unwrap(), Matmul::Tf32);
+        assert_eq!(Matmul::from_env(Some(" TF32 ")).unwrap(), Matmul::Tf32);
         let err = Matmul::from_env(Some("bf16")).unwrap_err().to_string();
         assert!(
             err.contains("TFMPE_MATMUL") && err.contains("tf32"),
