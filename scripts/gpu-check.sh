@@ -5,12 +5,12 @@
 #   bash scripts/gpu-check.sh
 #
 # It checks the machine and the binaries, runs the parity tests on CUDA (once more under
-# compute-sanitizer), the W1/W2 benchmarks against the PyTorch peer and a short end-to-end run,
-# and prints a summary table last. A failing step does not stop the others; the exit status is
-# non-zero if any failed. Every step has a time limit, and all of them share GPU_CHECK_BUDGET
-# seconds (default 540, inside the device tool's 10-minute command limit); a step with no
-# time left is skipped and counts as failed. Logs go to $OUT (the device tool brings them back)
-# or gpu-stage/out.
+# compute-sanitizer), the W1/W2 benchmarks against the PyTorch peer, the attention forward
+# alone and a short end-to-end run, and prints a summary table last. A failing step does not
+# stop the others; the exit status is non-zero if any failed. Every step has a time limit, and
+# all of them share GPU_CHECK_BUDGET seconds (default 540, inside the device tool's 10-minute
+# command limit); a step with no time left is skipped and counts as failed. Logs go to $OUT
+# (the device tool brings them back) or gpu-stage/out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,6 +84,11 @@ step "bench W1, graphs off" 60 env TFMPE_CUDA_GRAPHS=0 "$STAGE/tfmpe" bench trai
 step "bench W2, graphs off" 60 env TFMPE_CUDA_GRAPHS=0 "$STAGE/tfmpe" bench sample --backend cuda --json
 # TF32 tensor-core GEMM (opt-in): the speed it buys, and that a run still converges with it.
 step "bench W1, tf32" 60 env TFMPE_MATMUL=tf32 "$STAGE/tfmpe" bench train-step --backend cuda --json
+# The attention forward alone at long sequences: bytes/s beside the card's copy bandwidth
+# (the issue's "half the memory bandwidth" target; see docs/performance.md for why FLOP/s bind).
+step "bench attention 1024" 60 "$STAGE/tfmpe" bench attention --backend cuda --json
+step "bench attention 4096 hd16" 60 "$STAGE/tfmpe" bench attention --backend cuda --json \
+    --tokens 4096 --batch 4 --heads 4 --head-dim 16
 step "torch train (W1)" 60 python3 "$STAGE/torch_tfmpe.py" train --device cuda
 step "torch sample euler (W2)" 60 python3 "$STAGE/torch_tfmpe.py" sample --solver euler --device cuda
 run_dir="$(mktemp -d)"
@@ -116,9 +121,11 @@ for line in sys.stdin:
         who += " (no graphs)"
     if "matmul tf32" in str(o.get("device", "")):
         who += " (tf32)"
-    for key in ("steps_per_s", "steps_per_s_median", "samples_per_s", "samples_per_s_median"):
+    shape = "N%s hd%s" % (o.get("tokens"), o.get("head_dim")) if "head_dim" in o else ""
+    for key in ("steps_per_s", "steps_per_s_median", "samples_per_s", "samples_per_s_median",
+                "gflop_per_s", "gb_per_s", "copy_gb_per_s", "fraction_of_copy"):
         if key in o:
-            what = [who, str(o.get("workload", "?")), str(o.get("solver", ""))]
+            what = [who, str(o.get("workload", "?")), shape or str(o.get("solver", ""))]
             print("%-30s %-5s %-7s %s = %.4g" % (*what, key, o[key]))
 ' || true
 } | tee "$LOGS/summary.txt"

@@ -208,3 +208,84 @@ fn sample_refuses_a_folder_without_a_checkpoint() {
         &["config.json"],
     );
 }
+
+/// `bench --json` prints one JSON object whose rate is positive and finite (DESIGN §10), for
+/// each workload, here on tiny shapes.
+#[test]
+fn bench_prints_one_json_object_per_workload() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = tfmpe(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    let rate = |o: &serde_json::Value, key: &str| {
+        let v = o[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no `{key}` in {o}"));
+        assert!(v.is_finite() && v > 0.0, "{key} = {v} in {o}");
+        v
+    };
+    let cpu = ["--backend", "cpu", "--json", "--repeats", "1"];
+    let w1 = json(
+        &[
+            &["bench", "train-step", "--sites", "3", "--batch", "4"][..],
+            &["--steps-per-repeat", "2"],
+            &cpu,
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        (w1["workload"].as_str(), w1["backend"].as_str()),
+        (Some("W1"), Some("cpu"))
+    );
+    rate(&w1, "steps_per_s");
+    let w2 = json(
+        &[
+            &[
+                "bench", "sample", "--sites", "3", "--n", "7", "--steps", "3",
+            ][..],
+            &cpu,
+        ]
+        .concat(),
+    );
+    assert_eq!(w2["workload"], "W2");
+    rate(&w2, "samples_per_s");
+
+    let args = [
+        "--tokens",
+        "33",
+        "--batch",
+        "2",
+        "--heads",
+        "3",
+        "--head-dim",
+        "5",
+    ];
+    let small = ["--iters", "2", "--copy-mib", "1"];
+    let att = json(&[&["bench", "attention"][..], &args, &small, &cpu].concat());
+    assert_eq!(att["workload"], "attention-fwd");
+    let (per_s, gb, gflop, copy) = (
+        rate(&att, "fwd_per_s"),
+        rate(&att, "gb_per_s"),
+        rate(&att, "gflop_per_s"),
+        rate(&att, "copy_gb_per_s"),
+    );
+    // Q, K, V read and O written (2·33·15 floats each) plus the log-sum-exp (2·3·33 floats);
+    // 4·N²·head_dim FLOP per batch element and head.
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b;
+    assert!(
+        close(gb, per_s * 4.0 * (4.0 * 990.0 + 198.0) / 1e9),
+        "{att}"
+    );
+    assert!(
+        close(gflop, per_s * 4.0 * 6.0 * 33.0 * 33.0 * 5.0 / 1e9),
+        "{att}"
+    );
+    assert!(close(rate(&att, "fraction_of_copy"), gb / copy), "{att}");
+
+    fails_with(
+        &[&["bench", "attention", "--tokens", "0"][..], &cpu].concat(),
+        &["--tokens 0", "at least 1"],
+    );
+}

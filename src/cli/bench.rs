@@ -1,11 +1,13 @@
 //! `tfmpe bench`: the performance workloads of DESIGN §12 (W1 train step, W2 sampling), on
-//! the benchmark configuration, printed as JSON.
+//! the benchmark configuration, and the attention forward kernel alone at long sequences,
+//! printed as JSON.
 
 use std::time::Instant;
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use serde_json::json;
+use tfmpe::backend::{Attention, DType};
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tfmpe::TfmpeConfig;
 use tfmpe::model::tokens::Layout;
@@ -13,7 +15,7 @@ use tfmpe::sbi::network::Network;
 use tfmpe::sbi::train::{Sets, Stepper, TrainConfig};
 use tfmpe::sbi::{new_network, sample_posterior, Quiet, Role};
 use tfmpe::tasks::{simulate_dataset, task_by_name, HierarchicalModel};
-use tfmpe::{Device, Result};
+use tfmpe::{Device, Error, Result};
 
 #[derive(clap::Subcommand)]
 pub enum Workload {
@@ -30,6 +32,35 @@ pub enum Workload {
         #[arg(long, default_value_t = 100)]
         steps: usize,
     },
+    /// The attention forward kernel alone (random inputs, no mask): bytes moved per second
+    /// (Q, K, V read; O and the log-sum-exp written) beside the device's copy bandwidth, and
+    /// FLOP/s.
+    Attention(AttentionArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AttentionArgs {
+    #[arg(long, default_value_t = 1024)]
+    tokens: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value_t = 16)]
+    heads: usize,
+    #[arg(long, default_value_t = 4)]
+    head_dim: usize,
+    /// Forward passes per timed repeat.
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Size of the buffer copied to measure the device's memory bandwidth.
+    #[arg(long, default_value_t = 256)]
+    copy_mib: usize,
+    #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
+    backend: tfmpe::backend::BackendKind,
+    /// Print one JSON object (the default output is JSON too; kept for scripts).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -90,79 +121,167 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-pub fn run(w: Workload) -> Result<()> {
-    let common = match &w {
-        Workload::TrainStep(c) | Workload::Sample { common: c, .. } => c,
+/// The median rate of `repeats` timings of `work`, which must leave the device idle.
+fn rate(repeats: usize, per_call: f64, mut work: impl FnMut() -> Result<()>) -> Result<f64> {
+    work()?; // warm-up: first launches, graph capture, allocator
+    let mut rates = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let t0 = Instant::now();
+        work()?;
+        rates.push(per_call / t0.elapsed().as_secs_f64());
+    }
+    Ok(median(&rates))
+}
+
+fn attention(a: AttentionArgs) -> Result<serde_json::Value> {
+    let sizes = [a.tokens, a.batch, a.heads, a.head_dim, a.copy_mib];
+    if sizes.contains(&0) {
+        return Err(Error::Invalid(format!(
+            "bench attention: --tokens {}, --batch {}, --heads {}, --head-dim {} and --copy-mib \
+             {} must all be at least 1",
+            a.tokens, a.batch, a.heads, a.head_dim, a.copy_mib
+        )));
+    }
+    let (dev, why) = Device::open(a.backend)?;
+    let be = dev.backend();
+    let p = Attention {
+        batch: a.batch,
+        tokens: a.tokens,
+        heads: a.heads,
+        head_dim: a.head_dim,
+        scale: 1.0 / (a.head_dim as f32).sqrt(),
     };
-    let task = task_by_name(&common.task)?;
-    let (dev, why) = Device::open(common.backend)?;
-    let tokens = Layout::posterior(&*task, common.sites).len();
-    let base = json!({
-        "backend": dev.name(), "backend_reason": why, "device": dev.backend().device_name(),
-        "task": task.name(), "sites": common.sites, "tokens": tokens,
-        "config": { "width": 64, "layers": 2, "heads": 16, "n_ff": 2, "label_dim": 32, "pos_dim": 8, "group_dim": 8 },
-    });
-    let out = match w {
-        Workload::TrainStep(c) => {
-            // 16 distinct batches, cycled, as the PyTorch peer does.
-            let (mut net, sets) = setup(&dev, &*task, c.sites, 16 * c.batch)?;
-            let cfg = TrainConfig {
-                batch: c.batch,
-                ..Default::default()
-            };
-            let layout = net.config.layout.clone();
-            let mut stepper = Stepper::new(&dev, &layout, &net.tape, &cfg)?;
-            let idx: Vec<usize> = (0..16 * c.batch).collect();
-            let batches: Vec<&[usize]> = idx.chunks(c.batch).collect();
-            let mut draw = 0u64;
-            let mut run_steps = |n: usize, net: &mut Network| -> Result<()> {
-                let mut last = None;
-                for _ in 0..n {
-                    let b = batches[draw as usize % batches.len()];
-                    last = Some(stepper.step(&mut net.tape, &net.model, &sets, b, 0, draw)?);
-                    draw += 1;
-                }
-                if let Some(l) = last {
-                    net.tape.to_vec(l)?; // waits for the device, as the peer's float(loss) does
-                }
-                Ok(())
-            };
-            run_steps(5, &mut net)?;
-            let mut rates = Vec::new();
-            for _ in 0..c.repeats {
-                let t0 = Instant::now();
-                run_steps(c.steps_per_repeat, &mut net)?;
-                rates.push(c.steps_per_repeat as f64 / t0.elapsed().as_secs_f64());
-            }
-            json!({ "workload": "W1", "batch": c.batch, "steps_per_repeat": c.steps_per_repeat,
-                    "steps_per_s": median(&rates), "steps_per_s_all": rates })
+    let n = a.batch * a.tokens * p.model_dim();
+    let rows = a.batch * a.heads * a.tokens;
+    let mut rng = StdRng::seed_from_u64(3);
+    let qkv: Vec<f32> = (0..3 * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let qkv = be.upload_f32(&qkv)?;
+    let (mut out, mut lse) = (be.alloc(DType::F32, n)?, be.alloc(DType::F32, rows)?);
+    let iters = a.iters.max(1);
+    let per_s = rate(a.repeats, iters as f64, || {
+        for _ in 0..iters {
+            be.attention_fwd(&p, &qkv, None, &mut out, &mut lse)?;
         }
+        be.synchronize()
+    })?;
+    // Each copy reads and writes the buffer once.
+    let len = (a.copy_mib << 20) / 4;
+    let mut src = be.alloc(DType::F32, len)?;
+    be.fill(&mut src, 1.0)?; // touched, so that no page is the shared zero page
+    let mut dst = be.alloc(DType::F32, len)?;
+    let copies_per_s = rate(a.repeats, 4.0, || {
+        for _ in 0..4 {
+            be.copy(&src, 0, &mut dst, 0, len)?;
+        }
+        be.synchronize()
+    })?;
+    let bytes = 4.0 * (4 * n + rows) as f64;
+    let flops = 4.0 * (a.batch * a.heads) as f64 * (a.tokens * a.tokens * a.head_dim) as f64;
+    let gb_per_s = per_s * bytes / 1e9;
+    let copy_gb_per_s = copies_per_s * 8.0 * len as f64 / 1e9;
+    Ok(json!({
+        "workload": "attention-fwd", "backend": dev.name(), "backend_reason": why,
+        "device": be.device_name(), "batch": a.batch, "tokens": a.tokens, "heads": a.heads,
+        "head_dim": a.head_dim, "fwd_per_s": per_s, "gb_per_s": gb_per_s,
+        "gflop_per_s": per_s * flops / 1e9, "copy_gb_per_s": copy_gb_per_s,
+        "fraction_of_copy": gb_per_s / copy_gb_per_s,
+    }))
+}
+
+pub fn run(w: Workload) -> Result<()> {
+    let out = match w {
+        Workload::Attention(a) => attention(a)?,
+        Workload::TrainStep(c) => on_network(&c, |dev, task| train_step(dev, task, &c))?,
         Workload::Sample {
             common: c,
             n,
             solver,
             steps,
-        } => {
-            let s = Solver::from_name(&solver, steps)?;
-            let (mut net, _) = setup(&dev, &*task, c.sites, 4 * c.batch)?;
-            let obs = simulate_dataset(&*task, c.sites, &mut StdRng::seed_from_u64(2)).obs;
-            let mut times = Vec::new();
-            for r in 0..=c.repeats.min(3) {
-                let t0 = Instant::now();
-                sample_posterior(&dev, &mut net, &*task, &obs, n, s, 0, 1000, &Quiet)?;
-                if r > 0 {
-                    times.push(t0.elapsed().as_secs_f64());
-                }
-            }
-            let rates: Vec<f64> = times.iter().map(|t| n as f64 / t).collect();
-            json!({ "workload": "W2", "solver": s, "n_samples": n, "chunk": 1000,
-                    "samples_per_s": median(&rates), "samples_per_s_all": rates, "note": "untrained weights" })
-        }
+        } => on_network(&c, |dev, task| sample(dev, task, &c, n, &solver, steps))?,
     };
-    let mut merged = base;
-    for (k, v) in out.as_object().into_iter().flatten() {
+    println!("{out}");
+    Ok(())
+}
+
+/// Opens the device and task of `c`, runs `body`, and adds what describes the run (backend,
+/// device, task, tokens, network configuration) to its JSON object.
+fn on_network(
+    c: &Common,
+    body: impl FnOnce(&Device, &dyn HierarchicalModel) -> Result<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let task = task_by_name(&c.task)?;
+    let (dev, why) = Device::open(c.backend)?;
+    let tokens = Layout::posterior(&*task, c.sites).len();
+    let mut merged = json!({
+        "backend": dev.name(), "backend_reason": why, "device": dev.backend().device_name(),
+        "task": task.name(), "sites": c.sites, "tokens": tokens,
+        "config": { "width": 64, "layers": 2, "heads": 16, "n_ff": 2, "label_dim": 32, "pos_dim": 8, "group_dim": 8 },
+    });
+    for (k, v) in body(&dev, &*task)?.as_object().into_iter().flatten() {
         merged[k] = v.clone();
     }
-    println!("{merged}");
-    Ok(())
+    Ok(merged)
+}
+
+fn train_step(dev: &Device, task: &dyn HierarchicalModel, c: &Common) -> Result<serde_json::Value> {
+    // 16 distinct batches, cycled, as the PyTorch peer does.
+    let (mut net, sets) = setup(dev, task, c.sites, 16 * c.batch)?;
+    let cfg = TrainConfig {
+        batch: c.batch,
+        ..Default::default()
+    };
+    let layout = net.config.layout.clone();
+    let mut stepper = Stepper::new(dev, &layout, &net.tape, &cfg)?;
+    let idx: Vec<usize> = (0..16 * c.batch).collect();
+    let batches: Vec<&[usize]> = idx.chunks(c.batch).collect();
+    let mut draw = 0u64;
+    let mut run_steps = |n: usize, net: &mut Network| -> Result<()> {
+        let mut last = None;
+        for _ in 0..n {
+            let b = batches[draw as usize % batches.len()];
+            last = Some(stepper.step(&mut net.tape, &net.model, &sets, b, 0, draw)?);
+            draw += 1;
+        }
+        if let Some(l) = last {
+            net.tape.to_vec(l)?; // waits for the device, as the peer's float(loss) does
+        }
+        Ok(())
+    };
+    run_steps(5, &mut net)?;
+    let mut rates = Vec::new();
+    for _ in 0..c.repeats {
+        let t0 = Instant::now();
+        run_steps(c.steps_per_repeat, &mut net)?;
+        rates.push(c.steps_per_repeat as f64 / t0.elapsed().as_secs_f64());
+    }
+    Ok(
+        json!({ "workload": "W1", "batch": c.batch, "steps_per_repeat": c.steps_per_repeat,
+                "steps_per_s": median(&rates), "steps_per_s_all": rates }),
+    )
+}
+
+fn sample(
+    dev: &Device,
+    task: &dyn HierarchicalModel,
+    c: &Common,
+    n: usize,
+    solver: &str,
+    steps: usize,
+) -> Result<serde_json::Value> {
+    let s = Solver::from_name(solver, steps)?;
+    let (mut net, _) = setup(dev, task, c.sites, 4 * c.batch)?;
+    let obs = simulate_dataset(task, c.sites, &mut StdRng::seed_from_u64(2)).obs;
+    let mut times = Vec::new();
+    for r in 0..=c.repeats.min(3) {
+        let t0 = Instant::now();
+        sample_posterior(dev, &mut net, task, &obs, n, s, 0, 1000, &Quiet)?;
+        if r > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let rates: Vec<f64> = times.iter().map(|t| n as f64 / t).collect();
+    Ok(
+        json!({ "workload": "W2", "solver": s, "n_samples": n, "chunk": 1000,
+               "samples_per_s": median(&rates), "samples_per_s_all": rates, "note": "untrained weights" }),
+    )
 }
