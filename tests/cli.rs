@@ -289,3 +289,25 @@ fn bench_prints_one_json_object_per_workload() {
         &["--tokens 0", "at least 1"],
     );
 }
+
+#[test]
+fn bad_calibration_options_are_named_before_any_work() {
+    let dir = temp("eval");
+    let o = dir.to_str().unwrap();
+    fails_with(
+        &[
+            "eval",
+            "--out",
+            o,
+            "--calibration",
+            "5",
+            "--calibration-draws",
+            "0",
+        ],
+        &["--calibration-draws must be at least 1"],
+    );
+    fails_with(
+        &["eval", "--out", o, "--calibration", "5", "--solver", "rk5"],
+        &["unknown solver `rk5`", "rk4"],
+    );
+}

@@ -1,6 +1,6 @@
 //! End to end through the command line: a small `hier-gaussian-linear` run must produce the
 //! files of DESIGN §10 and samples close to the exact posterior (C2ST), and its saved posterior
-//! must sample again, deterministically, for a new observation.
+//! must sample again, deterministically, for a new observation, and `eval` adds SBC and TARP.
 
 use std::path::Path;
 use std::process::Command;
@@ -146,5 +146,44 @@ fn small_lf_run_matches_the_exact_posterior() {
     }
     assert_eq!(read(&a), read(&b));
     assert_eq!(read(&a).lines().count(), 51);
+
+    // SBC and TARP of the saved posterior over data sets from the prior, written into the
+    // report beside the C2ST (tests/calibration.rs checks the statistics themselves).
+    tfmpe(&[
+        "eval",
+        "--out",
+        out,
+        "--calibration",
+        "40",
+        "--calibration-draws",
+        "19",
+        "--steps",
+        "5",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
+    let m = &report["metrics"];
+    assert!(m["c2st"].as_f64().is_some(), "{m}");
+    let sbc = &m["sbc"];
+    assert_eq!(
+        (sbc["data_sets"].as_u64(), sbc["draws"].as_u64()),
+        (Some(40), Some(19))
+    );
+    for name in ["sigma", "mu.0", "mu.1", "mu.2"] {
+        let p = sbc["ks_p"][name].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&p), "{name}: {sbc}");
+        let h = sbc["rank_histograms"][name].as_array().unwrap();
+        assert_eq!(h.iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 40);
+    }
+    let ecp: Vec<f64> = m["tarp"]["ecp"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(ecp.len(), 21);
+    assert!(
+        ecp.windows(2).all(|w| w[0] <= w[1]) && ecp[20] == 1.0,
+        "{ecp:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -515,16 +515,109 @@ pub fn sample_posterior(
     chunk: usize,
     progress: &dyn Progress,
 ) -> Result<Vec<Vec<f64>>> {
+    let mut sets = sample_posteriors(
+        dev,
+        posterior,
+        task,
+        &[obs.to_vec()],
+        n,
+        solver,
+        seed,
+        chunk,
+        progress,
+    )?;
+    Ok(sets.pop().unwrap_or_default())
+}
+
+/// Draws `n` posterior samples for each of `observations` in one batched solve: set `k` holds
+/// the draws at noise offsets `k·n .. (k+1)·n`, so a single observation gets the same draws as
+/// [`sample_posterior`].
+#[allow(clippy::too_many_arguments)]
+pub fn sample_posteriors(
+    dev: &Device,
+    posterior: &mut Network,
+    task: &dyn HierarchicalModel,
+    observations: &[Vec<f64>],
+    n: usize,
+    solver: Solver,
+    seed: u64,
+    chunk: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<Vec<f64>>>> {
     network::check_samples(n)?;
     let sites = posterior.config.sites;
-    crate::tasks::check_observation(task, obs, sites)?;
-    let cond = posterior.standardize(obs, true)?;
-    let conds: Vec<f32> = (0..n).flat_map(|_| cond.iter().copied()).collect();
+    let mut conds = Vec::new();
+    for obs in observations {
+        crate::tasks::check_observation(task, obs, sites)?;
+        let cond = posterior.standardize(obs, true)?;
+        conds.extend((0..n).flat_map(|_| cond.iter().copied()));
+    }
     let (z, _) = posterior.sample(dev, &conds, solver, seed, chunk, progress)?;
     let unconstrained = posterior.unstandardize(&z, false)?;
     let d = posterior.layout().target.len();
-    Ok(unconstrained
+    let draws: Vec<Vec<f64>> = unconstrained
         .chunks(d)
         .map(|u| task.to_natural(u, sites))
-        .collect())
+        .collect();
+    Ok(draws.chunks(n).map(<[Vec<f64>]>::to_vec).collect())
+}
+
+/// The input of SBC and TARP (`metrics::sbc`, `metrics::tarp`), natural space.
+pub struct CalibrationDraws {
+    /// The true parameters of each data set.
+    pub truths: Vec<Vec<f64>>,
+    /// The posterior draws for each data set.
+    pub draws: Vec<Vec<Vec<f64>>>,
+}
+
+/// `data_sets` data sets simulated from the prior with `seed`, and `draws` posterior samples
+/// for each.
+#[allow(clippy::too_many_arguments)]
+pub fn calibration_draws(
+    dev: &Device,
+    posterior: &mut Network,
+    task: &dyn HierarchicalModel,
+    data_sets: usize,
+    draws: usize,
+    solver: Solver,
+    seed: u64,
+    chunk: usize,
+    progress: &dyn Progress,
+) -> Result<CalibrationDraws> {
+    let sites = posterior.config.sites;
+    let mut rng = StdRng::seed_from_u64(sub_seed(seed, 7, 0));
+    let (mut truths, mut observations) = (Vec::new(), Vec::new());
+    // Redraw the rare simulation that is not finite, as training drops them.
+    for _ in 0..10 * data_sets {
+        if truths.len() == data_sets {
+            break;
+        }
+        let d = crate::tasks::simulate_dataset(task, sites, &mut rng);
+        if d.obs.iter().chain(&d.params).all(|v| v.is_finite()) {
+            truths.push(d.params);
+            observations.push(d.obs);
+        }
+    }
+    if truths.len() < data_sets {
+        return Err(Error::Invalid(format!(
+            "calibration: only {} of {} simulated data sets were finite",
+            truths.len(),
+            data_sets
+        )));
+    }
+    let sets = sample_posteriors(
+        dev,
+        posterior,
+        task,
+        &observations,
+        draws,
+        solver,
+        seed,
+        chunk,
+        progress,
+    )?;
+    Ok(CalibrationDraws {
+        truths,
+        draws: sets,
+    })
 }
