@@ -49,15 +49,17 @@ pub struct EvalArgs {
 pub const REFERENCE_SAMPLES: usize = 1000;
 
 impl EvalArgs {
-    pub fn for_run(out: &Path) -> EvalArgs {
+    /// The evaluation `tfmpe run` ends with: calibration over `calibration` data sets (0: none)
+    /// with the run's solver and seed.
+    pub fn for_run(out: &Path, calibration: usize, solver: &str, steps: usize, seed: u64) -> Self {
         EvalArgs {
             out: out.to_path_buf(),
             reference_samples: REFERENCE_SAMPLES,
-            calibration: 0,
+            calibration,
             calibration_draws: 99,
-            solver: "rk4".into(),
-            steps: 25,
-            seed: 0,
+            solver: solver.into(),
+            steps,
+            seed,
             backend: tfmpe::backend::BackendKind::Auto,
         }
     }

@@ -64,9 +64,12 @@ pub struct RunArgs {
     /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
     #[arg(long)]
     pub fresh_sets: bool,
-    /// Skip the C2ST against the exact posterior.
+    /// Skip the evaluation (C2ST against the exact posterior, and calibration).
     #[arg(long)]
     pub no_eval: bool,
+    /// Also run SBC and TARP over this many data sets from the prior (see `tfmpe eval`).
+    #[arg(long, default_value_t = 0)]
+    pub calibration: usize,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -209,7 +212,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     write_json(&args.out.join(files::REPORT), &report)?;
     if !args.no_eval {
         bars.phase("evaluate");
-        let metrics = evaluate(&device, &EvalArgs::for_run(&args.out))?;
+        let eval = EvalArgs::for_run(
+            &args.out,
+            args.calibration,
+            &args.solver,
+            args.steps,
+            args.seed,
+        );
+        let metrics = evaluate(&device, &eval)?;
         report["metrics"] = metrics;
     }
     report["timings_s"]["total"] = json!(start.elapsed().as_secs_f64());
@@ -219,8 +229,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         args.out.display(),
         start.elapsed().as_secs_f64()
     );
-    if let Some(c) = report["metrics"].get("c2st") {
+    let m = &report["metrics"];
+    if let Some(c) = m.get("c2st") {
         eprintln!("tfmpe: C2ST against the exact posterior: {c}");
+    }
+    if let (Some(s), Some(t)) = (m.get("sbc"), m.get("tarp")) {
+        eprintln!(
+            "tfmpe: SBC lowest rank KS p-value {} ({}); TARP KS p-value {}, ATC {}",
+            s["min_ks_p"],
+            s["min_ks_p_parameter"].as_str().unwrap_or("?"),
+            t["ks_p"],
+            t["atc"]
+        );
     }
     Ok(())
 }
