@@ -160,6 +160,8 @@ fn small_lf_run_matches_the_exact_posterior() {
         "--steps",
         "5",
     ]);
+    let plot = read(&dir.join("calibration.svg"));
+    assert!(plot.contains(">TARP (KS p = ") && plot.contains(">mu.2 (p = "));
     let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
     let m = &report["metrics"];
     assert!(m["c2st"].as_f64().is_some(), "{m}");

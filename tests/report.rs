@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use tfmpe::report::{losses_svg, posterior_svg, LossCurve, Marginal, BINS};
+use tfmpe::report::{
+    calibration_svg, losses_svg, posterior_svg, LossCurve, Marginal, RankHistogram, BINS,
+};
 
 /// Checks that tags nest and close, the root is `<svg>`, and every coordinate is a finite number.
 fn assert_well_formed(svg: &str) {
@@ -279,4 +281,60 @@ fn degenerate_losses_give_a_valid_figure() {
     assert_eq!(with_class(&svg, "polyline", "val").len(), 1);
     assert_eq!(with_class(&svg, "circle", "best").len(), 1);
     assert_well_formed(&losses_svg(&[]));
+}
+
+#[test]
+fn calibration_figure_has_the_tarp_curve_on_its_diagonal_and_a_rank_histogram_per_parameter() {
+    // A calibrated curve (on the diagonal) with a bend, and two histograms of 100 ranks.
+    let ecp = [(0.0, 0.0), (0.5, 0.4), (1.0, 1.0)];
+    let ranks = vec![
+        RankHistogram {
+            name: "sigma".into(),
+            counts: vec![10; 10],
+            ks_p: 0.93,
+        },
+        RankHistogram {
+            name: "mu.0".into(),
+            counts: vec![40, 5, 0, 0, 0, 0, 0, 0, 5, 50],
+            ks_p: 3.2e-12,
+        },
+        RankHistogram {
+            name: "mu.1".into(),
+            counts: vec![0; 10],
+            ks_p: 1.0,
+        },
+    ];
+    let svg = calibration_svg(&ecp, 0.41, &ranks);
+    assert_well_formed(&svg);
+    assert_eq!(with_class(&svg, "rect", "frame").len(), 4);
+    for title in [
+        "TARP (KS p = 0.41)",
+        "sigma (p = 0.93)",
+        "mu.0 (p = 3.2e-12)",
+    ] {
+        assert!(svg.contains(&format!(">{title}</text>")), "title {title}");
+    }
+    assert!(svg.contains(">no ranks</text>"));
+    // The diagonal runs from the TARP panel's bottom-left corner to its top-right corner, and
+    // the curve's middle point lies below it (ECP 0.4 at α 0.5).
+    let frame = &with_class(&svg, "rect", "frame")[0];
+    let (left, top) = (num(frame, "x"), num(frame, "y"));
+    let (right, bottom) = (left + num(frame, "width"), top + num(frame, "height"));
+    let diagonal = points(&with_class(&svg, "polyline", "reference")[0]);
+    assert_eq!(diagonal, vec![(left, bottom), (right, top)]);
+    let curve = points(&with_class(&svg, "polyline", "val")[0]);
+    assert_eq!(curve.len(), 3);
+    assert!(curve[1].1 > (top + bottom) / 2.0, "{curve:?}");
+    // Bars for the non-empty bins only; one band per histogram with ranks, centred on the
+    // expected count of 10 a bin: sigma's bars all reach into it.
+    assert_eq!(with_class(&svg, "rect", "bar").len(), 10 + 4);
+    let bands = with_class(&svg, "rect", "band");
+    assert_eq!(bands.len(), 2);
+    let (band_top, band_bottom) = (
+        num(&bands[0], "y"),
+        num(&bands[0], "y") + num(&bands[0], "height"),
+    );
+    for bar in &with_class(&svg, "rect", "bar")[..10] {
+        assert!((band_top..=band_bottom).contains(&num(bar, "y")), "{bar:?}");
+    }
 }

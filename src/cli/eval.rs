@@ -17,6 +17,7 @@ use tfmpe::{Device, Error, Result};
 
 use super::files::{self, read_observation, write_json};
 use super::progress::Bars;
+use super::{plots, SolverArgs};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -33,11 +34,9 @@ pub struct EvalArgs {
     /// Posterior draws per calibration data set (SBC ranks take the values 0..=this).
     #[arg(long, default_value_t = 99)]
     pub calibration_draws: usize,
-    /// ODE solver and steps for the calibration draws.
-    #[arg(long, default_value = "rk4")]
-    pub solver: String,
-    #[arg(long, default_value_t = 25)]
-    pub steps: usize,
+    /// The ODE solver of the calibration draws.
+    #[command(flatten)]
+    pub ode: SolverArgs,
     /// Seeds the calibration data sets and draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -51,14 +50,13 @@ pub const REFERENCE_SAMPLES: usize = 1000;
 impl EvalArgs {
     /// The evaluation `tfmpe run` ends with: calibration over `calibration` data sets (0: none)
     /// with the run's solver and seed.
-    pub fn for_run(out: &Path, calibration: usize, solver: &str, steps: usize, seed: u64) -> Self {
+    pub fn for_run(out: &Path, calibration: usize, ode: SolverArgs, seed: u64) -> Self {
         EvalArgs {
             out: out.to_path_buf(),
             reference_samples: REFERENCE_SAMPLES,
             calibration,
             calibration_draws: 99,
-            solver: solver.into(),
-            steps,
+            ode,
             seed,
             backend: tfmpe::backend::BackendKind::Auto,
         }
@@ -68,7 +66,7 @@ impl EvalArgs {
 /// Computes the metrics and returns them as a JSON object.
 pub fn evaluate(device: &Device, args: &EvalArgs) -> Result<serde_json::Value> {
     // The calibration options are checked before the C2ST spends its minute.
-    let solver = Solver::from_name(&args.solver, args.steps)?;
+    let solver = args.ode.solver()?;
     if args.calibration > 0 && args.calibration_draws == 0 {
         return Err(Error::Invalid(
             "--calibration-draws must be at least 1 (99 is the usual choice)".into(),
@@ -148,6 +146,7 @@ fn calibration(
         .map(|k| k as f64 / 20.0)
         .map(|a| [a, t.ecp(a)])
         .collect();
+    plots::write_calibration(&args.out, task, net.config.sites, names, &s, &t)?;
     let tarp = json!({
         "data_sets": args.calibration, "draws": s.draws, "ks_statistic": t.ks_statistic,
         "ks_p": t.ks_p, "atc": t.atc(), "ecp": ecp,

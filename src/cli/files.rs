@@ -12,6 +12,7 @@ pub const TRUE_PARAMS: &str = "true_params.csv";
 pub const REPORT: &str = "report.json";
 pub const POSTERIOR_PLOT: &str = "posterior.svg";
 pub const LOSS_PLOT: &str = "losses.svg";
+pub const CALIBRATION_PLOT: &str = "calibration.svg";
 pub const POSTERIOR_DIR: &str = "posterior";
 pub const SURROGATE_DIR: &str = "surrogate";
 

@@ -8,3 +8,20 @@ pub mod plots;
 pub mod progress;
 pub mod run;
 pub mod sample;
+
+/// The ODE solver options shared by `run`, `sample` and `eval`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SolverArgs {
+    /// euler, rk4 or dopri5.
+    #[arg(long, default_value = "rk4")]
+    pub solver: String,
+    /// Steps of the fixed-step solvers.
+    #[arg(long, default_value_t = 25)]
+    pub steps: usize,
+}
+
+impl SolverArgs {
+    pub fn solver(&self) -> tfmpe::Result<tfmpe::model::ode::Solver> {
+        tfmpe::model::ode::Solver::from_name(&self.solver, self.steps)
+    }
+}

@@ -1,9 +1,13 @@
-//! The plots of `tfmpe run --out DIR` (DESIGN §10): posterior marginals and loss curves.
+//! The plots of `tfmpe run --out DIR` (DESIGN §10): posterior marginals and loss curves, and
+//! with `--calibration` the TARP curve and SBC rank histograms.
 
 use std::path::Path;
 
 use tfmpe::io::atomic_write;
-use tfmpe::report::{losses_svg, posterior_svg, LossCurve, Marginal};
+use tfmpe::metrics::{Sbc, Tarp};
+use tfmpe::report::{
+    calibration_svg, losses_svg, posterior_svg, LossCurve, Marginal, RankHistogram,
+};
 use tfmpe::sbi::PipelineReport;
 use tfmpe::tasks::HierarchicalModel;
 use tfmpe::Result;
@@ -12,6 +16,11 @@ use super::files;
 
 /// Sites whose locals get a panel: enough to judge them, few enough to read at 50 sites.
 const SITES_SHOWN: usize = 4;
+
+/// How many leading parameters get a panel: the globals and the first sites' locals.
+fn shown(task: &dyn HierarchicalModel, sites: usize) -> usize {
+    task.global_dim() + sites.min(SITES_SHOWN) * task.local_dim()
+}
 
 /// Writes `posterior.svg`: the globals and the first sites' locals, each over the exact
 /// posterior's draws and the true value where those are known. Rows are full parameter vectors
@@ -25,7 +34,7 @@ pub fn write_posterior(
     reference: Option<&[Vec<f64>]>,
     truth: Option<&[f64]>,
 ) -> Result<()> {
-    let shown = task.global_dim() + sites.min(SITES_SHOWN) * task.local_dim();
+    let shown = shown(task, sites);
     let column = |rows: &[Vec<f64>], j: usize| -> Vec<f64> {
         rows.iter()
             .map(|r| r.get(j).copied().unwrap_or(f64::NAN))
@@ -63,4 +72,32 @@ pub fn write_losses(out: &Path, report: &PipelineReport) -> Result<()> {
     })
     .collect();
     atomic_write(&out.join(files::LOSS_PLOT), losses_svg(&curves).as_bytes())
+}
+
+/// Writes `calibration.svg`: the TARP coverage curve, then the SBC rank histograms of the
+/// parameters `posterior.svg` shows.
+pub fn write_calibration(
+    out: &Path,
+    task: &dyn HierarchicalModel,
+    sites: usize,
+    names: &[String],
+    sbc: &Sbc,
+    tarp: &Tarp,
+) -> Result<()> {
+    let ranks: Vec<RankHistogram> = names
+        .iter()
+        .take(shown(task, sites))
+        .enumerate()
+        .map(|(p, name)| RankHistogram {
+            name: name.clone(),
+            counts: sbc.histogram(p, 10),
+            ks_p: sbc.ks_p[p],
+        })
+        .collect();
+    let ecp: Vec<(f64, f64)> = (0..=50)
+        .map(|k| k as f64 / 50.0)
+        .map(|a| (a, tarp.ecp(a)))
+        .collect();
+    let svg = calibration_svg(&ecp, tarp.ks_p, &ranks);
+    atomic_write(&out.join(files::CALIBRATION_PLOT), svg.as_bytes())
 }

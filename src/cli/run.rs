@@ -6,7 +6,6 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
-use tfmpe::model::ode::Solver;
 use tfmpe::sbi::{self, Method, RunConfig};
 use tfmpe::tasks::{simulate_dataset, task_by_name};
 use tfmpe::{Device, Error, Result};
@@ -43,12 +42,8 @@ pub struct RunArgs {
     /// Posterior samples to draw.
     #[arg(long, default_value_t = 1000)]
     pub samples: usize,
-    /// euler, rk4 or dopri5.
-    #[arg(long, default_value = "rk4")]
-    pub solver: String,
-    /// Steps of the fixed-step solvers.
-    #[arg(long, default_value_t = 25)]
-    pub steps: usize,
+    #[command(flatten)]
+    pub ode: super::SolverArgs,
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
     /// Cap on the training epochs of each network.
@@ -78,7 +73,7 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<()> {
     let start = Instant::now();
     let task = task_by_name(&args.task)?;
-    let solver = Solver::from_name(&args.solver, args.steps)?;
+    let solver = args.ode.solver()?;
     if args.budget == 0 {
         return Err(Error::Invalid("--budget must be at least 1".into()));
     }
@@ -212,13 +207,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     write_json(&args.out.join(files::REPORT), &report)?;
     if !args.no_eval {
         bars.phase("evaluate");
-        let eval = EvalArgs::for_run(
-            &args.out,
-            args.calibration,
-            &args.solver,
-            args.steps,
-            args.seed,
-        );
+        let eval = EvalArgs::for_run(&args.out, args.calibration, args.ode.clone(), args.seed);
         let metrics = evaluate(&device, &eval)?;
         report["metrics"] = metrics;
     }

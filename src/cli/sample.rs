@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use tfmpe::model::ode::Solver;
 use tfmpe::sbi::{self, network::Network};
 use tfmpe::tasks::task_by_name;
 use tfmpe::{Device, Error, Result};
@@ -20,10 +19,8 @@ pub struct SampleArgs {
     pub observation: PathBuf,
     #[arg(long, default_value_t = 1000)]
     pub samples: usize,
-    #[arg(long, default_value = "rk4")]
-    pub solver: String,
-    #[arg(long, default_value_t = 25)]
-    pub steps: usize,
+    #[command(flatten)]
+    pub ode: super::SolverArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Samples integrated together (bounds the memory).
@@ -37,7 +34,7 @@ pub struct SampleArgs {
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
-    let solver = Solver::from_name(&args.solver, args.steps)?;
+    let solver = args.ode.solver()?;
     let (device, why) = Device::open(args.backend)?;
     eprintln!("tfmpe: backend {why}");
     let dir = if args.model.join(super::files::POSTERIOR_DIR).is_dir() {

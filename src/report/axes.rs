@@ -138,6 +138,11 @@ impl Frame {
         }
     }
 
+    /// A histogram bar over [x0, x1] (pixels) from the axis up to the height `py` (pixels).
+    pub fn bar(&self, svg: &mut Svg, x0: f64, x1: f64, py: f64) {
+        svg.rect(x0, py, x1 - x0, self.bottom() - py, "bar");
+    }
+
     /// A message in the middle of an empty panel.
     pub fn note(&self, svg: &mut Svg, text: &str) {
         let (x, y) = (self.left + self.width / 2.0, self.top + self.height / 2.0);

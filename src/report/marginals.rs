@@ -74,14 +74,7 @@ fn panel(svg: &mut Svg, frame: &Frame, m: &Marginal) {
     let width = (x.hi - x.lo) / BINS as f64;
     let edge = |k: usize| frame.x(&x, x.lo + k as f64 * width);
     for (k, &d) in learned.iter().enumerate().filter(|(_, &d)| d > 0.0) {
-        let py = frame.y(&y, d);
-        svg.rect(
-            edge(k),
-            py,
-            edge(k + 1) - edge(k),
-            frame.bottom() - py,
-            "bar",
-        );
+        frame.bar(svg, edge(k), edge(k + 1), frame.y(&y, d));
     }
     if !reference.is_empty() {
         // A step outline: along each bin's top, down to the axis at both ends.

@@ -4,9 +4,11 @@
 //! string; the caller decides where it goes. Nothing here depends on the rest of the crate.
 
 mod axes;
+mod calibration;
 mod losses;
 mod marginals;
 mod svg;
 
+pub use calibration::{calibration_svg, RankHistogram};
 pub use losses::{losses_svg, LossCurve};
 pub use marginals::{posterior_svg, Marginal, BINS};

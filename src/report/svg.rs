@@ -6,6 +6,7 @@
 const STYLE: &str = "\
 .bar,.swatch{fill:#4c72b0;fill-opacity:.6}\
 .reference{fill:none;stroke:#222;stroke-width:1.2}\
+.band{fill:#999;fill-opacity:.25}\
 .truth{fill:none;stroke:#c44e52;stroke-width:1.5}\
 .frame{fill:none;stroke:#444}\
 .tick{stroke:#444}\
