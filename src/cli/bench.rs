@@ -121,16 +121,17 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-/// The median rate of `repeats` timings of `work`, which must leave the device idle.
-fn rate(repeats: usize, per_call: f64, mut work: impl FnMut() -> Result<()>) -> Result<f64> {
-    work()?; // warm-up: first launches, graph capture, allocator
-    let mut rates = Vec::new();
-    for _ in 0..repeats.max(1) {
-        let t0 = Instant::now();
-        work()?;
-        rates.push(per_call / t0.elapsed().as_secs_f64());
-    }
-    Ok(median(&rates))
+/// `per_call / seconds` for each of `repeats` (at least one) timed calls of `work`, which must
+/// leave the device idle. Warm-up (first launches, graph capture, the allocator) is the
+/// caller's.
+fn rates(repeats: usize, per_call: f64, mut work: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    (0..repeats.max(1))
+        .map(|_| {
+            let t0 = Instant::now();
+            work()?;
+            Ok(per_call / t0.elapsed().as_secs_f64())
+        })
+        .collect()
 }
 
 fn attention(a: AttentionArgs) -> Result<serde_json::Value> {
@@ -158,23 +159,27 @@ fn attention(a: AttentionArgs) -> Result<serde_json::Value> {
     let qkv = be.upload_f32(&qkv)?;
     let (mut out, mut lse) = (be.alloc(DType::F32, n)?, be.alloc(DType::F32, rows)?);
     let iters = a.iters.max(1);
-    let per_s = rate(a.repeats, iters as f64, || {
+    let mut forward = || {
         for _ in 0..iters {
             be.attention_fwd(&p, &qkv, None, &mut out, &mut lse)?;
         }
         be.synchronize()
-    })?;
+    };
+    forward()?;
+    let per_s = median(&rates(a.repeats, iters as f64, forward)?);
     // Each copy reads and writes the buffer once.
     let len = (a.copy_mib << 20) / 4;
     let mut src = be.alloc(DType::F32, len)?;
     be.fill(&mut src, 1.0)?; // touched, so that no page is the shared zero page
     let mut dst = be.alloc(DType::F32, len)?;
-    let copies_per_s = rate(a.repeats, 4.0, || {
+    let mut copies = || {
         for _ in 0..4 {
             be.copy(&src, 0, &mut dst, 0, len)?;
         }
         be.synchronize()
-    })?;
+    };
+    copies()?;
+    let copies_per_s = median(&rates(a.repeats, 4.0, copies)?);
     let bytes = 4.0 * (4 * n + rows) as f64;
     let flops = 4.0 * (a.batch * a.heads) as f64 * (a.tokens * a.tokens * a.head_dim) as f64;
     let gb_per_s = per_s * bytes / 1e9;
@@ -248,12 +253,8 @@ fn train_step(dev: &Device, task: &dyn HierarchicalModel, c: &Common) -> Result<
         Ok(())
     };
     run_steps(5, &mut net)?;
-    let mut rates = Vec::new();
-    for _ in 0..c.repeats {
-        let t0 = Instant::now();
-        run_steps(c.steps_per_repeat, &mut net)?;
-        rates.push(c.steps_per_repeat as f64 / t0.elapsed().as_secs_f64());
-    }
+    let spr = c.steps_per_repeat;
+    let rates = rates(c.repeats, spr as f64, || run_steps(spr, &mut net))?;
     Ok(
         json!({ "workload": "W1", "batch": c.batch, "steps_per_repeat": c.steps_per_repeat,
                 "steps_per_s": median(&rates), "steps_per_s_all": rates }),
@@ -271,15 +272,9 @@ fn sample(
     let s = Solver::from_name(solver, steps)?;
     let (mut net, _) = setup(dev, task, c.sites, 4 * c.batch)?;
     let obs = simulate_dataset(task, c.sites, &mut StdRng::seed_from_u64(2)).obs;
-    let mut times = Vec::new();
-    for r in 0..=c.repeats.min(3) {
-        let t0 = Instant::now();
-        sample_posterior(dev, &mut net, task, &obs, n, s, 0, 1000, &Quiet)?;
-        if r > 0 {
-            times.push(t0.elapsed().as_secs_f64());
-        }
-    }
-    let rates: Vec<f64> = times.iter().map(|t| n as f64 / t).collect();
+    let mut solve = || sample_posterior(dev, &mut net, task, &obs, n, s, 0, 1000, &Quiet).map(drop);
+    solve()?;
+    let rates = rates(c.repeats.min(3), n as f64, solve)?;
     Ok(
         json!({ "workload": "W2", "solver": s, "n_samples": n, "chunk": 1000,
                "samples_per_s": median(&rates), "samples_per_s_all": rates, "note": "untrained weights" }),

@@ -519,7 +519,7 @@ pub fn sample_posterior(
         dev,
         posterior,
         task,
-        &[obs.to_vec()],
+        &[obs],
         n,
         solver,
         seed,
@@ -537,7 +537,7 @@ pub fn sample_posteriors(
     dev: &Device,
     posterior: &mut Network,
     task: &dyn HierarchicalModel,
-    observations: &[Vec<f64>],
+    observations: &[impl AsRef<[f64]>],
     n: usize,
     solver: Solver,
     seed: u64,
@@ -547,7 +547,7 @@ pub fn sample_posteriors(
     network::check_samples(n)?;
     let sites = posterior.config.sites;
     let mut conds = Vec::new();
-    for obs in observations {
+    for obs in observations.iter().map(AsRef::as_ref) {
         crate::tasks::check_observation(task, obs, sites)?;
         let cond = posterior.standardize(obs, true)?;
         conds.extend((0..n).flat_map(|_| cond.iter().copied()));
@@ -555,11 +555,10 @@ pub fn sample_posteriors(
     let (z, _) = posterior.sample(dev, &conds, solver, seed, chunk, progress)?;
     let unconstrained = posterior.unstandardize(&z, false)?;
     let d = posterior.layout().target.len();
-    let draws: Vec<Vec<f64>> = unconstrained
-        .chunks(d)
-        .map(|u| task.to_natural(u, sites))
-        .collect();
-    Ok(draws.chunks(n).map(<[Vec<f64>]>::to_vec).collect())
+    Ok(unconstrained
+        .chunks(n * d)
+        .map(|set| set.chunks(d).map(|u| task.to_natural(u, sites)).collect())
+        .collect())
 }
 
 /// The input of SBC and TARP (`metrics::sbc`, `metrics::tarp`), natural space.
