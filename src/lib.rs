@@ -5,9 +5,9 @@
 //!
 //! The crate is layered; each layer calls only the ones below it:
 //!
-//! - [`backend`]: the kernel contract ([`backend::Backend`]) and its implementations. The CPU
-//!   backend is always present and is the reference.
-//! - [`tensor`]: shapes over device buffers, and [`tensor::Device`].
+//! - [`backend`]: the kernel contract ([`backend::Backend`]), its implementations and
+//!   [`Device`], the handle the layers above pass around. The CPU backend is always present
+//!   and is the reference.
 //! - [`tape`]: a small reverse-mode autodiff tape whose backward rules call the same kernels.
 //! - [`nn`]: layers (Linear, LayerNorm, multi-head attention, the post-LN encoder) and AdamW.
 //! - [`model`]: tokens, the TFMPE velocity field, flow matching, ODE samplers, checkpoints.
@@ -26,7 +26,6 @@ pub mod report;
 pub mod sbi;
 pub mod tape;
 pub mod tasks;
-pub mod tensor;
 
+pub use backend::Device;
 pub use error::{Error, Result};
-pub use tensor::{Device, Tensor};

@@ -1,9 +1,38 @@
-//! Argument checks of the kernel contract, shared by every backend: each returns the
-//! [`Error::Shape`] or [`Error::Invalid`] that names the offending argument, so that a wrong
-//! length is the same clear error on the CPU and on a GPU, and never reaches a kernel.
+//! Argument checks of the kernel contract, one per entry, called by the checked layer
+//! (`checked.rs`) before any kernel runs: each returns the [`Error::Shape`] or
+//! [`Error::Invalid`] that names the offending argument, so that a wrong call is the same clear
+//! error on every backend and never reaches a kernel.
 
-use super::{expect_len, AdamW, Attention, Buffer, CopyCols, Epilogue, Gemm, LayerNorm};
+use super::{AdamW, Attention, Buffer, CopyCols, DType, Epilogue, Gemm, LayerNorm};
 use crate::error::{Error, Result};
+
+/// Checks a buffer's length, naming the argument in the error.
+pub(crate) fn expect_len(name: &str, buf: &Buffer, len: usize) -> Result<()> {
+    if buf.len() != len {
+        return Err(Error::Shape(format!(
+            "{name}: expected {len} elements, got {}",
+            buf.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a buffer's element type.
+pub(crate) fn dtype(name: &str, buf: &Buffer, dtype: DType) -> Result<()> {
+    if buf.dtype() != dtype {
+        return Err(Error::Buffer(format!(
+            "{name}: expected {dtype:?} elements, got {:?}",
+            buf.dtype()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that every buffer has `len` elements.
+pub(crate) fn lens(len: usize, bufs: &[(&str, &Buffer)]) -> Result<()> {
+    bufs.iter()
+        .try_for_each(|&(name, b)| expect_len(name, b, len))
+}
 
 /// `offset + len` must lie inside `total`.
 pub(crate) fn range(name: &str, offset: usize, len: usize, total: usize) -> Result<()> {
@@ -56,10 +85,8 @@ pub(crate) fn copy_cols(p: &CopyCols, src: &Buffer, dst: &Buffer) -> Result<()> 
 }
 
 /// Rows of `row_len` moved by `idx` between a table and packed rows: `rows` must hold one row
-/// per index, and `table` whole rows. (Whether each index names a row of the table is checked
-/// where the indices are on the host: the CPU backend errs, GPU kernels skip such rows.)
-// The CPU backend checks rows together with the index values (cpu/memory.rs).
-#[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
+/// per index, and `table` whole rows. Whether each index names a row of the table is checked
+/// by [`row_ids`] where the host holds the indices.
 pub(crate) fn rows(
     what: &str,
     idx: &Buffer,
@@ -77,6 +104,38 @@ pub(crate) fn rows(
             table.0,
             table.1.len()
         )));
+    }
+    Ok(())
+}
+
+/// Every index names one of the `table_rows` rows of `table` (and, when `distinct`, none is
+/// named twice). Only the CPU backend's indices are on the host; a GPU kernel skips a row
+/// whose index is past the table, since reading the indices back would stall the device.
+pub(crate) fn row_ids(
+    what: &str,
+    table: &str,
+    table_rows: usize,
+    idx: &[u32],
+    distinct: bool,
+) -> Result<()> {
+    if let Some((i, &r)) = idx
+        .iter()
+        .enumerate()
+        .find(|&(_, &r)| r as usize >= table_rows)
+    {
+        return Err(Error::Invalid(format!(
+            "{what}: index {r} (idx[{i}]) is past the {table_rows} rows of {table}"
+        )));
+    }
+    if distinct {
+        let mut seen = vec![false; table_rows];
+        for (i, &r) in idx.iter().enumerate() {
+            if std::mem::replace(&mut seen[r as usize], true) {
+                return Err(Error::Invalid(format!(
+                    "{what}: index {r} (idx[{i}]) appears twice; indices must be distinct"
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -218,6 +277,30 @@ pub(crate) fn attention(p: &Attention, qkv: &Buffer, mask: Option<&Buffer>) -> R
     Ok(())
 }
 
+/// The attention outputs (and their gradients) of `[batch, tokens, D]`, and `lse` of
+/// `[batch, heads, tokens]`.
+pub(crate) fn attention_outputs(
+    p: &Attention,
+    outs: &[(&str, &Buffer)],
+    lse: &Buffer,
+) -> Result<()> {
+    lens(p.batch * p.tokens * p.model_dim(), outs)?;
+    expect_len("lse", lse, p.batch * p.heads * p.tokens)
+}
+
+/// Fourier features of `dims = (rows, in_dim, half)`: `x` is `[rows, in_dim]`, `freqs`
+/// `[in_dim, half]` and the features (or their gradient) `[rows, 2 · half]`.
+pub(crate) fn fourier(
+    (rows, in_dim, half): (usize, usize, usize),
+    x: &Buffer,
+    freqs: &Buffer,
+    features: (&str, &Buffer),
+) -> Result<()> {
+    expect_len("x", x, rows * in_dim)?;
+    expect_len("freqs", freqs, in_dim * half)?;
+    expect_len(features.0, features.1, rows * 2 * half)
+}
+
 pub(crate) fn per_sample(n: usize, per_sample: usize) -> Result<()> {
     if per_sample == 0 || !n.is_multiple_of(per_sample) {
         return Err(Error::Shape(format!(
@@ -244,11 +327,12 @@ pub(crate) fn adamw(
     grad: &Buffer,
     m: &Buffer,
     v: &Buffer,
+    norm_sq: Option<&Buffer>,
 ) -> Result<()> {
-    let n = param.len();
-    expect_len("grad", grad, n)?;
-    expect_len("m", m, n)?;
-    expect_len("v", v, n)?;
+    lens(param.len(), &[("grad", grad), ("m", m), ("v", v)])?;
+    if let Some(norm_sq) = norm_sq {
+        expect_len("norm_sq", norm_sq, 1)?;
+    }
     if p.step == 0 {
         return Err(Error::Invalid("adamw_step: step counts from 1".into()));
     }

@@ -6,25 +6,28 @@
 //!
 //! Conventions every implementation follows:
 //! - Output buffers are passed as `&mut Buffer` and are overwritten unless the entry says it
-//!   accumulates. Lengths are checked: a wrong length is an [`Error::Shape`], never a panic.
+//!   accumulates. Every call is checked before a kernel runs: a wrong length is a
+//!   [`crate::Error::Shape`], never a panic, and a rejected call writes nothing.
 //! - Scalar results (losses, norms) stay on the device in one-element buffers, so a training step
 //!   or an ODE step never has to read anything back.
 //! - Reductions run in a fixed order, and nothing that feeds a gradient uses float atomics: the
 //!   same inputs give bit-identical outputs run to run on one backend.
 
 pub(crate) mod check;
+mod checked;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
-#[cfg(any(feature = "cuda", feature = "wgpu"))]
-mod gpu_backend;
+mod device;
+pub mod kernels;
 mod select;
 #[cfg(feature = "wgpu")]
 pub mod wgpu;
 
+pub use device::Device;
 pub use select::{kind_from_env, probe, select, BackendKind, BackendReport, CUDA_KERNELS};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Element type of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -181,7 +184,9 @@ pub struct AdamW {
     pub step: u32,
 }
 
-/// The kernel contract. One method per kernel; see DESIGN.md §4.
+/// The kernel contract, checked: one method per kernel. Its one implementation (`checked.rs`)
+/// validates every call and dispatches to the unchecked kernel traits of [`kernels`], which
+/// each backend implements (see `docs/architecture.md#kernel-contract`).
 pub trait Backend: Send + Sync {
     /// Short name: `cpu`, `wgpu`, `cuda`.
     fn name(&self) -> &'static str;
@@ -486,15 +491,4 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
     /// `out[0] = scale · Σ x` (fixed order): sum with scale 1, mean with scale 1/n.
     fn reduce_sum(&self, x: &Buffer, scale: f32, out: &mut Buffer) -> Result<()>;
-}
-
-/// Checks a buffer's length, naming the argument in the error.
-pub(crate) fn expect_len(name: &str, buf: &Buffer, len: usize) -> Result<()> {
-    if buf.len() != len {
-        return Err(Error::Shape(format!(
-            "{name}: expected {len} elements, got {}",
-            buf.len()
-        )));
-    }
-    Ok(())
 }

@@ -17,10 +17,10 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
+use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::nn::{AdamW, AdamWConfig, Linear};
 use crate::tape::{ParamStore, Tape, Var};
-use crate::tensor::Device;
 
 /// Settings of [`c2st`]; the defaults are those of sbibm's classifier (sklearn's
 /// `MLPClassifier` with early stopping, as in `sbi.utils.metrics.c2st`).

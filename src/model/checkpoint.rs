@@ -162,7 +162,7 @@ pub fn load_params(dir: &Path, params: &mut ParamStore) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::Device;
+    use crate::backend::Device;
     use serde::Deserialize;
 
     #[derive(Serialize, Deserialize, PartialEq, Debug)]

@@ -4,9 +4,9 @@
 use super::ode::VectorField;
 use super::tfmpe::{DeviceTokens, Tfmpe};
 use crate::backend::Buffer;
+use crate::backend::Device;
 use crate::error::Result;
 use crate::tape::{Tape, Var};
-use crate::tensor::Device;
 
 /// Width of the probability path at t = 1 (x_t = (1 − (1−σ)t)·x0 + t·x1).
 pub const SIGMA_MIN: f32 = 1e-3;

@@ -7,9 +7,9 @@
 //! trajectory depends only on its own values, never on the batch it shares. The only read-back
 //! is Dopri5's check, every few iterations, of whether every sample has reached t = 1.
 
+use crate::backend::Device;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
-use crate::tensor::Device;
 
 /// A velocity field over a batch of samples, each of `per_sample` elements.
 pub trait VectorField {

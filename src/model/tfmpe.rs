@@ -10,11 +10,11 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::tokens::TokenBatch;
+use crate::backend::Device;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
 use crate::nn::{Embedding, Linear, Transformer, TransformerConfig};
 use crate::tape::{ParamStore, Tape, Var};
-use crate::tensor::Device;
 
 /// Architecture. The defaults are the benchmark configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

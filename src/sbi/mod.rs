@@ -20,6 +20,7 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::model::flow::SIGMA_MIN;
 use crate::model::ode::Solver;
@@ -27,7 +28,6 @@ use crate::model::standardize::Standardizer;
 use crate::model::tfmpe::TfmpeConfig;
 use crate::model::tokens::{n_labels, Layout};
 use crate::tasks::HierarchicalModel;
-use crate::tensor::Device;
 use network::{Network, NetworkConfig};
 pub use sets::{posterior_rows, FreshSets};
 use train::{FixedSets, Sets, TrainConfig, TrainReport};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::train::{train, SetSource, TrainConfig, TrainReport};
 use super::Progress;
+use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::model::checkpoint;
 use crate::model::flow::Field;
@@ -16,7 +17,6 @@ use crate::model::standardize::Standardizer;
 use crate::model::tfmpe::{DeviceTokens, Tfmpe, TfmpeConfig};
 use crate::model::tokens::{Layout, Token, TokenBatch};
 use crate::tape::{ParamStore, Tape};
-use crate::tensor::Device;
 
 /// Everything saved beside the weights.
 #[derive(Clone, Debug, Serialize, Deserialize)]

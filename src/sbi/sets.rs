@@ -8,12 +8,12 @@ use rayon::prelude::*;
 use super::network::Network;
 use super::train::{SetSource, Sets};
 use super::{sub_seed, Progress};
+use crate::backend::Device;
 use crate::error::Result;
 use crate::model::ode::Solver;
 use crate::model::standardize::Standardizer;
 use crate::model::tokens::Layout;
 use crate::tasks::HierarchicalModel;
-use crate::tensor::Device;
 
 /// Draws synthetic sets for one task and site count.
 pub struct FreshSets<'t> {

@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::Progress;
+use crate::backend::Device;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
 use crate::model::flow::fm_loss;
@@ -18,7 +19,6 @@ use crate::model::tfmpe::{DeviceTokens, Tfmpe};
 use crate::model::tokens::{Layout, TokenBatch};
 use crate::nn::{AdamW, AdamWConfig};
 use crate::tape::Tape;
-use crate::tensor::Device;
 
 /// Training hyperparameters; the defaults are the design's (DESIGN §6).
 #[derive(Clone, Debug, PartialEq, Serialize)]

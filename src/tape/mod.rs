@@ -37,10 +37,15 @@ pub use params::{ParamId, ParamStore, ParamView};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::backend::Device;
 use crate::backend::{self, Backend, Buffer, DType};
 use crate::error::{Error, Result};
-use crate::tensor::{numel, Device};
 use pool::Pool;
+
+/// Elements of a row-major shape.
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
 
 static NEXT_TAPE: AtomicU32 = AtomicU32::new(1);
 

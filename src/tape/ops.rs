@@ -3,10 +3,10 @@
 //!
 //! Matrices are row-major with features on the last axis; leading axes are flattened into rows.
 
+use super::numel;
 use super::{Op, Tape, Value, Var};
 use crate::backend::{self, CopyCols, DType, Epilogue, Gemm};
 use crate::error::{Error, Result};
-use crate::tensor::numel;
 
 impl Tape {
     /// `x · W + b` with `x: [.., in]`, `W: [in, out]`, `b: [out]`; gives `[.., out]`.

@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::numel;
+use crate::backend::Device;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
-use crate::tensor::{numel, Device};
 
 /// Gives every store its own number, so a [`ParamId`] cannot be used with another store.
 static NEXT_STORE: AtomicU32 = AtomicU32::new(1);

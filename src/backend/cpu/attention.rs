@@ -21,7 +21,10 @@ use std::f32::consts::{LN_2, LOG2_E};
 
 use rayon::prelude::*;
 
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::AttentionKernels;
 use crate::backend::Attention;
+use crate::error::Result;
 use lanes::{Lanes, LANES};
 
 /// Head dimensions whose accumulators are kept at once (in registers, for a literal head dim).
@@ -553,6 +556,34 @@ fn weighted_sum<L: Lanes>(w: &[f32], xb: &[f32], hd: usize, out: &mut [f32]) {
 fn add_weighted<L: Lanes>(acc: &mut [L], w: L, x: &[f32]) {
     for (c, acc) in acc.iter_mut().enumerate() {
         *acc = w.mul_add(L::load(&x[c * LANES..]), *acc);
+    }
+}
+
+impl AttentionKernels for CpuBackend {
+    fn attention_fwd(
+        &self,
+        p: &Attention,
+        qkv: &CpuBuffer,
+        mask: Option<&CpuBuffer>,
+        [out, lse]: [&mut CpuBuffer; 2],
+    ) -> Result<()> {
+        let mask = mask.map(CpuBuffer::f32);
+        attention_fwd(p, qkv.f32(), mask, out.f32_mut(), lse.f32_mut());
+        Ok(())
+    }
+
+    fn attention_bwd(
+        &self,
+        p: &Attention,
+        qkv: &CpuBuffer,
+        mask: Option<&CpuBuffer>,
+        saved: [&CpuBuffer; 3],
+        dqkv: &mut CpuBuffer,
+    ) -> Result<()> {
+        let [out, lse, dout] = saved.map(CpuBuffer::f32);
+        let mask = mask.map(CpuBuffer::f32);
+        attention_bwd(p, qkv.f32(), mask, out, lse, dout, dqkv.f32_mut());
+        Ok(())
     }
 }
 

@@ -4,6 +4,10 @@
 //! `f`, so each kernel gets its own monomorphised, auto-vectorised loop.
 use rayon::prelude::*;
 
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::ElementwiseKernels;
+use crate::error::Result;
+
 /// Elements from which splitting over threads pays for the rayon hand-off.
 const PAR_MIN: usize = 1 << 15;
 /// Elements per parallel task.
@@ -53,5 +57,32 @@ pub fn relu_bwd(y: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
         zip_apply(dx, y, dy, |dx, y, dy| *dx += gate(y, dy));
     } else {
         zip_apply(dx, y, dy, |dx, y, dy| *dx = gate(y, dy));
+    }
+}
+
+impl ElementwiseKernels for CpuBackend {
+    fn add(&self, a: &CpuBuffer, b: &CpuBuffer, out: &mut CpuBuffer) -> Result<()> {
+        add(a.f32(), b.f32(), out.f32_mut());
+        Ok(())
+    }
+
+    fn scale(&self, x: &CpuBuffer, alpha: f32, out: &mut CpuBuffer) -> Result<()> {
+        scale(x.f32(), alpha, out.f32_mut());
+        Ok(())
+    }
+
+    fn axpy(&self, alpha: f32, x: &CpuBuffer, y: &mut CpuBuffer) -> Result<()> {
+        axpy(alpha, x.f32(), y.f32_mut());
+        Ok(())
+    }
+
+    fn relu_fwd(&self, x: &CpuBuffer, out: &mut CpuBuffer) -> Result<()> {
+        relu_fwd(x.f32(), out.f32_mut());
+        Ok(())
+    }
+
+    fn relu_bwd(&self, y: &CpuBuffer, dy: &CpuBuffer, dx: &mut CpuBuffer, acc: bool) -> Result<()> {
+        relu_bwd(y.f32(), dy.f32(), dx.f32_mut(), acc);
+        Ok(())
     }
 }

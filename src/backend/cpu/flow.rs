@@ -2,6 +2,9 @@
 use rayon::prelude::*;
 
 use super::loss::{lanes_sum, lanes_sum_mut, sample_block, sum_blocks, sum_blocks_mut, PAR_BLOCK};
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::FlowKernels;
+use crate::error::Result;
 
 pub fn fm_prepare(
     x0: &[f32],
@@ -71,4 +74,36 @@ pub fn fm_loss(
         }
     });
     loss[0] = (total * inv) as f32;
+}
+
+impl FlowKernels for CpuBackend {
+    fn fm_prepare(
+        &self,
+        ins: [&CpuBuffer; 3],
+        per_sample: usize,
+        sigma_min: f32,
+        [xt, u]: [&mut CpuBuffer; 2],
+    ) -> Result<()> {
+        let [x0, x1, t] = ins.map(CpuBuffer::f32);
+        fm_prepare(x0, x1, t, per_sample, sigma_min, xt.f32_mut(), u.f32_mut());
+        Ok(())
+    }
+
+    fn fm_loss(
+        &self,
+        pred: &CpuBuffer,
+        target: &CpuBuffer,
+        mask: Option<&CpuBuffer>,
+        [loss, dpred]: [&mut CpuBuffer; 2],
+    ) -> Result<()> {
+        let mask = mask.map(CpuBuffer::f32);
+        fm_loss(
+            pred.f32(),
+            target.f32(),
+            mask,
+            loss.f32_mut(),
+            dpred.f32_mut(),
+        );
+        Ok(())
+    }
 }

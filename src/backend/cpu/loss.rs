@@ -2,6 +2,9 @@
 //! and blocking scheme the other CPU kernel families share.
 use std::ops::Range;
 
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::LossKernels;
+use crate::error::Result;
 use rayon::prelude::*;
 
 /// Elements in one unit of parallel work. rayon's fork-join costs a few microseconds, about
@@ -130,4 +133,26 @@ pub fn bce_with_logits(logits: &[f32], targets: &[f32], loss: &mut [f32], dlogit
 pub fn reduce_sum(x: &[f32], scale: f32, out: &mut [f32]) {
     let total = sum_blocks(x.len(), |r| lanes_sum([&x[r]], |[v]| v as f64));
     out[0] = (total * scale as f64) as f32;
+}
+
+impl LossKernels for CpuBackend {
+    fn bce_with_logits(
+        &self,
+        logits: &CpuBuffer,
+        targets: &CpuBuffer,
+        [loss, dlogits]: [&mut CpuBuffer; 2],
+    ) -> Result<()> {
+        bce_with_logits(
+            logits.f32(),
+            targets.f32(),
+            loss.f32_mut(),
+            dlogits.f32_mut(),
+        );
+        Ok(())
+    }
+
+    fn reduce_sum(&self, x: &CpuBuffer, scale: f32, out: &mut CpuBuffer) -> Result<()> {
+        reduce_sum(x.f32(), scale, out.f32_mut());
+        Ok(())
+    }
 }

@@ -13,8 +13,11 @@ use std::cell::RefCell;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::{CpuBackend, CpuBuffer};
 use crate::backend::check::gemm as check_gemm;
+use crate::backend::kernels::MatmulKernels;
 use crate::backend::{Epilogue, Gemm};
+use crate::error::Result;
 
 /// Rows of C per task: large enough to amortise packing op(B), small enough to keep the block
 /// of C in L2 for the epilogue.
@@ -233,5 +236,29 @@ pub fn bias_grad(dy: &[f32], rows: usize, cols: usize, db: &mut [f32], accumulat
         db.par_chunks_mut(STRIP)
             .enumerate()
             .for_each(|(s, out)| strip_sums(s * STRIP, out));
+    }
+}
+
+impl MatmulKernels for CpuBackend {
+    fn gemm(
+        &self,
+        p: &Gemm,
+        [a, b]: [&CpuBuffer; 2],
+        bias: Option<&CpuBuffer>,
+        c: &mut CpuBuffer,
+    ) -> Result<()> {
+        gemm(p, a.f32(), b.f32(), bias.map(CpuBuffer::f32), c.f32_mut());
+        Ok(())
+    }
+
+    fn bias_grad(
+        &self,
+        dy: &CpuBuffer,
+        (rows, cols): (usize, usize),
+        db: &mut CpuBuffer,
+        acc: bool,
+    ) -> Result<()> {
+        bias_grad(dy.f32(), rows, cols, db.f32_mut(), acc);
+        Ok(())
     }
 }

@@ -4,8 +4,10 @@
 //! core gains, so only large buffers are split.
 use rayon::prelude::*;
 
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::MemoryKernels;
 use crate::backend::CopyCols;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Elements from which a second thread pays for itself.
 const PAR_MIN: usize = 1 << 16;
@@ -59,29 +61,8 @@ pub fn fill(dst: &mut [f32], value: f32) {
     }
 }
 
-/// Checks that `buf` holds whole rows and that every index names one of them; returns the
-/// row count. Nothing is written before this passes, so an error leaves the output untouched.
-fn check_rows(what: &str, buf: &str, len: usize, idx: &[u32], row_len: usize) -> Result<usize> {
-    if row_len == 0 {
-        return Err(Error::Invalid(format!("{what}: row_len must be positive")));
-    }
-    if !len.is_multiple_of(row_len) {
-        return Err(Error::Shape(format!(
-            "{what}: {buf} has {len} elements, not a whole number of rows of {row_len}"
-        )));
-    }
-    let rows = len / row_len;
-    if let Some((i, &r)) = idx.iter().enumerate().find(|&(_, &r)| r as usize >= rows) {
-        return Err(Error::Invalid(format!(
-            "{what}: index {r} (idx[{i}]) is past the {rows} rows of {buf}"
-        )));
-    }
-    Ok(rows)
-}
-
-/// Errors (Error::Invalid) on an index past `src`.
-pub fn gather_rows(src: &[f32], idx: &[u32], row_len: usize, dst: &mut [f32]) -> Result<()> {
-    check_rows("gather_rows", "src", src.len(), idx, row_len)?;
+/// Every index names a row of `src` (checked by the caller).
+pub fn gather_rows(src: &[f32], idx: &[u32], row_len: usize, dst: &mut [f32]) {
     let row = |(d, &r): (&mut [f32], &u32)| {
         let r = r as usize;
         d.copy_from_slice(&src[r * row_len..(r + 1) * row_len]);
@@ -94,24 +75,47 @@ pub fn gather_rows(src: &[f32], idx: &[u32], row_len: usize, dst: &mut [f32]) ->
             .with_min_len(CHUNK.div_ceil(row_len))
             .for_each(row);
     }
-    Ok(())
 }
 
-/// Errors (Error::Invalid) on an index past `dst` or one named twice. Sequential: parallel
+/// Every index names a row of `dst`, none twice (checked by the caller). Sequential: parallel
 /// writes through indices would need unchecked aliasing, and a row copy is bandwidth-bound.
-pub fn scatter_rows(src: &[f32], idx: &[u32], row_len: usize, dst: &mut [f32]) -> Result<()> {
-    let rows = check_rows("scatter_rows", "dst", dst.len(), idx, row_len)?;
-    let mut seen = vec![false; rows];
-    for (i, &r) in idx.iter().enumerate() {
-        if std::mem::replace(&mut seen[r as usize], true) {
-            return Err(Error::Invalid(format!(
-                "scatter_rows: index {r} (idx[{i}]) appears twice; indices must be distinct"
-            )));
-        }
-    }
+pub fn scatter_rows(src: &[f32], idx: &[u32], row_len: usize, dst: &mut [f32]) {
     for (s, &r) in src.chunks_exact(row_len).zip(idx) {
         let r = r as usize;
         dst[r * row_len..(r + 1) * row_len].copy_from_slice(s);
     }
-    Ok(())
+}
+
+impl MemoryKernels for CpuBackend {
+    fn copy_cols(&self, p: &CopyCols, src: &CpuBuffer, dst: &mut CpuBuffer) -> Result<()> {
+        copy_cols(p, src.f32(), dst.f32_mut());
+        Ok(())
+    }
+
+    fn fill(&self, dst: &mut CpuBuffer, value: f32) -> Result<()> {
+        fill(dst.f32_mut(), value);
+        Ok(())
+    }
+
+    fn gather_rows(
+        &self,
+        src: &CpuBuffer,
+        idx: &CpuBuffer,
+        row_len: usize,
+        dst: &mut CpuBuffer,
+    ) -> Result<()> {
+        gather_rows(src.f32(), idx.u32(), row_len, dst.f32_mut());
+        Ok(())
+    }
+
+    fn scatter_rows(
+        &self,
+        src: &CpuBuffer,
+        idx: &CpuBuffer,
+        row_len: usize,
+        dst: &mut CpuBuffer,
+    ) -> Result<()> {
+        scatter_rows(src.f32(), idx.u32(), row_len, dst.f32_mut());
+        Ok(())
+    }
 }

@@ -7,7 +7,10 @@
 use rayon::prelude::*;
 
 use super::loss::lanes_sum;
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::NormKernels;
 use crate::backend::LayerNorm;
+use crate::error::Result;
 
 /// Rows per parallel task: fixed (not derived from the thread count) so that the parameter
 /// gradient sums keep one order everywhere.
@@ -135,5 +138,45 @@ pub fn layer_norm_bwd(
         let (pg, pb) = part.split_at(c);
         dgamma.iter_mut().zip(pg).for_each(|(d, v)| *d += v);
         dbeta.iter_mut().zip(pb).for_each(|(d, v)| *d += v);
+    }
+}
+
+impl NormKernels for CpuBackend {
+    fn layer_norm_fwd(
+        &self,
+        p: &LayerNorm,
+        [x, gamma, beta]: [&CpuBuffer; 3],
+        residual: Option<(&CpuBuffer, &mut CpuBuffer)>,
+        [y, mean, rstd]: [&mut CpuBuffer; 3],
+    ) -> Result<()> {
+        let (residual, sum_out) = residual.map(|(r, s)| (r.f32(), s.f32_mut())).unzip();
+        let (x, gamma, beta) = (x.f32(), gamma.f32(), beta.f32());
+        let outs = (y.f32_mut(), mean.f32_mut(), rstd.f32_mut());
+        layer_norm_fwd(p, x, residual, gamma, beta, outs.0, outs.1, outs.2, sum_out);
+        Ok(())
+    }
+
+    fn layer_norm_bwd(
+        &self,
+        p: &LayerNorm,
+        ins: [&CpuBuffer; 5],
+        [dh, dgamma, dbeta]: [&mut CpuBuffer; 3],
+        accumulate_params: bool,
+    ) -> Result<()> {
+        let [h, dy, gamma, mean, rstd] = ins.map(CpuBuffer::f32);
+        let outs = (dh.f32_mut(), dgamma.f32_mut(), dbeta.f32_mut());
+        layer_norm_bwd(
+            p,
+            h,
+            dy,
+            gamma,
+            mean,
+            rstd,
+            outs.0,
+            outs.1,
+            outs.2,
+            accumulate_params,
+        );
+        Ok(())
     }
 }

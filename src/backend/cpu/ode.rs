@@ -4,6 +4,9 @@
 use rayon::prelude::*;
 
 use super::loss::{lanes_sum, sample_block, PAR_BLOCK};
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::OdeKernels;
+use crate::error::Result;
 
 /// Elements whose stage sum is formed at once: the partial sums of a tile stay in L1 while each
 /// stage's slice streams past, and the loops over it vectorise.
@@ -148,5 +151,45 @@ pub fn dopri5_accept(
             .for_each(|(b, ((x, t), h))| block(b * per_block, x, t, h));
     } else {
         block(0, x, t, h);
+    }
+}
+
+impl OdeKernels for CpuBackend {
+    fn ode_stage(
+        &self,
+        ins: [&CpuBuffer; 3],
+        coeffs: &[f32],
+        per_sample: usize,
+        out: &mut CpuBuffer,
+    ) -> Result<()> {
+        let [x, k, h] = ins.map(CpuBuffer::f32);
+        ode_stage(x, k, coeffs, h, per_sample, out.f32_mut());
+        Ok(())
+    }
+
+    fn dopri5_error(
+        &self,
+        ins: [&CpuBuffer; 4],
+        err_coeffs: &[f32],
+        (per_sample, (rtol, atol)): (usize, (f32, f32)),
+        err: &mut CpuBuffer,
+    ) -> Result<()> {
+        let [x, x_new, k, h] = ins.map(CpuBuffer::f32);
+        let err = err.f32_mut();
+        dopri5_error(x, x_new, k, err_coeffs, h, per_sample, rtol, atol, err);
+        Ok(())
+    }
+
+    fn dopri5_accept(
+        &self,
+        ins: [&CpuBuffer; 2],
+        [x, t, h]: [&mut CpuBuffer; 3],
+        per_sample: usize,
+        t_end: f32,
+    ) -> Result<()> {
+        let [x_new, err] = ins.map(CpuBuffer::f32);
+        let (x, t, h) = (x.f32_mut(), t.f32_mut(), h.f32_mut());
+        dopri5_accept(x, x_new, err, t, h, per_sample, t_end);
+        Ok(())
     }
 }

@@ -2,7 +2,10 @@
 use rayon::prelude::*;
 
 use super::loss::{lanes_sum, sum_blocks, PAR_BLOCK};
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::OptimKernels;
 use crate::backend::AdamW;
+use crate::error::Result;
 
 pub fn sum_squares(x: &[f32], out: &mut [f32], accumulate: bool) {
     // Each square is rounded to f32 (half an ulp, relative) before the f64 sum.
@@ -64,5 +67,31 @@ fn clip_scale(norm_sq: f32, max_norm: f32) -> f32 {
         max_norm / norm
     } else {
         1.0
+    }
+}
+
+impl OptimKernels for CpuBackend {
+    fn sum_squares(&self, x: &CpuBuffer, out: &mut CpuBuffer, acc: bool) -> Result<()> {
+        sum_squares(x.f32(), out.f32_mut(), acc);
+        Ok(())
+    }
+
+    fn adamw_step(
+        &self,
+        p: &AdamW,
+        grad: &CpuBuffer,
+        [param, m, v]: [&mut CpuBuffer; 3],
+        clip: Option<(&CpuBuffer, f32)>,
+    ) -> Result<()> {
+        let clip = clip.map(|(norm_sq, max_norm)| (norm_sq.f32()[0], max_norm));
+        adamw_step(
+            p,
+            param.f32_mut(),
+            grad.f32(),
+            m.f32_mut(),
+            v.f32_mut(),
+            clip,
+        );
+        Ok(())
     }
 }

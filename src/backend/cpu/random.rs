@@ -2,6 +2,9 @@
 //!
 //! Every element depends only on `(seed, offset, index)`, so the buffer is cut into chunks that
 //! rayon fills independently: the chunking never changes a value.
+use super::{CpuBackend, CpuBuffer};
+use crate::backend::kernels::RandomKernels;
+use crate::error::Result;
 use rayon::prelude::*;
 
 const MUL0: u32 = 0xD251_1F53;
@@ -78,6 +81,24 @@ pub fn normal_fill(dst: &mut [f32], seed: u64, offset: u64) {
 pub fn uniform_fill(dst: &mut [f32], seed: u64, offset: u64, lo: f32, hi: f32) {
     let width = hi - lo;
     fill_blocks(dst, seed, offset, |w| w.map(|w| lo + width * to_unit(w)));
+}
+
+impl RandomKernels for CpuBackend {
+    fn normal_fill(&self, dst: &mut CpuBuffer, seed: u64, offset: u64) -> Result<()> {
+        normal_fill(dst.f32_mut(), seed, offset);
+        Ok(())
+    }
+
+    fn uniform_fill(
+        &self,
+        dst: &mut CpuBuffer,
+        seed: u64,
+        offset: u64,
+        (lo, hi): (f32, f32),
+    ) -> Result<()> {
+        uniform_fill(dst.f32_mut(), seed, offset, lo, hi);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 
 use cudarc::driver::LaunchConfig;
 
-use super::context::{n32, opt, Arg, CudaBuffer, Gpu};
+use super::context::{n32, opt, Arg, CudaBuffer};
+use super::CudaBackend;
+use crate::backend::kernels::AttentionKernels;
 use crate::backend::Attention;
 use crate::error::{Error, Result};
 
@@ -56,94 +58,96 @@ fn blocks(p: &Attention, geo: &Geometry, copies: u64) -> Result<u32> {
         .ok_or_else(|| Error::Invalid(format!("cuda attention: {n} blocks exceed the grid")))
 }
 
-pub(super) fn attention_fwd(
-    g: &Gpu,
-    p: &Attention,
-    qkv: &CudaBuffer,
-    mask: Option<&CudaBuffer>,
-    out: &CudaBuffer,
-    lse: &CudaBuffer,
-) -> Result<()> {
-    if p.batch * p.tokens == 0 {
-        return Ok(());
-    }
-    n32(qkv.len())?;
-    let geo = geometry(p)?;
-    let args = [
-        Arg::P(qkv.ptr()),
-        opt(mask),
-        Arg::P(out.ptr()),
-        Arg::P(lse.ptr()),
-        Arg::U(n32(p.tokens)?),
-        Arg::U(n32(p.heads)?),
-        Arg::U(n32(p.head_dim)?),
-        Arg::F(p.scale),
-        Arg::U(geo.g),
-        Arg::U(geo.kt),
-    ];
-    let cfg = LaunchConfig {
-        grid_dim: (blocks(p, &geo, 1)?, 1, 1),
-        block_dim: (T, 1, 1),
-        shared_mem_bytes: (2 * geo.kt * geo.pitch + geo.kt) * 4,
-    };
-    g.launch(geo.fwd, cfg, &args)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attention_bwd(
-    g: &Gpu,
-    p: &Attention,
-    qkv: &CudaBuffer,
-    mask: Option<&CudaBuffer>,
-    out: &CudaBuffer,
-    lse: &CudaBuffer,
-    dout: &CudaBuffer,
-    dqkv: &CudaBuffer,
-) -> Result<()> {
-    if p.batch * p.tokens == 0 {
-        return Ok(());
-    }
-    n32(qkv.len())?;
-    let geo = geometry(p)?;
-    let (b, n, h, hd) = (
-        n32(p.batch)?,
-        n32(p.tokens)?,
-        n32(p.heads)?,
-        n32(p.head_dim)?,
-    );
-    let rows = n32(p.batch * p.heads * p.tokens)?;
-    // `delta` (the row sums of out · dout, [B, H, N]) lives in the workspace between the two.
-    g.with_scratch(rows as usize * 4, |delta, _| {
-        let prep = [
-            Arg::P(out.ptr()),
-            Arg::P(dout.ptr()),
-            delta,
-            Arg::U(b),
-            Arg::U(n),
-            Arg::U(h),
-            Arg::U(hd),
-        ];
-        g.launch_1d("attention_bwd_prep", rows, &prep)?;
+impl AttentionKernels for CudaBackend {
+    fn attention_fwd(
+        &self,
+        p: &Attention,
+        qkv: &CudaBuffer,
+        mask: Option<&CudaBuffer>,
+        outs: [&mut CudaBuffer; 2],
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (out, lse) = (&*outs[0], &*outs[1]);
+        if p.batch * p.tokens == 0 {
+            return Ok(());
+        }
+        n32(qkv.len())?;
+        let geo = geometry(p)?;
         let args = [
             Arg::P(qkv.ptr()),
             opt(mask),
+            Arg::P(out.ptr()),
             Arg::P(lse.ptr()),
-            delta,
-            Arg::P(dout.ptr()),
-            Arg::P(dqkv.ptr()),
-            Arg::U(n),
-            Arg::U(h),
-            Arg::U(hd),
+            Arg::U(n32(p.tokens)?),
+            Arg::U(n32(p.heads)?),
+            Arg::U(n32(p.head_dim)?),
             Arg::F(p.scale),
             Arg::U(geo.g),
             Arg::U(geo.kt),
         ];
-        // The first half of the grid writes the Q columns, the second K and V.
         let cfg = LaunchConfig {
-            grid_dim: (blocks(p, &geo, 2)?, 1, 1),
+            grid_dim: (blocks(p, &geo, 1)?, 1, 1),
             block_dim: (T, 1, 1),
-            shared_mem_bytes: (2 * geo.kt * geo.pitch + 2 * geo.kt) * 4,
+            shared_mem_bytes: (2 * geo.kt * geo.pitch + geo.kt) * 4,
         };
-        g.launch(geo.bwd, cfg, &args)
-    })
+        g.launch(geo.fwd, cfg, &args)
+    }
+
+    fn attention_bwd(
+        &self,
+        p: &Attention,
+        qkv: &CudaBuffer,
+        mask: Option<&CudaBuffer>,
+        saved: [&CudaBuffer; 3],
+        dqkv: &mut CudaBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (out, lse, dout, dqkv) = (saved[0], saved[1], saved[2], &*dqkv);
+        if p.batch * p.tokens == 0 {
+            return Ok(());
+        }
+        n32(qkv.len())?;
+        let geo = geometry(p)?;
+        let (b, n, h, hd) = (
+            n32(p.batch)?,
+            n32(p.tokens)?,
+            n32(p.heads)?,
+            n32(p.head_dim)?,
+        );
+        let rows = n32(p.batch * p.heads * p.tokens)?;
+        // `delta` (the row sums of out · dout, [B, H, N]) lives in the workspace between the two.
+        g.with_scratch(rows as usize * 4, |delta, _| {
+            let prep = [
+                Arg::P(out.ptr()),
+                Arg::P(dout.ptr()),
+                delta,
+                Arg::U(b),
+                Arg::U(n),
+                Arg::U(h),
+                Arg::U(hd),
+            ];
+            g.launch_1d("attention_bwd_prep", rows, &prep)?;
+            let args = [
+                Arg::P(qkv.ptr()),
+                opt(mask),
+                Arg::P(lse.ptr()),
+                delta,
+                Arg::P(dout.ptr()),
+                Arg::P(dqkv.ptr()),
+                Arg::U(n),
+                Arg::U(h),
+                Arg::U(hd),
+                Arg::F(p.scale),
+                Arg::U(geo.g),
+                Arg::U(geo.kt),
+            ];
+            // The first half of the grid writes the Q columns, the second K and V.
+            let cfg = LaunchConfig {
+                grid_dim: (blocks(p, &geo, 2)?, 1, 1),
+                block_dim: (T, 1, 1),
+                shared_mem_bytes: (2 * geo.kt * geo.pitch + 2 * geo.kt) * 4,
+            };
+            g.launch(geo.bwd, cfg, &args)
+        })
+    }
 }

@@ -3,111 +3,123 @@
 
 use cudarc::driver::LaunchConfig;
 
-use super::context::{n32, Arg, CudaBuffer, Gpu};
+use super::context::{n32, Arg, CudaBuffer};
+use super::CudaBackend;
+use crate::backend::kernels::EmbeddingKernels;
 use crate::error::Result;
 
-pub(super) fn embedding_fwd(
-    g: &Gpu,
-    table: &CudaBuffer,
-    ids: &CudaBuffer,
-    dim: usize,
-    out: &CudaBuffer,
-) -> Result<()> {
-    let n = n32(ids.len() * dim)?;
-    let args = [
-        Arg::P(table.ptr()),
-        Arg::P(ids.ptr()),
-        Arg::P(out.ptr()),
-        Arg::U(n),
-        Arg::U(n32(dim)?),
-        Arg::U(n32(table.len() / dim)?),
-    ];
-    g.launch_1d("embedding_fwd", n, &args)
-}
-
-/// One block per table row, each summing its ids in order (no atomics).
-pub(super) fn embedding_bwd(
-    g: &Gpu,
-    dout: &CudaBuffer,
-    ids: &CudaBuffer,
-    dim: usize,
-    dtable: &CudaBuffer,
-    accumulate: bool,
-) -> Result<()> {
-    let table_rows = n32(dtable.len() / dim)?;
-    if table_rows == 0 {
-        return Ok(());
-    }
-    n32(dout.len())?;
-    let args = [
-        Arg::P(dout.ptr()),
-        Arg::P(ids.ptr()),
-        Arg::P(dtable.ptr()),
-        Arg::U(n32(ids.len())?),
-        Arg::U(n32(dim)?),
-        Arg::U(table_rows),
-        Arg::U(accumulate as u32),
-    ];
-    let cfg = LaunchConfig {
-        grid_dim: (table_rows, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    g.launch("embedding_bwd", cfg, &args)
-}
-
-pub(super) fn fourier_fwd(
-    g: &Gpu,
-    x: &CudaBuffer,
-    freqs: &CudaBuffer,
-    (rows, in_dim, half): (usize, usize, usize),
-    out: &CudaBuffer,
-) -> Result<()> {
-    n32(out.len())?;
-    let args = [
-        Arg::P(x.ptr()),
-        Arg::P(freqs.ptr()),
-        Arg::P(out.ptr()),
-        Arg::U(n32(rows)?),
-        Arg::U(n32(in_dim)?),
-        Arg::U(n32(half)?),
-    ];
-    g.launch_1d("fourier_fwd", n32(rows * half)?, &args)
-}
-
-pub(super) fn fourier_bwd(
-    g: &Gpu,
-    [x, freqs, dout]: [&CudaBuffer; 3],
-    (rows, in_dim, half): (usize, usize, usize),
-    dfreqs: &CudaBuffer,
-    accumulate: bool,
-) -> Result<()> {
-    // No frequencies, no gradient (dfreqs is empty).
-    if half == 0 || in_dim == 0 {
-        return Ok(());
-    }
-    n32(dout.len())?;
-    n32(x.len())?;
-    let r = n32(rows)?;
-    let chunks = r.div_ceil(256).clamp(1, 256);
-    g.with_scratch(chunks as usize * in_dim * half * 8, |partials, ticket| {
+impl EmbeddingKernels for CudaBackend {
+    fn embedding_fwd(
+        &self,
+        table: &CudaBuffer,
+        ids: &CudaBuffer,
+        dim: usize,
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let out = &*out;
+        let n = n32(ids.len() * dim)?;
         let args = [
-            Arg::P(x.ptr()),
-            Arg::P(freqs.ptr()),
+            Arg::P(table.ptr()),
+            Arg::P(ids.ptr()),
+            Arg::P(out.ptr()),
+            Arg::U(n),
+            Arg::U(n32(dim)?),
+            Arg::U(n32(table.len() / dim)?),
+        ];
+        g.launch_1d("embedding_fwd", n, &args)
+    }
+
+    /// One block per table row, each summing its ids in order (no atomics).
+    fn embedding_bwd(
+        &self,
+        dout: &CudaBuffer,
+        ids: &CudaBuffer,
+        dim: usize,
+        dtable: &mut CudaBuffer,
+        acc: bool,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (dtable, accumulate) = (&*dtable, acc);
+        let table_rows = n32(dtable.len() / dim)?;
+        if table_rows == 0 {
+            return Ok(());
+        }
+        n32(dout.len())?;
+        let args = [
             Arg::P(dout.ptr()),
-            Arg::P(dfreqs.ptr()),
-            partials,
-            ticket,
-            Arg::U(r),
-            Arg::U(n32(in_dim)?),
-            Arg::U(n32(half)?),
+            Arg::P(ids.ptr()),
+            Arg::P(dtable.ptr()),
+            Arg::U(n32(ids.len())?),
+            Arg::U(n32(dim)?),
+            Arg::U(table_rows),
             Arg::U(accumulate as u32),
         ];
         let cfg = LaunchConfig {
-            grid_dim: (chunks, n32(half)?.div_ceil(32), 1),
+            grid_dim: (table_rows, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        g.launch("fourier_bwd", cfg, &args)
-    })
+        g.launch("embedding_bwd", cfg, &args)
+    }
+
+    fn fourier_fwd(
+        &self,
+        ins: [&CudaBuffer; 2],
+        dims: (usize, usize, usize),
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (x, freqs, (rows, in_dim, half), out) = (ins[0], ins[1], dims, &*out);
+        n32(out.len())?;
+        let args = [
+            Arg::P(x.ptr()),
+            Arg::P(freqs.ptr()),
+            Arg::P(out.ptr()),
+            Arg::U(n32(rows)?),
+            Arg::U(n32(in_dim)?),
+            Arg::U(n32(half)?),
+        ];
+        g.launch_1d("fourier_fwd", n32(rows * half)?, &args)
+    }
+
+    fn fourier_bwd(
+        &self,
+        ins: [&CudaBuffer; 3],
+        dims: (usize, usize, usize),
+        dfreqs: &mut CudaBuffer,
+        acc: bool,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let ([x, freqs, dout], (rows, in_dim, half), dfreqs, accumulate) =
+            (ins, dims, &*dfreqs, acc);
+        // No frequencies, no gradient (dfreqs is empty).
+        if half == 0 || in_dim == 0 {
+            return Ok(());
+        }
+        n32(dout.len())?;
+        n32(x.len())?;
+        let r = n32(rows)?;
+        let chunks = r.div_ceil(256).clamp(1, 256);
+        g.with_scratch(chunks as usize * in_dim * half * 8, |partials, ticket| {
+            let args = [
+                Arg::P(x.ptr()),
+                Arg::P(freqs.ptr()),
+                Arg::P(dout.ptr()),
+                Arg::P(dfreqs.ptr()),
+                partials,
+                ticket,
+                Arg::U(r),
+                Arg::U(n32(in_dim)?),
+                Arg::U(n32(half)?),
+                Arg::U(accumulate as u32),
+            ];
+            let cfg = LaunchConfig {
+                grid_dim: (chunks, n32(half)?.div_ceil(32), 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            g.launch("fourier_bwd", cfg, &args)
+        })
+    }
 }

@@ -3,60 +3,66 @@
 
 use cudarc::driver::LaunchConfig;
 
-use super::context::{n32, opt, Arg, CudaBuffer, Gpu};
+use super::context::{n32, opt, Arg, CudaBuffer};
+use super::CudaBackend;
+use crate::backend::kernels::FlowKernels;
 use crate::error::Result;
 
-/// `inputs` is `[x0, x1, t]`.
-pub(super) fn fm_prepare(
-    g: &Gpu,
-    [x0, x1, t]: [&CudaBuffer; 3],
-    per_sample: usize,
-    sigma_min: f32,
-    xt: &CudaBuffer,
-    u: &CudaBuffer,
-) -> Result<()> {
-    let n = n32(x0.len())?;
-    let args = [
-        Arg::P(x0.ptr()),
-        Arg::P(x1.ptr()),
-        Arg::P(t.ptr()),
-        Arg::P(xt.ptr()),
-        Arg::P(u.ptr()),
-        Arg::U(n),
-        Arg::U(n32(per_sample)?),
-        Arg::F(sigma_min),
-    ];
-    g.launch_1d("fm_prepare", n, &args)
-}
-
-/// Every block sums the whole mask itself (no grid barrier), hence few blocks; launched even
-/// for n = 0 so the loss is written.
-pub(super) fn fm_loss(
-    g: &Gpu,
-    pred: &CudaBuffer,
-    target: &CudaBuffer,
-    mask: Option<&CudaBuffer>,
-    loss: &CudaBuffer,
-    dpred: &CudaBuffer,
-) -> Result<()> {
-    let n = n32(pred.len())?;
-    let blocks = n.div_ceil(16384).clamp(1, 16);
-    g.with_scratch(blocks as usize * 8, |partials, ticket| {
+impl FlowKernels for CudaBackend {
+    /// `inputs` is `[x0, x1, t]`.
+    fn fm_prepare(
+        &self,
+        ins: [&CudaBuffer; 3],
+        per_sample: usize,
+        sigma_min: f32,
+        outs: [&mut CudaBuffer; 2],
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let ([x0, x1, t], xt, u) = (ins, &*outs[0], &*outs[1]);
+        let n = n32(x0.len())?;
         let args = [
-            Arg::P(pred.ptr()),
-            Arg::P(target.ptr()),
-            opt(mask),
-            Arg::P(loss.ptr()),
-            Arg::P(dpred.ptr()),
-            partials,
-            ticket,
+            Arg::P(x0.ptr()),
+            Arg::P(x1.ptr()),
+            Arg::P(t.ptr()),
+            Arg::P(xt.ptr()),
+            Arg::P(u.ptr()),
             Arg::U(n),
+            Arg::U(n32(per_sample)?),
+            Arg::F(sigma_min),
         ];
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        g.launch("fm_loss", cfg, &args)
-    })
+        g.launch_1d("fm_prepare", n, &args)
+    }
+
+    /// Every block sums the whole mask itself (no grid barrier), hence few blocks; launched even
+    /// for n = 0 so the loss is written.
+    fn fm_loss(
+        &self,
+        pred: &CudaBuffer,
+        target: &CudaBuffer,
+        mask: Option<&CudaBuffer>,
+        outs: [&mut CudaBuffer; 2],
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (loss, dpred) = (&*outs[0], &*outs[1]);
+        let n = n32(pred.len())?;
+        let blocks = n.div_ceil(16384).clamp(1, 16);
+        g.with_scratch(blocks as usize * 8, |partials, ticket| {
+            let args = [
+                Arg::P(pred.ptr()),
+                Arg::P(target.ptr()),
+                opt(mask),
+                Arg::P(loss.ptr()),
+                Arg::P(dpred.ptr()),
+                partials,
+                ticket,
+                Arg::U(n),
+            ];
+            let cfg = LaunchConfig {
+                grid_dim: (blocks, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            g.launch("fm_loss", cfg, &args)
+        })
+    }
 }

@@ -1,39 +1,46 @@
 //! loss: binary cross-entropy with logits, scaled sums (`kernels/loss.cu`).
 
-use super::context::{n32, Arg, CudaBuffer, Gpu};
+use super::context::{n32, Arg, CudaBuffer};
+use super::CudaBackend;
+use crate::backend::kernels::LossKernels;
 use crate::error::Result;
 
-pub(super) fn bce_with_logits(
-    g: &Gpu,
-    logits: &CudaBuffer,
-    targets: &CudaBuffer,
-    loss: &CudaBuffer,
-    dlogits: &CudaBuffer,
-) -> Result<()> {
-    let n = n32(logits.len())?;
-    g.reduce("bce_with_logits", n, |partials, ticket| {
-        vec![
-            Arg::P(logits.ptr()),
-            Arg::P(targets.ptr()),
-            Arg::P(loss.ptr()),
-            Arg::P(dlogits.ptr()),
-            partials,
-            ticket,
-            Arg::U(n),
-        ]
-    })
-}
+impl LossKernels for CudaBackend {
+    fn bce_with_logits(
+        &self,
+        logits: &CudaBuffer,
+        targets: &CudaBuffer,
+        outs: [&mut CudaBuffer; 2],
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (loss, dlogits) = (&*outs[0], &*outs[1]);
+        let n = n32(logits.len())?;
+        g.reduce("bce_with_logits", n, |partials, ticket| {
+            vec![
+                Arg::P(logits.ptr()),
+                Arg::P(targets.ptr()),
+                Arg::P(loss.ptr()),
+                Arg::P(dlogits.ptr()),
+                partials,
+                ticket,
+                Arg::U(n),
+            ]
+        })
+    }
 
-pub(super) fn reduce_sum(g: &Gpu, x: &CudaBuffer, scale: f32, out: &CudaBuffer) -> Result<()> {
-    let n = n32(x.len())?;
-    g.reduce("reduce_sum", n, |partials, ticket| {
-        vec![
-            Arg::P(x.ptr()),
-            Arg::P(out.ptr()),
-            partials,
-            ticket,
-            Arg::U(n),
-            Arg::F(scale),
-        ]
-    })
+    fn reduce_sum(&self, x: &CudaBuffer, scale: f32, out: &mut CudaBuffer) -> Result<()> {
+        let g = &self.gpu;
+        let out = &*out;
+        let n = n32(x.len())?;
+        g.reduce("reduce_sum", n, |partials, ticket| {
+            vec![
+                Arg::P(x.ptr()),
+                Arg::P(out.ptr()),
+                partials,
+                ticket,
+                Arg::U(n),
+                Arg::F(scale),
+            ]
+        })
+    }
 }

@@ -1,30 +1,10 @@
 //! memory: fill, column-block copies, row gathers and scatters (`kernels/memory.cu`).
 
 use super::context::{n32, Arg, CudaBuffer, Gpu};
+use super::CudaBackend;
+use crate::backend::kernels::MemoryKernels;
 use crate::backend::CopyCols;
 use crate::error::Result;
-
-pub(super) fn fill(g: &Gpu, dst: &CudaBuffer, value: f32) -> Result<()> {
-    let n = n32(dst.len())?;
-    g.launch_1d("fill", n, &[Arg::P(dst.ptr()), Arg::U(n), Arg::F(value)])
-}
-
-pub(super) fn copy_cols(g: &Gpu, p: &CopyCols, src: &CudaBuffer, dst: &CudaBuffer) -> Result<()> {
-    let n = n32(p.rows * p.width)?;
-    let mut args = vec![Arg::P(src.ptr()), Arg::P(dst.ptr())];
-    for v in [
-        p.rows,
-        p.width,
-        p.src_stride,
-        p.src_offset,
-        p.dst_stride,
-        p.dst_offset,
-        p.accumulate as usize,
-    ] {
-        args.push(Arg::U(n32(v)?));
-    }
-    g.launch_1d("copy_cols", n, &args)
-}
 
 /// `table_rows` is the row count of the table side (the source of a gather, the destination
 /// of a scatter): kernels skip an index past it.
@@ -47,24 +27,56 @@ fn rows(
     g.launch_1d(entry, n, &args)
 }
 
-pub(super) fn gather_rows(
-    g: &Gpu,
-    src: &CudaBuffer,
-    idx: &CudaBuffer,
-    row_len: usize,
-    dst: &CudaBuffer,
-) -> Result<()> {
-    let table = src.len() / row_len;
-    rows(g, "gather_rows", (src, idx, dst), row_len, table)
-}
+impl MemoryKernels for CudaBackend {
+    fn copy_cols(&self, p: &CopyCols, src: &CudaBuffer, dst: &mut CudaBuffer) -> Result<()> {
+        let g = &self.gpu;
+        let dst = &*dst;
+        let n = n32(p.rows * p.width)?;
+        let mut args = vec![Arg::P(src.ptr()), Arg::P(dst.ptr())];
+        for v in [
+            p.rows,
+            p.width,
+            p.src_stride,
+            p.src_offset,
+            p.dst_stride,
+            p.dst_offset,
+            p.accumulate as usize,
+        ] {
+            args.push(Arg::U(n32(v)?));
+        }
+        g.launch_1d("copy_cols", n, &args)
+    }
 
-pub(super) fn scatter_rows(
-    g: &Gpu,
-    src: &CudaBuffer,
-    idx: &CudaBuffer,
-    row_len: usize,
-    dst: &CudaBuffer,
-) -> Result<()> {
-    let table = dst.len() / row_len;
-    rows(g, "scatter_rows", (src, idx, dst), row_len, table)
+    fn fill(&self, dst: &mut CudaBuffer, value: f32) -> Result<()> {
+        let g = &self.gpu;
+        let dst = &*dst;
+        let n = n32(dst.len())?;
+        g.launch_1d("fill", n, &[Arg::P(dst.ptr()), Arg::U(n), Arg::F(value)])
+    }
+
+    fn gather_rows(
+        &self,
+        src: &CudaBuffer,
+        idx: &CudaBuffer,
+        row_len: usize,
+        dst: &mut CudaBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let dst = &*dst;
+        let table = src.len() / row_len;
+        rows(g, "gather_rows", (src, idx, dst), row_len, table)
+    }
+
+    fn scatter_rows(
+        &self,
+        src: &CudaBuffer,
+        idx: &CudaBuffer,
+        row_len: usize,
+        dst: &mut CudaBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let dst = &*dst;
+        let table = dst.len() / row_len;
+        rows(g, "scatter_rows", (src, idx, dst), row_len, table)
+    }
 }

@@ -2,9 +2,8 @@
 //! compiled by `build.rs` into fatbins embedded in the binary and launched through `cudarc`,
 //! which loads the NVIDIA driver at run time (the binary needs no CUDA library to start).
 //!
-//! This module checks arguments (with the shared [`check`] functions), unwraps buffers and
-//! hands each kernel to the file of its family (same stems as `kernels/` and
-//! `src/backend/cpu/`), which only knows launch geometry. `context` owns the device, the
+//! Each kernel family implements its kernel trait in its own file (same stems as `kernels/` and
+//! `src/backend/cpu/`), which knows only launch geometry: the arguments arrive checked. `context` owns the device, the
 //! loaded kernels, the buffer pool and the reduction scratch.
 
 mod attention;
@@ -24,9 +23,8 @@ mod random;
 pub use context::{CudaBuffer, KERNELS_BUILT};
 pub use graph::GraphStats;
 
-use super::{
-    check, expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm,
-};
+use super::kernels::Storage;
+use super::{Buffer, DType};
 use crate::error::{Error, Result};
 use context::Gpu;
 
@@ -74,4 +72,69 @@ impl CudaBackend {
     }
 }
 
-super::gpu_backend::gpu_backend!(CudaBackend, Cuda, CudaBuffer, "cuda", "CUDA");
+impl Storage for CudaBackend {
+    type Buf = CudaBuffer;
+
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn device_name(&self) -> String {
+        self.gpu.describe()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.gpu.wait()
+    }
+
+    fn buffers_allocated(&self) -> u64 {
+        self.gpu.buffers_created()
+    }
+
+    fn wrap(buf: CudaBuffer) -> Buffer {
+        Buffer::Cuda(buf)
+    }
+
+    fn unwrap(buf: &Buffer) -> Option<&CudaBuffer> {
+        match buf {
+            Buffer::Cuda(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn unwrap_mut(buf: &mut Buffer) -> Option<&mut CudaBuffer> {
+        match buf {
+            Buffer::Cuda(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn alloc(&self, dtype: DType, len: usize) -> Result<CudaBuffer> {
+        self.gpu.alloc(dtype, len)
+    }
+
+    fn upload(&self, dtype: DType, data: &[u8]) -> Result<CudaBuffer> {
+        self.gpu.upload(dtype, data)
+    }
+
+    fn write(&self, dst: &mut CudaBuffer, data: &[u8]) -> Result<()> {
+        self.gpu.write(dst, data)
+    }
+
+    fn read<T: bytemuck::Pod>(&self, src: &CudaBuffer) -> Result<Vec<T>> {
+        self.gpu.read(src)
+    }
+
+    fn copy(
+        &self,
+        src: &CudaBuffer,
+        src_offset: usize,
+        dst: &mut CudaBuffer,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        let bytes = |elements: usize| elements as u64 * 4;
+        let (from, to) = (bytes(src_offset), bytes(dst_offset));
+        self.gpu.copy(src, from, dst, to, bytes(len))
+    }
+}

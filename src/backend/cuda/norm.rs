@@ -3,100 +3,114 @@
 
 use cudarc::driver::LaunchConfig;
 
-use super::context::{n32, opt, Arg, CudaBuffer, Gpu};
+use super::context::{n32, opt, Arg, CudaBuffer};
+use super::CudaBackend;
+use crate::backend::kernels::NormKernels;
 use crate::backend::LayerNorm;
 use crate::error::{Error, Result};
 
-/// `with_residual` is `(residual, sum_out)`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn layer_norm_fwd(
-    g: &Gpu,
-    p: &LayerNorm,
-    x: &CudaBuffer,
-    with_residual: Option<(&CudaBuffer, &CudaBuffer)>,
-    gamma: &CudaBuffer,
-    beta: &CudaBuffer,
-    y: &CudaBuffer,
-    mean: &CudaBuffer,
-    rstd: &CudaBuffer,
-) -> Result<()> {
-    if p.rows == 0 {
-        return Ok(());
-    }
-    n32(p.rows * p.cols)?;
-    let rows = n32(p.rows)?;
-    let args = [
-        Arg::P(x.ptr()),
-        opt(with_residual.map(|r| r.0)),
-        Arg::P(gamma.ptr()),
-        Arg::P(beta.ptr()),
-        Arg::P(y.ptr()),
-        Arg::P(mean.ptr()),
-        Arg::P(rstd.ptr()),
-        opt(with_residual.map(|r| r.1)),
-        Arg::U(rows),
-        Arg::U(n32(p.cols)?),
-        Arg::F(p.eps),
-    ];
-    // One warp per row, eight rows per block.
-    let cfg = LaunchConfig {
-        grid_dim: (rows.div_ceil(8), 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    g.launch("layer_norm_fwd", cfg, &args)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn layer_norm_bwd(
-    g: &Gpu,
-    p: &LayerNorm,
-    h: &CudaBuffer,
-    dy: &CudaBuffer,
-    gamma: &CudaBuffer,
-    mean: &CudaBuffer,
-    rstd: &CudaBuffer,
-    dh: &CudaBuffer,
-    dgamma: &CudaBuffer,
-    dbeta: &CudaBuffer,
-    accumulate: bool,
-) -> Result<()> {
-    if p.cols == 0 {
-        return Ok(());
-    }
-    n32(p.rows * p.cols)?;
-    let (rows, cols) = (n32(p.rows)?, n32(p.cols)?);
-    // W warps per block, each holding 2·cols floats of shared memory, within 48 KiB.
-    let warps = [8u32, 4, 2, 1]
-        .into_iter()
-        .find(|&w| w as u64 * 2 * cols as u64 * 4 <= 49152)
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "cuda layer_norm_bwd: {cols} columns exceed the kernel's 6144"
-            ))
-        })?;
-    let chunks = rows.div_ceil(64).clamp(1, 1024);
-    g.with_scratch(chunks as usize * 2 * p.cols * 4, |partials, ticket| {
+impl NormKernels for CudaBackend {
+    /// `with_residual` is `(residual, sum_out)`.
+    fn layer_norm_fwd(
+        &self,
+        p: &LayerNorm,
+        ins: [&CudaBuffer; 3],
+        residual: Option<(&CudaBuffer, &mut CudaBuffer)>,
+        outs: [&mut CudaBuffer; 3],
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (x, with_residual, gamma, beta, y, mean, rstd) = (
+            ins[0],
+            residual.map(|(r, s)| (r, &*s)),
+            ins[1],
+            ins[2],
+            &*outs[0],
+            &*outs[1],
+            &*outs[2],
+        );
+        if p.rows == 0 {
+            return Ok(());
+        }
+        n32(p.rows * p.cols)?;
+        let rows = n32(p.rows)?;
         let args = [
-            Arg::P(h.ptr()),
-            Arg::P(dy.ptr()),
+            Arg::P(x.ptr()),
+            opt(with_residual.map(|r| r.0)),
             Arg::P(gamma.ptr()),
+            Arg::P(beta.ptr()),
+            Arg::P(y.ptr()),
             Arg::P(mean.ptr()),
             Arg::P(rstd.ptr()),
-            Arg::P(dh.ptr()),
-            Arg::P(dgamma.ptr()),
-            Arg::P(dbeta.ptr()),
-            partials,
-            ticket,
+            opt(with_residual.map(|r| r.1)),
             Arg::U(rows),
-            Arg::U(cols),
-            Arg::U(accumulate as u32),
+            Arg::U(n32(p.cols)?),
+            Arg::F(p.eps),
         ];
+        // One warp per row, eight rows per block.
         let cfg = LaunchConfig {
-            grid_dim: (chunks, 1, 1),
-            block_dim: (32 * warps, 1, 1),
-            shared_mem_bytes: warps * 2 * cols * 4,
+            grid_dim: (rows.div_ceil(8), 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
         };
-        g.launch("layer_norm_bwd", cfg, &args)
-    })
+        g.launch("layer_norm_fwd", cfg, &args)
+    }
+
+    fn layer_norm_bwd(
+        &self,
+        p: &LayerNorm,
+        ins: [&CudaBuffer; 5],
+        outs: [&mut CudaBuffer; 3],
+        accumulate_params: bool,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (h, dy, gamma, mean, rstd, dh, dgamma, dbeta, accumulate) = (
+            ins[0],
+            ins[1],
+            ins[2],
+            ins[3],
+            ins[4],
+            &*outs[0],
+            &*outs[1],
+            &*outs[2],
+            accumulate_params,
+        );
+        if p.cols == 0 {
+            return Ok(());
+        }
+        n32(p.rows * p.cols)?;
+        let (rows, cols) = (n32(p.rows)?, n32(p.cols)?);
+        // W warps per block, each holding 2·cols floats of shared memory, within 48 KiB.
+        let warps = [8u32, 4, 2, 1]
+            .into_iter()
+            .find(|&w| w as u64 * 2 * cols as u64 * 4 <= 49152)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "cuda layer_norm_bwd: {cols} columns exceed the kernel's 6144"
+                ))
+            })?;
+        let chunks = rows.div_ceil(64).clamp(1, 1024);
+        g.with_scratch(chunks as usize * 2 * p.cols * 4, |partials, ticket| {
+            let args = [
+                Arg::P(h.ptr()),
+                Arg::P(dy.ptr()),
+                Arg::P(gamma.ptr()),
+                Arg::P(mean.ptr()),
+                Arg::P(rstd.ptr()),
+                Arg::P(dh.ptr()),
+                Arg::P(dgamma.ptr()),
+                Arg::P(dbeta.ptr()),
+                partials,
+                ticket,
+                Arg::U(rows),
+                Arg::U(cols),
+                Arg::U(accumulate as u32),
+            ];
+            let cfg = LaunchConfig {
+                grid_dim: (chunks, 1, 1),
+                block_dim: (32 * warps, 1, 1),
+                shared_mem_bytes: warps * 2 * cols * 4,
+            };
+            g.launch("layer_norm_bwd", cfg, &args)
+        })
+    }
 }

@@ -2,7 +2,9 @@
 
 use cudarc::driver::LaunchConfig;
 
-use super::context::{n32, Arg, CudaBuffer, Gpu};
+use super::context::{n32, Arg, CudaBuffer};
+use super::CudaBackend;
+use crate::backend::kernels::OdeKernels;
 use crate::error::{Error, Result};
 
 /// The kernels' `OdeCoeffs`: up to eight stage weights, passed by value.
@@ -27,80 +29,88 @@ fn per_sample_grid(samples: u32) -> LaunchConfig {
     }
 }
 
-pub(super) fn ode_stage(
-    g: &Gpu,
-    [x, k, h]: [&CudaBuffer; 3],
-    c: &[f32],
-    per_sample: usize,
-    out: &CudaBuffer,
-) -> Result<()> {
-    let n = n32(x.len())?;
-    n32(k.len())?;
-    let args = [
-        Arg::P(x.ptr()),
-        Arg::P(k.ptr()),
-        Arg::P(h.ptr()),
-        Arg::P(out.ptr()),
-        coeffs(c)?,
-        Arg::U(c.len() as u32),
-        Arg::U(n),
-        Arg::U(n32(per_sample)?),
-    ];
-    g.launch_1d("ode_stage", n, &args)
-}
-
-/// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`.
-pub(super) fn dopri5_error(
-    g: &Gpu,
-    [x, x_new, k, h]: [&CudaBuffer; 4],
-    c: &[f32],
-    per_sample: usize,
-    (rtol, atol): (f32, f32),
-    err: &CudaBuffer,
-) -> Result<()> {
-    let samples = n32(err.len())?;
-    if samples == 0 {
-        return Ok(());
+impl OdeKernels for CudaBackend {
+    fn ode_stage(
+        &self,
+        ins: [&CudaBuffer; 3],
+        c: &[f32],
+        per_sample: usize,
+        out: &mut CudaBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let ([x, k, h], out) = (ins, &*out);
+        let n = n32(x.len())?;
+        n32(k.len())?;
+        let args = [
+            Arg::P(x.ptr()),
+            Arg::P(k.ptr()),
+            Arg::P(h.ptr()),
+            Arg::P(out.ptr()),
+            coeffs(c)?,
+            Arg::U(c.len() as u32),
+            Arg::U(n),
+            Arg::U(n32(per_sample)?),
+        ];
+        g.launch_1d("ode_stage", n, &args)
     }
-    n32(k.len())?;
-    let args = [
-        Arg::P(x.ptr()),
-        Arg::P(x_new.ptr()),
-        Arg::P(k.ptr()),
-        Arg::P(h.ptr()),
-        Arg::P(err.ptr()),
-        coeffs(c)?,
-        Arg::U(c.len() as u32),
-        Arg::U(n32(x.len())?),
-        Arg::U(n32(per_sample)?),
-        Arg::F(rtol),
-        Arg::F(atol),
-    ];
-    g.launch("dopri5_error", per_sample_grid(samples), &args)
-}
 
-/// `state` is `[x, x_new, err]`, `clock` is `[t, h]`.
-pub(super) fn dopri5_accept(
-    g: &Gpu,
-    [x, x_new, err]: [&CudaBuffer; 3],
-    [t, h]: [&CudaBuffer; 2],
-    per_sample: usize,
-    t_end: f32,
-) -> Result<()> {
-    let samples = n32(err.len())?;
-    if samples == 0 {
-        return Ok(());
+    /// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`.
+    fn dopri5_error(
+        &self,
+        ins: [&CudaBuffer; 4],
+        err_coeffs: &[f32],
+        shape: (usize, (f32, f32)),
+        err: &mut CudaBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let ([x, x_new, k, h], c, per_sample, (rtol, atol), err) =
+            (ins, err_coeffs, shape.0, shape.1, &*err);
+        let samples = n32(err.len())?;
+        if samples == 0 {
+            return Ok(());
+        }
+        n32(k.len())?;
+        let args = [
+            Arg::P(x.ptr()),
+            Arg::P(x_new.ptr()),
+            Arg::P(k.ptr()),
+            Arg::P(h.ptr()),
+            Arg::P(err.ptr()),
+            coeffs(c)?,
+            Arg::U(c.len() as u32),
+            Arg::U(n32(x.len())?),
+            Arg::U(n32(per_sample)?),
+            Arg::F(rtol),
+            Arg::F(atol),
+        ];
+        g.launch("dopri5_error", per_sample_grid(samples), &args)
     }
-    n32(x.len())?;
-    let args = [
-        Arg::P(x.ptr()),
-        Arg::P(x_new.ptr()),
-        Arg::P(err.ptr()),
-        Arg::P(t.ptr()),
-        Arg::P(h.ptr()),
-        Arg::U(samples),
-        Arg::U(n32(per_sample)?),
-        Arg::F(t_end),
-    ];
-    g.launch("dopri5_accept", per_sample_grid(samples), &args)
+
+    /// `state` is `[x, x_new, err]`, `clock` is `[t, h]`.
+    fn dopri5_accept(
+        &self,
+        ins: [&CudaBuffer; 2],
+        state: [&mut CudaBuffer; 3],
+        per_sample: usize,
+        t_end: f32,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let ([x, x_new, err], [t, h]) = ([&*state[0], ins[0], ins[1]], [&*state[1], &*state[2]]);
+        let samples = n32(err.len())?;
+        if samples == 0 {
+            return Ok(());
+        }
+        n32(x.len())?;
+        let args = [
+            Arg::P(x.ptr()),
+            Arg::P(x_new.ptr()),
+            Arg::P(err.ptr()),
+            Arg::P(t.ptr()),
+            Arg::P(h.ptr()),
+            Arg::U(samples),
+            Arg::U(n32(per_sample)?),
+            Arg::F(t_end),
+        ];
+        g.launch("dopri5_accept", per_sample_grid(samples), &args)
+    }
 }

@@ -1,55 +1,59 @@
 //! optim: sum of squares (for the global gradient norm) and the AdamW update
 //! (`kernels/optim.cu`).
 
-use super::context::{n32, opt, Arg, CudaBuffer, Gpu};
+use super::context::{n32, opt, Arg, CudaBuffer};
+use super::CudaBackend;
+use crate::backend::kernels::OptimKernels;
 use crate::backend::AdamW;
 use crate::error::Result;
 
-pub(super) fn sum_squares(
-    g: &Gpu,
-    x: &CudaBuffer,
-    out: &CudaBuffer,
-    accumulate: bool,
-) -> Result<()> {
-    let n = n32(x.len())?;
-    g.reduce("sum_squares", n, |partials, ticket| {
-        vec![
-            Arg::P(x.ptr()),
-            Arg::P(out.ptr()),
-            partials,
-            ticket,
-            Arg::U(n),
-            Arg::U(accumulate as u32),
-        ]
-    })
-}
+impl OptimKernels for CudaBackend {
+    fn sum_squares(&self, x: &CudaBuffer, out: &mut CudaBuffer, acc: bool) -> Result<()> {
+        let g = &self.gpu;
+        let (out, accumulate) = (&*out, acc);
+        let n = n32(x.len())?;
+        g.reduce("sum_squares", n, |partials, ticket| {
+            vec![
+                Arg::P(x.ptr()),
+                Arg::P(out.ptr()),
+                partials,
+                ticket,
+                Arg::U(n),
+                Arg::U(accumulate as u32),
+            ]
+        })
+    }
 
-/// `bufs` is `[param, grad, m, v]`; `clip` is `(norm_sq, max_norm)`. The bias corrections are
-/// formed on the host exactly as the CPU backend forms them, so the update is bit-identical.
-pub(super) fn adamw_step(
-    g: &Gpu,
-    p: &AdamW,
-    [param, grad, m, v]: [&CudaBuffer; 4],
-    clip: Option<(&CudaBuffer, f32)>,
-) -> Result<()> {
-    let n = n32(param.len())?;
-    let step = p.step as i32;
-    let bc1 = 1.0 - (p.beta1 as f64).powi(step);
-    let bc2 = 1.0 - (p.beta2 as f64).powi(step);
-    let args = [
-        Arg::P(param.ptr()),
-        Arg::P(grad.ptr()),
-        Arg::P(m.ptr()),
-        Arg::P(v.ptr()),
-        opt(clip.map(|c| c.0)),
-        Arg::U(n),
-        Arg::F((p.lr as f64 / bc1) as f32),
-        Arg::F((1.0 / bc2.sqrt()) as f32),
-        Arg::F(1.0 - p.lr * p.weight_decay),
-        Arg::F(p.beta1),
-        Arg::F(p.beta2),
-        Arg::F(p.eps),
-        Arg::F(clip.map_or(0.0, |c| c.1)),
-    ];
-    g.launch_1d("adamw_step", n, &args)
+    /// `bufs` is `[param, grad, m, v]`; `clip` is `(norm_sq, max_norm)`. The bias corrections are
+    /// formed on the host exactly as the CPU backend forms them, so the update is bit-identical.
+    fn adamw_step(
+        &self,
+        p: &AdamW,
+        grad: &CudaBuffer,
+        state: [&mut CudaBuffer; 3],
+        clip: Option<(&CudaBuffer, f32)>,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let [param, grad, m, v] = [&*state[0], grad, &*state[1], &*state[2]];
+        let n = n32(param.len())?;
+        let step = p.step as i32;
+        let bc1 = 1.0 - (p.beta1 as f64).powi(step);
+        let bc2 = 1.0 - (p.beta2 as f64).powi(step);
+        let args = [
+            Arg::P(param.ptr()),
+            Arg::P(grad.ptr()),
+            Arg::P(m.ptr()),
+            Arg::P(v.ptr()),
+            opt(clip.map(|c| c.0)),
+            Arg::U(n),
+            Arg::F((p.lr as f64 / bc1) as f32),
+            Arg::F((1.0 / bc2.sqrt()) as f32),
+            Arg::F(1.0 - p.lr * p.weight_decay),
+            Arg::F(p.beta1),
+            Arg::F(p.beta2),
+            Arg::F(p.eps),
+            Arg::F(clip.map_or(0.0, |c| c.1)),
+        ];
+        g.launch_1d("adamw_step", n, &args)
+    }
 }

@@ -9,7 +9,9 @@
 //! function (a head row is at most 64 products), which saves a third dispatch and a scratch
 //! buffer: the backend allocates nothing here beyond the pooled mask placeholder.
 
-use super::context::{groups, Gpu, Kernel, WgpuBuffer};
+use super::context::{groups, Kernel, WgpuBuffer};
+use super::WgpuBackend;
+use crate::backend::kernels::AttentionKernels;
 use crate::backend::Attention;
 use crate::error::{Error, Result};
 
@@ -52,48 +54,50 @@ fn launch(p: &Attention, has_mask: bool) -> Result<([u32; 7], u32)> {
     Ok((params, groups(blocks, 1)?))
 }
 
-pub(super) fn attention_fwd(
-    g: &Gpu,
-    p: &Attention,
-    qkv: &WgpuBuffer,
-    mask: Option<&WgpuBuffer>,
-    out: &WgpuBuffer,
-    lse: &WgpuBuffer,
-) -> Result<()> {
-    let (params, n) = launch(p, mask.is_some())?;
-    let placeholder;
-    let mask = match mask {
-        Some(m) => m,
-        None => {
-            placeholder = g.placeholder()?;
-            &placeholder
-        }
-    };
-    g.dispatch(k("attention_fwd"), &params, &[qkv, mask, out, lse], n)
-}
+impl AttentionKernels for WgpuBackend {
+    fn attention_fwd(
+        &self,
+        p: &Attention,
+        qkv: &WgpuBuffer,
+        mask: Option<&WgpuBuffer>,
+        outs: [&mut WgpuBuffer; 2],
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (out, lse) = (&*outs[0], &*outs[1]);
+        let (params, n) = launch(p, mask.is_some())?;
+        let placeholder;
+        let mask = match mask {
+            Some(m) => m,
+            None => {
+                placeholder = g.placeholder()?;
+                &placeholder
+            }
+        };
+        g.dispatch(k("attention_fwd"), &params, &[qkv, mask, out, lse], n)
+    }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn attention_bwd(
-    g: &Gpu,
-    p: &Attention,
-    qkv: &WgpuBuffer,
-    mask: Option<&WgpuBuffer>,
-    out: &WgpuBuffer,
-    lse: &WgpuBuffer,
-    dout: &WgpuBuffer,
-    dqkv: &WgpuBuffer,
-) -> Result<()> {
-    let (params, n) = launch(p, mask.is_some())?;
-    let placeholder;
-    let mask = match mask {
-        Some(m) => m,
-        None => {
-            placeholder = g.placeholder()?;
-            &placeholder
-        }
-    };
-    let bufs = [qkv, mask, out, lse, dout, dqkv];
-    // The two passes write disjoint parts of dqkv (the q columns, then the k and v columns).
-    g.dispatch(k("attention_dq"), &params, &bufs, n)?;
-    g.dispatch(k("attention_dkv"), &params, &bufs, n)
+    fn attention_bwd(
+        &self,
+        p: &Attention,
+        qkv: &WgpuBuffer,
+        mask: Option<&WgpuBuffer>,
+        saved: [&WgpuBuffer; 3],
+        dqkv: &mut WgpuBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (out, lse, dout, dqkv) = (saved[0], saved[1], saved[2], &*dqkv);
+        let (params, n) = launch(p, mask.is_some())?;
+        let placeholder;
+        let mask = match mask {
+            Some(m) => m,
+            None => {
+                placeholder = g.placeholder()?;
+                &placeholder
+            }
+        };
+        let bufs = [qkv, mask, out, lse, dout, dqkv];
+        // The two passes write disjoint parts of dqkv (the q columns, then the k and v columns).
+        g.dispatch(k("attention_dq"), &params, &bufs, n)?;
+        g.dispatch(k("attention_dkv"), &params, &bufs, n)
+    }
 }

@@ -1,6 +1,8 @@
 //! elementwise: add, scale, axpy, ReLU (`shaders/elementwise.wgsl`).
 
 use super::context::{groups, Gpu, Kernel, WgpuBuffer};
+use super::WgpuBackend;
+use crate::backend::kernels::ElementwiseKernels;
 use crate::error::Result;
 
 /// One thread per element of `bufs`' last buffer, the output.
@@ -24,28 +26,40 @@ fn launch(
     )
 }
 
-pub(super) fn add(g: &Gpu, a: &WgpuBuffer, b: &WgpuBuffer, out: &WgpuBuffer) -> Result<()> {
-    launch(g, "add", 0.0, false, &[a, b, out])
-}
+impl ElementwiseKernels for WgpuBackend {
+    fn add(&self, a: &WgpuBuffer, b: &WgpuBuffer, out: &mut WgpuBuffer) -> Result<()> {
+        let g = &self.gpu;
+        let out = &*out;
+        launch(g, "add", 0.0, false, &[a, b, out])
+    }
 
-pub(super) fn scale(g: &Gpu, x: &WgpuBuffer, alpha: f32, out: &WgpuBuffer) -> Result<()> {
-    launch(g, "scale", alpha, false, &[x, out])
-}
+    fn scale(&self, x: &WgpuBuffer, alpha: f32, out: &mut WgpuBuffer) -> Result<()> {
+        let g = &self.gpu;
+        let out = &*out;
+        launch(g, "scale", alpha, false, &[x, out])
+    }
 
-pub(super) fn axpy(g: &Gpu, alpha: f32, x: &WgpuBuffer, y: &WgpuBuffer) -> Result<()> {
-    launch(g, "axpy", alpha, false, &[x, y])
-}
+    fn axpy(&self, alpha: f32, x: &WgpuBuffer, y: &mut WgpuBuffer) -> Result<()> {
+        let g = &self.gpu;
+        let y = &*y;
+        launch(g, "axpy", alpha, false, &[x, y])
+    }
 
-pub(super) fn relu_fwd(g: &Gpu, x: &WgpuBuffer, out: &WgpuBuffer) -> Result<()> {
-    launch(g, "relu_fwd", 0.0, false, &[x, out])
-}
+    fn relu_fwd(&self, x: &WgpuBuffer, out: &mut WgpuBuffer) -> Result<()> {
+        let g = &self.gpu;
+        let out = &*out;
+        launch(g, "relu_fwd", 0.0, false, &[x, out])
+    }
 
-pub(super) fn relu_bwd(
-    g: &Gpu,
-    y: &WgpuBuffer,
-    dy: &WgpuBuffer,
-    dx: &WgpuBuffer,
-    accumulate: bool,
-) -> Result<()> {
-    launch(g, "relu_bwd", 0.0, accumulate, &[y, dy, dx])
+    fn relu_bwd(
+        &self,
+        y: &WgpuBuffer,
+        dy: &WgpuBuffer,
+        dx: &mut WgpuBuffer,
+        acc: bool,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (dx, accumulate) = (&*dx, acc);
+        launch(g, "relu_bwd", 0.0, accumulate, &[y, dy, dx])
+    }
 }

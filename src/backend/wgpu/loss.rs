@@ -2,6 +2,8 @@
 //! fixed-order reductions that `optim` and `flow` share.
 
 use super::context::{Gpu, Kernel, WgpuBuffer};
+use super::WgpuBackend;
+use crate::backend::kernels::LossKernels;
 use crate::error::{Error, Result};
 
 const fn k(entry: &'static str) -> Kernel {
@@ -93,23 +95,28 @@ fn params(r: Reduction, mode: u32, scale: f32, n: usize, grad: f32) -> [u32; 9] 
     ]
 }
 
-pub(super) fn bce_with_logits(
-    g: &Gpu,
-    logits: &WgpuBuffer,
-    targets: &WgpuBuffer,
-    loss: &WgpuBuffer,
-    dlogits: &WgpuBuffer,
-) -> Result<()> {
-    let n = logits.len();
-    let r = reduction(n)?;
-    // 1/n rounded once, as the CPU backend forms it.
-    let grad = (1.0 / n.max(1) as f64) as f32;
-    let p = params(r, 1, 1.0, n, grad);
-    reduce(g, r, "bce_partial", &p, &[logits, targets, dlogits], loss)
-}
+impl LossKernels for WgpuBackend {
+    fn bce_with_logits(
+        &self,
+        logits: &WgpuBuffer,
+        targets: &WgpuBuffer,
+        outs: [&mut WgpuBuffer; 2],
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (loss, dlogits) = (&*outs[0], &*outs[1]);
+        let n = logits.len();
+        let r = reduction(n)?;
+        // 1/n rounded once, as the CPU backend forms it.
+        let grad = (1.0 / n.max(1) as f64) as f32;
+        let p = params(r, 1, 1.0, n, grad);
+        reduce(g, r, "bce_partial", &p, &[logits, targets, dlogits], loss)
+    }
 
-pub(super) fn reduce_sum(g: &Gpu, x: &WgpuBuffer, scale: f32, out: &WgpuBuffer) -> Result<()> {
-    let r = reduction(x.len())?;
-    let p = params(r, 0, scale, x.len(), 0.0);
-    reduce(g, r, "sum_partial", &p, &[x], out)
+    fn reduce_sum(&self, x: &WgpuBuffer, scale: f32, out: &mut WgpuBuffer) -> Result<()> {
+        let g = &self.gpu;
+        let out = &*out;
+        let r = reduction(x.len())?;
+        let p = params(r, 0, scale, x.len(), 0.0);
+        reduce(g, r, "sum_partial", &p, &[x], out)
+    }
 }

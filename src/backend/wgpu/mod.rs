@@ -1,9 +1,8 @@
 //! The wgpu backend: every kernel of the contract in WGSL (`shaders/*.wgsl`), run on any
 //! Vulkan, Metal or DX12 adapter.
 //!
-//! This module checks arguments (with the shared [`check`] functions), unwraps buffers and
-//! hands each kernel to the file of its family (same stems as `shaders/` and
-//! `src/backend/cpu/`), which only knows launch geometry. `context` owns the device, the
+//! Each kernel family implements its kernel trait in its own file (same stems as `shaders/` and
+//! `src/backend/cpu/`), which knows only launch geometry: the arguments arrive checked. `context` owns the device, the
 //! pipeline cache, the buffer pool and the pending command encoder.
 
 mod attention;
@@ -21,10 +20,9 @@ mod random;
 
 pub use context::WgpuBuffer;
 
-use super::{
-    check, expect_len, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm,
-};
-use crate::error::{Error, Result};
+use super::kernels::Storage;
+use super::{Buffer, DType};
+use crate::error::Result;
 use context::Gpu;
 
 /// The wgpu backend on one adapter.
@@ -55,4 +53,69 @@ impl WgpuBackend {
     }
 }
 
-super::gpu_backend::gpu_backend!(WgpuBackend, Wgpu, WgpuBuffer, "wgpu", "wgpu");
+impl Storage for WgpuBackend {
+    type Buf = WgpuBuffer;
+
+    fn name(&self) -> &'static str {
+        "wgpu"
+    }
+
+    fn device_name(&self) -> String {
+        self.gpu.describe()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.gpu.wait()
+    }
+
+    fn buffers_allocated(&self) -> u64 {
+        self.gpu.buffers_created()
+    }
+
+    fn wrap(buf: WgpuBuffer) -> Buffer {
+        Buffer::Wgpu(buf)
+    }
+
+    fn unwrap(buf: &Buffer) -> Option<&WgpuBuffer> {
+        match buf {
+            Buffer::Wgpu(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn unwrap_mut(buf: &mut Buffer) -> Option<&mut WgpuBuffer> {
+        match buf {
+            Buffer::Wgpu(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn alloc(&self, dtype: DType, len: usize) -> Result<WgpuBuffer> {
+        self.gpu.alloc(dtype, len)
+    }
+
+    fn upload(&self, dtype: DType, data: &[u8]) -> Result<WgpuBuffer> {
+        self.gpu.upload(dtype, data)
+    }
+
+    fn write(&self, dst: &mut WgpuBuffer, data: &[u8]) -> Result<()> {
+        self.gpu.write(dst, data)
+    }
+
+    fn read<T: bytemuck::Pod>(&self, src: &WgpuBuffer) -> Result<Vec<T>> {
+        self.gpu.read(src)
+    }
+
+    fn copy(
+        &self,
+        src: &WgpuBuffer,
+        src_offset: usize,
+        dst: &mut WgpuBuffer,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        let bytes = |elements: usize| elements as u64 * 4;
+        let (from, to) = (bytes(src_offset), bytes(dst_offset));
+        self.gpu.copy(src, from, dst, to, bytes(len))
+    }
+}

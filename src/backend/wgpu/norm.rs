@@ -1,7 +1,9 @@
 //! norm: layer norm forward (optionally fused with the residual add) and backward
 //! (`shaders/norm.wgsl`).
 
-use super::context::{groups, Gpu, Kernel, WgpuBuffer};
+use super::context::{groups, Kernel, WgpuBuffer};
+use super::WgpuBackend;
+use crate::backend::kernels::NormKernels;
 use crate::backend::LayerNorm;
 use crate::error::Result;
 
@@ -20,111 +22,115 @@ fn row_threads(cols: usize) -> usize {
     cols.next_power_of_two().clamp(1, 256)
 }
 
-/// `with_residual` is `(residual, sum_out)`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn layer_norm_fwd(
-    g: &Gpu,
-    p: &LayerNorm,
-    x: &WgpuBuffer,
-    with_residual: Option<(&WgpuBuffer, &WgpuBuffer)>,
-    gamma: &WgpuBuffer,
-    beta: &WgpuBuffer,
-    y: &WgpuBuffer,
-    mean: &WgpuBuffer,
-    rstd: &WgpuBuffer,
-) -> Result<()> {
-    if p.rows == 0 || p.cols == 0 {
-        return Ok(());
-    }
-    let t = row_threads(p.cols);
-    // Absent inputs bind two distinct placeholders: one is read, the other written.
-    let placeholders;
-    let (residual, sum_out) = match with_residual {
-        Some(pair) => pair,
-        None => {
-            placeholders = (g.placeholder()?, g.placeholder()?);
-            (&placeholders.0, &placeholders.1)
+impl NormKernels for WgpuBackend {
+    /// `with_residual` is `(residual, sum_out)`.
+    fn layer_norm_fwd(
+        &self,
+        p: &LayerNorm,
+        ins: [&WgpuBuffer; 3],
+        residual: Option<(&WgpuBuffer, &mut WgpuBuffer)>,
+        outs: [&mut WgpuBuffer; 3],
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (x, with_residual, gamma, beta, y, mean, rstd) = (
+            ins[0],
+            residual.map(|(r, s)| (r, &*s)),
+            ins[1],
+            ins[2],
+            &*outs[0],
+            &*outs[1],
+            &*outs[2],
+        );
+        if p.rows == 0 || p.cols == 0 {
+            return Ok(());
         }
-    };
-    let params = [
-        p.rows as u32,
-        p.cols as u32,
-        p.eps.to_bits(),
-        t as u32,
-        with_residual.is_some() as u32,
-    ];
-    g.dispatch(
-        k("layer_norm_fwd"),
-        &params,
-        &[x, residual, gamma, beta, y, mean, rstd, sum_out],
-        groups(p.rows, 256 / t)?,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(super) fn layer_norm_bwd(
-    g: &Gpu,
-    p: &LayerNorm,
-    h: &WgpuBuffer,
-    dy: &WgpuBuffer,
-    gamma: &WgpuBuffer,
-    mean: &WgpuBuffer,
-    rstd: &WgpuBuffer,
-    dh: &WgpuBuffer,
-    dgamma: &WgpuBuffer,
-    dbeta: &WgpuBuffer,
-    accumulate_params: bool,
-) -> Result<()> {
-    let (rows, cols) = (p.rows, p.cols);
-    if cols == 0 {
-        return Ok(());
-    }
-    let t = row_threads(cols);
-    if rows > 0 {
-        g.dispatch(
-            k("layer_norm_bwd"),
-            &[rows as u32, cols as u32, t as u32],
-            &[h, dy, gamma, mean, rstd, dh],
-            groups(rows, 256 / t)?,
-        )?;
-    }
-
-    // dgamma and dbeta: chunk sums, then one fixed-order sum of the chunks per column. A
-    // single chunk is summed straight into the outputs; no rows only resets them.
-    let chunks = rows.div_ceil(ROWS_PER_CHUNK);
-    let colblocks = cols.div_ceil(t);
-    let partials = |dg: &WgpuBuffer, db: &WgpuBuffer, accumulate: bool| {
+        let t = row_threads(p.cols);
+        // Absent inputs bind two distinct placeholders: one is read, the other written.
+        let placeholders;
+        let (residual, sum_out) = match with_residual {
+            Some(pair) => pair,
+            None => {
+                placeholders = (g.placeholder()?, g.placeholder()?);
+                (&placeholders.0, &placeholders.1)
+            }
+        };
         let params = [
-            rows as u32,
-            cols as u32,
+            p.rows as u32,
+            p.cols as u32,
+            p.eps.to_bits(),
             t as u32,
-            chunks as u32,
-            colblocks as u32,
-            accumulate as u32,
+            with_residual.is_some() as u32,
         ];
         g.dispatch(
-            k("ln_param_partials"),
+            k("layer_norm_fwd"),
             &params,
-            &[h, dy, mean, rstd, dg, db],
-            groups(chunks * colblocks, 1)?,
+            &[x, residual, gamma, beta, y, mean, rstd, sum_out],
+            groups(p.rows, 256 / t)?,
         )
-    };
-    let finish = |pg: &WgpuBuffer, pb: &WgpuBuffer| {
-        g.dispatch(
-            k("ln_param_finish"),
-            &[cols as u32, chunks as u32, accumulate_params as u32],
-            &[pg, pb, dgamma, dbeta],
-            groups(cols, 1)?,
-        )
-    };
-    match chunks {
-        0 if accumulate_params => Ok(()),
-        0 => finish(&g.placeholder()?, &g.placeholder()?),
-        1 => partials(dgamma, dbeta, accumulate_params),
-        _ => {
-            let (pg, pb) = (g.scratch(chunks * cols)?, g.scratch(chunks * cols)?);
-            partials(&pg, &pb, false)?;
-            finish(&pg, &pb)
+    }
+
+    fn layer_norm_bwd(
+        &self,
+        p: &LayerNorm,
+        ins: [&WgpuBuffer; 5],
+        outs: [&mut WgpuBuffer; 3],
+        accumulate_params: bool,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (h, dy, gamma, mean, rstd, dh, dgamma, dbeta) = (
+            ins[0], ins[1], ins[2], ins[3], ins[4], &*outs[0], &*outs[1], &*outs[2],
+        );
+        let (rows, cols) = (p.rows, p.cols);
+        if cols == 0 {
+            return Ok(());
+        }
+        let t = row_threads(cols);
+        if rows > 0 {
+            g.dispatch(
+                k("layer_norm_bwd"),
+                &[rows as u32, cols as u32, t as u32],
+                &[h, dy, gamma, mean, rstd, dh],
+                groups(rows, 256 / t)?,
+            )?;
+        }
+
+        // dgamma and dbeta: chunk sums, then one fixed-order sum of the chunks per column. A
+        // single chunk is summed straight into the outputs; no rows only resets them.
+        let chunks = rows.div_ceil(ROWS_PER_CHUNK);
+        let colblocks = cols.div_ceil(t);
+        let partials = |dg: &WgpuBuffer, db: &WgpuBuffer, accumulate: bool| {
+            let params = [
+                rows as u32,
+                cols as u32,
+                t as u32,
+                chunks as u32,
+                colblocks as u32,
+                accumulate as u32,
+            ];
+            g.dispatch(
+                k("ln_param_partials"),
+                &params,
+                &[h, dy, mean, rstd, dg, db],
+                groups(chunks * colblocks, 1)?,
+            )
+        };
+        let finish = |pg: &WgpuBuffer, pb: &WgpuBuffer| {
+            g.dispatch(
+                k("ln_param_finish"),
+                &[cols as u32, chunks as u32, accumulate_params as u32],
+                &[pg, pb, dgamma, dbeta],
+                groups(cols, 1)?,
+            )
+        };
+        match chunks {
+            0 if accumulate_params => Ok(()),
+            0 => finish(&g.placeholder()?, &g.placeholder()?),
+            1 => partials(dgamma, dbeta, accumulate_params),
+            _ => {
+                let (pg, pb) = (g.scratch(chunks * cols)?, g.scratch(chunks * cols)?);
+                partials(&pg, &pb, false)?;
+                finish(&pg, &pb)
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! ode: fused Runge–Kutta stage, Dopri5 error norm and step control (`shaders/ode.wgsl`).
 
-use super::context::{groups, Gpu, Kernel, WgpuBuffer};
+use super::context::{groups, Kernel, WgpuBuffer};
+use super::WgpuBackend;
+use crate::backend::kernels::OdeKernels;
 use crate::error::{Error, Result};
 
 const fn k(entry: &'static str) -> Kernel {
@@ -41,65 +43,72 @@ fn ode_params(
     Ok(p)
 }
 
-pub(super) fn ode_stage(
-    g: &Gpu,
-    [x, kb, h]: [&WgpuBuffer; 3],
-    coeffs: &[f32],
-    per_sample: usize,
-    out: &WgpuBuffer,
-) -> Result<()> {
-    let n = x.len();
-    let params = ode_params("ode_stage", n, per_sample, coeffs, (0.0, 0.0))?;
-    g.dispatch(k("ode_stage"), &params, &[x, kb, h, out], groups(n, 256)?)
-}
+impl OdeKernels for WgpuBackend {
+    fn ode_stage(
+        &self,
+        ins: [&WgpuBuffer; 3],
+        coeffs: &[f32],
+        per_sample: usize,
+        out: &mut WgpuBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let ([x, kb, h], out) = (ins, &*out);
+        let n = x.len();
+        let params = ode_params("ode_stage", n, per_sample, coeffs, (0.0, 0.0))?;
+        g.dispatch(k("ode_stage"), &params, &[x, kb, h, out], groups(n, 256)?)
+    }
 
-/// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`. One workgroup of 64 per sample
-/// (the shader says why).
-pub(super) fn dopri5_error(
-    g: &Gpu,
-    inputs: [&WgpuBuffer; 4],
-    err_coeffs: &[f32],
-    per_sample: usize,
-    tol: (f32, f32),
-    err: &WgpuBuffer,
-) -> Result<()> {
-    let [x, x_new, kb, h] = inputs;
-    let n = x.len();
-    let params = ode_params("dopri5_error", n, per_sample, err_coeffs, tol)?;
-    g.dispatch(
-        k("dopri5_error"),
-        &params,
-        &[x, x_new, kb, h, err],
-        groups(n / per_sample, 1)?,
-    )
-}
+    /// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`. One workgroup of 64 per sample
+    /// (the shader says why).
+    fn dopri5_error(
+        &self,
+        ins: [&WgpuBuffer; 4],
+        err_coeffs: &[f32],
+        shape: (usize, (f32, f32)),
+        err: &mut WgpuBuffer,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (inputs, per_sample, tol, err) = (ins, shape.0, shape.1, &*err);
+        let [x, x_new, kb, h] = inputs;
+        let n = x.len();
+        let params = ode_params("dopri5_error", n, per_sample, err_coeffs, tol)?;
+        g.dispatch(
+            k("dopri5_error"),
+            &params,
+            &[x, x_new, kb, h, err],
+            groups(n / per_sample, 1)?,
+        )
+    }
 
-/// `state` is `[x, x_new, err]`, `clock` is `[t, h]`. Two kernels: the accepted samples' copy
-/// of `x_new` (per element, reading the old `h`), then the new `t` and `h` (per sample).
-pub(super) fn dopri5_accept(
-    g: &Gpu,
-    state: [&WgpuBuffer; 3],
-    clock: [&WgpuBuffer; 2],
-    per_sample: usize,
-    t_end: f32,
-) -> Result<()> {
-    let [x, x_new, err] = state;
-    let [t, h] = clock;
-    let n = x.len();
-    let samples = n / per_sample;
-    let snap = T_SNAP * t_end.abs().max(1.0);
-    let params = [
-        n as u32,
-        per_sample as u32,
-        samples as u32,
-        t_end.to_bits(),
-        snap.to_bits(),
-    ];
-    g.dispatch(k("accept_x"), &params, &[x, x_new, err, h], groups(n, 256)?)?;
-    g.dispatch(
-        k("accept_clock"),
-        &params,
-        &[err, t, h],
-        groups(samples, 256)?,
-    )
+    /// `state` is `[x, x_new, err]`, `clock` is `[t, h]`. Two kernels: the accepted samples' copy
+    /// of `x_new` (per element, reading the old `h`), then the new `t` and `h` (per sample).
+    fn dopri5_accept(
+        &self,
+        ins: [&WgpuBuffer; 2],
+        state: [&mut WgpuBuffer; 3],
+        per_sample: usize,
+        t_end: f32,
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (state, clock) = ([&*state[0], ins[0], ins[1]], [&*state[1], &*state[2]]);
+        let [x, x_new, err] = state;
+        let [t, h] = clock;
+        let n = x.len();
+        let samples = n / per_sample;
+        let snap = T_SNAP * t_end.abs().max(1.0);
+        let params = [
+            n as u32,
+            per_sample as u32,
+            samples as u32,
+            t_end.to_bits(),
+            snap.to_bits(),
+        ];
+        g.dispatch(k("accept_x"), &params, &[x, x_new, err, h], groups(n, 256)?)?;
+        g.dispatch(
+            k("accept_clock"),
+            &params,
+            &[err, t, h],
+            groups(samples, 256)?,
+        )
+    }
 }

@@ -5,6 +5,8 @@
 //! to a few ulps (the shader's own log and sin/cos against the host's libm).
 
 use super::context::{groups, Gpu, Kernel, WgpuBuffer};
+use super::WgpuBackend;
+use crate::backend::kernels::RandomKernels;
 use crate::error::Result;
 
 fn fill(
@@ -36,17 +38,22 @@ fn fill(
     g.dispatch(k, &params, &[dst], groups(n.div_ceil(4), 256)?)
 }
 
-pub(super) fn normal_fill(g: &Gpu, dst: &WgpuBuffer, seed: u64, offset: u64) -> Result<()> {
-    fill(g, "normal_fill", dst, seed, offset, 0.0, 1.0)
-}
+impl RandomKernels for WgpuBackend {
+    fn normal_fill(&self, dst: &mut WgpuBuffer, seed: u64, offset: u64) -> Result<()> {
+        let g = &self.gpu;
+        let dst = &*dst;
+        fill(g, "normal_fill", dst, seed, offset, 0.0, 1.0)
+    }
 
-pub(super) fn uniform_fill(
-    g: &Gpu,
-    dst: &WgpuBuffer,
-    seed: u64,
-    offset: u64,
-    lo: f32,
-    hi: f32,
-) -> Result<()> {
-    fill(g, "uniform_fill", dst, seed, offset, lo, hi)
+    fn uniform_fill(
+        &self,
+        dst: &mut WgpuBuffer,
+        seed: u64,
+        offset: u64,
+        range: (f32, f32),
+    ) -> Result<()> {
+        let g = &self.gpu;
+        let (dst, lo, hi) = (&*dst, range.0, range.1);
+        fill(g, "uniform_fill", dst, seed, offset, lo, hi)
+    }
 }
