@@ -2,7 +2,7 @@
 // (optionally fused with the residual add) and layer_norm_bwd.
 //
 // One warp per row: the row's statistics are warp butterflies (f32, two-pass: the mean, then
-// the squared deviations from it, as DESIGN.md §4 asks), with no shared memory or barrier.
+// the squared deviations from it, as docs/architecture.md#kernel-contract asks), with no shared memory or barrier.
 // A lane keeps its first LN_CACHE columns (c = lane + 32·j) in registers between the passes, so
 // rows up to 256 wide (the benchmark's 64, the reference's 128) are read once; wider rows
 // re-read the rest (L1 hits).

@@ -7,7 +7,7 @@
 #
 # nvcc is looked for in $NVCC, on PATH, under $CUDA_HOME / $CUDA_PATH, then in Python's
 # `nvidia-cuda-nvcc` package, which is installed with pip when it is missing (no GPU and no
-# CUDA toolkit needed; see /work/shared/GPU-NOTES.md). The pip packages are pinned together:
+# CUDA toolkit needed; README.md, "Backends", gives the command). The pip packages are pinned together:
 # nvidia-cuda-nvcc alone pulls the newest nvvm, whose PTX a CUDA 13.0 driver may reject.
 #
 # TFMPE_CUDA_ARCHES overrides the targets, e.g. "80 90" (default "80 86 89 90"): SASS for each,

@@ -1,4 +1,4 @@
-//! Files: atomic writes (temporary name, then rename) and the small CSV dialect of DESIGN §10.
+//! Files: atomic writes (temporary name, then rename) and the small CSV dialect of docs/architecture.md#csv-columns.
 //!
 //! The CSV files are plain: a header of column names, then rows of numbers, comma-separated,
 //! no quoting (names never contain commas).

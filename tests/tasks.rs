@@ -279,7 +279,7 @@ fn strings(names: &[&str]) -> Vec<String> {
 }
 
 #[test]
-fn column_names_for_three_sites_follow_design_section_10() {
+fn column_names_for_three_sites_follow_the_csv_dialect() {
     let linear = strings(&["sigma", "mu.0", "mu.1", "mu.2"]);
     for name in ["hier-gaussian-linear", "hier-gaussian-linear-uniform"] {
         let model = task_by_name(name).unwrap();

@@ -1,4 +1,4 @@
-//! Metrics that compare a method's posterior samples with a reference (DESIGN §9).
+//! Metrics that compare a method's posterior samples with a reference (docs/architecture.md#metrics).
 //!
 //! Classifiers are trained with the crate's own tape on whichever device is passed, so a metric
 //! runs where the model runs.

@@ -1,4 +1,4 @@
-//! Simulation-based calibration (Talts et al. 2018; DESIGN §9).
+//! Simulation-based calibration (Talts et al. 2018; docs/architecture.md#metrics).
 //!
 //! For data sets simulated from the prior, the rank of each true parameter among `L` posterior
 //! draws for its data set is uniform on 0..=L when the posterior is calibrated in that coordinate.

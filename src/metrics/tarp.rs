@@ -1,4 +1,4 @@
-//! Tests of Accuracy with Random Points (TARP; Lemos et al. 2023; DESIGN §9): a calibration
+//! Tests of Accuracy with Random Points (TARP; Lemos et al. 2023; docs/architecture.md#metrics): a calibration
 //! check of the joint posterior, not one coordinate at a time.
 //!
 //! Parameters and draws are normalised with the mean and standard deviation of the true

@@ -1,5 +1,5 @@
 //! The TFMPE velocity field: a transformer encoder over tokens that predicts a velocity for every
-//! target token (DESIGN §6).
+//! target token (docs/architecture.md#model).
 //!
 //! Each token's features are `[value, label_emb, pos_emb, t, group_emb(, fourier(inputs))]`,
 //! mapped by one Linear layer to the model width; post-LN encoder blocks follow; a Linear head

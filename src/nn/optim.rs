@@ -4,8 +4,8 @@ use crate::backend::{self, Buffer, DType};
 use crate::error::{Error, Result};
 use crate::tape::ParamStore;
 
-/// Hyperparameters of [`AdamW`]. The defaults are the design's (Adam, lr 1e-4, no decay, no
-/// clipping).
+/// Hyperparameters of [`AdamW`]. The defaults are those of
+/// docs/architecture.md#training-defaults (Adam, lr 1e-4, no decay, no clipping).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
     pub lr: f32,

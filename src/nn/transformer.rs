@@ -1,4 +1,4 @@
-//! The post-LN transformer encoder of TFMPE (DESIGN.md §6).
+//! The post-LN transformer encoder of TFMPE (docs/architecture.md#model).
 
 use rand::Rng;
 

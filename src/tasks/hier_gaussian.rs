@@ -12,7 +12,7 @@ const NOISE_SD: f64 = 0.1;
 /// Observations per site.
 const DRAWS: usize = 5;
 
-/// The fully conjugate hierarchical Gaussian (TASKS.md `hier-gaussian`).
+/// The fully conjugate hierarchical Gaussian (docs/architecture.md#tasks, `hier-gaussian`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HierGaussian;
 

@@ -9,7 +9,7 @@ use rand::Rng;
 /// Scale of the half-normal prior on σ.
 const SIGMA_SCALE: f64 = 1.0;
 
-/// The linear Gaussian with a shared noise scale (TASKS.md `hier-gaussian-linear`).
+/// The linear Gaussian with a shared noise scale (docs/architecture.md#tasks, `hier-gaussian-linear`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HierGaussianLinear;
 

@@ -13,7 +13,7 @@ const SIGMA_SCALE: f64 = 0.1;
 const LO: f64 = -10.0;
 const HI: f64 = 10.0;
 
-/// The linear Gaussian with uniform site means (TASKS.md `hier-gaussian-linear-uniform`).
+/// The linear Gaussian with uniform site means (docs/architecture.md#tasks, `hier-gaussian-linear-uniform`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HierGaussianLinearUniform;
 

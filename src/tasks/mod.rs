@@ -2,7 +2,7 @@
 //!
 //! A hierarchical model has shared globals θ_g, exchangeable per-site locals η_s and a per-site
 //! observation y_s that depends only on (θ_g, η_s). Users describe their simulator by implementing
-//! [`HierarchicalModel`]; the benchmark tasks of TASKS.md implement it too.
+//! [`HierarchicalModel`]; the benchmark tasks (docs/architecture.md#tasks) implement it too.
 //!
 //! Layouts, used everywhere in the crate:
 //! - a parameter vector is `[globals, site 0 locals, site 1 locals, ...]`;
@@ -187,7 +187,7 @@ pub trait HierarchicalModel: Send + Sync {
         self.global_dim() + sites * self.local_dim()
     }
 
-    /// CSV column names of the parameter vector (DESIGN §10): `sigma`, `loc[1]`, `mu.3`,
+    /// CSV column names of the parameter vector (docs/architecture.md#csv-columns): `sigma`, `loc[1]`, `mu.3`,
     /// `theta.3[1]`; globals first, then site 0's locals, site 1's, and so on.
     fn parameter_names(&self, sites: usize) -> Vec<String> {
         let mut names = Vec::with_capacity(self.param_dim(sites));
