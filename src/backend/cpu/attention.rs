@@ -16,6 +16,10 @@
 //! The kernels are written once over [`Lanes`] and compiled twice: for AVX2 with FMA (chosen
 //! at run time) and for any CPU. The two differ in the last bits (fused multiply-adds), and
 //! each is deterministic.
+//!
+//! The file is longer than the house limit of 600 lines on purpose: it is one kernel (forward,
+//! backward, the lane type they are written over and the run-time dispatch between its two
+//! builds), read top to bottom, and splitting it would put one loop nest in several files.
 use std::cell::RefCell;
 use std::f32::consts::{LN_2, LOG2_E};
 

@@ -9,7 +9,6 @@ use crate::backend::kernels::FlowKernels;
 use crate::error::Result;
 
 impl FlowKernels for CudaBackend {
-    /// `inputs` is `[x0, x1, t]`.
     fn fm_prepare(
         &self,
         ins: [&CudaBuffer; 3],

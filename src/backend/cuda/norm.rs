@@ -10,7 +10,6 @@ use crate::backend::LayerNorm;
 use crate::error::{Error, Result};
 
 impl NormKernels for CudaBackend {
-    /// `with_residual` is `(residual, sum_out)`.
     fn layer_norm_fwd(
         &self,
         p: &LayerNorm,

@@ -54,7 +54,6 @@ impl OdeKernels for CudaBackend {
         g.launch_1d("ode_stage", n, &args)
     }
 
-    /// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`.
     fn dopri5_error(
         &self,
         ins: [&CudaBuffer; 4],
@@ -86,7 +85,6 @@ impl OdeKernels for CudaBackend {
         g.launch("dopri5_error", per_sample_grid(samples), &args)
     }
 
-    /// `state` is `[x, x_new, err]`, `clock` is `[t, h]`.
     fn dopri5_accept(
         &self,
         ins: [&CudaBuffer; 2],

@@ -24,8 +24,8 @@ impl OptimKernels for CudaBackend {
         })
     }
 
-    /// `bufs` is `[param, grad, m, v]`; `clip` is `(norm_sq, max_norm)`. The bias corrections are
-    /// formed on the host exactly as the CPU backend forms them, so the update is bit-identical.
+    /// The bias corrections are formed on the host exactly as the CPU backend forms them, so the
+    /// update is bit-identical.
     fn adamw_step(
         &self,
         p: &AdamW,

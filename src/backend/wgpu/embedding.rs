@@ -17,9 +17,7 @@ const fn k(entry: &'static str) -> Kernel {
 const TILE: usize = 32;
 
 impl EmbeddingKernels for WgpuBackend {
-    /// One workgroup per (table row, tile of 32 columns), each walking all ids in order; ids past
-    /// the table match no row and are skipped (the shared checks cannot see them on the device).
-    /// A lookup is a row gather: no kernel of its own. An id past the table reads zeros.
+    /// A lookup is a row gather: no kernel of its own.
     fn embedding_fwd(
         &self,
         table: &WgpuBuffer,
@@ -27,10 +25,12 @@ impl EmbeddingKernels for WgpuBackend {
         dim: usize,
         out: &mut WgpuBuffer,
     ) -> Result<()> {
-        // A lookup is a row gather from the table.
         MemoryKernels::gather_rows(self, table, ids, dim, out)
     }
 
+    /// One workgroup per (table row, tile of 32 columns), each walking all ids in order; an id
+    /// past the table matches no row and is skipped (a kernel cannot report it, and the checked
+    /// layer sees index values only where the host holds them).
     fn embedding_bwd(
         &self,
         dout: &WgpuBuffer,
@@ -69,8 +69,7 @@ impl EmbeddingKernels for WgpuBackend {
         )
     }
 
-    /// `shape` is `(rows, in_dim, half)`. One workgroup per element of `dfreqs`, reducing over
-    /// rows in a fixed order.
+    /// One workgroup per element of `dfreqs`, reducing over rows in a fixed order.
     fn fourier_bwd(
         &self,
         ins: [&WgpuBuffer; 3],

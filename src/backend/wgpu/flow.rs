@@ -14,7 +14,6 @@ const fn k(entry: &'static str) -> Kernel {
 }
 
 impl FlowKernels for WgpuBackend {
-    /// `inputs` is `[x0, x1, t]`.
     fn fm_prepare(
         &self,
         ins: [&WgpuBuffer; 3],

@@ -23,7 +23,6 @@ fn row_threads(cols: usize) -> usize {
 }
 
 impl NormKernels for WgpuBackend {
-    /// `with_residual` is `(residual, sum_out)`.
     fn layer_norm_fwd(
         &self,
         p: &LayerNorm,

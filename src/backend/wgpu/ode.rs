@@ -58,8 +58,7 @@ impl OdeKernels for WgpuBackend {
         g.dispatch(k("ode_stage"), &params, &[x, kb, h, out], groups(n, 256)?)
     }
 
-    /// `inputs` is `[x, x_new, k, h]`, `tol` is `(rtol, atol)`. One workgroup of 64 per sample
-    /// (the shader says why).
+    /// One workgroup of 64 per sample (the shader says why).
     fn dopri5_error(
         &self,
         ins: [&WgpuBuffer; 4],
@@ -80,8 +79,8 @@ impl OdeKernels for WgpuBackend {
         )
     }
 
-    /// `state` is `[x, x_new, err]`, `clock` is `[t, h]`. Two kernels: the accepted samples' copy
-    /// of `x_new` (per element, reading the old `h`), then the new `t` and `h` (per sample).
+    /// Two kernels: the accepted samples' copy of `x_new` (per element, reading the old `h`),
+    /// then the new `t` and `h` (per sample).
     fn dopri5_accept(
         &self,
         ins: [&WgpuBuffer; 2],

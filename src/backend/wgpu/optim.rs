@@ -29,7 +29,6 @@ impl OptimKernels for WgpuBackend {
         g.dispatch(k("sum_squares_finish"), &params, &[&partials, out], 1)
     }
 
-    /// `bufs` is `[param, grad, m, v]`; `clip` is `(norm_sq, max_norm)`.
     fn adamw_step(
         &self,
         p: &AdamW,
