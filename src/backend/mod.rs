@@ -220,7 +220,9 @@ pub trait Backend: Send + Sync {
     /// Block copy of columns, see [`CopyCols`].
     fn copy_cols(&self, p: &CopyCols, src: &Buffer, dst: &mut Buffer) -> Result<()>;
     fn fill(&self, dst: &mut Buffer, value: f32) -> Result<()>;
-    /// `dst[i, :] = src[idx[i], :]`, rows of `row_len` elements; `idx` is u32.
+    /// `dst[i, :] = src[idx[i], :]`, rows of `row_len` elements; `idx` is u32. An index past
+    /// `src` is an error where the host holds the indices (the CPU backend); a GPU kernel, which
+    /// cannot report one, leaves that row of `dst` zero (reading indices back would stall it).
     fn gather_rows(
         &self,
         src: &Buffer,
@@ -229,7 +231,9 @@ pub trait Backend: Send + Sync {
         dst: &mut Buffer,
     ) -> Result<()>;
     /// `dst[idx[i], :] = src[i, :]`; rows not named in `idx` are left alone. Indices must be
-    /// distinct (the inverse of [`Backend::gather_rows`] on a permutation or a selection).
+    /// distinct (the inverse of [`Backend::gather_rows`] on a permutation or a selection). An
+    /// index past `dst` or named twice is an error where the host holds the indices; a GPU
+    /// kernel skips an index past `dst`.
     fn scatter_rows(
         &self,
         src: &Buffer,
@@ -347,7 +351,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     // ---- embedding ------------------------------------------------------------------------
-    /// `out[i, :] = table[ids[i], :]`, rows of `dim`; an id past the table is an error.
+    /// `out[i, :] = table[ids[i], :]`, rows of `dim`; ids past the table as in
+    /// [`Backend::gather_rows`].
     fn embedding_fwd(
         &self,
         table: &Buffer,
@@ -356,7 +361,8 @@ pub trait Backend: Send + Sync {
         out: &mut Buffer,
     ) -> Result<()>;
     /// `dtable[r, :] = Σ_{i: ids[i] = r} dout[i, :]` summed in order of i (deterministic, no
-    /// atomics); rows no id names become 0 (`+=` when `accumulate`).
+    /// atomics); rows no id names become 0 (`+=` when `accumulate`). An id past the table is an
+    /// error where the host holds the ids; a GPU kernel skips it.
     fn embedding_bwd(
         &self,
         dout: &Buffer,
