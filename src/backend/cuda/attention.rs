@@ -64,10 +64,9 @@ impl AttentionKernels for CudaBackend {
         p: &Attention,
         qkv: &CudaBuffer,
         mask: Option<&CudaBuffer>,
-        outs: [&mut CudaBuffer; 2],
+        [out, lse]: [&mut CudaBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
-        let (out, lse) = (&*outs[0], &*outs[1]);
         if p.batch * p.tokens == 0 {
             return Ok(());
         }
@@ -98,11 +97,10 @@ impl AttentionKernels for CudaBackend {
         p: &Attention,
         qkv: &CudaBuffer,
         mask: Option<&CudaBuffer>,
-        saved: [&CudaBuffer; 3],
+        [out, lse, dout]: [&CudaBuffer; 3],
         dqkv: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (out, lse, dout, dqkv) = (saved[0], saved[1], saved[2], &*dqkv);
         if p.batch * p.tokens == 0 {
             return Ok(());
         }

@@ -8,7 +8,6 @@ use crate::error::Result;
 impl ElementwiseKernels for CudaBackend {
     fn add(&self, a: &CudaBuffer, b: &CudaBuffer, out: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         let n = n32(a.len())?;
         let args = [
             Arg::P(a.ptr()),
@@ -21,7 +20,6 @@ impl ElementwiseKernels for CudaBackend {
 
     fn scale(&self, x: &CudaBuffer, alpha: f32, out: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         let n = n32(x.len())?;
         let args = [Arg::P(x.ptr()), Arg::P(out.ptr()), Arg::U(n), Arg::F(alpha)];
         g.launch_1d("scale", n, &args)
@@ -29,7 +27,6 @@ impl ElementwiseKernels for CudaBackend {
 
     fn axpy(&self, alpha: f32, x: &CudaBuffer, y: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
-        let y = &*y;
         let n = n32(x.len())?;
         let args = [Arg::P(x.ptr()), Arg::P(y.ptr()), Arg::U(n), Arg::F(alpha)];
         g.launch_1d("axpy", n, &args)
@@ -37,7 +34,6 @@ impl ElementwiseKernels for CudaBackend {
 
     fn relu_fwd(&self, x: &CudaBuffer, out: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         let n = n32(x.len())?;
         g.launch_1d(
             "relu_fwd",
@@ -51,10 +47,9 @@ impl ElementwiseKernels for CudaBackend {
         y: &CudaBuffer,
         dy: &CudaBuffer,
         dx: &mut CudaBuffer,
-        acc: bool,
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (dx, accumulate) = (&*dx, acc);
         let n = n32(y.len())?;
         let args = [
             Arg::P(y.ptr()),

@@ -17,7 +17,6 @@ impl EmbeddingKernels for CudaBackend {
         out: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         let n = n32(ids.len() * dim)?;
         let args = [
             Arg::P(table.ptr()),
@@ -37,10 +36,9 @@ impl EmbeddingKernels for CudaBackend {
         ids: &CudaBuffer,
         dim: usize,
         dtable: &mut CudaBuffer,
-        acc: bool,
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (dtable, accumulate) = (&*dtable, acc);
         let table_rows = n32(dtable.len() / dim)?;
         if table_rows == 0 {
             return Ok(());
@@ -65,12 +63,11 @@ impl EmbeddingKernels for CudaBackend {
 
     fn fourier_fwd(
         &self,
-        ins: [&CudaBuffer; 2],
-        dims: (usize, usize, usize),
+        [x, freqs]: [&CudaBuffer; 2],
+        (rows, in_dim, half): (usize, usize, usize),
         out: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (x, freqs, (rows, in_dim, half), out) = (ins[0], ins[1], dims, &*out);
         n32(out.len())?;
         let args = [
             Arg::P(x.ptr()),
@@ -85,14 +82,12 @@ impl EmbeddingKernels for CudaBackend {
 
     fn fourier_bwd(
         &self,
-        ins: [&CudaBuffer; 3],
-        dims: (usize, usize, usize),
+        [x, freqs, dout]: [&CudaBuffer; 3],
+        (rows, in_dim, half): (usize, usize, usize),
         dfreqs: &mut CudaBuffer,
-        acc: bool,
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let ([x, freqs, dout], (rows, in_dim, half), dfreqs, accumulate) =
-            (ins, dims, &*dfreqs, acc);
         // No frequencies, no gradient (dfreqs is empty).
         if half == 0 || in_dim == 0 {
             return Ok(());

@@ -11,13 +11,12 @@ use crate::error::Result;
 impl FlowKernels for CudaBackend {
     fn fm_prepare(
         &self,
-        ins: [&CudaBuffer; 3],
+        [x0, x1, t]: [&CudaBuffer; 3],
         per_sample: usize,
         sigma_min: f32,
-        outs: [&mut CudaBuffer; 2],
+        [xt, u]: [&mut CudaBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
-        let ([x0, x1, t], xt, u) = (ins, &*outs[0], &*outs[1]);
         let n = n32(x0.len())?;
         let args = [
             Arg::P(x0.ptr()),
@@ -39,10 +38,9 @@ impl FlowKernels for CudaBackend {
         pred: &CudaBuffer,
         target: &CudaBuffer,
         mask: Option<&CudaBuffer>,
-        outs: [&mut CudaBuffer; 2],
+        [loss, dpred]: [&mut CudaBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
-        let (loss, dpred) = (&*outs[0], &*outs[1]);
         let n = n32(pred.len())?;
         let blocks = n.div_ceil(16384).clamp(1, 16);
         g.with_scratch(blocks as usize * 8, |partials, ticket| {

@@ -10,10 +10,9 @@ impl LossKernels for CudaBackend {
         &self,
         logits: &CudaBuffer,
         targets: &CudaBuffer,
-        outs: [&mut CudaBuffer; 2],
+        [loss, dlogits]: [&mut CudaBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
-        let (loss, dlogits) = (&*outs[0], &*outs[1]);
         let n = n32(logits.len())?;
         g.reduce("bce_with_logits", n, |partials, ticket| {
             vec![
@@ -30,7 +29,6 @@ impl LossKernels for CudaBackend {
 
     fn reduce_sum(&self, x: &CudaBuffer, scale: f32, out: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         let n = n32(x.len())?;
         g.reduce("reduce_sum", n, |partials, ticket| {
             vec![

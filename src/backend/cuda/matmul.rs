@@ -13,12 +13,11 @@ impl MatmulKernels for CudaBackend {
     fn gemm(
         &self,
         p: &Gemm,
-        ab: [&CudaBuffer; 2],
+        [a, b]: [&CudaBuffer; 2],
         bias: Option<&CudaBuffer>,
         c: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (a, b, c) = (ab[0], ab[1], &*c);
         if p.batch == 0 || p.m == 0 || p.n == 0 {
             return Ok(());
         }
@@ -107,12 +106,11 @@ impl MatmulKernels for CudaBackend {
     fn bias_grad(
         &self,
         dy: &CudaBuffer,
-        shape: (usize, usize),
+        (rows, cols): (usize, usize),
         db: &mut CudaBuffer,
-        acc: bool,
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (rows, cols, db, accumulate) = (shape.0, shape.1, &*db, acc);
         if cols == 0 {
             return Ok(());
         }

@@ -30,7 +30,6 @@ fn rows(
 impl MemoryKernels for CudaBackend {
     fn copy_cols(&self, p: &CopyCols, src: &CudaBuffer, dst: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         let n = n32(p.rows * p.width)?;
         let mut args = vec![Arg::P(src.ptr()), Arg::P(dst.ptr())];
         for v in [
@@ -49,7 +48,6 @@ impl MemoryKernels for CudaBackend {
 
     fn fill(&self, dst: &mut CudaBuffer, value: f32) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         let n = n32(dst.len())?;
         g.launch_1d("fill", n, &[Arg::P(dst.ptr()), Arg::U(n), Arg::F(value)])
     }
@@ -62,7 +60,6 @@ impl MemoryKernels for CudaBackend {
         dst: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         let table = src.len() / row_len;
         rows(g, "gather_rows", (src, idx, dst), row_len, table)
     }
@@ -75,7 +72,6 @@ impl MemoryKernels for CudaBackend {
         dst: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         let table = dst.len() / row_len;
         rows(g, "scatter_rows", (src, idx, dst), row_len, table)
     }

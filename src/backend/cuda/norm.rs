@@ -13,20 +13,12 @@ impl NormKernels for CudaBackend {
     fn layer_norm_fwd(
         &self,
         p: &LayerNorm,
-        ins: [&CudaBuffer; 3],
+        [x, gamma, beta]: [&CudaBuffer; 3],
         residual: Option<(&CudaBuffer, &mut CudaBuffer)>,
-        outs: [&mut CudaBuffer; 3],
+        [y, mean, rstd]: [&mut CudaBuffer; 3],
     ) -> Result<()> {
         let g = &self.gpu;
-        let (x, with_residual, gamma, beta, y, mean, rstd) = (
-            ins[0],
-            residual.map(|(r, s)| (r, &*s)),
-            ins[1],
-            ins[2],
-            &*outs[0],
-            &*outs[1],
-            &*outs[2],
-        );
+        let with_residual = residual.map(|(r, s)| (r, &*s));
         if p.rows == 0 {
             return Ok(());
         }
@@ -57,22 +49,11 @@ impl NormKernels for CudaBackend {
     fn layer_norm_bwd(
         &self,
         p: &LayerNorm,
-        ins: [&CudaBuffer; 5],
-        outs: [&mut CudaBuffer; 3],
-        accumulate_params: bool,
+        [h, dy, gamma, mean, rstd]: [&CudaBuffer; 5],
+        [dh, dgamma, dbeta]: [&mut CudaBuffer; 3],
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (h, dy, gamma, mean, rstd, dh, dgamma, dbeta, accumulate) = (
-            ins[0],
-            ins[1],
-            ins[2],
-            ins[3],
-            ins[4],
-            &*outs[0],
-            &*outs[1],
-            &*outs[2],
-            accumulate_params,
-        );
         if p.cols == 0 {
             return Ok(());
         }

@@ -32,13 +32,12 @@ fn per_sample_grid(samples: u32) -> LaunchConfig {
 impl OdeKernels for CudaBackend {
     fn ode_stage(
         &self,
-        ins: [&CudaBuffer; 3],
+        [x, k, h]: [&CudaBuffer; 3],
         c: &[f32],
         per_sample: usize,
         out: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let ([x, k, h], out) = (ins, &*out);
         let n = n32(x.len())?;
         n32(k.len())?;
         let args = [
@@ -56,14 +55,12 @@ impl OdeKernels for CudaBackend {
 
     fn dopri5_error(
         &self,
-        ins: [&CudaBuffer; 4],
-        err_coeffs: &[f32],
-        shape: (usize, (f32, f32)),
+        [x, x_new, k, h]: [&CudaBuffer; 4],
+        c: &[f32],
+        (per_sample, (rtol, atol)): (usize, (f32, f32)),
         err: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let ([x, x_new, k, h], c, per_sample, (rtol, atol), err) =
-            (ins, err_coeffs, shape.0, shape.1, &*err);
         let samples = n32(err.len())?;
         if samples == 0 {
             return Ok(());
@@ -87,13 +84,12 @@ impl OdeKernels for CudaBackend {
 
     fn dopri5_accept(
         &self,
-        ins: [&CudaBuffer; 2],
-        state: [&mut CudaBuffer; 3],
+        [x_new, err]: [&CudaBuffer; 2],
+        [x, t, h]: [&mut CudaBuffer; 3],
         per_sample: usize,
         t_end: f32,
     ) -> Result<()> {
         let g = &self.gpu;
-        let ([x, x_new, err], [t, h]) = ([&*state[0], ins[0], ins[1]], [&*state[1], &*state[2]]);
         let samples = n32(err.len())?;
         if samples == 0 {
             return Ok(());

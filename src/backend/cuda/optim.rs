@@ -8,9 +8,8 @@ use crate::backend::AdamW;
 use crate::error::Result;
 
 impl OptimKernels for CudaBackend {
-    fn sum_squares(&self, x: &CudaBuffer, out: &mut CudaBuffer, acc: bool) -> Result<()> {
+    fn sum_squares(&self, x: &CudaBuffer, out: &mut CudaBuffer, accumulate: bool) -> Result<()> {
         let g = &self.gpu;
-        let (out, accumulate) = (&*out, acc);
         let n = n32(x.len())?;
         g.reduce("sum_squares", n, |partials, ticket| {
             vec![
@@ -30,11 +29,10 @@ impl OptimKernels for CudaBackend {
         &self,
         p: &AdamW,
         grad: &CudaBuffer,
-        state: [&mut CudaBuffer; 3],
+        [param, m, v]: [&mut CudaBuffer; 3],
         clip: Option<(&CudaBuffer, f32)>,
     ) -> Result<()> {
         let g = &self.gpu;
-        let [param, grad, m, v] = [&*state[0], grad, &*state[1], &*state[2]];
         let n = n32(param.len())?;
         let step = p.step as i32;
         let bc1 = 1.0 - (p.beta1 as f64).powi(step);

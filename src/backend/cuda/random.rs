@@ -9,7 +9,6 @@ impl RandomKernels for CudaBackend {
     /// One thread per Philox block of four numbers.
     fn normal_fill(&self, dst: &mut CudaBuffer, seed: u64, offset: u64) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         let n = n32(dst.len())?;
         let args = [Arg::P(dst.ptr()), Arg::U(n), Arg::L(seed), Arg::L(offset)];
         g.launch_1d("normal_fill", n.div_ceil(4), &args)
@@ -20,10 +19,9 @@ impl RandomKernels for CudaBackend {
         dst: &mut CudaBuffer,
         seed: u64,
         offset: u64,
-        range: (f32, f32),
+        (lo, hi): (f32, f32),
     ) -> Result<()> {
         let g = &self.gpu;
-        let (dst, lo, hi) = (&*dst, range.0, range.1);
         let n = n32(dst.len())?;
         let args = [
             Arg::P(dst.ptr()),

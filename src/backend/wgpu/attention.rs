@@ -60,10 +60,9 @@ impl AttentionKernels for WgpuBackend {
         p: &Attention,
         qkv: &WgpuBuffer,
         mask: Option<&WgpuBuffer>,
-        outs: [&mut WgpuBuffer; 2],
+        [out, lse]: [&mut WgpuBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
-        let (out, lse) = (&*outs[0], &*outs[1]);
         let (params, n) = launch(p, mask.is_some())?;
         let placeholder;
         let mask = match mask {
@@ -81,11 +80,10 @@ impl AttentionKernels for WgpuBackend {
         p: &Attention,
         qkv: &WgpuBuffer,
         mask: Option<&WgpuBuffer>,
-        saved: [&WgpuBuffer; 3],
+        [out, lse, dout]: [&WgpuBuffer; 3],
         dqkv: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (out, lse, dout, dqkv) = (saved[0], saved[1], saved[2], &*dqkv);
         let (params, n) = launch(p, mask.is_some())?;
         let placeholder;
         let mask = match mask {

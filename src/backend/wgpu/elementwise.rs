@@ -29,25 +29,21 @@ fn launch(
 impl ElementwiseKernels for WgpuBackend {
     fn add(&self, a: &WgpuBuffer, b: &WgpuBuffer, out: &mut WgpuBuffer) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         launch(g, "add", 0.0, false, &[a, b, out])
     }
 
     fn scale(&self, x: &WgpuBuffer, alpha: f32, out: &mut WgpuBuffer) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         launch(g, "scale", alpha, false, &[x, out])
     }
 
     fn axpy(&self, alpha: f32, x: &WgpuBuffer, y: &mut WgpuBuffer) -> Result<()> {
         let g = &self.gpu;
-        let y = &*y;
         launch(g, "axpy", alpha, false, &[x, y])
     }
 
     fn relu_fwd(&self, x: &WgpuBuffer, out: &mut WgpuBuffer) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         launch(g, "relu_fwd", 0.0, false, &[x, out])
     }
 
@@ -56,10 +52,9 @@ impl ElementwiseKernels for WgpuBackend {
         y: &WgpuBuffer,
         dy: &WgpuBuffer,
         dx: &mut WgpuBuffer,
-        acc: bool,
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (dx, accumulate) = (&*dx, acc);
         launch(g, "relu_bwd", 0.0, accumulate, &[y, dy, dx])
     }
 }

@@ -37,10 +37,9 @@ impl EmbeddingKernels for WgpuBackend {
         ids: &WgpuBuffer,
         dim: usize,
         dtable: &mut WgpuBuffer,
-        acc: bool,
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (dtable, accumulate) = (&*dtable, acc);
         let rows = dtable.len() / dim;
         let tiles = dim.div_ceil(TILE);
         let params = [ids.len(), dim, rows, tiles, accumulate as usize].map(|v| v as u32);
@@ -54,12 +53,11 @@ impl EmbeddingKernels for WgpuBackend {
 
     fn fourier_fwd(
         &self,
-        ins: [&WgpuBuffer; 2],
-        dims: (usize, usize, usize),
+        [x, freqs]: [&WgpuBuffer; 2],
+        (rows, in_dim, half): (usize, usize, usize),
         out: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (x, freqs, (rows, in_dim, half), out) = (ins[0], ins[1], dims, &*out);
         let params = [rows, in_dim, half, 0].map(|v| v as u32);
         g.dispatch(
             k("fourier_fwd"),
@@ -72,14 +70,12 @@ impl EmbeddingKernels for WgpuBackend {
     /// One workgroup per element of `dfreqs`, reducing over rows in a fixed order.
     fn fourier_bwd(
         &self,
-        ins: [&WgpuBuffer; 3],
-        dims: (usize, usize, usize),
+        [x, freqs, dout]: [&WgpuBuffer; 3],
+        (rows, in_dim, half): (usize, usize, usize),
         dfreqs: &mut WgpuBuffer,
-        acc: bool,
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let ([x, freqs, dout], (rows, in_dim, half), dfreqs, accumulate) =
-            (ins, dims, &*dfreqs, acc);
         let params = [rows, in_dim, half, accumulate as usize].map(|v| v as u32);
         g.dispatch(
             k("fourier_bwd"),

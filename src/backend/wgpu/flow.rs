@@ -16,13 +16,12 @@ const fn k(entry: &'static str) -> Kernel {
 impl FlowKernels for WgpuBackend {
     fn fm_prepare(
         &self,
-        ins: [&WgpuBuffer; 3],
+        [x0, x1, t]: [&WgpuBuffer; 3],
         per_sample: usize,
         sigma_min: f32,
-        outs: [&mut WgpuBuffer; 2],
+        [xt, u]: [&mut WgpuBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
-        let ([x0, x1, t], xt, u) = (ins, &*outs[0], &*outs[1]);
         let n = xt.len();
         let keep = 1.0 - sigma_min;
         g.dispatch(
@@ -39,10 +38,9 @@ impl FlowKernels for WgpuBackend {
         pred: &WgpuBuffer,
         target: &WgpuBuffer,
         mask: Option<&WgpuBuffer>,
-        outs: [&mut WgpuBuffer; 2],
+        [loss, dpred]: [&mut WgpuBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
-        let (loss, dpred) = (&*outs[0], &*outs[1]);
         let n = pred.len();
         let r = reduction(n)?;
         // Without a mask the weight is max(n, 1), and the gradient factor 2 / max(n, 1) is

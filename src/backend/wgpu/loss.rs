@@ -100,10 +100,9 @@ impl LossKernels for WgpuBackend {
         &self,
         logits: &WgpuBuffer,
         targets: &WgpuBuffer,
-        outs: [&mut WgpuBuffer; 2],
+        [loss, dlogits]: [&mut WgpuBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
-        let (loss, dlogits) = (&*outs[0], &*outs[1]);
         let n = logits.len();
         let r = reduction(n)?;
         // 1/n rounded once, as the CPU backend forms it.
@@ -114,7 +113,6 @@ impl LossKernels for WgpuBackend {
 
     fn reduce_sum(&self, x: &WgpuBuffer, scale: f32, out: &mut WgpuBuffer) -> Result<()> {
         let g = &self.gpu;
-        let out = &*out;
         let r = reduction(x.len())?;
         let p = params(r, 0, scale, x.len(), 0.0);
         reduce(g, r, "sum_partial", &p, &[x], out)

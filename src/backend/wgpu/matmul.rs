@@ -49,12 +49,11 @@ impl MatmulKernels for WgpuBackend {
     fn gemm(
         &self,
         p: &Gemm,
-        ab: [&WgpuBuffer; 2],
+        [a, b]: [&WgpuBuffer; 2],
         bias: Option<&WgpuBuffer>,
         c: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (a, b, c) = (ab[0], ab[1], &*c);
         if p.batch == 0 || p.m == 0 || p.n == 0 {
             return Ok(());
         }
@@ -111,12 +110,11 @@ impl MatmulKernels for WgpuBackend {
     fn bias_grad(
         &self,
         dy: &WgpuBuffer,
-        shape: (usize, usize),
+        (rows, cols): (usize, usize),
         db: &mut WgpuBuffer,
-        acc: bool,
+        accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (rows, cols, db, accumulate) = (shape.0, shape.1, &*db, acc);
         if cols == 0 {
             return Ok(());
         }

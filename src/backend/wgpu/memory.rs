@@ -28,7 +28,6 @@ fn rows(
 impl MemoryKernels for WgpuBackend {
     fn copy_cols(&self, p: &CopyCols, src: &WgpuBuffer, dst: &mut WgpuBuffer) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         let params = [
             p.rows,
             p.width,
@@ -49,7 +48,6 @@ impl MemoryKernels for WgpuBackend {
 
     fn fill(&self, dst: &mut WgpuBuffer, value: f32) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         let n = dst.len();
         g.dispatch(
             k("fill"),
@@ -67,7 +65,6 @@ impl MemoryKernels for WgpuBackend {
         dst: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         rows(
             g,
             "gather_rows",
@@ -85,7 +82,6 @@ impl MemoryKernels for WgpuBackend {
         dst: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         rows(
             g,
             "scatter_rows",

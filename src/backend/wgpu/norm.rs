@@ -26,20 +26,12 @@ impl NormKernels for WgpuBackend {
     fn layer_norm_fwd(
         &self,
         p: &LayerNorm,
-        ins: [&WgpuBuffer; 3],
+        [x, gamma, beta]: [&WgpuBuffer; 3],
         residual: Option<(&WgpuBuffer, &mut WgpuBuffer)>,
-        outs: [&mut WgpuBuffer; 3],
+        [y, mean, rstd]: [&mut WgpuBuffer; 3],
     ) -> Result<()> {
         let g = &self.gpu;
-        let (x, with_residual, gamma, beta, y, mean, rstd) = (
-            ins[0],
-            residual.map(|(r, s)| (r, &*s)),
-            ins[1],
-            ins[2],
-            &*outs[0],
-            &*outs[1],
-            &*outs[2],
-        );
+        let with_residual = residual.map(|(r, s)| (r, &*s));
         if p.rows == 0 || p.cols == 0 {
             return Ok(());
         }
@@ -71,14 +63,11 @@ impl NormKernels for WgpuBackend {
     fn layer_norm_bwd(
         &self,
         p: &LayerNorm,
-        ins: [&WgpuBuffer; 5],
-        outs: [&mut WgpuBuffer; 3],
+        [h, dy, gamma, mean, rstd]: [&WgpuBuffer; 5],
+        [dh, dgamma, dbeta]: [&mut WgpuBuffer; 3],
         accumulate_params: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (h, dy, gamma, mean, rstd, dh, dgamma, dbeta) = (
-            ins[0], ins[1], ins[2], ins[3], ins[4], &*outs[0], &*outs[1], &*outs[2],
-        );
         let (rows, cols) = (p.rows, p.cols);
         if cols == 0 {
             return Ok(());

@@ -46,13 +46,12 @@ fn ode_params(
 impl OdeKernels for WgpuBackend {
     fn ode_stage(
         &self,
-        ins: [&WgpuBuffer; 3],
+        [x, kb, h]: [&WgpuBuffer; 3],
         coeffs: &[f32],
         per_sample: usize,
         out: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let ([x, kb, h], out) = (ins, &*out);
         let n = x.len();
         let params = ode_params("ode_stage", n, per_sample, coeffs, (0.0, 0.0))?;
         g.dispatch(k("ode_stage"), &params, &[x, kb, h, out], groups(n, 256)?)
@@ -61,14 +60,12 @@ impl OdeKernels for WgpuBackend {
     /// One workgroup of 64 per sample (the shader says why).
     fn dopri5_error(
         &self,
-        ins: [&WgpuBuffer; 4],
+        [x, x_new, kb, h]: [&WgpuBuffer; 4],
         err_coeffs: &[f32],
-        shape: (usize, (f32, f32)),
+        (per_sample, tol): (usize, (f32, f32)),
         err: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (inputs, per_sample, tol, err) = (ins, shape.0, shape.1, &*err);
-        let [x, x_new, kb, h] = inputs;
         let n = x.len();
         let params = ode_params("dopri5_error", n, per_sample, err_coeffs, tol)?;
         g.dispatch(
@@ -83,15 +80,12 @@ impl OdeKernels for WgpuBackend {
     /// then the new `t` and `h` (per sample).
     fn dopri5_accept(
         &self,
-        ins: [&WgpuBuffer; 2],
-        state: [&mut WgpuBuffer; 3],
+        [x_new, err]: [&WgpuBuffer; 2],
+        [x, t, h]: [&mut WgpuBuffer; 3],
         per_sample: usize,
         t_end: f32,
     ) -> Result<()> {
         let g = &self.gpu;
-        let (state, clock) = ([&*state[0], ins[0], ins[1]], [&*state[1], &*state[2]]);
-        let [x, x_new, err] = state;
-        let [t, h] = clock;
         let n = x.len();
         let samples = n / per_sample;
         let snap = T_SNAP * t_end.abs().max(1.0);

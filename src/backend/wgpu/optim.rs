@@ -16,9 +16,8 @@ const fn k(entry: &'static str) -> Kernel {
 }
 
 impl OptimKernels for WgpuBackend {
-    fn sum_squares(&self, x: &WgpuBuffer, out: &mut WgpuBuffer, acc: bool) -> Result<()> {
+    fn sum_squares(&self, x: &WgpuBuffer, out: &mut WgpuBuffer, accumulate: bool) -> Result<()> {
         let g = &self.gpu;
-        let (out, accumulate) = (&*out, acc);
         let r = reduction(x.len())?;
         let params = [r.n, r.chunk, r.groups, accumulate as u32, ONE];
         if r.single() {
@@ -33,11 +32,10 @@ impl OptimKernels for WgpuBackend {
         &self,
         p: &AdamW,
         grad: &WgpuBuffer,
-        state: [&mut WgpuBuffer; 3],
+        [param, m, v]: [&mut WgpuBuffer; 3],
         clip: Option<(&WgpuBuffer, f32)>,
     ) -> Result<()> {
         let g = &self.gpu;
-        let [param, grad, m, v] = [&*state[0], grad, &*state[1], &*state[2]];
         let n = param.len();
         // The per-call scalars exactly as the CPU backend forms them: the bias corrections in
         // f64, since 1 − β^t loses most of its digits in f32 for β2 near 1.

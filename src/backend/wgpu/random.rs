@@ -41,7 +41,6 @@ fn fill(
 impl RandomKernels for WgpuBackend {
     fn normal_fill(&self, dst: &mut WgpuBuffer, seed: u64, offset: u64) -> Result<()> {
         let g = &self.gpu;
-        let dst = &*dst;
         fill(g, "normal_fill", dst, seed, offset, 0.0, 1.0)
     }
 
@@ -50,10 +49,9 @@ impl RandomKernels for WgpuBackend {
         dst: &mut WgpuBuffer,
         seed: u64,
         offset: u64,
-        range: (f32, f32),
+        (lo, hi): (f32, f32),
     ) -> Result<()> {
         let g = &self.gpu;
-        let (dst, lo, hi) = (&*dst, range.0, range.1);
         fill(g, "uniform_fill", dst, seed, offset, lo, hi)
     }
 }
