@@ -73,10 +73,10 @@ impl AttentionKernels for CudaBackend {
         n32(qkv.len())?;
         let geo = geometry(p)?;
         let args = [
-            Arg::P(qkv.ptr()),
+            qkv.arg(),
             opt(mask),
-            Arg::P(out.ptr()),
-            Arg::P(lse.ptr()),
+            out.arg(),
+            lse.arg(),
             Arg::U(n32(p.tokens)?),
             Arg::U(n32(p.heads)?),
             Arg::U(n32(p.head_dim)?),
@@ -116,8 +116,8 @@ impl AttentionKernels for CudaBackend {
         // `delta` (the row sums of out · dout, [B, H, N]) lives in the workspace between the two.
         g.with_scratch(rows as usize * 4, |delta, _| {
             let prep = [
-                Arg::P(out.ptr()),
-                Arg::P(dout.ptr()),
+                out.arg(),
+                dout.arg(),
                 delta,
                 Arg::U(b),
                 Arg::U(n),
@@ -126,12 +126,12 @@ impl AttentionKernels for CudaBackend {
             ];
             g.launch_1d("attention_bwd_prep", rows, &prep)?;
             let args = [
-                Arg::P(qkv.ptr()),
+                qkv.arg(),
                 opt(mask),
-                Arg::P(lse.ptr()),
+                lse.arg(),
                 delta,
-                Arg::P(dout.ptr()),
-                Arg::P(dqkv.ptr()),
+                dout.arg(),
+                dqkv.arg(),
                 Arg::U(n),
                 Arg::U(h),
                 Arg::U(hd),

@@ -131,6 +131,11 @@ impl CudaBuffer {
     pub(super) fn ptr(&self) -> u64 {
         self.ptr
     }
+
+    /// The buffer as a kernel argument (its device address).
+    pub(super) fn arg(&self) -> Arg {
+        Arg::P(self.ptr)
+    }
 }
 
 impl Drop for CudaBuffer {

@@ -9,37 +9,28 @@ impl ElementwiseKernels for CudaBackend {
     fn add(&self, a: &CudaBuffer, b: &CudaBuffer, out: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
         let n = n32(a.len())?;
-        let args = [
-            Arg::P(a.ptr()),
-            Arg::P(b.ptr()),
-            Arg::P(out.ptr()),
-            Arg::U(n),
-        ];
+        let args = [a.arg(), b.arg(), out.arg(), Arg::U(n)];
         g.launch_1d("add", n, &args)
     }
 
     fn scale(&self, x: &CudaBuffer, alpha: f32, out: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
         let n = n32(x.len())?;
-        let args = [Arg::P(x.ptr()), Arg::P(out.ptr()), Arg::U(n), Arg::F(alpha)];
+        let args = [x.arg(), out.arg(), Arg::U(n), Arg::F(alpha)];
         g.launch_1d("scale", n, &args)
     }
 
     fn axpy(&self, alpha: f32, x: &CudaBuffer, y: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
         let n = n32(x.len())?;
-        let args = [Arg::P(x.ptr()), Arg::P(y.ptr()), Arg::U(n), Arg::F(alpha)];
+        let args = [x.arg(), y.arg(), Arg::U(n), Arg::F(alpha)];
         g.launch_1d("axpy", n, &args)
     }
 
     fn relu_fwd(&self, x: &CudaBuffer, out: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
         let n = n32(x.len())?;
-        g.launch_1d(
-            "relu_fwd",
-            n,
-            &[Arg::P(x.ptr()), Arg::P(out.ptr()), Arg::U(n)],
-        )
+        g.launch_1d("relu_fwd", n, &[x.arg(), out.arg(), Arg::U(n)])
     }
 
     fn relu_bwd(
@@ -52,9 +43,9 @@ impl ElementwiseKernels for CudaBackend {
         let g = &self.gpu;
         let n = n32(y.len())?;
         let args = [
-            Arg::P(y.ptr()),
-            Arg::P(dy.ptr()),
-            Arg::P(dx.ptr()),
+            y.arg(),
+            dy.arg(),
+            dx.arg(),
             Arg::U(n),
             Arg::U(accumulate as u32),
         ];

@@ -19,9 +19,9 @@ impl EmbeddingKernels for CudaBackend {
         let g = &self.gpu;
         let n = n32(ids.len() * dim)?;
         let args = [
-            Arg::P(table.ptr()),
-            Arg::P(ids.ptr()),
-            Arg::P(out.ptr()),
+            table.arg(),
+            ids.arg(),
+            out.arg(),
             Arg::U(n),
             Arg::U(n32(dim)?),
             Arg::U(n32(table.len() / dim)?),
@@ -45,9 +45,9 @@ impl EmbeddingKernels for CudaBackend {
         }
         n32(dout.len())?;
         let args = [
-            Arg::P(dout.ptr()),
-            Arg::P(ids.ptr()),
-            Arg::P(dtable.ptr()),
+            dout.arg(),
+            ids.arg(),
+            dtable.arg(),
             Arg::U(n32(ids.len())?),
             Arg::U(n32(dim)?),
             Arg::U(table_rows),
@@ -70,9 +70,9 @@ impl EmbeddingKernels for CudaBackend {
         let g = &self.gpu;
         n32(out.len())?;
         let args = [
-            Arg::P(x.ptr()),
-            Arg::P(freqs.ptr()),
-            Arg::P(out.ptr()),
+            x.arg(),
+            freqs.arg(),
+            out.arg(),
             Arg::U(n32(rows)?),
             Arg::U(n32(in_dim)?),
             Arg::U(n32(half)?),
@@ -98,10 +98,10 @@ impl EmbeddingKernels for CudaBackend {
         let chunks = r.div_ceil(256).clamp(1, 256);
         g.with_scratch(chunks as usize * in_dim * half * 8, |partials, ticket| {
             let args = [
-                Arg::P(x.ptr()),
-                Arg::P(freqs.ptr()),
-                Arg::P(dout.ptr()),
-                Arg::P(dfreqs.ptr()),
+                x.arg(),
+                freqs.arg(),
+                dout.arg(),
+                dfreqs.arg(),
                 partials,
                 ticket,
                 Arg::U(r),

@@ -19,11 +19,11 @@ impl FlowKernels for CudaBackend {
         let g = &self.gpu;
         let n = n32(x0.len())?;
         let args = [
-            Arg::P(x0.ptr()),
-            Arg::P(x1.ptr()),
-            Arg::P(t.ptr()),
-            Arg::P(xt.ptr()),
-            Arg::P(u.ptr()),
+            x0.arg(),
+            x1.arg(),
+            t.arg(),
+            xt.arg(),
+            u.arg(),
             Arg::U(n),
             Arg::U(n32(per_sample)?),
             Arg::F(sigma_min),
@@ -45,11 +45,11 @@ impl FlowKernels for CudaBackend {
         let blocks = n.div_ceil(16384).clamp(1, 16);
         g.with_scratch(blocks as usize * 8, |partials, ticket| {
             let args = [
-                Arg::P(pred.ptr()),
-                Arg::P(target.ptr()),
+                pred.arg(),
+                target.arg(),
                 opt(mask),
-                Arg::P(loss.ptr()),
-                Arg::P(dpred.ptr()),
+                loss.arg(),
+                dpred.arg(),
                 partials,
                 ticket,
                 Arg::U(n),

@@ -16,10 +16,10 @@ impl LossKernels for CudaBackend {
         let n = n32(logits.len())?;
         g.reduce("bce_with_logits", n, |partials, ticket| {
             vec![
-                Arg::P(logits.ptr()),
-                Arg::P(targets.ptr()),
-                Arg::P(loss.ptr()),
-                Arg::P(dlogits.ptr()),
+                logits.arg(),
+                targets.arg(),
+                loss.arg(),
+                dlogits.arg(),
                 partials,
                 ticket,
                 Arg::U(n),
@@ -32,8 +32,8 @@ impl LossKernels for CudaBackend {
         let n = n32(x.len())?;
         g.reduce("reduce_sum", n, |partials, ticket| {
             vec![
-                Arg::P(x.ptr()),
-                Arg::P(out.ptr()),
+                x.arg(),
+                out.arg(),
                 partials,
                 ticket,
                 Arg::U(n),

@@ -55,10 +55,10 @@ impl MatmulKernels for CudaBackend {
         };
         let launch = |ws: Arg| {
             let args = [
-                Arg::P(a.ptr()),
-                Arg::P(b.ptr()),
+                a.arg(),
+                b.arg(),
                 opt(bias),
-                Arg::P(c.ptr()),
+                c.arg(),
                 ws,
                 Arg::U(m),
                 Arg::U(n),
@@ -90,7 +90,7 @@ impl MatmulKernels for CudaBackend {
             let args = [
                 ws,
                 opt(bias),
-                Arg::P(c.ptr()),
+                c.arg(),
                 Arg::U(m),
                 Arg::U(n),
                 Arg::U(batch),
@@ -119,8 +119,8 @@ impl MatmulKernels for CudaBackend {
         let chunks = r.div_ceil(128).clamp(1, 1024);
         g.with_scratch(chunks as usize * cols * 4, |partials, ticket| {
             let args = [
-                Arg::P(dy.ptr()),
-                Arg::P(db.ptr()),
+                dy.arg(),
+                db.arg(),
                 partials,
                 ticket,
                 Arg::U(r),

@@ -17,9 +17,9 @@ fn rows(
 ) -> Result<()> {
     let n = n32(idx.len() * row_len)?;
     let args = [
-        Arg::P(src.ptr()),
-        Arg::P(idx.ptr()),
-        Arg::P(dst.ptr()),
+        src.arg(),
+        idx.arg(),
+        dst.arg(),
         Arg::U(n),
         Arg::U(n32(row_len)?),
         Arg::U(n32(table_rows)?),
@@ -31,7 +31,7 @@ impl MemoryKernels for CudaBackend {
     fn copy_cols(&self, p: &CopyCols, src: &CudaBuffer, dst: &mut CudaBuffer) -> Result<()> {
         let g = &self.gpu;
         let n = n32(p.rows * p.width)?;
-        let mut args = vec![Arg::P(src.ptr()), Arg::P(dst.ptr())];
+        let mut args = vec![src.arg(), dst.arg()];
         for v in [
             p.rows,
             p.width,
@@ -49,7 +49,7 @@ impl MemoryKernels for CudaBackend {
     fn fill(&self, dst: &mut CudaBuffer, value: f32) -> Result<()> {
         let g = &self.gpu;
         let n = n32(dst.len())?;
-        g.launch_1d("fill", n, &[Arg::P(dst.ptr()), Arg::U(n), Arg::F(value)])
+        g.launch_1d("fill", n, &[dst.arg(), Arg::U(n), Arg::F(value)])
     }
 
     fn gather_rows(

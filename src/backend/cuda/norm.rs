@@ -25,13 +25,13 @@ impl NormKernels for CudaBackend {
         n32(p.rows * p.cols)?;
         let rows = n32(p.rows)?;
         let args = [
-            Arg::P(x.ptr()),
+            x.arg(),
             opt(with_residual.map(|r| r.0)),
-            Arg::P(gamma.ptr()),
-            Arg::P(beta.ptr()),
-            Arg::P(y.ptr()),
-            Arg::P(mean.ptr()),
-            Arg::P(rstd.ptr()),
+            gamma.arg(),
+            beta.arg(),
+            y.arg(),
+            mean.arg(),
+            rstd.arg(),
             opt(with_residual.map(|r| r.1)),
             Arg::U(rows),
             Arg::U(n32(p.cols)?),
@@ -71,14 +71,14 @@ impl NormKernels for CudaBackend {
         let chunks = rows.div_ceil(64).clamp(1, 1024);
         g.with_scratch(chunks as usize * 2 * p.cols * 4, |partials, ticket| {
             let args = [
-                Arg::P(h.ptr()),
-                Arg::P(dy.ptr()),
-                Arg::P(gamma.ptr()),
-                Arg::P(mean.ptr()),
-                Arg::P(rstd.ptr()),
-                Arg::P(dh.ptr()),
-                Arg::P(dgamma.ptr()),
-                Arg::P(dbeta.ptr()),
+                h.arg(),
+                dy.arg(),
+                gamma.arg(),
+                mean.arg(),
+                rstd.arg(),
+                dh.arg(),
+                dgamma.arg(),
+                dbeta.arg(),
                 partials,
                 ticket,
                 Arg::U(rows),

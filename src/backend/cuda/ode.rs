@@ -41,10 +41,10 @@ impl OdeKernels for CudaBackend {
         let n = n32(x.len())?;
         n32(k.len())?;
         let args = [
-            Arg::P(x.ptr()),
-            Arg::P(k.ptr()),
-            Arg::P(h.ptr()),
-            Arg::P(out.ptr()),
+            x.arg(),
+            k.arg(),
+            h.arg(),
+            out.arg(),
             coeffs(c)?,
             Arg::U(c.len() as u32),
             Arg::U(n),
@@ -67,11 +67,11 @@ impl OdeKernels for CudaBackend {
         }
         n32(k.len())?;
         let args = [
-            Arg::P(x.ptr()),
-            Arg::P(x_new.ptr()),
-            Arg::P(k.ptr()),
-            Arg::P(h.ptr()),
-            Arg::P(err.ptr()),
+            x.arg(),
+            x_new.arg(),
+            k.arg(),
+            h.arg(),
+            err.arg(),
             coeffs(c)?,
             Arg::U(c.len() as u32),
             Arg::U(n32(x.len())?),
@@ -96,11 +96,11 @@ impl OdeKernels for CudaBackend {
         }
         n32(x.len())?;
         let args = [
-            Arg::P(x.ptr()),
-            Arg::P(x_new.ptr()),
-            Arg::P(err.ptr()),
-            Arg::P(t.ptr()),
-            Arg::P(h.ptr()),
+            x.arg(),
+            x_new.arg(),
+            err.arg(),
+            t.arg(),
+            h.arg(),
             Arg::U(samples),
             Arg::U(n32(per_sample)?),
             Arg::F(t_end),

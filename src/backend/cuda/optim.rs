@@ -13,8 +13,8 @@ impl OptimKernels for CudaBackend {
         let n = n32(x.len())?;
         g.reduce("sum_squares", n, |partials, ticket| {
             vec![
-                Arg::P(x.ptr()),
-                Arg::P(out.ptr()),
+                x.arg(),
+                out.arg(),
                 partials,
                 ticket,
                 Arg::U(n),
@@ -38,10 +38,10 @@ impl OptimKernels for CudaBackend {
         let bc1 = 1.0 - (p.beta1 as f64).powi(step);
         let bc2 = 1.0 - (p.beta2 as f64).powi(step);
         let args = [
-            Arg::P(param.ptr()),
-            Arg::P(grad.ptr()),
-            Arg::P(m.ptr()),
-            Arg::P(v.ptr()),
+            param.arg(),
+            grad.arg(),
+            m.arg(),
+            v.arg(),
             opt(clip.map(|c| c.0)),
             Arg::U(n),
             Arg::F((p.lr as f64 / bc1) as f32),

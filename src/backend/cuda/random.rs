@@ -10,7 +10,7 @@ impl RandomKernels for CudaBackend {
     fn normal_fill(&self, dst: &mut CudaBuffer, seed: u64, offset: u64) -> Result<()> {
         let g = &self.gpu;
         let n = n32(dst.len())?;
-        let args = [Arg::P(dst.ptr()), Arg::U(n), Arg::L(seed), Arg::L(offset)];
+        let args = [dst.arg(), Arg::U(n), Arg::L(seed), Arg::L(offset)];
         g.launch_1d("normal_fill", n.div_ceil(4), &args)
     }
 
@@ -24,7 +24,7 @@ impl RandomKernels for CudaBackend {
         let g = &self.gpu;
         let n = n32(dst.len())?;
         let args = [
-            Arg::P(dst.ptr()),
+            dst.arg(),
             Arg::U(n),
             Arg::L(seed),
             Arg::L(offset),
