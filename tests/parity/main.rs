@@ -17,6 +17,7 @@ mod parity {
     mod attention;
     mod elementwise;
     mod embedding;
+    mod errors;
     mod flow;
     mod loss;
     mod matmul;
