@@ -7,6 +7,16 @@ use rand::RngExt;
 use tfmpe::backend::Attention;
 use tfmpe::Device;
 
+per_device!(
+    attention_matches_reference_without_mask,
+    attention_matches_reference_with_padding,
+    attention_training_shape_with_one_padded_key,
+    attention_fully_masked_rows_give_zeros,
+    attention_is_stable_for_large_scores,
+    attention_is_deterministic,
+    attention_rejects_wrong_lengths
+);
+
 /// Reference outputs: `out [B, N, D]`, `lse [B, H, N]`, and `dqkv [B, N, 3D]` for `dout`.
 struct Reference {
     out: Vec<f64>,
@@ -172,19 +182,39 @@ const SHAPES: [(usize, usize, usize, usize); 9] = [
 const ATOL: f64 = 5e-6;
 const RTOL: f64 = 5e-6;
 
-#[test]
-fn attention_matches_reference_without_mask() {
-    for dev in common::devices() {
-        for (seed, &(b, n, h, hd)) in SHAPES.iter().enumerate() {
-            let p = attention(b, n, h, hd);
-            let mut rng = common::rng(100 + seed as u64);
-            let qkv = common::normal(&mut rng, b * n * 3 * p.model_dim());
-            let dout = common::normal(&mut rng, b * n * p.model_dim());
-            let got = run(&dev, &p, &qkv, None, &dout);
+fn attention_matches_reference_without_mask(dev: &Device) {
+    for (seed, &(b, n, h, hd)) in SHAPES.iter().enumerate() {
+        let p = attention(b, n, h, hd);
+        let mut rng = common::rng(100 + seed as u64);
+        let qkv = common::normal(&mut rng, b * n * 3 * p.model_dim());
+        let dout = common::normal(&mut rng, b * n * p.model_dim());
+        let got = run(dev, &p, &qkv, None, &dout);
+        check(
+            &format!("{p:?}"),
+            &got,
+            &reference(&p, &qkv, None, &dout),
+            ATOL,
+            RTOL,
+        );
+    }
+}
+
+fn attention_matches_reference_with_padding(dev: &Device) {
+    for (seed, &(b, n, h, hd)) in SHAPES.iter().enumerate() {
+        // At least two batch elements, so that one is padded (`padding_mask` pads odd ones).
+        let p = attention(b.max(2), n, h, hd);
+        let mut rng = common::rng(200 + seed as u64);
+        let qkv = common::normal(&mut rng, p.batch * n * 3 * p.model_dim());
+        let dout = common::normal(&mut rng, p.batch * n * p.model_dim());
+        for mask in [
+            common::padding_mask(&mut rng, p.batch, n),
+            scattered_mask(&mut rng, p.batch, n),
+        ] {
+            let got = run(dev, &p, &qkv, Some(&mask), &dout);
             check(
                 &format!("{p:?}"),
                 &got,
-                &reference(&p, &qkv, None, &dout),
+                &reference(&p, &qkv, Some(&mask), &dout),
                 ATOL,
                 RTOL,
             );
@@ -192,204 +222,163 @@ fn attention_matches_reference_without_mask() {
     }
 }
 
-#[test]
-fn attention_matches_reference_with_padding() {
-    for dev in common::devices() {
-        for (seed, &(b, n, h, hd)) in SHAPES.iter().enumerate() {
-            // At least two batch elements, so that one is padded (`padding_mask` pads odd ones).
-            let p = attention(b.max(2), n, h, hd);
-            let mut rng = common::rng(200 + seed as u64);
-            let qkv = common::normal(&mut rng, p.batch * n * 3 * p.model_dim());
-            let dout = common::normal(&mut rng, p.batch * n * p.model_dim());
-            for mask in [
-                common::padding_mask(&mut rng, p.batch, n),
-                scattered_mask(&mut rng, p.batch, n),
-            ] {
-                let got = run(&dev, &p, &qkv, Some(&mask), &dout);
-                check(
-                    &format!("{p:?}"),
-                    &got,
-                    &reference(&p, &qkv, Some(&mask), &dout),
-                    ATOL,
-                    RTOL,
-                );
-            }
-        }
+fn attention_training_shape_with_one_padded_key(dev: &Device) {
+    let p = Attention {
+        batch: 2,
+        tokens: 102,
+        heads: 16,
+        head_dim: 4,
+        scale: 0.5,
+    };
+    let mut rng = common::rng(300);
+    let qkv = common::uniform(&mut rng, p.batch * p.tokens * 3 * p.model_dim(), -2.0, 2.0);
+    let dout = common::normal(&mut rng, p.batch * p.tokens * p.model_dim());
+    let mut mask = vec![1.0; p.batch * p.tokens];
+    mask[p.tokens - 1] = 0.0;
+    mask[2 * p.tokens - 1] = 0.0;
+    let got = run(dev, &p, &qkv, Some(&mask), &dout);
+    check(
+        "one padded key",
+        &got,
+        &reference(&p, &qkv, Some(&mask), &dout),
+        ATOL,
+        RTOL,
+    );
+}
+
+fn attention_fully_masked_rows_give_zeros(dev: &Device) {
+    let p = attention(3, 7, 2, 4);
+    let mut rng = common::rng(400);
+    let qkv = common::normal(&mut rng, p.batch * p.tokens * 3 * p.model_dim());
+    let dout = common::normal(&mut rng, p.batch * p.tokens * p.model_dim());
+    let mut mask = common::padding_mask(&mut rng, p.batch, p.tokens);
+    mask[p.tokens..2 * p.tokens].fill(0.0);
+    let got = run(dev, &p, &qkv, Some(&mask), &dout);
+    let want = reference(&p, &qkv, Some(&mask), &dout);
+    check("fully masked batch element", &got, &want, ATOL, RTOL);
+    let rows = p.tokens * 3 * p.model_dim();
+    assert!(
+        got[2][rows..2 * rows].iter().all(|&g| g == 0.0),
+        "its dqkv is exactly 0"
+    );
+}
+
+fn attention_is_stable_for_large_scores(dev: &Device) {
+    let p = Attention {
+        batch: 2,
+        tokens: 33,
+        heads: 3,
+        head_dim: 4,
+        scale: 0.5,
+    };
+    let mut rng = common::rng(500);
+    // Scores reach about ±50 (a sum of four products of U(-6, 6)): exp of an unshifted
+    // score would lose everything past e^±88.
+    let qkv = common::uniform(&mut rng, p.batch * p.tokens * 3 * p.model_dim(), -6.0, 6.0);
+    let dout = common::normal(&mut rng, p.batch * p.tokens * p.model_dim());
+    let mask = common::padding_mask(&mut rng, p.batch, p.tokens);
+    let got = run(dev, &p, &qkv, Some(&mask), &dout);
+    let want = reference(&p, &qkv, Some(&mask), &dout);
+    assert!(
+        want.lse.iter().any(|l| l.abs() > 40.0),
+        "the case reaches large scores"
+    );
+    // A score of 50 carries an f32 rounding of ~50·2^-24·4 ≈ 1e-5 (absolute), which the
+    // exponential turns into that relative error of P; the outputs are O(6). The worst
+    // error seen is 2e-5 (dqkv).
+    check("large scores", &got, &want, 2e-4, 1e-4);
+}
+
+fn attention_is_deterministic(dev: &Device) {
+    let p = attention(5, 33, 4, 4);
+    let mut rng = common::rng(600);
+    let qkv = common::normal(&mut rng, p.batch * p.tokens * 3 * p.model_dim());
+    let dout = common::normal(&mut rng, p.batch * p.tokens * p.model_dim());
+    let mask = common::padding_mask(&mut rng, p.batch, p.tokens);
+    let first = run(dev, &p, &qkv, Some(&mask), &dout);
+    let again = run(dev, &p, &qkv, Some(&mask), &dout);
+    for (a, b) in first.iter().zip(&again) {
+        assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
 
-#[test]
-fn attention_training_shape_with_one_padded_key() {
-    for dev in common::devices() {
-        let p = Attention {
-            batch: 2,
-            tokens: 102,
-            heads: 16,
-            head_dim: 4,
-            scale: 0.5,
-        };
-        let mut rng = common::rng(300);
-        let qkv = common::uniform(&mut rng, p.batch * p.tokens * 3 * p.model_dim(), -2.0, 2.0);
-        let dout = common::normal(&mut rng, p.batch * p.tokens * p.model_dim());
-        let mut mask = vec![1.0; p.batch * p.tokens];
-        mask[p.tokens - 1] = 0.0;
-        mask[2 * p.tokens - 1] = 0.0;
-        let got = run(&dev, &p, &qkv, Some(&mask), &dout);
-        check(
-            "one padded key",
-            &got,
-            &reference(&p, &qkv, Some(&mask), &dout),
-            ATOL,
-            RTOL,
-        );
-    }
-}
+fn attention_rejects_wrong_lengths(dev: &Device) {
+    let be = backend(dev);
+    let p = attention(2, 5, 2, 3);
+    let n = p.batch * p.tokens * p.model_dim();
+    let lse_len = p.batch * p.heads * p.tokens;
+    let (qkv, out, lse, dout) = (
+        zeros(dev, 3 * n),
+        zeros(dev, n),
+        zeros(dev, lse_len),
+        zeros(dev, n),
+    );
+    let mask = zeros(dev, p.batch * p.tokens);
+    let short = |len: usize| zeros(dev, len - 1);
+    let (mut o, mut l, mut g) = (zeros(dev, n), zeros(dev, lse_len), zeros(dev, 3 * n));
 
-#[test]
-fn attention_fully_masked_rows_give_zeros() {
-    for dev in common::devices() {
-        let p = attention(3, 7, 2, 4);
-        let mut rng = common::rng(400);
-        let qkv = common::normal(&mut rng, p.batch * p.tokens * 3 * p.model_dim());
-        let dout = common::normal(&mut rng, p.batch * p.tokens * p.model_dim());
-        let mut mask = common::padding_mask(&mut rng, p.batch, p.tokens);
-        mask[p.tokens..2 * p.tokens].fill(0.0);
-        let got = run(&dev, &p, &qkv, Some(&mask), &dout);
-        let want = reference(&p, &qkv, Some(&mask), &dout);
-        check("fully masked batch element", &got, &want, ATOL, RTOL);
-        let rows = p.tokens * 3 * p.model_dim();
-        assert!(
-            got[2][rows..2 * rows].iter().all(|&g| g == 0.0),
-            "its dqkv is exactly 0"
-        );
-    }
-}
+    assert!(be
+        .attention_fwd(&p, &short(3 * n), None, &mut o, &mut l)
+        .is_err());
+    assert!(be
+        .attention_fwd(&p, &qkv, Some(&short(p.batch * p.tokens)), &mut o, &mut l)
+        .is_err());
+    assert!(be
+        .attention_fwd(&p, &qkv, None, &mut short(n), &mut l)
+        .is_err());
+    assert!(be
+        .attention_fwd(&p, &qkv, None, &mut o, &mut short(lse_len))
+        .is_err());
+    let no_heads = Attention { heads: 0, ..p };
+    assert!(be
+        .attention_fwd(
+            &no_heads,
+            &zeros(dev, 0),
+            None,
+            &mut zeros(dev, 0),
+            &mut zeros(dev, 0)
+        )
+        .is_err());
 
-#[test]
-fn attention_is_stable_for_large_scores() {
-    for dev in common::devices() {
-        let p = Attention {
-            batch: 2,
-            tokens: 33,
-            heads: 3,
-            head_dim: 4,
-            scale: 0.5,
-        };
-        let mut rng = common::rng(500);
-        // Scores reach about ±50 (a sum of four products of U(-6, 6)): exp of an unshifted
-        // score would lose everything past e^±88.
-        let qkv = common::uniform(&mut rng, p.batch * p.tokens * 3 * p.model_dim(), -6.0, 6.0);
-        let dout = common::normal(&mut rng, p.batch * p.tokens * p.model_dim());
-        let mask = common::padding_mask(&mut rng, p.batch, p.tokens);
-        let got = run(&dev, &p, &qkv, Some(&mask), &dout);
-        let want = reference(&p, &qkv, Some(&mask), &dout);
-        assert!(
-            want.lse.iter().any(|l| l.abs() > 40.0),
-            "the case reaches large scores"
-        );
-        // A score of 50 carries an f32 rounding of ~50·2^-24·4 ≈ 1e-5 (absolute), which the
-        // exponential turns into that relative error of P; the outputs are O(6). The worst
-        // error seen is 2e-5 (dqkv).
-        check("large scores", &got, &want, 2e-4, 1e-4);
-    }
-}
-
-#[test]
-fn attention_is_deterministic() {
-    for dev in common::devices() {
-        let p = attention(5, 33, 4, 4);
-        let mut rng = common::rng(600);
-        let qkv = common::normal(&mut rng, p.batch * p.tokens * 3 * p.model_dim());
-        let dout = common::normal(&mut rng, p.batch * p.tokens * p.model_dim());
-        let mask = common::padding_mask(&mut rng, p.batch, p.tokens);
-        let first = run(&dev, &p, &qkv, Some(&mask), &dout);
-        let again = run(&dev, &p, &qkv, Some(&mask), &dout);
-        for (a, b) in first.iter().zip(&again) {
-            assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
-        }
-    }
-}
-
-#[test]
-fn attention_rejects_wrong_lengths() {
-    for dev in common::devices() {
-        let be = backend(&dev);
-        let p = attention(2, 5, 2, 3);
-        let n = p.batch * p.tokens * p.model_dim();
-        let lse_len = p.batch * p.heads * p.tokens;
-        let (qkv, out, lse, dout) = (
-            zeros(&dev, 3 * n),
-            zeros(&dev, n),
-            zeros(&dev, lse_len),
-            zeros(&dev, n),
-        );
-        let mask = zeros(&dev, p.batch * p.tokens);
-        let short = |len: usize| zeros(&dev, len - 1);
-        let (mut o, mut l, mut g) = (zeros(&dev, n), zeros(&dev, lse_len), zeros(&dev, 3 * n));
-
-        assert!(be
-            .attention_fwd(&p, &short(3 * n), None, &mut o, &mut l)
-            .is_err());
-        assert!(be
-            .attention_fwd(&p, &qkv, Some(&short(p.batch * p.tokens)), &mut o, &mut l)
-            .is_err());
-        assert!(be
-            .attention_fwd(&p, &qkv, None, &mut short(n), &mut l)
-            .is_err());
-        assert!(be
-            .attention_fwd(&p, &qkv, None, &mut o, &mut short(lse_len))
-            .is_err());
-        let no_heads = Attention { heads: 0, ..p };
-        assert!(be
-            .attention_fwd(
-                &no_heads,
-                &zeros(&dev, 0),
-                None,
-                &mut zeros(&dev, 0),
-                &mut zeros(&dev, 0)
-            )
-            .is_err());
-
-        assert!(be
-            .attention_bwd(&p, &short(3 * n), Some(&mask), &out, &lse, &dout, &mut g)
-            .is_err());
-        assert!(be
-            .attention_bwd(
-                &p,
-                &qkv,
-                Some(&short(p.batch * p.tokens)),
-                &out,
-                &lse,
-                &dout,
-                &mut g
-            )
-            .is_err());
-        assert!(be
-            .attention_bwd(&p, &qkv, None, &short(n), &lse, &dout, &mut g)
-            .is_err());
-        assert!(be
-            .attention_bwd(&p, &qkv, None, &out, &short(lse_len), &dout, &mut g)
-            .is_err());
-        assert!(be
-            .attention_bwd(&p, &qkv, None, &out, &lse, &short(n), &mut g)
-            .is_err());
-        assert!(be
-            .attention_bwd(&p, &qkv, None, &out, &lse, &dout, &mut short(3 * n))
-            .is_err());
-        // The well-formed calls succeed, so the errors above come from the lengths.
-        assert!(be
-            .attention_fwd(&p, &qkv, Some(&mask), &mut o, &mut l)
-            .is_ok());
-        assert!(be
-            .attention_bwd(&p, &qkv, Some(&mask), &out, &lse, &dout, &mut g)
-            .is_ok());
-    }
+    assert!(be
+        .attention_bwd(&p, &short(3 * n), Some(&mask), &out, &lse, &dout, &mut g)
+        .is_err());
+    assert!(be
+        .attention_bwd(
+            &p,
+            &qkv,
+            Some(&short(p.batch * p.tokens)),
+            &out,
+            &lse,
+            &dout,
+            &mut g
+        )
+        .is_err());
+    assert!(be
+        .attention_bwd(&p, &qkv, None, &short(n), &lse, &dout, &mut g)
+        .is_err());
+    assert!(be
+        .attention_bwd(&p, &qkv, None, &out, &short(lse_len), &dout, &mut g)
+        .is_err());
+    assert!(be
+        .attention_bwd(&p, &qkv, None, &out, &lse, &short(n), &mut g)
+        .is_err());
+    assert!(be
+        .attention_bwd(&p, &qkv, None, &out, &lse, &dout, &mut short(3 * n))
+        .is_err());
+    // The well-formed calls succeed, so the errors above come from the lengths.
+    assert!(be
+        .attention_fwd(&p, &qkv, Some(&mask), &mut o, &mut l)
+        .is_ok());
+    assert!(be
+        .attention_bwd(&p, &qkv, Some(&mask), &out, &lse, &dout, &mut g)
+        .is_ok());
 }
 
 /// The wgpu kernels hold a head row in registers, up to 64 wide; a wider head is an error there
 /// (not a wrong result), while the CPU backend takes any width.
 #[test]
-fn attention_wgpu_rejects_heads_past_its_limit() {
+fn wgpu_rejects_heads_past_its_limit() {
     let Some(dev) = common::wgpu() else { return };
     let be = backend(&dev);
     let p = attention(1, 3, 1, 65);

@@ -1,6 +1,15 @@
 //! Parity of the `loss` kernels: binary cross-entropy with logits and `reduce_sum`.
 
 use crate::common::{self, assert_close, backend, down, rng, up, zeros};
+use tfmpe::Device;
+
+per_device!(
+    bce_with_logits_matches_f64,
+    bce_with_logits_is_stable_at_extreme_logits,
+    reduce_sum_matches_f64,
+    reductions_are_deterministic,
+    loss_kernels_reject_wrong_lengths
+);
 
 /// Sizes that hit the vector tails (1, 7, 33, 101) and one that spans several parallel blocks.
 const SIZES: [usize; 5] = [1, 7, 33, 101, 100_003];
@@ -39,98 +48,79 @@ fn check_bce(z: &[f32], y: &[f32], dev: &tfmpe::Device) {
     assert_close("bce dz", &dz, &want_dz, 4.0 * f32::EPSILON as f64 / n, 1e-6);
 }
 
-#[test]
-fn bce_with_logits_matches_f64() {
-    for dev in common::devices() {
-        for (case, &n) in SIZES.iter().enumerate() {
-            let mut r = rng(100 + case as u64);
-            let z: Vec<f32> = common::normal(&mut r, n).iter().map(|v| 4.0 * v).collect();
-            // Soft labels as well as hard ones: the kernel must not assume y ∈ {0, 1}.
-            let y: Vec<f32> = common::uniform(&mut r, n, 0.0, 1.0)
-                .iter()
-                .enumerate()
-                .map(|(i, &u)| if i % 3 == 0 { u } else { u.round() })
-                .collect();
-            check_bce(&z, &y, &dev);
-        }
+fn bce_with_logits_matches_f64(dev: &Device) {
+    for (case, &n) in SIZES.iter().enumerate() {
+        let mut r = rng(100 + case as u64);
+        let z: Vec<f32> = common::normal(&mut r, n).iter().map(|v| 4.0 * v).collect();
+        // Soft labels as well as hard ones: the kernel must not assume y ∈ {0, 1}.
+        let y: Vec<f32> = common::uniform(&mut r, n, 0.0, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| if i % 3 == 0 { u } else { u.round() })
+            .collect();
+        check_bce(&z, &y, dev);
     }
 }
 
-#[test]
-fn bce_with_logits_is_stable_at_extreme_logits() {
-    for dev in common::devices() {
-        let z = [
-            100.0, -100.0, 100.0, -100.0, 88.0, -88.0, 30.0, -30.0, 0.0, 100.0,
-        ];
-        let y = [1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 1.0, 0.0, 0.5, 0.25];
-        let (loss, dz) = run_bce(&dev, &z, &y);
-        assert!(loss.is_finite() && dz.iter().all(|d| d.is_finite()));
-        check_bce(&z, &y, &dev);
-    }
+fn bce_with_logits_is_stable_at_extreme_logits(dev: &Device) {
+    let z = [
+        100.0, -100.0, 100.0, -100.0, 88.0, -88.0, 30.0, -30.0, 0.0, 100.0,
+    ];
+    let y = [1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 1.0, 0.0, 0.5, 0.25];
+    let (loss, dz) = run_bce(dev, &z, &y);
+    assert!(loss.is_finite() && dz.iter().all(|d| d.is_finite()));
+    check_bce(&z, &y, dev);
 }
 
-#[test]
-fn reduce_sum_matches_f64() {
-    for dev in common::devices() {
-        for (case, &n) in SIZES.iter().enumerate() {
-            let x = common::normal(&mut rng(200 + case as u64), n);
-            for scale in [1.0f32, 1.0 / n as f32] {
-                let mut out = zeros(&dev, 1);
-                backend(&dev)
-                    .reduce_sum(&up(&dev, &x), scale, &mut out)
-                    .unwrap();
-                let sum: f64 = x.iter().map(|&v| v as f64).sum();
-                let abs: f64 = x.iter().map(|&v| (v as f64).abs()).sum();
-                // Summed in f64 then rounded once; the absolute term covers cancellation.
-                let atol = 1e-12 * abs * scale as f64;
-                assert_close(
-                    "reduce_sum",
-                    &down(&dev, &out),
-                    &[sum * scale as f64],
-                    atol,
-                    2e-7,
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn reductions_are_deterministic() {
-    for dev in common::devices() {
-        let n = 1_000_003;
-        let mut r = rng(300);
-        let (z, y) = (
-            common::normal(&mut r, n),
-            common::uniform(&mut r, n, 0.0, 1.0),
-        );
-        let first = run_bce(&dev, &z, &y);
-        assert_eq!(first, run_bce(&dev, &z, &y));
-        let sum = |dev: &tfmpe::Device| {
+fn reduce_sum_matches_f64(dev: &Device) {
+    for (case, &n) in SIZES.iter().enumerate() {
+        let x = common::normal(&mut rng(200 + case as u64), n);
+        for scale in [1.0f32, 1.0 / n as f32] {
             let mut out = zeros(dev, 1);
             backend(dev)
-                .reduce_sum(&up(dev, &z), 1.0, &mut out)
+                .reduce_sum(&up(dev, &x), scale, &mut out)
                 .unwrap();
-            down(dev, &out)[0].to_bits()
-        };
-        assert_eq!(sum(&dev), sum(&dev));
+            let sum: f64 = x.iter().map(|&v| v as f64).sum();
+            let abs: f64 = x.iter().map(|&v| (v as f64).abs()).sum();
+            // Summed in f64 then rounded once; the absolute term covers cancellation.
+            let atol = 1e-12 * abs * scale as f64;
+            assert_close(
+                "reduce_sum",
+                &down(dev, &out),
+                &[sum * scale as f64],
+                atol,
+                2e-7,
+            );
+        }
     }
 }
 
-#[test]
-fn loss_kernels_reject_wrong_lengths() {
-    for dev in common::devices() {
-        let b = backend(&dev);
-        let (z, y5) = (up(&dev, &[0.0; 4]), up(&dev, &[0.0; 5]));
-        let (mut one, mut two, mut dz4, mut dz5) = (
-            zeros(&dev, 1),
-            zeros(&dev, 2),
-            zeros(&dev, 4),
-            zeros(&dev, 5),
-        );
-        assert!(b.bce_with_logits(&z, &y5, &mut one, &mut dz4).is_err());
-        assert!(b.bce_with_logits(&z, &z, &mut two, &mut dz4).is_err());
-        assert!(b.bce_with_logits(&z, &z, &mut one, &mut dz5).is_err());
-        assert!(b.reduce_sum(&z, 1.0, &mut two).is_err());
-    }
+fn reductions_are_deterministic(dev: &Device) {
+    let n = 1_000_003;
+    let mut r = rng(300);
+    let (z, y) = (
+        common::normal(&mut r, n),
+        common::uniform(&mut r, n, 0.0, 1.0),
+    );
+    let first = run_bce(dev, &z, &y);
+    assert_eq!(first, run_bce(dev, &z, &y));
+    let sum = |dev: &tfmpe::Device| {
+        let mut out = zeros(dev, 1);
+        backend(dev)
+            .reduce_sum(&up(dev, &z), 1.0, &mut out)
+            .unwrap();
+        down(dev, &out)[0].to_bits()
+    };
+    assert_eq!(sum(dev), sum(dev));
+}
+
+fn loss_kernels_reject_wrong_lengths(dev: &Device) {
+    let b = backend(dev);
+    let (z, y5) = (up(dev, &[0.0; 4]), up(dev, &[0.0; 5]));
+    let (mut one, mut two, mut dz4, mut dz5) =
+        (zeros(dev, 1), zeros(dev, 2), zeros(dev, 4), zeros(dev, 5));
+    assert!(b.bce_with_logits(&z, &y5, &mut one, &mut dz4).is_err());
+    assert!(b.bce_with_logits(&z, &z, &mut two, &mut dz4).is_err());
+    assert!(b.bce_with_logits(&z, &z, &mut one, &mut dz5).is_err());
+    assert!(b.reduce_sum(&z, 1.0, &mut two).is_err());
 }

@@ -15,6 +15,16 @@ use tfmpe::{Device, Error};
 
 use crate::common::{self, backend, down, rng, uniform, up};
 
+per_device!(
+    gemm_all_transposes_betas_and_epilogues,
+    gemm_batched_with_broadcast_and_padded_strides,
+    gemm_training_shapes,
+    gemm_with_empty_dimensions,
+    gemm_rejects_short_buffers_and_bias_mistakes,
+    bias_grad_column_sums,
+    bias_grad_rejects_wrong_lengths
+);
+
 const EPS: f64 = 1.0 / 16_777_216.0;
 
 /// Inputs of one case, drawn to the lengths `p` needs (plus a tail that must not be read).
@@ -140,8 +150,7 @@ fn shape(m: usize, n: usize, k: usize, ta: bool, tb: bool, beta: f32, epi: Epilo
 
 const EPILOGUES: [Epilogue; 3] = [Epilogue::None, Epilogue::Bias, Epilogue::BiasRelu];
 
-#[test]
-fn gemm_all_transposes_betas_and_epilogues() {
+fn gemm_all_transposes_betas_and_epilogues(dev: &Device) {
     let sizes = [
         (1, 1, 1),
         (7, 1, 33),
@@ -153,45 +162,40 @@ fn gemm_all_transposes_betas_and_epilogues() {
         (300, 17, 65),
     ];
     let mut r = rng(1);
-    for dev in common::devices() {
-        for (m, n, k) in sizes {
-            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                for beta in [0.0, 1.0] {
-                    for epi in EPILOGUES {
-                        Case::new(&mut r, shape(m, n, k, ta, tb, beta, epi)).check(&dev, "");
-                    }
+    for (m, n, k) in sizes {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for beta in [0.0, 1.0] {
+                for epi in EPILOGUES {
+                    Case::new(&mut r, shape(m, n, k, ta, tb, beta, epi)).check(dev, "");
                 }
             }
         }
     }
 }
 
-#[test]
-fn gemm_batched_with_broadcast_and_padded_strides() {
+fn gemm_batched_with_broadcast_and_padded_strides(dev: &Device) {
     let mut r = rng(2);
-    for dev in common::devices() {
-        // The last size splits K on the wgpu backend (few tiles, long K), batches included.
-        for (m, n, k) in [(1, 1, 1), (7, 33, 5), (33, 7, 101), (7, 5, 600)] {
-            for (ta, tb) in [(false, false), (true, true), (false, true)] {
-                for (sa, sb) in [(m * k, k * n), (0, k * n), (m * k + 2, 0)] {
-                    for beta in [0.0, 1.0] {
-                        let p = Gemm {
-                            batch: 3,
-                            stride_a: sa,
-                            stride_b: sb,
-                            // A gap after each output batch, which must keep its contents.
-                            stride_c: m * n + 5,
-                            ..shape(m, n, k, ta, tb, beta, Epilogue::Bias)
-                        };
-                        let mut case = Case::new(&mut r, p);
-                        if beta == 0.0 {
-                            case.c = uniform(&mut r, case.c.len(), -1.0, 1.0);
-                            for bi in 0..3 {
-                                case.c[bi * p.stride_c..][..m * n].fill(f32::NAN);
-                            }
+    // The last size splits K on the wgpu backend (few tiles, long K), batches included.
+    for (m, n, k) in [(1, 1, 1), (7, 33, 5), (33, 7, 101), (7, 5, 600)] {
+        for (ta, tb) in [(false, false), (true, true), (false, true)] {
+            for (sa, sb) in [(m * k, k * n), (0, k * n), (m * k + 2, 0)] {
+                for beta in [0.0, 1.0] {
+                    let p = Gemm {
+                        batch: 3,
+                        stride_a: sa,
+                        stride_b: sb,
+                        // A gap after each output batch, which must keep its contents.
+                        stride_c: m * n + 5,
+                        ..shape(m, n, k, ta, tb, beta, Epilogue::Bias)
+                    };
+                    let mut case = Case::new(&mut r, p);
+                    if beta == 0.0 {
+                        case.c = uniform(&mut r, case.c.len(), -1.0, 1.0);
+                        for bi in 0..3 {
+                            case.c[bi * p.stride_c..][..m * n].fill(f32::NAN);
                         }
-                        case.check(&dev, "batched");
                     }
+                    case.check(dev, "batched");
                 }
             }
         }
@@ -202,165 +206,147 @@ fn gemm_batched_with_broadcast_and_padded_strides() {
 /// (B transposed) and the weight gradient (A transposed, K = 10100 tokens) accumulated into an
 /// existing gradient, which takes the CPU backend's split-K path. Each runs twice and must give
 /// the same bits.
-#[test]
-fn gemm_training_shapes() {
+fn gemm_training_shapes(dev: &Device) {
     let mut r = rng(3);
-    for dev in common::devices() {
-        let cases = [
-            shape(10100, 64, 64, false, false, 0.0, Epilogue::BiasRelu),
-            shape(10100, 64, 192, false, true, 0.0, Epilogue::None),
-            shape(64, 192, 10100, true, false, 1.0, Epilogue::None),
-            shape(7, 33, 6001, true, true, 0.0, Epilogue::BiasRelu),
-            shape(33, 7, 5121, false, false, 1.0, Epilogue::Bias),
-            // One row block with enough work for the gemm crate's own threads.
-            shape(200, 300, 400, true, false, 1.0, Epilogue::BiasRelu),
-        ];
-        for p in cases {
-            let case = Case::new(&mut r, p);
-            let first = case.check(&dev, "training shape");
-            let again = case.run(&dev).unwrap();
-            assert!(
-                first
-                    .iter()
-                    .zip(&again)
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{p:?}: two runs differ"
-            );
-        }
+    let cases = [
+        shape(10100, 64, 64, false, false, 0.0, Epilogue::BiasRelu),
+        shape(10100, 64, 192, false, true, 0.0, Epilogue::None),
+        shape(64, 192, 10100, true, false, 1.0, Epilogue::None),
+        shape(7, 33, 6001, true, true, 0.0, Epilogue::BiasRelu),
+        shape(33, 7, 5121, false, false, 1.0, Epilogue::Bias),
+        // One row block with enough work for the gemm crate's own threads.
+        shape(200, 300, 400, true, false, 1.0, Epilogue::BiasRelu),
+    ];
+    for p in cases {
+        let case = Case::new(&mut r, p);
+        let first = case.check(dev, "training shape");
+        let again = case.run(dev).unwrap();
+        assert!(
+            first
+                .iter()
+                .zip(&again)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{p:?}: two runs differ"
+        );
     }
 }
 
-#[test]
-fn gemm_with_empty_dimensions() {
+fn gemm_with_empty_dimensions(dev: &Device) {
     let mut r = rng(4);
-    for dev in common::devices() {
-        // k = 0: C = beta·C, then the epilogue. m = 0 or n = 0: nothing to do.
-        for (m, n, k) in [(3, 4, 0), (0, 4, 3), (3, 0, 3)] {
-            for beta in [0.0, 1.0] {
-                Case::new(&mut r, shape(m, n, k, false, false, beta, Epilogue::None))
-                    .check(&dev, "empty");
-            }
+    // k = 0: C = beta·C, then the epilogue. m = 0 or n = 0: nothing to do.
+    for (m, n, k) in [(3, 4, 0), (0, 4, 3), (3, 0, 3)] {
+        for beta in [0.0, 1.0] {
+            Case::new(&mut r, shape(m, n, k, false, false, beta, Epilogue::None))
+                .check(dev, "empty");
         }
-        Case::new(&mut r, shape(3, 4, 0, true, true, 0.0, Epilogue::BiasRelu)).check(&dev, "k=0");
     }
+    Case::new(&mut r, shape(3, 4, 0, true, true, 0.0, Epilogue::BiasRelu)).check(dev, "k=0");
 }
 
-#[test]
-fn gemm_rejects_short_buffers_and_bias_mistakes() {
+fn gemm_rejects_short_buffers_and_bias_mistakes(dev: &Device) {
     let mut r = rng(5);
-    for dev in common::devices() {
-        let p = Gemm {
-            batch: 2,
-            ..shape(5, 4, 3, false, false, 0.0, Epilogue::Bias)
-        };
-        let p = Gemm {
-            stride_a: 15,
-            stride_b: 12,
-            stride_c: 20,
+    let p = Gemm {
+        batch: 2,
+        ..shape(5, 4, 3, false, false, 0.0, Epilogue::Bias)
+    };
+    let p = Gemm {
+        stride_a: 15,
+        stride_b: 12,
+        stride_c: 20,
+        ..p
+    };
+    let good = Case::new(&mut r, p);
+    good.run(dev).unwrap();
+    let shape_err = |c: &Case, name: &str| {
+        let err = c.run(dev).unwrap_err();
+        assert!(matches!(err, Error::Shape(_)), "{name}: {err}");
+        assert!(err.to_string().contains(name), "names `{name}`: {err}");
+    };
+    let needs = [span(2, 15, 15), span(2, 12, 12), span(2, 20, 20)];
+    for (i, (name, need)) in ["a", "b", "c"].into_iter().zip(needs).enumerate() {
+        let mut c = good.clone();
+        [&mut c.a, &mut c.b, &mut c.c][i].truncate(need - 1);
+        shape_err(&c, name);
+    }
+    let c = Case {
+        p: Gemm { stride_a: 30, ..p },
+        ..good.clone()
+    };
+    shape_err(&c, "a");
+    let c = Case {
+        bias: Some(vec![0.0; 3]),
+        ..good.clone()
+    };
+    shape_err(&c, "bias");
+    let c = Case {
+        bias: None,
+        ..good.clone()
+    };
+    assert!(matches!(c.run(dev), Err(Error::Invalid(_))), "missing bias");
+    let c = Case {
+        p: Gemm {
+            epilogue: Epilogue::None,
             ..p
-        };
-        let good = Case::new(&mut r, p);
-        good.run(&dev).unwrap();
-        let shape_err = |c: &Case, name: &str| {
-            let err = c.run(&dev).unwrap_err();
-            assert!(matches!(err, Error::Shape(_)), "{name}: {err}");
-            assert!(err.to_string().contains(name), "names `{name}`: {err}");
-        };
-        let needs = [span(2, 15, 15), span(2, 12, 12), span(2, 20, 20)];
-        for (i, (name, need)) in ["a", "b", "c"].into_iter().zip(needs).enumerate() {
-            let mut c = good.clone();
-            [&mut c.a, &mut c.b, &mut c.c][i].truncate(need - 1);
-            shape_err(&c, name);
-        }
-        let c = Case {
-            p: Gemm { stride_a: 30, ..p },
-            ..good.clone()
-        };
-        shape_err(&c, "a");
-        let c = Case {
-            bias: Some(vec![0.0; 3]),
-            ..good.clone()
-        };
-        shape_err(&c, "bias");
-        let c = Case {
-            bias: None,
-            ..good.clone()
-        };
-        assert!(
-            matches!(c.run(&dev), Err(Error::Invalid(_))),
-            "missing bias"
-        );
-        let c = Case {
-            p: Gemm {
-                epilogue: Epilogue::None,
-                ..p
-            },
-            ..good.clone()
-        };
-        assert!(
-            matches!(c.run(&dev), Err(Error::Invalid(_))),
-            "bias without epilogue"
-        );
-        let c = Case {
-            p: Gemm { stride_c: 19, ..p },
-            ..good.clone()
-        };
-        assert!(
-            matches!(c.run(&dev), Err(Error::Invalid(_))),
-            "overlapping outputs"
-        );
-    }
+        },
+        ..good.clone()
+    };
+    assert!(
+        matches!(c.run(dev), Err(Error::Invalid(_))),
+        "bias without epilogue"
+    );
+    let c = Case {
+        p: Gemm { stride_c: 19, ..p },
+        ..good.clone()
+    };
+    assert!(
+        matches!(c.run(dev), Err(Error::Invalid(_))),
+        "overlapping outputs"
+    );
 }
 
-#[test]
-fn bias_grad_column_sums() {
+fn bias_grad_column_sums(dev: &Device) {
     let mut r = rng(6);
-    for dev in common::devices() {
-        // 101 000 rows (the large training batch) take three passes on wgpu.
-        let shapes = [1, 7, 33, 101, 10100]
-            .into_iter()
-            .flat_map(|rows| [1, 7, 33, 64, 192].map(|cols| (rows, cols)))
-            .chain([(101_000, 3)]);
-        for (rows, cols) in shapes {
-            let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
-            let db0 = uniform(&mut r, cols, -1.0, 1.0);
-            for accumulate in [false, true] {
-                let mut db = up(&dev, &db0);
-                backend(&dev)
-                    .bias_grad(&up(&dev, &dy), rows, cols, &mut db, accumulate)
-                    .unwrap();
-                let want: Vec<f64> = (0..cols)
-                    .map(|j| {
-                        let s: f64 = (0..rows).map(|i| dy[i * cols + j] as f64).sum();
-                        s + if accumulate { db0[j] as f64 } else { 0.0 }
-                    })
-                    .collect();
-                // Each of the `rows` additions rounds by ε times a partial sum, typically
-                // sqrt(rows) for terms in [-1, 1]; as a random walk that totals about
-                // ε·rows. Allow 8 times that.
-                let tol = 8.0 * EPS * (rows as f64 + 1.0);
-                let what = format!("bias_grad {rows}x{cols} accumulate={accumulate}");
-                common::assert_close(&what, &down(&dev, &db), &want, tol, 0.0);
-            }
+    // 101 000 rows (the large training batch) take three passes on wgpu.
+    let shapes = [1, 7, 33, 101, 10100]
+        .into_iter()
+        .flat_map(|rows| [1, 7, 33, 64, 192].map(|cols| (rows, cols)))
+        .chain([(101_000, 3)]);
+    for (rows, cols) in shapes {
+        let dy = uniform(&mut r, rows * cols, -1.0, 1.0);
+        let db0 = uniform(&mut r, cols, -1.0, 1.0);
+        for accumulate in [false, true] {
+            let mut db = up(dev, &db0);
+            backend(dev)
+                .bias_grad(&up(dev, &dy), rows, cols, &mut db, accumulate)
+                .unwrap();
+            let want: Vec<f64> = (0..cols)
+                .map(|j| {
+                    let s: f64 = (0..rows).map(|i| dy[i * cols + j] as f64).sum();
+                    s + if accumulate { db0[j] as f64 } else { 0.0 }
+                })
+                .collect();
+            // Each of the `rows` additions rounds by ε times a partial sum, typically
+            // sqrt(rows) for terms in [-1, 1]; as a random walk that totals about
+            // ε·rows. Allow 8 times that.
+            let tol = 8.0 * EPS * (rows as f64 + 1.0);
+            let what = format!("bias_grad {rows}x{cols} accumulate={accumulate}");
+            common::assert_close(&what, &down(dev, &db), &want, tol, 0.0);
         }
     }
 }
 
-#[test]
-fn bias_grad_rejects_wrong_lengths() {
-    for dev in common::devices() {
-        let be = backend(&dev);
-        let dy = up(&dev, &[1.0; 12]);
-        let mut db = up(&dev, &[0.0; 4]);
-        assert!(matches!(
-            be.bias_grad(&dy, 4, 4, &mut db, false),
-            Err(Error::Shape(_))
-        ));
-        assert!(matches!(
-            be.bias_grad(&dy, 4, 3, &mut db, false),
-            Err(Error::Shape(_))
-        ));
-        be.bias_grad(&dy, 3, 4, &mut db, false).unwrap();
-        assert_eq!(down(&dev, &db), vec![3.0; 4]);
-    }
+fn bias_grad_rejects_wrong_lengths(dev: &Device) {
+    let be = backend(dev);
+    let dy = up(dev, &[1.0; 12]);
+    let mut db = up(dev, &[0.0; 4]);
+    assert!(matches!(
+        be.bias_grad(&dy, 4, 4, &mut db, false),
+        Err(Error::Shape(_))
+    ));
+    assert!(matches!(
+        be.bias_grad(&dy, 4, 3, &mut db, false),
+        Err(Error::Shape(_))
+    ));
+    be.bias_grad(&dy, 3, 4, &mut db, false).unwrap();
+    assert_eq!(down(dev, &db), vec![3.0; 4]);
 }

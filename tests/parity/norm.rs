@@ -4,6 +4,13 @@ use crate::common::{self, assert_close, backend, down, up, zeros};
 use tfmpe::backend::LayerNorm;
 use tfmpe::Device;
 
+per_device!(
+    layer_norm_matches_reference,
+    layer_norm_eps_counts_inside_the_root,
+    layer_norm_is_deterministic,
+    layer_norm_rejects_wrong_lengths
+);
+
 /// Forward and backward of `y = (h - mean) / sqrt(var + eps) · gamma + beta` in f64, per row.
 struct Reference {
     h: Vec<f64>,
@@ -195,263 +202,249 @@ fn case(
     );
 }
 
-#[test]
-fn layer_norm_matches_reference() {
-    for dev in common::devices() {
-        for (seed, &(rows, cols)) in SHAPES.iter().enumerate() {
-            for (k, with_residual) in [false, true].into_iter().enumerate() {
-                let accumulate = k == 1;
-                case(
-                    &dev,
-                    10 * seed as u64 + k as u64,
-                    rows,
-                    cols,
-                    1e-5,
-                    with_residual,
-                    accumulate,
-                );
-            }
+fn layer_norm_matches_reference(dev: &Device) {
+    for (seed, &(rows, cols)) in SHAPES.iter().enumerate() {
+        for (k, with_residual) in [false, true].into_iter().enumerate() {
+            let accumulate = k == 1;
+            case(
+                dev,
+                10 * seed as u64 + k as u64,
+                rows,
+                cols,
+                1e-5,
+                with_residual,
+                accumulate,
+            );
         }
     }
 }
 
-#[test]
-fn layer_norm_eps_counts_inside_the_root() {
+fn layer_norm_eps_counts_inside_the_root(dev: &Device) {
     // eps = 4 is comparable with the variance (4), so its place in the formula shows.
-    for dev in common::devices() {
-        case(&dev, 900, 33, 64, 4.0, true, false);
-        case(&dev, 901, 7, 33, 4.0, false, true);
+    case(dev, 900, 33, 64, 4.0, true, false);
+    case(dev, 901, 7, 33, 4.0, false, true);
+}
+
+fn layer_norm_is_deterministic(dev: &Device) {
+    let be = backend(dev);
+    let p = LayerNorm {
+        rows: 1000,
+        cols: 64,
+        eps: 1e-5,
+    };
+    let mut rng = common::rng(950);
+    let n = p.rows * p.cols;
+    let (h, dy) = (
+        up(dev, &common::normal(&mut rng, n)),
+        up(dev, &common::normal(&mut rng, n)),
+    );
+    let gamma = up(dev, &common::uniform(&mut rng, p.cols, 0.5, 1.5));
+    let stats = |be: &dyn tfmpe::backend::Backend| {
+        let (mut y, mut mean, mut rstd) = (zeros(dev, n), zeros(dev, p.rows), zeros(dev, p.rows));
+        be.layer_norm_fwd(
+            &p, &h, None, &gamma, &gamma, &mut y, &mut mean, &mut rstd, None,
+        )
+        .unwrap();
+        let (mut dh, mut dg, mut db) = (zeros(dev, n), zeros(dev, p.cols), zeros(dev, p.cols));
+        be.layer_norm_bwd(
+            &p, &h, &dy, &gamma, &mean, &rstd, &mut dh, &mut dg, &mut db, false,
+        )
+        .unwrap();
+        [y, dh, dg, db].map(|b| down(dev, &b))
+    };
+    let (first, again) = (stats(be), stats(be));
+    for (a, b) in first.iter().zip(&again) {
+        assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
 
-#[test]
-fn layer_norm_is_deterministic() {
-    for dev in common::devices() {
-        let be = backend(&dev);
-        let p = LayerNorm {
-            rows: 1000,
-            cols: 64,
-            eps: 1e-5,
-        };
-        let mut rng = common::rng(950);
-        let n = p.rows * p.cols;
-        let (h, dy) = (
-            up(&dev, &common::normal(&mut rng, n)),
-            up(&dev, &common::normal(&mut rng, n)),
-        );
-        let gamma = up(&dev, &common::uniform(&mut rng, p.cols, 0.5, 1.5));
-        let stats = |be: &dyn tfmpe::backend::Backend| {
-            let (mut y, mut mean, mut rstd) =
-                (zeros(&dev, n), zeros(&dev, p.rows), zeros(&dev, p.rows));
-            be.layer_norm_fwd(
-                &p, &h, None, &gamma, &gamma, &mut y, &mut mean, &mut rstd, None,
-            )
-            .unwrap();
-            let (mut dh, mut dg, mut db) =
-                (zeros(&dev, n), zeros(&dev, p.cols), zeros(&dev, p.cols));
-            be.layer_norm_bwd(
-                &p, &h, &dy, &gamma, &mean, &rstd, &mut dh, &mut dg, &mut db, false,
-            )
-            .unwrap();
-            [y, dh, dg, db].map(|b| down(&dev, &b))
-        };
-        let (first, again) = (stats(be), stats(be));
-        for (a, b) in first.iter().zip(&again) {
-            assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
-        }
-    }
-}
+fn layer_norm_rejects_wrong_lengths(dev: &Device) {
+    let be = backend(dev);
+    let p = LayerNorm {
+        rows: 3,
+        cols: 5,
+        eps: 1e-5,
+    };
+    let (n, r, c) = (15, 3, 5);
+    let z = |len: usize| zeros(dev, len);
+    let (x, g, b) = (z(n), z(c), z(c));
+    let (mut y, mut m, mut s, mut sum) = (z(n), z(r), z(r), z(n));
+    assert!(be
+        .layer_norm_fwd(&p, &z(n - 1), None, &g, &b, &mut y, &mut m, &mut s, None)
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(
+            &p,
+            &x,
+            Some(&z(n + 1)),
+            &g,
+            &b,
+            &mut y,
+            &mut m,
+            &mut s,
+            Some(&mut sum)
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(&p, &x, None, &z(c + 1), &b, &mut y, &mut m, &mut s, None)
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(&p, &x, None, &g, &z(c - 1), &mut y, &mut m, &mut s, None)
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(&p, &x, None, &g, &b, &mut z(n - 1), &mut m, &mut s, None)
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(&p, &x, None, &g, &b, &mut y, &mut z(r + 1), &mut s, None)
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(&p, &x, None, &g, &b, &mut y, &mut m, &mut z(r - 1), None)
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(
+            &p,
+            &x,
+            Some(&x),
+            &g,
+            &b,
+            &mut y,
+            &mut m,
+            &mut s,
+            Some(&mut z(n - 1))
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, None)
+        .is_err());
+    assert!(be
+        .layer_norm_fwd(
+            &p,
+            &x,
+            Some(&x),
+            &g,
+            &b,
+            &mut y,
+            &mut m,
+            &mut s,
+            Some(&mut sum)
+        )
+        .is_ok());
 
-#[test]
-fn layer_norm_rejects_wrong_lengths() {
-    for dev in common::devices() {
-        let be = backend(&dev);
-        let p = LayerNorm {
-            rows: 3,
-            cols: 5,
-            eps: 1e-5,
-        };
-        let (n, r, c) = (15, 3, 5);
-        let z = |len: usize| zeros(&dev, len);
-        let (x, g, b) = (z(n), z(c), z(c));
-        let (mut y, mut m, mut s, mut sum) = (z(n), z(r), z(r), z(n));
-        assert!(be
-            .layer_norm_fwd(&p, &z(n - 1), None, &g, &b, &mut y, &mut m, &mut s, None)
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(
-                &p,
-                &x,
-                Some(&z(n + 1)),
-                &g,
-                &b,
-                &mut y,
-                &mut m,
-                &mut s,
-                Some(&mut sum)
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(&p, &x, None, &z(c + 1), &b, &mut y, &mut m, &mut s, None)
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(&p, &x, None, &g, &z(c - 1), &mut y, &mut m, &mut s, None)
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(&p, &x, None, &g, &b, &mut z(n - 1), &mut m, &mut s, None)
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(&p, &x, None, &g, &b, &mut y, &mut z(r + 1), &mut s, None)
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(&p, &x, None, &g, &b, &mut y, &mut m, &mut z(r - 1), None)
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(
-                &p,
-                &x,
-                Some(&x),
-                &g,
-                &b,
-                &mut y,
-                &mut m,
-                &mut s,
-                Some(&mut z(n - 1))
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, None)
-            .is_err());
-        assert!(be
-            .layer_norm_fwd(
-                &p,
-                &x,
-                Some(&x),
-                &g,
-                &b,
-                &mut y,
-                &mut m,
-                &mut s,
-                Some(&mut sum)
-            )
-            .is_ok());
-
-        let (mut dh, mut dg, mut db) = (z(n), z(c), z(c));
-        let (h, dy) = (z(n), z(n));
-        assert!(be
-            .layer_norm_bwd(
-                &p,
-                &z(n - 1),
-                &dy,
-                &g,
-                &m,
-                &s,
-                &mut dh,
-                &mut dg,
-                &mut db,
-                false
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_bwd(
-                &p,
-                &h,
-                &z(n + 1),
-                &g,
-                &m,
-                &s,
-                &mut dh,
-                &mut dg,
-                &mut db,
-                false
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_bwd(
-                &p,
-                &h,
-                &dy,
-                &z(c - 1),
-                &m,
-                &s,
-                &mut dh,
-                &mut dg,
-                &mut db,
-                false
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_bwd(
-                &p,
-                &h,
-                &dy,
-                &g,
-                &z(r - 1),
-                &s,
-                &mut dh,
-                &mut dg,
-                &mut db,
-                false
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_bwd(
-                &p,
-                &h,
-                &dy,
-                &g,
-                &m,
-                &z(r + 1),
-                &mut dh,
-                &mut dg,
-                &mut db,
-                false
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_bwd(
-                &p,
-                &h,
-                &dy,
-                &g,
-                &m,
-                &s,
-                &mut z(n - 1),
-                &mut dg,
-                &mut db,
-                false
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_bwd(
-                &p,
-                &h,
-                &dy,
-                &g,
-                &m,
-                &s,
-                &mut dh,
-                &mut z(c + 1),
-                &mut db,
-                false
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_bwd(
-                &p,
-                &h,
-                &dy,
-                &g,
-                &m,
-                &s,
-                &mut dh,
-                &mut dg,
-                &mut z(c - 1),
-                false
-            )
-            .is_err());
-        assert!(be
-            .layer_norm_bwd(&p, &h, &dy, &g, &m, &s, &mut dh, &mut dg, &mut db, false)
-            .is_ok());
-    }
+    let (mut dh, mut dg, mut db) = (z(n), z(c), z(c));
+    let (h, dy) = (z(n), z(n));
+    assert!(be
+        .layer_norm_bwd(
+            &p,
+            &z(n - 1),
+            &dy,
+            &g,
+            &m,
+            &s,
+            &mut dh,
+            &mut dg,
+            &mut db,
+            false
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_bwd(
+            &p,
+            &h,
+            &z(n + 1),
+            &g,
+            &m,
+            &s,
+            &mut dh,
+            &mut dg,
+            &mut db,
+            false
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_bwd(
+            &p,
+            &h,
+            &dy,
+            &z(c - 1),
+            &m,
+            &s,
+            &mut dh,
+            &mut dg,
+            &mut db,
+            false
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_bwd(
+            &p,
+            &h,
+            &dy,
+            &g,
+            &z(r - 1),
+            &s,
+            &mut dh,
+            &mut dg,
+            &mut db,
+            false
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_bwd(
+            &p,
+            &h,
+            &dy,
+            &g,
+            &m,
+            &z(r + 1),
+            &mut dh,
+            &mut dg,
+            &mut db,
+            false
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_bwd(
+            &p,
+            &h,
+            &dy,
+            &g,
+            &m,
+            &s,
+            &mut z(n - 1),
+            &mut dg,
+            &mut db,
+            false
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_bwd(
+            &p,
+            &h,
+            &dy,
+            &g,
+            &m,
+            &s,
+            &mut dh,
+            &mut z(c + 1),
+            &mut db,
+            false
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_bwd(
+            &p,
+            &h,
+            &dy,
+            &g,
+            &m,
+            &s,
+            &mut dh,
+            &mut dg,
+            &mut z(c - 1),
+            false
+        )
+        .is_err());
+    assert!(be
+        .layer_norm_bwd(&p, &h, &dy, &g, &m, &s, &mut dh, &mut dg, &mut db, false)
+        .is_ok());
 }
