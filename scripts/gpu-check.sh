@@ -72,7 +72,7 @@ step "glibc" 20 bash -c "ldd --version | head -n 1; for b in $STAGE/tfmpe $STAGE
 step "info" 30 "$STAGE/tfmpe" info
 step "parity" 150 "$STAGE/tests/parity"
 # The matmul cases again on the TF32 kernel, at the TF32 bound (tests/parity/matmul.rs).
-step "parity matmul, tf32" 60 env TFMPE_MATMUL=tf32 "$STAGE/tests/parity" matmul::
+step "parity matmul, tf32" 60 env TFMPE_MATMUL=tf32 "$STAGE/tests/parity" parity::matmul::cuda::
 for t in cuda_backend cuda_graphs alloc ode c2st; do
     step "test $t" 90 "$STAGE/tests/$t"
 done

@@ -28,6 +28,16 @@ pub(crate) fn dtype(name: &str, buf: &Buffer, dtype: DType) -> Result<()> {
     Ok(())
 }
 
+/// A buffer of `len` elements must be addressable in bytes.
+pub(crate) fn alloc(len: usize) -> Result<()> {
+    if len > isize::MAX as usize / 4 {
+        return Err(Error::Invalid(format!(
+            "alloc: a buffer of {len} elements overflows the address space"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that every buffer has `len` elements.
 pub(crate) fn lens(len: usize, bufs: &[(&str, &Buffer)]) -> Result<()> {
     bufs.iter()
@@ -302,7 +312,10 @@ pub(crate) fn fourier(
 }
 
 pub(crate) fn per_sample(n: usize, per_sample: usize) -> Result<()> {
-    if per_sample == 0 || !n.is_multiple_of(per_sample) {
+    if per_sample == 0 {
+        return Err(Error::Invalid("per_sample must be positive".into()));
+    }
+    if !n.is_multiple_of(per_sample) {
         return Err(Error::Shape(format!(
             "{n} elements do not split into samples of {per_sample}"
         )));

@@ -87,6 +87,7 @@ where
 
     // ---- memory -------------------------------------------------------------------------
     fn alloc(&self, dtype: DType, len: usize) -> Result<Buffer> {
+        check::alloc(len)?;
         Ok(K::wrap(Storage::alloc(self, dtype, len)?))
     }
 
