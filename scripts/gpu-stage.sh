@@ -17,8 +17,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 STAGE=gpu-stage
 # Test binaries whose bodies loop over common::devices() (so run on CUDA there), and the CUDA
-# ones. cli, e2e and wgpu_e2e call the tfmpe binary by its path on this machine and cannot
-# travel; cuda_graphs takes it from TFMPE_BIN, which gpu-check.sh sets.
+# ones. Tests that run the command line (tests/common/bin.rs) take it from TFMPE_BIN, which
+# gpu-check.sh sets; cli, e2e and wgpu_e2e check the CPU and wgpu and are not staged.
 TESTS=(parity alloc ode c2st cuda_backend cuda_graphs)
 # What the device tool carries is 64 MiB, the repository's own files included.
 LIMIT_MIB=48
