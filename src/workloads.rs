@@ -108,7 +108,7 @@ impl TrainStep {
             model: &net.model,
             tape: &mut net.tape,
             sets: &self.sets,
-            order: (0..TRAIN_BATCHES * self.batch).collect(),
+            indices: (0..TRAIN_BATCHES * self.batch).collect(),
             batch: self.batch,
         })
     }
@@ -120,8 +120,8 @@ pub struct Steps<'a> {
     model: &'a Tfmpe,
     tape: &'a mut Tape,
     sets: &'a Sets,
-    /// The sets of batch `i` are `order[i·batch..(i+1)·batch]`.
-    order: Vec<usize>,
+    /// Every set's index in order: batch `i` is the sets `i·batch..(i+1)·batch`.
+    indices: Vec<usize>,
     batch: usize,
 }
 
@@ -131,7 +131,7 @@ impl Steps<'_> {
     /// until the next step; the device may still be working on it.
     pub fn step(&mut self, draw: u64) -> Result<Var> {
         let first = (draw as usize % TRAIN_BATCHES) * self.batch;
-        let idx = &self.order[first..first + self.batch];
+        let idx = &self.indices[first..first + self.batch];
         self.stepper
             .step(self.tape, self.model, self.sets, idx, 0, draw)
     }
