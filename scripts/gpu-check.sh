@@ -73,7 +73,7 @@ step "info" 30 "$STAGE/tfmpe" info
 step "parity" 150 "$STAGE/tests/parity"
 # The matmul cases again on the TF32 kernel, at the TF32 bound (tests/parity/matmul.rs).
 step "parity matmul, tf32" 60 env TFMPE_MATMUL=tf32 "$STAGE/tests/parity" parity::matmul::cuda::
-for t in cuda_backend cuda_graphs alloc ode c2st; do
+for t in cuda_backend cuda_graphs alloc ode c2st golden_step; do
     step "test $t" 90 "$STAGE/tests/$t"
 done
 step "bench train-step (W1)" 60 "$STAGE/tfmpe" bench train-step --backend cuda --json

@@ -9,7 +9,7 @@
 # nvcc comes from scripts/cuda-kernels.sh (which installs the pinned pip packages if needed);
 # a build without CUDA kernels is refused. The binaries are stripped of debug info and
 # gzipped (gpu-check.sh unpacks them): the device tool carries 64 MiB in all, repository
-# included, and six stripped binaries are about 60 MiB. Then, on the device: `bash scripts/gpu-check.sh` with gpu-stage
+# included, and the stripped binaries are about 10 MiB each. Then, on the device: `bash scripts/gpu-check.sh` with gpu-stage
 # carried.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,9 +17,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 STAGE=gpu-stage
 # Test binaries whose bodies loop over common::devices() (so run on CUDA there), and the CUDA
-# ones. cli, e2e and wgpu_e2e call the tfmpe binary by its path on this machine and cannot
-# travel; cuda_graphs takes it from TFMPE_BIN, which gpu-check.sh sets.
-TESTS=(parity alloc ode c2st cuda_backend cuda_graphs)
+# ones. Tests that run the command line (tests/common/bin.rs) take it from TFMPE_BIN, which
+# gpu-check.sh sets; cli, e2e and wgpu_e2e check the CPU and wgpu and are not staged.
+TESTS=(parity alloc ode c2st golden_step cuda_backend cuda_graphs)
 # What the device tool carries is 64 MiB, the repository's own files included.
 LIMIT_MIB=48
 

@@ -15,6 +15,8 @@
 //! - [`tasks`]: hierarchical models (the user-model trait and the benchmark tasks).
 //! - [`metrics`]: posterior-quality metrics (C2ST), classifiers trained on the tape.
 //! - [`report`]: the run's plots as SVG, from plain data; it depends on nothing above.
+//! - [`workloads`]: the benchmark workloads (training step, sampling) on top of [`sbi`], shared
+//!   by `tfmpe bench` and the criterion benches.
 
 pub mod backend;
 pub mod error;
@@ -26,6 +28,7 @@ pub mod report;
 pub mod sbi;
 pub mod tape;
 pub mod tasks;
+pub mod workloads;
 
 pub use backend::Device;
 pub use error::{Error, Result};

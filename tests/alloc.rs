@@ -1,13 +1,14 @@
-//! A training step at the W1 shapes allocates no device buffer after its first run: the tape
-//! recycles its buffers through its pool, and the optimiser's state is allocated once.
+//! A training step of the W1 workload (`tfmpe::workloads`) allocates no device buffer after its
+//! first run: the tape recycles its buffers through its pool, and the optimiser's state is
+//! allocated once. The same holds for a network evaluation of W2's sampling loop.
 
 #[path = "common/mod.rs"]
 mod common;
-#[path = "../benches/w1/mod.rs"]
-mod w1;
 
 use std::sync::Mutex;
 
+use tfmpe::tasks::task_by_name;
+use tfmpe::workloads::{self, Sampling, TrainStep};
 use tfmpe::Device;
 
 /// The allocation counter is the device's, and the wgpu and CUDA devices are shared by the
@@ -33,13 +34,17 @@ fn w1_train_step_reuses_its_buffers() {
 }
 
 fn w1_step_on(device: &Device) {
-    let mut step = w1::W1::new(device, batch(device, 100), 7).unwrap();
+    let task = task_by_name(workloads::TASK).unwrap();
+    let batch = batch(device, workloads::BATCH);
+    let mut w1 = TrainStep::new(device, &*task, workloads::SITES, batch).unwrap();
+    let mut steps = w1.steps().unwrap();
     let allocated = || device.backend().buffers_allocated();
     let mut losses = Vec::new();
     let mut counts = Vec::new();
     for _ in 0..3 {
-        let loss = step.train_step().unwrap();
-        losses.push(step.tape.to_vec(loss).unwrap()[0]);
+        // Draw 0 every time: the same sets, noise and times.
+        let loss = steps.step(0).unwrap();
+        losses.push(steps.loss(loss).unwrap());
         counts.push(allocated());
     }
     assert!(losses.iter().all(|l| l.is_finite()), "losses {losses:?}");
@@ -59,10 +64,12 @@ fn w1_step_on(device: &Device) {
 fn inference_pass_reuses_its_buffers() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for device in common::devices() {
-        let mut step = w1::W1::new(&device, batch(&device, 10), 8).unwrap();
+        let task = task_by_name(workloads::TASK).unwrap();
+        let mut w2 = Sampling::new(&device, &*task, workloads::SITES, workloads::BATCH).unwrap();
+        let mut velocity = w2.velocity(&device, batch(&device, 10)).unwrap();
         let mut counts = Vec::new();
         for _ in 0..3 {
-            step.infer().unwrap();
+            velocity.eval().unwrap();
             counts.push(device.backend().buffers_allocated());
         }
         assert!(

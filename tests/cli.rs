@@ -1,16 +1,12 @@
 //! The command line as a user meets it: bad input gives a clear error (exit code 1, a message
 //! naming the input and the fix), never a panic; `info` and `sample` honour their contracts.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+#[path = "common/mod.rs"]
+mod common;
 
-fn tfmpe(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tfmpe"))
-        .args(args)
-        .env_remove("TFMPE_BACKEND")
-        .output()
-        .expect("run tfmpe")
-}
+use std::path::PathBuf;
+
+use common::bin::tfmpe;
 
 fn temp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tfmpe-cli-{tag}-{}", std::process::id()));
@@ -20,17 +16,7 @@ fn temp(tag: &str) -> PathBuf {
 
 /// Runs and expects a clean failure (an error message, no panic) whose message contains every `needle`.
 fn fails_with(args: &[&str], needles: &[&str]) {
-    let out = tfmpe(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    // 1: a tfmpe error; 2: clap's usage error for a malformed argument.
-    assert!(
-        matches!(out.status.code(), Some(1 | 2)),
-        "{args:?} should fail cleanly; stderr: {err}"
-    );
-    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: expected `{n}` in: {err}");
-    }
+    tfmpe(args).fails_with(needles);
 }
 
 #[test]
@@ -111,19 +97,13 @@ fn budget_smaller_than_a_batch_is_refused() {
 #[test]
 fn unavailable_backends_say_what_is_missing() {
     fails_with(&["info", "--backend", "tpu"], &["unknown backend `tpu`"]);
-    let out = Command::new(env!("CARGO_BIN_EXE_tfmpe"))
-        .args(["info"])
-        .env("TFMPE_BACKEND", "quantum")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let out = tfmpe(&["info"]).backend("quantum").run();
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
 }
 
 #[test]
 fn info_json_lists_every_backend() {
-    let out = tfmpe(&["info", "--json"]);
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = tfmpe(&["info", "--json"]).succeeds().json();
     let names: Vec<&str> = v["backends"]
         .as_array()
         .unwrap()
@@ -140,14 +120,13 @@ fn info_json_lists_every_backend() {
 /// command must open it.
 #[test]
 fn cuda_without_a_device_says_why() {
-    let info = tfmpe(&["info", "--json", "--backend", "cpu"]);
-    let err = String::from_utf8_lossy(&info.stderr);
-    assert!(info.status.success(), "info failed: {err}");
-    let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    let v = tfmpe(&["info", "--json", "--backend", "cpu"])
+        .succeeds()
+        .json();
     let cuda = &v["backends"][1];
     assert_eq!(cuda["name"], "cuda");
     if cuda["available"] == true {
-        assert!(tfmpe(&["info", "--backend", "cuda"]).status.success());
+        tfmpe(&["info", "--backend", "cuda"]).succeeds();
         return;
     }
     assert!(
@@ -213,12 +192,7 @@ fn sample_refuses_a_folder_without_a_checkpoint() {
 /// each workload, here on tiny shapes.
 #[test]
 fn bench_prints_one_json_object_per_workload() {
-    let json = |args: &[&str]| -> serde_json::Value {
-        let out = tfmpe(args);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{args:?}: {err}");
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-    };
+    let json = |args: &[&str]| tfmpe(args).succeeds().json();
     let rate = |o: &serde_json::Value, key: &str| {
         let v = o[key]
             .as_f64()

@@ -5,9 +5,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use common::bin::scratch;
 use tfmpe::backend::cuda::CudaBackend;
 use tfmpe::backend::{Backend, DType};
 
@@ -42,26 +40,11 @@ fn a_repeated_queue_runs_as_an_updated_graph() {
     }
 }
 
-/// The command line: `TFMPE_BIN` on a GPU machine (scripts/gpu-check.sh), cargo's build here.
 fn tfmpe(graphs: &str, args: &[&str]) {
-    let bin = std::env::var("TFMPE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tfmpe").into());
-    let out = Command::new(bin)
-        .args(args)
-        .env("TFMPE_BACKEND", "cuda")
+    common::bin::tfmpe(args)
+        .backend("cuda")
         .env("TFMPE_CUDA_GRAPHS", graphs)
-        .output()
-        .expect("run tfmpe");
-    assert!(
-        out.status.success(),
-        "tfmpe {args:?} with TFMPE_CUDA_GRAPHS={graphs} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tfmpe-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+        .succeeds();
 }
 
 #[test]
@@ -69,7 +52,6 @@ fn training_and_sampling_give_the_same_bits_with_and_without_graphs() {
     let Some(_) = common::cuda() else { return };
     let dir = scratch("cuda-graphs");
     let obs = dir.join("obs.csv");
-    std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(&obs, "y.0,y.1,y.2\n0.3,-1.2,2.0\n").unwrap();
     let mut outputs = Vec::new();
     for graphs in ["1", "0"] {

@@ -2,20 +2,13 @@
 //! files of DESIGN §10 and samples close to the exact posterior (C2ST), and its saved posterior
 //! must sample again, deterministically, for a new observation, and `eval` adds SBC and TARP.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 fn tfmpe(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tfmpe"))
-        .args(args)
-        .env("TFMPE_BACKEND", "cpu")
-        .output()
-        .expect("run tfmpe");
-    assert!(
-        out.status.success(),
-        "tfmpe {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::bin::tfmpe(args).backend("cpu").succeeds();
 }
 
 fn read(p: &Path) -> String {

@@ -8,30 +8,16 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
+
+use common::bin::scratch;
 
 fn tfmpe(backend: &str, args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tfmpe"))
-        .args(args)
-        .env("TFMPE_BACKEND", backend)
-        .output()
-        .expect("run tfmpe");
-    assert!(
-        out.status.success(),
-        "tfmpe {args:?} on {backend} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::bin::tfmpe(args).backend(backend).succeeds();
 }
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tfmpe-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn numbers(csv: &str) -> Vec<f64> {

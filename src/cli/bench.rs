@@ -1,6 +1,6 @@
-//! `tfmpe bench`: the performance workloads of DESIGN §12 (W1 train step, W2 sampling), on
-//! the benchmark configuration, and the attention forward kernel alone at long sequences,
-//! printed as JSON.
+//! `tfmpe bench`: the performance workloads of [`tfmpe::workloads`] (W1 train step, W2
+//! sampling), on the benchmark configuration, and the attention forward kernel alone at long
+//! sequences, printed as JSON.
 
 use std::time::Instant;
 
@@ -9,12 +9,9 @@ use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use tfmpe::backend::{Attention, DType};
 use tfmpe::model::ode::Solver;
-use tfmpe::model::tfmpe::TfmpeConfig;
 use tfmpe::model::tokens::Layout;
-use tfmpe::sbi::network::Network;
-use tfmpe::sbi::train::{Sets, Stepper, TrainConfig};
-use tfmpe::sbi::{new_network, sample_posterior, Quiet, Role};
-use tfmpe::tasks::{simulate_dataset, task_by_name, HierarchicalModel};
+use tfmpe::tasks::{task_by_name, HierarchicalModel};
+use tfmpe::workloads::{self, Sampling, TrainStep};
 use tfmpe::{Device, Error, Result};
 
 #[derive(clap::Subcommand)]
@@ -65,11 +62,11 @@ pub struct AttentionArgs {
 
 #[derive(clap::Args)]
 pub struct Common {
-    #[arg(long, default_value = "hier-gaussian-linear")]
+    #[arg(long, default_value = workloads::TASK)]
     task: String,
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = workloads::SITES)]
     sites: usize,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = workloads::BATCH)]
     batch: usize,
     /// Timed steps (train-step) per repeat.
     #[arg(long, default_value_t = 30)]
@@ -81,38 +78,6 @@ pub struct Common {
     /// Print one JSON object (the default output is JSON too; kept for scripts).
     #[arg(long)]
     json: bool,
-}
-
-/// A posterior network and `n_sets` data sets simulated directly, standardised by their own
-/// statistics: the shapes and value ranges of a real run.
-fn setup(
-    dev: &Device,
-    task: &dyn HierarchicalModel,
-    sites: usize,
-    n_sets: usize,
-) -> Result<(Network, Sets)> {
-    let mut rng = StdRng::seed_from_u64(1);
-    let (mut cond, mut target) = (Vec::new(), Vec::new());
-    for _ in 0..n_sets {
-        let d = simulate_dataset(task, sites, &mut rng);
-        cond.extend(d.obs);
-        target.extend(task.to_unconstrained(&d.params, sites));
-    }
-    let net = new_network(
-        dev,
-        task,
-        Role::Posterior,
-        sites,
-        &cond,
-        &target,
-        &TfmpeConfig::default(),
-        0,
-    )?;
-    let sets = Sets {
-        cond: net.standardize(&cond, true)?,
-        target: net.standardize(&target, false)?,
-    };
-    Ok((net, sets))
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -229,32 +194,23 @@ fn on_network(
 }
 
 fn train_step(dev: &Device, task: &dyn HierarchicalModel, c: &Common) -> Result<serde_json::Value> {
-    // 16 distinct batches, cycled, as the PyTorch peer does.
-    let (mut net, sets) = setup(dev, task, c.sites, 16 * c.batch)?;
-    let cfg = TrainConfig {
-        batch: c.batch,
-        ..Default::default()
-    };
-    let layout = net.config.layout.clone();
-    let mut stepper = Stepper::new(dev, &layout, &net.tape, &cfg)?;
-    let idx: Vec<usize> = (0..16 * c.batch).collect();
-    let batches: Vec<&[usize]> = idx.chunks(c.batch).collect();
+    let mut w1 = TrainStep::new(dev, task, c.sites, c.batch)?;
+    let mut steps = w1.steps()?;
     let mut draw = 0u64;
-    let mut run_steps = |n: usize, net: &mut Network| -> Result<()> {
+    let mut run_steps = |n: usize| -> Result<()> {
         let mut last = None;
         for _ in 0..n {
-            let b = batches[draw as usize % batches.len()];
-            last = Some(stepper.step(&mut net.tape, &net.model, &sets, b, 0, draw)?);
+            last = Some(steps.step(draw)?);
             draw += 1;
         }
         if let Some(l) = last {
-            net.tape.to_vec(l)?; // waits for the device, as the peer's float(loss) does
+            steps.loss(l)?;
         }
         Ok(())
     };
-    run_steps(5, &mut net)?;
+    run_steps(5)?;
     let spr = c.steps_per_repeat;
-    let rates = rates(c.repeats, spr as f64, || run_steps(spr, &mut net))?;
+    let rates = rates(c.repeats, spr as f64, || run_steps(spr))?;
     Ok(
         json!({ "workload": "W1", "batch": c.batch, "steps_per_repeat": c.steps_per_repeat,
                 "steps_per_s": median(&rates), "steps_per_s_all": rates }),
@@ -270,13 +226,12 @@ fn sample(
     steps: usize,
 ) -> Result<serde_json::Value> {
     let s = Solver::from_name(solver, steps)?;
-    let (mut net, _) = setup(dev, task, c.sites, 4 * c.batch)?;
-    let obs = simulate_dataset(task, c.sites, &mut StdRng::seed_from_u64(2)).obs;
-    let mut solve = || sample_posterior(dev, &mut net, task, &obs, n, s, 0, 1000, &Quiet).map(drop);
+    let mut w2 = Sampling::new(dev, task, c.sites, c.batch)?;
+    let mut solve = || w2.sample(dev, n, s);
     solve()?;
     let rates = rates(c.repeats.min(3), n as f64, solve)?;
     Ok(
-        json!({ "workload": "W2", "solver": s, "n_samples": n, "chunk": 1000,
+        json!({ "workload": "W2", "solver": s, "n_samples": n, "chunk": workloads::SAMPLE_CHUNK,
                "samples_per_s": median(&rates), "samples_per_s_all": rates, "note": "untrained weights" }),
     )
 }

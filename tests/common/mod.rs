@@ -1,5 +1,8 @@
-//! Helpers shared by the test binaries: the backends to test, random inputs, tolerances.
+//! Helpers shared by the test binaries: the backends to test, random inputs, tolerances, and
+//! (in [`bin`]) the command line.
 #![allow(dead_code)]
+
+pub mod bin;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
