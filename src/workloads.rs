@@ -15,6 +15,7 @@
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use crate::backend::Device;
 use crate::backend::{Buffer, DType};
 use crate::error::Result;
 use crate::model::flow::Field;
@@ -26,7 +27,6 @@ use crate::sbi::train::{Sets, Stepper, TrainConfig};
 use crate::sbi::{new_network, sample_posterior, Quiet, Role};
 use crate::tape::{Tape, Var};
 use crate::tasks::{simulate_dataset, HierarchicalModel};
-use crate::backend::Device;
 
 /// The benchmark task: `hier-gaussian-linear`, one observation and one local parameter per site
 /// and one global parameter.
