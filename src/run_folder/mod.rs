@@ -1,18 +1,15 @@
 //! The output folder of a run, owned by the library so that a program embedding the crate gets
-//! the same files and metrics as `tfmpe run`:
+//! the same files and metrics as `tfmpe run`. [`RunFolder::run`] writes:
 //!
-//! | file                | written by                 | holds                                   |
-//! |---------------------|----------------------------|-----------------------------------------|
-//! | `posterior/`        | [`RunFolder::run`]         | the posterior network's checkpoint      |
-//! | `surrogate/`        | [`RunFolder::run`] (LF)    | the likelihood surrogate's checkpoint   |
-//! | `samples.csv`       | [`RunFolder::run`]         | posterior samples, one row each         |
-//! | `observation.csv`   | [`RunFolder::run`]         | the observation, one row                |
-//! | `true_params.csv`   | [`RunFolder::run`]         | the true parameters, when simulated     |
-//! | `report.json`       | run, [`RunFolder::update_metrics`] | a [`Report`]                    |
-//! | `posterior.svg`, `losses.svg` | [`RunFolder::run`] | marginals, loss curves              |
-//! | `calibration.svg`   | [`RunFolder::evaluate`]    | TARP coverage, SBC rank histograms      |
+//! - `posterior/` and, for LF, `surrogate/`: the networks' checkpoints;
+//! - `samples.csv`: posterior samples for the observation, one parameter vector per row;
+//! - `observation.csv`, and `true_params.csv` when the observation was simulated;
+//! - `posterior.svg` (marginals) and `losses.svg` (loss curves);
+//! - `report.json`: a [`Report`].
 //!
-//! [`RunFolder::evaluate`] scores a folder (C2ST against the exact posterior, SBC and TARP).
+//! [`RunFolder::evaluate`] scores a folder (C2ST against the exact posterior, SBC and TARP,
+//! writing `calibration.svg` for the latter two); [`RunFolder::update_metrics`] puts the result
+//! into `report.json`.
 
 mod evaluate;
 mod plots;
