@@ -106,15 +106,11 @@ fn a_written_report_reads_back_the_same() {
 #[test]
 fn the_report_keeps_its_json_layout() {
     let value = |r: &Report| serde_json::to_value(r).unwrap();
+    let keys =
+        |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
     let bare = value(&report(Metrics::default()));
-    let keys: Vec<&str> = bare
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(|k| k.as_str())
-        .collect();
     assert_eq!(
-        keys,
+        keys(&bare),
         [
             "backend",
             "backend_reason",
@@ -153,14 +149,8 @@ fn the_report_keeps_its_json_layout() {
     };
     let full = value(&given);
     assert_eq!(full["observation"], "file");
-    let metric_keys: Vec<&str> = full["metrics"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(|k| k.as_str())
-        .collect();
     assert_eq!(
-        metric_keys,
+        keys(&full["metrics"]),
         ["c2st", "c2st_reference_samples", "sbc", "tarp"]
     );
     assert_eq!(

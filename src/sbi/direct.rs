@@ -4,11 +4,11 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::network::{new_network, to_sets, Role};
+use super::network::to_sets;
 use super::progress::Timer;
 use super::seeds::Stream;
-use super::train::{FixedSets, TrainConfig};
-use super::{PipelineReport, Progress, RunConfig, Trained};
+use super::train::FixedSets;
+use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
 use crate::model::tokens::Layout;
 use crate::tasks::{simulate_dataset, HierarchicalModel};
@@ -54,27 +54,20 @@ pub(super) fn run(
     let (train_t, val_t) = target.split_at(n_train * layout.target.len());
     timer.lap("simulate");
     progress.phase("posterior");
-    let mut posterior = new_network(
-        dev,
-        task,
-        Role::Posterior,
-        cfg.sites,
-        train_c,
-        train_t,
-        &cfg.architecture,
-        Stream::PosteriorInit.seed(cfg.seed, 0),
-    )?;
+    let mut posterior = new_posterior(dev, task, cfg, train_c, train_t)?;
     let mut data = FixedSets {
         train: to_sets(&posterior, train_c, train_t)?,
         validation: to_sets(&posterior, val_c, val_t)?,
     };
     report.training_sets = n_train;
     report.validation_sets = n_val;
-    let p_cfg = TrainConfig {
-        seed: Stream::PosteriorTraining.seed(cfg.seed, 0),
-        ..cfg.train.clone()
-    };
-    report.posterior = Some(posterior.fit(dev, &mut data, &p_cfg, progress)?);
+    report.posterior = Some(fit_posterior(
+        dev,
+        &mut posterior,
+        &mut data,
+        cfg,
+        progress,
+    )?);
     timer.lap("posterior_training");
     report.phases = timer.into_phases();
     Ok(Trained {

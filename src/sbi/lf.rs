@@ -13,7 +13,7 @@ use super::sampler::Sampler;
 use super::seeds::Stream;
 use super::sets::FreshSets;
 use super::train::{FixedSets, TrainConfig};
-use super::{PipelineReport, Progress, RunConfig, Trained};
+use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
 use crate::tasks::HierarchicalModel;
 use crate::Device;
@@ -120,33 +120,20 @@ pub(super) fn run(
     timer.lap("synthetic_sets");
 
     progress.phase("posterior");
-    let mut posterior = new_network(
-        dev,
-        task,
-        Role::Posterior,
-        cfg.sites,
-        &tc,
-        &tt,
-        &cfg.architecture,
-        Stream::PosteriorInit.seed(cfg.seed, 0),
-    )?;
+    let mut posterior = new_posterior(dev, task, cfg, &tc, &tt)?;
     let validation = to_sets(&posterior, &vc, &vt)?;
-    let p_cfg = TrainConfig {
-        seed: Stream::PosteriorTraining.seed(cfg.seed, 0),
-        ..cfg.train.clone()
-    };
     report.training_sets = n_train;
     report.validation_sets = n_val;
     report.posterior = Some(if cfg.fresh_sets {
         let mut source =
             fresh.into_source(&mut surrogate, &posterior, n_train, validation, progress);
-        posterior.fit(dev, &mut source, &p_cfg, progress)?
+        fit_posterior(dev, &mut posterior, &mut source, cfg, progress)?
     } else {
         let mut data = FixedSets {
             train: to_sets(&posterior, &tc, &tt)?,
             validation,
         };
-        posterior.fit(dev, &mut data, &p_cfg, progress)?
+        fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?
     });
     timer.lap("posterior_training");
     report.phases = timer.into_phases();

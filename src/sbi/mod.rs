@@ -32,7 +32,7 @@ pub use progress::{Progress, Quiet};
 pub use sampler::{sample_posterior, Sampler};
 pub use seeds::Stream;
 pub use sets::{posterior_rows, FreshSets};
-use train::TrainReport;
+use train::{SetSource, TrainConfig, TrainReport};
 
 /// Wall time and counts of a pipeline run, for `report.json`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -68,6 +68,43 @@ impl Method {
             Method::Direct => direct::run(dev, task, cfg, progress),
         }
     }
+}
+
+/// The posterior network every pipeline trains: initial weights from the run's
+/// [`Stream::PosteriorInit`], standardisation fitted on the training rows.
+fn new_posterior(
+    dev: &Device,
+    task: &dyn HierarchicalModel,
+    cfg: &RunConfig,
+    cond: &[f64],
+    target: &[f64],
+) -> Result<Network> {
+    let seed = Stream::PosteriorInit.seed(cfg.seed, 0);
+    new_network(
+        dev,
+        task,
+        Role::Posterior,
+        cfg.sites,
+        cond,
+        target,
+        &cfg.architecture,
+        seed,
+    )
+}
+
+/// Trains the posterior network with the run's settings and [`Stream::PosteriorTraining`].
+fn fit_posterior(
+    dev: &Device,
+    posterior: &mut Network,
+    data: &mut dyn SetSource,
+    cfg: &RunConfig,
+    progress: &dyn Progress,
+) -> Result<TrainReport> {
+    let train = TrainConfig {
+        seed: Stream::PosteriorTraining.seed(cfg.seed, 0),
+        ..cfg.train.clone()
+    };
+    posterior.fit(dev, data, &train, progress)
 }
 
 /// Runs the configured pipeline for `task`. A training that stopped early on a non-finite loss
