@@ -8,7 +8,7 @@ use crate::model::ode::Solver;
 use crate::model::tfmpe::TfmpeConfig;
 
 /// How the posterior network gets its training sets (see the module documentation of
-/// [`crate::sbi`]); [`Method::train`] runs the pipeline of each.
+/// [`crate::sbi`]); each has its own file there, and [`crate::sbi::run`] dispatches on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {

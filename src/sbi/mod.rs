@@ -1,8 +1,8 @@
 //! Pipelines from a simulator to a trained posterior network, one file per [`Method`]:
 //!
-//! - **lf** (default, [`lf`]): single-site simulations → a likelihood surrogate → synthetic
+//! - **lf** (default, `lf.rs`): single-site simulations → a likelihood surrogate → synthetic
 //!   S-site sets → the posterior network.
-//! - **direct** ([`direct`]): the posterior network on budget / S real S-site simulations.
+//! - **direct** (`direct.rs`): the posterior network on budget / S real S-site simulations.
 //!
 //! The budget always counts single-site simulator calls. Simulations run in parallel; those
 //! with non-finite output are dropped and counted. Every random draw takes its seed from a
