@@ -11,10 +11,12 @@
 //! - [`tape`]: a small reverse-mode autodiff tape whose backward rules call the same kernels.
 //! - [`nn`]: layers (Linear, LayerNorm, multi-head attention, the post-LN encoder) and AdamW.
 //! - [`model`]: tokens, the TFMPE velocity field, flow matching, ODE samplers, checkpoints.
-//! - [`sbi`]: pipelines (LF, direct), the training loop, posterior sampling.
+//! - [`sbi`]: pipelines (LF, direct), the training loop, posterior sampling, calibration draws.
 //! - [`tasks`]: hierarchical models (the user-model trait and the benchmark tasks).
 //! - [`metrics`]: posterior-quality metrics (C2ST), classifiers trained on the tape.
 //! - [`report`]: the run's plots as SVG, from plain data; it depends on nothing above.
+//! - [`run_folder`]: a run's output folder (checkpoints, CSVs, plots, `report.json`) and its
+//!   evaluation (C2ST, SBC, TARP): what `tfmpe run`, `sample` and `eval` read and write.
 //! - [`workloads`]: the benchmark workloads (training step, sampling) on top of [`sbi`], shared
 //!   by `tfmpe bench` and the criterion benches.
 
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod report;
+pub mod run_folder;
 pub mod sbi;
 pub mod tape;
 pub mod tasks;

@@ -2,9 +2,7 @@
 
 pub mod bench;
 pub mod eval;
-pub mod files;
 pub mod info;
-pub mod plots;
 pub mod progress;
 pub mod run;
 pub mod sample;
@@ -22,6 +20,17 @@ pub struct SolverArgs {
 
 impl SolverArgs {
     pub fn solver(&self) -> tfmpe::Result<tfmpe::model::ode::Solver> {
+        if self.steps == 0 {
+            return Err(tfmpe::Error::Invalid("--steps must be at least 1".into()));
+        }
         tfmpe::model::ode::Solver::from_name(&self.solver, self.steps)
     }
+}
+
+/// Refuses `--samples 0` in the flag's own words.
+pub fn check_samples(samples: usize) -> tfmpe::Result<()> {
+    if samples == 0 {
+        return Err(tfmpe::Error::Invalid("--samples must be at least 1".into()));
+    }
+    Ok(())
 }

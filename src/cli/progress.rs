@@ -70,4 +70,9 @@ impl Progress for Bars {
     fn samples(&self, phase: &str, done: usize, total: usize) {
         self.update(&format!("{phase} samples"), total, done, String::new());
     }
+
+    fn warning(&self, message: &str) {
+        self.finish();
+        eprintln!("tfmpe: warning: {message}");
+    }
 }

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use tfmpe::sbi::{self, network::Network};
+use tfmpe::run_folder::{load_posterior, read_observation, write_parameter_rows};
+use tfmpe::sbi::Sampler;
 use tfmpe::tasks::task_by_name;
-use tfmpe::{Device, Error, Result};
+use tfmpe::{Device, Result};
 
-use super::files::{read_observation, write_rows};
 use super::progress::Bars;
 
 #[derive(clap::Args)]
@@ -23,8 +23,8 @@ pub struct SampleArgs {
     pub ode: super::SolverArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Samples integrated together (bounds the memory).
-    #[arg(long, default_value_t = 1000)]
+    /// Samples integrated together (bounds the memory; the samples do not depend on it).
+    #[arg(long, default_value_t = Sampler::DEFAULT_CHUNK)]
     pub chunk: usize,
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
@@ -37,33 +37,13 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let solver = args.ode.solver()?;
     let (device, why) = Device::open(args.backend)?;
     eprintln!("tfmpe: backend {why}");
-    let dir = if args.model.join(super::files::POSTERIOR_DIR).is_dir() {
-        args.model.join(super::files::POSTERIOR_DIR)
-    } else {
-        args.model.clone()
-    };
-    let mut net = Network::load(&device, &dir)?;
-    if net.config.role != "posterior" {
-        return Err(Error::Invalid(format!(
-            "{} holds a {} network; pass the posterior checkpoint",
-            dir.display(),
-            net.config.role
-        )));
-    }
+    let mut net = load_posterior(&device, &args.model)?;
     let task = task_by_name(&net.config.task)?;
     let (obs, sites) = read_observation(&args.observation, &*task, Some(net.config.sites))?;
+    super::check_samples(args.samples)?;
     let bars = Bars::new();
-    let samples = sbi::sample_posterior(
-        &device,
-        &mut net,
-        &*task,
-        &obs,
-        args.samples,
-        solver,
-        args.seed,
-        args.chunk,
-        &bars,
-    )?;
+    let sampler = Sampler::new(&device, solver).with_chunk(args.chunk);
+    let samples = sampler.posterior(&mut net, &*task, &obs, args.samples, args.seed, &bars)?;
     bars.finish();
-    write_rows(&args.out, task.parameter_names(sites), samples)
+    write_parameter_rows(&args.out, &*task, sites, samples)
 }

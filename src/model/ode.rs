@@ -38,7 +38,9 @@ impl Solver {
     /// Parses `euler`, `rk4` or `dopri5`; `steps` applies to the fixed-step solvers.
     pub fn from_name(name: &str, steps: usize) -> Result<Solver> {
         if steps == 0 {
-            return Err(Error::Invalid("--steps must be at least 1".into()));
+            return Err(Error::Invalid(
+                "a fixed-step solver needs `steps` of at least 1".into(),
+            ));
         }
         match name {
             "euler" => Ok(Solver::Euler { steps }),
@@ -290,7 +292,7 @@ fn dopri5(
         return Ok(stats);
     }
     Err(Error::Invalid(format!(
-        "dopri5 did not reach t = 1 within {max_iters} iterations: loosen --rtol/--atol or use a fixed-step solver"
+        "dopri5 did not reach t = 1 within {max_iters} iterations: loosen its tolerances (`rtol`, `atol`) or use a fixed-step solver"
     )))
 }
 

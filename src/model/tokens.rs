@@ -9,7 +9,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::tasks::HierarchicalModel;
 
 /// The identity of one token (its value is stored apart).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,12 +25,21 @@ pub struct Layout {
     pub target: Vec<Token>,
 }
 
+/// What a layout needs to know of a model: the sizes (scalars each) of its variables, in
+/// order. Every `tasks::HierarchicalModel` provides it.
+pub trait VariableSizes {
+    /// The global variables θ_g.
+    fn global_sizes(&self) -> Vec<usize>;
+    /// One site's local variables η_s.
+    fn local_sizes(&self) -> Vec<usize>;
+    /// One site's observation variables y_s.
+    fn observation_sizes(&self) -> Vec<usize>;
+}
+
 /// Labels: the model's global variables, then its local variables, then its observation
 /// variables, one label each.
-pub fn n_labels(model: &dyn HierarchicalModel) -> usize {
-    model.global_variables().len()
-        + model.local_variables().len()
-        + model.observation_variables().len()
+pub fn n_labels<M: VariableSizes + ?Sized>(model: &M) -> usize {
+    model.global_sizes().len() + model.local_sizes().len() + model.observation_sizes().len()
 }
 
 /// Tokens of a list of variables, numbering labels from `first_label` and positions from 0
@@ -47,18 +55,14 @@ fn block(sizes: &[usize], first_label: u32, group: u32) -> impl Iterator<Item = 
     })
 }
 
-fn sizes(vars: &[crate::tasks::Variable]) -> Vec<usize> {
-    vars.iter().map(|v| v.size).collect()
-}
-
 impl Layout {
     /// The posterior network's tokens for `sites` sites: every observation scalar is a condition,
     /// every parameter (globals, then each site's locals) a target.
-    pub fn posterior(model: &dyn HierarchicalModel, sites: usize) -> Layout {
+    pub fn posterior<M: VariableSizes + ?Sized>(model: &M, sites: usize) -> Layout {
         let (g, l, o) = (
-            sizes(&model.global_variables()),
-            sizes(&model.local_variables()),
-            sizes(&model.observation_variables()),
+            model.global_sizes(),
+            model.local_sizes(),
+            model.observation_sizes(),
         );
         let (l0, o0) = (g.len() as u32, (g.len() + l.len()) as u32);
         // Globals are numbered by component within their variable.
@@ -80,7 +84,7 @@ impl Layout {
 
     /// The likelihood surrogate's tokens: the globals and one site's locals are conditions, that
     /// site's observation is the target.
-    pub fn surrogate(model: &dyn HierarchicalModel) -> Layout {
+    pub fn surrogate<M: VariableSizes + ?Sized>(model: &M) -> Layout {
         let mut layout = Layout::posterior(model, 1);
         let obs = std::mem::take(&mut layout.cond);
         Layout {
@@ -259,12 +263,29 @@ impl TokenBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::task_by_name;
+
+    /// A model of one scalar global, one scalar local per site and `obs` scalars observed per
+    /// site (hier-gaussian: 5, hier-gaussian-linear: 1).
+    struct Sizes {
+        obs: usize,
+    }
+
+    impl VariableSizes for Sizes {
+        fn global_sizes(&self) -> Vec<usize> {
+            vec![1]
+        }
+        fn local_sizes(&self) -> Vec<usize> {
+            vec![1]
+        }
+        fn observation_sizes(&self) -> Vec<usize> {
+            vec![self.obs]
+        }
+    }
 
     #[test]
     fn posterior_layout_follows_the_parameter_and_observation_order() {
-        let task = task_by_name("hier-gaussian").unwrap();
-        let l = Layout::posterior(&*task, 2);
+        let task = Sizes { obs: 5 };
+        let l = Layout::posterior(&task, 2);
         // 2 sites × 5 observations as conditions; mu, then theta per site, as targets.
         assert_eq!(l.cond.len(), 10);
         assert_eq!(l.target.len(), 3);
@@ -292,15 +313,15 @@ mod tests {
                 group: 2
             }
         );
-        let s = Layout::surrogate(&*task);
+        let s = Layout::surrogate(&task);
         assert_eq!((s.cond.len(), s.target.len()), (2, 5));
-        assert_eq!(n_labels(&*task), 3);
+        assert_eq!(n_labels(&task), 3);
     }
 
     #[test]
     fn mixed_site_counts_are_padded_and_masked() {
-        let task = task_by_name("hier-gaussian-linear").unwrap();
-        let (a, b) = (Layout::posterior(&*task, 3), Layout::posterior(&*task, 1));
+        let task = Sizes { obs: 1 };
+        let (a, b) = (Layout::posterior(&task, 3), Layout::posterior(&task, 1));
         let tb = TokenBatch::pack(&[&a, &b]).unwrap();
         assert_eq!((tb.n_cond, tb.n_target, tb.tokens()), (3, 4, 7));
         let km = tb.key_mask.as_ref().unwrap();

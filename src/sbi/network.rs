@@ -1,22 +1,23 @@
 //! A trained (or training) flow-matching network with its token layout and standardisation:
-//! the posterior network, and LF's likelihood surrogate. Trains, samples in chunks, saves and
-//! loads.
+//! the posterior network, and LF's likelihood surrogate. Built for a task and role, trains,
+//! samples in chunks, saves and loads.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::train::{train, SetSource, TrainConfig, TrainReport};
+use super::train::{train, SetSource, Sets, TrainConfig, TrainReport};
 use super::Progress;
-use crate::backend::Device;
 use crate::error::{Error, Result};
 use crate::model::checkpoint;
-use crate::model::flow::Field;
+use crate::model::flow::{Field, SIGMA_MIN};
 use crate::model::ode::{solve, OdeStats, OdeWorkspace, Solver};
 use crate::model::standardize::Standardizer;
 use crate::model::tfmpe::{DeviceTokens, Tfmpe, TfmpeConfig};
-use crate::model::tokens::{Layout, Token, TokenBatch};
+use crate::model::tokens::{n_labels, Layout, Token, TokenBatch};
 use crate::tape::{ParamStore, Tape};
+use crate::tasks::HierarchicalModel;
+use crate::Device;
 
 /// Everything saved beside the weights.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -190,7 +191,95 @@ impl Network {
 /// Refuses sample counts that cannot be produced.
 pub fn check_samples(n: usize) -> Result<()> {
     if n == 0 {
-        return Err(Error::Invalid("--samples must be at least 1".into()));
+        return Err(Error::Invalid(
+            "the number of samples must be at least 1".into(),
+        ));
     }
     Ok(())
+}
+
+/// Which network of a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Conditions: observations of S sites; targets: all parameters.
+    Posterior,
+    /// LF's likelihood surrogate. Conditions: globals and one site's locals (unconstrained);
+    /// targets: that site's observation.
+    Surrogate,
+}
+
+/// A freshly initialised network of `role` for `task`, its embedding tables sized for its
+/// layout and its standardisation fitted on the given training rows (`cond` and `target`,
+/// one set per row, token order).
+#[allow(clippy::too_many_arguments)]
+pub fn new_network(
+    dev: &Device,
+    task: &dyn HierarchicalModel,
+    role: Role,
+    sites: usize,
+    cond: &[f64],
+    target: &[f64],
+    architecture: &TfmpeConfig,
+    seed: u64,
+) -> Result<Network> {
+    let (layout, name, cond_names, target_names) = match role {
+        Role::Posterior => (
+            Layout::posterior(task, sites),
+            "posterior",
+            task.observation_names(sites),
+            task.parameter_names(sites),
+        ),
+        Role::Surrogate => (
+            Layout::surrogate(task),
+            "surrogate",
+            task.parameter_names(1),
+            task.observation_names(1),
+        ),
+    };
+    let (_, pos, group) = layout.max_ids();
+    let architecture = TfmpeConfig {
+        n_labels: n_labels(task),
+        max_positions: pos as usize + 1,
+        max_groups: group as usize + 1,
+        ..architecture.clone()
+    };
+    let config = NetworkConfig {
+        role: name.to_string(),
+        task: task.name().to_string(),
+        sites,
+        architecture,
+        standardizer: fit_standardizer(&layout, cond, target)?,
+        layout,
+        cond_names,
+        target_names,
+        bijections: task.parameter_bijections(sites),
+        time_convention: "t = 0 is noise, t = 1 is data".into(),
+        sigma_min: SIGMA_MIN,
+    };
+    Network::new(dev, config, seed)
+}
+
+/// Fits a standardiser over cond and target rows of one layout.
+fn fit_standardizer(layout: &Layout, cond: &[f64], target: &[f64]) -> Result<Standardizer> {
+    let (c, m) = (layout.cond.len(), layout.target.len());
+    let tokens: Vec<_> = layout.cond.iter().chain(&layout.target).copied().collect();
+    let n = target.len() / m;
+    let rows: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            cond[i * c..(i + 1) * c]
+                .iter()
+                .chain(&target[i * m..(i + 1) * m])
+                .copied()
+                .collect()
+        })
+        .collect();
+    Standardizer::fit(&tokens, rows.iter().map(|r| r.as_slice()))
+}
+
+/// Standardised sets for `net` from unstandardised rows.
+pub fn to_sets(net: &Network, cond: &[f64], target: &[f64]) -> Result<Sets> {
+    Ok(Sets {
+        cond: net.standardize(cond, true)?,
+        target: net.standardize(target, false)?,
+    })
 }

@@ -6,11 +6,11 @@ use rand::SeedableRng;
 use rayon::prelude::*;
 
 use super::network::Network;
+use super::sampler::Sampler;
+use super::seeds::Stream;
 use super::train::{SetSource, Sets};
-use super::{sub_seed, Progress};
-use crate::backend::Device;
+use super::Progress;
 use crate::error::Result;
-use crate::model::ode::Solver;
 use crate::model::standardize::Standardizer;
 use crate::model::tokens::Layout;
 use crate::tasks::HierarchicalModel;
@@ -19,8 +19,9 @@ use crate::tasks::HierarchicalModel;
 pub struct FreshSets<'t> {
     task: &'t dyn HierarchicalModel,
     sites: usize,
-    solver: Solver,
-    chunk: usize,
+    /// Integrates the surrogate's observations.
+    sampler: Sampler,
+    /// The base of the per-draw `Synthetic*` streams.
     seed: u64,
     /// Calls so far: each call draws from its own streams.
     draws: u64,
@@ -44,18 +45,11 @@ pub fn posterior_rows(
 }
 
 impl<'t> FreshSets<'t> {
-    pub fn new(
-        task: &'t dyn HierarchicalModel,
-        sites: usize,
-        solver: Solver,
-        chunk: usize,
-        seed: u64,
-    ) -> Self {
+    pub fn new(task: &'t dyn HierarchicalModel, sites: usize, sampler: Sampler, seed: u64) -> Self {
         FreshSets {
             task,
             sites,
-            solver,
-            chunk,
+            sampler,
             seed,
             draws: 0,
         }
@@ -65,18 +59,18 @@ impl<'t> FreshSets<'t> {
     /// posterior network's condition rows and target rows, unstandardised.
     pub fn synthesize(
         &mut self,
-        dev: &Device,
         surrogate: &mut Network,
         globals: &[Vec<f64>],
         progress: &dyn Progress,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
-        let (task, sites, call) = (self.task, self.sites, self.draws);
+        let (task, sites, draw) = (self.task, self.sites, self.draws);
         self.draws += 1;
+        let locals_stream = Stream::SyntheticLocals { draw };
         let locals: Vec<Vec<Vec<f64>>> = globals
             .par_iter()
             .enumerate()
             .map(|(i, g)| {
-                let mut rng = StdRng::seed_from_u64(sub_seed(self.seed, 10 + call, i as u64));
+                let mut rng = StdRng::seed_from_u64(locals_stream.seed(self.seed, i as u64));
                 (0..sites)
                     .map(|_| task.sample_locals(g, &mut rng))
                     .collect()
@@ -91,14 +85,8 @@ impl<'t> FreshSets<'t> {
             }
         }
         let conds = surrogate.standardize(&cond_rows, true)?;
-        let (y, _) = surrogate.sample(
-            dev,
-            &conds,
-            self.solver,
-            sub_seed(self.seed, 1000 + call, 0),
-            self.chunk,
-            progress,
-        )?;
+        let noise = Stream::SyntheticNoise { draw }.seed(self.seed, 0);
+        let (y, _) = self.sampler.draw(surrogate, &conds, noise, progress)?;
         let y = surrogate.unstandardize(&y, false)?;
         let per_set = sites * task.obs_dim();
         let (mut cond, mut target) = (Vec::new(), Vec::new());
@@ -112,16 +100,12 @@ impl<'t> FreshSets<'t> {
 
     /// `n` globals drawn from the prior.
     fn prior_globals(&mut self, n: usize) -> Vec<Vec<f64>> {
-        let call = self.draws;
+        let stream = Stream::SyntheticGlobals { draw: self.draws };
         (0..n)
             .into_par_iter()
             .map(|i| {
-                self.task
-                    .sample_globals(&mut StdRng::seed_from_u64(sub_seed(
-                        self.seed,
-                        5000 + call,
-                        i as u64,
-                    )))
+                let mut rng = StdRng::seed_from_u64(stream.seed(self.seed, i as u64));
+                self.task.sample_globals(&mut rng)
             })
             .collect()
     }
@@ -134,7 +118,6 @@ impl<'t> FreshSets<'t> {
         posterior: &Network,
         n_sets: usize,
         validation: Sets,
-        dev: &'a Device,
         progress: &'a dyn Progress,
     ) -> FreshSource<'a>
     where
@@ -148,7 +131,6 @@ impl<'t> FreshSets<'t> {
             n_sets,
             validation,
             current: Sets::default(),
-            dev,
             progress,
         }
     }
@@ -162,7 +144,6 @@ pub struct FreshSource<'a> {
     n_sets: usize,
     validation: Sets,
     current: Sets,
-    dev: &'a Device,
     progress: &'a dyn Progress,
 }
 
@@ -183,9 +164,9 @@ impl FreshSource<'_> {
 impl SetSource for FreshSource<'_> {
     fn train(&mut self, _epoch: usize) -> Result<&Sets> {
         let globals = self.gen.prior_globals(self.n_sets);
-        let (cond, target) =
-            self.gen
-                .synthesize(self.dev, self.surrogate, &globals, self.progress)?;
+        let (cond, target) = self
+            .gen
+            .synthesize(self.surrogate, &globals, self.progress)?;
         self.current = Sets {
             cond: self.standardize(&cond, &self.layout.cond)?,
             target: self.standardize(&target, &self.layout.target)?,

@@ -11,7 +11,6 @@ use rand::SeedableRng;
 use serde::Serialize;
 
 use super::Progress;
-use crate::backend::Device;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
 use crate::model::flow::fm_loss;
@@ -19,6 +18,7 @@ use crate::model::tfmpe::{DeviceTokens, Tfmpe};
 use crate::model::tokens::{Layout, TokenBatch};
 use crate::nn::{AdamW, AdamWConfig};
 use crate::tape::Tape;
+use crate::Device;
 
 /// Training hyperparameters; the defaults are the design's (DESIGN §6).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -236,13 +236,13 @@ pub fn train(
     let n_train = data.train(0)?.len(layout);
     if n_train < cfg.batch {
         return Err(Error::Invalid(format!(
-            "{phase}: {n_train} training sets are fewer than one batch of {}; raise --budget or lower --batch-size",
+            "{phase}: {n_train} training sets are fewer than one batch of {}; raise the simulation budget or lower the batch size",
             cfg.batch
         )));
     }
     if n_val == 0 {
         return Err(Error::Invalid(format!(
-            "{phase}: no validation sets; raise --budget"
+            "{phase}: no validation sets; raise the simulation budget"
         )));
     }
     let start = Instant::now();

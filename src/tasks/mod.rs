@@ -23,6 +23,7 @@ pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
 
 use crate::error::{Error, Result};
+use crate::model::tokens::VariableSizes;
 use rand::{Rng, RngExt};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
@@ -268,6 +269,25 @@ pub trait HierarchicalModel: Send + Sync {
             .map(|(b, &x)| b.forward_log_det(x))
             .sum()
     }
+}
+
+/// The token layouts of the model layer are built from these sizes.
+impl<M: HierarchicalModel + ?Sized> VariableSizes for M {
+    fn global_sizes(&self) -> Vec<usize> {
+        sizes(&self.global_variables())
+    }
+
+    fn local_sizes(&self) -> Vec<usize> {
+        sizes(&self.local_variables())
+    }
+
+    fn observation_sizes(&self) -> Vec<usize> {
+        sizes(&self.observation_variables())
+    }
+}
+
+fn sizes(vars: &[Variable]) -> Vec<usize> {
+    vars.iter().map(|v| v.size).collect()
 }
 
 fn total_size(vars: &[Variable]) -> usize {

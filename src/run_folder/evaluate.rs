@@ -1,0 +1,171 @@
+//! The evaluation of a run folder: C2ST of `samples.csv` against the task's exact posterior for
+//! `observation.csv`, and on request SBC and TARP of the saved posterior network over data sets
+//! from the prior.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::{posterior_config, C2st, Metrics, RunFolder, SbcSummary, TarpSummary};
+use crate::error::{Error, Result};
+use crate::metrics::{c2st, sbc, tarp, C2stConfig};
+use crate::model::ode::Solver;
+use crate::sbi::{calibration_draws, Progress, Sampler};
+use crate::tasks::{task_by_name, HierarchicalModel};
+use crate::Device;
+
+/// Exact-posterior draws a run's samples are compared against (C2ST) and plotted with.
+pub const REFERENCE_SAMPLES: usize = 1000;
+
+/// What the evaluation computes.
+#[derive(Clone, Debug)]
+pub struct EvalConfig {
+    /// Exact-posterior draws of the C2ST.
+    pub reference_samples: usize,
+    /// Data sets simulated from the prior for SBC and TARP (0: skip them).
+    pub calibration: usize,
+    /// Posterior draws per calibration data set (SBC ranks take the values 0..=this).
+    pub calibration_draws: usize,
+    /// The ODE solver of the calibration draws.
+    pub solver: Solver,
+    /// Seeds the calibration data sets and draws.
+    pub seed: u64,
+}
+
+impl EvalConfig {
+    /// The C2ST only, with [`REFERENCE_SAMPLES`] exact draws; set `calibration` for SBC and
+    /// TARP (99 draws per data set).
+    pub fn new(solver: Solver, seed: u64) -> EvalConfig {
+        EvalConfig {
+            reference_samples: REFERENCE_SAMPLES,
+            calibration: 0,
+            calibration_draws: 99,
+            solver,
+            seed,
+        }
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if self.calibration > 0 && self.calibration_draws == 0 {
+            return Err(Error::Invalid(
+                "`calibration_draws` must be at least 1 (99 is the usual choice)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `n` draws from the task's exact posterior for `obs`, or `None` when it has none. The seed is
+/// fixed, so a run's plot shows the very draws its C2ST compared against.
+pub fn exact_reference(
+    task: &dyn HierarchicalModel,
+    obs: &[f64],
+    sites: usize,
+    n: usize,
+) -> Option<Vec<Vec<f64>>> {
+    task.exact_posterior(obs, None, sites, n, &mut StdRng::seed_from_u64(0xC25))
+}
+
+impl RunFolder {
+    /// Computes the metrics of this folder (it writes `calibration.svg` with SBC and TARP, not
+    /// `report.json`: see [`RunFolder::update_metrics`]).
+    pub fn evaluate(
+        &self,
+        device: &Device,
+        cfg: &EvalConfig,
+        progress: &dyn Progress,
+    ) -> Result<Metrics> {
+        // The calibration options are checked before the C2ST spends its minute.
+        cfg.check()?;
+        let config = posterior_config(self.path())?;
+        let task = task_by_name(&config.task)?;
+        let (obs, sites) = self.read_observation(&*task)?;
+        let samples = self.read_samples(&*task, sites)?;
+        let c2st = Some(
+            match exact_reference(&*task, &obs, sites, cfg.reference_samples) {
+                // In natural parameter space, as sbibm does.
+                Some(reference) => C2st::Measured {
+                    c2st: c2st(device, &samples, &reference, &C2stConfig::default())?,
+                    c2st_reference_samples: reference.len(),
+                },
+                None => C2st::Unavailable {
+                    c2st: (),
+                    note: format!("task `{}` has no exact posterior", task.name()),
+                },
+            },
+        );
+        let mut metrics = Metrics {
+            c2st,
+            ..Metrics::default()
+        };
+        if cfg.calibration > 0 {
+            let (sbc, tarp) = self.calibration(device, cfg, &*task, progress)?;
+            metrics.sbc = Some(sbc);
+            metrics.tarp = Some(tarp);
+        }
+        Ok(metrics)
+    }
+
+    /// SBC and TARP of the saved posterior network over `cfg.calibration` data sets from the
+    /// prior; writes `calibration.svg`.
+    fn calibration(
+        &self,
+        device: &Device,
+        cfg: &EvalConfig,
+        task: &dyn HierarchicalModel,
+        progress: &dyn Progress,
+    ) -> Result<(SbcSummary, TarpSummary)> {
+        let mut net = self.load_posterior(device)?;
+        let sites = net.config.sites;
+        let names = task.parameter_names(sites);
+        let sampler = Sampler::new(device, cfg.solver);
+        let cal = calibration_draws(
+            &sampler,
+            &mut net,
+            task,
+            cfg.calibration,
+            cfg.calibration_draws,
+            cfg.seed,
+            progress,
+        )?;
+        let s = sbc(&cal.truths, &cal.draws)?;
+        let by_name = |f: &dyn Fn(usize) -> f64| -> BTreeMap<String, f64> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(p, n)| (n.clone(), f(p)))
+                .collect()
+        };
+        let worst = (0..names.len())
+            .min_by(|&a, &b| s.ks_p[a].total_cmp(&s.ks_p[b]))
+            .unwrap_or(0);
+        let sbc_summary = SbcSummary {
+            data_sets: cfg.calibration,
+            draws: s.draws,
+            ks_p: by_name(&|p| s.ks_p[p]),
+            min_ks_p: s.ks_p[worst],
+            min_ks_p_parameter: names[worst].clone(),
+            rank_histograms: names
+                .iter()
+                .enumerate()
+                .map(|(p, n)| (n.clone(), s.histogram(p, 10)))
+                .collect(),
+        };
+        let t = tarp(&cal.truths, &cal.draws)?;
+        let ecp: Vec<[f64; 2]> = (0..=20)
+            .map(|k| k as f64 / 20.0)
+            .map(|a| [a, t.ecp(a)])
+            .collect();
+        self.write_calibration_plot(task, sites, &names, &s, &t)?;
+        let tarp_summary = TarpSummary {
+            atc: t.atc(),
+            data_sets: cfg.calibration,
+            draws: s.draws,
+            ecp,
+            ks_p: t.ks_p,
+            ks_statistic: t.ks_statistic,
+        };
+        Ok((sbc_summary, tarp_summary))
+    }
+}

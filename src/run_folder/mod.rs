@@ -1,0 +1,247 @@
+//! The output folder of a run, owned by the library so that a program embedding the crate gets
+//! the same files and metrics as `tfmpe run`. [`RunFolder::run`] writes:
+//!
+//! - `posterior/` and, for LF, `surrogate/`: the networks' checkpoints;
+//! - `samples.csv`: posterior samples for the observation, one parameter vector per row;
+//! - `observation.csv`, and `true_params.csv` when the observation was simulated;
+//! - `posterior.svg` (marginals) and `losses.svg` (loss curves);
+//! - `report.json`: a [`Report`].
+//!
+//! [`RunFolder::evaluate`] scores a folder (C2ST against the exact posterior, SBC and TARP,
+//! writing `calibration.svg` for the latter two); [`RunFolder::update_metrics`] puts the result
+//! into `report.json`.
+
+mod evaluate;
+mod plots;
+mod report;
+mod run;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::io::Table;
+use crate::model::checkpoint;
+use crate::sbi::{Network, Trained};
+use crate::tasks::{check_observation, HierarchicalModel};
+use crate::Device;
+pub use evaluate::{exact_reference, EvalConfig, REFERENCE_SAMPLES};
+pub use report::{
+    C2st, Losses, Metrics, ObservationSource, Report, SbcSummary, TarpSummary, Training,
+};
+pub use run::{Observation, RunSpec};
+
+const SAMPLES: &str = "samples.csv";
+const OBSERVATION: &str = "observation.csv";
+const TRUE_PARAMS: &str = "true_params.csv";
+const REPORT: &str = "report.json";
+const POSTERIOR_DIR: &str = "posterior";
+const SURROGATE_DIR: &str = "surrogate";
+
+/// A run's output folder.
+#[derive(Clone, Debug)]
+pub struct RunFolder {
+    dir: PathBuf,
+}
+
+impl RunFolder {
+    /// The folder at `dir` (nothing is read or created yet).
+    pub fn new(dir: impl Into<PathBuf>) -> RunFolder {
+        RunFolder { dir: dir.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The posterior checkpoint's folder.
+    pub fn posterior_dir(&self) -> PathBuf {
+        self.file(POSTERIOR_DIR)
+    }
+
+    /// Saves the trained networks (the surrogate only where the method has one).
+    pub fn write_networks(&self, trained: &Trained) -> Result<()> {
+        trained.posterior.save(&self.posterior_dir())?;
+        if let Some(s) = &trained.surrogate {
+            s.save(&self.file(SURROGATE_DIR))?;
+        }
+        Ok(())
+    }
+
+    /// The saved posterior network.
+    pub fn load_posterior(&self, dev: &Device) -> Result<Network> {
+        load_posterior(dev, &self.posterior_dir())
+    }
+
+    /// Writes `samples.csv`: one full parameter vector (natural space) per row.
+    pub fn write_samples(
+        &self,
+        task: &dyn HierarchicalModel,
+        sites: usize,
+        rows: Vec<Vec<f64>>,
+    ) -> Result<()> {
+        write_parameter_rows(&self.file(SAMPLES), task, sites, rows)
+    }
+
+    /// Reads `samples.csv`, whose columns must be the parameters of `task` with `sites` sites.
+    pub fn read_samples(
+        &self,
+        task: &dyn HierarchicalModel,
+        sites: usize,
+    ) -> Result<Vec<Vec<f64>>> {
+        let path = self.file(SAMPLES);
+        let samples = Table::read(&path)?;
+        if samples.columns != task.parameter_names(sites) {
+            return Err(Error::Invalid(format!(
+                "{}: the columns are not the parameters of `{}` with {sites} sites",
+                path.display(),
+                task.name()
+            )));
+        }
+        Ok(samples.rows)
+    }
+
+    /// Writes `observation.csv`.
+    pub fn write_observation(
+        &self,
+        task: &dyn HierarchicalModel,
+        sites: usize,
+        obs: Vec<f64>,
+    ) -> Result<()> {
+        Table {
+            columns: task.observation_names(sites),
+            rows: vec![obs],
+        }
+        .write(&self.file(OBSERVATION))
+    }
+
+    /// Reads `observation.csv`: the values and the number of sites.
+    pub fn read_observation(&self, task: &dyn HierarchicalModel) -> Result<(Vec<f64>, usize)> {
+        read_observation(&self.file(OBSERVATION), task, None)
+    }
+
+    /// Writes `true_params.csv`: the parameters the observation was simulated with.
+    pub fn write_true_params(
+        &self,
+        task: &dyn HierarchicalModel,
+        sites: usize,
+        truth: Vec<f64>,
+    ) -> Result<()> {
+        write_parameter_rows(&self.file(TRUE_PARAMS), task, sites, vec![truth])
+    }
+
+    pub fn write_report(&self, report: &Report) -> Result<()> {
+        let text = report.to_json_pretty()?;
+        crate::io::atomic_write(&self.file(REPORT), text.as_bytes())
+    }
+
+    pub fn read_report(&self) -> Result<Report> {
+        let path = self.file(REPORT);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Invalid(format!("{}: not a tfmpe report: {e}", path.display())))
+    }
+
+    /// Puts `metrics` into `report.json`, when the folder has one.
+    pub fn update_metrics(&self, metrics: &Metrics) -> Result<()> {
+        if !self.file(REPORT).is_file() {
+            return Ok(());
+        }
+        let mut report = self.read_report()?;
+        report.metrics = metrics.clone();
+        self.write_report(&report)
+    }
+}
+
+/// Writes a CSV of full parameter vectors (natural space), one per row, headed by the
+/// parameter names of `task` with `sites` sites: the format of `samples.csv`.
+pub fn write_parameter_rows(
+    path: &Path,
+    task: &dyn HierarchicalModel,
+    sites: usize,
+    rows: Vec<Vec<f64>>,
+) -> Result<()> {
+    Table {
+        columns: task.parameter_names(sites),
+        rows,
+    }
+    .write(path)
+}
+
+/// Loads a posterior network from its checkpoint folder or from a run folder holding one.
+pub fn load_posterior(dev: &Device, path: &Path) -> Result<Network> {
+    let dir = if path.join(POSTERIOR_DIR).is_dir() {
+        path.join(POSTERIOR_DIR)
+    } else {
+        path.to_path_buf()
+    };
+    let net = Network::load(dev, &dir)?;
+    if net.config.role != "posterior" {
+        return Err(Error::Invalid(format!(
+            "{} holds a {} network; pass the posterior checkpoint",
+            dir.display(),
+            net.config.role
+        )));
+    }
+    Ok(net)
+}
+
+/// The configuration saved with the posterior network of the run folder at `dir`, without its
+/// weights.
+fn posterior_config(dir: &Path) -> Result<crate::sbi::network::NetworkConfig> {
+    checkpoint::load_config(&dir.join(POSTERIOR_DIR))
+}
+
+/// Reads a one-row observation CSV whose columns are the task's observation names for some
+/// number of sites (`sites`, when given); returns the values and the site count.
+pub fn read_observation(
+    path: &Path,
+    task: &dyn HierarchicalModel,
+    sites: Option<usize>,
+) -> Result<(Vec<f64>, usize)> {
+    let table = Table::read(path)?;
+    let shown = path.display();
+    if table.rows.len() != 1 {
+        return Err(Error::Invalid(format!(
+            "{shown}: an observation file holds exactly one row of values, found {}",
+            table.rows.len()
+        )));
+    }
+    let per_site = task.obs_dim();
+    let n = table.columns.len();
+    if n % per_site != 0 || n == 0 {
+        return Err(Error::Invalid(format!(
+            "{shown}: {n} columns do not make whole sites of {per_site} observations for task `{}`",
+            task.name()
+        )));
+    }
+    let found = n / per_site;
+    if let Some(s) = sites.filter(|&s| s != found) {
+        return Err(Error::Invalid(format!(
+            "{shown}: the file has {found} sites of observations but {s} were asked for"
+        )));
+    }
+    let expected = task.observation_names(found);
+    if table.columns != expected {
+        let first = table.columns.iter().zip(&expected).find(|(a, b)| a != b);
+        let (got, want) = first
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .unwrap_or(("?", "?"));
+        return Err(Error::Invalid(format!(
+            "{shown}: column `{got}` should be `{want}`; the header must be {}",
+            expected.join(",")
+        )));
+    }
+    let obs = table.rows.into_iter().next().unwrap_or_default();
+    check_observation(task, &obs, found).map_err(|e| Error::Invalid(format!("{shown}: {e}")))?;
+    Ok((obs, found))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! A whole run into a folder: train, save the networks, sample the observation's posterior,
+//! write the CSVs, plots and report, and evaluate.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::{
+    exact_reference, EvalConfig, Losses, Metrics, ObservationSource, Report, RunFolder, Training,
+};
+use crate::error::Result;
+use crate::model::ode::Solver;
+use crate::sbi::{self, Progress, RunConfig, Sampler, Stream};
+use crate::tasks::{simulate_dataset, HierarchicalModel};
+use crate::Device;
+
+/// The observation whose posterior a run samples.
+#[derive(Clone, Debug)]
+pub enum Observation {
+    /// Given values (site-major, `sites` sites of the task's observation).
+    Given(Vec<f64>),
+    /// Simulated from the prior with this seed; its parameters become `true_params.csv`.
+    Prior { obs_seed: u64 },
+}
+
+/// What [`RunFolder::run`] does.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub config: RunConfig,
+    pub observation: Observation,
+    /// Posterior samples to draw into `samples.csv`.
+    pub samples: usize,
+    /// The solver of those samples.
+    pub solver: Solver,
+    /// The evaluation that ends the run (`None`: none).
+    pub evaluation: Option<EvalConfig>,
+}
+
+impl RunFolder {
+    /// Runs `spec` for `task` on `device` and writes every file of the folder; returns the
+    /// report it wrote. `backend_reason` says why the device was chosen (for the report).
+    /// The report is written once before the evaluation, so a failed evaluation leaves it.
+    pub fn run(
+        &self,
+        device: &Device,
+        backend_reason: &str,
+        task: &dyn HierarchicalModel,
+        spec: &RunSpec,
+        progress: &dyn Progress,
+    ) -> Result<Report> {
+        let start = Instant::now();
+        let cfg = &spec.config;
+        sbi::network::check_samples(spec.samples)?;
+        let (obs, truth, source) = match &spec.observation {
+            Observation::Given(obs) => {
+                crate::tasks::check_observation(task, obs, cfg.sites)?;
+                (obs.clone(), None, ObservationSource::Given)
+            }
+            Observation::Prior { obs_seed } => {
+                let mut rng = StdRng::seed_from_u64(*obs_seed);
+                let d = simulate_dataset(task, cfg.sites, &mut rng);
+                let source = ObservationSource::Prior {
+                    obs_seed: *obs_seed,
+                };
+                (d.obs, Some(d.params), source)
+            }
+        };
+        crate::io::ensure_dir(self.path())?;
+
+        let mut trained = sbi::run(device, task, cfg, progress)?;
+        self.write_networks(&trained)?;
+
+        progress.phase("sample");
+        let t0 = Instant::now();
+        let samples = Sampler::new(device, spec.solver).posterior(
+            &mut trained.posterior,
+            task,
+            &obs,
+            spec.samples,
+            Stream::PosteriorSamples.seed(cfg.seed, 0),
+            progress,
+        )?;
+        let sampling_s = t0.elapsed().as_secs_f64();
+        let names = task.parameter_names(cfg.sites);
+        let reference = exact_reference(task, &obs, cfg.sites, super::REFERENCE_SAMPLES);
+        self.write_posterior_plot(
+            task,
+            cfg.sites,
+            &names,
+            &samples,
+            reference.as_deref(),
+            truth.as_deref(),
+        )?;
+        self.write_loss_plot(&trained.report)?;
+        self.write_samples(task, cfg.sites, samples)?;
+        self.write_observation(task, cfg.sites, obs)?;
+        if let Some(t) = truth {
+            self.write_true_params(task, cfg.sites, t)?;
+        }
+
+        let r = &trained.report;
+        let mut timings: BTreeMap<String, f64> = r.phases.iter().cloned().collect();
+        timings.insert("sampling".into(), sampling_s);
+        let mut report = Report {
+            backend: device.name().to_string(),
+            backend_reason: backend_reason.to_string(),
+            budget: cfg.budget,
+            device: device.backend().device_name(),
+            dropped_simulations: r.dropped_simulations,
+            fresh_sets: cfg.fresh_sets,
+            losses: Losses {
+                posterior: r.posterior.as_ref().map(Training::from),
+                surrogate: r.surrogate.as_ref().map(Training::from),
+            },
+            method: cfg.method,
+            metrics: Metrics::default(),
+            observation: source,
+            samples: spec.samples,
+            seed: cfg.seed,
+            simulator_calls: r.simulator_calls,
+            sites: cfg.sites,
+            solver: spec.solver,
+            task: task.name().to_string(),
+            tfmpe_version: env!("CARGO_PKG_VERSION").to_string(),
+            timings_s: timings,
+            training_sets: r.training_sets,
+            validation_sets: r.validation_sets,
+        };
+        self.write_report(&report)?;
+        if let Some(eval) = &spec.evaluation {
+            progress.phase("evaluate");
+            report.metrics = self.evaluate(device, eval, progress)?;
+        }
+        report
+            .timings_s
+            .insert("total".into(), start.elapsed().as_secs_f64());
+        self.write_report(&report)?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,208 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::model::ode::Solver;
+use crate::sbi::Method;
+use crate::tasks::task_by_name;
+
+fn temp(tag: &str) -> RunFolder {
+    let dir = std::env::temp_dir().join(format!("tfmpe-run-folder-{tag}-{}", std::process::id()));
+    crate::io::ensure_dir(&dir).unwrap();
+    RunFolder::new(dir)
+}
+
+fn training(epochs: usize) -> Training {
+    Training {
+        best_epoch: 1,
+        best_val_loss: 0.25,
+        epochs,
+        final_train_loss: Some(0.5),
+        seconds: 1.5,
+        steps: 30,
+        steps_per_s: 20.0,
+        stop_message: None,
+        stop_reason: "max_epochs".into(),
+        train_losses: vec![1.0, 0.5],
+        val_losses: vec![0.25, 0.3],
+    }
+}
+
+fn report(metrics: Metrics) -> Report {
+    Report {
+        backend: "cpu".into(),
+        backend_reason: "cpu: asked for".into(),
+        budget: 400,
+        device: "CPU (2 threads)".into(),
+        dropped_simulations: 1,
+        fresh_sets: false,
+        losses: Losses {
+            posterior: Some(training(2)),
+            surrogate: None,
+        },
+        method: Method::Direct,
+        metrics,
+        observation: ObservationSource::Prior { obs_seed: 5 },
+        samples: 300,
+        seed: 3,
+        simulator_calls: 399,
+        sites: 3,
+        solver: Solver::Rk4 { steps: 25 },
+        task: "hier-gaussian".into(),
+        tfmpe_version: "0.1.0".into(),
+        timings_s: [("simulate".to_string(), 0.5), ("total".to_string(), 2.0)].into(),
+        training_sets: 360,
+        validation_sets: 39,
+    }
+}
+
+fn full_metrics() -> Metrics {
+    let by_name = |v: f64| -> BTreeMap<String, f64> {
+        [("mu.0".to_string(), v), ("sigma".to_string(), v / 2.0)].into()
+    };
+    Metrics {
+        c2st: Some(C2st::Measured {
+            c2st: 0.61,
+            c2st_reference_samples: 1000,
+        }),
+        sbc: Some(SbcSummary {
+            data_sets: 20,
+            draws: 99,
+            ks_p: by_name(0.4),
+            min_ks_p: 0.2,
+            min_ks_p_parameter: "sigma".into(),
+            rank_histograms: [("mu.0".to_string(), vec![2; 10])].into(),
+        }),
+        tarp: Some(TarpSummary {
+            atc: 0.01,
+            data_sets: 20,
+            draws: 99,
+            ecp: vec![[0.0, 0.0], [0.5, 0.45], [1.0, 1.0]],
+            ks_p: 0.9,
+            ks_statistic: 0.1,
+        }),
+    }
+}
+
+#[test]
+fn a_written_report_reads_back_the_same() {
+    let folder = temp("report");
+    let no_exact = Metrics {
+        c2st: Some(C2st::Unavailable {
+            c2st: (),
+            note: "task `x` has no exact posterior".into(),
+        }),
+        ..Metrics::default()
+    };
+    for metrics in [Metrics::default(), full_metrics(), no_exact] {
+        let written = report(metrics);
+        folder.write_report(&written).unwrap();
+        assert_eq!(folder.read_report().unwrap(), written);
+    }
+    std::fs::remove_dir_all(folder.path()).unwrap();
+}
+
+/// The layout outside tools parse: these keys, an empty metrics object when not evaluated, a
+/// null network where the method has none, the C2ST beside SBC and TARP.
+#[test]
+fn the_report_keeps_its_json_layout() {
+    let value = |r: &Report| serde_json::to_value(r).unwrap();
+    let keys =
+        |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    let bare = value(&report(Metrics::default()));
+    assert_eq!(
+        keys(&bare),
+        [
+            "backend",
+            "backend_reason",
+            "budget",
+            "device",
+            "dropped_simulations",
+            "fresh_sets",
+            "losses",
+            "method",
+            "metrics",
+            "observation",
+            "samples",
+            "seed",
+            "simulator_calls",
+            "sites",
+            "solver",
+            "task",
+            "tfmpe_version",
+            "timings_s",
+            "training_sets",
+            "validation_sets"
+        ]
+    );
+    assert_eq!(bare["metrics"], serde_json::json!({}));
+    assert_eq!(bare["losses"]["surrogate"], serde_json::Value::Null);
+    assert_eq!(bare["losses"]["posterior"]["final_train_loss"], 0.5);
+    assert_eq!(bare["observation"], serde_json::json!({ "obs_seed": 5 }));
+    assert_eq!(bare["method"], "direct");
+    assert_eq!(
+        bare["solver"],
+        serde_json::json!({ "solver": "rk4", "steps": 25 })
+    );
+    let given = Report {
+        observation: ObservationSource::Given,
+        ..report(full_metrics())
+    };
+    let full = value(&given);
+    assert_eq!(full["observation"], "file");
+    assert_eq!(
+        keys(&full["metrics"]),
+        ["c2st", "c2st_reference_samples", "sbc", "tarp"]
+    );
+    assert_eq!(
+        full["metrics"]["tarp"]["ecp"][1],
+        serde_json::json!([0.5, 0.45])
+    );
+    // The solver's f32 tolerances keep the digits the file has always had.
+    let dopri5 = Report {
+        solver: Solver::from_name("dopri5", 1).unwrap(),
+        ..report(Metrics::default())
+    };
+    let text = dopri5.to_json_pretty().unwrap();
+    assert!(text.contains("\"atol\": 9.999999747378752e-6,\n    \"max_iters\": 4096,"));
+    assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), dopri5);
+}
+
+#[test]
+fn non_finite_losses_read_back_as_nan() {
+    let folder = temp("nan");
+    let mut written = report(Metrics::default());
+    let posterior = written.losses.posterior.as_mut().unwrap();
+    posterior.best_val_loss = f64::INFINITY;
+    posterior.val_losses[1] = f64::NAN;
+    folder.write_report(&written).unwrap();
+    let read = folder.read_report().unwrap();
+    let posterior = read.losses.posterior.unwrap();
+    assert!(posterior.best_val_loss.is_nan() && posterior.val_losses[1].is_nan());
+    assert_eq!(posterior.val_losses[0], 0.25);
+    std::fs::remove_dir_all(folder.path()).unwrap();
+}
+
+#[test]
+fn samples_and_observation_read_back() {
+    let folder = temp("csv");
+    let task = task_by_name("hier-gaussian-linear").unwrap();
+    let samples = vec![vec![1.0, 0.5, -0.25], vec![2.0, 0.0, 1.0]];
+    folder.write_samples(&*task, 2, samples.clone()).unwrap();
+    assert_eq!(folder.read_samples(&*task, 2).unwrap(), samples);
+    assert!(folder.read_samples(&*task, 3).is_err());
+    folder
+        .write_observation(&*task, 2, vec![0.5, -1.0])
+        .unwrap();
+    assert_eq!(
+        folder.read_observation(&*task).unwrap(),
+        (vec![0.5, -1.0], 2)
+    );
+    let mut metrics = full_metrics();
+    folder.update_metrics(&metrics).unwrap();
+    assert!(folder.read_report().is_err(), "no report.json was written");
+    folder.write_report(&report(Metrics::default())).unwrap();
+    metrics.sbc = None;
+    folder.update_metrics(&metrics).unwrap();
+    assert_eq!(folder.read_report().unwrap().metrics, metrics);
+    std::fs::remove_dir_all(folder.path()).unwrap();
+}

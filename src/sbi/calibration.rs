@@ -1,0 +1,61 @@
+//! The input of SBC and TARP (`metrics::sbc`, `metrics::tarp`): data sets simulated from the
+//! prior, and posterior draws for each from a trained network.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::network::Network;
+use super::sampler::Sampler;
+use super::seeds::Stream;
+use super::Progress;
+use crate::error::{Error, Result};
+use crate::tasks::{simulate_dataset, HierarchicalModel};
+
+/// Natural-space truths and draws.
+pub struct CalibrationDraws {
+    /// The true parameters of each data set.
+    pub truths: Vec<Vec<f64>>,
+    /// The posterior draws for each data set.
+    pub draws: Vec<Vec<Vec<f64>>>,
+}
+
+/// `data_sets` data sets simulated from the prior and `draws` posterior samples for each, all
+/// in one batched solve. Both come from the calibration streams of `seed`, which no training
+/// uses, so a run's own seed gives data sets it has not trained on.
+pub fn calibration_draws(
+    sampler: &Sampler,
+    posterior: &mut Network,
+    task: &dyn HierarchicalModel,
+    data_sets: usize,
+    draws: usize,
+    seed: u64,
+    progress: &dyn Progress,
+) -> Result<CalibrationDraws> {
+    let sites = posterior.config.sites;
+    let mut rng = StdRng::seed_from_u64(Stream::CalibrationSets.seed(seed, 0));
+    let (mut truths, mut observations) = (Vec::new(), Vec::new());
+    // Redraw the rare simulation that is not finite, as training drops them.
+    for _ in 0..10 * data_sets {
+        if truths.len() == data_sets {
+            break;
+        }
+        let d = simulate_dataset(task, sites, &mut rng);
+        if d.obs.iter().chain(&d.params).all(|v| v.is_finite()) {
+            truths.push(d.params);
+            observations.push(d.obs);
+        }
+    }
+    if truths.len() < data_sets {
+        return Err(Error::Invalid(format!(
+            "calibration: only {} of {} simulated data sets were finite",
+            truths.len(),
+            data_sets
+        )));
+    }
+    let noise = Stream::CalibrationDraws.seed(seed, 0);
+    let sets = sampler.posteriors(posterior, task, &observations, draws, noise, progress)?;
+    Ok(CalibrationDraws {
+        truths,
+        draws: sets,
+    })
+}

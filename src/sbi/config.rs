@@ -1,0 +1,87 @@
+//! What a pipeline run is asked to do: the method and its settings.
+
+use serde::{Deserialize, Serialize};
+
+use super::train::TrainConfig;
+use crate::error::{Error, Result};
+use crate::model::ode::Solver;
+use crate::model::tfmpe::TfmpeConfig;
+
+/// How the posterior network gets its training sets (see the module documentation of
+/// [`crate::sbi`]); each has its own file there, and [`crate::sbi::run`] dispatches on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Lf,
+    Direct,
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Method> {
+        match s {
+            "lf" => Ok(Method::Lf),
+            "direct" => Ok(Method::Direct),
+            "pf" => Err(Error::Invalid(
+                "method `pf` (posterior factorisation) is not implemented yet; use lf or direct"
+                    .into(),
+            )),
+            other => Err(Error::Invalid(format!(
+                "unknown method `{other}`: use lf or direct"
+            ))),
+        }
+    }
+}
+
+/// Settings of a pipeline run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunConfig {
+    pub sites: usize,
+    /// Single-site simulator calls.
+    pub budget: usize,
+    pub method: Method,
+    pub seed: u64,
+    /// Fraction of simulations held out for validation.
+    pub val_fraction: f64,
+    pub train: TrainConfig,
+    /// The surrogate's training (LF only).
+    pub surrogate_train: TrainConfig,
+    pub architecture: TfmpeConfig,
+    /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
+    pub fresh_sets: bool,
+    /// LF: how surrogate samples are integrated.
+    pub surrogate_solver: Solver,
+}
+
+impl RunConfig {
+    pub fn new(sites: usize, budget: usize) -> RunConfig {
+        RunConfig {
+            sites,
+            budget,
+            method: Method::Lf,
+            seed: 0,
+            val_fraction: 0.1,
+            train: TrainConfig::default(),
+            surrogate_train: TrainConfig::default(),
+            architecture: TfmpeConfig::default(),
+            fresh_sets: false,
+            surrogate_solver: Solver::Rk4 { steps: 10 },
+        }
+    }
+
+    /// Refuses settings no pipeline can run with.
+    pub fn check(&self) -> Result<()> {
+        if self.sites == 0 {
+            return Err(Error::Invalid("`sites` must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Of `n` simulations, how many are held out for validation: at least one, and at least
+    /// one left for training.
+    pub(crate) fn validation_count(&self, n: usize) -> usize {
+        let n_val = ((n as f64) * self.val_fraction).round() as usize;
+        n_val.clamp(1, n.saturating_sub(1))
+    }
+}

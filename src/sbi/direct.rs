@@ -1,0 +1,78 @@
+//! The direct pipeline: the posterior network on budget / S real S-site simulations.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use super::network::to_sets;
+use super::progress::Timer;
+use super::seeds::Stream;
+use super::train::FixedSets;
+use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
+use crate::error::{Error, Result};
+use crate::model::tokens::Layout;
+use crate::tasks::{simulate_dataset, HierarchicalModel};
+use crate::Device;
+
+pub(super) fn run(
+    dev: &Device,
+    task: &dyn HierarchicalModel,
+    cfg: &RunConfig,
+    progress: &dyn Progress,
+) -> Result<Trained> {
+    let mut report = PipelineReport::default();
+    let mut timer = Timer::start();
+    progress.phase("simulate");
+    let n_sets = cfg.budget / cfg.sites;
+    let sets: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..n_sets)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = StdRng::seed_from_u64(Stream::DirectSets.seed(cfg.seed, i as u64));
+            let d = simulate_dataset(task, cfg.sites, &mut rng);
+            d.is_finite()
+                .then(|| (task.to_unconstrained(&d.params, cfg.sites), d.obs))
+        })
+        .collect();
+    report.simulator_calls = n_sets * cfg.sites;
+    report.dropped_simulations = sets.iter().filter(|s| s.is_none()).count();
+    let (mut target, mut cond) = (Vec::new(), Vec::new());
+    for (p, y) in sets.into_iter().flatten() {
+        target.extend(p);
+        cond.extend(y);
+    }
+    let layout = Layout::posterior(task, cfg.sites);
+    let n = target.len() / layout.target.len().max(1);
+    if n < 2 {
+        return Err(Error::Invalid(format!(
+            "direct needs at least 2 finite {}-site simulations but the budget {} gives {n}; raise the simulation budget",
+            cfg.sites, cfg.budget
+        )));
+    }
+    let n_val = cfg.validation_count(n);
+    let n_train = n - n_val;
+    let (train_c, val_c) = cond.split_at(n_train * layout.cond.len());
+    let (train_t, val_t) = target.split_at(n_train * layout.target.len());
+    timer.lap("simulate");
+    progress.phase("posterior");
+    let mut posterior = new_posterior(dev, task, cfg, train_c, train_t)?;
+    let mut data = FixedSets {
+        train: to_sets(&posterior, train_c, train_t)?,
+        validation: to_sets(&posterior, val_c, val_t)?,
+    };
+    report.training_sets = n_train;
+    report.validation_sets = n_val;
+    report.posterior = Some(fit_posterior(
+        dev,
+        &mut posterior,
+        &mut data,
+        cfg,
+        progress,
+    )?);
+    timer.lap("posterior_training");
+    report.phases = timer.into_phases();
+    Ok(Trained {
+        posterior,
+        surrogate: None,
+        report,
+    })
+}

@@ -1,0 +1,145 @@
+//! The likelihood-factorisation pipeline: single-site simulations → a flow-matching likelihood
+//! surrogate q(y_s | θ_g, η_s) → synthetic S-site sets (prior draws + surrogate samples) → the
+//! posterior network. Synthetic sets come from one fixed pool (the reference's behaviour) or,
+//! with `fresh_sets`, are drawn anew every epoch.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+use super::network::{new_network, to_sets, Role};
+use super::progress::Timer;
+use super::sampler::Sampler;
+use super::seeds::Stream;
+use super::sets::FreshSets;
+use super::train::{FixedSets, TrainConfig};
+use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
+use crate::error::{Error, Result};
+use crate::tasks::HierarchicalModel;
+use crate::Device;
+
+/// Single-site simulations: `[globals, locals]` (natural) and observations, finite ones only,
+/// and how many were dropped.
+fn simulate_single_sites(
+    task: &dyn HierarchicalModel,
+    n: usize,
+    seed: u64,
+) -> (Vec<f64>, Vec<f64>, usize) {
+    let sims: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = StdRng::seed_from_u64(Stream::SingleSites.seed(seed, i as u64));
+            let g = task.sample_globals(&mut rng);
+            let l = task.sample_locals(&g, &mut rng);
+            let inputs = task.sample_functional_inputs(&mut rng);
+            let y = task.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
+            y.iter()
+                .all(|v| v.is_finite())
+                .then(|| ([g, l].concat(), y))
+        })
+        .collect();
+    let dropped = sims.iter().filter(|s| s.is_none()).count();
+    let (mut params, mut obs) = (Vec::new(), Vec::new());
+    for (p, y) in sims.into_iter().flatten() {
+        params.extend(p);
+        obs.extend(y);
+    }
+    (params, obs, dropped)
+}
+
+pub(super) fn run(
+    dev: &Device,
+    task: &dyn HierarchicalModel,
+    cfg: &RunConfig,
+    progress: &dyn Progress,
+) -> Result<Trained> {
+    let mut report = PipelineReport::default();
+    let mut timer = Timer::start();
+    progress.phase("simulate");
+    let (params, obs, dropped) = simulate_single_sites(task, cfg.budget, cfg.seed);
+    report.simulator_calls = cfg.budget;
+    report.dropped_simulations = dropped;
+    let (pd, od) = (task.global_dim() + task.local_dim(), task.obs_dim());
+    let n = params.len() / pd;
+    if n < 2 {
+        return Err(Error::Invalid(format!(
+            "only {n} of {} simulations were finite; raise the simulation budget",
+            cfg.budget
+        )));
+    }
+    let n_val = cfg.validation_count(n);
+    let n_train = n - n_val;
+    timer.lap("simulate");
+
+    // The surrogate: conditions are the unconstrained site parameters, targets the observation.
+    progress.phase("surrogate");
+    let site_bij: Vec<_> = task.parameter_bijections(1);
+    let unconstrained: Vec<f64> = params
+        .chunks(pd)
+        .flat_map(|p| p.iter().zip(&site_bij).map(|(&v, b)| b.forward(v)))
+        .collect();
+    let (train_u, val_u) = unconstrained.split_at(n_train * pd);
+    let (train_y, val_y) = obs.split_at(n_train * od);
+    let mut surrogate = new_network(
+        dev,
+        task,
+        Role::Surrogate,
+        1,
+        train_u,
+        train_y,
+        &cfg.architecture,
+        Stream::SurrogateInit.seed(cfg.seed, 0),
+    )?;
+    let mut s_data = FixedSets {
+        train: to_sets(&surrogate, train_u, train_y)?,
+        validation: to_sets(&surrogate, val_u, val_y)?,
+    };
+    let s_cfg = TrainConfig {
+        seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
+        ..cfg.surrogate_train.clone()
+    };
+    report.surrogate = Some(surrogate.fit(dev, &mut s_data, &s_cfg, progress)?);
+    timer.lap("surrogate_training");
+
+    // Synthetic S-site sets: globals of the simulations, fresh locals from the prior, and
+    // surrogate observations.
+    progress.phase("synthetic sets");
+    let globals: Vec<Vec<f64>> = params
+        .chunks(pd)
+        .map(|p| p[..task.global_dim()].to_vec())
+        .collect();
+    let (train_g, val_g) = globals.split_at(n_train);
+    let mut fresh = FreshSets::new(
+        task,
+        cfg.sites,
+        Sampler::new(dev, cfg.surrogate_solver),
+        Stream::SyntheticSets.seed(cfg.seed, 0),
+    );
+    let (tc, tt) = fresh.synthesize(&mut surrogate, train_g, progress)?;
+    let (vc, vt) = fresh.synthesize(&mut surrogate, val_g, progress)?;
+    timer.lap("synthetic_sets");
+
+    progress.phase("posterior");
+    let mut posterior = new_posterior(dev, task, cfg, &tc, &tt)?;
+    let validation = to_sets(&posterior, &vc, &vt)?;
+    report.training_sets = n_train;
+    report.validation_sets = n_val;
+    report.posterior = Some(if cfg.fresh_sets {
+        let mut source =
+            fresh.into_source(&mut surrogate, &posterior, n_train, validation, progress);
+        fit_posterior(dev, &mut posterior, &mut source, cfg, progress)?
+    } else {
+        let mut data = FixedSets {
+            train: to_sets(&posterior, &tc, &tt)?,
+            validation,
+        };
+        fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?
+    });
+    timer.lap("posterior_training");
+    report.phases = timer.into_phases();
+    Ok(Trained {
+        posterior,
+        surrogate: Some(surrogate),
+        report,
+    })
+}
