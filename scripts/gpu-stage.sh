@@ -58,7 +58,9 @@ for name, exe in sorted(found.items()):
     print(f"staged tests/{name} <- {exe}")
 EOF
 cp target/release/tfmpe "$STAGE/tfmpe"
-cp /work/shared/bench/torch_tfmpe.py "$STAGE/torch_tfmpe.py"
+# The PyTorch peer of the benchmarks lives beside the project, not in it; stage it when present.
+PEER="${TFMPE_TORCH_PEER:-../shared/bench/torch_tfmpe.py}"
+if [ -f "$PEER" ]; then cp "$PEER" "$STAGE/torch_tfmpe.py"; else echo "no PyTorch peer at $PEER"; fi
 strip --strip-debug "$STAGE/tfmpe" "$STAGE"/tests/*
 
 # The binary must embed the kernels, or the whole device run would only report "unavailable".

@@ -188,7 +188,7 @@ fn sample_refuses_a_folder_without_a_checkpoint() {
     );
 }
 
-/// `bench --json` prints one JSON object whose rate is positive and finite (DESIGN §10), for
+/// `bench --json` prints one JSON object whose rate is positive and finite (docs/architecture.md#bench-json), for
 /// each workload, here on tiny shapes.
 #[test]
 fn bench_prints_one_json_object_per_workload() {

@@ -1,6 +1,7 @@
 //! End to end through the command line: a small `hier-gaussian-linear` run must produce the
-//! files of DESIGN §10 and samples close to the exact posterior (C2ST), and its saved posterior
-//! must sample again, deterministically, for a new observation, and `eval` adds SBC and TARP.
+//! files of docs/architecture.md#run-folder and samples close to the exact posterior (C2ST),
+//! and its saved posterior must sample again, deterministically, for a new observation, and
+//! `eval` adds SBC and TARP.
 
 #[path = "common/mod.rs"]
 mod common;

@@ -20,7 +20,7 @@ use crate::nn::{AdamW, AdamWConfig};
 use crate::tape::Tape;
 use crate::Device;
 
-/// Training hyperparameters; the defaults are the design's (DESIGN §6).
+/// Training hyperparameters; the defaults are those of docs/architecture.md#training-defaults.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainConfig {
     pub lr: f32,
