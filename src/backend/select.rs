@@ -120,7 +120,7 @@ fn wgpu_report() -> BackendReport {
         Some((name, false)) => (Some(name.clone()), "a GPU adapter".to_string()),
         Some((name, true)) => (
             Some(name.clone()),
-            "only a CPU-type adapter: used with --backend wgpu, never picked by auto".to_string(),
+            "only a CPU-type adapter: used when the wgpu backend is asked for, never picked by auto".to_string(),
         ),
     };
     BackendReport {

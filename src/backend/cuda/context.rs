@@ -570,7 +570,7 @@ impl Gpu {
                     });
                 Error::Device(format!(
                     "cuda: out of GPU memory allocating {bytes} bytes{free}; use a smaller \
-                     batch or --backend cpu"
+                     batch or the CPU backend"
                 ))
             }
             e => driver(&format!("allocating {bytes} bytes"), e),

@@ -52,7 +52,7 @@ impl CudaBackend {
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(unavailable(
                 "no NVIDIA driver (libcuda) found; install the NVIDIA driver, or use \
-                 --backend wgpu or cpu",
+                 the wgpu or CPU backend",
             ));
         }
         match std::panic::catch_unwind(Gpu::open) {

@@ -179,7 +179,7 @@ impl Gpu {
                         .into()
                 } else {
                     "no GPU adapter was found (CPU-type adapters such as lavapipe are used \
-                     only when asked for with --backend wgpu)"
+                     only when the wgpu backend is asked for by name)"
                         .into()
                 },
             })?;
