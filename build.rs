@@ -40,10 +40,7 @@ fn main() {
         for f in &failures {
             eprintln!("{f}");
         }
-        panic!(
-            "{} WGSL shader(s) failed validation (see above)",
-            failures.len()
-        );
+        panic!("{} WGSL shader(s) failed validation (see above)", failures.len());
     }
 
     // `SHADERS`: (stem, source with the common prelude) for every shader.
@@ -81,10 +78,7 @@ fn validate(common: &str, body: &str, path: &Path) -> Result<(), String> {
         naga::valid::Capabilities::all(),
     );
     validator.validate(&module).map_err(|e| {
-        let line = e
-            .spans()
-            .next()
-            .map(|(span, _)| span.location(&source).line_number as usize);
+        let line = e.spans().next().map(|(span, _)| span.location(&source).line_number as usize);
         locate(&name, prelude_lines, line, &e.emit_to_string(&source))
     })?;
     Ok(())
@@ -126,10 +120,8 @@ fn cuda_kernels(root: &Path) {
     let arches: Vec<&str> = arches.split([' ', ',']).filter(|a| !a.is_empty()).collect();
     assert!(
         !arches.is_empty()
-            && arches
-                .iter()
-                .all(|a| a.chars().next().is_some_and(|c| c.is_ascii_digit())
-                    && a.chars().all(|c| c.is_ascii_alphanumeric())),
+            && arches.iter().all(|a| a.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && a.chars().all(|c| c.is_ascii_alphanumeric())),
         "TFMPE_CUDA_ARCHES must list architectures such as \"80 90\""
     );
     let mut gencode = Vec::new();
@@ -153,11 +145,8 @@ fn cuda_kernels(root: &Path) {
     stems.sort();
 
     // One nvcc per file, as many at once as cargo gives this script jobs.
-    let jobs: usize = std::env::var("NUM_JOBS")
-        .ok()
-        .and_then(|j| j.parse().ok())
-        .unwrap_or(2)
-        .max(1);
+    let jobs: usize =
+        std::env::var("NUM_JOBS").ok().and_then(|j| j.parse().ok()).unwrap_or(2).max(1);
     let mut failures = Vec::new();
     for chunk in stems.chunks(jobs) {
         let running: Vec<_> = chunk
@@ -203,11 +192,7 @@ fn cuda_kernels(root: &Path) {
     src.push_str("pub(super) const MODULES: &[(&str, &[u8])] = &[\n");
     for stem in &stems {
         let path = out.join(format!("{stem}.fatbin"));
-        let _ = writeln!(
-            src,
-            "    ({stem:?}, include_bytes!({:?})),",
-            path.display().to_string()
-        );
+        let _ = writeln!(src, "    ({stem:?}, include_bytes!({:?})),", path.display().to_string());
     }
     src.push_str("];\n");
     std::fs::write(out.join("cuda_kernels.rs"), src).unwrap();
@@ -217,12 +202,8 @@ fn cuda_kernels(root: &Path) {
 /// nvcc from `NVCC`, `PATH`, `CUDA_HOME`/`CUDA_PATH`, or Python's `nvidia-cuda-nvcc` package
 /// (never installed from here: scripts/cuda-kernels.sh does that).
 fn find_nvcc() -> Option<PathBuf> {
-    let runs = |p: &Path| {
-        Command::new(p)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
+    let runs =
+        |p: &Path| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success());
     if let Some(nvcc) = std::env::var_os("NVCC") {
         let nvcc = PathBuf::from(nvcc);
         if runs(&nvcc) {

@@ -34,18 +34,11 @@ struct AttentionCase {
 }
 
 fn attention_case(be: &dyn Backend, batch: usize, tokens: usize, padded: bool) -> AttentionCase {
-    let p = Attention {
-        batch,
-        tokens,
-        heads: 16,
-        head_dim: 4,
-        scale: 0.5,
-    };
+    let p = Attention { batch, tokens, heads: 16, head_dim: 4, scale: 0.5 };
     let n = batch * tokens * p.model_dim();
     let mask = padded.then(|| {
-        let m: Vec<f32> = (0..batch * tokens)
-            .map(|i| if i % tokens == tokens - 1 { 0.0 } else { 1.0 })
-            .collect();
+        let m: Vec<f32> =
+            (0..batch * tokens).map(|i| if i % tokens == tokens - 1 { 0.0 } else { 1.0 }).collect();
         be.upload_f32(&m).unwrap()
     });
     let up = |v: Vec<f32>| be.upload_f32(&v).unwrap();
@@ -58,8 +51,7 @@ fn attention_case(be: &dyn Backend, batch: usize, tokens: usize, padded: bool) -
         dout: up(data(n, 2)),
         dqkv: up(vec![0.0; 3 * n]),
     };
-    be.attention_fwd(&c.p, &c.qkv, c.mask.as_ref(), &mut c.out, &mut c.lse)
-        .unwrap();
+    be.attention_fwd(&c.p, &c.qkv, c.mask.as_ref(), &mut c.out, &mut c.lse).unwrap();
     c
 }
 
@@ -88,8 +80,7 @@ fn attention_on(cr: &mut Criterion, prefix: &str, be: &dyn Backend) {
         let mut c = attention_case(be, batch, tokens, padded);
         cr.bench_function(&format!("{prefix}attention_fwd/{name}"), |bch| {
             bch.iter(|| {
-                be.attention_fwd(&c.p, &c.qkv, c.mask.as_ref(), &mut c.out, &mut c.lse)
-                    .unwrap();
+                be.attention_fwd(&c.p, &c.qkv, c.mask.as_ref(), &mut c.out, &mut c.lse).unwrap();
                 be.synchronize().unwrap();
                 black_box(&c.out);
             })
@@ -123,11 +114,7 @@ fn layer_norm(cr: &mut Criterion) {
 }
 
 fn layer_norm_on(cr: &mut Criterion, prefix: &str, be: &dyn Backend) {
-    let p = LayerNorm {
-        rows: 100 * 101,
-        cols: 64,
-        eps: 1e-5,
-    };
+    let p = LayerNorm { rows: 100 * 101, cols: 64, eps: 1e-5 };
     let n = p.rows * p.cols;
     let up = |v: Vec<f32>| be.upload_f32(&v).unwrap();
     let (x, res, dy) = (up(data(n, 3)), up(data(n, 4)), up(data(n, 5)));
@@ -135,27 +122,24 @@ fn layer_norm_on(cr: &mut Criterion, prefix: &str, be: &dyn Backend) {
     let (mut y, mut sum, mut dh) = (up(vec![0.0; n]), up(vec![0.0; n]), up(vec![0.0; n]));
     let (mut mean, mut rstd) = (up(vec![0.0; p.rows]), up(vec![0.0; p.rows]));
     let (mut dgamma, mut dbeta) = (up(vec![0.0; p.cols]), up(vec![0.0; p.cols]));
-    cr.bench_function(
-        &format!("{prefix}layer_norm_fwd_residual/10100x64"),
-        |bch| {
-            bch.iter(|| {
-                be.layer_norm_fwd(
-                    &p,
-                    &x,
-                    Some(&res),
-                    &gamma,
-                    &beta,
-                    &mut y,
-                    &mut mean,
-                    &mut rstd,
-                    Some(&mut sum),
-                )
-                .unwrap();
-                be.synchronize().unwrap();
-                black_box(&y);
-            })
-        },
-    );
+    cr.bench_function(&format!("{prefix}layer_norm_fwd_residual/10100x64"), |bch| {
+        bch.iter(|| {
+            be.layer_norm_fwd(
+                &p,
+                &x,
+                Some(&res),
+                &gamma,
+                &beta,
+                &mut y,
+                &mut mean,
+                &mut rstd,
+                Some(&mut sum),
+            )
+            .unwrap();
+            be.synchronize().unwrap();
+            black_box(&y);
+        })
+    });
     cr.bench_function(&format!("{prefix}layer_norm_bwd/10100x64"), |bch| {
         bch.iter(|| {
             be.layer_norm_bwd(

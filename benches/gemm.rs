@@ -27,35 +27,19 @@ fn gemm(c: &mut Criterion) {
 
 fn run(c: &mut Criterion, group_name: &str, dev: &Device) {
     let be = dev.backend();
-    let linear = |m, n, k, epilogue| Gemm {
-        epilogue,
-        ..Gemm::new(m, n, k)
-    };
+    let linear = |m, n, k, epilogue| Gemm { epilogue, ..Gemm::new(m, n, k) };
     let cases = [
-        (
-            "qkv 10100x64 · 64x192 + bias",
-            linear(TOKENS, 192, 64, Epilogue::Bias),
-        ),
-        (
-            "mlp 10100x64 · 64x64 + bias, relu",
-            linear(TOKENS, 64, 64, Epilogue::BiasRelu),
-        ),
+        ("qkv 10100x64 · 64x192 + bias", linear(TOKENS, 192, 64, Epilogue::Bias)),
+        ("mlp 10100x64 · 64x64 + bias, relu", linear(TOKENS, 64, 64, Epilogue::BiasRelu)),
         // dX = dY · Wᵀ with W stored in × out (64 × 192).
         (
             "dX 10100x192 · (64x192)ᵀ",
-            Gemm {
-                trans_b: true,
-                ..linear(TOKENS, 64, 192, Epilogue::None)
-            },
+            Gemm { trans_b: true, ..linear(TOKENS, 64, 192, Epilogue::None) },
         ),
         // dW = Xᵀ · dY, accumulated into the gradient (beta = 1).
         (
             "dW (10100x64)ᵀ · 10100x192",
-            Gemm {
-                trans_a: true,
-                beta: 1.0,
-                ..linear(64, 192, TOKENS, Epilogue::None)
-            },
+            Gemm { trans_a: true, beta: 1.0, ..linear(64, 192, TOKENS, Epilogue::None) },
         ),
         ("square 1024³", linear(1024, 1024, 1024, Epilogue::None)),
     ];

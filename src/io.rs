@@ -10,10 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    Error::Io { path: path.display().to_string(), source }
 }
 
 /// Writes `bytes` to `path` so that a reader never sees a half-written file: the data goes to a
@@ -33,10 +30,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn temp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
@@ -67,10 +61,7 @@ impl Table {
 
     /// Parses CSV text; `source` names the file in error messages.
     pub fn parse(text: &str, source: &str) -> Result<Table> {
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or_else(|| {
             Error::Invalid(format!(
                 "{source}: the file is empty; it needs a header row of column names"
@@ -136,13 +127,8 @@ mod tests {
 
     #[test]
     fn csv_errors_name_the_place() {
-        let e = Table::parse("a,b\n1,x\n", "obs.csv")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("obs.csv") && e.contains("line 2") && e.contains("`b`"),
-            "{e}"
-        );
+        let e = Table::parse("a,b\n1,x\n", "obs.csv").unwrap_err().to_string();
+        assert!(e.contains("obs.csv") && e.contains("line 2") && e.contains("`b`"), "{e}");
         let e = Table::parse("a,b\n1\n", "obs.csv").unwrap_err().to_string();
         assert!(e.contains("1 values") && e.contains("2 columns"), "{e}");
         let e = Table::parse("1,2\n", "obs.csv").unwrap_err().to_string();

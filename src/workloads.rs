@@ -43,10 +43,7 @@ pub const SAMPLE_CHUNK: usize = 1000;
 /// A freshly initialised posterior network for `sites` sites of `task`, and `n_sets` data sets
 /// simulated directly, standardised by their own statistics.
 pub fn posterior_network(
-    dev: &Device,
-    task: &dyn HierarchicalModel,
-    sites: usize,
-    n_sets: usize,
+    dev: &Device, task: &dyn HierarchicalModel, sites: usize, n_sets: usize,
 ) -> Result<(Network, Sets)> {
     let mut rng = StdRng::seed_from_u64(1);
     let (mut cond, mut target) = (Vec::new(), Vec::new());
@@ -55,20 +52,10 @@ pub fn posterior_network(
         cond.extend(d.obs);
         target.extend(task.to_unconstrained(&d.params, sites));
     }
-    let net = new_network(
-        dev,
-        task,
-        Role::Posterior,
-        sites,
-        &cond,
-        &target,
-        &TfmpeConfig::default(),
-        0,
-    )?;
-    let sets = Sets {
-        cond: net.standardize(&cond, true)?,
-        target: net.standardize(&target, false)?,
-    };
+    let net =
+        new_network(dev, task, Role::Posterior, sites, &cond, &target, &TfmpeConfig::default(), 0)?;
+    let sets =
+        Sets { cond: net.standardize(&cond, true)?, target: net.standardize(&target, false)? };
     Ok((net, sets))
 }
 
@@ -82,26 +69,15 @@ pub struct TrainStep {
 
 impl TrainStep {
     pub fn new(
-        dev: &Device,
-        task: &dyn HierarchicalModel,
-        sites: usize,
-        batch: usize,
+        dev: &Device, task: &dyn HierarchicalModel, sites: usize, batch: usize,
     ) -> Result<Self> {
         let (net, sets) = posterior_network(dev, task, sites, TRAIN_BATCHES * batch)?;
-        Ok(TrainStep {
-            dev: dev.clone(),
-            net,
-            sets,
-            batch,
-        })
+        Ok(TrainStep { dev: dev.clone(), net, sets, batch })
     }
 
     /// The optimiser (AdamW at the training defaults) over this network, ready to step.
     pub fn steps(&mut self) -> Result<Steps<'_>> {
-        let cfg = TrainConfig {
-            batch: self.batch,
-            ..Default::default()
-        };
+        let cfg = TrainConfig { batch: self.batch, ..Default::default() };
         let net = &mut self.net;
         Ok(Steps {
             stepper: Stepper::new(&self.dev, &net.config.layout, &net.tape, &cfg)?,
@@ -132,8 +108,7 @@ impl Steps<'_> {
     pub fn step(&mut self, draw: u64) -> Result<Var> {
         let first = (draw as usize % TRAIN_BATCHES) * self.batch;
         let idx = &self.indices[first..first + self.batch];
-        self.stepper
-            .step(self.tape, self.model, self.sets, idx, 0, draw)
+        self.stepper.step(self.tape, self.model, self.sets, idx, 0, draw)
     }
 
     /// The value of a loss node from [`Steps::step`]; waits for the device, as the peer's
@@ -153,10 +128,7 @@ pub struct Sampling<'t> {
 impl<'t> Sampling<'t> {
     /// The network is W1's for `batch`-set batches, before training.
     pub fn new(
-        dev: &Device,
-        task: &'t dyn HierarchicalModel,
-        sites: usize,
-        batch: usize,
+        dev: &Device, task: &'t dyn HierarchicalModel, sites: usize, batch: usize,
     ) -> Result<Self> {
         let (net, _) = posterior_network(dev, task, sites, 4 * batch)?;
         let obs = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(2)).obs;
@@ -166,18 +138,8 @@ impl<'t> Sampling<'t> {
     /// `n` posterior samples of the observation, [`SAMPLE_CHUNK`] at a time.
     pub fn sample(&mut self, dev: &Device, n: usize, solver: Solver) -> Result<()> {
         let obs = &self.obs;
-        sample_posterior(
-            dev,
-            &mut self.net,
-            self.task,
-            obs,
-            n,
-            solver,
-            0,
-            SAMPLE_CHUNK,
-            &Quiet,
-        )
-        .map(drop)
+        sample_posterior(dev, &mut self.net, self.task, obs, n, solver, 0, SAMPLE_CHUNK, &Quiet)
+            .map(drop)
     }
 
     /// W2's inner loop for `n` samples of the observation at once.
@@ -194,15 +156,7 @@ impl<'t> Sampling<'t> {
         let v = be.alloc(DType::F32, n * layout.target.len())?;
         self.net.tape.reset();
         self.net.tape.set_inference(true)?;
-        Ok(Velocity {
-            dev: dev.clone(),
-            net: &mut self.net,
-            tokens,
-            cond,
-            x,
-            t,
-            v,
-        })
+        Ok(Velocity { dev: dev.clone(), net: &mut self.net, tokens, cond, x, t, v })
     }
 }
 

@@ -48,10 +48,7 @@ fn w1_step_on(device: &Device) {
         counts.push(allocated());
     }
     assert!(losses.iter().all(|l| l.is_finite()), "losses {losses:?}");
-    assert!(
-        losses[2] < losses[0],
-        "AdamW lowers the loss on a fixed batch: {losses:?}"
-    );
+    assert!(losses[2] < losses[0], "AdamW lowers the loss on a fixed batch: {losses:?}");
     // The first step fills the pool; the next ones take everything from it.
     assert!(
         counts.iter().all(|&c| c == counts[0]),

@@ -69,10 +69,8 @@ fn accuracy_grows_with_the_shift() {
     // of three to five standard deviations, so scores on the same draws must be ordered, and
     // the δ = 1 score lies within 0.6..0.75.
     for dev in common::devices() {
-        let scores: Vec<f64> = [0.0, 0.5, 1.0]
-            .iter()
-            .map(|&shift| score(&dev, 4, 2, &[shift]))
-            .collect();
+        let scores: Vec<f64> =
+            [0.0, 0.5, 1.0].iter().map(|&shift| score(&dev, 4, 2, &[shift])).collect();
         assert!(
             scores.windows(2).all(|w| w[0] < w[1]),
             "scores {scores:?} for shifts 0, 0.5, 1 are not increasing"
@@ -146,12 +144,6 @@ fn bad_inputs_are_rejected_by_name() {
             other => panic!("{what}: expected Error::Invalid, got {other:?}"),
         }
     }
-    let bad_cfg = C2stConfig {
-        folds: 1,
-        ..C2stConfig::default()
-    };
-    assert!(matches!(
-        c2st(&dev, &good, &good, &bad_cfg),
-        Err(Error::Invalid(_))
-    ));
+    let bad_cfg = C2stConfig { folds: 1, ..C2stConfig::default() };
+    assert!(matches!(c2st(&dev, &good, &good, &bad_cfg), Err(Error::Invalid(_))));
 }

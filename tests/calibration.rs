@@ -18,9 +18,7 @@ fn exact(seed: u64) -> (Vec<Vec<f64>>, Vec<Vec<Vec<f64>>>) {
     (0..DATA_SETS)
         .map(|_| {
             let d = simulate_dataset(task.as_ref(), SITES, &mut rng);
-            let draws = task
-                .exact_posterior(&d.obs, None, SITES, DRAWS, &mut rng)
-                .unwrap();
+            let draws = task.exact_posterior(&d.obs, None, SITES, DRAWS, &mut rng).unwrap();
             (d.params, draws)
         })
         .unzip()
@@ -34,15 +32,13 @@ fn distort(draws: &[Vec<Vec<f64>>], factor: f64, shift: f64) -> Vec<Vec<Vec<f64>
         .map(|set| {
             let d = set[0].len();
             let n = set.len() as f64;
-            let mean: Vec<f64> = (0..d)
-                .map(|p| set.iter().map(|x| x[p]).sum::<f64>() / n)
-                .collect();
+            let mean: Vec<f64> =
+                (0..d).map(|p| set.iter().map(|x| x[p]).sum::<f64>() / n).collect();
             let sd0 = (set.iter().map(|x| (x[0] - mean[0]).powi(2)).sum::<f64>() / n).sqrt();
             set.iter()
                 .map(|x| {
-                    let mut y: Vec<f64> = (0..d)
-                        .map(|p| mean[p] + factor * (x[p] - mean[p]))
-                        .collect();
+                    let mut y: Vec<f64> =
+                        (0..d).map(|p| mean[p] + factor * (x[p] - mean[p])).collect();
                     y[0] += shift * sd0;
                     y
                 })
@@ -59,10 +55,7 @@ fn min(v: &[f64]) -> f64 {
 fn exact_posterior_draws_are_calibrated() {
     let (truths, draws) = exact(11);
     let s = sbc(&truths, &draws).unwrap();
-    assert_eq!(
-        (s.draws, s.ranks.len(), s.ranks[0].len()),
-        (DRAWS, 1 + SITES, DATA_SETS)
-    );
+    assert_eq!((s.draws, s.ranks.len(), s.ranks[0].len()), (DRAWS, 1 + SITES, DATA_SETS));
     assert_eq!(s.histogram(0, 10).iter().sum::<usize>(), DATA_SETS);
     // Four parameters at 1e-3 each: a false alarm has probability below 0.4% (the seed is fixed,
     // so this either always passes or always fails).
@@ -84,23 +77,13 @@ fn too_narrow_too_wide_or_biased_posteriors_fail() {
     let h = s.histogram(0, 10);
     assert!(h[0] + h[9] > 3 * (h[4] + h[5]), "narrow: histogram {h:?}");
     let t = tarp(&truths, &narrow).unwrap();
-    assert!(
-        t.ks_p < 1e-4 && t.atc() < -0.02,
-        "narrow: TARP p {} ATC {}",
-        t.ks_p,
-        t.atc()
-    );
+    assert!(t.ks_p < 1e-4 && t.atc() < -0.02, "narrow: TARP p {} ATC {}", t.ks_p, t.atc());
 
     let wide = distort(&draws, 2.0, 0.0);
     let s = sbc(&truths, &wide).unwrap();
     assert!(s.ks_p.iter().all(|&p| p < 1e-3), "wide: SBC {:?}", s.ks_p);
     let t = tarp(&truths, &wide).unwrap();
-    assert!(
-        t.ks_p < 1e-4 && t.atc() > 0.02,
-        "wide: TARP p {} ATC {}",
-        t.ks_p,
-        t.atc()
-    );
+    assert!(t.ks_p < 1e-4 && t.atc() > 0.02, "wide: TARP p {} ATC {}", t.ks_p, t.atc());
 
     // Shifted by one posterior sd in σ alone: SBC names σ and leaves the site means be.
     let biased = distort(&draws, 1.0, 1.0);
@@ -113,22 +96,13 @@ fn too_narrow_too_wide_or_biased_posteriors_fail() {
 fn mismatched_inputs_are_errors_naming_the_metric() {
     let (truths, draws) = exact(13);
     let err = sbc(&truths[1..], &draws).unwrap_err();
-    assert!(
-        matches!(err, Error::Invalid(_)) && err.to_string().contains("SBC"),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains("SBC"), "{err}");
     let mut short = draws.clone();
     short[5].pop();
     let err = tarp(&truths, &short).unwrap_err();
-    assert!(
-        err.to_string().contains("TARP") && err.to_string().contains("data set 5"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("TARP") && err.to_string().contains("data set 5"), "{err}");
     let mut nan = draws;
     nan[2][0][1] = f64::NAN;
-    assert!(sbc(&truths, &nan)
-        .unwrap_err()
-        .to_string()
-        .contains("non-finite"));
+    assert!(sbc(&truths, &nan).unwrap_err().to_string().contains("non-finite"));
     assert!(sbc(&[], &[]).is_err());
 }

@@ -24,9 +24,7 @@ fn unknown_task_lists_the_known_ones() {
     let out = temp("task");
     let o = out.to_str().unwrap();
     fails_with(
-        &[
-            "run", "--task", "nope", "--sites", "3", "--budget", "1000", "--out", o,
-        ],
+        &["run", "--task", "nope", "--sites", "3", "--budget", "1000", "--out", o],
         &["unknown task `nope`", "hier-gaussian-linear"],
     );
 }
@@ -58,20 +56,14 @@ fn bad_observation_files_are_named() {
     let nan = write("nan.csv", "y.0,y.1,y.2\n0.5,NaN,1\n");
     fails_with(&with(&base, &nan), &["`y.1`", "finite"]);
     let text = write("text.csv", "y.0,y.1,y.2\n0.5,abc,1\n");
-    fails_with(
-        &with(&base, &text),
-        &["text.csv", "line 2", "`abc` is not a number"],
-    );
+    fails_with(&with(&base, &text), &["text.csv", "line 2", "`abc` is not a number"]);
     let short = write("short.csv", "y.0,y.1,y.2\n0.5,1\n");
     fails_with(&with(&base, &short), &["2 values", "3 columns"]);
     let names = write("names.csv", "a,b,c\n1,2,3\n");
     fails_with(&with(&base, &names), &["column `a` should be `y.0`"]);
     let sites = write("sites.csv", "y.0,y.1\n1,2\n");
     fails_with(&with(&base, &sites), &["2 sites", "3 were asked for"]);
-    fails_with(
-        &with(&base, "/nonexistent/obs.csv"),
-        &["/nonexistent/obs.csv"],
-    );
+    fails_with(&with(&base, "/nonexistent/obs.csv"), &["/nonexistent/obs.csv"]);
 }
 
 #[test]
@@ -79,17 +71,7 @@ fn budget_smaller_than_a_batch_is_refused() {
     let out = temp("budget");
     let o = out.to_str().unwrap();
     fails_with(
-        &[
-            "run",
-            "--task",
-            "hier-gaussian-linear",
-            "--sites",
-            "3",
-            "--budget",
-            "50",
-            "--out",
-            o,
-        ],
+        &["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "50", "--out", o],
         &["--budget 50", "batch"],
     );
 }
@@ -104,12 +86,8 @@ fn unavailable_backends_say_what_is_missing() {
 #[test]
 fn info_json_lists_every_backend() {
     let v = tfmpe(&["info", "--json"]).succeeds().json();
-    let names: Vec<&str> = v["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        v["backends"].as_array().unwrap().iter().map(|b| b["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["cpu", "cuda", "wgpu"]);
     assert_eq!(v["backends"][0]["available"], true);
     assert!(v["cuda_kernels"].is_boolean());
@@ -120,9 +98,7 @@ fn info_json_lists_every_backend() {
 /// command must open it.
 #[test]
 fn cuda_without_a_device_says_why() {
-    let v = tfmpe(&["info", "--json", "--backend", "cpu"])
-        .succeeds()
-        .json();
+    let v = tfmpe(&["info", "--json", "--backend", "cpu"]).succeeds().json();
     let cuda = &v["backends"][1];
     assert_eq!(cuda["name"], "cuda");
     if cuda["available"] == true {
@@ -135,14 +111,9 @@ fn cuda_without_a_device_says_why() {
     );
     let reason = cuda["reason"].as_str().unwrap();
     assert!(
-        [
-            "libcuda",
-            "no CUDA device",
-            "without CUDA kernels",
-            "without the `cuda` feature"
-        ]
-        .iter()
-        .any(|r| reason.contains(r)),
+        ["libcuda", "no CUDA device", "without CUDA kernels", "without the `cuda` feature"]
+            .iter()
+            .any(|r| reason.contains(r)),
         "unclear reason: {reason}"
     );
     assert!(cuda["device"].is_null());
@@ -194,9 +165,7 @@ fn sample_refuses_a_folder_without_a_checkpoint() {
 fn bench_prints_one_json_object_per_workload() {
     let json = |args: &[&str]| tfmpe(args).succeeds().json();
     let rate = |o: &serde_json::Value, key: &str| {
-        let v = o[key]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no `{key}` in {o}"));
+        let v = o[key].as_f64().unwrap_or_else(|| panic!("no `{key}` in {o}"));
         assert!(v.is_finite() && v > 0.0, "{key} = {v} in {o}");
         v
     };
@@ -209,33 +178,15 @@ fn bench_prints_one_json_object_per_workload() {
         ]
         .concat(),
     );
-    assert_eq!(
-        (w1["workload"].as_str(), w1["backend"].as_str()),
-        (Some("W1"), Some("cpu"))
-    );
+    assert_eq!((w1["workload"].as_str(), w1["backend"].as_str()), (Some("W1"), Some("cpu")));
     rate(&w1, "steps_per_s");
     let w2 = json(
-        &[
-            &[
-                "bench", "sample", "--sites", "3", "--n", "7", "--steps", "3",
-            ][..],
-            &cpu,
-        ]
-        .concat(),
+        &[&["bench", "sample", "--sites", "3", "--n", "7", "--steps", "3"][..], &cpu].concat(),
     );
     assert_eq!(w2["workload"], "W2");
     rate(&w2, "samples_per_s");
 
-    let args = [
-        "--tokens",
-        "33",
-        "--batch",
-        "2",
-        "--heads",
-        "3",
-        "--head-dim",
-        "5",
-    ];
+    let args = ["--tokens", "33", "--batch", "2", "--heads", "3", "--head-dim", "5"];
     let small = ["--iters", "2", "--copy-mib", "1"];
     let att = json(&[&["bench", "attention"][..], &args, &small, &cpu].concat());
     assert_eq!(att["workload"], "attention-fwd");
@@ -248,14 +199,8 @@ fn bench_prints_one_json_object_per_workload() {
     // Q, K, V read and O written (2·33·15 floats each) plus the log-sum-exp (2·3·33 floats);
     // 4·N²·head_dim FLOP per batch element and head.
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b;
-    assert!(
-        close(gb, per_s * 4.0 * (4.0 * 990.0 + 198.0) / 1e9),
-        "{att}"
-    );
-    assert!(
-        close(gflop, per_s * 4.0 * 6.0 * 33.0 * 33.0 * 5.0 / 1e9),
-        "{att}"
-    );
+    assert!(close(gb, per_s * 4.0 * (4.0 * 990.0 + 198.0) / 1e9), "{att}");
+    assert!(close(gflop, per_s * 4.0 * 6.0 * 33.0 * 33.0 * 5.0 / 1e9), "{att}");
     assert!(close(rate(&att, "fraction_of_copy"), gb / copy), "{att}");
 
     fails_with(
@@ -269,15 +214,7 @@ fn bad_calibration_options_are_named_before_any_work() {
     let dir = temp("eval");
     let o = dir.to_str().unwrap();
     fails_with(
-        &[
-            "eval",
-            "--out",
-            o,
-            "--calibration",
-            "5",
-            "--calibration-draws",
-            "0",
-        ],
+        &["eval", "--out", o, "--calibration", "5", "--calibration-draws", "0"],
         &["--calibration-draws must be at least 1"],
     );
     fails_with(

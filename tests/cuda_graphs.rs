@@ -25,11 +25,7 @@ fn a_repeated_queue_runs_as_an_updated_graph() {
         }
         let want = (40 * round * 100 + 39 * 40 / 2) as f32;
         let got = cuda.download_f32(&acc).unwrap();
-        assert!(
-            got.iter().all(|&v| v == want),
-            "round {round}: {:?} != {want}",
-            &got[..4]
-        );
+        assert!(got.iter().all(|&v| v == want), "round {round}: {:?} != {want}", &got[..4]);
     }
     let s = cuda.graph_stats();
     if cuda.device_name().contains("graphs off") {
@@ -41,10 +37,7 @@ fn a_repeated_queue_runs_as_an_updated_graph() {
 }
 
 fn tfmpe(graphs: &str, args: &[&str]) {
-    common::bin::tfmpe(args)
-        .backend("cuda")
-        .env("TFMPE_CUDA_GRAPHS", graphs)
-        .succeeds();
+    common::bin::tfmpe(args).backend("cuda").env("TFMPE_CUDA_GRAPHS", graphs).succeeds();
 }
 
 #[test]

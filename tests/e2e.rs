@@ -63,10 +63,7 @@ fn small_lf_run_matches_the_exact_posterior() {
     let mut lines = samples.lines();
     assert_eq!(lines.next(), Some("sigma,mu.0,mu.1,mu.2"));
     assert_eq!(lines.count(), 1000);
-    assert_eq!(
-        read(&dir.join("observation.csv")).lines().next(),
-        Some("y.0,y.1,y.2")
-    );
+    assert_eq!(read(&dir.join("observation.csv")).lines().next(), Some("y.0,y.1,y.2"));
 
     // The plots: a panel per parameter over the exact posterior with the true value, and the
     // loss curves of both networks (tests/report.rs checks the drawing itself).
@@ -84,11 +81,7 @@ fn small_lf_run_matches_the_exact_posterior() {
     for net in ["surrogate", "posterior"] {
         let losses = &report["losses"][net];
         let epochs = losses["epochs"].as_u64().unwrap() as usize;
-        assert_eq!(
-            losses["val_losses"].as_array().unwrap().len(),
-            epochs,
-            "{net}"
-        );
+        assert_eq!(losses["val_losses"].as_array().unwrap().len(), epochs, "{net}");
     }
     assert_eq!(report["backend"], "cpu");
     assert_eq!(report["simulator_calls"], 2000);
@@ -100,22 +93,14 @@ fn small_lf_run_matches_the_exact_posterior() {
         "sampling",
         "total",
     ] {
-        assert!(
-            report["timings_s"][phase].as_f64().is_some(),
-            "timing {phase} missing"
-        );
+        assert!(report["timings_s"][phase].as_f64().is_some(), "timing {phase} missing");
     }
-    let c2st = report["metrics"]["c2st"]
-        .as_f64()
-        .expect("c2st in the report");
+    let c2st = report["metrics"]["c2st"].as_f64().expect("c2st in the report");
     // C2ST of 1000 vs 1000 samples: 0.5 is perfect and its null spread is about ±0.02. A
     // posterior trained on 2000 simulations with capped epochs is not exact; 0.75 still means a
     // classifier errs on a quarter of the samples (a wrong σ posterior or ignored observations
     // give 0.9 and more).
-    assert!(
-        c2st < 0.75,
-        "C2ST {c2st} is too far from the exact posterior"
-    );
+    assert!(c2st < 0.75, "C2ST {c2st} is too far from the exact posterior");
 
     // The saved posterior samples again for a new observation, the same way twice.
     let obs = dir.join("new_obs.csv");
@@ -160,26 +145,16 @@ fn small_lf_run_matches_the_exact_posterior() {
     let m = &report["metrics"];
     assert!(m["c2st"].as_f64().is_some(), "{m}");
     let sbc = &m["sbc"];
-    assert_eq!(
-        (sbc["data_sets"].as_u64(), sbc["draws"].as_u64()),
-        (Some(40), Some(19))
-    );
+    assert_eq!((sbc["data_sets"].as_u64(), sbc["draws"].as_u64()), (Some(40), Some(19)));
     for name in ["sigma", "mu.0", "mu.1", "mu.2"] {
         let p = sbc["ks_p"][name].as_f64().unwrap_or(-1.0);
         assert!((0.0..=1.0).contains(&p), "{name}: {sbc}");
         let h = sbc["rank_histograms"][name].as_array().unwrap();
         assert_eq!(h.iter().map(|c| c.as_u64().unwrap()).sum::<u64>(), 40);
     }
-    let ecp: Vec<f64> = m["tarp"]["ecp"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[1].as_f64().unwrap())
-        .collect();
+    let ecp: Vec<f64> =
+        m["tarp"]["ecp"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).collect();
     assert_eq!(ecp.len(), 21);
-    assert!(
-        ecp.windows(2).all(|w| w[0] <= w[1]) && ecp[20] == 1.0,
-        "{ecp:?}"
-    );
+    assert!(ecp.windows(2).all(|w| w[0] <= w[1]) && ecp[20] == 1.0, "{ecp:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

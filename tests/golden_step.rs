@@ -137,19 +137,14 @@ fn export_golden_step_inputs() {
         let name = format!("param.{}", p.name);
         tensors.push((name, Dtype::F32, p.shape.to_vec(), f32_bytes(&value)));
     }
-    for (name, ids) in [
-        ("labels", &tb.labels),
-        ("positions", &tb.positions),
-        ("groups", &tb.groups),
-    ] {
+    for (name, ids) in
+        [("labels", &tb.labels), ("positions", &tb.positions), ("groups", &tb.groups)]
+    {
         let name = format!("tokens.{name}");
         tensors.push((name, Dtype::I32, vec![b, n], i32_bytes(ids)));
     }
     let key_mask = tb.key_mask.as_ref().expect("mixed site counts are padded");
-    let target_mask = tb
-        .target_mask
-        .as_ref()
-        .expect("mixed site counts are padded");
+    let target_mask = tb.target_mask.as_ref().expect("mixed site counts are padded");
     for (name, shape, data) in [
         ("tokens.key_mask", vec![b, n], key_mask),
         ("tokens.target_mask", vec![b, m], target_mask),
@@ -163,10 +158,7 @@ fn export_golden_step_inputs() {
     let views = tensors
         .iter()
         .map(|(name, dtype, shape, bytes)| {
-            (
-                name.clone(),
-                TensorView::new(*dtype, shape.clone(), bytes).unwrap(),
-            )
+            (name.clone(), TensorView::new(*dtype, shape.clone(), bytes).unwrap())
         })
         .collect::<Vec<_>>();
     let meta = HashMap::from([(ABOUT.into(), serde_json::to_string(&about).unwrap())]);
@@ -191,20 +183,11 @@ impl Golden<'_> {
 
     /// The tensor `name`, which must hold `dtype`, decoded element by element.
     fn tensor<T, const N: usize>(
-        &self,
-        name: &str,
-        dtype: Dtype,
-        decode: fn([u8; N]) -> T,
+        &self, name: &str, dtype: Dtype, decode: fn([u8; N]) -> T,
     ) -> Vec<T> {
-        let v = self
-            .st
-            .tensor(name)
-            .unwrap_or_else(|_| panic!("no `{name}` in the fixture"));
+        let v = self.st.tensor(name).unwrap_or_else(|_| panic!("no `{name}` in the fixture"));
         assert_eq!(v.dtype(), dtype, "{name}");
-        v.data()
-            .chunks_exact(N)
-            .map(|c| decode(c.try_into().unwrap()))
-            .collect()
+        v.data().chunks_exact(N).map(|c| decode(c.try_into().unwrap())).collect()
     }
 
     fn f32(&self, name: &str) -> Vec<f32> {
@@ -252,37 +235,22 @@ fn one_training_step_matches_pytorch_on_every_backend() {
     let task = task_by_name(TASK).unwrap();
     // The fixture is this network's step: a change of the architecture, the tokens or the
     // flow needs a new one.
-    let ours = About {
-        reference: golden.about.reference.clone(),
-        ..About::ours(&*task)
-    };
+    let ours = About { reference: golden.about.reference.clone(), ..About::ours(&*task) };
     assert_eq!(golden.about, ours, "regenerate: scripts/golden-step.sh");
     let config = &golden.about.config;
     let tb = token_batch(&layouts(&*task));
-    for (name, ids) in [
-        ("labels", &tb.labels),
-        ("positions", &tb.positions),
-        ("groups", &tb.groups),
-    ] {
+    for (name, ids) in
+        [("labels", &tb.labels), ("positions", &tb.positions), ("groups", &tb.groups)]
+    {
         let want = golden.ids(&format!("tokens.{name}"));
-        assert_eq!(
-            ids, &want,
-            "token {name}; regenerate: scripts/golden-step.sh"
-        );
+        assert_eq!(ids, &want, "token {name}; regenerate: scripts/golden-step.sh");
     }
     assert_eq!(tb.key_mask.as_ref(), Some(&golden.f32("tokens.key_mask")));
-    assert_eq!(
-        tb.target_mask.as_ref(),
-        Some(&golden.f32("tokens.target_mask"))
-    );
+    assert_eq!(tb.target_mask.as_ref(), Some(&golden.f32("tokens.target_mask")));
 
     for dev in common::devices() {
         let failures = step_on(&dev, &golden, config, &tb);
-        assert!(
-            failures.is_empty(),
-            "{}: beyond {TOL:e} of the scale: {failures:?}",
-            dev.name()
-        );
+        assert!(failures.is_empty(), "{}: beyond {TOL:e} of the scale: {failures:?}", dev.name());
     }
 }
 
@@ -293,21 +261,10 @@ fn step_on(dev: &Device, golden: &Golden, config: &TfmpeConfig, tb: &TokenBatch)
     let model = Tfmpe::new(&mut store, config.clone(), 0).unwrap();
     let names: Vec<String> = store.iter().map(|p| p.name.to_string()).collect();
     for name in &names {
-        store
-            .load(name, &golden.f32(&format!("param.{name}")))
-            .unwrap();
+        store.load(name, &golden.f32(&format!("param.{name}"))).unwrap();
     }
-    let in_fixture = golden
-        .st
-        .names()
-        .iter()
-        .filter(|n| n.starts_with("param."))
-        .count();
-    assert_eq!(
-        in_fixture,
-        names.len(),
-        "parameters in the fixture and the model"
-    );
+    let in_fixture = golden.st.names().iter().filter(|n| n.starts_with("param.")).count();
+    assert_eq!(in_fixture, names.len(), "parameters in the fixture and the model");
     let mut tape = Tape::new(store);
     let tokens = DeviceTokens::upload(dev, tb).unwrap();
 
@@ -316,13 +273,9 @@ fn step_on(dev: &Device, golden: &Golden, config: &TfmpeConfig, tb: &TokenBatch)
     let x1 = tape.input(&golden.f32("batch.x1"), &[b, m]).unwrap();
     let t = tape.input(&golden.f32("batch.t"), &[b]).unwrap();
     let (xt, u) = tape.fm_prepare(x0, x1, t, SIGMA_MIN).unwrap();
-    let cond = tape
-        .input(&golden.f32("batch.cond"), &[b, tb.n_cond])
-        .unwrap();
+    let cond = tape.input(&golden.f32("batch.cond"), &[b, tb.n_cond]).unwrap();
     let v = model.velocity(&mut tape, &tokens, cond, xt, t).unwrap();
-    let mask = tape
-        .input(&golden.f32("tokens.target_mask"), &[b * m, 1])
-        .unwrap();
+    let mask = tape.input(&golden.f32("tokens.target_mask"), &[b * m, 1]).unwrap();
     let u_col = tape.reshape(u, &[b * m, 1]).unwrap();
     let loss = tape.mse(v, u_col, Some(mask)).unwrap();
     tape.backward(loss).unwrap();

@@ -78,11 +78,7 @@ fn dopri5_meets_its_tolerance() {
     let x0 = common::uniform(&mut rng, 7 * per_sample, -2.0, 2.0);
     let field = Decay { per_sample };
     for dev in common::devices() {
-        let solver = Solver::Dopri5 {
-            rtol: 1e-5,
-            atol: 1e-5,
-            max_iters: 1000,
-        };
+        let solver = Solver::Dopri5 { rtol: 1e-5, atol: 1e-5, max_iters: 1000 };
         let err = max_error(&run(&dev, solver, &x0, per_sample), &x0, &field);
         // Local error control at 1e-5 over a handful of steps; f32 state adds ~1e-7.
         assert!(err < 1e-4, "dopri5 error {err}");
@@ -98,20 +94,12 @@ fn a_sample_does_not_depend_on_its_batch() {
         for solver in [
             Solver::Euler { steps: 10 },
             Solver::Rk4 { steps: 5 },
-            Solver::Dopri5 {
-                rtol: 1e-5,
-                atol: 1e-5,
-                max_iters: 1000,
-            },
+            Solver::Dopri5 { rtol: 1e-5, atol: 1e-5, max_iters: 1000 },
         ] {
             let whole = run(&dev, solver, &x0, per_sample);
             for s in [0, 4, 8] {
-                let alone = run(
-                    &dev,
-                    solver,
-                    &x0[s * per_sample..(s + 1) * per_sample],
-                    per_sample,
-                );
+                let alone =
+                    run(&dev, solver, &x0[s * per_sample..(s + 1) * per_sample], per_sample);
                 assert_eq!(
                     alone,
                     whole[s * per_sample..(s + 1) * per_sample],
@@ -127,13 +115,7 @@ fn mismatched_state_is_an_error() {
     let dev = Device::cpu();
     let mut ws = OdeWorkspace::new(&dev, 2, 3).unwrap();
     let mut x = dev.backend().upload_f32(&[0.0; 5]).unwrap();
-    let r = solve(
-        &dev,
-        &mut Decay { per_sample: 3 },
-        Solver::Euler { steps: 1 },
-        &mut x,
-        &mut ws,
-    );
+    let r = solve(&dev, &mut Decay { per_sample: 3 }, Solver::Euler { steps: 1 }, &mut x, &mut ws);
     assert!(r.is_err());
     assert!(Solver::from_name("midpoint", 10).is_err());
     assert!(Solver::from_name("euler", 0).is_err());

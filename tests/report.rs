@@ -26,10 +26,8 @@ fn assert_well_formed(svg: &str) {
     for name in ["rect", "line", "circle", "text", "polyline"] {
         for e in elements(svg, name) {
             for (k, v) in &e {
-                if [
-                    "x", "y", "width", "height", "x1", "x2", "y1", "y2", "cx", "cy", "r",
-                ]
-                .contains(&k.as_str())
+                if ["x", "y", "width", "height", "x1", "x2", "y1", "y2", "cx", "cy", "r"]
+                    .contains(&k.as_str())
                     || (k == "points")
                 {
                     for n in v.split([' ', ',']).filter(|s| !s.is_empty()) {
@@ -63,10 +61,7 @@ fn elements(svg: &str, name: &str) -> Vec<HashMap<String, String>> {
 }
 
 fn with_class(svg: &str, name: &str, class: &str) -> Vec<HashMap<String, String>> {
-    elements(svg, name)
-        .into_iter()
-        .filter(|e| e.get("class").is_some_and(|c| c == class))
-        .collect()
+    elements(svg, name).into_iter().filter(|e| e.get("class").is_some_and(|c| c == class)).collect()
 }
 
 fn num(e: &HashMap<String, String>, key: &str) -> f64 {
@@ -85,9 +80,7 @@ fn points(e: &HashMap<String, String>) -> Vec<(f64, f64)> {
 
 /// `n` evenly spread values over [lo, hi]: every histogram bin gets some.
 fn even(n: usize, lo: f64, hi: f64) -> Vec<f64> {
-    (0..n)
-        .map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64)
-        .collect()
+    (0..n).map(|i| lo + (hi - lo) * i as f64 / (n - 1) as f64).collect()
 }
 
 #[test]
@@ -137,20 +130,12 @@ fn the_true_value_line_sits_at_its_place_on_the_axis() {
         truth: Some(25.0),
     }]);
     let bars = with_class(&svg, "rect", "bar");
-    let left = bars
-        .iter()
-        .map(|b| num(b, "x"))
-        .fold(f64::INFINITY, f64::min);
-    let right = bars
-        .iter()
-        .map(|b| num(b, "x") + num(b, "width"))
-        .fold(f64::NEG_INFINITY, f64::max);
+    let left = bars.iter().map(|b| num(b, "x")).fold(f64::INFINITY, f64::min);
+    let right =
+        bars.iter().map(|b| num(b, "x") + num(b, "width")).fold(f64::NEG_INFINITY, f64::max);
     let truth = &with_class(&svg, "line", "truth")[0];
     let expected = left + 0.25 * (right - left);
-    assert!(
-        (num(truth, "x1") - expected).abs() < 0.2,
-        "{truth:?} vs {expected}"
-    );
+    assert!((num(truth, "x1") - expected).abs() < 0.2, "{truth:?} vs {expected}");
     assert_eq!(num(truth, "x1"), num(truth, "x2"), "a vertical line");
 
     // A truth far beyond the draws widens the axis rather than leaving the panel.
@@ -198,12 +183,7 @@ fn degenerate_draws_give_a_valid_figure() {
             reference: None,
             truth: Some(1.0),
         },
-        Marginal {
-            name: "zero".into(),
-            samples: vec![0.0; 3],
-            reference: None,
-            truth: None,
-        },
+        Marginal { name: "zero".into(), samples: vec![0.0; 3], reference: None, truth: None },
     ];
     let svg = posterior_svg(&panels);
     assert_well_formed(&svg);
@@ -256,16 +236,8 @@ fn loss_curves_are_logarithmic_when_positive_and_mark_the_best_epoch() {
 #[test]
 fn degenerate_losses_give_a_valid_figure() {
     let curves = vec![
-        LossCurve {
-            name: "none".into(),
-            ..Default::default()
-        },
-        LossCurve {
-            name: "one".into(),
-            train: vec![0.5],
-            val: vec![0.7],
-            best_epoch: 1,
-        },
+        LossCurve { name: "none".into(), ..Default::default() },
+        LossCurve { name: "one".into(), train: vec![0.5], val: vec![0.7], best_epoch: 1 },
         LossCurve {
             name: "gap".into(),
             train: vec![1.0, 0.5, f64::NAN, 0.3, 0.2],
@@ -288,30 +260,18 @@ fn calibration_figure_has_the_tarp_curve_on_its_diagonal_and_a_rank_histogram_pe
     // A calibrated curve (on the diagonal) with a bend, and two histograms of 100 ranks.
     let ecp = [(0.0, 0.0), (0.5, 0.4), (1.0, 1.0)];
     let ranks = vec![
-        RankHistogram {
-            name: "sigma".into(),
-            counts: vec![10; 10],
-            ks_p: 0.93,
-        },
+        RankHistogram { name: "sigma".into(), counts: vec![10; 10], ks_p: 0.93 },
         RankHistogram {
             name: "mu.0".into(),
             counts: vec![40, 5, 0, 0, 0, 0, 0, 0, 5, 50],
             ks_p: 3.2e-12,
         },
-        RankHistogram {
-            name: "mu.1".into(),
-            counts: vec![0; 10],
-            ks_p: 1.0,
-        },
+        RankHistogram { name: "mu.1".into(), counts: vec![0; 10], ks_p: 1.0 },
     ];
     let svg = calibration_svg(&ecp, 0.41, &ranks);
     assert_well_formed(&svg);
     assert_eq!(with_class(&svg, "rect", "frame").len(), 4);
-    for title in [
-        "TARP (KS p = 0.41)",
-        "sigma (p = 0.93)",
-        "mu.0 (p = 3.2e-12)",
-    ] {
+    for title in ["TARP (KS p = 0.41)", "sigma (p = 0.93)", "mu.0 (p = 3.2e-12)"] {
         assert!(svg.contains(&format!(">{title}</text>")), "title {title}");
     }
     assert!(svg.contains(">no ranks</text>"));
@@ -330,10 +290,8 @@ fn calibration_figure_has_the_tarp_curve_on_its_diagonal_and_a_rank_histogram_pe
     assert_eq!(with_class(&svg, "rect", "bar").len(), 10 + 4);
     let bands = with_class(&svg, "rect", "band");
     assert_eq!(bands.len(), 2);
-    let (band_top, band_bottom) = (
-        num(&bands[0], "y"),
-        num(&bands[0], "y") + num(&bands[0], "height"),
-    );
+    let (band_top, band_bottom) =
+        (num(&bands[0], "y"), num(&bands[0], "y") + num(&bands[0], "height"));
     for bar in &with_class(&svg, "rect", "bar")[..10] {
         assert!((band_top..=band_bottom).contains(&num(bar, "y")), "{bar:?}");
     }

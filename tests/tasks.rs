@@ -25,10 +25,7 @@ fn rng(seed: u64) -> StdRng {
 
 fn assert_rel(what: &str, got: f64, want: f64, rtol: f64) {
     let err = ((got - want) / want).abs();
-    assert!(
-        err <= rtol,
-        "{what}: got {got:e}, want {want:e}, relative error {err:e} > {rtol:e}"
-    );
+    assert!(err <= rtol, "{what}: got {got:e}, want {want:e}, relative error {err:e} > {rtol:e}");
 }
 
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
@@ -120,12 +117,7 @@ fn normal_log_interval_matches_high_precision_values() {
         (-1e4, -1e4 + 1e-3, -50000000.129324716),
     ];
     for (a, b, want) in cases {
-        assert_rel(
-            &format!("ln P[{a}, {b}]"),
-            normal_log_interval(a, b),
-            want,
-            1e-13,
-        );
+        assert_rel(&format!("ln P[{a}, {b}]"), normal_log_interval(a, b), want, 1e-13);
     }
     assert_eq!(normal_log_interval(f64::NEG_INFINITY, f64::INFINITY), 0.0);
     assert_eq!(normal_log_interval(0.5, 0.5), f64::NEG_INFINITY);
@@ -143,21 +135,11 @@ fn normal_quantile_inverts_the_log_cdf_far_into_the_tails() {
     ];
     // AS 241 is good to about 1e−16; ln p itself carries a rounding, worth 1/|z²| of it in z.
     for (log_p, want) in cases {
-        assert_rel(
-            &format!("Φ⁻¹(exp({log_p}))"),
-            normal_quantile_log(log_p),
-            want,
-            1e-13,
-        );
+        assert_rel(&format!("Φ⁻¹(exp({log_p}))"), normal_quantile_log(log_p), want, 1e-13);
     }
-    for z in [
-        -1e4, -2e3, -300.0, -38.0, -20.0, -5.0, -1.0, -0.1, 0.0, 0.7, 3.0, 6.0,
-    ] {
+    for z in [-1e4, -2e3, -300.0, -38.0, -20.0, -5.0, -1.0, -0.1, 0.0, 0.7, 3.0, 6.0] {
         let back = normal_quantile_log(normal_log_cdf(z));
-        assert!(
-            (back - z).abs() <= 1e-12 * z.abs().max(1.0),
-            "round trip at {z}: {back}"
-        );
+        assert!((back - z).abs() <= 1e-12 * z.abs().max(1.0), "round trip at {z}: {back}");
     }
     assert_eq!(normal_quantile_log(0.0), f64::INFINITY);
     assert_eq!(normal_quantile_log(f64::NEG_INFINITY), f64::NEG_INFINITY);
@@ -177,13 +159,9 @@ fn truncated_normal_draws_have_the_right_mean_in_any_tail() {
     let mut rng = rng(11);
     let n = 4000;
     for (a, b, mean, sd) in cases {
-        let draws: Vec<f64> = (0..n)
-            .map(|_| truncated_standard_normal(a, b, rng.random()))
-            .collect();
-        assert!(
-            draws.iter().all(|&z| (a..=b).contains(&z)),
-            "draw outside [{a}, {b}]"
-        );
+        let draws: Vec<f64> =
+            (0..n).map(|_| truncated_standard_normal(a, b, rng.random())).collect();
+        assert!(draws.iter().all(|&z| (a..=b).contains(&z)), "draw outside [{a}, {b}]");
         let (got_mean, got_sd) = mean_sd(&draws);
         // 5 standard errors of the mean; the sd within 10 % (its standard error is about 1.1 %).
         assert!(
@@ -202,10 +180,7 @@ fn bijections_round_trip_and_log_det_matches_finite_differences() {
         (Bijection::Identity, &[-1e3, -1.5, 0.0, 2.0, 1e6]),
         (Bijection::Log, &[1e-8, 0.03, 1.0, 7.5, 1e5]),
         (
-            Bijection::LogitAffine {
-                lo: -10.0,
-                hi: 10.0,
-            },
+            Bijection::LogitAffine { lo: -10.0, hi: 10.0 },
             &[-9.99999, -9.3, -0.2, 0.0, 4.0, 9.99999],
         ),
     ];
@@ -235,10 +210,7 @@ fn bijections_round_trip_and_log_det_matches_finite_differences() {
             );
         }
     }
-    let unit = Bijection::LogitAffine {
-        lo: -10.0,
-        hi: 10.0,
-    };
+    let unit = Bijection::LogitAffine { lo: -10.0, hi: 10.0 };
     // Large |u| lands strictly inside the interval's closure, never outside it.
     for u in [-800.0, -40.0, 40.0, 800.0] {
         assert!((-10.0..=10.0).contains(&unit.inverse(u)), "inverse({u})");
@@ -264,11 +236,7 @@ fn whole_vector_transforms_follow_the_variable_layout() {
         assert!((b - x).abs() <= 1e-12 * x.abs().max(1.0));
     }
     let bijections = model.parameter_bijections(4);
-    let want: f64 = bijections
-        .iter()
-        .zip(&data.params)
-        .map(|(b, &x)| b.forward_log_det(x))
-        .sum();
+    let want: f64 = bijections.iter().zip(&data.params).map(|(b, &x)| b.forward_log_det(x)).sum();
     assert_eq!(model.unconstrained_log_det(&data.params, 4), want);
 }
 
@@ -284,20 +252,12 @@ fn column_names_for_three_sites_follow_the_csv_dialect() {
     for name in ["hier-gaussian-linear", "hier-gaussian-linear-uniform"] {
         let model = task_by_name(name).unwrap();
         assert_eq!(model.parameter_names(3), linear, "{name}");
-        assert_eq!(
-            model.observation_names(3),
-            strings(&["y.0", "y.1", "y.2"]),
-            "{name}"
-        );
+        assert_eq!(model.observation_names(3), strings(&["y.0", "y.1", "y.2"]), "{name}");
     }
     let model = task_by_name("hier-gaussian").unwrap();
-    assert_eq!(
-        model.parameter_names(3),
-        strings(&["mu", "theta.0", "theta.1", "theta.2"])
-    );
-    let obs: Vec<String> = (0..3)
-        .flat_map(|s| (0..5).map(move |j| format!("y.{s}[{j}]")))
-        .collect();
+    assert_eq!(model.parameter_names(3), strings(&["mu", "theta.0", "theta.1", "theta.2"]));
+    let obs: Vec<String> =
+        (0..3).flat_map(|s| (0..5).map(move |j| format!("y.{s}[{j}]"))).collect();
     assert_eq!(model.observation_names(3), obs);
 }
 
@@ -309,11 +269,7 @@ fn unknown_task_names_the_input_and_the_known_tasks() {
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("`hier-gausian`"), "{message}");
-    for known in [
-        "hier-gaussian",
-        "hier-gaussian-linear",
-        "hier-gaussian-linear-uniform",
-    ] {
+    for known in ["hier-gaussian", "hier-gaussian-linear", "hier-gaussian-linear-uniform"] {
         assert!(message.contains(known), "{message} lacks {known}");
         assert_eq!(task_by_name(known).unwrap().name(), known);
     }
@@ -328,22 +284,14 @@ fn simulated_datasets_have_the_declared_shapes() {
         for sites in [1, 7] {
             let data = simulate_dataset(model, sites, &mut rng);
             assert_eq!(data.sites, sites);
-            assert_eq!(
-                data.params.len(),
-                model.param_dim(sites),
-                "{}",
-                model.name()
-            );
+            assert_eq!(data.params.len(), model.param_dim(sites), "{}", model.name());
             assert_eq!(data.params.len(), model.parameter_names(sites).len());
             assert_eq!(data.obs.len(), sites * model.obs_dim(), "{}", model.name());
             assert_eq!(data.obs.len(), model.observation_names(sites).len());
             assert!(data.inputs.is_none());
             assert!(data.is_finite());
             // Every draw lies in its variable's support: the forward map is finite there.
-            assert!(model
-                .to_unconstrained(&data.params, sites)
-                .iter()
-                .all(|u| u.is_finite()));
+            assert!(model.to_unconstrained(&data.params, sites).iter().all(|u| u.is_finite()));
         }
     }
 }
@@ -355,10 +303,7 @@ fn check_observation_rejects_wrong_lengths_and_non_finite_values() {
     let err = check_observation(model.as_ref(), &[0.1, 0.2], 3).unwrap_err();
     assert!(matches!(err, Error::Shape(_)), "{err:?}");
     let err = check_observation(model.as_ref(), &[0.1, f64::NAN, 0.3], 3).unwrap_err();
-    assert!(
-        matches!(err, Error::Invalid(_)) && err.to_string().contains("`y.1`"),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains("`y.1`"), "{err}");
 }
 
 /// A user model with vector variables and a functional input per observation, to pin the naming
@@ -394,17 +339,9 @@ impl HierarchicalModel for VectorModel {
         vec![globals[0], globals[1]]
     }
     fn simulate_site(
-        &self,
-        _: &[f64],
-        locals: &[f64],
-        inputs: Option<&[f64]>,
-        _: &mut dyn Rng,
+        &self, _: &[f64], locals: &[f64], inputs: Option<&[f64]>, _: &mut dyn Rng,
     ) -> Vec<f64> {
-        inputs
-            .unwrap()
-            .iter()
-            .map(|t| locals[0] + t * locals[1])
-            .collect()
+        inputs.unwrap().iter().map(|t| locals[0] + t * locals[1]).collect()
     }
 }
 
@@ -423,24 +360,13 @@ fn vector_variables_and_functional_inputs_follow_the_layout() {
             "theta.1[1]"
         ])
     );
-    assert_eq!(
-        model.observation_names(1),
-        strings(&["y.0[0]", "y.0[1]", "y.0[2]"])
-    );
-    assert_eq!(
-        (model.global_dim(), model.local_dim(), model.obs_dim()),
-        (3, 2, 3)
-    );
+    assert_eq!(model.observation_names(1), strings(&["y.0[0]", "y.0[1]", "y.0[2]"]));
+    assert_eq!((model.global_dim(), model.local_dim(), model.obs_dim()), (3, 2, 3));
     let boxed: Box<dyn HierarchicalModel> = Box::new(VectorModel);
     let data = simulate_dataset(boxed.as_ref(), 2, &mut rng(1));
-    assert_eq!(
-        data.inputs.as_deref(),
-        Some(&[1.0, 2.0, 3.0, 1.0, 2.0, 3.0][..])
-    );
+    assert_eq!(data.inputs.as_deref(), Some(&[1.0, 2.0, 3.0, 1.0, 2.0, 3.0][..]));
     assert_eq!(data.obs[2], data.params[3] + 3.0 * data.params[4]);
-    assert!(model
-        .exact_posterior(&data.obs, data.inputs.as_deref(), 2, 10, &mut rng(2))
-        .is_none());
+    assert!(model.exact_posterior(&data.obs, data.inputs.as_deref(), 2, 10, &mut rng(2)).is_none());
 }
 
 // ---------------------------------------------------------------- exact posteriors
@@ -458,10 +384,7 @@ fn chi_square_uniform(ranks: &[usize]) -> f64 {
         counts[r * 10 / (SBC_DRAWS + 1)] += 1;
     }
     let expected = ranks.len() as f64 / 10.0;
-    counts
-        .iter()
-        .map(|&c| (c as f64 - expected).powi(2) / expected)
-        .sum()
+    counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum()
 }
 
 /// Simulation-based calibration: for data sets drawn from the prior and the simulator, the rank
@@ -476,9 +399,7 @@ fn assert_calibrated(name: &str, seed: u64) {
     for _ in 0..SBC_REPLICATIONS {
         let sites = rng.random_range(3..=10);
         let data = simulate_dataset(model.as_ref(), sites, &mut rng);
-        let draws = model
-            .exact_posterior(&data.obs, None, sites, SBC_DRAWS, &mut rng)
-            .unwrap();
+        let draws = model.exact_posterior(&data.obs, None, sites, SBC_DRAWS, &mut rng).unwrap();
         assert_eq!(draws.len(), SBC_DRAWS);
         assert!(draws.iter().all(|d| d.len() == model.param_dim(sites)));
         let rank = |k: usize| draws.iter().filter(|d| d[k] < data.params[k]).count();
@@ -487,14 +408,8 @@ fn assert_calibrated(name: &str, seed: u64) {
     }
     let global = chi_square_uniform(&global_ranks);
     let local = chi_square_uniform(&local_ranks);
-    assert!(
-        global < CHI2_9_CRITICAL,
-        "{name}: global ranks χ² = {global:.1}"
-    );
-    assert!(
-        local < CHI2_9_CRITICAL,
-        "{name}: site ranks χ² = {local:.1}"
-    );
+    assert!(global < CHI2_9_CRITICAL, "{name}: global ranks χ² = {global:.1}");
+    assert!(local < CHI2_9_CRITICAL, "{name}: site ranks χ² = {local:.1}");
 }
 
 #[test]
@@ -556,9 +471,7 @@ fn hier_gaussian_posterior_moments_match_the_joint_gaussian() {
     }
     let mean = solve(precision.clone(), shift);
     let n = 20_000;
-    let draws = model
-        .exact_posterior(&data.obs, None, sites, n, &mut rng(22))
-        .unwrap();
+    let draws = model.exact_posterior(&data.obs, None, sites, n, &mut rng(22)).unwrap();
     for k in 0..dim {
         let unit: Vec<f64> = (0..dim).map(|i| if i == k { 1.0 } else { 0.0 }).collect();
         let var = solve(precision.clone(), unit)[k];
@@ -589,10 +502,7 @@ fn sigma_quadrature(log_density: impl Fn(f64) -> f64, upper: f64) -> Vec<(f64, f
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            (
-                (i + 1) as f64 * h,
-                (l - max).exp() * if i + 1 == points { 0.5 } else { 1.0 },
-            )
+            ((i + 1) as f64 * h, (l - max).exp() * if i + 1 == points { 0.5 } else { 1.0 })
         })
         .collect();
     let total: f64 = weights.iter().map(|w| w.1).sum();
@@ -610,28 +520,17 @@ fn expect(table: &[(f64, f64)], f: impl Fn(f64) -> f64) -> f64 {
 fn assert_moments(what: &str, column: &[f64], mean: f64, sd: f64) {
     let (got_mean, got_sd) = mean_sd(column);
     let n = column.len() as f64;
-    assert!(
-        (got_mean - mean).abs() < 5.0 * sd / n.sqrt(),
-        "{what}: mean {got_mean} vs {mean}"
-    );
-    assert!(
-        (got_sd / sd - 1.0).abs() < 0.05,
-        "{what}: sd {got_sd} vs {sd}"
-    );
+    assert!((got_mean - mean).abs() < 5.0 * sd / n.sqrt(), "{what}: mean {got_mean} vs {mean}");
+    assert!((got_sd / sd - 1.0).abs() < 0.05, "{what}: sd {got_sd} vs {sd}");
 }
 
 /// Checks σ and every μ_s of 20 000 exact posterior draws against quadrature; `site_moments`
 /// gives (E, E[·²]) of μ_s given σ and y_s.
 fn assert_posterior_moments(
-    name: &str,
-    obs: &[f64],
-    table: &[(f64, f64)],
-    site_moments: impl Fn(f64, f64) -> (f64, f64),
+    name: &str, obs: &[f64], table: &[(f64, f64)], site_moments: impl Fn(f64, f64) -> (f64, f64),
 ) {
     let model = task_by_name(name).unwrap();
-    let draws = model
-        .exact_posterior(obs, None, obs.len(), 20_000, &mut rng(31))
-        .unwrap();
+    let draws = model.exact_posterior(obs, None, obs.len(), 20_000, &mut rng(31)).unwrap();
     let column = |k: usize| -> Vec<f64> { draws.iter().map(|d| d[k]).collect() };
     let sigma_mean = expect(table, |s| s);
     let sigma_sd = (expect(table, |s| s * s) - sigma_mean * sigma_mean).sqrt();
@@ -699,8 +598,5 @@ fn hier_gaussian_linear_uniform_posterior_moments_match_quadrature() {
         .unwrap()
         .exact_posterior(&obs, None, obs.len(), 1000, &mut rng(32))
         .unwrap();
-    assert!(draws
-        .iter()
-        .flat_map(|d| &d[1..])
-        .all(|mu| (-10.0..=10.0).contains(mu)));
+    assert!(draws.iter().flat_map(|d| &d[1..]).all(|mu| (-10.0..=10.0).contains(mu)));
 }

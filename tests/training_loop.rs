@@ -20,24 +20,9 @@ fn setup(dev: &Device) -> (Network, FixedSets) {
         cond.extend(d.obs);
         target.extend(task.to_unconstrained(&d.params, 2));
     }
-    let arch = TfmpeConfig {
-        width: 16,
-        layers: 1,
-        heads: 2,
-        n_ff: 1,
-        ..Default::default()
-    };
-    let net = new_network(
-        dev,
-        &*task,
-        Role::Posterior,
-        2,
-        &cond[..400],
-        &target[..600],
-        &arch,
-        3,
-    )
-    .unwrap();
+    let arch = TfmpeConfig { width: 16, layers: 1, heads: 2, n_ff: 1, ..Default::default() };
+    let net = new_network(dev, &*task, Role::Posterior, 2, &cond[..400], &target[..600], &arch, 3)
+        .unwrap();
     let data = FixedSets {
         train: to_sets(&net, &cond[..400], &target[..600]).unwrap(),
         validation: to_sets(&net, &cond[400..], &target[600..]).unwrap(),
@@ -47,8 +32,7 @@ fn setup(dev: &Device) -> (Network, FixedSets) {
 
 fn all_finite(net: &Network) -> bool {
     let p = net.tape.params();
-    p.iter()
-        .all(|v| p.to_vec(v.id).unwrap().iter().all(|x| x.is_finite()))
+    p.iter().all(|v| p.to_vec(v.id).unwrap().iter().all(|x| x.is_finite()))
 }
 
 #[test]
@@ -56,12 +40,7 @@ fn a_non_finite_loss_stops_training_and_keeps_finite_weights() {
     let dev = Device::cpu();
     let (mut net, mut data) = setup(&dev);
     // A learning rate of 1e35 throws the weights to ~1e35 in one step; the next loss overflows.
-    let cfg = TrainConfig {
-        lr: 1e35,
-        batch: 20,
-        max_epochs: 5,
-        ..Default::default()
-    };
+    let cfg = TrainConfig { lr: 1e35, batch: 20, max_epochs: 5, ..Default::default() };
     let report = net.fit(&dev, &mut data, &cfg, &Quiet).unwrap();
     assert_eq!(report.stop_reason, "non_finite_loss");
     let msg = report.stop_message.expect("a message");
@@ -86,11 +65,7 @@ fn early_stopping_waits_for_patience_and_restores_the_best_epoch() {
     let report = net.fit(&dev, &mut data, &cfg, &Quiet).unwrap();
     assert_eq!(report.stop_reason, "early_stopping");
     assert_eq!(report.epochs, 4);
-    let best = report
-        .val_losses
-        .iter()
-        .cloned()
-        .fold(f64::INFINITY, f64::min);
+    let best = report.val_losses.iter().cloned().fold(f64::INFINITY, f64::min);
     assert_eq!(report.best_val_loss, best);
     assert_eq!(report.val_losses[report.best_epoch - 1], best);
     // 200 training sets in batches of 20: 10 steps an epoch.
@@ -101,13 +76,7 @@ fn early_stopping_waits_for_patience_and_restores_the_best_epoch() {
 fn too_few_sets_for_a_batch_is_an_error() {
     let dev = Device::cpu();
     let (mut net, mut data) = setup(&dev);
-    let cfg = TrainConfig {
-        batch: 500,
-        ..Default::default()
-    };
-    let err = net
-        .fit(&dev, &mut data, &cfg, &Quiet)
-        .unwrap_err()
-        .to_string();
+    let cfg = TrainConfig { batch: 500, ..Default::default() };
+    let err = net.fit(&dev, &mut data, &cfg, &Quiet).unwrap_err().to_string();
     assert!(err.contains("fewer than one batch"), "{err}");
 }

@@ -44,9 +44,7 @@ fn data(seed: u64, batch: usize) -> (Vec<f32>, Vec<f32>) {
         .zip(noise.chunks(TOKENS))
         .flat_map(|(set, eps)| {
             let mean = set.iter().sum::<f32>() / TOKENS as f32;
-            set.iter()
-                .zip(eps)
-                .map(move |(&xi, &e)| (2.0 * xi).tanh() + mean + SIGMA * e)
+            set.iter().zip(eps).map(move |(&xi, &e)| (2.0 * xi).tanh() + mean + SIGMA * e)
         })
         .collect();
     (x, y)
@@ -64,12 +62,7 @@ fn mse(tape: &mut Tape, model: &Model, x: &[f32], y: &[f32]) -> Var {
 fn transformer_regression_reaches_the_noise_floor() {
     let mut rng = common::rng(42);
     let mut store = ParamStore::new(&Device::cpu());
-    let config = TransformerConfig {
-        width: 16,
-        layers: 1,
-        heads: 2,
-        n_ff: 1,
-    };
+    let config = TransformerConfig { width: 16, layers: 1, heads: 2, n_ff: 1 };
     let model = Model {
         embed: Linear::new(&mut store, "embed", 1, 16, true, &mut rng).unwrap(),
         encoder: Transformer::new(&mut store, "encoder", config, &mut rng).unwrap(),
@@ -77,11 +70,7 @@ fn transformer_regression_reaches_the_noise_floor() {
     };
     let mut opt = AdamW::new(
         &store,
-        AdamWConfig {
-            lr: 3e-3,
-            max_grad_norm: Some(1.0),
-            ..AdamWConfig::default()
-        },
+        AdamWConfig { lr: 3e-3, max_grad_norm: Some(1.0), ..AdamWConfig::default() },
     )
     .unwrap();
     let mut tape = Tape::new(store);

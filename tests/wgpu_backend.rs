@@ -60,11 +60,7 @@ fn dropped_buffers_are_reused() {
     drop(first);
     let before = b.buffers_allocated();
     let again = b.alloc(DType::F32, 1000).unwrap();
-    assert_eq!(
-        b.buffers_allocated(),
-        before,
-        "the pool served the second request"
-    );
+    assert_eq!(b.buffers_allocated(), before, "the pool served the second request");
     // A reused buffer still starts at zero.
     assert_eq!(b.download_f32(&again).unwrap(), vec![0.0; 1000]);
 }

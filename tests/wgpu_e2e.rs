@@ -21,11 +21,7 @@ fn read(p: &Path) -> String {
 }
 
 fn numbers(csv: &str) -> Vec<f64> {
-    csv.lines()
-        .skip(1)
-        .flat_map(|l| l.split(','))
-        .map(|v| v.parse().unwrap())
-        .collect()
+    csv.lines().skip(1).flat_map(|l| l.split(',')).map(|v| v.parse().unwrap()).collect()
 }
 
 /// The arguments of a small LF run: the CPU e2e test's, with fewer simulations and epochs so
@@ -75,15 +71,10 @@ fn small_lf_run_on_wgpu_matches_the_exact_posterior() {
     let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
     assert_eq!(report["backend"], "wgpu");
     assert_eq!(read(&dir.join("samples.csv")).lines().count(), 1001);
-    let c2st = report["metrics"]["c2st"]
-        .as_f64()
-        .expect("c2st in the report");
+    let c2st = report["metrics"]["c2st"].as_f64().expect("c2st in the report");
     // The CPU e2e test's bound (see tests/e2e.rs): a posterior that ignored the observations or
     // got σ wrong scores 0.9 and more.
-    assert!(
-        c2st < 0.75,
-        "C2ST {c2st} on wgpu is too far from the exact posterior"
-    );
+    assert!(c2st < 0.75, "C2ST {c2st} on wgpu is too far from the exact posterior");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -134,9 +125,6 @@ fn a_fixed_network_samples_alike_on_cpu_and_wgpu() {
         .zip(&got[1])
         .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
         .fold(0.0, f64::max);
-    assert!(
-        worst < 1e-3,
-        "cpu and wgpu samples differ by up to {worst:.2e}"
-    );
+    assert!(worst < 1e-3, "cpu and wgpu samples differ by up to {worst:.2e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

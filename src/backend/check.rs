@@ -9,10 +9,7 @@ use crate::error::{Error, Result};
 /// Checks a buffer's length, naming the argument in the error.
 pub(crate) fn expect_len(name: &str, buf: &Buffer, len: usize) -> Result<()> {
     if buf.len() != len {
-        return Err(Error::Shape(format!(
-            "{name}: expected {len} elements, got {}",
-            buf.len()
-        )));
+        return Err(Error::Shape(format!("{name}: expected {len} elements, got {}", buf.len())));
     }
     Ok(())
 }
@@ -40,8 +37,7 @@ pub(crate) fn alloc(len: usize) -> Result<()> {
 
 /// Checks that every buffer has `len` elements.
 pub(crate) fn lens(len: usize, bufs: &[(&str, &Buffer)]) -> Result<()> {
-    bufs.iter()
-        .try_for_each(|&(name, b)| expect_len(name, b, len))
+    bufs.iter().try_for_each(|&(name, b)| expect_len(name, b, len))
 }
 
 /// `offset + len` must lie inside `total`.
@@ -56,11 +52,7 @@ pub(crate) fn range(name: &str, offset: usize, len: usize, total: usize) -> Resu
 }
 
 pub(crate) fn copy(
-    src: &Buffer,
-    src_offset: usize,
-    dst: &Buffer,
-    dst_offset: usize,
-    len: usize,
+    src: &Buffer, src_offset: usize, dst: &Buffer, dst_offset: usize, len: usize,
 ) -> Result<()> {
     range("src", src_offset, len, src.len())?;
     range("dst", dst_offset, len, dst.len())?;
@@ -74,22 +66,10 @@ pub(crate) fn copy_cols(p: &CopyCols, src: &Buffer, dst: &Buffer) -> Result<()> 
     if p.rows == 0 {
         return Ok(());
     }
-    range(
-        "src",
-        p.src_offset + (p.rows - 1) * p.src_stride,
-        p.width,
-        src.len(),
-    )?;
-    range(
-        "dst",
-        p.dst_offset + (p.rows - 1) * p.dst_stride,
-        p.width,
-        dst.len(),
-    )?;
+    range("src", p.src_offset + (p.rows - 1) * p.src_stride, p.width, src.len())?;
+    range("dst", p.dst_offset + (p.rows - 1) * p.dst_stride, p.width, dst.len())?;
     if p.src_offset + p.width > p.src_stride || p.dst_offset + p.width > p.dst_stride {
-        return Err(Error::Shape(
-            "copy_cols: columns run past the row stride".into(),
-        ));
+        return Err(Error::Shape("copy_cols: columns run past the row stride".into()));
     }
     Ok(())
 }
@@ -98,11 +78,7 @@ pub(crate) fn copy_cols(p: &CopyCols, src: &Buffer, dst: &Buffer) -> Result<()> 
 /// per index, and `table` whole rows. Whether each index names a row of the table is checked
 /// by [`row_ids`] where the host holds the indices.
 pub(crate) fn rows(
-    what: &str,
-    idx: &Buffer,
-    row_len: usize,
-    rows: (&str, &Buffer),
-    table: (&str, &Buffer),
+    what: &str, idx: &Buffer, row_len: usize, rows: (&str, &Buffer), table: (&str, &Buffer),
 ) -> Result<()> {
     if row_len == 0 {
         return Err(Error::Invalid(format!("{what}: row_len must be positive")));
@@ -122,17 +98,9 @@ pub(crate) fn rows(
 /// named twice). Only the CPU backend's indices are on the host; a GPU kernel skips a row
 /// whose index is past the table, since reading the indices back would stall the device.
 pub(crate) fn row_ids(
-    what: &str,
-    table: &str,
-    table_rows: usize,
-    idx: &[u32],
-    distinct: bool,
+    what: &str, table: &str, table_rows: usize, idx: &[u32], distinct: bool,
 ) -> Result<()> {
-    if let Some((i, &r)) = idx
-        .iter()
-        .enumerate()
-        .find(|&(_, &r)| r as usize >= table_rows)
-    {
+    if let Some((i, &r)) = idx.iter().enumerate().find(|&(_, &r)| r as usize >= table_rows) {
         return Err(Error::Invalid(format!(
             "{what}: index {r} (idx[{i}]) is past the {table_rows} rows of {table}"
         )));
@@ -160,19 +128,10 @@ fn span(batch: usize, stride: usize, len: usize) -> Option<usize> {
 
 /// Checks every buffer is long enough for `p` (and that the epilogue has its bias).
 pub(crate) fn gemm(
-    p: &Gemm,
-    a_len: usize,
-    b_len: usize,
-    bias_len: Option<usize>,
-    c_len: usize,
+    p: &Gemm, a_len: usize, b_len: usize, bias_len: Option<usize>, c_len: usize,
 ) -> Result<()> {
     let (m, n, k) = (p.m, p.n, p.k);
-    let overflow = || {
-        Error::Shape(format!(
-            "gemm: {m}×{n}×{k} in {} batches overflows",
-            p.batch
-        ))
-    };
+    let overflow = || Error::Shape(format!("gemm: {m}×{n}×{k} in {} batches overflows", p.batch));
     let (a_rows, a_cols) = if p.trans_a { (k, m) } else { (m, k) };
     let (b_rows, b_cols) = if p.trans_b { (n, k) } else { (k, n) };
     for (name, rows, cols, stride, have) in [
@@ -204,24 +163,17 @@ pub(crate) fn gemm(
             "gemm: epilogue {:?} needs a bias of n = {n} elements",
             p.epilogue
         ))),
-        (_, Some(len)) if len != n => Err(Error::Shape(format!(
-            "gemm: bias holds {len} elements, expected n = {n}"
-        ))),
+        (_, Some(len)) if len != n => {
+            Err(Error::Shape(format!("gemm: bias holds {len} elements, expected n = {n}")))
+        }
         _ => Ok(()),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_norm_fwd(
-    p: &LayerNorm,
-    x: &Buffer,
-    residual: Option<&Buffer>,
-    gamma: &Buffer,
-    beta: &Buffer,
-    y: &Buffer,
-    mean: &Buffer,
-    rstd: &Buffer,
-    sum_out: Option<&Buffer>,
+    p: &LayerNorm, x: &Buffer, residual: Option<&Buffer>, gamma: &Buffer, beta: &Buffer,
+    y: &Buffer, mean: &Buffer, rstd: &Buffer, sum_out: Option<&Buffer>,
 ) -> Result<()> {
     let n = p.rows * p.cols;
     for (name, b, len) in [
@@ -248,15 +200,8 @@ pub(crate) fn layer_norm_fwd(
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn layer_norm_bwd(
-    p: &LayerNorm,
-    h: &Buffer,
-    dy: &Buffer,
-    gamma: &Buffer,
-    mean: &Buffer,
-    rstd: &Buffer,
-    dh: &Buffer,
-    dgamma: &Buffer,
-    dbeta: &Buffer,
+    p: &LayerNorm, h: &Buffer, dy: &Buffer, gamma: &Buffer, mean: &Buffer, rstd: &Buffer,
+    dh: &Buffer, dgamma: &Buffer, dbeta: &Buffer,
 ) -> Result<()> {
     let n = p.rows * p.cols;
     for (name, b, len) in [
@@ -276,9 +221,7 @@ pub(crate) fn layer_norm_bwd(
 
 pub(crate) fn attention(p: &Attention, qkv: &Buffer, mask: Option<&Buffer>) -> Result<()> {
     if p.heads == 0 || p.head_dim == 0 {
-        return Err(Error::Invalid(
-            "attention: heads and head_dim must be positive".into(),
-        ));
+        return Err(Error::Invalid("attention: heads and head_dim must be positive".into()));
     }
     expect_len("qkv", qkv, p.batch * p.tokens * 3 * p.model_dim())?;
     if let Some(m) = mask {
@@ -290,9 +233,7 @@ pub(crate) fn attention(p: &Attention, qkv: &Buffer, mask: Option<&Buffer>) -> R
 /// The attention outputs (and their gradients) of `[batch, tokens, D]`, and `lse` of
 /// `[batch, heads, tokens]`.
 pub(crate) fn attention_outputs(
-    p: &Attention,
-    outs: &[(&str, &Buffer)],
-    lse: &Buffer,
+    p: &Attention, outs: &[(&str, &Buffer)], lse: &Buffer,
 ) -> Result<()> {
     lens(p.batch * p.tokens * p.model_dim(), outs)?;
     expect_len("lse", lse, p.batch * p.heads * p.tokens)
@@ -301,9 +242,7 @@ pub(crate) fn attention_outputs(
 /// Fourier features of `dims = (rows, in_dim, half)`: `x` is `[rows, in_dim]`, `freqs`
 /// `[in_dim, half]` and the features (or their gradient) `[rows, 2 · half]`.
 pub(crate) fn fourier(
-    (rows, in_dim, half): (usize, usize, usize),
-    x: &Buffer,
-    freqs: &Buffer,
+    (rows, in_dim, half): (usize, usize, usize), x: &Buffer, freqs: &Buffer,
     features: (&str, &Buffer),
 ) -> Result<()> {
     expect_len("x", x, rows * in_dim)?;
@@ -335,12 +274,7 @@ pub(crate) fn stages(k: &Buffer, n: usize, stages: usize) -> Result<()> {
 }
 
 pub(crate) fn adamw(
-    p: &AdamW,
-    param: &Buffer,
-    grad: &Buffer,
-    m: &Buffer,
-    v: &Buffer,
-    norm_sq: Option<&Buffer>,
+    p: &AdamW, param: &Buffer, grad: &Buffer, m: &Buffer, v: &Buffer, norm_sq: Option<&Buffer>,
 ) -> Result<()> {
     lens(param.len(), &[("grad", grad), ("m", m), ("v", v)])?;
     if let Some(norm_sq) = norm_sq {
@@ -353,12 +287,7 @@ pub(crate) fn adamw(
 }
 
 pub(crate) fn fm_prepare(
-    x0: &Buffer,
-    x1: &Buffer,
-    t: &Buffer,
-    per_sample_len: usize,
-    xt: &Buffer,
-    u: &Buffer,
+    x0: &Buffer, x1: &Buffer, t: &Buffer, per_sample_len: usize, xt: &Buffer, u: &Buffer,
 ) -> Result<()> {
     let n = x0.len();
     per_sample(n, per_sample_len)?;
@@ -369,11 +298,7 @@ pub(crate) fn fm_prepare(
 }
 
 pub(crate) fn fm_loss(
-    pred: &Buffer,
-    target: &Buffer,
-    mask: Option<&Buffer>,
-    loss: &Buffer,
-    dpred: &Buffer,
+    pred: &Buffer, target: &Buffer, mask: Option<&Buffer>, loss: &Buffer, dpred: &Buffer,
 ) -> Result<()> {
     let n = pred.len();
     expect_len("target", target, n)?;
@@ -385,12 +310,7 @@ pub(crate) fn fm_loss(
 }
 
 pub(crate) fn ode_stage(
-    x: &Buffer,
-    k: &Buffer,
-    coeffs: usize,
-    h: &Buffer,
-    per_sample_len: usize,
-    out: &Buffer,
+    x: &Buffer, k: &Buffer, coeffs: usize, h: &Buffer, per_sample_len: usize, out: &Buffer,
 ) -> Result<()> {
     let n = x.len();
     per_sample(n, per_sample_len)?;
@@ -401,12 +321,7 @@ pub(crate) fn ode_stage(
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn dopri5_error(
-    x: &Buffer,
-    x_new: &Buffer,
-    k: &Buffer,
-    coeffs: usize,
-    h: &Buffer,
-    per_sample_len: usize,
+    x: &Buffer, x_new: &Buffer, k: &Buffer, coeffs: usize, h: &Buffer, per_sample_len: usize,
     err: &Buffer,
 ) -> Result<()> {
     let n = x.len();
@@ -418,12 +333,7 @@ pub(crate) fn dopri5_error(
 }
 
 pub(crate) fn dopri5_accept(
-    x: &Buffer,
-    x_new: &Buffer,
-    err: &Buffer,
-    t: &Buffer,
-    h: &Buffer,
-    per_sample_len: usize,
+    x: &Buffer, x_new: &Buffer, err: &Buffer, t: &Buffer, h: &Buffer, per_sample_len: usize,
 ) -> Result<()> {
     let n = x.len();
     per_sample(n, per_sample_len)?;
@@ -435,10 +345,7 @@ pub(crate) fn dopri5_accept(
 }
 
 pub(crate) fn bce(
-    logits: &Buffer,
-    targets: &Buffer,
-    loss: &Buffer,
-    dlogits: &Buffer,
+    logits: &Buffer, targets: &Buffer, loss: &Buffer, dlogits: &Buffer,
 ) -> Result<()> {
     let n = logits.len();
     expect_len("targets", targets, n)?;

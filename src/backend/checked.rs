@@ -43,10 +43,7 @@ fn opt_f32s<'a, K: Storage>(name: &str, b: Option<&'a Buffer>) -> Result<Option<
 
 /// The u32 indices of `idx`, checked against the rows of `table` where the host holds them.
 fn ids<'a, K: Storage>(
-    what: &str,
-    idx: &'a Buffer,
-    (table, table_rows): (&str, usize),
-    distinct: bool,
+    what: &str, idx: &'a Buffer, (table, table_rows): (&str, usize), distinct: bool,
 ) -> Result<&'a K::Buf> {
     let buf = arg::<K>("idx", idx, DType::U32)?;
     if let Some(values) = K::host_u32(buf) {
@@ -92,15 +89,11 @@ where
     }
 
     fn upload_f32(&self, data: &[f32]) -> Result<Buffer> {
-        Ok(K::wrap(
-            self.upload(DType::F32, bytemuck::cast_slice(data))?,
-        ))
+        Ok(K::wrap(self.upload(DType::F32, bytemuck::cast_slice(data))?))
     }
 
     fn upload_u32(&self, data: &[u32]) -> Result<Buffer> {
-        Ok(K::wrap(
-            self.upload(DType::U32, bytemuck::cast_slice(data))?,
-        ))
+        Ok(K::wrap(self.upload(DType::U32, bytemuck::cast_slice(data))?))
     }
 
     fn write_f32(&self, dst: &mut Buffer, data: &[f32]) -> Result<()> {
@@ -124,19 +117,11 @@ where
     }
 
     fn copy(
-        &self,
-        src: &Buffer,
-        src_offset: usize,
-        dst: &mut Buffer,
-        dst_offset: usize,
-        len: usize,
+        &self, src: &Buffer, src_offset: usize, dst: &mut Buffer, dst_offset: usize, len: usize,
     ) -> Result<()> {
         check::copy(src, src_offset, dst, dst_offset, len)?;
         let dtype = src.dtype();
-        let (s, d) = (
-            arg::<K>("src", src, dtype)?,
-            arg_mut::<K>("dst", dst, dtype)?,
-        );
+        let (s, d) = (arg::<K>("src", src, dtype)?, arg_mut::<K>("dst", dst, dtype)?);
         Storage::copy(self, s, src_offset, d, dst_offset, len)
     }
 
@@ -150,11 +135,7 @@ where
     }
 
     fn gather_rows(
-        &self,
-        src: &Buffer,
-        idx: &Buffer,
-        row_len: usize,
-        dst: &mut Buffer,
+        &self, src: &Buffer, idx: &Buffer, row_len: usize, dst: &mut Buffer,
     ) -> Result<()> {
         check::rows("gather_rows", idx, row_len, ("dst", dst), ("src", src))?;
         let table = ("src", src.len() / row_len);
@@ -164,11 +145,7 @@ where
     }
 
     fn scatter_rows(
-        &self,
-        src: &Buffer,
-        idx: &Buffer,
-        row_len: usize,
-        dst: &mut Buffer,
+        &self, src: &Buffer, idx: &Buffer, row_len: usize, dst: &mut Buffer,
     ) -> Result<()> {
         check::rows("scatter_rows", idx, row_len, ("src", src), ("dst", dst))?;
         let table = ("dst", dst.len() / row_len);
@@ -183,12 +160,7 @@ where
     }
 
     fn uniform_fill(
-        &self,
-        dst: &mut Buffer,
-        seed: u64,
-        offset: u64,
-        lo: f32,
-        hi: f32,
+        &self, dst: &mut Buffer, seed: u64, offset: u64, lo: f32, hi: f32,
     ) -> Result<()> {
         let dst = f32s_mut::<K>("dst", dst)?;
         RandomKernels::uniform_fill(self, dst, seed, offset, (lo, hi))
@@ -196,12 +168,7 @@ where
 
     // ---- matmul ---------------------------------------------------------------------------
     fn gemm(
-        &self,
-        p: &Gemm,
-        a: &Buffer,
-        b: &Buffer,
-        bias: Option<&Buffer>,
-        c: &mut Buffer,
+        &self, p: &Gemm, a: &Buffer, b: &Buffer, bias: Option<&Buffer>, c: &mut Buffer,
     ) -> Result<()> {
         check::gemm(p, a.len(), b.len(), bias.map(|b| b.len()), c.len())?;
         let ab = [f32s::<K>("a", a)?, f32s::<K>("b", b)?];
@@ -210,12 +177,7 @@ where
     }
 
     fn bias_grad(
-        &self,
-        dy: &Buffer,
-        rows: usize,
-        cols: usize,
-        db: &mut Buffer,
-        accumulate: bool,
+        &self, dy: &Buffer, rows: usize, cols: usize, db: &mut Buffer, accumulate: bool,
     ) -> Result<()> {
         check::expect_len("dy", dy, rows * cols)?;
         check::expect_len("db", db, cols)?;
@@ -255,48 +217,25 @@ where
 
     // ---- norm -----------------------------------------------------------------------------
     fn layer_norm_fwd(
-        &self,
-        p: &LayerNorm,
-        x: &Buffer,
-        residual: Option<&Buffer>,
-        gamma: &Buffer,
-        beta: &Buffer,
-        y: &mut Buffer,
-        mean: &mut Buffer,
-        rstd: &mut Buffer,
-        sum_out: Option<&mut Buffer>,
+        &self, p: &LayerNorm, x: &Buffer, residual: Option<&Buffer>, gamma: &Buffer, beta: &Buffer,
+        y: &mut Buffer, mean: &mut Buffer, rstd: &mut Buffer, sum_out: Option<&mut Buffer>,
     ) -> Result<()> {
         let sums = sum_out.as_deref();
         check::layer_norm_fwd(p, x, residual, gamma, beta, y, mean, rstd, sums)?;
-        let ins = [
-            f32s::<K>("x", x)?,
-            f32s::<K>("gamma", gamma)?,
-            f32s::<K>("beta", beta)?,
-        ];
+        let ins = [f32s::<K>("x", x)?, f32s::<K>("gamma", gamma)?, f32s::<K>("beta", beta)?];
         // The check above allows a sum_out without a residual; it is then left alone.
         let residual = match (residual, sum_out) {
             (Some(r), Some(s)) => Some((f32s::<K>("residual", r)?, f32s_mut::<K>("sum_out", s)?)),
             _ => None,
         };
-        let outs = [
-            f32s_mut::<K>("y", y)?,
-            f32s_mut::<K>("mean", mean)?,
-            f32s_mut::<K>("rstd", rstd)?,
-        ];
+        let outs =
+            [f32s_mut::<K>("y", y)?, f32s_mut::<K>("mean", mean)?, f32s_mut::<K>("rstd", rstd)?];
         NormKernels::layer_norm_fwd(self, p, ins, residual, outs)
     }
 
     fn layer_norm_bwd(
-        &self,
-        p: &LayerNorm,
-        h: &Buffer,
-        dy: &Buffer,
-        gamma: &Buffer,
-        mean: &Buffer,
-        rstd: &Buffer,
-        dh: &mut Buffer,
-        dgamma: &mut Buffer,
-        dbeta: &mut Buffer,
+        &self, p: &LayerNorm, h: &Buffer, dy: &Buffer, gamma: &Buffer, mean: &Buffer,
+        rstd: &Buffer, dh: &mut Buffer, dgamma: &mut Buffer, dbeta: &mut Buffer,
         accumulate_params: bool,
     ) -> Result<()> {
         check::layer_norm_bwd(p, h, dy, gamma, mean, rstd, dh, dgamma, dbeta)?;
@@ -317,11 +256,7 @@ where
 
     // ---- attention ------------------------------------------------------------------------
     fn attention_fwd(
-        &self,
-        p: &Attention,
-        qkv: &Buffer,
-        mask: Option<&Buffer>,
-        out: &mut Buffer,
+        &self, p: &Attention, qkv: &Buffer, mask: Option<&Buffer>, out: &mut Buffer,
         lse: &mut Buffer,
     ) -> Result<()> {
         check::attention(p, qkv, mask)?;
@@ -332,35 +267,21 @@ where
     }
 
     fn attention_bwd(
-        &self,
-        p: &Attention,
-        qkv: &Buffer,
-        mask: Option<&Buffer>,
-        out: &Buffer,
-        lse: &Buffer,
-        dout: &Buffer,
-        dqkv: &mut Buffer,
+        &self, p: &Attention, qkv: &Buffer, mask: Option<&Buffer>, out: &Buffer, lse: &Buffer,
+        dout: &Buffer, dqkv: &mut Buffer,
     ) -> Result<()> {
         check::attention(p, qkv, mask)?;
         check::attention_outputs(p, &[("out", out), ("dout", dout)], lse)?;
         check::expect_len("dqkv", dqkv, qkv.len())?;
         let (qkv, mask) = (f32s::<K>("qkv", qkv)?, opt_f32s::<K>("mask", mask)?);
-        let saved = [
-            f32s::<K>("out", out)?,
-            f32s::<K>("lse", lse)?,
-            f32s::<K>("dout", dout)?,
-        ];
+        let saved = [f32s::<K>("out", out)?, f32s::<K>("lse", lse)?, f32s::<K>("dout", dout)?];
         let dqkv = f32s_mut::<K>("dqkv", dqkv)?;
         AttentionKernels::attention_bwd(self, p, qkv, mask, saved, dqkv)
     }
 
     // ---- embedding ------------------------------------------------------------------------
     fn embedding_fwd(
-        &self,
-        table: &Buffer,
-        ids: &Buffer,
-        dim: usize,
-        out: &mut Buffer,
+        &self, table: &Buffer, ids: &Buffer, dim: usize, out: &mut Buffer,
     ) -> Result<()> {
         check::rows("embedding_fwd", ids, dim, ("out", out), ("table", table))?;
         let i = self::ids::<K>("embedding_fwd", ids, ("table", table.len() / dim), false)?;
@@ -369,20 +290,9 @@ where
     }
 
     fn embedding_bwd(
-        &self,
-        dout: &Buffer,
-        ids: &Buffer,
-        dim: usize,
-        dtable: &mut Buffer,
-        accumulate: bool,
+        &self, dout: &Buffer, ids: &Buffer, dim: usize, dtable: &mut Buffer, accumulate: bool,
     ) -> Result<()> {
-        check::rows(
-            "embedding_bwd",
-            ids,
-            dim,
-            ("dout", dout),
-            ("dtable", dtable),
-        )?;
+        check::rows("embedding_bwd", ids, dim, ("dout", dout), ("dtable", dtable))?;
         let table = ("dtable", dtable.len() / dim);
         let i = self::ids::<K>("embedding_bwd", ids, table, false)?;
         let (d, t) = (f32s::<K>("dout", dout)?, f32s_mut::<K>("dtable", dtable)?);
@@ -390,12 +300,7 @@ where
     }
 
     fn fourier_fwd(
-        &self,
-        x: &Buffer,
-        freqs: &Buffer,
-        rows: usize,
-        in_dim: usize,
-        half: usize,
+        &self, x: &Buffer, freqs: &Buffer, rows: usize, in_dim: usize, half: usize,
         out: &mut Buffer,
     ) -> Result<()> {
         let dims = (rows, in_dim, half);
@@ -405,55 +310,30 @@ where
     }
 
     fn fourier_bwd(
-        &self,
-        x: &Buffer,
-        freqs: &Buffer,
-        dout: &Buffer,
-        rows: usize,
-        in_dim: usize,
-        half: usize,
-        dfreqs: &mut Buffer,
-        accumulate: bool,
+        &self, x: &Buffer, freqs: &Buffer, dout: &Buffer, rows: usize, in_dim: usize, half: usize,
+        dfreqs: &mut Buffer, accumulate: bool,
     ) -> Result<()> {
         let dims = (rows, in_dim, half);
         check::fourier(dims, x, freqs, ("dout", dout))?;
         check::expect_len("dfreqs", dfreqs, freqs.len())?;
-        let ins = [
-            f32s::<K>("x", x)?,
-            f32s::<K>("freqs", freqs)?,
-            f32s::<K>("dout", dout)?,
-        ];
+        let ins = [f32s::<K>("x", x)?, f32s::<K>("freqs", freqs)?, f32s::<K>("dout", dout)?];
         let dfreqs = f32s_mut::<K>("dfreqs", dfreqs)?;
         EmbeddingKernels::fourier_bwd(self, ins, dims, dfreqs, accumulate)
     }
 
     // ---- flow matching --------------------------------------------------------------------
     fn fm_prepare(
-        &self,
-        x0: &Buffer,
-        x1: &Buffer,
-        t: &Buffer,
-        per_sample: usize,
-        sigma_min: f32,
-        xt: &mut Buffer,
-        u: &mut Buffer,
+        &self, x0: &Buffer, x1: &Buffer, t: &Buffer, per_sample: usize, sigma_min: f32,
+        xt: &mut Buffer, u: &mut Buffer,
     ) -> Result<()> {
         check::fm_prepare(x0, x1, t, per_sample, xt, u)?;
-        let ins = [
-            f32s::<K>("x0", x0)?,
-            f32s::<K>("x1", x1)?,
-            f32s::<K>("t", t)?,
-        ];
+        let ins = [f32s::<K>("x0", x0)?, f32s::<K>("x1", x1)?, f32s::<K>("t", t)?];
         let outs = [f32s_mut::<K>("xt", xt)?, f32s_mut::<K>("u", u)?];
         FlowKernels::fm_prepare(self, ins, per_sample, sigma_min, outs)
     }
 
     fn fm_loss(
-        &self,
-        pred: &Buffer,
-        target: &Buffer,
-        mask: Option<&Buffer>,
-        loss: &mut Buffer,
+        &self, pred: &Buffer, target: &Buffer, mask: Option<&Buffer>, loss: &mut Buffer,
         dpred: &mut Buffer,
     ) -> Result<()> {
         check::fm_loss(pred, target, mask, loss, dpred)?;
@@ -465,12 +345,7 @@ where
 
     // ---- ode ------------------------------------------------------------------------------
     fn ode_stage(
-        &self,
-        x: &Buffer,
-        k: &Buffer,
-        coeffs: &[f32],
-        h: &Buffer,
-        per_sample: usize,
+        &self, x: &Buffer, k: &Buffer, coeffs: &[f32], h: &Buffer, per_sample: usize,
         out: &mut Buffer,
     ) -> Result<()> {
         check::ode_stage(x, k, coeffs.len(), h, per_sample, out)?;
@@ -480,16 +355,8 @@ where
     }
 
     fn dopri5_error(
-        &self,
-        x: &Buffer,
-        x_new: &Buffer,
-        k: &Buffer,
-        err_coeffs: &[f32],
-        h: &Buffer,
-        per_sample: usize,
-        rtol: f32,
-        atol: f32,
-        err: &mut Buffer,
+        &self, x: &Buffer, x_new: &Buffer, k: &Buffer, err_coeffs: &[f32], h: &Buffer,
+        per_sample: usize, rtol: f32, atol: f32, err: &mut Buffer,
     ) -> Result<()> {
         check::dopri5_error(x, x_new, k, err_coeffs.len(), h, per_sample, err)?;
         let ins = [
@@ -503,22 +370,12 @@ where
     }
 
     fn dopri5_accept(
-        &self,
-        x: &mut Buffer,
-        x_new: &Buffer,
-        err: &Buffer,
-        t: &mut Buffer,
-        h: &mut Buffer,
-        per_sample: usize,
-        t_end: f32,
+        &self, x: &mut Buffer, x_new: &Buffer, err: &Buffer, t: &mut Buffer, h: &mut Buffer,
+        per_sample: usize, t_end: f32,
     ) -> Result<()> {
         check::dopri5_accept(x, x_new, err, t, h, per_sample)?;
         let ins = [f32s::<K>("x_new", x_new)?, f32s::<K>("err", err)?];
-        let state = [
-            f32s_mut::<K>("x", x)?,
-            f32s_mut::<K>("t", t)?,
-            f32s_mut::<K>("h", h)?,
-        ];
+        let state = [f32s_mut::<K>("x", x)?, f32s_mut::<K>("t", t)?, f32s_mut::<K>("h", h)?];
         OdeKernels::dopri5_accept(self, ins, state, per_sample, t_end)
     }
 
@@ -530,12 +387,7 @@ where
     }
 
     fn adamw_step(
-        &self,
-        p: &AdamW,
-        param: &mut Buffer,
-        grad: &Buffer,
-        m: &mut Buffer,
-        v: &mut Buffer,
+        &self, p: &AdamW, param: &mut Buffer, grad: &Buffer, m: &mut Buffer, v: &mut Buffer,
         clip: Option<(&Buffer, f32)>,
     ) -> Result<()> {
         check::adamw(p, param, grad, m, v, clip.map(|c| c.0))?;
@@ -544,28 +396,18 @@ where
             None => None,
         };
         let grad = f32s::<K>("grad", grad)?;
-        let state = [
-            f32s_mut::<K>("param", param)?,
-            f32s_mut::<K>("m", m)?,
-            f32s_mut::<K>("v", v)?,
-        ];
+        let state =
+            [f32s_mut::<K>("param", param)?, f32s_mut::<K>("m", m)?, f32s_mut::<K>("v", v)?];
         OptimKernels::adamw_step(self, p, grad, state, clip)
     }
 
     // ---- loss and reductions --------------------------------------------------------------
     fn bce_with_logits(
-        &self,
-        logits: &Buffer,
-        targets: &Buffer,
-        loss: &mut Buffer,
-        dlogits: &mut Buffer,
+        &self, logits: &Buffer, targets: &Buffer, loss: &mut Buffer, dlogits: &mut Buffer,
     ) -> Result<()> {
         check::bce(logits, targets, loss, dlogits)?;
         let (z, y) = (f32s::<K>("logits", logits)?, f32s::<K>("targets", targets)?);
-        let outs = [
-            f32s_mut::<K>("loss", loss)?,
-            f32s_mut::<K>("dlogits", dlogits)?,
-        ];
+        let outs = [f32s_mut::<K>("loss", loss)?, f32s_mut::<K>("dlogits", dlogits)?];
         LossKernels::bce_with_logits(self, z, y, outs)
     }
 

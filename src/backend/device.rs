@@ -25,9 +25,7 @@ impl fmt::Debug for Device {
 impl Device {
     /// The CPU backend.
     pub fn cpu() -> Self {
-        Device {
-            backend: Arc::new(super::cpu::CpuBackend::new()),
-        }
+        Device { backend: Arc::new(super::cpu::CpuBackend::new()) }
     }
 
     /// Opens a backend by kind; returns it with a sentence saying why it was picked.

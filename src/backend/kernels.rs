@@ -45,11 +45,7 @@ pub trait Storage: Send + Sync {
     fn read<T: bytemuck::Pod>(&self, src: &Self::Buf) -> Result<Vec<T>>;
     /// Copies `len` elements; the ranges lie inside their buffers.
     fn copy(
-        &self,
-        src: &Self::Buf,
-        src_offset: usize,
-        dst: &mut Self::Buf,
-        dst_offset: usize,
+        &self, src: &Self::Buf, src_offset: usize, dst: &mut Self::Buf, dst_offset: usize,
         len: usize,
     ) -> Result<()>;
 }
@@ -58,47 +54,27 @@ pub trait MemoryKernels: Storage {
     fn copy_cols(&self, p: &CopyCols, src: &Self::Buf, dst: &mut Self::Buf) -> Result<()>;
     fn fill(&self, dst: &mut Self::Buf, value: f32) -> Result<()>;
     fn gather_rows(
-        &self,
-        src: &Self::Buf,
-        idx: &Self::Buf,
-        row_len: usize,
-        dst: &mut Self::Buf,
+        &self, src: &Self::Buf, idx: &Self::Buf, row_len: usize, dst: &mut Self::Buf,
     ) -> Result<()>;
     fn scatter_rows(
-        &self,
-        src: &Self::Buf,
-        idx: &Self::Buf,
-        row_len: usize,
-        dst: &mut Self::Buf,
+        &self, src: &Self::Buf, idx: &Self::Buf, row_len: usize, dst: &mut Self::Buf,
     ) -> Result<()>;
 }
 
 pub trait RandomKernels: Storage {
     fn normal_fill(&self, dst: &mut Self::Buf, seed: u64, offset: u64) -> Result<()>;
     fn uniform_fill(
-        &self,
-        dst: &mut Self::Buf,
-        seed: u64,
-        offset: u64,
-        range: (f32, f32),
+        &self, dst: &mut Self::Buf, seed: u64, offset: u64, range: (f32, f32),
     ) -> Result<()>;
 }
 
 pub trait MatmulKernels: Storage {
     fn gemm(
-        &self,
-        p: &Gemm,
-        ab: [&Self::Buf; 2],
-        bias: Option<&Self::Buf>,
-        c: &mut Self::Buf,
+        &self, p: &Gemm, ab: [&Self::Buf; 2], bias: Option<&Self::Buf>, c: &mut Self::Buf,
     ) -> Result<()>;
     /// `shape` is `(rows, cols)` of `dy`.
     fn bias_grad(
-        &self,
-        dy: &Self::Buf,
-        shape: (usize, usize),
-        db: &mut Self::Buf,
-        acc: bool,
+        &self, dy: &Self::Buf, shape: (usize, usize), db: &mut Self::Buf, acc: bool,
     ) -> Result<()>;
 }
 
@@ -115,18 +91,12 @@ pub trait ElementwiseKernels: Storage {
 pub trait NormKernels: Storage {
     /// `ins` is `[x, gamma, beta]`; `residual` is `(residual, sum_out)`.
     fn layer_norm_fwd(
-        &self,
-        p: &LayerNorm,
-        ins: [&Self::Buf; 3],
-        residual: Option<(&Self::Buf, &mut Self::Buf)>,
+        &self, p: &LayerNorm, ins: [&Self::Buf; 3], residual: Option<(&Self::Buf, &mut Self::Buf)>,
         outs: [&mut Self::Buf; 3],
     ) -> Result<()>;
     /// `ins` is `[h, dy, gamma, mean, rstd]`, `outs` is `[dh, dgamma, dbeta]`.
     fn layer_norm_bwd(
-        &self,
-        p: &LayerNorm,
-        ins: [&Self::Buf; 5],
-        outs: [&mut Self::Buf; 3],
+        &self, p: &LayerNorm, ins: [&Self::Buf; 5], outs: [&mut Self::Buf; 3],
         accumulate_params: bool,
     ) -> Result<()>;
 }
@@ -134,19 +104,11 @@ pub trait NormKernels: Storage {
 pub trait AttentionKernels: Storage {
     /// `outs` is `[out, lse]`.
     fn attention_fwd(
-        &self,
-        p: &Attention,
-        qkv: &Self::Buf,
-        mask: Option<&Self::Buf>,
-        outs: [&mut Self::Buf; 2],
+        &self, p: &Attention, qkv: &Self::Buf, mask: Option<&Self::Buf>, outs: [&mut Self::Buf; 2],
     ) -> Result<()>;
     /// `saved` is `[out, lse, dout]`.
     fn attention_bwd(
-        &self,
-        p: &Attention,
-        qkv: &Self::Buf,
-        mask: Option<&Self::Buf>,
-        saved: [&Self::Buf; 3],
+        &self, p: &Attention, qkv: &Self::Buf, mask: Option<&Self::Buf>, saved: [&Self::Buf; 3],
         dqkv: &mut Self::Buf,
     ) -> Result<()>;
 }
@@ -154,52 +116,29 @@ pub trait AttentionKernels: Storage {
 /// `dims` of the Fourier features is `(rows, in_dim, half)`.
 pub trait EmbeddingKernels: Storage {
     fn embedding_fwd(
-        &self,
-        table: &Self::Buf,
-        ids: &Self::Buf,
-        dim: usize,
-        out: &mut Self::Buf,
+        &self, table: &Self::Buf, ids: &Self::Buf, dim: usize, out: &mut Self::Buf,
     ) -> Result<()>;
     fn embedding_bwd(
-        &self,
-        dout: &Self::Buf,
-        ids: &Self::Buf,
-        dim: usize,
-        dtable: &mut Self::Buf,
-        acc: bool,
+        &self, dout: &Self::Buf, ids: &Self::Buf, dim: usize, dtable: &mut Self::Buf, acc: bool,
     ) -> Result<()>;
     /// `ins` is `[x, freqs]`.
     fn fourier_fwd(
-        &self,
-        ins: [&Self::Buf; 2],
-        dims: (usize, usize, usize),
-        out: &mut Self::Buf,
+        &self, ins: [&Self::Buf; 2], dims: (usize, usize, usize), out: &mut Self::Buf,
     ) -> Result<()>;
     /// `ins` is `[x, freqs, dout]`.
     fn fourier_bwd(
-        &self,
-        ins: [&Self::Buf; 3],
-        dims: (usize, usize, usize),
-        dfreqs: &mut Self::Buf,
-        acc: bool,
+        &self, ins: [&Self::Buf; 3], dims: (usize, usize, usize), dfreqs: &mut Self::Buf, acc: bool,
     ) -> Result<()>;
 }
 
 pub trait FlowKernels: Storage {
     /// `ins` is `[x0, x1, t]`, `outs` is `[xt, u]`.
     fn fm_prepare(
-        &self,
-        ins: [&Self::Buf; 3],
-        per_sample: usize,
-        sigma_min: f32,
-        outs: [&mut Self::Buf; 2],
+        &self, ins: [&Self::Buf; 3], per_sample: usize, sigma_min: f32, outs: [&mut Self::Buf; 2],
     ) -> Result<()>;
     /// `outs` is `[loss, dpred]`.
     fn fm_loss(
-        &self,
-        pred: &Self::Buf,
-        target: &Self::Buf,
-        mask: Option<&Self::Buf>,
+        &self, pred: &Self::Buf, target: &Self::Buf, mask: Option<&Self::Buf>,
         outs: [&mut Self::Buf; 2],
     ) -> Result<()>;
 }
@@ -207,27 +146,16 @@ pub trait FlowKernels: Storage {
 pub trait OdeKernels: Storage {
     /// `ins` is `[x, k, h]`.
     fn ode_stage(
-        &self,
-        ins: [&Self::Buf; 3],
-        coeffs: &[f32],
-        per_sample: usize,
-        out: &mut Self::Buf,
+        &self, ins: [&Self::Buf; 3], coeffs: &[f32], per_sample: usize, out: &mut Self::Buf,
     ) -> Result<()>;
     /// `ins` is `[x, x_new, k, h]`, `shape` is `(per_sample, (rtol, atol))`.
     fn dopri5_error(
-        &self,
-        ins: [&Self::Buf; 4],
-        err_coeffs: &[f32],
-        shape: (usize, (f32, f32)),
+        &self, ins: [&Self::Buf; 4], err_coeffs: &[f32], shape: (usize, (f32, f32)),
         err: &mut Self::Buf,
     ) -> Result<()>;
     /// `ins` is `[x_new, err]`, `state` is `[x, t, h]`.
     fn dopri5_accept(
-        &self,
-        ins: [&Self::Buf; 2],
-        state: [&mut Self::Buf; 3],
-        per_sample: usize,
-        t_end: f32,
+        &self, ins: [&Self::Buf; 2], state: [&mut Self::Buf; 3], per_sample: usize, t_end: f32,
     ) -> Result<()>;
 }
 
@@ -235,10 +163,7 @@ pub trait OptimKernels: Storage {
     fn sum_squares(&self, x: &Self::Buf, out: &mut Self::Buf, acc: bool) -> Result<()>;
     /// `state` is `[param, m, v]`.
     fn adamw_step(
-        &self,
-        p: &AdamW,
-        grad: &Self::Buf,
-        state: [&mut Self::Buf; 3],
+        &self, p: &AdamW, grad: &Self::Buf, state: [&mut Self::Buf; 3],
         clip: Option<(&Self::Buf, f32)>,
     ) -> Result<()>;
 }
@@ -246,10 +171,7 @@ pub trait OptimKernels: Storage {
 pub trait LossKernels: Storage {
     /// `outs` is `[loss, dlogits]`.
     fn bce_with_logits(
-        &self,
-        logits: &Self::Buf,
-        targets: &Self::Buf,
-        outs: [&mut Self::Buf; 2],
+        &self, logits: &Self::Buf, targets: &Self::Buf, outs: [&mut Self::Buf; 2],
     ) -> Result<()>;
     fn reduce_sum(&self, x: &Self::Buf, scale: f32, out: &mut Self::Buf) -> Result<()>;
 }

@@ -210,12 +210,7 @@ pub trait Backend: Send + Sync {
     fn download_u32(&self, src: &Buffer) -> Result<Vec<u32>>;
     /// `dst[dst_offset + i] = src[src_offset + i]` for `i < len` (same dtype).
     fn copy(
-        &self,
-        src: &Buffer,
-        src_offset: usize,
-        dst: &mut Buffer,
-        dst_offset: usize,
-        len: usize,
+        &self, src: &Buffer, src_offset: usize, dst: &mut Buffer, dst_offset: usize, len: usize,
     ) -> Result<()>;
     /// Block copy of columns, see [`CopyCols`].
     fn copy_cols(&self, p: &CopyCols, src: &Buffer, dst: &mut Buffer) -> Result<()>;
@@ -224,22 +219,14 @@ pub trait Backend: Send + Sync {
     /// `src` is an error where the host holds the indices (the CPU backend); a GPU kernel, which
     /// cannot report one, leaves that row of `dst` zero (reading indices back would stall it).
     fn gather_rows(
-        &self,
-        src: &Buffer,
-        idx: &Buffer,
-        row_len: usize,
-        dst: &mut Buffer,
+        &self, src: &Buffer, idx: &Buffer, row_len: usize, dst: &mut Buffer,
     ) -> Result<()>;
     /// `dst[idx[i], :] = src[i, :]`; rows not named in `idx` are left alone. Indices must be
     /// distinct (the inverse of [`Backend::gather_rows`] on a permutation or a selection). An
     /// index past `dst` or named twice is an error where the host holds the indices; a GPU
     /// kernel skips an index past `dst`.
     fn scatter_rows(
-        &self,
-        src: &Buffer,
-        idx: &Buffer,
-        row_len: usize,
-        dst: &mut Buffer,
+        &self, src: &Buffer, idx: &Buffer, row_len: usize, dst: &mut Buffer,
     ) -> Result<()>;
 
     // ---- random (Philox4x32-10) -----------------------------------------------------------
@@ -252,32 +239,17 @@ pub trait Backend: Send + Sync {
     fn normal_fill(&self, dst: &mut Buffer, seed: u64, offset: u64) -> Result<()>;
     /// Uniform numbers in `(lo, hi)`: `lo + (hi - lo) · u` with `u` as in `normal_fill`.
     fn uniform_fill(
-        &self,
-        dst: &mut Buffer,
-        seed: u64,
-        offset: u64,
-        lo: f32,
-        hi: f32,
+        &self, dst: &mut Buffer, seed: u64, offset: u64, lo: f32, hi: f32,
     ) -> Result<()>;
 
     // ---- matmul ---------------------------------------------------------------------------
     /// Batched GEMM, see [`Gemm`]. `bias` (length n) is required by the bias epilogues.
     fn gemm(
-        &self,
-        p: &Gemm,
-        a: &Buffer,
-        b: &Buffer,
-        bias: Option<&Buffer>,
-        c: &mut Buffer,
+        &self, p: &Gemm, a: &Buffer, b: &Buffer, bias: Option<&Buffer>, c: &mut Buffer,
     ) -> Result<()>;
     /// Column sums of `dy: [rows, cols]`: `db[j] = Σ_i dy[i, j]` (`+=` when `accumulate`).
     fn bias_grad(
-        &self,
-        dy: &Buffer,
-        rows: usize,
-        cols: usize,
-        db: &mut Buffer,
-        accumulate: bool,
+        &self, dy: &Buffer, rows: usize, cols: usize, db: &mut Buffer, accumulate: bool,
     ) -> Result<()>;
 
     // ---- elementwise ----------------------------------------------------------------------
@@ -298,102 +270,55 @@ pub trait Backend: Send + Sync {
     /// With a residual, `h` is also written to `sum_out` (required then), since the backward needs it.
     #[allow(clippy::too_many_arguments)]
     fn layer_norm_fwd(
-        &self,
-        p: &LayerNorm,
-        x: &Buffer,
-        residual: Option<&Buffer>,
-        gamma: &Buffer,
-        beta: &Buffer,
-        y: &mut Buffer,
-        mean: &mut Buffer,
-        rstd: &mut Buffer,
-        sum_out: Option<&mut Buffer>,
+        &self, p: &LayerNorm, x: &Buffer, residual: Option<&Buffer>, gamma: &Buffer, beta: &Buffer,
+        y: &mut Buffer, mean: &mut Buffer, rstd: &mut Buffer, sum_out: Option<&mut Buffer>,
     ) -> Result<()>;
     /// Backward of [`Backend::layer_norm_fwd`] given `h` (the normalised input), `dy`, and the saved
     /// statistics: writes `dh` (the gradient for x and for the residual alike) and the
     /// parameter gradients `dgamma`, `dbeta` (`+=` when `accumulate_params`).
     #[allow(clippy::too_many_arguments)]
     fn layer_norm_bwd(
-        &self,
-        p: &LayerNorm,
-        h: &Buffer,
-        dy: &Buffer,
-        gamma: &Buffer,
-        mean: &Buffer,
-        rstd: &Buffer,
-        dh: &mut Buffer,
-        dgamma: &mut Buffer,
-        dbeta: &mut Buffer,
+        &self, p: &LayerNorm, h: &Buffer, dy: &Buffer, gamma: &Buffer, mean: &Buffer,
+        rstd: &Buffer, dh: &mut Buffer, dgamma: &mut Buffer, dbeta: &mut Buffer,
         accumulate_params: bool,
     ) -> Result<()>;
 
     // ---- attention ------------------------------------------------------------------------
     /// Forward pass, see [`Attention`].
     fn attention_fwd(
-        &self,
-        p: &Attention,
-        qkv: &Buffer,
-        mask: Option<&Buffer>,
-        out: &mut Buffer,
+        &self, p: &Attention, qkv: &Buffer, mask: Option<&Buffer>, out: &mut Buffer,
         lse: &mut Buffer,
     ) -> Result<()>;
     /// Backward pass: writes `dqkv: [batch, tokens, 3D]` from the forward's inputs and outputs.
     #[allow(clippy::too_many_arguments)]
     fn attention_bwd(
-        &self,
-        p: &Attention,
-        qkv: &Buffer,
-        mask: Option<&Buffer>,
-        out: &Buffer,
-        lse: &Buffer,
-        dout: &Buffer,
-        dqkv: &mut Buffer,
+        &self, p: &Attention, qkv: &Buffer, mask: Option<&Buffer>, out: &Buffer, lse: &Buffer,
+        dout: &Buffer, dqkv: &mut Buffer,
     ) -> Result<()>;
 
     // ---- embedding ------------------------------------------------------------------------
     /// `out[i, :] = table[ids[i], :]`, rows of `dim`; ids past the table as in
     /// [`Backend::gather_rows`].
     fn embedding_fwd(
-        &self,
-        table: &Buffer,
-        ids: &Buffer,
-        dim: usize,
-        out: &mut Buffer,
+        &self, table: &Buffer, ids: &Buffer, dim: usize, out: &mut Buffer,
     ) -> Result<()>;
     /// `dtable[r, :] = Σ_{i: ids[i] = r} dout[i, :]` summed in order of i (deterministic, no
     /// atomics); rows no id names become 0 (`+=` when `accumulate`). An id past the table is an
     /// error where the host holds the ids; a GPU kernel skips it.
     fn embedding_bwd(
-        &self,
-        dout: &Buffer,
-        ids: &Buffer,
-        dim: usize,
-        dtable: &mut Buffer,
-        accumulate: bool,
+        &self, dout: &Buffer, ids: &Buffer, dim: usize, dtable: &mut Buffer, accumulate: bool,
     ) -> Result<()>;
     /// Fourier features of functional inputs `x: [rows, in_dim]` with trainable frequencies
     /// `freqs: [in_dim, half]`: `z = 2π · x · freqs`, `out = [sin z, cos z]` (`[rows, 2·half]`).
     fn fourier_fwd(
-        &self,
-        x: &Buffer,
-        freqs: &Buffer,
-        rows: usize,
-        in_dim: usize,
-        half: usize,
+        &self, x: &Buffer, freqs: &Buffer, rows: usize, in_dim: usize, half: usize,
         out: &mut Buffer,
     ) -> Result<()>;
     /// Gradient of the frequencies (`+=` when `accumulate`); the inputs are data and get none.
     #[allow(clippy::too_many_arguments)]
     fn fourier_bwd(
-        &self,
-        x: &Buffer,
-        freqs: &Buffer,
-        dout: &Buffer,
-        rows: usize,
-        in_dim: usize,
-        half: usize,
-        dfreqs: &mut Buffer,
-        accumulate: bool,
+        &self, x: &Buffer, freqs: &Buffer, dout: &Buffer, rows: usize, in_dim: usize, half: usize,
+        dfreqs: &mut Buffer, accumulate: bool,
     ) -> Result<()>;
 
     // ---- flow matching --------------------------------------------------------------------
@@ -401,24 +326,14 @@ pub trait Backend: Send + Sync {
     /// `xt = (1 - (1 - sigma_min) t) x0 + t x1` and the target `u = x1 - (1 - sigma_min) x0`.
     #[allow(clippy::too_many_arguments)]
     fn fm_prepare(
-        &self,
-        x0: &Buffer,
-        x1: &Buffer,
-        t: &Buffer,
-        per_sample: usize,
-        sigma_min: f32,
-        xt: &mut Buffer,
-        u: &mut Buffer,
+        &self, x0: &Buffer, x1: &Buffer, t: &Buffer, per_sample: usize, sigma_min: f32,
+        xt: &mut Buffer, u: &mut Buffer,
     ) -> Result<()>;
     /// Masked mean squared error `loss[0] = Σ m (pred - target)² / max(Σ m, 1)` and its gradient
     /// `dpred = 2 m (pred - target) / max(Σ m, 1)`, in one pass. No mask means all ones.
     /// This is the flow-matching loss (target = u) and the tape's MSE.
     fn fm_loss(
-        &self,
-        pred: &Buffer,
-        target: &Buffer,
-        mask: Option<&Buffer>,
-        loss: &mut Buffer,
+        &self, pred: &Buffer, target: &Buffer, mask: Option<&Buffer>, loss: &mut Buffer,
         dpred: &mut Buffer,
     ) -> Result<()>;
 
@@ -429,12 +344,7 @@ pub trait Backend: Send + Sync {
     /// stages); `h` is the per-sample step (`[n / per_sample]`). Euler, every RK4 stage and the
     /// RK4 combination, and every Dopri5 stage are calls of this kernel.
     fn ode_stage(
-        &self,
-        x: &Buffer,
-        k: &Buffer,
-        coeffs: &[f32],
-        h: &Buffer,
-        per_sample: usize,
+        &self, x: &Buffer, k: &Buffer, coeffs: &[f32], h: &Buffer, per_sample: usize,
         out: &mut Buffer,
     ) -> Result<()>;
     /// Dopri5 per-sample error norm: `e_i = h_s · Σ_j err_coeffs[j] · k[j, i]`,
@@ -442,30 +352,16 @@ pub trait Backend: Send + Sync {
     /// elements.
     #[allow(clippy::too_many_arguments)]
     fn dopri5_error(
-        &self,
-        x: &Buffer,
-        x_new: &Buffer,
-        k: &Buffer,
-        err_coeffs: &[f32],
-        h: &Buffer,
-        per_sample: usize,
-        rtol: f32,
-        atol: f32,
-        err: &mut Buffer,
+        &self, x: &Buffer, x_new: &Buffer, k: &Buffer, err_coeffs: &[f32], h: &Buffer,
+        per_sample: usize, rtol: f32, atol: f32, err: &mut Buffer,
     ) -> Result<()>;
     /// Dopri5 step control per sample, on the device: where `err[s] <= 1` the step is accepted
     /// (`x = x_new`, `t += h`); every sample then gets `h = h · clamp(0.9 · err^(-1/5), 0.2, 10)`
     /// limited to `t_end - t` (0 once finished).
     #[allow(clippy::too_many_arguments)]
     fn dopri5_accept(
-        &self,
-        x: &mut Buffer,
-        x_new: &Buffer,
-        err: &Buffer,
-        t: &mut Buffer,
-        h: &mut Buffer,
-        per_sample: usize,
-        t_end: f32,
+        &self, x: &mut Buffer, x_new: &Buffer, err: &Buffer, t: &mut Buffer, h: &mut Buffer,
+        per_sample: usize, t_end: f32,
     ) -> Result<()>;
 
     // ---- optimiser ------------------------------------------------------------------------
@@ -476,12 +372,7 @@ pub trait Backend: Send + Sync {
     /// Some((norm_sq, max_norm))` the gradient is first scaled by `min(1, max_norm / sqrt(norm_sq[0]))`.
     #[allow(clippy::too_many_arguments)]
     fn adamw_step(
-        &self,
-        p: &AdamW,
-        param: &mut Buffer,
-        grad: &Buffer,
-        m: &mut Buffer,
-        v: &mut Buffer,
+        &self, p: &AdamW, param: &mut Buffer, grad: &Buffer, m: &mut Buffer, v: &mut Buffer,
         clip: Option<(&Buffer, f32)>,
     ) -> Result<()>;
 
@@ -489,11 +380,7 @@ pub trait Backend: Send + Sync {
     /// Mean binary cross-entropy with logits, stable form, and its gradient:
     /// `loss[0] = mean(max(z,0) - z·y + ln(1 + e^-|z|))`, `dz = (σ(z) - y) / n`.
     fn bce_with_logits(
-        &self,
-        logits: &Buffer,
-        targets: &Buffer,
-        loss: &mut Buffer,
-        dlogits: &mut Buffer,
+        &self, logits: &Buffer, targets: &Buffer, loss: &mut Buffer, dlogits: &mut Buffer,
     ) -> Result<()>;
     /// `out[0] = scale · Σ x` (fixed order): sum with scale 1, mean with scale 1/n.
     fn reduce_sum(&self, x: &Buffer, scale: f32, out: &mut Buffer) -> Result<()>;

@@ -77,19 +77,11 @@ pub fn probe() -> Vec<BackendReport> {
 /// there); it takes well under a second and `info` runs once.
 fn probe_cuda() -> BackendReport {
     let (device, reason) = match open_cuda() {
-        Ok(b) => (
-            Some(b.device_name()),
-            "an NVIDIA GPU with this binary's kernels".into(),
-        ),
+        Ok(b) => (Some(b.device_name()), "an NVIDIA GPU with this binary's kernels".into()),
         Err(Error::BackendUnavailable { reason, .. }) => (None, reason),
         Err(e) => (None, e.to_string()),
     };
-    BackendReport {
-        name: "cuda".into(),
-        available: device.is_some(),
-        device,
-        reason,
-    }
+    BackendReport { name: "cuda".into(), available: device.is_some(), device, reason }
 }
 
 #[cfg(feature = "cuda")]
@@ -123,12 +115,7 @@ fn wgpu_report() -> BackendReport {
             "only a CPU-type adapter: used when the wgpu backend is asked for, never picked by auto".to_string(),
         ),
     };
-    BackendReport {
-        name: "wgpu".into(),
-        available: device.is_some(),
-        device,
-        reason,
-    }
+    BackendReport { name: "wgpu".into(), available: device.is_some(), device, reason }
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -151,10 +138,7 @@ fn open_wgpu(allow_cpu: bool) -> Result<Arc<dyn Backend>> {
 
 #[cfg(not(feature = "wgpu"))]
 fn open_wgpu(_allow_cpu: bool) -> Result<Arc<dyn Backend>> {
-    Err(Error::BackendUnavailable {
-        name: "wgpu".into(),
-        reason: wgpu_report().reason,
-    })
+    Err(Error::BackendUnavailable { name: "wgpu".into(), reason: wgpu_report().reason })
 }
 
 /// Whether this binary embeds compiled CUDA kernels.
@@ -186,11 +170,8 @@ pub fn select(kind: BackendKind) -> Result<(Arc<dyn Backend>, String)> {
             };
             match open_wgpu(false) {
                 Ok(b) => {
-                    let why = format!(
-                        "wgpu: auto picked the GPU {} (cuda: {})",
-                        b.device_name(),
-                        cuda
-                    );
+                    let why =
+                        format!("wgpu: auto picked the GPU {} (cuda: {})", b.device_name(), cuda);
                     Ok((b, why))
                 }
                 Err(e) => Ok((
@@ -217,9 +198,9 @@ pub fn select(kind: BackendKind) -> Result<(Arc<dyn Backend>, String)> {
 /// Reads `TFMPE_BACKEND`, defaulting to `auto`; a bad value is an error naming the variable.
 pub fn kind_from_env() -> Result<BackendKind> {
     match std::env::var("TFMPE_BACKEND") {
-        Ok(v) if !v.trim().is_empty() => v
-            .parse()
-            .map_err(|e: Error| Error::Invalid(format!("TFMPE_BACKEND: {e}"))),
+        Ok(v) if !v.trim().is_empty() => {
+            v.parse().map_err(|e: Error| Error::Invalid(format!("TFMPE_BACKEND: {e}")))
+        }
         _ => Ok(BackendKind::Auto),
     }
 }

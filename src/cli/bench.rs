@@ -162,12 +162,9 @@ pub fn run(w: Workload) -> Result<()> {
     let out = match w {
         Workload::Attention(a) => attention(a)?,
         Workload::TrainStep(c) => on_network(&c, |dev, task| train_step(dev, task, &c))?,
-        Workload::Sample {
-            common: c,
-            n,
-            solver,
-            steps,
-        } => on_network(&c, |dev, task| sample(dev, task, &c, n, &solver, steps))?,
+        Workload::Sample { common: c, n, solver, steps } => {
+            on_network(&c, |dev, task| sample(dev, task, &c, n, &solver, steps))?
+        }
     };
     println!("{out}");
     Ok(())
@@ -176,8 +173,7 @@ pub fn run(w: Workload) -> Result<()> {
 /// Opens the device and task of `c`, runs `body`, and adds what describes the run (backend,
 /// device, task, tokens, network configuration) to its JSON object.
 fn on_network(
-    c: &Common,
-    body: impl FnOnce(&Device, &dyn HierarchicalModel) -> Result<serde_json::Value>,
+    c: &Common, body: impl FnOnce(&Device, &dyn HierarchicalModel) -> Result<serde_json::Value>,
 ) -> Result<serde_json::Value> {
     let task = task_by_name(&c.task)?;
     let (dev, why) = Device::open(c.backend)?;
@@ -211,27 +207,18 @@ fn train_step(dev: &Device, task: &dyn HierarchicalModel, c: &Common) -> Result<
     run_steps(5)?;
     let spr = c.steps_per_repeat;
     let rates = rates(c.repeats, spr as f64, || run_steps(spr))?;
-    Ok(
-        json!({ "workload": "W1", "batch": c.batch, "steps_per_repeat": c.steps_per_repeat,
-                "steps_per_s": median(&rates), "steps_per_s_all": rates }),
-    )
+    Ok(json!({ "workload": "W1", "batch": c.batch, "steps_per_repeat": c.steps_per_repeat,
+                "steps_per_s": median(&rates), "steps_per_s_all": rates }))
 }
 
 fn sample(
-    dev: &Device,
-    task: &dyn HierarchicalModel,
-    c: &Common,
-    n: usize,
-    solver: &str,
-    steps: usize,
+    dev: &Device, task: &dyn HierarchicalModel, c: &Common, n: usize, solver: &str, steps: usize,
 ) -> Result<serde_json::Value> {
     let s = Solver::from_name(solver, steps)?;
     let mut w2 = Sampling::new(dev, task, c.sites, c.batch)?;
     let mut solve = || w2.sample(dev, n, s);
     solve()?;
     let rates = rates(c.repeats.min(3), n as f64, solve)?;
-    Ok(
-        json!({ "workload": "W2", "solver": s, "n_samples": n, "chunk": workloads::SAMPLE_CHUNK,
-               "samples_per_s": median(&rates), "samples_per_s_all": rates, "note": "untrained weights" }),
-    )
+    Ok(json!({ "workload": "W2", "solver": s, "n_samples": n, "chunk": workloads::SAMPLE_CHUNK,
+               "samples_per_s": median(&rates), "samples_per_s_all": rates, "note": "untrained weights" }))
 }

@@ -32,18 +32,11 @@ pub fn run(args: InfoArgs) -> Result<()> {
     } else {
         println!("tfmpe {}", env!("CARGO_PKG_VERSION"));
         for r in &reports {
-            let state = if r.available {
-                "available"
-            } else {
-                "unavailable"
-            };
+            let state = if r.available { "available" } else { "unavailable" };
             let dev = r.device.as_deref().unwrap_or("-");
             println!("  {:<5} {:<11} {:<24} {}", r.name, state, dev, r.reason);
         }
-        println!(
-            "  cuda kernels embedded: {}",
-            if CUDA_KERNELS { "yes" } else { "no" }
-        );
+        println!("  cuda kernels embedded: {}", if CUDA_KERNELS { "yes" } else { "no" });
         println!("selected: {why}");
     }
     Ok(())

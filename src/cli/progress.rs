@@ -13,10 +13,7 @@ pub struct Bars {
 
 impl Bars {
     pub fn new() -> Bars {
-        Bars {
-            on: std::io::stderr().is_terminal(),
-            bar: Mutex::new(None),
-        }
+        Bars { on: std::io::stderr().is_terminal(), bar: Mutex::new(None) }
     }
 
     fn update(&self, key: &str, total: usize, pos: usize, msg: String) {

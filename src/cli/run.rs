@@ -81,9 +81,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     super::check_samples(args.samples)?;
     let observation = match &args.observation {
         Some(path) => Observation::Given(read_observation(path, &*task, Some(args.sites))?.0),
-        None => Observation::Prior {
-            obs_seed: args.obs_seed,
-        },
+        None => Observation::Prior { obs_seed: args.obs_seed },
     };
     let (device, why) = Device::open(args.backend)?;
     eprintln!("tfmpe: backend {why}");
@@ -102,13 +100,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         calibration: args.calibration,
         ..EvalConfig::new(solver, args.seed)
     });
-    let spec = RunSpec {
-        config,
-        observation,
-        samples: args.samples,
-        solver,
-        evaluation,
-    };
+    let spec = RunSpec { config, observation, samples: args.samples, solver, evaluation };
     let bars = Bars::new();
     let folder = RunFolder::new(&args.out);
     let report = folder.run(&device, &why, &*task, &spec, &bars)?;

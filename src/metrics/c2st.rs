@@ -105,10 +105,7 @@ where
 /// Checks one sample set and returns its dimension. Each class needs two rows per fold, so
 /// that every training fold keeps at least one row per class for fitting and one for validation.
 fn check_samples<S: AsRef<[f64]>>(
-    name: &str,
-    rows: &[S],
-    dim: Option<usize>,
-    folds: usize,
+    name: &str, rows: &[S], dim: Option<usize>, folds: usize,
 ) -> Result<usize> {
     let invalid = |msg: String| Err(Error::Invalid(format!("c2st: {name} {msg}")));
     let Some(first) = rows.first() else {
@@ -154,11 +151,7 @@ struct Rows {
 
 impl Rows {
     fn with_capacity(dim: usize, rows: usize) -> Self {
-        Rows {
-            dim,
-            x: Vec::with_capacity(rows * dim),
-            y: Vec::with_capacity(rows),
-        }
+        Rows { dim, x: Vec::with_capacity(rows * dim), y: Vec::with_capacity(rows) }
     }
 
     fn len(&self) -> usize {
@@ -166,8 +159,7 @@ impl Rows {
     }
 
     fn push_from(&mut self, src: &Rows, i: usize) {
-        self.x
-            .extend_from_slice(&src.x[i * self.dim..(i + 1) * self.dim]);
+        self.x.extend_from_slice(&src.x[i * self.dim..(i + 1) * self.dim]);
         self.y.push(src.y[i]);
     }
 
@@ -188,21 +180,13 @@ impl Rows {
         }
         let scale: Vec<f64> = var
             .iter()
-            .map(|&v| {
-                if v > 0.0 {
-                    (v / (m - 1.0)).sqrt().recip()
-                } else {
-                    1.0
-                }
-            })
+            .map(|&v| if v > 0.0 { (v / (m - 1.0)).sqrt().recip() } else { 1.0 })
             .collect();
         let mut rows = Rows::with_capacity(dim, p.len() + q.len());
         let labelled = p.iter().map(|r| (r.as_ref(), 0.0));
         for (row, label) in labelled.chain(q.iter().map(|r| (r.as_ref(), 1.0))) {
             rows.x.extend(
-                row.iter()
-                    .zip(mean.iter().zip(&scale))
-                    .map(|(v, (mu, s))| ((v - mu) * s) as f32),
+                row.iter().zip(mean.iter().zip(&scale)).map(|(v, (mu, s))| ((v - mu) * s) as f32),
             );
             rows.y.push(label);
         }
@@ -226,11 +210,7 @@ fn stratified_folds(n: usize, m: usize, folds: usize, rng: &mut StdRng) -> Vec<u
 
 /// Held-out accuracy of a classifier trained on every fold but `k`.
 fn fold_accuracy(
-    device: &Device,
-    data: &Rows,
-    fold_of: &[usize],
-    k: usize,
-    cfg: &C2stConfig,
+    device: &Device, data: &Rows, fold_of: &[usize], k: usize, cfg: &C2stConfig,
 ) -> Result<f64> {
     let mut rng = stream_rng(cfg.seed, k as u64 + 1);
     let mut test = Rows::with_capacity(data.dim, data.len() / cfg.folds + 2);
@@ -263,23 +243,13 @@ fn fold_accuracy(
 
 /// Trains an MLP on `fit`, keeping the weights of the epoch with the best accuracy on `val`.
 fn train_classifier(
-    device: &Device,
-    fit: &Rows,
-    val: &Rows,
-    cfg: &C2stConfig,
-    rng: &mut StdRng,
+    device: &Device, fit: &Rows, val: &Rows, cfg: &C2stConfig, rng: &mut StdRng,
 ) -> Result<(Tape, Mlp)> {
     let dim = fit.dim;
     let hidden = cfg.hidden_multiplier * dim;
     let mut store = ParamStore::new(device);
     let mlp = Mlp::new(&mut store, dim, hidden, rng)?;
-    let mut opt = AdamW::new(
-        &store,
-        AdamWConfig {
-            lr: cfg.lr,
-            ..AdamWConfig::default()
-        },
-    )?;
+    let mut opt = AdamW::new(&store, AdamWConfig { lr: cfg.lr, ..AdamWConfig::default() })?;
     let mut tape = Tape::new(store);
 
     let batch = cfg.batch_size.min(fit.len());
@@ -324,10 +294,7 @@ fn train_classifier(
 
 /// Host copies of every parameter, by name.
 fn snapshot(params: &ParamStore) -> Result<Vec<(String, Vec<f32>)>> {
-    params
-        .iter()
-        .map(|p| Ok((p.name.to_string(), params.to_vec(p.id)?)))
-        .collect()
+    params.iter().map(|p| Ok((p.name.to_string(), params.to_vec(p.id)?))).collect()
 }
 
 /// Share of `set` that the classifier labels correctly (logit > 0 means "reference").
@@ -339,11 +306,7 @@ fn accuracy(tape: &mut Tape, mlp: &Mlp, set: &Rows) -> Result<f64> {
     let logits = tape.to_vec(logits)?;
     tape.reset();
     tape.set_inference(false)?;
-    let correct = logits
-        .iter()
-        .zip(&set.y)
-        .filter(|(z, y)| (**z > 0.0) == (**y > 0.5))
-        .count();
+    let correct = logits.iter().zip(&set.y).filter(|(z, y)| (**z > 0.0) == (**y > 0.5)).count();
     Ok(correct as f64 / set.len() as f64)
 }
 
@@ -381,11 +344,7 @@ impl Mlp {
 /// variance in the first layer, zero biases) scored about 0.01 lower than sklearn on shifted
 /// Gaussians at n = 300; with this start the scores agree to within their noise.
 fn glorot_linear(
-    store: &mut ParamStore,
-    name: &str,
-    fan_in: usize,
-    fan_out: usize,
-    rng: &mut StdRng,
+    store: &mut ParamStore, name: &str, fan_in: usize, fan_out: usize, rng: &mut StdRng,
 ) -> Result<Linear> {
     let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
     let mut draw =

@@ -36,9 +36,7 @@ impl Sbc {
 /// Checks that `truths[i]` (one parameter vector per data set) and `draws[i]` (that data set's
 /// posterior draws) agree in count and length; returns (data sets, draws per set, dimension).
 pub(super) fn check_shapes(
-    what: &str,
-    truths: &[Vec<f64>],
-    draws: &[Vec<Vec<f64>>],
+    what: &str, truths: &[Vec<f64>], draws: &[Vec<Vec<f64>>],
 ) -> Result<(usize, usize, usize)> {
     let (n, d) = (truths.len(), truths.first().map_or(0, Vec::len));
     let l = draws.first().map_or(0, Vec::len);
@@ -50,10 +48,7 @@ pub(super) fn check_shapes(
         ));
     }
     if draws.len() != n {
-        return bad(format!(
-            "{n} true parameter vectors but {} draw sets",
-            draws.len()
-        ));
+        return bad(format!("{n} true parameter vectors but {} draw sets", draws.len()));
     }
     for (i, (t, set)) in truths.iter().zip(draws).enumerate() {
         if t.len() != d || set.len() != l || set.iter().any(|x| x.len() != d) {
@@ -93,9 +88,5 @@ pub fn sbc(truths: &[Vec<f64>], draws: &[Vec<Vec<f64>>]) -> Result<Sbc> {
             ks_uniform(&u).1
         })
         .collect();
-    Ok(Sbc {
-        draws: l,
-        ranks,
-        ks_p,
-    })
+    Ok(Sbc { draws: l, ranks, ks_p })
 }

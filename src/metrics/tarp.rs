@@ -61,10 +61,7 @@ pub fn tarp(truths: &[Vec<f64>], draws: &[Vec<Vec<f64>>]) -> Result<Tarp> {
             sd[p] += (t[p] - mean[p]).powi(2) / n as f64;
         }
     }
-    let scale: Vec<f64> = sd
-        .iter()
-        .map(|v| if *v > 0.0 { 1.0 / v.sqrt() } else { 1.0 })
-        .collect();
+    let scale: Vec<f64> = sd.iter().map(|v| if *v > 0.0 { 1.0 / v.sqrt() } else { 1.0 }).collect();
     let norm = |x: &[f64], p: usize| (x[p] - mean[p]) * scale[p];
     let (mut lo, mut hi) = (vec![f64::INFINITY; d], vec![f64::NEG_INFINITY; d]);
     for t in truths {
@@ -78,9 +75,8 @@ pub fn tarp(truths: &[Vec<f64>], draws: &[Vec<Vec<f64>>]) -> Result<Tarp> {
         .iter()
         .zip(draws)
         .map(|(t, set)| {
-            let r: Vec<f64> = (0..d)
-                .map(|p| lo[p] + (hi[p] - lo[p]) * rng.random::<f64>())
-                .collect();
+            let r: Vec<f64> =
+                (0..d).map(|p| lo[p] + (hi[p] - lo[p]) * rng.random::<f64>()).collect();
             let dist = |x: &[f64]| (0..d).map(|p| (norm(x, p) - r[p]).powi(2)).sum::<f64>();
             let own = dist(t);
             let closer = set.iter().filter(|x| dist(x) < own).count();
@@ -88,9 +84,5 @@ pub fn tarp(truths: &[Vec<f64>], draws: &[Vec<Vec<f64>>]) -> Result<Tarp> {
         })
         .collect();
     let (ks_statistic, ks_p) = ks_uniform(&coverage);
-    Ok(Tarp {
-        coverage,
-        ks_statistic,
-        ks_p,
-    })
+    Ok(Tarp { coverage, ks_statistic, ks_p })
 }

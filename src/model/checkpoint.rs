@@ -30,11 +30,8 @@ pub fn save<C: Serialize>(dir: &Path, config: &C, params: &ParamStore) -> Result
     let backend = params.device().backend();
     let mut data = Vec::with_capacity(params.len());
     for p in params.iter() {
-        let bytes: Vec<u8> = backend
-            .download_f32(p.value)?
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
+        let bytes: Vec<u8> =
+            backend.download_f32(p.value)?.iter().flat_map(|v| v.to_le_bytes()).collect();
         data.push((p.name.to_string(), p.shape.to_vec(), bytes));
     }
     let views = data
@@ -71,15 +68,9 @@ pub fn load_config<C: DeserializeOwned>(dir: &Path) -> Result<C> {
     let mut value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| invalid(dir, format!("{CONFIG_FILE} is not valid JSON ({e})")))?;
     if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-        return Err(invalid(
-            dir,
-            format!("{CONFIG_FILE} is not a tfmpe checkpoint"),
-        ));
+        return Err(invalid(dir, format!("{CONFIG_FILE} is not a tfmpe checkpoint")));
     }
-    let version = value
-        .get("crate_version")
-        .and_then(|v| v.as_str())
-        .unwrap_or("unknown");
+    let version = value.get("crate_version").and_then(|v| v.as_str()).unwrap_or("unknown");
     if !compatible(version, env!("CARGO_PKG_VERSION")) {
         return Err(invalid(
             dir,
@@ -90,10 +81,7 @@ pub fn load_config<C: DeserializeOwned>(dir: &Path) -> Result<C> {
         ));
     }
     serde_json::from_value(value["model"].take()).map_err(|e| {
-        invalid(
-            dir,
-            format!("{CONFIG_FILE} does not describe a model this version knows ({e})"),
-        )
+        invalid(dir, format!("{CONFIG_FILE} does not describe a model this version knows ({e})"))
     })
 }
 
@@ -118,10 +106,8 @@ pub fn load_params(dir: &Path, params: &mut ParamStore) -> Result<()> {
         fs::read(&path).map_err(|e| invalid(dir, format!("cannot read {WEIGHTS_FILE} ({e})")))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| invalid(dir, format!("{WEIGHTS_FILE} is corrupt or truncated ({e})")))?;
-    let names: Vec<(String, Vec<usize>)> = params
-        .iter()
-        .map(|p| (p.name.to_string(), p.shape.to_vec()))
-        .collect();
+    let names: Vec<(String, Vec<usize>)> =
+        params.iter().map(|p| (p.name.to_string(), p.shape.to_vec())).collect();
     if st.len() != names.len() {
         return Err(invalid(
             dir,
@@ -172,12 +158,7 @@ mod tests {
 
     fn store(dev: &Device, scale: f32) -> ParamStore {
         let mut p = ParamStore::new(dev);
-        p.add(
-            "a.weight",
-            &[2, 3],
-            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0].map(|v| v * scale),
-        )
-        .unwrap();
+        p.add("a.weight", &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0].map(|v| v * scale)).unwrap();
         p.add("a.bias", &[3], &[0.5, -0.5, 0.25]).unwrap();
         p
     }
@@ -194,10 +175,7 @@ mod tests {
         let mut fresh = store(&dev, 0.0);
         load_params(&dir, &mut fresh).unwrap();
         let id = fresh.id("a.weight").unwrap();
-        assert_eq!(
-            fresh.to_vec(id).unwrap(),
-            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-        );
+        assert_eq!(fresh.to_vec(id).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(load_config::<Cfg>(&dir).unwrap(), Cfg { width: 7 });
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -210,9 +188,7 @@ mod tests {
         let w = dir.join(WEIGHTS_FILE);
         let bytes = fs::read(&w).unwrap();
         fs::write(&w, &bytes[..bytes.len() - 5]).unwrap();
-        let e = load_params(&dir, &mut store(&dev, 0.0))
-            .unwrap_err()
-            .to_string();
+        let e = load_params(&dir, &mut store(&dev, 0.0)).unwrap_err().to_string();
         assert!(e.contains("corrupt or truncated"), "{e}");
 
         fs::write(&w, &bytes).unwrap();
@@ -234,15 +210,9 @@ mod tests {
         let e = load_config::<Cfg>(&dir).unwrap_err().to_string();
         assert!(e.contains("written by tfmpe 99.0.0"), "{e}");
         fs::write(&c, "{").unwrap();
-        assert!(load_config::<Cfg>(&dir)
-            .unwrap_err()
-            .to_string()
-            .contains("not valid JSON"));
+        assert!(load_config::<Cfg>(&dir).unwrap_err().to_string().contains("not valid JSON"));
         fs::remove_dir_all(&dir).unwrap();
-        assert!(load_config::<Cfg>(&dir)
-            .unwrap_err()
-            .to_string()
-            .contains("cannot read"));
+        assert!(load_config::<Cfg>(&dir).unwrap_err().to_string().contains("cannot read"));
     }
 
     #[test]

@@ -25,37 +25,18 @@ fn stream_key(seed: u64, stream: u64) -> u64 {
 /// times t are drawn on the device from `(seed, draw)`, where `draw` numbers the batches so
 /// that no two batches share noise.
 pub fn fm_loss(
-    tape: &mut Tape,
-    model: &Tfmpe,
-    tok: &DeviceTokens,
-    cond: &Buffer,
-    x1: &Buffer,
-    seed: u64,
+    tape: &mut Tape, model: &Tfmpe, tok: &DeviceTokens, cond: &Buffer, x1: &Buffer, seed: u64,
     draw: u64,
 ) -> Result<Var> {
     let (b, m) = (tok.batch, tok.n_target);
     // Four numbers per Philox block: offsets in blocks, rounded up.
-    let x0 = tape.randn(
-        &[b, m],
-        stream_key(seed, 1),
-        draw * (b * m).div_ceil(4) as u64,
-    )?;
-    let t = tape.rand_uniform(
-        &[b],
-        stream_key(seed, 2),
-        draw * b.div_ceil(4) as u64,
-        0.0,
-        1.0,
-    )?;
+    let x0 = tape.randn(&[b, m], stream_key(seed, 1), draw * (b * m).div_ceil(4) as u64)?;
+    let t = tape.rand_uniform(&[b], stream_key(seed, 2), draw * b.div_ceil(4) as u64, 0.0, 1.0)?;
     let x1 = tape.input_copy(x1, &[b, m])?;
     let (xt, u) = tape.fm_prepare(x0, x1, t, SIGMA_MIN)?;
     let cond = tape.input_copy(cond, &[b, tok.n_cond])?;
     let v = model.velocity(tape, tok, cond, xt, t)?;
-    let mask = tok
-        .target_mask
-        .as_ref()
-        .map(|mk| tape.input_copy(mk, &[b * m, 1]))
-        .transpose()?;
+    let mask = tok.target_mask.as_ref().map(|mk| tape.input_copy(mk, &[b * m, 1])).transpose()?;
     let u = tape.reshape(u, &[b * m, 1])?;
     tape.mse(v, u, mask)
 }

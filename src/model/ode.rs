@@ -27,32 +27,22 @@ pub enum Solver {
     /// Fixed-step classic Runge–Kutta of order 4.
     Rk4 { steps: usize },
     /// Dormand–Prince 5(4) with per-sample adaptive steps.
-    Dopri5 {
-        rtol: f32,
-        atol: f32,
-        max_iters: usize,
-    },
+    Dopri5 { rtol: f32, atol: f32, max_iters: usize },
 }
 
 impl Solver {
     /// Parses `euler`, `rk4` or `dopri5`; `steps` applies to the fixed-step solvers.
     pub fn from_name(name: &str, steps: usize) -> Result<Solver> {
         if steps == 0 {
-            return Err(Error::Invalid(
-                "a fixed-step solver needs `steps` of at least 1".into(),
-            ));
+            return Err(Error::Invalid("a fixed-step solver needs `steps` of at least 1".into()));
         }
         match name {
             "euler" => Ok(Solver::Euler { steps }),
             "rk4" => Ok(Solver::Rk4 { steps }),
-            "dopri5" => Ok(Solver::Dopri5 {
-                rtol: 1e-5,
-                atol: 1e-5,
-                max_iters: 4096,
-            }),
-            other => Err(Error::Invalid(format!(
-                "unknown solver `{other}`: use euler, rk4 or dopri5"
-            ))),
+            "dopri5" => Ok(Solver::Dopri5 { rtol: 1e-5, atol: 1e-5, max_iters: 4096 }),
+            other => {
+                Err(Error::Invalid(format!("unknown solver `{other}`: use euler, rk4 or dopri5")))
+            }
         }
     }
 }
@@ -74,37 +64,12 @@ const DP_A: [&[f32]; 7] = [
     &[1.0 / 5.0],
     &[3.0 / 40.0, 9.0 / 40.0],
     &[44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0],
-    &[
-        19372.0 / 6561.0,
-        -25360.0 / 2187.0,
-        64448.0 / 6561.0,
-        -212.0 / 729.0,
-    ],
-    &[
-        9017.0 / 3168.0,
-        -355.0 / 33.0,
-        46732.0 / 5247.0,
-        49.0 / 176.0,
-        -5103.0 / 18656.0,
-    ],
-    &[
-        35.0 / 384.0,
-        0.0,
-        500.0 / 1113.0,
-        125.0 / 192.0,
-        -2187.0 / 6784.0,
-        11.0 / 84.0,
-    ],
+    &[19372.0 / 6561.0, -25360.0 / 2187.0, 64448.0 / 6561.0, -212.0 / 729.0],
+    &[9017.0 / 3168.0, -355.0 / 33.0, 46732.0 / 5247.0, 49.0 / 176.0, -5103.0 / 18656.0],
+    &[35.0 / 384.0, 0.0, 500.0 / 1113.0, 125.0 / 192.0, -2187.0 / 6784.0, 11.0 / 84.0],
 ];
-const DP_B: [f32; 7] = [
-    35.0 / 384.0,
-    0.0,
-    500.0 / 1113.0,
-    125.0 / 192.0,
-    -2187.0 / 6784.0,
-    11.0 / 84.0,
-    0.0,
-];
+const DP_B: [f32; 7] =
+    [35.0 / 384.0, 0.0, 500.0 / 1113.0, 125.0 / 192.0, -2187.0 / 6784.0, 11.0 / 84.0, 0.0];
 const DP_E: [f32; 7] = [
     71.0 / 57600.0,
     0.0,
@@ -161,11 +126,7 @@ impl OdeWorkspace {
 
     /// Evaluates the field at (`stage_x` or `x`, `stage_t`) into stage slot `j` of `k`.
     fn eval_into(
-        &mut self,
-        dev: &Device,
-        field: &mut dyn VectorField,
-        x: Option<&Buffer>,
-        j: usize,
+        &mut self, dev: &Device, field: &mut dyn VectorField, x: Option<&Buffer>, j: usize,
     ) -> Result<()> {
         let xs = x.unwrap_or(&self.stage_x);
         field.eval(dev, xs, &self.stage_t, &mut self.v)?;
@@ -176,10 +137,7 @@ impl OdeWorkspace {
 
 /// Integrates `x` (initial noise, `[samples · per_sample]`) from t = 0 to 1 in place.
 pub fn solve(
-    dev: &Device,
-    field: &mut dyn VectorField,
-    solver: Solver,
-    x: &mut Buffer,
+    dev: &Device, field: &mut dyn VectorField, solver: Solver, x: &mut Buffer,
     ws: &mut OdeWorkspace,
 ) -> Result<OdeStats> {
     if field.per_sample() != ws.per_sample || x.len() != ws.n() {
@@ -194,20 +152,14 @@ pub fn solve(
     match solver {
         Solver::Euler { steps } => fixed_step(dev, field, x, ws, steps, false),
         Solver::Rk4 { steps } => fixed_step(dev, field, x, ws, steps, true),
-        Solver::Dopri5 {
-            rtol,
-            atol,
-            max_iters,
-        } => dopri5(dev, field, x, ws, rtol, atol, max_iters),
+        Solver::Dopri5 { rtol, atol, max_iters } => {
+            dopri5(dev, field, x, ws, rtol, atol, max_iters)
+        }
     }
 }
 
 fn fixed_step(
-    dev: &Device,
-    field: &mut dyn VectorField,
-    x: &mut Buffer,
-    ws: &mut OdeWorkspace,
-    steps: usize,
+    dev: &Device, field: &mut dyn VectorField, x: &mut Buffer, ws: &mut OdeWorkspace, steps: usize,
     rk4: bool,
 ) -> Result<OdeStats> {
     let b = dev.backend();
@@ -222,13 +174,10 @@ fn fixed_step(
         stats.evals += 1;
         let combine: &[f32] = if rk4 {
             // Stages 2..4 of the classic tableau: x + h/2·k1, x + h/2·k2, x + h·k3.
-            for (j, (coeffs, c)) in [
-                (&[0.5f32][..], 0.5f32),
-                (&[0.0, 0.5][..], 0.5),
-                (&[0.0, 0.0, 1.0][..], 1.0),
-            ]
-            .into_iter()
-            .enumerate()
+            for (j, (coeffs, c)) in
+                [(&[0.5f32][..], 0.5f32), (&[0.0, 0.5][..], 0.5), (&[0.0, 0.0, 1.0][..], 1.0)]
+                    .into_iter()
+                    .enumerate()
             {
                 b.ode_stage(x, &ws.k, coeffs, &ws.h, ps, &mut ws.stage_x)?;
                 b.fill(&mut ws.stage_t, t0 + c * dt)?;
@@ -247,13 +196,8 @@ fn fixed_step(
 }
 
 fn dopri5(
-    dev: &Device,
-    field: &mut dyn VectorField,
-    x: &mut Buffer,
-    ws: &mut OdeWorkspace,
-    rtol: f32,
-    atol: f32,
-    max_iters: usize,
+    dev: &Device, field: &mut dyn VectorField, x: &mut Buffer, ws: &mut OdeWorkspace, rtol: f32,
+    atol: f32, max_iters: usize,
 ) -> Result<OdeStats> {
     let b = dev.backend();
     let ps = ws.per_sample;
@@ -271,17 +215,7 @@ fn dopri5(
         }
         stats.evals += 7;
         b.ode_stage(x, &ws.k, &DP_B, &ws.h, ps, &mut ws.x_next)?;
-        b.dopri5_error(
-            x,
-            &ws.x_next,
-            &ws.k,
-            &DP_E,
-            &ws.h,
-            ps,
-            rtol,
-            atol,
-            &mut ws.err,
-        )?;
+        b.dopri5_error(x, &ws.x_next, &ws.k, &DP_E, &ws.h, ps, rtol, atol, &mut ws.err)?;
         b.dopri5_accept(x, &ws.x_next, &ws.err, &mut ws.t, &mut ws.h, ps, 1.0)?;
         stats.iterations += 1;
         if stats.iterations % DONE_CHECK_EVERY == 0 && all_done(dev, &ws.h)? {

@@ -21,8 +21,7 @@ pub struct Standardizer {
 impl Standardizer {
     /// Fits the statistics of `rows` (each one set's values, in the order of `tokens`).
     pub fn fit<'a>(
-        tokens: &[Token],
-        rows: impl IntoIterator<Item = &'a [f64]>,
+        tokens: &[Token], rows: impl IntoIterator<Item = &'a [f64]>,
     ) -> Result<Standardizer> {
         let mut acc: BTreeMap<(u32, u32), (f64, f64, f64)> = BTreeMap::new();
         for row in rows {
@@ -39,20 +38,14 @@ impl Standardizer {
             }
         }
         if acc.is_empty() {
-            return Err(Error::Invalid(
-                "cannot standardise without training data".into(),
-            ));
+            return Err(Error::Invalid("cannot standardise without training data".into()));
         }
         let stats = acc
             .into_iter()
             .map(|((label, position), (n, s, ss))| {
                 let mean = s / n;
                 let var = (ss / n - mean * mean).max(0.0) * n / (n - 1.0).max(1.0);
-                let std = if var.sqrt() < MIN_STD {
-                    1.0
-                } else {
-                    var.sqrt()
-                };
+                let std = if var.sqrt() < MIN_STD { 1.0 } else { var.sqrt() };
                 (label, position, mean, std)
             })
             .collect();
@@ -95,11 +88,7 @@ mod tests {
     use super::*;
 
     fn tok(label: u32, position: u32) -> Token {
-        Token {
-            label,
-            position,
-            group: 0,
-        }
+        Token { label, position, group: 0 }
     }
 
     #[test]

@@ -118,11 +118,7 @@ impl DeviceTokens {
             sample_of_token: b.upload_u32(&sample_of_token)?,
             target_rows: b.upload_u32(&target_rows)?,
             key_mask: tb.key_mask.as_ref().map(|m| b.upload_f32(m)).transpose()?,
-            target_mask: tb
-                .target_mask
-                .as_ref()
-                .map(|m| b.upload_f32(m))
-                .transpose()?,
+            target_mask: tb.target_mask.as_ref().map(|m| b.upload_f32(m)).transpose()?,
         })
     }
 
@@ -146,13 +142,8 @@ impl Tfmpe {
             )));
         }
         let mut rng = StdRng::seed_from_u64(seed);
-        let label_emb = Embedding::new(
-            params,
-            "embed.label",
-            config.n_labels,
-            config.label_dim,
-            &mut rng,
-        )?;
+        let label_emb =
+            Embedding::new(params, "embed.label", config.n_labels, config.label_dim, &mut rng)?;
         let pos_emb = Embedding::new(
             params,
             "embed.position",
@@ -160,21 +151,10 @@ impl Tfmpe {
             config.pos_dim,
             &mut rng,
         )?;
-        let group_emb = Embedding::new(
-            params,
-            "embed.group",
-            config.max_groups,
-            config.group_dim,
-            &mut rng,
-        )?;
-        let embed = Linear::new(
-            params,
-            "embed.linear",
-            config.in_dim(),
-            config.width,
-            true,
-            &mut rng,
-        )?;
+        let group_emb =
+            Embedding::new(params, "embed.group", config.max_groups, config.group_dim, &mut rng)?;
+        let embed =
+            Linear::new(params, "embed.linear", config.in_dim(), config.width, true, &mut rng)?;
         let tc = TransformerConfig {
             width: config.width,
             layers: config.layers,
@@ -183,34 +163,17 @@ impl Tfmpe {
         };
         let encoder = Transformer::new(params, "encoder", tc, &mut rng)?;
         let head = Linear::new(params, "head", config.width, 1, true, &mut rng)?;
-        Ok(Tfmpe {
-            config,
-            label_emb,
-            pos_emb,
-            group_emb,
-            embed,
-            encoder,
-            head,
-        })
+        Ok(Tfmpe { config, label_emb, pos_emb, group_emb, embed, encoder, head })
     }
 
     /// Velocities of the target tokens, `[batch · n_target, 1]`, for condition values
     /// `cond: [batch, n_cond]`, current target values `xt: [batch, n_target]` and one time per
     /// sample `t: [batch]`.
     pub fn velocity(
-        &self,
-        tape: &mut Tape,
-        tok: &DeviceTokens,
-        cond: Var,
-        xt: Var,
-        t: Var,
+        &self, tape: &mut Tape, tok: &DeviceTokens, cond: Var, xt: Var, t: Var,
     ) -> Result<Var> {
         let (b, n) = (tok.batch, tok.tokens());
-        let values = if tok.n_cond > 0 {
-            tape.concat(&[cond, xt])?
-        } else {
-            xt
-        };
+        let values = if tok.n_cond > 0 { tape.concat(&[cond, xt])? } else { xt };
         let values = tape.reshape(values, &[b * n, 1])?;
         let t_table = tape.reshape(t, &[b, 1])?;
         let sample_ids = tok.ids(tape, &tok.sample_of_token)?;
@@ -228,11 +191,7 @@ impl Tfmpe {
         let x = tape.concat(&parts)?;
         let h = self.embed.forward(tape, x)?;
         let h = tape.reshape(h, &[b, n, self.config.width])?;
-        let mask = tok
-            .key_mask
-            .as_ref()
-            .map(|m| tape.input_copy(m, &[b, n]))
-            .transpose()?;
+        let mask = tok.key_mask.as_ref().map(|m| tape.input_copy(m, &[b, n])).transpose()?;
         let h = self.encoder.forward(tape, h, mask)?;
         let h = tape.reshape(h, &[b * n, self.config.width])?;
         let rows = tok.ids(tape, &tok.target_rows)?;

@@ -59,19 +59,11 @@ impl Layout {
     /// The posterior network's tokens for `sites` sites: every observation scalar is a condition,
     /// every parameter (globals, then each site's locals) a target.
     pub fn posterior<M: VariableSizes + ?Sized>(model: &M, sites: usize) -> Layout {
-        let (g, l, o) = (
-            model.global_sizes(),
-            model.local_sizes(),
-            model.observation_sizes(),
-        );
+        let (g, l, o) = (model.global_sizes(), model.local_sizes(), model.observation_sizes());
         let (l0, o0) = (g.len() as u32, (g.len() + l.len()) as u32);
         // Globals are numbered by component within their variable.
         let globals = g.iter().enumerate().flat_map(|(v, &size)| {
-            (0..size).map(move |c| Token {
-                label: v as u32,
-                position: c as u32,
-                group: 0,
-            })
+            (0..size).map(move |c| Token { label: v as u32, position: c as u32, group: 0 })
         });
         let mut target: Vec<Token> = globals.collect();
         let mut cond = Vec::new();
@@ -87,10 +79,7 @@ impl Layout {
     pub fn surrogate<M: VariableSizes + ?Sized>(model: &M) -> Layout {
         let mut layout = Layout::posterior(model, 1);
         let obs = std::mem::take(&mut layout.cond);
-        Layout {
-            cond: layout.target,
-            target: obs,
-        }
+        Layout { cond: layout.target, target: obs }
     }
 
     pub fn len(&self) -> usize {
@@ -106,9 +95,7 @@ impl Layout {
         self.cond
             .iter()
             .chain(&self.target)
-            .fold((0, 0, 0), |(l, p, g), t| {
-                (l.max(t.label), p.max(t.position), g.max(t.group))
-            })
+            .fold((0, 0, 0), |(l, p, g), t| (l.max(t.label), p.max(t.position), g.max(t.group)))
     }
 }
 
@@ -136,24 +123,16 @@ impl TokenBatch {
     /// Packs the layouts of a batch of sets (one per set; they may differ in length).
     pub fn pack(layouts: &[&Layout]) -> Result<TokenBatch> {
         if layouts.is_empty() {
-            return Err(Error::Invalid(
-                "a token batch needs at least one set".into(),
-            ));
+            return Err(Error::Invalid("a token batch needs at least one set".into()));
         }
         let n_cond = layouts.iter().map(|l| l.cond.len()).max().unwrap_or(0);
         let n_target = layouts.iter().map(|l| l.target.len()).max().unwrap_or(0);
         if n_target == 0 {
-            return Err(Error::Invalid(
-                "a set needs at least one target token".into(),
-            ));
+            return Err(Error::Invalid("a set needs at least one target token".into()));
         }
         let tokens = n_cond + n_target;
         let batch = layouts.len();
-        let pad = Token {
-            label: 0,
-            position: 0,
-            group: 0,
-        };
+        let pad = Token { label: 0, position: 0, group: 0 };
         let (mut labels, mut positions, mut groups) = (
             Vec::with_capacity(batch * tokens),
             Vec::with_capacity(batch * tokens),
@@ -162,18 +141,8 @@ impl TokenBatch {
         let mut key_mask = Vec::with_capacity(batch * tokens);
         let mut target_mask = Vec::with_capacity(batch * n_target);
         for l in layouts {
-            let cond = l
-                .cond
-                .iter()
-                .map(Some)
-                .chain(std::iter::repeat(None))
-                .take(n_cond);
-            let target = l
-                .target
-                .iter()
-                .map(Some)
-                .chain(std::iter::repeat(None))
-                .take(n_target);
+            let cond = l.cond.iter().map(Some).chain(std::iter::repeat(None)).take(n_cond);
+            let target = l.target.iter().map(Some).chain(std::iter::repeat(None)).take(n_target);
             for (i, t) in cond.chain(target).enumerate() {
                 let tok = t.copied().unwrap_or(pad);
                 labels.push(tok.label);
@@ -195,10 +164,7 @@ impl TokenBatch {
             groups,
             key_mask: padded.then_some(key_mask),
             target_mask: padded.then_some(target_mask),
-            counts: layouts
-                .iter()
-                .map(|l| (l.cond.len(), l.target.len()))
-                .collect(),
+            counts: layouts.iter().map(|l| (l.cond.len(), l.target.len())).collect(),
         })
     }
 
@@ -232,11 +198,7 @@ impl TokenBatch {
     }
 
     fn pack_values(
-        &self,
-        sets: &[&[f32]],
-        slots: usize,
-        count: fn(&(usize, usize)) -> usize,
-        what: &str,
+        &self, sets: &[&[f32]], slots: usize, count: fn(&(usize, usize)) -> usize, what: &str,
     ) -> Result<Vec<f32>> {
         if sets.len() != self.batch {
             return Err(Error::Shape(format!(
@@ -289,30 +251,9 @@ mod tests {
         // 2 sites × 5 observations as conditions; mu, then theta per site, as targets.
         assert_eq!(l.cond.len(), 10);
         assert_eq!(l.target.len(), 3);
-        assert_eq!(
-            l.target[0],
-            Token {
-                label: 0,
-                position: 0,
-                group: 0
-            }
-        );
-        assert_eq!(
-            l.target[2],
-            Token {
-                label: 1,
-                position: 0,
-                group: 2
-            }
-        );
-        assert_eq!(
-            l.cond[7],
-            Token {
-                label: 2,
-                position: 2,
-                group: 2
-            }
-        );
+        assert_eq!(l.target[0], Token { label: 0, position: 0, group: 0 });
+        assert_eq!(l.target[2], Token { label: 1, position: 0, group: 2 });
+        assert_eq!(l.cond[7], Token { label: 2, position: 2, group: 2 });
         let s = Layout::surrogate(&task);
         assert_eq!((s.cond.len(), s.target.len()), (2, 5));
         assert_eq!(n_labels(&task), 3);
@@ -327,15 +268,10 @@ mod tests {
         let km = tb.key_mask.as_ref().unwrap();
         assert_eq!(&km[..7], &[1.0; 7]);
         assert_eq!(&km[7..], &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]);
-        assert_eq!(
-            tb.target_mask.as_ref().unwrap(),
-            &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
-        );
+        assert_eq!(tb.target_mask.as_ref().unwrap(), &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
         let cond = tb.pack_cond(&[&[1.0, 2.0, 3.0], &[4.0]]).unwrap();
         assert_eq!(cond, vec![1.0, 2.0, 3.0, 4.0, 0.0, 0.0]);
-        let tgt = tb
-            .pack_target(&[&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0]])
-            .unwrap();
+        let tgt = tb.pack_target(&[&[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0]]).unwrap();
         assert_eq!(tb.unpack_target(&tgt)[1], &[5.0, 6.0]);
         assert!(tb.pack_cond(&[&[1.0], &[4.0]]).is_err());
         let same = TokenBatch::repeat(&a, 4).unwrap();

@@ -18,11 +18,7 @@ pub struct MultiHeadAttention {
 
 impl MultiHeadAttention {
     pub fn new<R: Rng + ?Sized>(
-        store: &mut ParamStore,
-        name: &str,
-        width: usize,
-        heads: usize,
-        rng: &mut R,
+        store: &mut ParamStore, name: &str, width: usize, heads: usize, rng: &mut R,
     ) -> Result<Self> {
         if heads == 0 || !width.is_multiple_of(heads) {
             return Err(Error::Invalid(format!(

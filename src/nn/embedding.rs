@@ -16,11 +16,7 @@ pub struct Embedding {
 
 impl Embedding {
     pub fn new<R: Rng + ?Sized>(
-        store: &mut ParamStore,
-        name: &str,
-        vocab: usize,
-        dim: usize,
-        rng: &mut R,
+        store: &mut ParamStore, name: &str, vocab: usize, dim: usize, rng: &mut R,
     ) -> Result<Self> {
         let table = store.add(
             &format!("{name}.weight"),
@@ -48,22 +44,14 @@ pub struct FourierFeatures {
 
 impl FourierFeatures {
     pub fn new<R: Rng + ?Sized>(
-        store: &mut ParamStore,
-        name: &str,
-        in_dim: usize,
-        half: usize,
-        rng: &mut R,
+        store: &mut ParamStore, name: &str, in_dim: usize, half: usize, rng: &mut R,
     ) -> Result<Self> {
         let freqs = store.add(
             &format!("{name}.freqs"),
             &[in_dim, half],
             &standard_normal(rng, in_dim * half),
         )?;
-        Ok(FourierFeatures {
-            freqs,
-            in_dim,
-            half,
-        })
+        Ok(FourierFeatures { freqs, in_dim, half })
     }
 
     /// `x: [.., in_dim]` gives `[.., 2·half]`.

@@ -23,7 +23,5 @@ pub fn lecun_normal<R: Rng + ?Sized>(rng: &mut R, fan_in: usize, n: usize) -> Ve
 
 /// Plain standard normals (embedding tables, Fourier frequencies).
 pub fn standard_normal<R: Rng + ?Sized>(rng: &mut R, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| rng.sample::<f32, _>(StandardNormal))
-        .collect()
+    (0..n).map(|_| rng.sample::<f32, _>(StandardNormal)).collect()
 }

@@ -18,12 +18,7 @@ pub struct Linear {
 
 impl Linear {
     pub fn new<R: Rng + ?Sized>(
-        store: &mut ParamStore,
-        name: &str,
-        in_dim: usize,
-        out_dim: usize,
-        bias: bool,
-        rng: &mut R,
+        store: &mut ParamStore, name: &str, in_dim: usize, out_dim: usize, bias: bool, rng: &mut R,
     ) -> Result<Self> {
         let weight = store.add(
             &format!("{name}.weight"),
@@ -33,12 +28,7 @@ impl Linear {
         let bias = bias
             .then(|| store.add(&format!("{name}.bias"), &[out_dim], &vec![0.0; out_dim]))
             .transpose()?;
-        Ok(Linear {
-            weight,
-            bias,
-            in_dim,
-            out_dim,
-        })
+        Ok(Linear { weight, bias, in_dim, out_dim })
     }
 
     pub fn forward(&self, tape: &mut Tape, x: Var) -> Result<Var> {

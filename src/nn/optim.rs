@@ -49,10 +49,7 @@ impl AdamW {
     pub fn new(store: &ParamStore, config: AdamWConfig) -> Result<Self> {
         let backend = store.device().backend();
         let zeros = || -> Result<Vec<Buffer>> {
-            store
-                .iter()
-                .map(|p| backend.alloc(DType::F32, p.value.len()))
-                .collect()
+            store.iter().map(|p| backend.alloc(DType::F32, p.value.len())).collect()
         };
         Ok(AdamW {
             config,

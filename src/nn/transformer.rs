@@ -30,15 +30,10 @@ pub struct EncoderBlock {
 
 impl EncoderBlock {
     pub fn new<R: Rng + ?Sized>(
-        store: &mut ParamStore,
-        name: &str,
-        config: &TransformerConfig,
-        rng: &mut R,
+        store: &mut ParamStore, name: &str, config: &TransformerConfig, rng: &mut R,
     ) -> Result<Self> {
         if config.n_ff == 0 {
-            return Err(Error::Invalid(format!(
-                "encoder block `{name}`: n_ff must be at least 1"
-            )));
+            return Err(Error::Invalid(format!("encoder block `{name}`: n_ff must be at least 1")));
         }
         let d = config.width;
         let attn = MultiHeadAttention::new(store, &format!("{name}.attn"), d, config.heads, rng)?;
@@ -47,12 +42,7 @@ impl EncoderBlock {
             .map(|i| Linear::new(store, &format!("{name}.ff.{i}"), d, d, true, rng))
             .collect::<Result<_>>()?;
         let norm2 = LayerNorm::new(store, &format!("{name}.norm2"), d)?;
-        Ok(EncoderBlock {
-            attn,
-            norm1,
-            ff,
-            norm2,
-        })
+        Ok(EncoderBlock { attn, norm1, ff, norm2 })
     }
 
     /// `x: [batch, tokens, width]`, optional key-padding `mask: [batch, tokens]`.
@@ -84,10 +74,7 @@ pub struct Transformer {
 
 impl Transformer {
     pub fn new<R: Rng + ?Sized>(
-        store: &mut ParamStore,
-        name: &str,
-        config: TransformerConfig,
-        rng: &mut R,
+        store: &mut ParamStore, name: &str, config: TransformerConfig, rng: &mut R,
     ) -> Result<Self> {
         let blocks = (0..config.layers)
             .map(|l| EncoderBlock::new(store, &format!("{name}.{l}"), &config, rng))

@@ -63,10 +63,7 @@ impl Axis {
             .map(|m| m * magnitude)
             .find(|&s| s >= raw)
             .unwrap_or(10.0 * magnitude);
-        let (first, last) = (
-            (self.lo / step).ceil() as i64,
-            (self.hi / step).floor() as i64,
-        );
+        let (first, last) = ((self.lo / step).ceil() as i64, (self.hi / step).floor() as i64);
         (first..=last)
             .map(|k| {
                 let t = k as f64 * step;
@@ -114,13 +111,7 @@ impl Frame {
 
     /// The title above the panel, its box, and ticks on the axes that are given.
     pub fn draw(&self, svg: &mut Svg, title: &str, x: Option<&Axis>, y: Option<&Axis>) {
-        svg.text(
-            self.left + self.width / 2.0,
-            self.top - 8.0,
-            "middle",
-            "title",
-            title,
-        );
+        svg.text(self.left + self.width / 2.0, self.top - 8.0, "middle", "title", title);
         svg.rect(self.left, self.top, self.width, self.height, "frame");
         if let Some(x) = x {
             for (v, text) in x.ticks(4) {

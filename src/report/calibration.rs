@@ -49,22 +49,15 @@ fn p_text(p: f64) -> String {
     }
 }
 
-const UNIT: Axis = Axis {
-    lo: 0.0,
-    hi: 1.0,
-    log: false,
-};
+const UNIT: Axis = Axis { lo: 0.0, hi: 1.0, log: false };
 
 fn tarp_panel(svg: &mut Svg, frame: &Frame, ecp: &[(f64, f64)], ks_p: f64) {
     let title = format!("TARP (KS p = {})", p_text(ks_p));
     frame.draw(svg, &title, Some(&UNIT), Some(&UNIT));
     let at = |(a, e): (f64, f64)| (frame.x(&UNIT, a), frame.y(&UNIT, e));
     svg.polyline(&[at((0.0, 0.0)), at((1.0, 1.0))], "reference");
-    let curve: Vec<(f64, f64)> = ecp
-        .iter()
-        .filter(|(a, e)| a.is_finite() && e.is_finite())
-        .map(|&p| at(p))
-        .collect();
+    let curve: Vec<(f64, f64)> =
+        ecp.iter().filter(|(a, e)| a.is_finite() && e.is_finite()).map(|&p| at(p)).collect();
     if !curve.is_empty() {
         svg.polyline(&curve, "val");
     }
@@ -82,11 +75,7 @@ fn rank_panel(svg: &mut Svg, frame: &Frame, h: &RankHistogram) {
     let (mean, sd) = (n as f64 * q, (n as f64 * q * (1.0 - q)).sqrt());
     let (band_lo, band_hi) = ((mean - Z99 * sd).max(0.0), mean + Z99 * sd);
     let top = h.counts.iter().map(|&c| c as f64).fold(band_hi, f64::max);
-    let y = Axis {
-        lo: 0.0,
-        hi: 1.05 * top,
-        log: false,
-    };
+    let y = Axis { lo: 0.0, hi: 1.05 * top, log: false };
     // The x axis is the rank as a fraction of its range, the same for every draw count.
     frame.draw(svg, &title, Some(&UNIT), Some(&y));
     let (lo_px, hi_px) = (frame.y(&y, band_lo), frame.y(&y, band_hi));

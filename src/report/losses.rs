@@ -37,13 +37,8 @@ pub fn losses_svg(curves: &[LossCurve]) -> String {
 }
 
 fn panel(svg: &mut Svg, frame: &Frame, c: &LossCurve) {
-    let finite: Vec<f64> = c
-        .train
-        .iter()
-        .chain(&c.val)
-        .copied()
-        .filter(|v| v.is_finite())
-        .collect();
+    let finite: Vec<f64> =
+        c.train.iter().chain(&c.val).copied().filter(|v| v.is_finite()).collect();
     let log = finite.iter().all(|&v| v > 0.0);
     let epochs = c.train.len().max(c.val.len());
     let title = match c.best_epoch {
@@ -61,10 +56,7 @@ fn panel(svg: &mut Svg, frame: &Frame, c: &LossCurve) {
         let points: Vec<Option<(f64, f64)>> = values
             .iter()
             .enumerate()
-            .map(|(i, &v)| {
-                v.is_finite()
-                    .then(|| (frame.x(&x, (i + 1) as f64), frame.y(&y, v)))
-            })
+            .map(|(i, &v)| v.is_finite().then(|| (frame.x(&x, (i + 1) as f64), frame.y(&y, v))))
             .collect();
         for run in points.split(Option::is_none).filter(|r| !r.is_empty()) {
             let mut run: Vec<(f64, f64)> = run.iter().flatten().copied().collect();
@@ -77,11 +69,6 @@ fn panel(svg: &mut Svg, frame: &Frame, c: &LossCurve) {
     }
     let best = c.best_epoch.checked_sub(1).and_then(|i| c.val.get(i));
     if let Some(&v) = best.filter(|v| v.is_finite()) {
-        svg.circle(
-            frame.x(&x, c.best_epoch as f64),
-            frame.y(&y, v),
-            3.5,
-            "best",
-        );
+        svg.circle(frame.x(&x, c.best_epoch as f64), frame.y(&y, v), 3.5, "best");
     }
 }

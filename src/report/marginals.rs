@@ -52,10 +52,7 @@ fn panel(svg: &mut Svg, frame: &Frame, m: &Marginal) {
     };
     // The range spans the central 99% of each set of draws, so that a few outliers cannot squash
     // the histogram, and the truth: a true value far out in the tail is worth seeing.
-    let all = central(&samples)
-        .into_iter()
-        .chain(central(&reference))
-        .chain(truth);
+    let all = central(&samples).into_iter().chain(central(&reference)).chain(truth);
     let Some(x) = Axis::fit(all, false).filter(|_| !samples.is_empty()) else {
         frame.draw(svg, &title, None, None);
         frame.note(svg, "no finite samples");
@@ -65,11 +62,7 @@ fn panel(svg: &mut Svg, frame: &Frame, m: &Marginal) {
     let exact = density(&reference, &x);
     let top = learned.iter().chain(&exact).copied().fold(0.0, f64::max);
     // Densities are not shown on a scale: only their shapes are compared.
-    let y = Axis {
-        lo: 0.0,
-        hi: 1.05 * top,
-        log: false,
-    };
+    let y = Axis { lo: 0.0, hi: 1.05 * top, log: false };
     frame.draw(svg, &title, Some(&x), None);
     let width = (x.hi - x.lo) / BINS as f64;
     let edge = |k: usize| frame.x(&x, x.lo + k as f64 * width);

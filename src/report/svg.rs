@@ -25,11 +25,7 @@ pub struct Svg {
 
 impl Svg {
     pub fn new(width: f64, height: f64) -> Svg {
-        Svg {
-            width,
-            height,
-            body: String::new(),
-        }
+        Svg { width, height, body: String::new() }
     }
 
     /// Widens the document to at least `width`, for content wider than the panels (a legend).
@@ -58,14 +54,10 @@ impl Svg {
     }
 
     pub fn polyline(&mut self, points: &[(f64, f64)], class: &str) {
-        let points: Vec<String> = points
-            .iter()
-            .map(|&(x, y)| format!("{},{}", num(x), num(y)))
-            .collect();
-        self.body.push_str(&format!(
-            "<polyline class=\"{class}\" points=\"{}\"/>\n",
-            points.join(" ")
-        ));
+        let points: Vec<String> =
+            points.iter().map(|&(x, y)| format!("{},{}", num(x), num(y))).collect();
+        self.body
+            .push_str(&format!("<polyline class=\"{class}\" points=\"{}\"/>\n", points.join(" ")));
     }
 
     pub fn circle(&mut self, cx: f64, cy: f64, r: f64, class: &str) {
@@ -116,7 +108,5 @@ fn num(v: f64) -> String {
 
 /// Text content with XML's special characters escaped (column names are free-form).
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

@@ -59,10 +59,7 @@ impl EvalConfig {
 /// `n` draws from the task's exact posterior for `obs`, or `None` when it has none. The seed is
 /// fixed, so a run's plot shows the very draws its C2ST compared against.
 pub fn exact_reference(
-    task: &dyn HierarchicalModel,
-    obs: &[f64],
-    sites: usize,
-    n: usize,
+    task: &dyn HierarchicalModel, obs: &[f64], sites: usize, n: usize,
 ) -> Option<Vec<Vec<f64>>> {
     task.exact_posterior(obs, None, sites, n, &mut StdRng::seed_from_u64(0xC25))
 }
@@ -71,10 +68,7 @@ impl RunFolder {
     /// Computes the metrics of this folder (it writes `calibration.svg` with SBC and TARP, not
     /// `report.json`: see [`RunFolder::update_metrics`]).
     pub fn evaluate(
-        &self,
-        device: &Device,
-        cfg: &EvalConfig,
-        progress: &dyn Progress,
+        &self, device: &Device, cfg: &EvalConfig, progress: &dyn Progress,
     ) -> Result<Metrics> {
         // The calibration options are checked before the C2ST spends its minute.
         cfg.check()?;
@@ -82,23 +76,18 @@ impl RunFolder {
         let task = task_by_name(&config.task)?;
         let (obs, sites) = self.read_observation(&*task)?;
         let samples = self.read_samples(&*task, sites)?;
-        let c2st = Some(
-            match exact_reference(&*task, &obs, sites, cfg.reference_samples) {
-                // In natural parameter space, as sbibm does.
-                Some(reference) => C2st::Measured {
-                    c2st: c2st(device, &samples, &reference, &C2stConfig::default())?,
-                    c2st_reference_samples: reference.len(),
-                },
-                None => C2st::Unavailable {
-                    c2st: (),
-                    note: format!("task `{}` has no exact posterior", task.name()),
-                },
+        let c2st = Some(match exact_reference(&*task, &obs, sites, cfg.reference_samples) {
+            // In natural parameter space, as sbibm does.
+            Some(reference) => C2st::Measured {
+                c2st: c2st(device, &samples, &reference, &C2stConfig::default())?,
+                c2st_reference_samples: reference.len(),
             },
-        );
-        let mut metrics = Metrics {
-            c2st,
-            ..Metrics::default()
-        };
+            None => C2st::Unavailable {
+                c2st: (),
+                note: format!("task `{}` has no exact posterior", task.name()),
+            },
+        });
+        let mut metrics = Metrics { c2st, ..Metrics::default() };
         if cfg.calibration > 0 {
             let (sbc, tarp) = self.calibration(device, cfg, &*task, progress)?;
             metrics.sbc = Some(sbc);
@@ -110,10 +99,7 @@ impl RunFolder {
     /// SBC and TARP of the saved posterior network over `cfg.calibration` data sets from the
     /// prior; writes `calibration.svg`.
     fn calibration(
-        &self,
-        device: &Device,
-        cfg: &EvalConfig,
-        task: &dyn HierarchicalModel,
+        &self, device: &Device, cfg: &EvalConfig, task: &dyn HierarchicalModel,
         progress: &dyn Progress,
     ) -> Result<(SbcSummary, TarpSummary)> {
         let mut net = self.load_posterior(device)?;
@@ -131,15 +117,9 @@ impl RunFolder {
         )?;
         let s = sbc(&cal.truths, &cal.draws)?;
         let by_name = |f: &dyn Fn(usize) -> f64| -> BTreeMap<String, f64> {
-            names
-                .iter()
-                .enumerate()
-                .map(|(p, n)| (n.clone(), f(p)))
-                .collect()
+            names.iter().enumerate().map(|(p, n)| (n.clone(), f(p))).collect()
         };
-        let worst = (0..names.len())
-            .min_by(|&a, &b| s.ks_p[a].total_cmp(&s.ks_p[b]))
-            .unwrap_or(0);
+        let worst = (0..names.len()).min_by(|&a, &b| s.ks_p[a].total_cmp(&s.ks_p[b])).unwrap_or(0);
         let sbc_summary = SbcSummary {
             data_sets: cfg.calibration,
             draws: s.draws,
@@ -153,10 +133,7 @@ impl RunFolder {
                 .collect(),
         };
         let t = tarp(&cal.truths, &cal.draws)?;
-        let ecp: Vec<[f64; 2]> = (0..=20)
-            .map(|k| k as f64 / 20.0)
-            .map(|a| [a, t.ecp(a)])
-            .collect();
+        let ecp: Vec<[f64; 2]> = (0..=20).map(|k| k as f64 / 20.0).map(|a| [a, t.ecp(a)]).collect();
         self.write_calibration_plot(task, sites, &names, &s, &t)?;
         let tarp_summary = TarpSummary {
             atc: t.atc(),

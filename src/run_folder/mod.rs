@@ -78,19 +78,14 @@ impl RunFolder {
 
     /// Writes `samples.csv`: one full parameter vector (natural space) per row.
     pub fn write_samples(
-        &self,
-        task: &dyn HierarchicalModel,
-        sites: usize,
-        rows: Vec<Vec<f64>>,
+        &self, task: &dyn HierarchicalModel, sites: usize, rows: Vec<Vec<f64>>,
     ) -> Result<()> {
         write_parameter_rows(&self.file(SAMPLES), task, sites, rows)
     }
 
     /// Reads `samples.csv`, whose columns must be the parameters of `task` with `sites` sites.
     pub fn read_samples(
-        &self,
-        task: &dyn HierarchicalModel,
-        sites: usize,
+        &self, task: &dyn HierarchicalModel, sites: usize,
     ) -> Result<Vec<Vec<f64>>> {
         let path = self.file(SAMPLES);
         let samples = Table::read(&path)?;
@@ -106,16 +101,10 @@ impl RunFolder {
 
     /// Writes `observation.csv`.
     pub fn write_observation(
-        &self,
-        task: &dyn HierarchicalModel,
-        sites: usize,
-        obs: Vec<f64>,
+        &self, task: &dyn HierarchicalModel, sites: usize, obs: Vec<f64>,
     ) -> Result<()> {
-        Table {
-            columns: task.observation_names(sites),
-            rows: vec![obs],
-        }
-        .write(&self.file(OBSERVATION))
+        Table { columns: task.observation_names(sites), rows: vec![obs] }
+            .write(&self.file(OBSERVATION))
     }
 
     /// Reads `observation.csv`: the values and the number of sites.
@@ -125,10 +114,7 @@ impl RunFolder {
 
     /// Writes `true_params.csv`: the parameters the observation was simulated with.
     pub fn write_true_params(
-        &self,
-        task: &dyn HierarchicalModel,
-        sites: usize,
-        truth: Vec<f64>,
+        &self, task: &dyn HierarchicalModel, sites: usize, truth: Vec<f64>,
     ) -> Result<()> {
         write_parameter_rows(&self.file(TRUE_PARAMS), task, sites, vec![truth])
     }
@@ -140,10 +126,8 @@ impl RunFolder {
 
     pub fn read_report(&self) -> Result<Report> {
         let path = self.file(REPORT);
-        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
         serde_json::from_str(&text)
             .map_err(|e| Error::Invalid(format!("{}: not a tfmpe report: {e}", path.display())))
     }
@@ -162,16 +146,9 @@ impl RunFolder {
 /// Writes a CSV of full parameter vectors (natural space), one per row, headed by the
 /// parameter names of `task` with `sites` sites: the format of `samples.csv`.
 pub fn write_parameter_rows(
-    path: &Path,
-    task: &dyn HierarchicalModel,
-    sites: usize,
-    rows: Vec<Vec<f64>>,
+    path: &Path, task: &dyn HierarchicalModel, sites: usize, rows: Vec<Vec<f64>>,
 ) -> Result<()> {
-    Table {
-        columns: task.parameter_names(sites),
-        rows,
-    }
-    .write(path)
+    Table { columns: task.parameter_names(sites), rows }.write(path)
 }
 
 /// Loads a posterior network from its checkpoint folder or from a run folder holding one.
@@ -201,9 +178,7 @@ fn posterior_config(dir: &Path) -> Result<crate::sbi::network::NetworkConfig> {
 /// Reads a one-row observation CSV whose columns are the task's observation names for some
 /// number of sites (`sites`, when given); returns the values and the site count.
 pub fn read_observation(
-    path: &Path,
-    task: &dyn HierarchicalModel,
-    sites: Option<usize>,
+    path: &Path, task: &dyn HierarchicalModel, sites: Option<usize>,
 ) -> Result<(Vec<f64>, usize)> {
     let table = Table::read(path)?;
     let shown = path.display();
@@ -230,9 +205,7 @@ pub fn read_observation(
     let expected = task.observation_names(found);
     if table.columns != expected {
         let first = table.columns.iter().zip(&expected).find(|(a, b)| a != b);
-        let (got, want) = first
-            .map(|(a, b)| (a.as_str(), b.as_str()))
-            .unwrap_or(("?", "?"));
+        let (got, want) = first.map(|(a, b)| (a.as_str(), b.as_str())).unwrap_or(("?", "?"));
         return Err(Error::Invalid(format!(
             "{shown}: column `{got}` should be `{want}`; the header must be {}",
             expected.join(",")

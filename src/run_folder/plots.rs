@@ -28,19 +28,12 @@ impl RunFolder {
     /// posterior's draws and the true value where those are known. Rows are full parameter vectors
     /// named by `names`.
     pub fn write_posterior_plot(
-        &self,
-        task: &dyn HierarchicalModel,
-        sites: usize,
-        names: &[String],
-        samples: &[Vec<f64>],
-        reference: Option<&[Vec<f64>]>,
-        truth: Option<&[f64]>,
+        &self, task: &dyn HierarchicalModel, sites: usize, names: &[String], samples: &[Vec<f64>],
+        reference: Option<&[Vec<f64>]>, truth: Option<&[f64]>,
     ) -> Result<()> {
         let shown = shown(task, sites);
         let column = |rows: &[Vec<f64>], j: usize| -> Vec<f64> {
-            rows.iter()
-                .map(|r| r.get(j).copied().unwrap_or(f64::NAN))
-                .collect()
+            rows.iter().map(|r| r.get(j).copied().unwrap_or(f64::NAN)).collect()
         };
         let panels: Vec<Marginal> = names
             .iter()
@@ -59,32 +52,25 @@ impl RunFolder {
 
     /// Writes `losses.svg`: one panel per trained network.
     pub fn write_loss_plot(&self, report: &PipelineReport) -> Result<()> {
-        let curves: Vec<LossCurve> = [
-            ("surrogate", &report.surrogate),
-            ("posterior", &report.posterior),
-        ]
-        .into_iter()
-        .filter_map(|(name, r)| {
-            r.as_ref().map(|r| LossCurve {
-                name: name.into(),
-                train: r.train_losses.clone(),
-                val: r.val_losses.clone(),
-                best_epoch: r.best_epoch,
-            })
-        })
-        .collect();
+        let curves: Vec<LossCurve> =
+            [("surrogate", &report.surrogate), ("posterior", &report.posterior)]
+                .into_iter()
+                .filter_map(|(name, r)| {
+                    r.as_ref().map(|r| LossCurve {
+                        name: name.into(),
+                        train: r.train_losses.clone(),
+                        val: r.val_losses.clone(),
+                        best_epoch: r.best_epoch,
+                    })
+                })
+                .collect();
         atomic_write(&self.file(LOSS_PLOT), losses_svg(&curves).as_bytes())
     }
 
     /// Writes `calibration.svg`: the TARP coverage curve, then the SBC rank histograms of the
     /// parameters `posterior.svg` shows.
     pub fn write_calibration_plot(
-        &self,
-        task: &dyn HierarchicalModel,
-        sites: usize,
-        names: &[String],
-        sbc: &Sbc,
-        tarp: &Tarp,
+        &self, task: &dyn HierarchicalModel, sites: usize, names: &[String], sbc: &Sbc, tarp: &Tarp,
     ) -> Result<()> {
         let ranks: Vec<RankHistogram> = names
             .iter()
@@ -96,10 +82,8 @@ impl RunFolder {
                 ks_p: sbc.ks_p[p],
             })
             .collect();
-        let ecp: Vec<(f64, f64)> = (0..=50)
-            .map(|k| k as f64 / 50.0)
-            .map(|a| (a, tarp.ecp(a)))
-            .collect();
+        let ecp: Vec<(f64, f64)> =
+            (0..=50).map(|k| k as f64 / 50.0).map(|a| (a, tarp.ecp(a))).collect();
         let svg = calibration_svg(&ecp, tarp.ks_p, &ranks);
         atomic_write(&self.file(CALIBRATION_PLOT), svg.as_bytes())
     }

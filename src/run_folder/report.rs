@@ -210,8 +210,7 @@ impl Metrics {
 /// Written through a `serde_json::Value`, as the file always was: that sorts every object's
 /// keys and widens f32 settings (the solver's tolerances) to the f64 digits it always had.
 fn to_json<T: Serialize>(
-    value: &T,
-    print: fn(&serde_json::Value) -> serde_json::Result<String>,
+    value: &T, print: fn(&serde_json::Value) -> serde_json::Result<String>,
 ) -> Result<String> {
     let invalid = |e: serde_json::Error| Error::Invalid(format!("report.json: {e}"));
     print(&serde_json::to_value(value).map_err(invalid)?).map_err(invalid)

@@ -43,11 +43,7 @@ impl RunFolder {
     /// report it wrote. `backend_reason` says why the device was chosen (for the report).
     /// The report is written once before the evaluation, so a failed evaluation leaves it.
     pub fn run(
-        &self,
-        device: &Device,
-        backend_reason: &str,
-        task: &dyn HierarchicalModel,
-        spec: &RunSpec,
+        &self, device: &Device, backend_reason: &str, task: &dyn HierarchicalModel, spec: &RunSpec,
         progress: &dyn Progress,
     ) -> Result<Report> {
         let start = Instant::now();
@@ -61,9 +57,7 @@ impl RunFolder {
             Observation::Prior { obs_seed } => {
                 let mut rng = StdRng::seed_from_u64(*obs_seed);
                 let d = simulate_dataset(task, cfg.sites, &mut rng);
-                let source = ObservationSource::Prior {
-                    obs_seed: *obs_seed,
-                };
+                let source = ObservationSource::Prior { obs_seed: *obs_seed };
                 (d.obs, Some(d.params), source)
             }
         };
@@ -133,9 +127,7 @@ impl RunFolder {
             progress.phase("evaluate");
             report.metrics = self.evaluate(device, eval, progress)?;
         }
-        report
-            .timings_s
-            .insert("total".into(), start.elapsed().as_secs_f64());
+        report.timings_s.insert("total".into(), start.elapsed().as_secs_f64());
         self.write_report(&report)?;
         Ok(report)
     }

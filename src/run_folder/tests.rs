@@ -35,10 +35,7 @@ fn report(metrics: Metrics) -> Report {
         device: "CPU (2 threads)".into(),
         dropped_simulations: 1,
         fresh_sets: false,
-        losses: Losses {
-            posterior: Some(training(2)),
-            surrogate: None,
-        },
+        losses: Losses { posterior: Some(training(2)), surrogate: None },
         method: Method::Direct,
         metrics,
         observation: ObservationSource::Prior { obs_seed: 5 },
@@ -60,10 +57,7 @@ fn full_metrics() -> Metrics {
         [("mu.0".to_string(), v), ("sigma".to_string(), v / 2.0)].into()
     };
     Metrics {
-        c2st: Some(C2st::Measured {
-            c2st: 0.61,
-            c2st_reference_samples: 1000,
-        }),
+        c2st: Some(C2st::Measured { c2st: 0.61, c2st_reference_samples: 1000 }),
         sbc: Some(SbcSummary {
             data_sets: 20,
             draws: 99,
@@ -87,10 +81,7 @@ fn full_metrics() -> Metrics {
 fn a_written_report_reads_back_the_same() {
     let folder = temp("report");
     let no_exact = Metrics {
-        c2st: Some(C2st::Unavailable {
-            c2st: (),
-            note: "task `x` has no exact posterior".into(),
-        }),
+        c2st: Some(C2st::Unavailable { c2st: (), note: "task `x` has no exact posterior".into() }),
         ..Metrics::default()
     };
     for metrics in [Metrics::default(), full_metrics(), no_exact] {
@@ -139,29 +130,15 @@ fn the_report_keeps_its_json_layout() {
     assert_eq!(bare["losses"]["posterior"]["final_train_loss"], 0.5);
     assert_eq!(bare["observation"], serde_json::json!({ "obs_seed": 5 }));
     assert_eq!(bare["method"], "direct");
-    assert_eq!(
-        bare["solver"],
-        serde_json::json!({ "solver": "rk4", "steps": 25 })
-    );
-    let given = Report {
-        observation: ObservationSource::Given,
-        ..report(full_metrics())
-    };
+    assert_eq!(bare["solver"], serde_json::json!({ "solver": "rk4", "steps": 25 }));
+    let given = Report { observation: ObservationSource::Given, ..report(full_metrics()) };
     let full = value(&given);
     assert_eq!(full["observation"], "file");
-    assert_eq!(
-        keys(&full["metrics"]),
-        ["c2st", "c2st_reference_samples", "sbc", "tarp"]
-    );
-    assert_eq!(
-        full["metrics"]["tarp"]["ecp"][1],
-        serde_json::json!([0.5, 0.45])
-    );
+    assert_eq!(keys(&full["metrics"]), ["c2st", "c2st_reference_samples", "sbc", "tarp"]);
+    assert_eq!(full["metrics"]["tarp"]["ecp"][1], serde_json::json!([0.5, 0.45]));
     // The solver's f32 tolerances keep the digits the file has always had.
-    let dopri5 = Report {
-        solver: Solver::from_name("dopri5", 1).unwrap(),
-        ..report(Metrics::default())
-    };
+    let dopri5 =
+        Report { solver: Solver::from_name("dopri5", 1).unwrap(), ..report(Metrics::default()) };
     let text = dopri5.to_json_pretty().unwrap();
     assert!(text.contains("\"atol\": 9.999999747378752e-6,\n    \"max_iters\": 4096,"));
     assert_eq!(serde_json::from_str::<Report>(&text).unwrap(), dopri5);
@@ -190,13 +167,8 @@ fn samples_and_observation_read_back() {
     folder.write_samples(&*task, 2, samples.clone()).unwrap();
     assert_eq!(folder.read_samples(&*task, 2).unwrap(), samples);
     assert!(folder.read_samples(&*task, 3).is_err());
-    folder
-        .write_observation(&*task, 2, vec![0.5, -1.0])
-        .unwrap();
-    assert_eq!(
-        folder.read_observation(&*task).unwrap(),
-        (vec![0.5, -1.0], 2)
-    );
+    folder.write_observation(&*task, 2, vec![0.5, -1.0]).unwrap();
+    assert_eq!(folder.read_observation(&*task).unwrap(), (vec![0.5, -1.0], 2));
     let mut metrics = full_metrics();
     folder.update_metrics(&metrics).unwrap();
     assert!(folder.read_report().is_err(), "no report.json was written");

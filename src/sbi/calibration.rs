@@ -23,13 +23,8 @@ pub struct CalibrationDraws {
 /// in one batched solve. Both come from the calibration streams of `seed`, which no training
 /// uses, so a run's own seed gives data sets it has not trained on.
 pub fn calibration_draws(
-    sampler: &Sampler,
-    posterior: &mut Network,
-    task: &dyn HierarchicalModel,
-    data_sets: usize,
-    draws: usize,
-    seed: u64,
-    progress: &dyn Progress,
+    sampler: &Sampler, posterior: &mut Network, task: &dyn HierarchicalModel, data_sets: usize,
+    draws: usize, seed: u64, progress: &dyn Progress,
 ) -> Result<CalibrationDraws> {
     let sites = posterior.config.sites;
     let mut rng = StdRng::seed_from_u64(Stream::CalibrationSets.seed(seed, 0));
@@ -54,8 +49,5 @@ pub fn calibration_draws(
     }
     let noise = Stream::CalibrationDraws.seed(seed, 0);
     let sets = sampler.posteriors(posterior, task, &observations, draws, noise, progress)?;
-    Ok(CalibrationDraws {
-        truths,
-        draws: sets,
-    })
+    Ok(CalibrationDraws { truths, draws: sets })
 }

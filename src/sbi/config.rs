@@ -27,9 +27,7 @@ impl std::str::FromStr for Method {
                 "method `pf` (posterior factorisation) is not implemented yet; use lf or direct"
                     .into(),
             )),
-            other => Err(Error::Invalid(format!(
-                "unknown method `{other}`: use lf or direct"
-            ))),
+            other => Err(Error::Invalid(format!("unknown method `{other}`: use lf or direct"))),
         }
     }
 }

@@ -15,10 +15,7 @@ use crate::tasks::{simulate_dataset, HierarchicalModel};
 use crate::Device;
 
 pub(super) fn run(
-    dev: &Device,
-    task: &dyn HierarchicalModel,
-    cfg: &RunConfig,
-    progress: &dyn Progress,
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, progress: &dyn Progress,
 ) -> Result<Trained> {
     let mut report = PipelineReport::default();
     let mut timer = Timer::start();
@@ -29,8 +26,7 @@ pub(super) fn run(
         .map(|i| {
             let mut rng = StdRng::seed_from_u64(Stream::DirectSets.seed(cfg.seed, i as u64));
             let d = simulate_dataset(task, cfg.sites, &mut rng);
-            d.is_finite()
-                .then(|| (task.to_unconstrained(&d.params, cfg.sites), d.obs))
+            d.is_finite().then(|| (task.to_unconstrained(&d.params, cfg.sites), d.obs))
         })
         .collect();
     report.simulator_calls = n_sets * cfg.sites;
@@ -61,18 +57,8 @@ pub(super) fn run(
     };
     report.training_sets = n_train;
     report.validation_sets = n_val;
-    report.posterior = Some(fit_posterior(
-        dev,
-        &mut posterior,
-        &mut data,
-        cfg,
-        progress,
-    )?);
+    report.posterior = Some(fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?);
     timer.lap("posterior_training");
     report.phases = timer.into_phases();
-    Ok(Trained {
-        posterior,
-        surrogate: None,
-        report,
-    })
+    Ok(Trained { posterior, surrogate: None, report })
 }

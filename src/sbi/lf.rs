@@ -21,9 +21,7 @@ use crate::Device;
 /// Single-site simulations: `[globals, locals]` (natural) and observations, finite ones only,
 /// and how many were dropped.
 fn simulate_single_sites(
-    task: &dyn HierarchicalModel,
-    n: usize,
-    seed: u64,
+    task: &dyn HierarchicalModel, n: usize, seed: u64,
 ) -> (Vec<f64>, Vec<f64>, usize) {
     let sims: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..n)
         .into_par_iter()
@@ -33,9 +31,7 @@ fn simulate_single_sites(
             let l = task.sample_locals(&g, &mut rng);
             let inputs = task.sample_functional_inputs(&mut rng);
             let y = task.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
-            y.iter()
-                .all(|v| v.is_finite())
-                .then(|| ([g, l].concat(), y))
+            y.iter().all(|v| v.is_finite()).then(|| ([g, l].concat(), y))
         })
         .collect();
     let dropped = sims.iter().filter(|s| s.is_none()).count();
@@ -48,10 +44,7 @@ fn simulate_single_sites(
 }
 
 pub(super) fn run(
-    dev: &Device,
-    task: &dyn HierarchicalModel,
-    cfg: &RunConfig,
-    progress: &dyn Progress,
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, progress: &dyn Progress,
 ) -> Result<Trained> {
     let mut report = PipelineReport::default();
     let mut timer = Timer::start();
@@ -104,10 +97,8 @@ pub(super) fn run(
     // Synthetic S-site sets: globals of the simulations, fresh locals from the prior, and
     // surrogate observations.
     progress.phase("synthetic sets");
-    let globals: Vec<Vec<f64>> = params
-        .chunks(pd)
-        .map(|p| p[..task.global_dim()].to_vec())
-        .collect();
+    let globals: Vec<Vec<f64>> =
+        params.chunks(pd).map(|p| p[..task.global_dim()].to_vec()).collect();
     let (train_g, val_g) = globals.split_at(n_train);
     let mut fresh = FreshSets::new(
         task,
@@ -129,17 +120,10 @@ pub(super) fn run(
             fresh.into_source(&mut surrogate, &posterior, n_train, validation, progress);
         fit_posterior(dev, &mut posterior, &mut source, cfg, progress)?
     } else {
-        let mut data = FixedSets {
-            train: to_sets(&posterior, &tc, &tt)?,
-            validation,
-        };
+        let mut data = FixedSets { train: to_sets(&posterior, &tc, &tt)?, validation };
         fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?
     });
     timer.lap("posterior_training");
     report.phases = timer.into_phases();
-    Ok(Trained {
-        posterior,
-        surrogate: Some(surrogate),
-        report,
-    })
+    Ok(Trained { posterior, surrogate: Some(surrogate), report })
 }

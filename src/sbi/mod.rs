@@ -57,11 +57,7 @@ pub struct Trained {
 impl Method {
     /// Runs this method's pipeline.
     fn train(
-        self,
-        dev: &Device,
-        task: &dyn HierarchicalModel,
-        cfg: &RunConfig,
-        progress: &dyn Progress,
+        self, dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, progress: &dyn Progress,
     ) -> Result<Trained> {
         match self {
             Method::Lf => lf::run(dev, task, cfg, progress),
@@ -73,47 +69,26 @@ impl Method {
 /// The posterior network every pipeline trains: initial weights from the run's
 /// [`Stream::PosteriorInit`], standardisation fitted on the training rows.
 fn new_posterior(
-    dev: &Device,
-    task: &dyn HierarchicalModel,
-    cfg: &RunConfig,
-    cond: &[f64],
-    target: &[f64],
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, cond: &[f64], target: &[f64],
 ) -> Result<Network> {
     let seed = Stream::PosteriorInit.seed(cfg.seed, 0);
-    new_network(
-        dev,
-        task,
-        Role::Posterior,
-        cfg.sites,
-        cond,
-        target,
-        &cfg.architecture,
-        seed,
-    )
+    new_network(dev, task, Role::Posterior, cfg.sites, cond, target, &cfg.architecture, seed)
 }
 
 /// Trains the posterior network with the run's settings and [`Stream::PosteriorTraining`].
 fn fit_posterior(
-    dev: &Device,
-    posterior: &mut Network,
-    data: &mut dyn SetSource,
-    cfg: &RunConfig,
+    dev: &Device, posterior: &mut Network, data: &mut dyn SetSource, cfg: &RunConfig,
     progress: &dyn Progress,
 ) -> Result<TrainReport> {
-    let train = TrainConfig {
-        seed: Stream::PosteriorTraining.seed(cfg.seed, 0),
-        ..cfg.train.clone()
-    };
+    let train =
+        TrainConfig { seed: Stream::PosteriorTraining.seed(cfg.seed, 0), ..cfg.train.clone() };
     posterior.fit(dev, data, &train, progress)
 }
 
 /// Runs the configured pipeline for `task`. A training that stopped early on a non-finite loss
 /// is reported through [`Progress::warning`] (and in the returned report).
 pub fn run(
-    dev: &Device,
-    task: &dyn HierarchicalModel,
-    cfg: &RunConfig,
-    progress: &dyn Progress,
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, progress: &dyn Progress,
 ) -> Result<Trained> {
     cfg.check()?;
     if task.functional_input_dim() > 0 {

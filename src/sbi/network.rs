@@ -54,11 +54,7 @@ impl Network {
     pub fn new(dev: &Device, config: NetworkConfig, seed: u64) -> Result<Network> {
         let mut params = ParamStore::new(dev);
         let model = Tfmpe::new(&mut params, config.architecture.clone(), seed)?;
-        Ok(Network {
-            config,
-            model,
-            tape: Tape::new(params),
-        })
+        Ok(Network { config, model, tape: Tape::new(params) })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -67,23 +63,11 @@ impl Network {
 
     /// Trains on standardised sets of this network's layout.
     pub fn fit(
-        &mut self,
-        dev: &Device,
-        data: &mut dyn SetSource,
-        cfg: &TrainConfig,
+        &mut self, dev: &Device, data: &mut dyn SetSource, cfg: &TrainConfig,
         progress: &dyn Progress,
     ) -> Result<TrainReport> {
         let phase = self.config.role.clone();
-        train(
-            dev,
-            &self.model,
-            &mut self.tape,
-            &self.config.layout,
-            data,
-            cfg,
-            &phase,
-            progress,
-        )
+        train(dev, &self.model, &mut self.tape, &self.config.layout, data, cfg, &phase, progress)
     }
 
     /// Standardises rows of condition values (one set per row, token order).
@@ -118,18 +102,10 @@ impl Network {
     /// integrating the flow from noise, `chunk` samples at a time. Sample `i` uses the noise at
     /// Philox offset `i`, so its value does not depend on the chunking.
     pub fn sample(
-        &mut self,
-        dev: &Device,
-        conds: &[f32],
-        solver: Solver,
-        seed: u64,
-        chunk: usize,
+        &mut self, dev: &Device, conds: &[f32], solver: Solver, seed: u64, chunk: usize,
         progress: &dyn Progress,
     ) -> Result<(Vec<f32>, OdeStats)> {
-        let (c, m) = (
-            self.config.layout.cond.len(),
-            self.config.layout.target.len(),
-        );
+        let (c, m) = (self.config.layout.cond.len(), self.config.layout.target.len());
         if c == 0 {
             return Err(Error::Invalid("sampling needs condition tokens".into()));
         }
@@ -157,12 +133,8 @@ impl Network {
                 let cond = backend.upload_f32(&conds[start * c..(start + len) * c])?;
                 let mut x = backend.alloc(crate::backend::DType::F32, len * m)?;
                 backend.normal_fill(&mut x, seed, (start * m / CHUNK_ALIGN) as u64)?;
-                let mut field = Field {
-                    model: &self.model,
-                    tape: &mut self.tape,
-                    tokens,
-                    cond: &cond,
-                };
+                let mut field =
+                    Field { model: &self.model, tape: &mut self.tape, tokens, cond: &cond };
                 let s = solve(dev, &mut field, solver, &mut x, ws)?;
                 stats.evals += s.evals;
                 stats.iterations += s.iterations;
@@ -191,9 +163,7 @@ impl Network {
 /// Refuses sample counts that cannot be produced.
 pub fn check_samples(n: usize) -> Result<()> {
     if n == 0 {
-        return Err(Error::Invalid(
-            "the number of samples must be at least 1".into(),
-        ));
+        return Err(Error::Invalid("the number of samples must be at least 1".into()));
     }
     Ok(())
 }
@@ -213,14 +183,8 @@ pub enum Role {
 /// one set per row, token order).
 #[allow(clippy::too_many_arguments)]
 pub fn new_network(
-    dev: &Device,
-    task: &dyn HierarchicalModel,
-    role: Role,
-    sites: usize,
-    cond: &[f64],
-    target: &[f64],
-    architecture: &TfmpeConfig,
-    seed: u64,
+    dev: &Device, task: &dyn HierarchicalModel, role: Role, sites: usize, cond: &[f64],
+    target: &[f64], architecture: &TfmpeConfig, seed: u64,
 ) -> Result<Network> {
     let (layout, name, cond_names, target_names) = match role {
         Role::Posterior => (
@@ -266,11 +230,7 @@ fn fit_standardizer(layout: &Layout, cond: &[f64], target: &[f64]) -> Result<Sta
     let n = target.len() / m;
     let rows: Vec<Vec<f64>> = (0..n)
         .map(|i| {
-            cond[i * c..(i + 1) * c]
-                .iter()
-                .chain(&target[i * m..(i + 1) * m])
-                .copied()
-                .collect()
+            cond[i * c..(i + 1) * c].iter().chain(&target[i * m..(i + 1) * m]).copied().collect()
         })
         .collect();
     Standardizer::fit(&tokens, rows.iter().map(|r| r.as_slice()))
@@ -278,8 +238,5 @@ fn fit_standardizer(layout: &Layout, cond: &[f64], target: &[f64]) -> Result<Sta
 
 /// Standardised sets for `net` from unstandardised rows.
 pub fn to_sets(net: &Network, cond: &[f64], target: &[f64]) -> Result<Sets> {
-    Ok(Sets {
-        cond: net.standardize(cond, true)?,
-        target: net.standardize(target, false)?,
-    })
+    Ok(Sets { cond: net.standardize(cond, true)?, target: net.standardize(target, false)? })
 }

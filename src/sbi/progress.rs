@@ -7,12 +7,7 @@ use std::time::Instant;
 pub trait Progress: Sync {
     fn phase(&self, _name: &str) {}
     fn epoch(
-        &self,
-        _phase: &str,
-        _epoch: usize,
-        _max_epochs: usize,
-        _train_loss: f64,
-        _val_loss: f64,
+        &self, _phase: &str, _epoch: usize, _max_epochs: usize, _train_loss: f64, _val_loss: f64,
     ) {
     }
     fn samples(&self, _phase: &str, _done: usize, _total: usize) {}
@@ -34,16 +29,12 @@ pub(crate) struct Timer {
 
 impl Timer {
     pub(crate) fn start() -> Timer {
-        Timer {
-            phases: Vec::new(),
-            start: Instant::now(),
-        }
+        Timer { phases: Vec::new(), start: Instant::now() }
     }
 
     /// Ends the phase running since the last lap (or the start) under `phase`.
     pub(crate) fn lap(&mut self, phase: &str) {
-        self.phases
-            .push((phase.to_string(), self.start.elapsed().as_secs_f64()));
+        self.phases.push((phase.to_string(), self.start.elapsed().as_secs_f64()));
         self.start = Instant::now();
     }
 

@@ -23,11 +23,7 @@ impl Sampler {
     pub const DEFAULT_CHUNK: usize = 1000;
 
     pub fn new(device: &Device, solver: Solver) -> Sampler {
-        Sampler {
-            device: device.clone(),
-            solver,
-            chunk: Self::DEFAULT_CHUNK,
-        }
+        Sampler { device: device.clone(), solver, chunk: Self::DEFAULT_CHUNK }
     }
 
     /// The same sampler integrating `chunk` samples together.
@@ -45,11 +41,7 @@ impl Sampler {
 
     /// One target sample per standardised condition row of `net` (see [`Network::sample`]).
     pub fn draw(
-        &self,
-        net: &mut Network,
-        conds: &[f32],
-        seed: u64,
-        progress: &dyn Progress,
+        &self, net: &mut Network, conds: &[f32], seed: u64, progress: &dyn Progress,
     ) -> Result<(Vec<f32>, OdeStats)> {
         net.sample(&self.device, conds, self.solver, seed, self.chunk, progress)
     }
@@ -57,13 +49,8 @@ impl Sampler {
     /// `n` posterior samples for an observation (natural space, one full parameter vector
     /// each) from a trained posterior network.
     pub fn posterior(
-        &self,
-        posterior: &mut Network,
-        task: &dyn HierarchicalModel,
-        obs: &[f64],
-        n: usize,
-        seed: u64,
-        progress: &dyn Progress,
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel, obs: &[f64], n: usize,
+        seed: u64, progress: &dyn Progress,
     ) -> Result<Vec<Vec<f64>>> {
         let mut sets = self.posteriors(posterior, task, &[obs], n, seed, progress)?;
         Ok(sets.pop().unwrap_or_default())
@@ -73,13 +60,8 @@ impl Sampler {
     /// the draws at noise offsets `k·n .. (k+1)·n`, so a single observation gets the same draws
     /// as [`Sampler::posterior`].
     pub fn posteriors(
-        &self,
-        posterior: &mut Network,
-        task: &dyn HierarchicalModel,
-        observations: &[impl AsRef<[f64]>],
-        n: usize,
-        seed: u64,
-        progress: &dyn Progress,
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel,
+        observations: &[impl AsRef<[f64]>], n: usize, seed: u64, progress: &dyn Progress,
     ) -> Result<Vec<Vec<Vec<f64>>>> {
         check_samples(n)?;
         let sites = posterior.config.sites;
@@ -102,17 +84,8 @@ impl Sampler {
 /// [`Sampler::posterior`] with a sampler made for the call.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_posterior(
-    dev: &Device,
-    posterior: &mut Network,
-    task: &dyn HierarchicalModel,
-    obs: &[f64],
-    n: usize,
-    solver: Solver,
-    seed: u64,
-    chunk: usize,
-    progress: &dyn Progress,
+    dev: &Device, posterior: &mut Network, task: &dyn HierarchicalModel, obs: &[f64], n: usize,
+    solver: Solver, seed: u64, chunk: usize, progress: &dyn Progress,
 ) -> Result<Vec<Vec<f64>>> {
-    Sampler::new(dev, solver)
-        .with_chunk(chunk)
-        .posterior(posterior, task, obs, n, seed, progress)
+    Sampler::new(dev, solver).with_chunk(chunk).posterior(posterior, task, obs, n, seed, progress)
 }

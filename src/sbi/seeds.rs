@@ -128,10 +128,7 @@ mod tests {
         for base in [0, 3, u64::MAX] {
             for stream in FIXED {
                 for index in 0..1000 {
-                    assert!(
-                        seen.insert((base, stream.seed(base, index))),
-                        "{stream:?} {index}"
-                    );
+                    assert!(seen.insert((base, stream.seed(base, index))), "{stream:?} {index}");
                 }
             }
             for draw in [0, 1, 989, 990, 3999, 4000, 10_000] {

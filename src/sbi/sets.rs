@@ -30,38 +30,21 @@ pub struct FreshSets<'t> {
 /// `(conditions, targets)` rows of the posterior network for sets with these globals:
 /// observations (natural, site-major) and the unconstrained parameter vector.
 pub fn posterior_rows(
-    task: &dyn HierarchicalModel,
-    sites: usize,
-    globals: &[f64],
-    locals: &[Vec<f64>],
-    obs: &[f64],
+    task: &dyn HierarchicalModel, sites: usize, globals: &[f64], locals: &[Vec<f64>], obs: &[f64],
 ) -> (Vec<f64>, Vec<f64>) {
-    let params: Vec<f64> = globals
-        .iter()
-        .chain(locals.iter().flatten())
-        .copied()
-        .collect();
+    let params: Vec<f64> = globals.iter().chain(locals.iter().flatten()).copied().collect();
     (obs.to_vec(), task.to_unconstrained(&params, sites))
 }
 
 impl<'t> FreshSets<'t> {
     pub fn new(task: &'t dyn HierarchicalModel, sites: usize, sampler: Sampler, seed: u64) -> Self {
-        FreshSets {
-            task,
-            sites,
-            sampler,
-            seed,
-            draws: 0,
-        }
+        FreshSets { task, sites, sampler, seed, draws: 0 }
     }
 
     /// Synthetic sets for the given globals (natural space, one vector per set); returns the
     /// posterior network's condition rows and target rows, unstandardised.
     pub fn synthesize(
-        &mut self,
-        surrogate: &mut Network,
-        globals: &[Vec<f64>],
-        progress: &dyn Progress,
+        &mut self, surrogate: &mut Network, globals: &[Vec<f64>], progress: &dyn Progress,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         let (task, sites, draw) = (self.task, self.sites, self.draws);
         self.draws += 1;
@@ -71,9 +54,7 @@ impl<'t> FreshSets<'t> {
             .enumerate()
             .map(|(i, g)| {
                 let mut rng = StdRng::seed_from_u64(locals_stream.seed(self.seed, i as u64));
-                (0..sites)
-                    .map(|_| task.sample_locals(g, &mut rng))
-                    .collect()
+                (0..sites).map(|_| task.sample_locals(g, &mut rng)).collect()
             })
             .collect();
         // Surrogate conditions: the unconstrained [globals, locals] of every site of every set.
@@ -113,11 +94,7 @@ impl<'t> FreshSets<'t> {
     /// A training source that draws `n_sets` fresh sets (new globals from the prior) every
     /// epoch and standardises them with the posterior network's statistics.
     pub fn into_source<'a>(
-        self,
-        surrogate: &'a mut Network,
-        posterior: &Network,
-        n_sets: usize,
-        validation: Sets,
+        self, surrogate: &'a mut Network, posterior: &Network, n_sets: usize, validation: Sets,
         progress: &'a dyn Progress,
     ) -> FreshSource<'a>
     where
@@ -149,9 +126,7 @@ pub struct FreshSource<'a> {
 
 impl FreshSource<'_> {
     fn standardize(
-        &self,
-        rows: &[f64],
-        tokens: &[crate::model::tokens::Token],
+        &self, rows: &[f64], tokens: &[crate::model::tokens::Token],
     ) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows.chunks(tokens.len()) {
@@ -164,9 +139,7 @@ impl FreshSource<'_> {
 impl SetSource for FreshSource<'_> {
     fn train(&mut self, _epoch: usize) -> Result<&Sets> {
         let globals = self.gen.prior_globals(self.n_sets);
-        let (cond, target) = self
-            .gen
-            .synthesize(self.surrogate, &globals, self.progress)?;
+        let (cond, target) = self.gen.synthesize(self.surrogate, &globals, self.progress)?;
         self.current = Sets {
             cond: self.standardize(&cond, &self.layout.cond)?,
             target: self.standardize(&target, &self.layout.target)?,

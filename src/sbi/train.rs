@@ -137,10 +137,8 @@ impl<'a> Batcher<'a> {
         self.host_cond.clear();
         self.host_target.clear();
         for &i in idx {
-            self.host_cond
-                .extend_from_slice(&sets.cond[i * c..(i + 1) * c]);
-            self.host_target
-                .extend_from_slice(&sets.target[i * m..(i + 1) * m]);
+            self.host_cond.extend_from_slice(&sets.cond[i * c..(i + 1) * c]);
+            self.host_target.extend_from_slice(&sets.target[i * m..(i + 1) * m]);
         }
         let b = self.dev.backend();
         if !self.by_size.contains_key(&idx.len()) {
@@ -168,46 +166,22 @@ pub struct Stepper<'a> {
 
 impl<'a> Stepper<'a> {
     pub fn new(
-        dev: &'a Device,
-        layout: &'a Layout,
-        tape: &Tape,
-        cfg: &TrainConfig,
+        dev: &'a Device, layout: &'a Layout, tape: &Tape, cfg: &TrainConfig,
     ) -> Result<Self> {
         let opt = AdamW::new(
             tape.params(),
-            AdamWConfig {
-                lr: cfg.lr,
-                max_grad_norm: cfg.max_grad_norm,
-                ..Default::default()
-            },
+            AdamWConfig { lr: cfg.lr, max_grad_norm: cfg.max_grad_norm, ..Default::default() },
         )?;
-        Ok(Stepper {
-            batcher: Batcher::new(dev, layout),
-            opt,
-        })
+        Ok(Stepper { batcher: Batcher::new(dev, layout), opt })
     }
 
     /// One step on the sets named by `idx`; returns the loss node (valid until the next step).
     pub fn step(
-        &mut self,
-        tape: &mut Tape,
-        model: &Tfmpe,
-        sets: &Sets,
-        idx: &[usize],
-        seed: u64,
-        draw: u64,
+        &mut self, tape: &mut Tape, model: &Tfmpe, sets: &Sets, idx: &[usize], seed: u64, draw: u64,
     ) -> Result<crate::tape::Var> {
         let bufs = self.batcher.load(sets, idx)?;
         tape.reset();
-        let loss = fm_loss(
-            tape,
-            model,
-            &bufs.tokens,
-            &bufs.cond,
-            &bufs.target,
-            seed,
-            draw,
-        )?;
+        let loss = fm_loss(tape, model, &bufs.tokens, &bufs.cond, &bufs.target, seed, draw)?;
         tape.backward(loss)?;
         self.opt.step(tape.params_mut())?;
         Ok(loss)
@@ -220,14 +194,8 @@ const VALIDATION_STREAM: u64 = 0x0005_EED0_FA11;
 /// Trains `model` (whose parameters the tape owns) by flow matching on sets of `layout`.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
-    dev: &Device,
-    model: &Tfmpe,
-    tape: &mut Tape,
-    layout: &Layout,
-    data: &mut dyn SetSource,
-    cfg: &TrainConfig,
-    phase: &str,
-    progress: &dyn Progress,
+    dev: &Device, model: &Tfmpe, tape: &mut Tape, layout: &Layout, data: &mut dyn SetSource,
+    cfg: &TrainConfig, phase: &str, progress: &dyn Progress,
 ) -> Result<TrainReport> {
     if cfg.batch == 0 {
         return Err(Error::Invalid("the batch size must be at least 1".into()));
@@ -322,11 +290,7 @@ pub fn train(
 
 /// Mean flow-matching loss over the validation sets, with fixed noise.
 fn validation_loss(
-    tape: &mut Tape,
-    model: &Tfmpe,
-    batcher: &mut Batcher,
-    val: &Sets,
-    cfg: &TrainConfig,
+    tape: &mut Tape, model: &Tfmpe, batcher: &mut Batcher, val: &Sets, cfg: &TrainConfig,
 ) -> Result<f64> {
     let n = val.len(batcher.layout);
     let idx: Vec<usize> = (0..n).collect();

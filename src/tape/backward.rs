@@ -45,10 +45,7 @@ impl Tape {
             param_grads: &mut self.params.grads,
             param_written: &mut self.param_written,
         };
-        let vals = Values {
-            nodes: &self.nodes,
-            params: &self.params.values,
-        };
+        let vals = Values { nodes: &self.nodes, params: &self.params.values };
         if self.nodes[root].requires_grad {
             let mut seed = sink.pool.f32(backend, 1)?;
             backend.fill(&mut seed, 1.0)?;
@@ -163,15 +160,7 @@ fn apply(sink: &mut Sink, vals: Values, i: usize, dy: Buffer) -> Result<()> {
             sink.grads[i] = Some(dy);
             return Ok(());
         }
-        &Op::Linear {
-            x,
-            w,
-            b,
-            relu,
-            rows,
-            inp,
-            out,
-        } => {
+        &Op::Linear { x, w, b, relu, rows, inp, out } => {
             let dz = if relu {
                 let mut dz = sink.temp(dy.len())?;
                 be.relu_bwd(vals.get(i as u32)?, &dy, &mut dz, false)?;
@@ -212,16 +201,7 @@ fn apply(sink: &mut Sink, vals: Values, i: usize, dy: Buffer) -> Result<()> {
             return sink.add_owned(a, dy);
         }
         &Op::Reshape { x } => return sink.add_owned(x, dy),
-        Op::LayerNorm {
-            x,
-            residual,
-            gamma,
-            beta,
-            p,
-            mean,
-            rstd,
-            sum,
-        } => {
+        Op::LayerNorm { x, residual, gamma, beta, p, mean, rstd, sum } => {
             let h = match sum {
                 Some(s) => s,
                 None => vals.get(*x)?,
@@ -251,15 +231,7 @@ fn apply(sink: &mut Sink, vals: Values, i: usize, dy: Buffer) -> Result<()> {
         Op::Attention { qkv, mask, p, lse } => {
             let mut dqkv = sink.temp(3 * dy.len())?;
             let mask = mask.map(|m| vals.get(m)).transpose()?;
-            be.attention_bwd(
-                p,
-                vals.get(*qkv)?,
-                mask,
-                vals.get(i as u32)?,
-                lse,
-                &dy,
-                &mut dqkv,
-            )?;
+            be.attention_bwd(p, vals.get(*qkv)?, mask, vals.get(i as u32)?, lse, &dy, &mut dqkv)?;
             sink.add_owned(*qkv, dqkv)?;
         }
         &Op::Embedding { table, ids, dim } => {
@@ -293,25 +265,13 @@ fn apply(sink: &mut Sink, vals: Values, i: usize, dy: Buffer) -> Result<()> {
                 offset += width;
             }
         }
-        &Op::Fourier {
-            x,
-            freqs,
-            rows,
-            in_dim,
-            half,
-        } => {
+        &Op::Fourier { x, freqs, rows, in_dim, half } => {
             let (x, f) = (vals.get(x)?, vals.get(freqs)?);
-            sink.with(freqs, |df, acc| {
-                be.fourier_bwd(x, f, &dy, rows, in_dim, half, df, acc)
-            })?;
+            sink.with(freqs, |df, acc| be.fourier_bwd(x, f, &dy, rows, in_dim, half, df, acc))?;
         }
         // Losses and reductions are only ever the root (ops refuse them as inputs), so `dy`
         // is the seed 1 and their saved gradient is already d loss / d input.
-        Op::Mse {
-            pred,
-            target,
-            dpred,
-        } => {
+        Op::Mse { pred, target, dpred } => {
             sink.add_ref(*pred, dpred, 1.0)?;
             sink.add_ref(*target, dpred, -1.0)?;
         }

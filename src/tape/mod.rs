@@ -155,9 +155,7 @@ impl Op {
     /// Hands the saved buffers back to the pool.
     fn recycle(self, pool: &mut Pool) {
         match self {
-            Op::LayerNorm {
-                mean, rstd, sum, ..
-            } => {
+            Op::LayerNorm { mean, rstd, sum, .. } => {
                 pool.give(mean);
                 pool.give(rstd);
                 if let Some(s) = sum {
@@ -369,9 +367,7 @@ impl Tape {
     /// Indices from the host (token ids, rows to gather).
     pub fn input_u32(&mut self, data: &[u32], shape: &[usize]) -> Result<Var> {
         check_numel("input_u32", data.len(), shape)?;
-        let mut buf = self
-            .pool
-            .take(self.device.backend(), DType::U32, data.len())?;
+        let mut buf = self.pool.take(self.device.backend(), DType::U32, data.len())?;
         self.device.backend().write_u32(&mut buf, data)?;
         self.push(shape.to_vec(), Value::Buf(buf), Op::Leaf, false)
     }
@@ -379,9 +375,7 @@ impl Tape {
     /// Data already on the device, copied into a pooled buffer (the source stays the caller's).
     pub fn input_copy(&mut self, src: &Buffer, shape: &[usize]) -> Result<Var> {
         check_numel("input_copy", src.len(), shape)?;
-        let mut buf = self
-            .pool
-            .take(self.device.backend(), src.dtype(), src.len())?;
+        let mut buf = self.pool.take(self.device.backend(), src.dtype(), src.len())?;
         self.device.backend().copy(src, 0, &mut buf, 0, src.len())?;
         self.push(shape.to_vec(), Value::Buf(buf), Op::Leaf, false)
     }
@@ -423,10 +417,7 @@ impl Tape {
     }
 
     fn values(&self) -> Values<'_> {
-        Values {
-            nodes: &self.nodes,
-            params: &self.params.values,
-        }
+        Values { nodes: &self.nodes, params: &self.params.values }
     }
 
     fn alloc(&mut self, len: usize) -> Result<Buffer> {
@@ -434,11 +425,7 @@ impl Tape {
     }
 
     fn var(&self, index: u32) -> Var {
-        Var {
-            tape: self.uid,
-            generation: self.generation,
-            index,
-        }
+        Var { tape: self.uid, generation: self.generation, index }
     }
 
     /// The node index of `v`, or an error if `v` is from another tape or an earlier graph.
@@ -460,11 +447,7 @@ impl Tape {
 
     /// Records a node. One that needs no gradient keeps no saved state.
     fn push(
-        &mut self,
-        shape: Vec<usize>,
-        value: Value,
-        op: Op,
-        requires_grad: bool,
+        &mut self, shape: Vec<usize>, value: Value, op: Op, requires_grad: bool,
     ) -> Result<Var> {
         let dtype = match &value {
             Value::Buf(b) => b.dtype(),
@@ -479,13 +462,7 @@ impl Tape {
         };
         let index = u32::try_from(self.nodes.len())
             .map_err(|_| Error::Invalid("a tape holds at most 2^32 nodes".into()))?;
-        self.nodes.push(Node {
-            shape,
-            dtype,
-            value,
-            requires_grad,
-            op,
-        });
+        self.nodes.push(Node { shape, dtype, value, requires_grad, op });
         self.grads.push(None);
         Ok(self.var(index))
     }
@@ -493,9 +470,7 @@ impl Tape {
 
 fn check_numel(what: &str, len: usize, shape: &[usize]) -> Result<()> {
     if len != numel(shape) {
-        return Err(Error::Shape(format!(
-            "{what}: {len} elements do not fill shape {shape:?}"
-        )));
+        return Err(Error::Shape(format!("{what}: {len} elements do not fill shape {shape:?}")));
     }
     Ok(())
 }

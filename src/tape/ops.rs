@@ -51,23 +51,11 @@ impl Tape {
         let mut y = self.alloc(rows * out)?;
         let vals = self.values();
         let bias = bi.map(|b| vals.get(b)).transpose()?;
-        let gemm = Gemm {
-            epilogue,
-            ..Gemm::new(rows, out, inp)
-        };
-        self.backend()
-            .gemm(&gemm, vals.get(xi)?, vals.get(wi)?, bias, &mut y)?;
+        let gemm = Gemm { epilogue, ..Gemm::new(rows, out, inp) };
+        self.backend().gemm(&gemm, vals.get(xi)?, vals.get(wi)?, bias, &mut y)?;
         let shape = with_last(&self.node(xi).shape, out);
         let rg = self.rg(xi) || self.rg(wi) || bi.is_some_and(|b| self.rg(b));
-        let op = Op::Linear {
-            x: xi,
-            w: wi,
-            b: bi,
-            relu,
-            rows,
-            inp,
-            out,
-        };
+        let op = Op::Linear { x: xi, w: wi, b: bi, relu, rows, inp, out };
         self.push(shape, Value::Buf(y), op, rg)
     }
 
@@ -108,28 +96,16 @@ impl Tape {
             _ => xi,
         };
         let rg = self.rg(xi);
-        self.push(
-            shape.to_vec(),
-            Value::Alias(target),
-            Op::Reshape { x: xi },
-            rg,
-        )
+        self.push(shape.to_vec(), Value::Alias(target), Op::Reshape { x: xi }, rg)
     }
 
     /// Layer norm over the last axis of `x (+ residual)`, scaled by `gamma` and shifted by
     /// `beta` (both `[cols]`). With a residual this is the post-LN `LN(x + residual)` in one pass.
     pub fn layer_norm(
-        &mut self,
-        x: Var,
-        residual: Option<Var>,
-        gamma: Var,
-        beta: Var,
-        eps: f32,
+        &mut self, x: Var, residual: Option<Var>, gamma: Var, beta: Var, eps: f32,
     ) -> Result<Var> {
         let xi = self.operand(x, "layer_norm: x")?;
-        let ri = residual
-            .map(|r| self.operand(r, "layer_norm: residual"))
-            .transpose()?;
+        let ri = residual.map(|r| self.operand(r, "layer_norm: residual")).transpose()?;
         let gi = self.operand(gamma, "layer_norm: gamma")?;
         let bi = self.operand(beta, "layer_norm: beta")?;
         if let Some(ri) = ri {
@@ -162,20 +138,8 @@ impl Tape {
             sum.as_mut(),
         )?;
         let shape = self.node(xi).shape.clone();
-        let rg = [Some(xi), ri, Some(gi), Some(bi)]
-            .into_iter()
-            .flatten()
-            .any(|i| self.rg(i));
-        let op = Op::LayerNorm {
-            x: xi,
-            residual: ri,
-            gamma: gi,
-            beta: bi,
-            p,
-            mean,
-            rstd,
-            sum,
-        };
+        let rg = [Some(xi), ri, Some(gi), Some(bi)].into_iter().flatten().any(|i| self.rg(i));
+        let op = Op::LayerNorm { x: xi, residual: ri, gamma: gi, beta: bi, p, mean, rstd, sum };
         self.push(shape, Value::Buf(y), op, rg)
     }
 
@@ -185,9 +149,7 @@ impl Tape {
     /// `1/sqrt(D / heads)`.
     pub fn attention(&mut self, qkv: Var, mask: Option<Var>, heads: usize) -> Result<Var> {
         let qi = self.operand(qkv, "attention: qkv")?;
-        let mi = mask
-            .map(|m| self.data_operand(m, "attention: mask"))
-            .transpose()?;
+        let mi = mask.map(|m| self.data_operand(m, "attention: mask")).transpose()?;
         let &[batch, tokens, three_d] = self.node(qi).shape.as_slice() else {
             return Err(Error::Shape(format!(
                 "attention: qkv must be [batch, tokens, 3·D], got {:?}",
@@ -225,12 +187,7 @@ impl Tape {
             &mut y,
             &mut lse,
         )?;
-        let op = Op::Attention {
-            qkv: qi,
-            mask: mi,
-            p,
-            lse,
-        };
+        let op = Op::Attention { qkv: qi, mask: mi, p, lse };
         let shape = vec![batch, tokens, p.model_dim()];
         self.push(shape, Value::Buf(y), op, self.rg(qi))
     }
@@ -243,11 +200,7 @@ impl Tape {
         let (_, dim) = self.rows_cols(ti, "embedding: table")?;
         let y = self.gather_kernel(ti, ii, dim)?;
         let shape = with_extra(&self.node(ii).shape, dim);
-        let op = Op::Embedding {
-            table: ti,
-            ids: ii,
-            dim,
-        };
+        let op = Op::Embedding { table: ti, ids: ii, dim };
         self.push(shape, Value::Buf(y), op, self.rg(ti))
     }
 
@@ -260,19 +213,14 @@ impl Tape {
         let (_, width) = self.rows_cols(xi, "gather_rows: x")?;
         let y = self.gather_kernel(xi, ii, width)?;
         let shape = with_extra(&self.node(ii).shape, width);
-        let op = Op::Gather {
-            x: xi,
-            idx: ii,
-            width,
-        };
+        let op = Op::Gather { x: xi, idx: ii, width };
         self.push(shape, Value::Buf(y), op, self.rg(xi))
     }
 
     fn gather_kernel(&mut self, src: u32, idx: u32, width: usize) -> Result<backend::Buffer> {
         let mut y = self.alloc(self.node(idx).numel() * width)?;
         let vals = self.values();
-        self.backend()
-            .gather_rows(vals.get(src)?, vals.get(idx)?, width, &mut y)?;
+        self.backend().gather_rows(vals.get(src)?, vals.get(idx)?, width, &mut y)?;
         Ok(y)
     }
 
@@ -339,16 +287,9 @@ impl Tape {
         }
         let mut y = self.alloc(rows * 2 * half)?;
         let vals = self.values();
-        self.backend()
-            .fourier_fwd(vals.get(xi)?, vals.get(fi)?, rows, in_dim, half, &mut y)?;
+        self.backend().fourier_fwd(vals.get(xi)?, vals.get(fi)?, rows, in_dim, half, &mut y)?;
         let shape = with_last(&self.node(xi).shape, 2 * half);
-        let op = Op::Fourier {
-            x: xi,
-            freqs: fi,
-            rows,
-            in_dim,
-            half,
-        };
+        let op = Op::Fourier { x: xi, freqs: fi, rows, in_dim, half };
         self.push(shape, Value::Buf(y), op, self.rg(fi))
     }
 
@@ -358,9 +299,7 @@ impl Tape {
     pub fn mse(&mut self, pred: Var, target: Var, mask: Option<Var>) -> Result<Var> {
         let pi = self.operand(pred, "mse: pred")?;
         let ti = self.operand(target, "mse: target")?;
-        let mi = mask
-            .map(|m| self.data_operand(m, "mse: mask"))
-            .transpose()?;
+        let mi = mask.map(|m| self.data_operand(m, "mse: mask")).transpose()?;
         let n = self.node(pi).numel();
         for (name, i) in [("target", Some(ti)), ("mask", mi)] {
             if let Some(i) = i.filter(|&i| self.node(i).numel() != n) {
@@ -381,11 +320,7 @@ impl Tape {
             &mut dpred,
         )?;
         let rg = self.rg(pi) || self.rg(ti);
-        let op = Op::Mse {
-            pred: pi,
-            target: ti,
-            dpred,
-        };
+        let op = Op::Mse { pred: pi, target: ti, dpred };
         self.push(vec![1], Value::Buf(loss), op, rg)
     }
 
@@ -398,12 +333,8 @@ impl Tape {
         let mut loss = self.alloc(1)?;
         let mut dlogits = self.alloc(self.node(li).numel())?;
         let vals = self.values();
-        self.backend()
-            .bce_with_logits(vals.get(li)?, vals.get(ti)?, &mut loss, &mut dlogits)?;
-        let op = Op::Bce {
-            logits: li,
-            dlogits,
-        };
+        self.backend().bce_with_logits(vals.get(li)?, vals.get(ti)?, &mut loss, &mut dlogits)?;
+        let op = Op::Bce { logits: li, dlogits };
         self.push(vec![1], Value::Buf(loss), op, self.rg(li))
     }
 
@@ -422,14 +353,8 @@ impl Tape {
         let n = self.node(xi).numel();
         let scale = if mean { 1.0 / n.max(1) as f32 } else { 1.0 };
         let mut y = self.alloc(1)?;
-        self.backend()
-            .reduce_sum(self.values().get(xi)?, scale, &mut y)?;
-        self.push(
-            vec![1],
-            Value::Buf(y),
-            Op::Sum { x: xi, scale },
-            self.rg(xi),
-        )
+        self.backend().reduce_sum(self.values().get(xi)?, scale, &mut y)?;
+        self.push(vec![1], Value::Buf(y), Op::Sum { x: xi, scale }, self.rg(xi))
     }
 
     // ---- data ops (no gradient) -----------------------------------------------------------
@@ -474,12 +399,7 @@ impl Tape {
 
     /// Uniform data in `(lo, hi)` from the counter-based generator.
     pub fn rand_uniform(
-        &mut self,
-        shape: &[usize],
-        seed: u64,
-        offset: u64,
-        lo: f32,
-        hi: f32,
+        &mut self, shape: &[usize], seed: u64, offset: u64, lo: f32, hi: f32,
     ) -> Result<Var> {
         let mut y = self.alloc(numel(shape))?;
         self.backend().uniform_fill(&mut y, seed, offset, lo, hi)?;

@@ -68,9 +68,7 @@ impl ParamStore {
     /// Registers a parameter with its initial values; names must be unique.
     pub fn add(&mut self, name: &str, shape: &[usize], data: &[f32]) -> Result<ParamId> {
         if self.by_name.contains_key(name) {
-            return Err(Error::Invalid(format!(
-                "parameter `{name}` is registered twice"
-            )));
+            return Err(Error::Invalid(format!("parameter `{name}` is registered twice")));
         }
         if data.len() != numel(shape) {
             return Err(Error::Shape(format!(
@@ -176,9 +174,6 @@ impl ParamStore {
     }
 
     fn id_at(&self, index: usize) -> ParamId {
-        ParamId {
-            store: self.uid,
-            index: index as u32,
-        }
+        ParamId { store: self.uid, index: index as u32 }
     }
 }

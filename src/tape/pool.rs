@@ -27,10 +27,7 @@ impl Pool {
     }
 
     pub fn give(&mut self, buf: Buffer) {
-        self.free
-            .entry((buf.dtype(), buf.len()))
-            .or_default()
-            .push(buf);
+        self.free.entry((buf.dtype(), buf.len())).or_default().push(buf);
     }
 
     /// Frees every pooled buffer (after a change of shapes, say).

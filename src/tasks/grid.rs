@@ -40,11 +40,7 @@ impl GridSampler {
             let step = (end - start) / (POINTS - 1) as f64;
             for (i, l) in logs.iter_mut().enumerate() {
                 let value = log_density(start + step * i as f64);
-                *l = if value.is_nan() {
-                    f64::NEG_INFINITY
-                } else {
-                    value
-                };
+                *l = if value.is_nan() { f64::NEG_INFINITY } else { value };
             }
             let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             if !max.is_finite() {
@@ -75,13 +71,7 @@ impl GridSampler {
             .rev()
             .find(|&i| cumulative[i] > cumulative[i - 1])
             .expect("the peak node has density 1, so a neighbouring cell has mass");
-        GridSampler {
-            start,
-            step,
-            density,
-            cumulative,
-            last_massive,
-        }
+        GridSampler { start, step, density, cumulative, last_massive }
     }
 
     /// One draw from the tabulated density.
@@ -89,10 +79,7 @@ impl GridSampler {
         let target = uniform01(rng) * self.cumulative[self.last_massive];
         // The cell [node i, node i + 1] with cumulative[i] ≤ target < cumulative[i + 1]; the
         // clamp only matters when rounding puts target on the total.
-        let end = self
-            .cumulative
-            .partition_point(|&c| c <= target)
-            .min(self.last_massive);
+        let end = self.cumulative.partition_point(|&c| c <= target).min(self.last_massive);
         let i = end - 1;
         let (p0, p1) = (self.density[i], self.density[i + 1]);
         let fraction =
@@ -100,11 +87,7 @@ impl GridSampler {
         // Solve the quadratic CDF of the linear density on the cell for the offset t ∈ [0, 1],
         // in the form that has no cancellation when p1 ≈ p0.
         let denominator = p0 + (p0 * p0 + fraction * (p1 * p1 - p0 * p0)).sqrt();
-        let t = if denominator > 0.0 {
-            fraction * (p0 + p1) / denominator
-        } else {
-            0.0
-        };
+        let t = if denominator > 0.0 { fraction * (p0 + p1) / denominator } else { 0.0 };
         self.start + self.step * (i as f64 + t)
     }
 }
@@ -173,10 +156,7 @@ mod tests {
         let mean = draws.iter().sum::<f64>() / DRAWS as f64;
         let sd = (draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / DRAWS as f64).sqrt();
         // 5 standard errors of the mean; the sd within 5 % (its standard error is 0.5 %).
-        assert!(
-            (mean - centre).abs() < 5.0 * width / (DRAWS as f64).sqrt(),
-            "mean {mean}"
-        );
+        assert!((mean - centre).abs() < 5.0 * width / (DRAWS as f64).sqrt(), "mean {mean}");
         assert!((sd / width - 1.0).abs() < 0.05, "sd {sd}");
     }
 
@@ -184,8 +164,6 @@ mod tests {
     fn nowhere_finite_density_is_none() {
         assert!(GridSampler::new(|_| f64::NEG_INFINITY, 0.0, 1.0).is_none());
         assert!(GridSampler::new(|_| f64::NAN, 0.0, 1.0).is_none());
-        assert!(
-            GridSampler::new(|v| if v > 0.5 { f64::INFINITY } else { 0.0 }, 0.0, 1.0).is_none()
-        );
+        assert!(GridSampler::new(|v| if v > 0.5 { f64::INFINITY } else { 0.0 }, 0.0, 1.0).is_none());
     }
 }

@@ -42,31 +42,18 @@ impl HierarchicalModel for HierGaussian {
     }
 
     fn simulate_site(
-        &self,
-        _globals: &[f64],
-        locals: &[f64],
-        _inputs: Option<&[f64]>,
-        rng: &mut dyn Rng,
+        &self, _globals: &[f64], locals: &[f64], _inputs: Option<&[f64]>, rng: &mut dyn Rng,
     ) -> Vec<f64> {
-        (0..DRAWS)
-            .map(|_| locals[0] + NOISE_SD * std_normal(rng))
-            .collect()
+        (0..DRAWS).map(|_| locals[0] + NOISE_SD * std_normal(rng)).collect()
     }
 
     fn exact_posterior(
-        &self,
-        obs: &[f64],
-        _inputs: Option<&[f64]>,
-        sites: usize,
-        n: usize,
-        rng: &mut dyn Rng,
+        &self, obs: &[f64], _inputs: Option<&[f64]>, sites: usize, n: usize, rng: &mut dyn Rng,
     ) -> Option<Vec<Vec<f64>>> {
         assert_eq!(obs.len(), sites * DRAWS, "hier-gaussian observation length");
         // A site's data enter only through its mean ȳ_s ~ N(θ_s, NOISE_SD²/DRAWS).
-        let site_means: Vec<f64> = obs
-            .chunks(DRAWS)
-            .map(|y| y.iter().sum::<f64>() / DRAWS as f64)
-            .collect();
+        let site_means: Vec<f64> =
+            obs.chunks(DRAWS).map(|y| y.iter().sum::<f64>() / DRAWS as f64).collect();
         let mean_var = NOISE_SD * NOISE_SD / DRAWS as f64;
         // μ | y: prior N(0, 1) times Π_s N(ȳ_s; μ, SITE_SD² + NOISE_SD²/DRAWS).
         let marginal_var = SITE_SD * SITE_SD + mean_var;

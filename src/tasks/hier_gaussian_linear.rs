@@ -39,22 +39,13 @@ impl HierarchicalModel for HierGaussianLinear {
     }
 
     fn simulate_site(
-        &self,
-        globals: &[f64],
-        locals: &[f64],
-        _inputs: Option<&[f64]>,
-        rng: &mut dyn Rng,
+        &self, globals: &[f64], locals: &[f64], _inputs: Option<&[f64]>, rng: &mut dyn Rng,
     ) -> Vec<f64> {
         vec![locals[0] + globals[0] * std_normal(rng)]
     }
 
     fn exact_posterior(
-        &self,
-        obs: &[f64],
-        _inputs: Option<&[f64]>,
-        sites: usize,
-        n: usize,
-        rng: &mut dyn Rng,
+        &self, obs: &[f64], _inputs: Option<&[f64]>, sites: usize, n: usize, rng: &mut dyn Rng,
     ) -> Option<Vec<Vec<f64>>> {
         assert_eq!(obs.len(), sites, "hier-gaussian-linear observation length");
         // The marginal likelihood depends on y only through S and Σ y².

@@ -27,10 +27,7 @@ impl HierarchicalModel for HierGaussianLinearUniform {
     }
 
     fn local_variables(&self) -> Vec<Variable> {
-        vec![Variable::scalar(
-            "mu",
-            Bijection::LogitAffine { lo: LO, hi: HI },
-        )]
+        vec![Variable::scalar("mu", Bijection::LogitAffine { lo: LO, hi: HI })]
     }
 
     fn observation_variables(&self) -> Vec<Variable> {
@@ -46,28 +43,15 @@ impl HierarchicalModel for HierGaussianLinearUniform {
     }
 
     fn simulate_site(
-        &self,
-        globals: &[f64],
-        locals: &[f64],
-        _inputs: Option<&[f64]>,
-        rng: &mut dyn Rng,
+        &self, globals: &[f64], locals: &[f64], _inputs: Option<&[f64]>, rng: &mut dyn Rng,
     ) -> Vec<f64> {
         vec![locals[0] + globals[0] * std_normal(rng)]
     }
 
     fn exact_posterior(
-        &self,
-        obs: &[f64],
-        _inputs: Option<&[f64]>,
-        sites: usize,
-        n: usize,
-        rng: &mut dyn Rng,
+        &self, obs: &[f64], _inputs: Option<&[f64]>, sites: usize, n: usize, rng: &mut dyn Rng,
     ) -> Option<Vec<Vec<f64>>> {
-        assert_eq!(
-            obs.len(),
-            sites,
-            "hier-gaussian-linear-uniform observation length"
-        );
+        assert_eq!(obs.len(), sites, "hier-gaussian-linear-uniform observation length");
         // The constant 1/20 per site is dropped; the tail-accurate interval probability keeps
         // the likelihood finite for σ far below |y_s − 10| when y_s lies outside the support.
         let sigma_posterior = log_scale_sampler(|sigma| {

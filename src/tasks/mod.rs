@@ -91,11 +91,7 @@ pub struct Variable {
 
 impl Variable {
     pub fn new(name: impl Into<String>, size: usize, bijection: Bijection) -> Self {
-        Variable {
-            name: name.into(),
-            size,
-            bijection,
-        }
+        Variable { name: name.into(), size, bijection }
     }
 
     /// A one-scalar variable.
@@ -146,11 +142,7 @@ pub trait HierarchicalModel: Send + Sync {
     /// site's functional inputs (`None` for models without them). It may return non-finite
     /// values (a diverging ODE, say); callers drop and count such simulations.
     fn simulate_site(
-        &self,
-        globals: &[f64],
-        locals: &[f64],
-        inputs: Option<&[f64]>,
-        rng: &mut dyn Rng,
+        &self, globals: &[f64], locals: &[f64], inputs: Option<&[f64]>, rng: &mut dyn Rng,
     ) -> Vec<f64>;
 
     /// `n` independent draws from the exact posterior p(θ_g, η_1:S | y_1:S), each a full parameter
@@ -158,12 +150,7 @@ pub trait HierarchicalModel: Send + Sync {
     /// evaluate it for this observation). `obs` holds `sites × obs_dim` finite values, site-major
     /// (check user input with [`check_observation`] first); `inputs` follows the same layout.
     fn exact_posterior(
-        &self,
-        _obs: &[f64],
-        _inputs: Option<&[f64]>,
-        _sites: usize,
-        _n: usize,
-        _rng: &mut dyn Rng,
+        &self, _obs: &[f64], _inputs: Option<&[f64]>, _sites: usize, _n: usize, _rng: &mut dyn Rng,
     ) -> Option<Vec<Vec<f64>>> {
         None
     }
@@ -215,9 +202,7 @@ pub trait HierarchicalModel: Send + Sync {
     /// this once and maps rows with it.
     fn parameter_bijections(&self, sites: usize) -> Vec<Bijection> {
         let per_scalar = |vars: Vec<Variable>| -> Vec<Bijection> {
-            vars.iter()
-                .flat_map(|v| std::iter::repeat_n(v.bijection, v.size))
-                .collect()
+            vars.iter().flat_map(|v| std::iter::repeat_n(v.bijection, v.size)).collect()
         };
         let mut all = per_scalar(self.global_variables());
         let locals = per_scalar(self.local_variables());
@@ -232,11 +217,7 @@ pub trait HierarchicalModel: Send + Sync {
     /// # Panics
     /// When `params.len() != param_dim(sites)`.
     fn to_unconstrained(&self, params: &[f64], sites: usize) -> Vec<f64> {
-        map_params(
-            &self.parameter_bijections(sites),
-            params,
-            Bijection::forward,
-        )
+        map_params(&self.parameter_bijections(sites), params, Bijection::forward)
     }
 
     /// An unconstrained parameter vector mapped back to natural space.
@@ -244,11 +225,7 @@ pub trait HierarchicalModel: Send + Sync {
     /// # Panics
     /// When `unconstrained.len() != param_dim(sites)`.
     fn to_natural(&self, unconstrained: &[f64], sites: usize) -> Vec<f64> {
-        map_params(
-            &self.parameter_bijections(sites),
-            unconstrained,
-            Bijection::inverse,
-        )
+        map_params(&self.parameter_bijections(sites), unconstrained, Bijection::inverse)
     }
 
     /// ln |det ∂u/∂x| of the whole natural → unconstrained map at a natural-space vector:
@@ -258,16 +235,8 @@ pub trait HierarchicalModel: Send + Sync {
     /// When `params.len() != param_dim(sites)`.
     fn unconstrained_log_det(&self, params: &[f64], sites: usize) -> f64 {
         let bijections = self.parameter_bijections(sites);
-        assert_eq!(
-            params.len(),
-            bijections.len(),
-            "parameter vector length for {sites} sites"
-        );
-        bijections
-            .iter()
-            .zip(params)
-            .map(|(b, &x)| b.forward_log_det(x))
-            .sum()
+        assert_eq!(params.len(), bijections.len(), "parameter vector length for {sites} sites");
+        bijections.iter().zip(params).map(|(b, &x)| b.forward_log_det(x)).sum()
     }
 }
 
@@ -310,20 +279,12 @@ fn push_names(vars: &[Variable], site: Option<usize>, names: &mut Vec<String>) {
 
 fn map_params(bijections: &[Bijection], values: &[f64], f: fn(Bijection, f64) -> f64) -> Vec<f64> {
     assert_eq!(values.len(), bijections.len(), "parameter vector length");
-    bijections
-        .iter()
-        .zip(values)
-        .map(|(&b, &v)| f(b, v))
-        .collect()
+    bijections.iter().zip(values).map(|(&b, &v)| f(b, v)).collect()
 }
 
 /// Every built-in task, in the order `tfmpe` lists them.
 pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
-    vec![
-        Box::new(HierGaussian),
-        Box::new(HierGaussianLinear),
-        Box::new(HierGaussianLinearUniform),
-    ]
+    vec![Box::new(HierGaussian), Box::new(HierGaussianLinear), Box::new(HierGaussianLinearUniform)]
 }
 
 /// The built-in task with this command-line name.
@@ -331,10 +292,7 @@ pub fn task_by_name(name: &str) -> Result<Box<dyn HierarchicalModel>> {
     let all = tasks();
     let known: Vec<String> = all.iter().map(|t| t.name().to_string()).collect();
     all.into_iter().find(|t| t.name() == name).ok_or_else(|| {
-        Error::Invalid(format!(
-            "unknown task `{name}`; known tasks: {}",
-            known.join(", ")
-        ))
+        Error::Invalid(format!("unknown task `{name}`; known tasks: {}", known.join(", ")))
     })
 }
 
@@ -387,11 +345,7 @@ pub fn simulate_dataset(model: &dyn HierarchicalModel, sites: usize, rng: &mut d
     let name = model.name();
     let (local_dim, obs_dim) = (model.local_dim(), model.obs_dim());
     let globals = model.sample_globals(rng);
-    assert_eq!(
-        globals.len(),
-        model.global_dim(),
-        "`{name}`: sample_globals length"
-    );
+    assert_eq!(globals.len(), model.global_dim(), "`{name}`: sample_globals length");
     let mut params = Vec::with_capacity(model.param_dim(sites));
     params.extend_from_slice(&globals);
     let mut obs = Vec::with_capacity(sites * obs_dim);
@@ -413,12 +367,7 @@ pub fn simulate_dataset(model: &dyn HierarchicalModel, sites: usize, rng: &mut d
             all.extend(site);
         }
     }
-    Dataset {
-        sites,
-        params,
-        obs,
-        inputs,
-    }
+    Dataset { sites, params, obs, inputs }
 }
 
 /// One standard normal draw; the tasks' priors and simulators are built from it.

@@ -118,11 +118,7 @@ pub fn erfc(x: f64) -> f64 {
     if y <= ERF_SMALL {
         return 1.0 - erf_small(x);
     }
-    let upper = if y > ERFC_ZERO {
-        0.0
-    } else {
-        exp_neg_square(y) * erfcx_tail(y)
-    };
+    let upper = if y > ERFC_ZERO { 0.0 } else { exp_neg_square(y) * erfcx_tail(y) };
     if x < 0.0 {
         2.0 - upper
     } else {
@@ -334,10 +330,7 @@ pub fn truncated_standard_normal(a: f64, b: f64, u: f64) -> f64 {
     if a + b > 0.0 {
         return -truncated_standard_normal(-b, -a, u);
     }
-    let log_p = log_add_exp(
-        (1.0 - u).ln() + normal_log_cdf(a),
-        u.ln() + normal_log_cdf(b),
-    );
+    let log_p = log_add_exp((1.0 - u).ln() + normal_log_cdf(a), u.ln() + normal_log_cdf(b));
     // Rounding may step a hair outside the interval; the bounds themselves are valid draws.
     normal_quantile_log(log_p).max(a).min(b)
 }

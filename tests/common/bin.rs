@@ -15,10 +15,7 @@ pub struct Tfmpe {
 
 /// `tfmpe ARGS…`, not yet run.
 pub fn tfmpe<S: AsRef<str>>(args: &[S]) -> Tfmpe {
-    Tfmpe {
-        args: args.iter().map(|a| a.as_ref().to_string()).collect(),
-        env: Vec::new(),
-    }
+    Tfmpe { args: args.iter().map(|a| a.as_ref().to_string()).collect(), env: Vec::new() }
 }
 
 /// What a finished invocation printed, and how it ended.

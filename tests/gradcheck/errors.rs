@@ -9,26 +9,17 @@ use crate::cpu_tape;
 
 #[track_caller]
 fn shape_err<T: std::fmt::Debug>(r: tfmpe::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Shape(_))),
-        "expected a shape error, got {r:?}"
-    );
+    assert!(matches!(r, Err(Error::Shape(_))), "expected a shape error, got {r:?}");
 }
 
 #[track_caller]
 fn invalid<T: std::fmt::Debug>(r: tfmpe::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Invalid(_))),
-        "expected an invalid-argument error, got {r:?}"
-    );
+    assert!(matches!(r, Err(Error::Invalid(_))), "expected an invalid-argument error, got {r:?}");
 }
 
 #[track_caller]
 fn wrong_buffer<T: std::fmt::Debug>(r: tfmpe::Result<T>) {
-    assert!(
-        matches!(r, Err(Error::Buffer(_))),
-        "expected a wrong-buffer error, got {r:?}"
-    );
+    assert!(matches!(r, Err(Error::Buffer(_))), "expected a wrong-buffer error, got {r:?}");
 }
 
 #[test]
@@ -85,11 +76,7 @@ fn stale_and_foreign_handles() {
     let mut store = ParamStore::new(&Device::cpu());
     let foreign = Linear::new(&mut store, "l", 2, 2, true, &mut rng(1)).unwrap();
     invalid(t.param(foreign.weight));
-    invalid(
-        AdamW::new(&store, AdamWConfig::default())
-            .unwrap()
-            .step(t.params_mut()),
-    );
+    invalid(AdamW::new(&store, AdamWConfig::default()).unwrap().step(t.params_mut()));
 }
 
 #[test]

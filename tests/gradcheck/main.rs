@@ -40,10 +40,7 @@ pub struct Input {
 
 impl Input {
     pub fn new(data: Vec<f32>, shape: &[usize]) -> Self {
-        Input {
-            data,
-            shape: shape.to_vec(),
-        }
+        Input { data, shape: shape.to_vec() }
     }
 
     /// Standard normal values.
@@ -66,10 +63,8 @@ struct Graph<F> {
 impl<F: Fn(&mut Tape, &[Var]) -> Result<Var>> Graph<F> {
     fn record(&mut self, tape: &mut Tape, inputs: &[Input]) -> Result<(Var, Vec<Var>)> {
         tape.reset();
-        let vars = inputs
-            .iter()
-            .map(|i| tape.variable(&i.data, &i.shape))
-            .collect::<Result<Vec<_>>>()?;
+        let vars =
+            inputs.iter().map(|i| tape.variable(&i.data, &i.shape)).collect::<Result<Vec<_>>>()?;
         let y = (self.build)(tape, &vars)?;
         let n: usize = tape.shape(y)?.iter().product();
         if n == 1 {
@@ -97,44 +92,28 @@ fn central(x: f32, mut f: impl FnMut(f32) -> f64) -> f64 {
 /// Checks the gradient of every input and every parameter of `tape`'s store for the graph
 /// that `build` records from the inputs' variables.
 pub fn gradcheck(
-    name: &str,
-    tape: &mut Tape,
-    inputs: &[Input],
-    build: impl Fn(&mut Tape, &[Var]) -> Result<Var>,
+    name: &str, tape: &mut Tape, inputs: &[Input], build: impl Fn(&mut Tape, &[Var]) -> Result<Var>,
 ) {
-    let mut graph = Graph {
-        build,
-        functional: Vec::new(),
-    };
-    let (loss, vars) = graph
-        .record(tape, inputs)
-        .unwrap_or_else(|e| panic!("{name}: forward: {e}"));
-    tape.backward(loss)
-        .unwrap_or_else(|e| panic!("{name}: backward: {e}"));
+    let mut graph = Graph { build, functional: Vec::new() };
+    let (loss, vars) =
+        graph.record(tape, inputs).unwrap_or_else(|e| panic!("{name}: forward: {e}"));
+    tape.backward(loss).unwrap_or_else(|e| panic!("{name}: backward: {e}"));
     let device = tape.device().clone();
     let down = |b| device.backend().download_f32(b).unwrap();
     let mut checks = Vec::new();
     for (k, (&v, input)) in vars.iter().zip(inputs).enumerate() {
-        let grad = tape
-            .grad(v)
-            .unwrap()
-            .map_or(vec![0.0; input.data.len()], down);
+        let grad = tape.grad(v).unwrap().map_or(vec![0.0; input.data.len()], down);
         checks.push((format!("input {k}"), grad));
     }
-    let params: Vec<(String, Vec<f32>)> = tape
-        .params()
-        .iter()
-        .map(|p| (p.name.to_string(), down(p.value)))
-        .collect();
+    let params: Vec<(String, Vec<f32>)> =
+        tape.params().iter().map(|p| (p.name.to_string(), down(p.value))).collect();
     for p in tape.params().iter() {
         let grad = down(tape.params().grad(p.id).unwrap());
         checks.push((format!("parameter {}", p.name), grad));
     }
 
-    let mut work: Vec<Input> = inputs
-        .iter()
-        .map(|i| Input::new(i.data.clone(), &i.shape))
-        .collect();
+    let mut work: Vec<Input> =
+        inputs.iter().map(|i| Input::new(i.data.clone(), &i.shape)).collect();
     let mut numeric = Vec::new();
     for (k, input) in inputs.iter().enumerate() {
         let g = (0..input.data.len())
@@ -172,12 +151,6 @@ pub fn gradcheck(
             .map(|(&a, &n)| (a as f64 - n).abs() / (ATOL + RTOL * n.abs()))
             .fold(0.0, f64::max);
         eprintln!("{name}: d/d {label}: worst error {worst:.3} of the tolerance");
-        common::assert_close(
-            &format!("{name}: d/d {label}"),
-            analytic,
-            numeric,
-            ATOL,
-            RTOL,
-        );
+        common::assert_close(&format!("{name}: d/d {label}"), analytic, numeric, ATOL, RTOL);
     }
 }

@@ -7,12 +7,7 @@ use tfmpe::Device;
 
 use crate::common::{normal, padding_mask, rng};
 
-const CONFIG: TransformerConfig = TransformerConfig {
-    width: 8,
-    layers: 2,
-    heads: 2,
-    n_ff: 2,
-};
+const CONFIG: TransformerConfig = TransformerConfig { width: 8, layers: 2, heads: 2, n_ff: 2 };
 
 fn transformer(seed: u64) -> (Tape, Transformer) {
     let mut store = ParamStore::new(&Device::cpu());
@@ -38,11 +33,7 @@ fn inference_matches_training_and_keeps_no_activations() {
     tape.reset();
     tape.set_inference(true).unwrap();
     let y = forward(&mut tape, &model);
-    assert_eq!(
-        tape.to_vec(y).unwrap(),
-        trained,
-        "same kernels, same numbers"
-    );
+    assert_eq!(tape.to_vec(y).unwrap(), trained, "same kernels, same numbers");
     // The input, the mask and the output: every intermediate went back to the pool.
     assert_eq!(tape.live_buffers(), 3, "recording kept {recorded}");
     assert!(tape.backward(y).is_err(), "nothing was recorded");
@@ -107,16 +98,11 @@ fn unused_parameters_and_inputs_get_no_gradient() {
 fn data_ops_give_data() {
     let mut tape = crate::cpu_tape();
     let x0 = tape.randn(&[2, 3], 9, 0).unwrap();
-    let x1 = tape
-        .input(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])
-        .unwrap();
+    let x1 = tape.input(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).unwrap();
     let t = tape.rand_uniform(&[2], 9, 100, 0.0, 1.0).unwrap();
     let (xt, u) = tape.fm_prepare(x0, x1, t, 1e-3).unwrap();
-    let (x0v, x1v, tv) = (
-        tape.to_vec(x0).unwrap(),
-        tape.to_vec(x1).unwrap(),
-        tape.to_vec(t).unwrap(),
-    );
+    let (x0v, x1v, tv) =
+        (tape.to_vec(x0).unwrap(), tape.to_vec(x1).unwrap(), tape.to_vec(t).unwrap());
     assert!(tv.iter().all(|&t| 0.0 < t && t < 1.0));
     let (xt, u) = (tape.to_vec(xt).unwrap(), tape.to_vec(u).unwrap());
     for i in 0..6 {

@@ -27,12 +27,7 @@ fn relu_margin(tape: &mut Tape, block: &EncoderBlock, x: &Input, mask: &[f32]) -
 
 #[test]
 fn encoder_block_with_padding_mask() {
-    let config = TransformerConfig {
-        width: 4,
-        layers: 1,
-        heads: 2,
-        n_ff: 2,
-    };
+    let config = TransformerConfig { width: 4, layers: 1, heads: 2, n_ff: 2 };
     let (batch, tokens) = (2, 3);
     // Redraw the weights until every MLP pre-activation is 0.1 away from ReLU's kink, so that
     // no finite difference (each moves a pre-activation by O(ε) = O(0.01)) crosses it.

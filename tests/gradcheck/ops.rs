@@ -28,24 +28,15 @@ fn linear_with_and_without_bias() {
         Input::normal(&mut r, &[4, 5]),
         Input::normal(&mut r, &[5]),
     ];
-    gradcheck("linear", &mut cpu_tape(), &inputs, |t, v| {
-        t.linear(v[0], v[1], Some(v[2]))
-    });
-    gradcheck("linear, no bias", &mut cpu_tape(), &inputs[..2], |t, v| {
-        t.linear(v[0], v[1], None)
-    });
+    gradcheck("linear", &mut cpu_tape(), &inputs, |t, v| t.linear(v[0], v[1], Some(v[2])));
+    gradcheck("linear, no bias", &mut cpu_tape(), &inputs[..2], |t, v| t.linear(v[0], v[1], None));
 }
 
 #[test]
 fn linear_over_leading_axes() {
     let mut r = rng(2);
-    let inputs = [
-        Input::normal(&mut r, &[2, 3, 4]),
-        Input::normal(&mut r, &[4, 1]),
-    ];
-    gradcheck("linear [2,3,4]", &mut cpu_tape(), &inputs, |t, v| {
-        t.linear(v[0], v[1], None)
-    });
+    let inputs = [Input::normal(&mut r, &[2, 3, 4]), Input::normal(&mut r, &[4, 1])];
+    gradcheck("linear [2,3,4]", &mut cpu_tape(), &inputs, |t, v| t.linear(v[0], v[1], None));
 }
 
 #[test]
@@ -70,50 +61,32 @@ fn linear_relu_away_from_the_kink() {
             })
         })
         .unwrap();
-    let inputs = [
-        Input::new(x, &[3, 4]),
-        Input::new(w, &[4, 5]),
-        Input::new(b, &[5]),
-    ];
-    gradcheck("linear_relu", &mut cpu_tape(), &inputs, |t, v| {
-        t.linear_relu(v[0], v[1], v[2])
-    });
+    let inputs = [Input::new(x, &[3, 4]), Input::new(w, &[4, 5]), Input::new(b, &[5])];
+    gradcheck("linear_relu", &mut cpu_tape(), &inputs, |t, v| t.linear_relu(v[0], v[1], v[2]));
 }
 
 #[test]
 fn relu() {
     let x = away_from_zero(&mut rng(3), 7, 0.1, 1.0);
-    gradcheck("relu", &mut cpu_tape(), &[Input::new(x, &[7])], |t, v| {
-        t.relu(v[0])
-    });
+    gradcheck("relu", &mut cpu_tape(), &[Input::new(x, &[7])], |t, v| t.relu(v[0]));
 }
 
 #[test]
 fn add_accumulates_repeated_inputs() {
     let mut r = rng(4);
-    let inputs = [
-        Input::normal(&mut r, &[3, 5]),
-        Input::normal(&mut r, &[3, 5]),
-    ];
+    let inputs = [Input::normal(&mut r, &[3, 5]), Input::normal(&mut r, &[3, 5])];
     gradcheck("add", &mut cpu_tape(), &inputs, |t, v| t.add(v[0], v[1]));
     // x feeds three uses: both operands of one add and a second add.
-    gradcheck(
-        "add, x used three times",
-        &mut cpu_tape(),
-        &inputs,
-        |t, v| {
-            let xx = t.add(v[0], v[0])?;
-            t.add(xx, v[1])
-        },
-    );
+    gradcheck("add, x used three times", &mut cpu_tape(), &inputs, |t, v| {
+        let xx = t.add(v[0], v[0])?;
+        t.add(xx, v[1])
+    });
 }
 
 #[test]
 fn reshape() {
     let inputs = [Input::normal(&mut rng(5), &[2, 6])];
-    gradcheck("reshape", &mut cpu_tape(), &inputs, |t, v| {
-        t.reshape(v[0], &[3, 4])
-    });
+    gradcheck("reshape", &mut cpu_tape(), &inputs, |t, v| t.reshape(v[0], &[3, 4]));
 }
 
 #[test]
@@ -128,12 +101,9 @@ fn layer_norm_with_and_without_residual() {
     gradcheck("layer_norm", &mut cpu_tape(), &inputs, |t, v| {
         t.layer_norm(v[0], None, v[2], v[3], 1e-5)
     });
-    gradcheck(
-        "layer_norm with residual",
-        &mut cpu_tape(),
-        &inputs,
-        |t, v| t.layer_norm(v[0], Some(v[1]), v[2], v[3], 1e-5),
-    );
+    gradcheck("layer_norm with residual", &mut cpu_tape(), &inputs, |t, v| {
+        t.layer_norm(v[0], Some(v[1]), v[2], v[3], 1e-5)
+    });
 }
 
 #[test]
@@ -142,17 +112,12 @@ fn attention_with_and_without_padding() {
     let mut r = rng(7);
     let mask = padding_mask(&mut r, batch, tokens);
     assert!(mask.contains(&0.0), "the case must include padding");
-    let inputs = [Input::normal(
-        &mut r,
-        &[batch, tokens, 3 * heads * head_dim],
-    )];
+    let inputs = [Input::normal(&mut r, &[batch, tokens, 3 * heads * head_dim])];
     gradcheck("attention, masked", &mut cpu_tape(), &inputs, |t, v| {
         let m = t.input(&mask, &[batch, tokens])?;
         t.attention(v[0], Some(m), heads)
     });
-    gradcheck("attention", &mut cpu_tape(), &inputs, |t, v| {
-        t.attention(v[0], None, heads)
-    });
+    gradcheck("attention", &mut cpu_tape(), &inputs, |t, v| t.attention(v[0], None, heads));
 }
 
 #[test]
@@ -183,9 +148,7 @@ fn concat() {
         Input::normal(&mut r, &[2, 3, 3]),
         Input::normal(&mut r, &[2, 3, 2]),
     ];
-    gradcheck("concat", &mut cpu_tape(), &inputs, |t, v| {
-        t.concat(&[v[0], v[1], v[2], v[0]])
-    });
+    gradcheck("concat", &mut cpu_tape(), &inputs, |t, v| t.concat(&[v[0], v[1], v[2], v[0]]));
 }
 
 #[test]
@@ -205,13 +168,8 @@ fn fourier_features() {
 fn mse_masked_and_plain() {
     let mut r = rng(12);
     let mask: Vec<f32> = (0..11).map(|i| (i % 3 != 1) as u8 as f32).collect();
-    let inputs = [
-        Input::normal(&mut r, &[11]),
-        Input::normal(&mut r, &[11, 1]),
-    ];
-    gradcheck("mse", &mut cpu_tape(), &inputs, |t, v| {
-        t.mse(v[0], v[1], None)
-    });
+    let inputs = [Input::normal(&mut r, &[11]), Input::normal(&mut r, &[11, 1])];
+    gradcheck("mse", &mut cpu_tape(), &inputs, |t, v| t.mse(v[0], v[1], None));
     gradcheck("mse, masked", &mut cpu_tape(), &inputs, |t, v| {
         let m = t.input(&mask, &[11])?;
         t.mse(v[0], v[1], Some(m))

@@ -56,10 +56,7 @@ fn add_scale_axpy(dev: &Device) {
 
         let mut y = up(dev, &b);
         be.axpy(alpha, &ga, &mut y).unwrap();
-        let want: Vec<f64> = f64s(&a)
-            .zip(f64s(&b))
-            .map(|(x, y)| y + alpha as f64 * x)
-            .collect();
+        let want: Vec<f64> = f64s(&a).zip(f64s(&b)).map(|(x, y)| y + alpha as f64 * x).collect();
         // Two roundings on operands up to 1.7 and a result up to 2.7: under 3e-7.
         common::assert_close(&format!("axpy n={n}"), &down(dev, &y), &want, 3e-7, 0.0);
     }
@@ -75,13 +72,7 @@ fn relu_forward_and_backward(dev: &Device) {
         be.relu_fwd(&up(dev, &x), &mut y).unwrap();
         let want_y: Vec<f64> = f64s(&x).map(|v| v.max(0.0)).collect();
         // Selection, no arithmetic: exact.
-        common::assert_close(
-            &format!("relu_fwd n={n}"),
-            &down(dev, &y),
-            &want_y,
-            0.0,
-            0.0,
-        );
+        common::assert_close(&format!("relu_fwd n={n}"), &down(dev, &y), &want_y, 0.0, 0.0);
 
         for accumulate in [false, true] {
             let mut dx = up(dev, &dx0);
@@ -108,9 +99,7 @@ fn relu_forward_and_backward(dev: &Device) {
 
 fn relu_propagates_nan(dev: &Device) {
     let mut y = up(dev, &[0.0; 3]);
-    backend(dev)
-        .relu_fwd(&up(dev, &[f32::NAN, -1.0, 2.0]), &mut y)
-        .unwrap();
+    backend(dev).relu_fwd(&up(dev, &[f32::NAN, -1.0, 2.0]), &mut y).unwrap();
     let y = down(dev, &y);
     assert!(y[0].is_nan(), "a NaN input must not be hidden as 0");
     assert_eq!(y[1..], [0.0, 2.0]);
@@ -129,9 +118,5 @@ fn length_mismatches_are_errors(dev: &Device) {
     assert!(shape(be.relu_fwd(&a5, &mut o6)));
     assert!(shape(be.relu_bwd(&a5, &a6, &mut o5, false)));
     assert!(shape(be.relu_bwd(&a5, &a5, &mut o6, true)));
-    assert_eq!(
-        down(dev, &o5),
-        vec![0.0; 5],
-        "outputs untouched after errors"
-    );
+    assert_eq!(down(dev, &o5), vec![0.0; 5], "outputs untouched after errors");
 }

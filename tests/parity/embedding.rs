@@ -25,32 +25,20 @@ fn assert_within(what: &str, got: &[f32], want: &[(f64, f64)]) {
 }
 
 fn embedding_bwd(
-    dev: &Device,
-    dout: &[f32],
-    ids: &[u32],
-    dim: usize,
-    start: &[f32],
-    acc: bool,
+    dev: &Device, dout: &[f32], ids: &[u32], dim: usize, start: &[f32], acc: bool,
 ) -> Vec<f32> {
     let mut dtable = up(dev, start);
-    backend(dev)
-        .embedding_bwd(&up(dev, dout), &up_u32(dev, ids), dim, &mut dtable, acc)
-        .unwrap();
+    backend(dev).embedding_bwd(&up(dev, dout), &up_u32(dev, ids), dim, &mut dtable, acc).unwrap();
     down(dev, &dtable)
 }
 
 fn embedding_bwd_matches_f64_and_sums_in_order(dev: &Device) {
     // (ids, table rows, dim): one id, repeats into few rows, more rows than ids (so most
     // are unused), and ~10 000 ids into 100 rows (the training shape).
-    for (case, (n, rows, dim)) in [
-        (1, 1, 1),
-        (7, 3, 8),
-        (33, 101, 7),
-        (101, 13, 32),
-        (10_007, 100, 16),
-    ]
-    .into_iter()
-    .enumerate()
+    for (case, (n, rows, dim)) in
+        [(1, 1, 1), (7, 3, 8), (33, 101, 7), (101, 13, 32), (10_007, 100, 16)]
+            .into_iter()
+            .enumerate()
     {
         let mut r = rng(1400 + case as u64);
         // Every third row is never named, whatever the table size.
@@ -75,11 +63,7 @@ fn embedding_bwd_matches_f64_and_sums_in_order(dev: &Device) {
                     if accumulate {
                         *sum = start[row * dim + c] as f64;
                     }
-                    for (i, _) in ids
-                        .iter()
-                        .enumerate()
-                        .filter(|&(_, &id)| id as usize == row)
-                    {
+                    for (i, _) in ids.iter().enumerate().filter(|&(_, &id)| id as usize == row) {
                         *sum += dout[i * dim + c] as f64;
                         *bound += U * sum.abs();
                     }
@@ -113,11 +97,7 @@ fn embedding_bwd_rejects_bad_input_without_writing(dev: &Device) {
     if dev.name() == "cpu" {
         let err = bad.unwrap_err();
         assert!(matches!(err, Error::Invalid(_)), "{err}");
-        assert_eq!(
-            down(dev, &dtable),
-            start,
-            "an invalid call must leave dtable alone"
-        );
+        assert_eq!(down(dev, &dtable), start, "an invalid call must leave dtable alone");
     } else {
         bad.unwrap();
         assert_eq!(
@@ -129,32 +109,18 @@ fn embedding_bwd_rejects_bad_input_without_writing(dev: &Device) {
     }
     let ids = up_u32(dev, &[0, 3, 1]);
     assert!(b.embedding_bwd(&dout, &ids, 3, &mut dtable, false).is_err()); // dout is 3 x 2
-    assert!(b
-        .embedding_bwd(&dout, &up_u32(dev, &[0, 1]), 2, &mut dtable, false)
-        .is_err());
-    assert!(b
-        .embedding_bwd(&dout, &ids, 2, &mut zeros(dev, 7), false)
-        .is_err());
-    assert!(b
-        .embedding_bwd(&zeros(dev, 0), &up_u32(dev, &[]), 0, &mut dtable, false)
-        .is_err());
+    assert!(b.embedding_bwd(&dout, &up_u32(dev, &[0, 1]), 2, &mut dtable, false).is_err());
+    assert!(b.embedding_bwd(&dout, &ids, 2, &mut zeros(dev, 7), false).is_err());
+    assert!(b.embedding_bwd(&zeros(dev, 0), &up_u32(dev, &[]), 0, &mut dtable, false).is_err());
 }
 
 /// (rows, in_dim, half): odd sizes, and a functional input of 10 000 rows.
-const FOURIER: [(usize, usize, usize); 5] = [
-    (1, 1, 1),
-    (7, 2, 3),
-    (33, 3, 8),
-    (101, 1, 16),
-    (10_007, 2, 16),
-];
+const FOURIER: [(usize, usize, usize); 5] =
+    [(1, 1, 1), (7, 2, 3), (33, 3, 8), (101, 1, 16), (10_007, 2, 16)];
 
 /// Inputs of a Fourier case: x in [-1, 1] and N(0, 1) frequencies, so |z| reaches ~20.
 fn fourier_inputs(
-    case: usize,
-    rows: usize,
-    in_dim: usize,
-    half: usize,
+    case: usize, rows: usize, in_dim: usize, half: usize,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut r = rng(1500 + case as u64);
     let x = common::uniform(&mut r, rows * in_dim, -1.0, 1.0);
@@ -166,10 +132,7 @@ fn fourier_inputs(
 /// z in f64 and a bound on the kernel's f32 z: 2π times an in_dim-term dot product, each step
 /// off by at most u of its magnitude.
 fn phase_ref(x: &[f32], freqs: &[f32], half: usize, j: usize) -> (f64, f64) {
-    let terms = x
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| x as f64 * freqs[i * half + j] as f64);
+    let terms = x.iter().enumerate().map(|(i, &x)| x as f64 * freqs[i * half + j] as f64);
     let size: f64 = terms.clone().map(f64::abs).sum();
     (
         std::f64::consts::TAU * terms.sum::<f64>(),
@@ -186,9 +149,8 @@ fn fourier_fwd_matches_f64(dev: &Device) {
             .unwrap();
         let mut want = Vec::with_capacity(rows * 2 * half);
         for r in 0..rows {
-            let zs: Vec<_> = (0..half)
-                .map(|j| phase_ref(&x[r * in_dim..][..in_dim], &freqs, half, j))
-                .collect();
+            let zs: Vec<_> =
+                (0..half).map(|j| phase_ref(&x[r * in_dim..][..in_dim], &freqs, half, j)).collect();
             // sin and cos are 1-Lipschitz, so z's error carries over; plus libm's ulp.
             want.extend(zs.iter().map(|&(z, dz)| (z.sin(), dz + U)));
             want.extend(zs.iter().map(|&(z, dz)| (z.cos(), dz + U)));
@@ -220,10 +182,8 @@ fn fourier_bwd_matches_f64(dev: &Device) {
                 let (i, j) = (idx / half, idx % half);
                 for r in 0..rows {
                     let (z, dz) = phase_ref(&x[r * in_dim..][..in_dim], &freqs, half, j);
-                    let (ds, dc) = (
-                        dout[r * 2 * half + j] as f64,
-                        dout[r * 2 * half + half + j] as f64,
-                    );
+                    let (ds, dc) =
+                        (dout[r * 2 * half + j] as f64, dout[r * 2 * half + half + j] as f64);
                     let xi = x[r * in_dim + i] as f64;
                     *sum += std::f64::consts::TAU * xi * (z.cos() * ds - z.sin() * dc);
                     // The row factor moves by z's error (and libm's and its own f32
@@ -245,23 +205,11 @@ fn fourier_kernels_reject_wrong_lengths(dev: &Device) {
     // rows 3, in_dim 2, half 4.
     let (x, freqs, dout) = (zeros(dev, 6), zeros(dev, 8), zeros(dev, 24));
     let (mut out, mut dfreqs) = (zeros(dev, 24), zeros(dev, 8));
-    assert!(b
-        .fourier_fwd(&zeros(dev, 5), &freqs, 3, 2, 4, &mut out)
-        .is_err());
-    assert!(b
-        .fourier_fwd(&x, &zeros(dev, 7), 3, 2, 4, &mut out)
-        .is_err());
-    assert!(b
-        .fourier_fwd(&x, &freqs, 3, 2, 4, &mut zeros(dev, 12))
-        .is_err());
-    assert!(b
-        .fourier_bwd(&x, &freqs, &zeros(dev, 12), 3, 2, 4, &mut dfreqs, false)
-        .is_err());
-    assert!(b
-        .fourier_bwd(&x, &freqs, &dout, 3, 2, 4, &mut zeros(dev, 4), false)
-        .is_err());
-    assert!(b
-        .fourier_bwd(&x, &zeros(dev, 4), &dout, 3, 2, 4, &mut dfreqs, true)
-        .is_err());
+    assert!(b.fourier_fwd(&zeros(dev, 5), &freqs, 3, 2, 4, &mut out).is_err());
+    assert!(b.fourier_fwd(&x, &zeros(dev, 7), 3, 2, 4, &mut out).is_err());
+    assert!(b.fourier_fwd(&x, &freqs, 3, 2, 4, &mut zeros(dev, 12)).is_err());
+    assert!(b.fourier_bwd(&x, &freqs, &zeros(dev, 12), 3, 2, 4, &mut dfreqs, false).is_err());
+    assert!(b.fourier_bwd(&x, &freqs, &dout, 3, 2, 4, &mut zeros(dev, 4), false).is_err());
+    assert!(b.fourier_bwd(&x, &zeros(dev, 4), &dout, 3, 2, 4, &mut dfreqs, true).is_err());
     assert!(b.fourier_fwd(&x, &freqs, 3, 2, 4, &mut out).is_ok());
 }

@@ -89,9 +89,7 @@ impl Args<'_> {
     }
 
     fn foreign(&self) -> &dyn Backend {
-        self.other
-            .expect("rows of another backend are skipped without one")
-            .backend()
+        self.other.expect("rows of another backend are skipped without one").backend()
     }
 
     /// The f32 argument `name` of `len` elements (zeros).
@@ -145,12 +143,7 @@ fn spoil(name: &str, call: Call, spoils: &[(&'static str, Defect)]) -> Vec<Row> 
 
 /// A row whose buffers fit its parameters but whose parameters are wrong.
 fn param(what: &str, call: Call, want: Want) -> Vec<Row> {
-    vec![Row {
-        what: what.into(),
-        call,
-        spoil: None,
-        want,
-    }]
+    vec![Row { what: what.into(), call, spoil: None, want }]
 }
 
 /// What a call did.
@@ -189,17 +182,9 @@ fn other_device(dev: &Device) -> Option<Device> {
 /// Runs `call` on `dev` with `spoil`, catching a panic. Also says whether `spoil` named an
 /// argument of the call.
 fn run(
-    dev: &Device,
-    other: Option<&Device>,
-    call: Call,
-    spoil: Option<(&'static str, Defect)>,
+    dev: &Device, other: Option<&Device>, call: Call, spoil: Option<(&'static str, Defect)>,
 ) -> (Outcome, bool) {
-    let args = Args {
-        dev,
-        other,
-        spoil,
-        spoiled: Cell::new(false),
-    };
+    let args = Args { dev, other, spoil, spoiled: Cell::new(false) };
     let outcome = match catch_unwind(AssertUnwindSafe(|| call(&args))) {
         Ok(Ok(())) => Outcome::Ok,
         Ok(Err(e)) => Outcome::Err(e),
@@ -237,12 +222,7 @@ fn bad_calls_return_the_contract_error(dev: &Device) {
             );
         }
         let (got, spoiled) = run(dev, other.as_ref(), row.call, row.spoil);
-        assert_eq!(
-            spoiled,
-            row.spoil.is_some(),
-            "{}: no such argument",
-            row.what
-        );
+        assert_eq!(spoiled, row.spoil.is_some(), "{}: no such argument", row.what);
         match &got {
             Outcome::Err(e) if row.want.matches(e) => {}
             _ => wrong.push(format!("{}: want {:?}, got {got:?}", row.what, row.want)),
@@ -302,27 +282,12 @@ fn cpu_rejects_ids_past_the_table() {
     // A table of 4 rows of 3; id 4 is one past it.
     let ids = be.upload_u32(&[0, 4]).unwrap();
     let calls = [
-        (
-            "gather_rows",
-            be.gather_rows(&f32s(12), &ids, 3, &mut f32s(6)),
-        ),
-        (
-            "scatter_rows",
-            be.scatter_rows(&f32s(6), &ids, 3, &mut f32s(12)),
-        ),
-        (
-            "embedding_fwd",
-            be.embedding_fwd(&f32s(12), &ids, 3, &mut f32s(6)),
-        ),
-        (
-            "embedding_bwd",
-            be.embedding_bwd(&f32s(6), &ids, 3, &mut f32s(12), false),
-        ),
+        ("gather_rows", be.gather_rows(&f32s(12), &ids, 3, &mut f32s(6))),
+        ("scatter_rows", be.scatter_rows(&f32s(6), &ids, 3, &mut f32s(12))),
+        ("embedding_fwd", be.embedding_fwd(&f32s(12), &ids, 3, &mut f32s(6))),
+        ("embedding_bwd", be.embedding_bwd(&f32s(6), &ids, 3, &mut f32s(12), false)),
     ];
     for (name, got) in calls {
-        assert!(
-            matches!(got, Err(Error::Invalid(_))),
-            "{name} with an id past the table: {got:?}"
-        );
+        assert!(matches!(got, Err(Error::Invalid(_))), "{name} with an id past the table: {got:?}");
     }
 }

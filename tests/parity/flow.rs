@@ -50,15 +50,7 @@ fn fm_prepare_matches_f64(dev: &Device) {
 fn run_fm_loss(dev: &Device, p: &[f32], y: &[f32], mask: Option<&[f32]>) -> (f32, Vec<f32>) {
     let (mut loss, mut dpred) = (zeros(dev, 1), zeros(dev, p.len()));
     let mask = mask.map(|m| up(dev, m));
-    backend(dev)
-        .fm_loss(
-            &up(dev, p),
-            &up(dev, y),
-            mask.as_ref(),
-            &mut loss,
-            &mut dpred,
-        )
-        .unwrap();
+    backend(dev).fm_loss(&up(dev, p), &up(dev, y), mask.as_ref(), &mut loss, &mut dpred).unwrap();
     (down(dev, &loss)[0], down(dev, &dpred))
 }
 
@@ -68,10 +60,7 @@ fn fm_loss_ref(p: &[f32], y: &[f32], mask: Option<&[f32]>) -> (f64, Vec<f64>) {
     let weight = (0..p.len()).map(m).sum::<f64>().max(1.0);
     let d = |i: usize| p[i] as f64 - y[i] as f64;
     let loss = (0..p.len()).map(|i| m(i) * d(i) * d(i)).sum::<f64>() / weight;
-    (
-        loss,
-        (0..p.len()).map(|i| 2.0 * m(i) * d(i) / weight).collect(),
-    )
+    (loss, (0..p.len()).map(|i| 2.0 * m(i) * d(i) / weight).collect())
 }
 
 fn fm_loss_matches_f64_with_and_without_mask(dev: &Device) {
@@ -115,33 +104,17 @@ fn fm_loss_is_deterministic(dev: &Device) {
 
 fn flow_kernels_reject_wrong_lengths(dev: &Device) {
     let b = backend(dev);
-    let (x6, x5, t2, t3) = (
-        up(dev, &[0.0; 6]),
-        up(dev, &[0.0; 5]),
-        up(dev, &[0.0; 2]),
-        up(dev, &[0.0; 3]),
-    );
+    let (x6, x5, t2, t3) =
+        (up(dev, &[0.0; 6]), up(dev, &[0.0; 5]), up(dev, &[0.0; 2]), up(dev, &[0.0; 3]));
     let (mut o6, mut o5) = (zeros(dev, 6), zeros(dev, 5));
     let mut u6 = zeros(dev, 6);
     // per_sample 3 splits 6 elements into 2 samples.
-    assert!(b
-        .fm_prepare(&x6, &x5, &t2, 3, 0.0, &mut o6, &mut u6)
-        .is_err());
-    assert!(b
-        .fm_prepare(&x6, &x6, &t3, 3, 0.0, &mut o6, &mut u6)
-        .is_err());
-    assert!(b
-        .fm_prepare(&x6, &x6, &t2, 4, 0.0, &mut o6, &mut u6)
-        .is_err());
-    assert!(b
-        .fm_prepare(&x6, &x6, &t2, 0, 0.0, &mut o6, &mut u6)
-        .is_err());
-    assert!(b
-        .fm_prepare(&x6, &x6, &t2, 3, 0.0, &mut o5, &mut u6)
-        .is_err());
-    assert!(b
-        .fm_prepare(&x6, &x6, &t2, 3, 0.0, &mut u6, &mut o5)
-        .is_err());
+    assert!(b.fm_prepare(&x6, &x5, &t2, 3, 0.0, &mut o6, &mut u6).is_err());
+    assert!(b.fm_prepare(&x6, &x6, &t3, 3, 0.0, &mut o6, &mut u6).is_err());
+    assert!(b.fm_prepare(&x6, &x6, &t2, 4, 0.0, &mut o6, &mut u6).is_err());
+    assert!(b.fm_prepare(&x6, &x6, &t2, 0, 0.0, &mut o6, &mut u6).is_err());
+    assert!(b.fm_prepare(&x6, &x6, &t2, 3, 0.0, &mut o5, &mut u6).is_err());
+    assert!(b.fm_prepare(&x6, &x6, &t2, 3, 0.0, &mut u6, &mut o5).is_err());
 
     let (mut loss, mut loss2) = (zeros(dev, 1), zeros(dev, 2));
     assert!(b.fm_loss(&x6, &x5, None, &mut loss, &mut o6).is_err());

@@ -30,9 +30,7 @@ fn bce_ref(z: &[f32], y: &[f32]) -> (f64, Vec<f64>) {
 
 fn run_bce(dev: &tfmpe::Device, z: &[f32], y: &[f32]) -> (f32, Vec<f32>) {
     let (mut loss, mut dz) = (zeros(dev, 1), zeros(dev, z.len()));
-    backend(dev)
-        .bce_with_logits(&up(dev, z), &up(dev, y), &mut loss, &mut dz)
-        .unwrap();
+    backend(dev).bce_with_logits(&up(dev, z), &up(dev, y), &mut loss, &mut dz).unwrap();
     (down(dev, &loss)[0], down(dev, &dz))
 }
 
@@ -63,9 +61,7 @@ fn bce_with_logits_matches_f64(dev: &Device) {
 }
 
 fn bce_with_logits_is_stable_at_extreme_logits(dev: &Device) {
-    let z = [
-        100.0, -100.0, 100.0, -100.0, 88.0, -88.0, 30.0, -30.0, 0.0, 100.0,
-    ];
+    let z = [100.0, -100.0, 100.0, -100.0, 88.0, -88.0, 30.0, -30.0, 0.0, 100.0];
     let y = [1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 1.0, 0.0, 0.5, 0.25];
     let (loss, dz) = run_bce(dev, &z, &y);
     assert!(loss.is_finite() && dz.iter().all(|d| d.is_finite()));
@@ -77,20 +73,12 @@ fn reduce_sum_matches_f64(dev: &Device) {
         let x = common::normal(&mut rng(200 + case as u64), n);
         for scale in [1.0f32, 1.0 / n as f32] {
             let mut out = zeros(dev, 1);
-            backend(dev)
-                .reduce_sum(&up(dev, &x), scale, &mut out)
-                .unwrap();
+            backend(dev).reduce_sum(&up(dev, &x), scale, &mut out).unwrap();
             let sum: f64 = x.iter().map(|&v| v as f64).sum();
             let abs: f64 = x.iter().map(|&v| (v as f64).abs()).sum();
             // Summed in f64 then rounded once; the absolute term covers cancellation.
             let atol = 1e-12 * abs * scale as f64;
-            assert_close(
-                "reduce_sum",
-                &down(dev, &out),
-                &[sum * scale as f64],
-                atol,
-                2e-7,
-            );
+            assert_close("reduce_sum", &down(dev, &out), &[sum * scale as f64], atol, 2e-7);
         }
     }
 }
@@ -98,17 +86,12 @@ fn reduce_sum_matches_f64(dev: &Device) {
 fn reductions_are_deterministic(dev: &Device) {
     let n = 1_000_003;
     let mut r = rng(300);
-    let (z, y) = (
-        common::normal(&mut r, n),
-        common::uniform(&mut r, n, 0.0, 1.0),
-    );
+    let (z, y) = (common::normal(&mut r, n), common::uniform(&mut r, n, 0.0, 1.0));
     let first = run_bce(dev, &z, &y);
     assert_eq!(first, run_bce(dev, &z, &y));
     let sum = |dev: &tfmpe::Device| {
         let mut out = zeros(dev, 1);
-        backend(dev)
-            .reduce_sum(&up(dev, &z), 1.0, &mut out)
-            .unwrap();
+        backend(dev).reduce_sum(&up(dev, &z), 1.0, &mut out).unwrap();
         down(dev, &out)[0].to_bits()
     };
     assert_eq!(sum(dev), sum(dev));

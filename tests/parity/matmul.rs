@@ -103,26 +103,14 @@ impl Case {
     fn run(&self, dev: &Device) -> tfmpe::Result<Vec<f32>> {
         let bias = self.bias.as_ref().map(|v| up(dev, v));
         let mut c = up(dev, &self.c);
-        backend(dev).gemm(
-            &self.p,
-            &up(dev, &self.a),
-            &up(dev, &self.b),
-            bias.as_ref(),
-            &mut c,
-        )?;
+        backend(dev).gemm(&self.p, &up(dev, &self.a), &up(dev, &self.b), bias.as_ref(), &mut c)?;
         Ok(down(dev, &c))
     }
 
     fn check(&self, dev: &Device, what: &str) -> Vec<f32> {
         let got = self.run(dev).unwrap();
         let (want, tol) = self.reference(product_eps(dev));
-        common::assert_close(
-            &format!("{} {what} {:?}", dev.name(), self.p),
-            &got,
-            &want,
-            tol,
-            0.0,
-        );
+        common::assert_close(&format!("{} {what} {:?}", dev.name(), self.p), &got, &want, tol, 0.0);
         got
     }
 }
@@ -222,10 +210,7 @@ fn gemm_training_shapes(dev: &Device) {
         let first = case.check(dev, "training shape");
         let again = case.run(dev).unwrap();
         assert!(
-            first
-                .iter()
-                .zip(&again)
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            first.iter().zip(&again).all(|(x, y)| x.to_bits() == y.to_bits()),
             "{p:?}: two runs differ"
         );
     }
@@ -245,16 +230,8 @@ fn gemm_with_empty_dimensions(dev: &Device) {
 
 fn gemm_rejects_short_buffers_and_bias_mistakes(dev: &Device) {
     let mut r = rng(5);
-    let p = Gemm {
-        batch: 2,
-        ..shape(5, 4, 3, false, false, 0.0, Epilogue::Bias)
-    };
-    let p = Gemm {
-        stride_a: 15,
-        stride_b: 12,
-        stride_c: 20,
-        ..p
-    };
+    let p = Gemm { batch: 2, ..shape(5, 4, 3, false, false, 0.0, Epilogue::Bias) };
+    let p = Gemm { stride_a: 15, stride_b: 12, stride_c: 20, ..p };
     let good = Case::new(&mut r, p);
     good.run(dev).unwrap();
     let shape_err = |c: &Case, name: &str| {
@@ -268,40 +245,16 @@ fn gemm_rejects_short_buffers_and_bias_mistakes(dev: &Device) {
         [&mut c.a, &mut c.b, &mut c.c][i].truncate(need - 1);
         shape_err(&c, name);
     }
-    let c = Case {
-        p: Gemm { stride_a: 30, ..p },
-        ..good.clone()
-    };
+    let c = Case { p: Gemm { stride_a: 30, ..p }, ..good.clone() };
     shape_err(&c, "a");
-    let c = Case {
-        bias: Some(vec![0.0; 3]),
-        ..good.clone()
-    };
+    let c = Case { bias: Some(vec![0.0; 3]), ..good.clone() };
     shape_err(&c, "bias");
-    let c = Case {
-        bias: None,
-        ..good.clone()
-    };
+    let c = Case { bias: None, ..good.clone() };
     assert!(matches!(c.run(dev), Err(Error::Invalid(_))), "missing bias");
-    let c = Case {
-        p: Gemm {
-            epilogue: Epilogue::None,
-            ..p
-        },
-        ..good.clone()
-    };
-    assert!(
-        matches!(c.run(dev), Err(Error::Invalid(_))),
-        "bias without epilogue"
-    );
-    let c = Case {
-        p: Gemm { stride_c: 19, ..p },
-        ..good.clone()
-    };
-    assert!(
-        matches!(c.run(dev), Err(Error::Invalid(_))),
-        "overlapping outputs"
-    );
+    let c = Case { p: Gemm { epilogue: Epilogue::None, ..p }, ..good.clone() };
+    assert!(matches!(c.run(dev), Err(Error::Invalid(_))), "bias without epilogue");
+    let c = Case { p: Gemm { stride_c: 19, ..p }, ..good.clone() };
+    assert!(matches!(c.run(dev), Err(Error::Invalid(_))), "overlapping outputs");
 }
 
 fn bias_grad_column_sums(dev: &Device) {
@@ -316,9 +269,7 @@ fn bias_grad_column_sums(dev: &Device) {
         let db0 = uniform(&mut r, cols, -1.0, 1.0);
         for accumulate in [false, true] {
             let mut db = up(dev, &db0);
-            backend(dev)
-                .bias_grad(&up(dev, &dy), rows, cols, &mut db, accumulate)
-                .unwrap();
+            backend(dev).bias_grad(&up(dev, &dy), rows, cols, &mut db, accumulate).unwrap();
             let want: Vec<f64> = (0..cols)
                 .map(|j| {
                     let s: f64 = (0..rows).map(|i| dy[i * cols + j] as f64).sum();
@@ -339,14 +290,8 @@ fn bias_grad_rejects_wrong_lengths(dev: &Device) {
     let be = backend(dev);
     let dy = up(dev, &[1.0; 12]);
     let mut db = up(dev, &[0.0; 4]);
-    assert!(matches!(
-        be.bias_grad(&dy, 4, 4, &mut db, false),
-        Err(Error::Shape(_))
-    ));
-    assert!(matches!(
-        be.bias_grad(&dy, 4, 3, &mut db, false),
-        Err(Error::Shape(_))
-    ));
+    assert!(matches!(be.bias_grad(&dy, 4, 4, &mut db, false), Err(Error::Shape(_))));
+    assert!(matches!(be.bias_grad(&dy, 4, 3, &mut db, false), Err(Error::Shape(_))));
     be.bias_grad(&dy, 3, 4, &mut db, false).unwrap();
     assert_eq!(down(dev, &db), vec![3.0; 4]);
 }

@@ -39,16 +39,10 @@ fn copy_with_offsets(dev: &Device) {
         want[6..6 + n].copy_from_slice(&src[2..2 + n]);
         exact(&format!("copy n={n}"), &down(dev, &dst), &want);
 
-        let ids: Vec<u32> = (0..n as u32)
-            .map(|i| i.wrapping_mul(2_654_435_761))
-            .collect();
+        let ids: Vec<u32> = (0..n as u32).map(|i| i.wrapping_mul(2_654_435_761)).collect();
         let mut dst = up_u32(dev, &vec![0; n + 1]);
         be.copy(&up_u32(dev, &ids), 0, &mut dst, 1, n).unwrap();
-        assert_eq!(
-            be.download_u32(&dst).unwrap()[1..],
-            ids[..],
-            "copy u32 n={n}"
-        );
+        assert_eq!(be.download_u32(&dst).unwrap()[1..], ids[..], "copy u32 n={n}");
     }
 }
 
@@ -56,14 +50,8 @@ fn copy_rejects_bad_ranges_and_mixed_dtypes(dev: &Device) {
     let be = backend(dev);
     let src = up(dev, &[1.0; 10]);
     let mut dst = up(dev, &[0.0; 10]);
-    assert!(matches!(
-        be.copy(&src, 5, &mut dst, 0, 6),
-        Err(Error::Shape(_))
-    ));
-    assert!(matches!(
-        be.copy(&src, 0, &mut dst, 5, 6),
-        Err(Error::Shape(_))
-    ));
+    assert!(matches!(be.copy(&src, 5, &mut dst, 0, 6), Err(Error::Shape(_))));
+    assert!(matches!(be.copy(&src, 0, &mut dst, 5, 6), Err(Error::Shape(_))));
     assert!(be.copy(&src, usize::MAX, &mut dst, 0, 2).is_err());
     let mut ids = up_u32(dev, &[0; 10]);
     assert!(be.copy(&src, 0, &mut ids, 0, 1).is_err());
@@ -75,11 +63,7 @@ fn ref_copy_cols(p: &CopyCols, src: &[f32], dst: &mut [f32]) {
         for c in 0..p.width {
             let s = src[r * p.src_stride + p.src_offset + c];
             let d = &mut dst[r * p.dst_stride + p.dst_offset + c];
-            *d = if p.accumulate {
-                (*d as f64 + s as f64) as f32
-            } else {
-                s
-            };
+            *d = if p.accumulate { (*d as f64 + s as f64) as f32 } else { s };
         }
     }
 }
@@ -135,24 +119,12 @@ fn copy_cols_rejects_blocks_outside_rows_or_buffers(dev: &Device) {
     let mut dst = up(dev, &[0.0; 16]);
     be.copy_cols(&ok, &src, &mut dst).unwrap();
     for bad in [
-        CopyCols {
-            src_offset: 2,
-            ..ok
-        },
-        CopyCols {
-            dst_offset: 3,
-            ..ok
-        },
+        CopyCols { src_offset: 2, ..ok },
+        CopyCols { dst_offset: 3, ..ok },
         CopyCols { rows: 5, ..ok },
-        CopyCols {
-            dst_stride: 5,
-            ..ok
-        },
+        CopyCols { dst_stride: 5, ..ok },
     ] {
-        assert!(
-            matches!(be.copy_cols(&bad, &src, &mut dst), Err(Error::Shape(_))),
-            "{bad:?}"
-        );
+        assert!(matches!(be.copy_cols(&bad, &src, &mut dst), Err(Error::Shape(_))), "{bad:?}");
     }
 }
 
@@ -166,22 +138,14 @@ fn fill_sets_every_element(dev: &Device) {
 
 fn gather_rows_with_repeats(dev: &Device) {
     let be = backend(dev);
-    for (case, (rows, row_len, picks)) in [
-        (1, 1, 1),
-        (7, 3, 11),
-        (33, 33, 7),
-        (101, 5, 101),
-        (300, 64, 2000),
-    ]
-    .into_iter()
-    .enumerate()
+    for (case, (rows, row_len, picks)) in
+        [(1, 1, 1), (7, 3, 11), (33, 33, 7), (101, 5, 101), (300, 64, 2000)].into_iter().enumerate()
     {
         let mut r = rng(300 + case as u64);
         let src = uniform(&mut r, rows * row_len, -1.0, 1.0);
         let idx: Vec<u32> = (0..picks).map(|_| r.random_range(0..rows as u32)).collect();
         let mut dst = up(dev, &vec![f32::NAN; picks * row_len]);
-        be.gather_rows(&up(dev, &src), &up_u32(dev, &idx), row_len, &mut dst)
-            .unwrap();
+        be.gather_rows(&up(dev, &src), &up_u32(dev, &idx), row_len, &mut dst).unwrap();
         let want: Vec<f32> = idx
             .iter()
             .flat_map(|&i| src[i as usize * row_len..][..row_len].iter().copied())
@@ -194,9 +158,8 @@ fn gather_rows_with_repeats(dev: &Device) {
 /// named rows took the source and the others kept their contents.
 fn scatter_rows_inverts_a_gather(dev: &Device) {
     let be = backend(dev);
-    for (case, (rows, row_len, picks)) in [(1, 1, 1), (7, 3, 4), (33, 33, 33), (101, 5, 60)]
-        .into_iter()
-        .enumerate()
+    for (case, (rows, row_len, picks)) in
+        [(1, 1, 1), (7, 3, 4), (33, 33, 33), (101, 5, 60)].into_iter().enumerate()
     {
         let mut r = rng(400 + case as u64);
         let mut order: Vec<u32> = (0..rows as u32).collect();
@@ -207,17 +170,12 @@ fn scatter_rows_inverts_a_gather(dev: &Device) {
         let src = uniform(&mut r, picks * row_len, -1.0, 1.0);
         let dst0 = uniform(&mut r, rows * row_len, -1.0, 1.0);
         let mut dst = up(dev, &dst0);
-        be.scatter_rows(&up(dev, &src), &up_u32(dev, idx), row_len, &mut dst)
-            .unwrap();
+        be.scatter_rows(&up(dev, &src), &up_u32(dev, idx), row_len, &mut dst).unwrap();
         let mut want = dst0.clone();
         for (i, &t) in idx.iter().enumerate() {
             want[t as usize * row_len..][..row_len].copy_from_slice(&src[i * row_len..][..row_len]);
         }
-        exact(
-            &format!("scatter {rows}x{row_len}"),
-            &down(dev, &dst),
-            &want,
-        );
+        exact(&format!("scatter {rows}x{row_len}"), &down(dev, &dst), &want);
     }
 }
 
@@ -229,54 +187,32 @@ fn row_kernels_reject_bad_indices_and_lengths(dev: &Device) {
     let on_host = dev.name() == "cpu";
     let table = up(dev, &[1.0; 12]); // 4 rows of 3
     let mut out = up(dev, &[0.0; 6]);
-    assert!(be
-        .gather_rows(&table, &up_u32(dev, &[1]), 3, &mut out)
-        .is_err());
-    assert!(be
-        .gather_rows(&table, &up_u32(dev, &[0, 1]), 5, &mut out)
-        .is_err());
-    assert!(be
-        .gather_rows(&table, &up_u32(dev, &[0, 1]), 0, &mut out)
-        .is_err());
+    assert!(be.gather_rows(&table, &up_u32(dev, &[1]), 3, &mut out).is_err());
+    assert!(be.gather_rows(&table, &up_u32(dev, &[0, 1]), 5, &mut out).is_err());
+    assert!(be.gather_rows(&table, &up_u32(dev, &[0, 1]), 0, &mut out).is_err());
     assert_eq!(down(dev, &out), vec![0.0; 6], "out untouched after errors");
     let bad = be.gather_rows(&table, &up_u32(dev, &[1, 4]), 3, &mut out);
     if on_host {
         let err = bad.unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::Invalid(_)), "{msg}");
-        assert!(
-            msg.contains('4') && msg.contains("4 rows"),
-            "names index and rows: {msg}"
-        );
+        assert!(msg.contains('4') && msg.contains("4 rows"), "names index and rows: {msg}");
         assert_eq!(down(dev, &out), vec![0.0; 6], "out untouched after errors");
     } else {
         bad.unwrap();
-        assert_eq!(
-            down(dev, &out),
-            [1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
-            "skipped row"
-        );
+        assert_eq!(down(dev, &out), [1.0, 1.0, 1.0, 0.0, 0.0, 0.0], "skipped row");
     }
 
     let src = up(dev, &[2.0; 6]);
     let mut dst = up(dev, &[0.0; 12]);
-    assert!(be
-        .scatter_rows(&src, &up_u32(dev, &[0]), 3, &mut dst)
-        .is_err());
-    assert!(be
-        .scatter_rows(&src, &up_u32(dev, &[0, 1]), 5, &mut dst)
-        .is_err());
+    assert!(be.scatter_rows(&src, &up_u32(dev, &[0]), 3, &mut dst).is_err());
+    assert!(be.scatter_rows(&src, &up_u32(dev, &[0, 1]), 5, &mut dst).is_err());
     assert_eq!(down(dev, &dst), vec![0.0; 12], "dst untouched after errors");
     let bad = be.scatter_rows(&src, &up_u32(dev, &[0, 9]), 3, &mut dst);
     if on_host {
         let err = bad.unwrap_err();
-        assert!(
-            matches!(err, Error::Invalid(_)) && err.to_string().contains('9'),
-            "{err}"
-        );
-        let err = be
-            .scatter_rows(&src, &up_u32(dev, &[2, 2]), 3, &mut dst)
-            .unwrap_err();
+        assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains('9'), "{err}");
+        let err = be.scatter_rows(&src, &up_u32(dev, &[2, 2]), 3, &mut dst).unwrap_err();
         assert!(matches!(err, Error::Invalid(_)), "duplicate: {err}");
         assert_eq!(down(dev, &dst), vec![0.0; 12], "dst untouched after errors");
     } else {

@@ -23,17 +23,11 @@ struct Reference {
 }
 
 fn reference(
-    p: &LayerNorm,
-    x: &[f32],
-    residual: Option<&[f32]>,
-    gamma: &[f32],
-    beta: &[f32],
-    dy: &[f32],
+    p: &LayerNorm, x: &[f32], residual: Option<&[f32]>, gamma: &[f32], beta: &[f32], dy: &[f32],
 ) -> Reference {
     let (rows, c) = (p.rows, p.cols);
-    let h: Vec<f64> = (0..rows * c)
-        .map(|i| x[i] as f64 + residual.map_or(0.0, |r| r[i] as f64))
-        .collect();
+    let h: Vec<f64> =
+        (0..rows * c).map(|i| x[i] as f64 + residual.map_or(0.0, |r| r[i] as f64)).collect();
     let mut r = Reference {
         y: vec![0.0; rows * c],
         mean: vec![0.0; rows],
@@ -49,9 +43,7 @@ fn reference(
         let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / c as f64;
         let rstd = 1.0 / (var + p.eps as f64).sqrt();
         let xhat: Vec<f64> = row.iter().map(|v| (v - mean) * rstd).collect();
-        let g: Vec<f64> = (0..c)
-            .map(|j| dy[i * c + j] as f64 * gamma[j] as f64)
-            .collect();
+        let g: Vec<f64> = (0..c).map(|j| dy[i * c + j] as f64 * gamma[j] as f64).collect();
         let g_mean = g.iter().sum::<f64>() / c as f64;
         let gx_mean = g.iter().zip(&xhat).map(|(g, x)| g * x).sum::<f64>() / c as f64;
         for j in 0..c {
@@ -67,15 +59,8 @@ fn reference(
 
 /// Rows of 1..101 columns (64 is the model width), and row counts that span several parallel
 /// tasks (300) or leave a partial one.
-const SHAPES: [(usize, usize); 7] = [
-    (1, 1),
-    (7, 7),
-    (33, 64),
-    (101, 33),
-    (300, 64),
-    (64, 101),
-    (1, 64),
-];
+const SHAPES: [(usize, usize); 7] =
+    [(1, 1), (7, 7), (33, 64), (101, 33), (300, 64), (64, 101), (1, 64)];
 
 // h has mean 3 and spread 2, so f32 rounds the statistics at ~1e-7 relative and a row sums at
 // most 101 terms: the worst error seen in y, dh, mean and rstd is 1.5e-6.
@@ -89,22 +74,14 @@ fn param_atol(rows: usize) -> f64 {
 }
 
 fn case(
-    dev: &Device,
-    seed: u64,
-    rows: usize,
-    cols: usize,
-    eps: f32,
-    with_residual: bool,
+    dev: &Device, seed: u64, rows: usize, cols: usize, eps: f32, with_residual: bool,
     accumulate: bool,
 ) {
     let be = backend(dev);
     let p = LayerNorm { rows, cols, eps };
     let n = rows * cols;
     let mut rng = common::rng(seed);
-    let x: Vec<f32> = common::normal(&mut rng, n)
-        .iter()
-        .map(|v| 3.0 + 2.0 * v)
-        .collect();
+    let x: Vec<f32> = common::normal(&mut rng, n).iter().map(|v| 3.0 + 2.0 * v).collect();
     let residual = with_residual.then(|| common::normal(&mut rng, n));
     let gamma = common::uniform(&mut rng, cols, 0.5, 1.5);
     let beta = common::normal(&mut rng, cols);
@@ -131,28 +108,10 @@ fn case(
     .unwrap();
     let what = format!("{rows}x{cols} eps {eps} residual {with_residual}");
     assert_close(&format!("{what}: y"), &down(dev, &y), &want.y, ATOL, RTOL);
-    assert_close(
-        &format!("{what}: mean"),
-        &down(dev, &mean),
-        &want.mean,
-        ATOL,
-        RTOL,
-    );
-    assert_close(
-        &format!("{what}: rstd"),
-        &down(dev, &rstd),
-        &want.rstd,
-        ATOL,
-        RTOL,
-    );
+    assert_close(&format!("{what}: mean"), &down(dev, &mean), &want.mean, ATOL, RTOL);
+    assert_close(&format!("{what}: rstd"), &down(dev, &rstd), &want.rstd, ATOL, RTOL);
     if with_residual {
-        assert_close(
-            &format!("{what}: sum_out"),
-            &down(dev, &sum),
-            &want.h,
-            ATOL,
-            RTOL,
-        );
+        assert_close(&format!("{what}: sum_out"), &down(dev, &sum), &want.h, ATOL, RTOL);
     }
 
     // The backward reads h as the forward saw it: x itself, or the f32 sum it wrote.
@@ -179,13 +138,7 @@ fn case(
     let base = |k: usize| if accumulate { prior[k] as f64 } else { 0.0 };
     let want_dgamma: Vec<f64> = (0..cols).map(|j| base(j) + want.dgamma[j]).collect();
     let want_dbeta: Vec<f64> = (0..cols).map(|j| base(cols + j) + want.dbeta[j]).collect();
-    assert_close(
-        &format!("{what}: dh"),
-        &down(dev, &dh),
-        &want.dh,
-        ATOL,
-        RTOL,
-    );
+    assert_close(&format!("{what}: dh"), &down(dev, &dh), &want.dh, ATOL, RTOL);
     assert_close(
         &format!("{what}: dgamma"),
         &down(dev, &dgamma),
@@ -206,15 +159,7 @@ fn layer_norm_matches_reference(dev: &Device) {
     for (seed, &(rows, cols)) in SHAPES.iter().enumerate() {
         for (k, with_residual) in [false, true].into_iter().enumerate() {
             let accumulate = k == 1;
-            case(
-                dev,
-                10 * seed as u64 + k as u64,
-                rows,
-                cols,
-                1e-5,
-                with_residual,
-                accumulate,
-            );
+            case(dev, 10 * seed as u64 + k as u64, rows, cols, 1e-5, with_residual, accumulate);
         }
     }
 }
@@ -227,29 +172,18 @@ fn layer_norm_eps_counts_inside_the_root(dev: &Device) {
 
 fn layer_norm_is_deterministic(dev: &Device) {
     let be = backend(dev);
-    let p = LayerNorm {
-        rows: 1000,
-        cols: 64,
-        eps: 1e-5,
-    };
+    let p = LayerNorm { rows: 1000, cols: 64, eps: 1e-5 };
     let mut rng = common::rng(950);
     let n = p.rows * p.cols;
-    let (h, dy) = (
-        up(dev, &common::normal(&mut rng, n)),
-        up(dev, &common::normal(&mut rng, n)),
-    );
+    let (h, dy) = (up(dev, &common::normal(&mut rng, n)), up(dev, &common::normal(&mut rng, n)));
     let gamma = up(dev, &common::uniform(&mut rng, p.cols, 0.5, 1.5));
     let stats = |be: &dyn tfmpe::backend::Backend| {
         let (mut y, mut mean, mut rstd) = (zeros(dev, n), zeros(dev, p.rows), zeros(dev, p.rows));
-        be.layer_norm_fwd(
-            &p, &h, None, &gamma, &gamma, &mut y, &mut mean, &mut rstd, None,
-        )
-        .unwrap();
+        be.layer_norm_fwd(&p, &h, None, &gamma, &gamma, &mut y, &mut mean, &mut rstd, None)
+            .unwrap();
         let (mut dh, mut dg, mut db) = (zeros(dev, n), zeros(dev, p.cols), zeros(dev, p.cols));
-        be.layer_norm_bwd(
-            &p, &h, &dy, &gamma, &mean, &rstd, &mut dh, &mut dg, &mut db, false,
-        )
-        .unwrap();
+        be.layer_norm_bwd(&p, &h, &dy, &gamma, &mean, &rstd, &mut dh, &mut dg, &mut db, false)
+            .unwrap();
         [y, dh, dg, db].map(|b| down(dev, &b))
     };
     let (first, again) = (stats(be), stats(be));
@@ -260,191 +194,53 @@ fn layer_norm_is_deterministic(dev: &Device) {
 
 fn layer_norm_rejects_wrong_lengths(dev: &Device) {
     let be = backend(dev);
-    let p = LayerNorm {
-        rows: 3,
-        cols: 5,
-        eps: 1e-5,
-    };
+    let p = LayerNorm { rows: 3, cols: 5, eps: 1e-5 };
     let (n, r, c) = (15, 3, 5);
     let z = |len: usize| zeros(dev, len);
     let (x, g, b) = (z(n), z(c), z(c));
     let (mut y, mut m, mut s, mut sum) = (z(n), z(r), z(r), z(n));
+    assert!(be.layer_norm_fwd(&p, &z(n - 1), None, &g, &b, &mut y, &mut m, &mut s, None).is_err());
     assert!(be
-        .layer_norm_fwd(&p, &z(n - 1), None, &g, &b, &mut y, &mut m, &mut s, None)
+        .layer_norm_fwd(&p, &x, Some(&z(n + 1)), &g, &b, &mut y, &mut m, &mut s, Some(&mut sum))
         .is_err());
+    assert!(be.layer_norm_fwd(&p, &x, None, &z(c + 1), &b, &mut y, &mut m, &mut s, None).is_err());
+    assert!(be.layer_norm_fwd(&p, &x, None, &g, &z(c - 1), &mut y, &mut m, &mut s, None).is_err());
+    assert!(be.layer_norm_fwd(&p, &x, None, &g, &b, &mut z(n - 1), &mut m, &mut s, None).is_err());
+    assert!(be.layer_norm_fwd(&p, &x, None, &g, &b, &mut y, &mut z(r + 1), &mut s, None).is_err());
+    assert!(be.layer_norm_fwd(&p, &x, None, &g, &b, &mut y, &mut m, &mut z(r - 1), None).is_err());
     assert!(be
-        .layer_norm_fwd(
-            &p,
-            &x,
-            Some(&z(n + 1)),
-            &g,
-            &b,
-            &mut y,
-            &mut m,
-            &mut s,
-            Some(&mut sum)
-        )
+        .layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, Some(&mut z(n - 1)))
         .is_err());
+    assert!(be.layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, None).is_err());
     assert!(be
-        .layer_norm_fwd(&p, &x, None, &z(c + 1), &b, &mut y, &mut m, &mut s, None)
-        .is_err());
-    assert!(be
-        .layer_norm_fwd(&p, &x, None, &g, &z(c - 1), &mut y, &mut m, &mut s, None)
-        .is_err());
-    assert!(be
-        .layer_norm_fwd(&p, &x, None, &g, &b, &mut z(n - 1), &mut m, &mut s, None)
-        .is_err());
-    assert!(be
-        .layer_norm_fwd(&p, &x, None, &g, &b, &mut y, &mut z(r + 1), &mut s, None)
-        .is_err());
-    assert!(be
-        .layer_norm_fwd(&p, &x, None, &g, &b, &mut y, &mut m, &mut z(r - 1), None)
-        .is_err());
-    assert!(be
-        .layer_norm_fwd(
-            &p,
-            &x,
-            Some(&x),
-            &g,
-            &b,
-            &mut y,
-            &mut m,
-            &mut s,
-            Some(&mut z(n - 1))
-        )
-        .is_err());
-    assert!(be
-        .layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, None)
-        .is_err());
-    assert!(be
-        .layer_norm_fwd(
-            &p,
-            &x,
-            Some(&x),
-            &g,
-            &b,
-            &mut y,
-            &mut m,
-            &mut s,
-            Some(&mut sum)
-        )
+        .layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, Some(&mut sum))
         .is_ok());
 
     let (mut dh, mut dg, mut db) = (z(n), z(c), z(c));
     let (h, dy) = (z(n), z(n));
     assert!(be
-        .layer_norm_bwd(
-            &p,
-            &z(n - 1),
-            &dy,
-            &g,
-            &m,
-            &s,
-            &mut dh,
-            &mut dg,
-            &mut db,
-            false
-        )
+        .layer_norm_bwd(&p, &z(n - 1), &dy, &g, &m, &s, &mut dh, &mut dg, &mut db, false)
         .is_err());
     assert!(be
-        .layer_norm_bwd(
-            &p,
-            &h,
-            &z(n + 1),
-            &g,
-            &m,
-            &s,
-            &mut dh,
-            &mut dg,
-            &mut db,
-            false
-        )
+        .layer_norm_bwd(&p, &h, &z(n + 1), &g, &m, &s, &mut dh, &mut dg, &mut db, false)
         .is_err());
     assert!(be
-        .layer_norm_bwd(
-            &p,
-            &h,
-            &dy,
-            &z(c - 1),
-            &m,
-            &s,
-            &mut dh,
-            &mut dg,
-            &mut db,
-            false
-        )
+        .layer_norm_bwd(&p, &h, &dy, &z(c - 1), &m, &s, &mut dh, &mut dg, &mut db, false)
         .is_err());
     assert!(be
-        .layer_norm_bwd(
-            &p,
-            &h,
-            &dy,
-            &g,
-            &z(r - 1),
-            &s,
-            &mut dh,
-            &mut dg,
-            &mut db,
-            false
-        )
+        .layer_norm_bwd(&p, &h, &dy, &g, &z(r - 1), &s, &mut dh, &mut dg, &mut db, false)
         .is_err());
     assert!(be
-        .layer_norm_bwd(
-            &p,
-            &h,
-            &dy,
-            &g,
-            &m,
-            &z(r + 1),
-            &mut dh,
-            &mut dg,
-            &mut db,
-            false
-        )
+        .layer_norm_bwd(&p, &h, &dy, &g, &m, &z(r + 1), &mut dh, &mut dg, &mut db, false)
         .is_err());
     assert!(be
-        .layer_norm_bwd(
-            &p,
-            &h,
-            &dy,
-            &g,
-            &m,
-            &s,
-            &mut z(n - 1),
-            &mut dg,
-            &mut db,
-            false
-        )
+        .layer_norm_bwd(&p, &h, &dy, &g, &m, &s, &mut z(n - 1), &mut dg, &mut db, false)
         .is_err());
     assert!(be
-        .layer_norm_bwd(
-            &p,
-            &h,
-            &dy,
-            &g,
-            &m,
-            &s,
-            &mut dh,
-            &mut z(c + 1),
-            &mut db,
-            false
-        )
+        .layer_norm_bwd(&p, &h, &dy, &g, &m, &s, &mut dh, &mut z(c + 1), &mut db, false)
         .is_err());
     assert!(be
-        .layer_norm_bwd(
-            &p,
-            &h,
-            &dy,
-            &g,
-            &m,
-            &s,
-            &mut dh,
-            &mut dg,
-            &mut z(c - 1),
-            false
-        )
+        .layer_norm_bwd(&p, &h, &dy, &g, &m, &s, &mut dh, &mut dg, &mut z(c - 1), false)
         .is_err());
-    assert!(be
-        .layer_norm_bwd(&p, &h, &dy, &g, &m, &s, &mut dh, &mut dg, &mut db, false)
-        .is_ok());
+    assert!(be.layer_norm_bwd(&p, &h, &dy, &g, &m, &s, &mut dh, &mut dg, &mut db, false).is_ok());
 }

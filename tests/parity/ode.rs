@@ -43,9 +43,7 @@ fn ode_stage(dev: &Device, x: &[f32], k: &[f32], coeffs: &[f32], h: &[f32]) -> V
     let per_sample = x.len() / h.len();
     let mut out = zeros(dev, x.len());
     let (x, k, h) = (up(dev, x), up(dev, k), up(dev, h));
-    backend(dev)
-        .ode_stage(&x, &k, coeffs, &h, per_sample, &mut out)
-        .unwrap();
+    backend(dev).ode_stage(&x, &k, coeffs, &h, per_sample, &mut out).unwrap();
     down(dev, &out)
 }
 
@@ -83,12 +81,8 @@ fn rk4_from_ode_stage_reaches_fourth_order_accuracy(dev: &Device) {
     // Two samples of three elements.
     let (n, h) = (x0.len(), 0.1f32);
     let hs = [h; 2];
-    let tableau: [&[f32]; 4] = [
-        &[0.5],
-        &[0.0, 0.5],
-        &[0.0, 0.0, 1.0],
-        &[1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0],
-    ];
+    let tableau: [&[f32]; 4] =
+        [&[0.5], &[0.0, 0.5], &[0.0, 0.0, 1.0], &[1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0]];
     let mut x = x0.to_vec();
     let mut k = vec![0.0f32; 4 * n];
     for _ in 0..10 {
@@ -118,11 +112,7 @@ fn rk4_from_ode_stage_reaches_fourth_order_accuracy(dev: &Device) {
 /// h·Σ_j |c_j k_ji|, and by the triangle inequality the RMS norm moves by at most the RMS of
 /// those deviations over the same scales.
 fn dopri5_error_ref(
-    x: &[f32],
-    x_new: &[f32],
-    k: &[f32],
-    h: &[f32],
-    (rtol, atol): (f32, f32),
+    x: &[f32], x_new: &[f32], k: &[f32], h: &[f32], (rtol, atol): (f32, f32),
 ) -> Vec<(f64, f64)> {
     let (n, samples) = (x.len(), h.len());
     let per_sample = n / samples;
@@ -167,19 +157,11 @@ fn dopri5_error_matches_f64(dev: &Device) {
             )
             .unwrap();
         let got = down(dev, &err);
-        for (s, (want, slack)) in dopri5_error_ref(&x, &x_new, &k, &h, tols)
-            .into_iter()
-            .enumerate()
+        for (s, (want, slack)) in dopri5_error_ref(&x, &x_new, &k, &h, tols).into_iter().enumerate()
         {
             // Beyond the summation slack: the tolerance and the ratio take three f32
             // roundings (relative), the RMS in f64 one more at the end.
-            assert_close(
-                &format!("dopri5_error sample {s}"),
-                &got[s..=s],
-                &[want],
-                slack,
-                3e-7,
-            );
+            assert_close(&format!("dopri5_error sample {s}"), &got[s..=s], &[want], slack, 3e-7);
         }
     }
 }
@@ -214,15 +196,7 @@ fn check_dopri5_accept(dev: &Device, per_sample: usize, err: &[f32], t0: &[f32],
     let (x0, x_new) = (common::normal(&mut r, n), common::normal(&mut r, n));
     let (mut x, mut t, mut h) = (up(dev, &x0), up(dev, t0), up(dev, h0));
     backend(dev)
-        .dopri5_accept(
-            &mut x,
-            &up(dev, &x_new),
-            &up(dev, err),
-            &mut t,
-            &mut h,
-            per_sample,
-            1.0,
-        )
+        .dopri5_accept(&mut x, &up(dev, &x_new), &up(dev, err), &mut t, &mut h, per_sample, 1.0)
         .unwrap();
     let (x, t, h) = (down(dev, &x), down(dev, &t), down(dev, &h));
     for s in 0..err.len() {
@@ -269,12 +243,8 @@ fn dopri5_accept_matches_f64_at_scale(dev: &Device) {
 
 fn ode_kernels_reject_wrong_lengths(dev: &Device) {
     let b = backend(dev);
-    let (x6, x5, h2, h3) = (
-        up(dev, &[0.0; 6]),
-        up(dev, &[0.0; 5]),
-        up(dev, &[0.1; 2]),
-        up(dev, &[0.1; 3]),
-    );
+    let (x6, x5, h2, h3) =
+        (up(dev, &[0.0; 6]), up(dev, &[0.0; 5]), up(dev, &[0.1; 2]), up(dev, &[0.1; 3]));
     let k12 = up(dev, &[0.0; 12]);
     let (mut o6, mut o5, mut e2, mut e3) =
         (zeros(dev, 6), zeros(dev, 5), zeros(dev, 2), zeros(dev, 3));
@@ -285,30 +255,14 @@ fn ode_kernels_reject_wrong_lengths(dev: &Device) {
     assert!(b.ode_stage(&x6, &k12, &[1.0], &h2, 3, &mut o5).is_err());
 
     let c = [1.0; 2];
-    assert!(b
-        .dopri5_error(&x6, &x5, &k12, &c, &h2, 3, 0.0, 1.0, &mut e2)
-        .is_err());
-    assert!(b
-        .dopri5_error(&x6, &x6, &k12, &[1.0; 3], &h2, 3, 0.0, 1.0, &mut e2)
-        .is_err());
-    assert!(b
-        .dopri5_error(&x6, &x6, &k12, &c, &h3, 3, 0.0, 1.0, &mut e2)
-        .is_err());
-    assert!(b
-        .dopri5_error(&x6, &x6, &k12, &c, &h2, 3, 0.0, 1.0, &mut e3)
-        .is_err());
+    assert!(b.dopri5_error(&x6, &x5, &k12, &c, &h2, 3, 0.0, 1.0, &mut e2).is_err());
+    assert!(b.dopri5_error(&x6, &x6, &k12, &[1.0; 3], &h2, 3, 0.0, 1.0, &mut e2).is_err());
+    assert!(b.dopri5_error(&x6, &x6, &k12, &c, &h3, 3, 0.0, 1.0, &mut e2).is_err());
+    assert!(b.dopri5_error(&x6, &x6, &k12, &c, &h2, 3, 0.0, 1.0, &mut e3).is_err());
 
     let (mut t2, mut t3, mut hh2) = (zeros(dev, 2), zeros(dev, 3), zeros(dev, 2));
-    assert!(b
-        .dopri5_accept(&mut o6, &x5, &h2, &mut t2, &mut hh2, 3, 1.0)
-        .is_err());
-    assert!(b
-        .dopri5_accept(&mut o6, &x6, &h3, &mut t2, &mut hh2, 3, 1.0)
-        .is_err());
-    assert!(b
-        .dopri5_accept(&mut o6, &x6, &h2, &mut t3, &mut hh2, 3, 1.0)
-        .is_err());
-    assert!(b
-        .dopri5_accept(&mut o6, &x6, &h2, &mut t2, &mut e3, 3, 1.0)
-        .is_err());
+    assert!(b.dopri5_accept(&mut o6, &x5, &h2, &mut t2, &mut hh2, 3, 1.0).is_err());
+    assert!(b.dopri5_accept(&mut o6, &x6, &h3, &mut t2, &mut hh2, 3, 1.0).is_err());
+    assert!(b.dopri5_accept(&mut o6, &x6, &h2, &mut t3, &mut hh2, 3, 1.0).is_err());
+    assert!(b.dopri5_accept(&mut o6, &x6, &h2, &mut t2, &mut e3, 3, 1.0).is_err());
 }

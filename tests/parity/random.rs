@@ -68,9 +68,7 @@ fn normals(dev: &tfmpe::Device, n: usize, seed: u64, offset: u64) -> Vec<f32> {
 
 fn uniforms(dev: &tfmpe::Device, n: usize, seed: u64, offset: u64, lo: f32, hi: f32) -> Vec<f32> {
     let mut buf = zeros(dev, n);
-    backend(dev)
-        .uniform_fill(&mut buf, seed, offset, lo, hi)
-        .unwrap();
+    backend(dev).uniform_fill(&mut buf, seed, offset, lo, hi).unwrap();
     down(dev, &buf)
 }
 
@@ -83,16 +81,8 @@ const SEED: u64 = 0x0123_4567_89AB_CDEF;
 fn philox_known_answers() {
     // Random123's kat_vectors for philox4x32_10.
     let cases = [
-        (
-            [0; 4],
-            [0; 2],
-            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
-        ),
-        (
-            [u32::MAX; 4],
-            [u32::MAX; 2],
-            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
-        ),
+        ([0; 4], [0; 2], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
+        ([u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
         (
             [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
             [0xa4093822, 0x299f31d0],
@@ -150,10 +140,7 @@ fn streams_are_deterministic_and_seeded(dev: &Device) {
     let a = normals(dev, 50_000, SEED, 9);
     assert_eq!(a, normals(dev, 50_000, SEED, 9), "same (seed, offset)");
     let b = normals(dev, 50_000, SEED + 1, 9);
-    assert!(
-        a.iter().zip(&b).filter(|(x, y)| x == y).count() < 10,
-        "seeds differ"
-    );
+    assert!(a.iter().zip(&b).filter(|(x, y)| x == y).count() < 10, "seeds differ");
 }
 
 fn normal_moments(dev: &Device) {
@@ -171,22 +158,14 @@ fn uniform_stays_inside_and_fills_the_interval(dev: &Device) {
     let (lo, hi) = (-2.0f32, 3.0f32);
     let n = 100_000;
     let x = uniforms(dev, n, 7, 0, lo, hi);
-    assert!(
-        x.iter().all(|&v| lo < v && v < hi),
-        "a value outside ({lo}, {hi})"
-    );
+    assert!(x.iter().all(|&v| lo < v && v < hi), "a value outside ({lo}, {hi})");
     let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
     // sd of the mean: 5 / sqrt(12 n) ≈ 0.0046; five of them.
     assert!((mean - 0.5).abs() < 0.023, "mean {mean}");
-    let (min, max) = x
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (min, max) = x.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     assert!(min < lo + 1e-3 && max > hi - 1e-3, "range [{min}, {max}]");
     // lo + (hi - lo)·u in f32: a couple of ulps of 3.
-    let want: Vec<f64> = ref_uniform(7, 0, n)
-        .iter()
-        .map(|u| -2.0 + 5.0 * u)
-        .collect();
+    let want: Vec<f64> = ref_uniform(7, 0, n).iter().map(|u| -2.0 + 5.0 * u).collect();
     common::assert_close("uniform(-2, 3)", &x, &want, 1.0e-6, 0.0);
 }
 

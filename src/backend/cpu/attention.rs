@@ -90,11 +90,7 @@ impl KeySet<'_> {
     #[inline(always)]
     fn head(&self, h: usize) -> Keys<'_> {
         let len = self.all.hd * self.all.padded();
-        Keys {
-            kb: &self.all.kb[h * len..][..len],
-            vb: &self.all.vb[h * len..][..len],
-            ..self.all
-        }
+        Keys { kb: &self.all.kb[h * len..][..len], vb: &self.all.vb[h * len..][..len], ..self.all }
     }
 }
 
@@ -118,16 +114,11 @@ impl<'a> Batch<'a> {
     /// [`Keys`] stays a literal where the caller's is.
     #[inline(always)]
     fn keys<'s>(
-        &self,
-        scratch: &'s mut Scratch,
-        hd: usize,
-        extra: usize,
+        &self, scratch: &'s mut Scratch, hd: usize, extra: usize,
     ) -> (KeySet<'s>, &'s mut [f32]) {
         let (mask, d) = (self.mask, self.p.model_dim());
         scratch.keys.clear();
-        scratch
-            .keys
-            .extend((0..self.p.tokens).filter(|&t| mask.is_none_or(|m| m[t] != 0.0)));
+        scratch.keys.extend((0..self.p.tokens).filter(|&t| mask.is_none_or(|m| m[t] != 0.0)));
         let padded = scratch.keys.len().next_multiple_of(LANES);
         let need = 2 * d * padded + padded + extra;
         if scratch.f.len() < need {
@@ -141,10 +132,7 @@ impl<'a> Batch<'a> {
         bias[kept..].fill(f32::NEG_INFINITY);
         // Padding lanes hold 0 (their score is -inf by the bias).
         if kept < padded {
-            for block in kb
-                .chunks_exact_mut(hd * padded)
-                .chain(vb.chunks_exact_mut(hd * padded))
-            {
+            for block in kb.chunks_exact_mut(hd * padded).chain(vb.chunks_exact_mut(hd * padded)) {
                 block[(padded - LANES) * hd..].fill(0.0);
             }
         }
@@ -152,10 +140,8 @@ impl<'a> Batch<'a> {
         for (j, &t) in scratch.keys.iter().enumerate() {
             let row = &self.qkv[t * 3 * d..][..3 * d];
             let lane = (j / LANES * hd) * LANES + j % LANES;
-            for (h, (k, v)) in row[d..2 * d]
-                .chunks_exact(hd)
-                .zip(row[2 * d..].chunks_exact(hd))
-                .enumerate()
+            for (h, (k, v)) in
+                row[d..2 * d].chunks_exact(hd).zip(row[2 * d..].chunks_exact(hd)).enumerate()
             {
                 for (c, (&k, &v)) in k.iter().zip(v).enumerate() {
                     let at = h * head_len + lane + c * LANES;
@@ -163,35 +149,20 @@ impl<'a> Batch<'a> {
                 }
             }
         }
-        let all = Keys {
-            idx: &scratch.keys,
-            hd,
-            kb,
-            vb,
-            bias,
-        };
+        let all = Keys { idx: &scratch.keys, hd, kb, vb, bias };
         (KeySet { all }, extra)
     }
 }
 
 pub fn attention_fwd(
-    p: &Attention,
-    qkv: &[f32],
-    mask: Option<&[f32]>,
-    out: &mut [f32],
-    lse: &mut [f32],
+    p: &Attention, qkv: &[f32], mask: Option<&[f32]>, out: &mut [f32], lse: &mut [f32],
 ) {
     fwd_with(p, qkv, mask, out, lse, dispatch_fwd);
 }
 
 #[allow(clippy::too_many_arguments)]
 pub fn attention_bwd(
-    p: &Attention,
-    qkv: &[f32],
-    mask: Option<&[f32]>,
-    out: &[f32],
-    lse: &[f32],
-    dout: &[f32],
+    p: &Attention, qkv: &[f32], mask: Option<&[f32]>, out: &[f32], lse: &[f32], dout: &[f32],
     dqkv: &mut [f32],
 ) {
     bwd_with(p, qkv, mask, Saved { out, lse, dout }, dqkv, dispatch_bwd);
@@ -199,50 +170,39 @@ pub fn attention_bwd(
 
 /// The forward with `run` doing each batch element (tests pass each implementation here).
 fn fwd_with(
-    p: &Attention,
-    qkv: &[f32],
-    mask: Option<&[f32]>,
-    out: &mut [f32],
-    lse: &mut [f32],
+    p: &Attention, qkv: &[f32], mask: Option<&[f32]>, out: &mut [f32], lse: &mut [f32],
     run: impl Fn(Batch, &mut Scratch, &mut [f32], &mut [f32]) + Sync,
 ) {
     let (n, d) = (p.tokens, p.model_dim());
     if n == 0 {
         return;
     }
-    out.par_chunks_mut(n * d)
-        .zip(lse.par_chunks_mut(p.heads * n))
-        .enumerate()
-        .for_each(|(b, (out, lse))| {
+    out.par_chunks_mut(n * d).zip(lse.par_chunks_mut(p.heads * n)).enumerate().for_each(
+        |(b, (out, lse))| {
             let batch = Batch::new(p, qkv, mask, b);
             SCRATCH.with_borrow_mut(|s| run(batch, s, out, lse));
-        });
+        },
+    );
 }
 
 /// The backward with `run` doing each batch element; `saved` covers the whole batch.
 fn bwd_with(
-    p: &Attention,
-    qkv: &[f32],
-    mask: Option<&[f32]>,
-    saved: Saved,
-    dqkv: &mut [f32],
+    p: &Attention, qkv: &[f32], mask: Option<&[f32]>, saved: Saved, dqkv: &mut [f32],
     run: impl Fn(Batch, Saved, &mut Scratch, &mut [f32]) + Sync,
 ) {
     let (n, d) = (p.tokens, p.model_dim());
     if n == 0 {
         return;
     }
-    dqkv.par_chunks_mut(n * 3 * d)
-        .enumerate()
-        .for_each(|(b, dqkv)| {
-            let batch = Batch::new(p, qkv, mask, b);
-            let saved = Saved {
-                out: &saved.out[b * n * d..][..n * d],
-                lse: &saved.lse[b * p.heads * n..][..p.heads * n],
-                dout: &saved.dout[b * n * d..][..n * d],
-            };
-            SCRATCH.with_borrow_mut(|s| run(batch, saved, s, dqkv));
-        });
+    dqkv.par_chunks_mut(n * 3 * d).enumerate().for_each(|(b, dqkv)| {
+        let batch = Batch::new(p, qkv, mask, b);
+        let saved = Saved {
+            out: &saved.out[b * n * d..][..n * d],
+            lse: &saved.lse[b * p.heads * n..][..p.heads * n],
+            dout: &saved.dout[b * n * d..][..n * d],
+        };
+        SCRATCH.with_borrow_mut(|s| run(batch, saved, s, dqkv));
+    });
 }
 
 /// The forward's results and the incoming gradient (of one batch element, in the kernels).
@@ -304,10 +264,7 @@ fn fwd_batch<L: Lanes>(batch: Batch, scratch: &mut Scratch, out: &mut [f32], lse
 
 #[inline(always)]
 fn fwd_heads<L: Lanes, const HD: usize>(
-    batch: Batch,
-    scratch: &mut Scratch,
-    out: &mut [f32],
-    lse: &mut [f32],
+    batch: Batch, scratch: &mut Scratch, out: &mut [f32], lse: &mut [f32],
 ) {
     let hd = head_dim::<HD>(batch.p);
     let (p, n, d) = (batch.p, batch.p.tokens, batch.p.model_dim());
@@ -338,10 +295,7 @@ fn fwd_row<L: Lanes>(qs: &[f32], keys: &Keys, scores: &mut [f32], o: &mut [f32])
     let q = Broadcast::<L>::new(qs);
     let scores = &mut scores[..keys.padded()];
     let mut max = L::splat(f32::NEG_INFINITY);
-    let blocks = keys
-        .kb
-        .chunks_exact(keys.hd * LANES)
-        .zip(keys.bias.chunks_exact(LANES));
+    let blocks = keys.kb.chunks_exact(keys.hd * LANES).zip(keys.bias.chunks_exact(LANES));
     for (s, (kb, bias)) in scores.chunks_exact_mut(LANES).zip(blocks) {
         let block = score_block::<L>(&q, kb, bias);
         block.store(s);
@@ -376,10 +330,7 @@ fn bwd_batch<L: Lanes>(batch: Batch, saved: Saved, scratch: &mut Scratch, dqkv: 
 
 #[inline(always)]
 fn bwd_heads<L: Lanes, const HD: usize>(
-    batch: Batch,
-    saved: Saved,
-    scratch: &mut Scratch,
-    dqkv: &mut [f32],
+    batch: Batch, saved: Saved, scratch: &mut Scratch, dqkv: &mut [f32],
 ) {
     let hd = head_dim::<HD>(batch.p);
     let (p, n, d) = (batch.p, batch.p.tokens, batch.p.model_dim());
@@ -438,13 +389,7 @@ struct KeyGrads<'s> {
 /// `di = g · out`): adds its terms to dK (times log2 e) and dV, and writes `dq / scale`.
 #[inline(always)]
 fn bwd_row<L: Lanes>(
-    qs: &[f32],
-    g: &[f32],
-    lse: f32,
-    di: f32,
-    keys: &Keys,
-    acc: &mut KeyGrads,
-    dq: &mut [f32],
+    qs: &[f32], g: &[f32], lse: f32, di: f32, keys: &Keys, acc: &mut KeyGrads, dq: &mut [f32],
 ) {
     if lse == f32::NEG_INFINITY {
         dq.fill(0.0);
@@ -458,10 +403,7 @@ fn bwd_row<L: Lanes>(
         .chunks_exact(block)
         .zip(keys.vb.chunks_exact(block))
         .zip(keys.bias.chunks_exact(LANES));
-    let grads = acc
-        .dkb
-        .chunks_exact_mut(block)
-        .zip(acc.dvb.chunks_exact_mut(block));
+    let grads = acc.dkb.chunks_exact_mut(block).zip(acc.dvb.chunks_exact_mut(block));
     for ((ds, ((kb, vb), bias)), (dkb, dvb)) in
         acc.ds.chunks_exact_mut(LANES).zip(inputs).zip(grads)
     {
@@ -545,10 +487,7 @@ fn weighted_sum<L: Lanes>(w: &[f32], xb: &[f32], hd: usize, out: &mut [f32]) {
         for ((s, even), odd) in sums.iter_mut().zip(even).zip(odd) {
             *s = even.add(odd);
         }
-        for (o, s) in out[first..first + width]
-            .chunks_mut(4)
-            .zip(sums.chunks_exact(4))
-        {
+        for (o, s) in out[first..first + width].chunks_mut(4).zip(sums.chunks_exact(4)) {
             let totals = L::totals4([s[0], s[1], s[2], s[3]]);
             o.copy_from_slice(&totals[..o.len()]);
         }
@@ -565,10 +504,7 @@ fn add_weighted<L: Lanes>(acc: &mut [L], w: L, x: &[f32]) {
 
 impl AttentionKernels for CpuBackend {
     fn attention_fwd(
-        &self,
-        p: &Attention,
-        qkv: &CpuBuffer,
-        mask: Option<&CpuBuffer>,
+        &self, p: &Attention, qkv: &CpuBuffer, mask: Option<&CpuBuffer>,
         [out, lse]: [&mut CpuBuffer; 2],
     ) -> Result<()> {
         let mask = mask.map(CpuBuffer::f32);
@@ -577,11 +513,7 @@ impl AttentionKernels for CpuBackend {
     }
 
     fn attention_bwd(
-        &self,
-        p: &Attention,
-        qkv: &CpuBuffer,
-        mask: Option<&CpuBuffer>,
-        saved: [&CpuBuffer; 3],
+        &self, p: &Attention, qkv: &CpuBuffer, mask: Option<&CpuBuffer>, saved: [&CpuBuffer; 3],
         dqkv: &mut CpuBuffer,
     ) -> Result<()> {
         let [out, lse, dout] = saved.map(CpuBuffer::f32);
@@ -600,13 +532,7 @@ mod tests {
     #[test]
     fn portable_kernels_match_dispatched() {
         for head_dim in [3, 4] {
-            let p = Attention {
-                batch: 3,
-                tokens: 21,
-                heads: 2,
-                head_dim,
-                scale: 0.6,
-            };
+            let p = Attention { batch: 3, tokens: 21, heads: 2, head_dim, scale: 0.6 };
             let (n, d) = (p.tokens, p.model_dim());
             let wave = |len: usize, k: f32| -> Vec<f32> {
                 (0..len).map(|i| (i as f32 * k).sin() * 2.0).collect()
@@ -620,31 +546,13 @@ mod tests {
                     (vec![0.0; p.batch * n * d], vec![0.0; p.batch * p.heads * n]);
                 let mut dqkv = vec![0.0; 3 * out.len()];
                 if portable {
-                    fwd_with(
-                        &p,
-                        &qkv,
-                        mask,
-                        &mut out,
-                        &mut lse,
-                        fwd_batch::<lanes::Portable>,
-                    );
+                    fwd_with(&p, &qkv, mask, &mut out, &mut lse, fwd_batch::<lanes::Portable>);
                 } else {
                     attention_fwd(&p, &qkv, mask, &mut out, &mut lse);
                 }
-                let saved = Saved {
-                    out: &out,
-                    lse: &lse,
-                    dout: &dout,
-                };
+                let saved = Saved { out: &out, lse: &lse, dout: &dout };
                 if portable {
-                    bwd_with(
-                        &p,
-                        &qkv,
-                        mask,
-                        saved,
-                        &mut dqkv,
-                        bwd_batch::<lanes::Portable>,
-                    );
+                    bwd_with(&p, &qkv, mask, saved, &mut dqkv, bwd_batch::<lanes::Portable>);
                 } else {
                     bwd_with(&p, &qkv, mask, saved, &mut dqkv, dispatch_bwd);
                 }
@@ -781,9 +689,7 @@ mod lanes {
         }
         #[inline(always)]
         fn max_lane(self) -> f32 {
-            self.0
-                .into_iter()
-                .fold(f32::NEG_INFINITY, |a, b| if a > b { a } else { b })
+            self.0.into_iter().fold(f32::NEG_INFINITY, |a, b| if a > b { a } else { b })
         }
         #[inline(always)]
         fn totals4(v: [Self; 4]) -> [f32; 4] {
@@ -800,10 +706,7 @@ mod lanes {
         }
         #[inline(always)]
         fn pow2i(self) -> Self {
-            Portable(
-                self.0
-                    .map(|n| f32::from_bits(((n as i32 + 127) << 23) as u32)),
-            )
+            Portable(self.0.map(|n| f32::from_bits(((n as i32 + 127) << 23) as u32)))
         }
     }
 
@@ -938,9 +841,7 @@ mod lanes {
         #[test]
         fn exp2_is_within_two_ulp() {
             let mut worst = 0.0f64;
-            let x: Vec<f32> = (0..2_000_000)
-                .map(|i| -126.0 + 253.0 * i as f32 / 2e6)
-                .collect();
+            let x: Vec<f32> = (0..2_000_000).map(|i| -126.0 + 253.0 * i as f32 / 2e6).collect();
             for x in x.chunks_exact(LANES) {
                 for got in exp2_all(x) {
                     for (&g, &x) in got.iter().zip(x) {
@@ -953,22 +854,10 @@ mod lanes {
 
         #[test]
         fn exp2_edges() {
-            let x = [
-                0.0,
-                f32::NEG_INFINITY,
-                -127.0,
-                -1e9,
-                127.0,
-                1e9,
-                f32::NAN,
-                1.0,
-            ];
+            let x = [0.0, f32::NEG_INFINITY, -127.0, -1e9, 127.0, 1e9, f32::NAN, 1.0];
             for got in exp2_all(&x) {
                 assert_eq!(got[..4], [1.0, 0.0, 0.0, 0.0]);
-                assert_eq!(
-                    (got[4], got[5], got[7]),
-                    (2f32.powi(127), f32::INFINITY, 2.0)
-                );
+                assert_eq!((got[4], got[5], got[7]), (2f32.powi(127), f32::INFINITY, 2.0));
                 assert!(got[6].is_nan());
             }
         }

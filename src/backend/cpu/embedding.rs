@@ -41,21 +41,12 @@ pub fn embedding_bwd(dout: &[f32], ids: &[u32], dim: usize, dtable: &mut [f32], 
 
 /// `z = 2π · Σ_i x[i] · freqs[i, j]` for one row `x` of the input.
 fn phase(x: &[f32], freqs: &[f32], half: usize, j: usize) -> f32 {
-    let dot: f32 = x
-        .iter()
-        .zip(freqs[j..].iter().step_by(half))
-        .map(|(&x, &f)| x * f)
-        .sum();
+    let dot: f32 = x.iter().zip(freqs[j..].iter().step_by(half)).map(|(&x, &f)| x * f).sum();
     TAU * dot
 }
 
 pub fn fourier_fwd(
-    x: &[f32],
-    freqs: &[f32],
-    rows: usize,
-    in_dim: usize,
-    half: usize,
-    out: &mut [f32],
+    x: &[f32], freqs: &[f32], rows: usize, in_dim: usize, half: usize, out: &mut [f32],
 ) {
     if rows == 0 || half == 0 {
         return;
@@ -85,14 +76,8 @@ pub fn fourier_fwd(
 /// task. Both g and x are stored column-major for that reduction.
 #[allow(clippy::too_many_arguments)]
 pub fn fourier_bwd(
-    x: &[f32],
-    freqs: &[f32],
-    dout: &[f32],
-    rows: usize,
-    in_dim: usize,
-    half: usize,
-    dfreqs: &mut [f32],
-    accumulate: bool,
+    x: &[f32], freqs: &[f32], dout: &[f32], rows: usize, in_dim: usize, half: usize,
+    dfreqs: &mut [f32], accumulate: bool,
 ) {
     if rows == 0 || half == 0 {
         if !accumulate {
@@ -133,55 +118,33 @@ pub fn fourier_bwd(
         let (i, j) = (idx / half, idx % half);
         let columns = [&xt[i * rows..][..rows], &g[j * rows..][..rows]];
         let sum = std::f64::consts::TAU * lanes_sum(columns, |[x, g]| (x * g) as f64);
-        *d = if accumulate {
-            (*d as f64 + sum) as f32
-        } else {
-            sum as f32
-        };
+        *d = if accumulate { (*d as f64 + sum) as f32 } else { sum as f32 };
     };
     if parallel {
-        dfreqs
-            .par_iter_mut()
-            .enumerate()
-            .for_each(|(idx, d)| grad(idx, d));
+        dfreqs.par_iter_mut().enumerate().for_each(|(idx, d)| grad(idx, d));
     } else {
-        dfreqs
-            .iter_mut()
-            .enumerate()
-            .for_each(|(idx, d)| grad(idx, d));
+        dfreqs.iter_mut().enumerate().for_each(|(idx, d)| grad(idx, d));
     }
     FOURIER_SCRATCH.set(scratch);
 }
 
 impl EmbeddingKernels for CpuBackend {
     fn embedding_fwd(
-        &self,
-        table: &CpuBuffer,
-        ids: &CpuBuffer,
-        dim: usize,
-        out: &mut CpuBuffer,
+        &self, table: &CpuBuffer, ids: &CpuBuffer, dim: usize, out: &mut CpuBuffer,
     ) -> Result<()> {
         gather_rows(table.f32(), ids.u32(), dim, out.f32_mut());
         Ok(())
     }
 
     fn embedding_bwd(
-        &self,
-        dout: &CpuBuffer,
-        ids: &CpuBuffer,
-        dim: usize,
-        dtable: &mut CpuBuffer,
-        acc: bool,
+        &self, dout: &CpuBuffer, ids: &CpuBuffer, dim: usize, dtable: &mut CpuBuffer, acc: bool,
     ) -> Result<()> {
         embedding_bwd(dout.f32(), ids.u32(), dim, dtable.f32_mut(), acc);
         Ok(())
     }
 
     fn fourier_fwd(
-        &self,
-        ins: [&CpuBuffer; 2],
-        dims: (usize, usize, usize),
-        out: &mut CpuBuffer,
+        &self, ins: [&CpuBuffer; 2], dims: (usize, usize, usize), out: &mut CpuBuffer,
     ) -> Result<()> {
         let [x, freqs] = ins.map(CpuBuffer::f32);
         fourier_fwd(x, freqs, dims.0, dims.1, dims.2, out.f32_mut());
@@ -189,11 +152,8 @@ impl EmbeddingKernels for CpuBackend {
     }
 
     fn fourier_bwd(
-        &self,
-        ins: [&CpuBuffer; 3],
-        (rows, in_dim, half): (usize, usize, usize),
-        dfreqs: &mut CpuBuffer,
-        acc: bool,
+        &self, ins: [&CpuBuffer; 3], (rows, in_dim, half): (usize, usize, usize),
+        dfreqs: &mut CpuBuffer, acc: bool,
     ) -> Result<()> {
         let [x, freqs, dout] = ins.map(CpuBuffer::f32);
         fourier_bwd(x, freqs, dout, rows, in_dim, half, dfreqs.f32_mut(), acc);

@@ -7,12 +7,7 @@ use crate::backend::kernels::FlowKernels;
 use crate::error::Result;
 
 pub fn fm_prepare(
-    x0: &[f32],
-    x1: &[f32],
-    t: &[f32],
-    per_sample: usize,
-    sigma_min: f32,
-    xt: &mut [f32],
+    x0: &[f32], x1: &[f32], t: &[f32], per_sample: usize, sigma_min: f32, xt: &mut [f32],
     u: &mut [f32],
 ) {
     let keep = 1.0 - sigma_min;
@@ -45,16 +40,10 @@ pub fn fm_prepare(
 }
 
 pub fn fm_loss(
-    pred: &[f32],
-    target: &[f32],
-    mask: Option<&[f32]>,
-    loss: &mut [f32],
-    dpred: &mut [f32],
+    pred: &[f32], target: &[f32], mask: Option<&[f32]>, loss: &mut [f32], dpred: &mut [f32],
 ) {
     let n = pred.len();
-    let weight = mask.map_or(n as f64, |m| {
-        sum_blocks(n, |r| lanes_sum([&m[r]], |[m]| m as f64))
-    });
+    let weight = mask.map_or(n as f64, |m| sum_blocks(n, |r| lanes_sum([&m[r]], |[m]| m as f64)));
     // max(Σ m, 1): an all-padding batch gives loss 0 and zero gradients, not NaN.
     let inv = 1.0 / weight.max(1.0);
     let grad_scale = (2.0 * inv) as f32;
@@ -78,10 +67,7 @@ pub fn fm_loss(
 
 impl FlowKernels for CpuBackend {
     fn fm_prepare(
-        &self,
-        ins: [&CpuBuffer; 3],
-        per_sample: usize,
-        sigma_min: f32,
+        &self, ins: [&CpuBuffer; 3], per_sample: usize, sigma_min: f32,
         [xt, u]: [&mut CpuBuffer; 2],
     ) -> Result<()> {
         let [x0, x1, t] = ins.map(CpuBuffer::f32);
@@ -90,20 +76,11 @@ impl FlowKernels for CpuBackend {
     }
 
     fn fm_loss(
-        &self,
-        pred: &CpuBuffer,
-        target: &CpuBuffer,
-        mask: Option<&CpuBuffer>,
+        &self, pred: &CpuBuffer, target: &CpuBuffer, mask: Option<&CpuBuffer>,
         [loss, dpred]: [&mut CpuBuffer; 2],
     ) -> Result<()> {
         let mask = mask.map(CpuBuffer::f32);
-        fm_loss(
-            pred.f32(),
-            target.f32(),
-            mask,
-            loss.f32_mut(),
-            dpred.f32_mut(),
-        );
+        fm_loss(pred.f32(), target.f32(), mask, loss.f32_mut(), dpred.f32_mut());
         Ok(())
     }
 }

@@ -30,8 +30,7 @@ pub(super) fn sample_block(per_sample: usize) -> usize {
 /// interleaved lanes combined in a fixed tree. Slicing each input once per 8 elements lets the
 /// compiler drop the bounds checks and vectorise the lanes (an index closure defeats both).
 pub(super) fn lanes_sum<const K: usize>(
-    inputs: [&[f32]; K],
-    mut term: impl FnMut([f32; K]) -> f64,
+    inputs: [&[f32]; K], mut term: impl FnMut([f32; K]) -> f64,
 ) -> f64 {
     let len = inputs.first().map_or(0, |s| s.len());
     let mut lanes = [0.0f64; 8];
@@ -49,9 +48,7 @@ pub(super) fn lanes_sum<const K: usize>(
 /// As [`lanes_sum`] for a term that also yields one output per element: `term` returns
 /// `(out[i], summand)`.
 pub(super) fn lanes_sum_mut<const K: usize>(
-    inputs: [&[f32]; K],
-    out: &mut [f32],
-    mut term: impl FnMut([f32; K]) -> (f32, f64),
+    inputs: [&[f32]; K], out: &mut [f32], mut term: impl FnMut([f32; K]) -> (f32, f64),
 ) -> f64 {
     let mut lanes = [0.0f64; 8];
     let full = out.len() - out.len() % 8;
@@ -94,8 +91,7 @@ pub(super) fn sum_blocks(n: usize, block_sum: impl Fn(Range<usize>) -> f64 + Syn
 /// As [`sum_blocks`] for a reduction that also writes one output per element:
 /// `block_sum(start, out_block)` fills `out[start..start + out_block.len()]` and returns its sum.
 pub(super) fn sum_blocks_mut(
-    out: &mut [f32],
-    block_sum: impl Fn(usize, &mut [f32]) -> f64 + Sync,
+    out: &mut [f32], block_sum: impl Fn(usize, &mut [f32]) -> f64 + Sync,
 ) -> f64 {
     let len = reduction_block(out.len());
     let mut partials = [0.0f64; MAX_BLOCKS];
@@ -117,11 +113,7 @@ pub fn bce_with_logits(logits: &[f32], targets: &[f32], loss: &mut [f32], dlogit
             // e^-|z| never overflows; the loss is max(z, 0) - z y + ln(1 + e^-|z|), and
             // σ(z) is formed from the same e^-|z| on either side of 0.
             let e = (-z.abs()).exp();
-            let sigmoid = if z >= 0.0 {
-                1.0 / (1.0 + e)
-            } else {
-                e / (1.0 + e)
-            };
+            let sigmoid = if z >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
             let (z64, y64) = (z as f64, y as f64);
             let summand = z64.max(0.0) - z64 * y64 + e.ln_1p() as f64;
             ((sigmoid - y) * grad_scale, summand)
@@ -137,17 +129,9 @@ pub fn reduce_sum(x: &[f32], scale: f32, out: &mut [f32]) {
 
 impl LossKernels for CpuBackend {
     fn bce_with_logits(
-        &self,
-        logits: &CpuBuffer,
-        targets: &CpuBuffer,
-        [loss, dlogits]: [&mut CpuBuffer; 2],
+        &self, logits: &CpuBuffer, targets: &CpuBuffer, [loss, dlogits]: [&mut CpuBuffer; 2],
     ) -> Result<()> {
-        bce_with_logits(
-            logits.f32(),
-            targets.f32(),
-            loss.f32_mut(),
-            dlogits.f32_mut(),
-        );
+        bce_with_logits(logits.f32(), targets.f32(), loss.f32_mut(), dlogits.f32_mut());
         Ok(())
     }
 

@@ -44,12 +44,7 @@ impl Layout {
     fn of(p: &Gemm) -> Self {
         let (a_rs, a_cs) = if p.trans_a { (1, p.m) } else { (p.k, 1) };
         let (b_rs, b_cs) = if p.trans_b { (1, p.k) } else { (p.n, 1) };
-        Layout {
-            a_rs,
-            a_cs,
-            b_rs,
-            b_cs,
-        }
+        Layout { a_rs, a_cs, b_rs, b_cs }
     }
 }
 
@@ -60,16 +55,8 @@ impl Layout {
 /// `a` and `b` must hold every element the layout and `rows × k`, `k × n` shapes reach.
 #[allow(clippy::too_many_arguments)]
 unsafe fn product(
-    l: &Layout,
-    rows: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    b: *const f32,
-    alpha: f32,
-    beta: f32,
-    c: &mut [f32],
-    parallelism: Parallelism,
+    l: &Layout, rows: usize, n: usize, k: usize, a: *const f32, b: *const f32, alpha: f32,
+    beta: f32, c: &mut [f32], parallelism: Parallelism,
 ) {
     debug_assert_eq!(c.len(), rows * n);
     // The gemm crate computes `dst = alpha·dst + beta·lhs·rhs`: its alpha/beta are ours swapped.
@@ -137,11 +124,7 @@ fn row_blocks(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32
     // Blocks of equal size (rounded up to 8 rows), so no task is left with a sliver.
     let rows_per_block = m.div_ceil(blocks).next_multiple_of(8);
     let c_stride = if p.batch == 1 { m * n } else { p.stride_c };
-    let parallelism = if p.batch * blocks == 1 {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    };
+    let parallelism = if p.batch * blocks == 1 { Parallelism::Rayon(0) } else { Parallelism::None };
     c.par_chunks_mut(c_stride)
         .take(p.batch)
         .enumerate()
@@ -190,12 +173,7 @@ fn split_k(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) 
     };
     rayon::join(
         || run(0, c, p.beta),
-        || {
-            scratch
-                .par_chunks_mut(mn)
-                .enumerate()
-                .for_each(|(i, out)| run(i + 1, out, 0.0))
-        },
+        || scratch.par_chunks_mut(mn).enumerate().for_each(|(i, out)| run(i + 1, out, 0.0)),
     );
     for part in scratch.chunks_exact(mn) {
         c.iter_mut().zip(part).for_each(|(c, s)| *c += s);
@@ -217,10 +195,7 @@ pub fn bias_grad(dy: &[f32], rows: usize, cols: usize, db: &mut [f32], accumulat
         for block in dy[..rows * cols].chunks(BLOCK * cols) {
             let mut part = [0.0f32; STRIP];
             for row in block.chunks_exact(cols) {
-                part[..w]
-                    .iter_mut()
-                    .zip(&row[j0..j0 + w])
-                    .for_each(|(s, &v)| *s += v);
+                part[..w].iter_mut().zip(&row[j0..j0 + w]).for_each(|(s, &v)| *s += v);
             }
             total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
         }
@@ -229,34 +204,22 @@ pub fn bias_grad(dy: &[f32], rows: usize, cols: usize, db: &mut [f32], accumulat
         }
     };
     if rows * cols < 1 << 15 {
-        db.chunks_mut(STRIP)
-            .enumerate()
-            .for_each(|(s, out)| strip_sums(s * STRIP, out));
+        db.chunks_mut(STRIP).enumerate().for_each(|(s, out)| strip_sums(s * STRIP, out));
     } else {
-        db.par_chunks_mut(STRIP)
-            .enumerate()
-            .for_each(|(s, out)| strip_sums(s * STRIP, out));
+        db.par_chunks_mut(STRIP).enumerate().for_each(|(s, out)| strip_sums(s * STRIP, out));
     }
 }
 
 impl MatmulKernels for CpuBackend {
     fn gemm(
-        &self,
-        p: &Gemm,
-        [a, b]: [&CpuBuffer; 2],
-        bias: Option<&CpuBuffer>,
-        c: &mut CpuBuffer,
+        &self, p: &Gemm, [a, b]: [&CpuBuffer; 2], bias: Option<&CpuBuffer>, c: &mut CpuBuffer,
     ) -> Result<()> {
         gemm(p, a.f32(), b.f32(), bias.map(CpuBuffer::f32), c.f32_mut());
         Ok(())
     }
 
     fn bias_grad(
-        &self,
-        dy: &CpuBuffer,
-        (rows, cols): (usize, usize),
-        db: &mut CpuBuffer,
-        acc: bool,
+        &self, dy: &CpuBuffer, (rows, cols): (usize, usize), db: &mut CpuBuffer, acc: bool,
     ) -> Result<()> {
         bias_grad(dy.f32(), rows, cols, db.f32_mut(), acc);
         Ok(())

@@ -40,10 +40,7 @@ pub fn copy_cols(p: &CopyCols, src: &[f32], dst: &mut [f32]) {
     };
     // The last row may be shorter than its stride, so rows come from `chunks`, not `chunks_exact`.
     if p.rows * p.width < PAR_MIN {
-        dst.chunks_mut(p.dst_stride)
-            .take(p.rows)
-            .zip(src.chunks(p.src_stride))
-            .for_each(row);
+        dst.chunks_mut(p.dst_stride).take(p.rows).zip(src.chunks(p.src_stride)).for_each(row);
     } else {
         dst.par_chunks_mut(p.dst_stride)
             .take(p.rows)
@@ -98,22 +95,14 @@ impl MemoryKernels for CpuBackend {
     }
 
     fn gather_rows(
-        &self,
-        src: &CpuBuffer,
-        idx: &CpuBuffer,
-        row_len: usize,
-        dst: &mut CpuBuffer,
+        &self, src: &CpuBuffer, idx: &CpuBuffer, row_len: usize, dst: &mut CpuBuffer,
     ) -> Result<()> {
         gather_rows(src.f32(), idx.u32(), row_len, dst.f32_mut());
         Ok(())
     }
 
     fn scatter_rows(
-        &self,
-        src: &CpuBuffer,
-        idx: &CpuBuffer,
-        row_len: usize,
-        dst: &mut CpuBuffer,
+        &self, src: &CpuBuffer, idx: &CpuBuffer, row_len: usize, dst: &mut CpuBuffer,
     ) -> Result<()> {
         scatter_rows(src.f32(), idx.u32(), row_len, dst.f32_mut());
         Ok(())

@@ -135,11 +135,7 @@ impl Storage for CpuBackend {
     }
 
     fn copy(
-        &self,
-        src: &CpuBuffer,
-        src_offset: usize,
-        dst: &mut CpuBuffer,
-        dst_offset: usize,
+        &self, src: &CpuBuffer, src_offset: usize, dst: &mut CpuBuffer, dst_offset: usize,
         len: usize,
     ) -> Result<()> {
         memory::copy(

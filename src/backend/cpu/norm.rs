@@ -18,15 +18,8 @@ const ROWS_PER_TASK: usize = 64;
 
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_fwd(
-    p: &LayerNorm,
-    x: &[f32],
-    residual: Option<&[f32]>,
-    gamma: &[f32],
-    beta: &[f32],
-    y: &mut [f32],
-    mean: &mut [f32],
-    rstd: &mut [f32],
-    sum_out: Option<&mut [f32]>,
+    p: &LayerNorm, x: &[f32], residual: Option<&[f32]>, gamma: &[f32], beta: &[f32], y: &mut [f32],
+    mean: &mut [f32], rstd: &mut [f32], sum_out: Option<&mut [f32]>,
 ) {
     let c = p.cols;
     if p.rows == 0 || c == 0 {
@@ -39,26 +32,21 @@ pub fn layer_norm_fwd(
         .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .enumerate();
     let normalise = |h: &[f32], y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]| {
-        for (((h, y), mean), rstd) in h
-            .chunks_exact(c)
-            .zip(y.chunks_exact_mut(c))
-            .zip(mean)
-            .zip(rstd)
+        for (((h, y), mean), rstd) in
+            h.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(mean).zip(rstd)
         {
             (*mean, *rstd) = normalise_row(h, gamma, beta, p.eps, y);
         }
     };
     match (residual, sum_out) {
         (Some(res), Some(sum)) => {
-            tasks
-                .zip(sum.par_chunks_mut(chunk))
-                .for_each(|((t, ((y, mean), rstd)), h)| {
-                    let (x, res) = (&x[t * chunk..][..h.len()], &res[t * chunk..][..h.len()]);
-                    for ((h, x), r) in h.iter_mut().zip(x).zip(res) {
-                        *h = x + r;
-                    }
-                    normalise(h, y, mean, rstd);
-                })
+            tasks.zip(sum.par_chunks_mut(chunk)).for_each(|((t, ((y, mean), rstd)), h)| {
+                let (x, res) = (&x[t * chunk..][..h.len()], &res[t * chunk..][..h.len()]);
+                for ((h, x), r) in h.iter_mut().zip(x).zip(res) {
+                    *h = x + r;
+                }
+                normalise(h, y, mean, rstd);
+            })
         }
         _ => tasks.for_each(|(t, ((y, mean), rstd))| {
             normalise(&x[t * chunk..][..y.len()], y, mean, rstd)
@@ -80,16 +68,8 @@ fn normalise_row(h: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]
 
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_bwd(
-    p: &LayerNorm,
-    h: &[f32],
-    dy: &[f32],
-    gamma: &[f32],
-    mean: &[f32],
-    rstd: &[f32],
-    dh: &mut [f32],
-    dgamma: &mut [f32],
-    dbeta: &mut [f32],
-    accumulate_params: bool,
+    p: &LayerNorm, h: &[f32], dy: &[f32], gamma: &[f32], mean: &[f32], rstd: &[f32],
+    dh: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32], accumulate_params: bool,
 ) {
     let c = p.cols;
     if !accumulate_params {
@@ -102,30 +82,20 @@ pub fn layer_norm_bwd(
     let chunk = ROWS_PER_TASK * c;
     // Per task: its dgamma partial sums, then its dbeta partial sums.
     let mut partial = vec![0.0f32; p.rows.div_ceil(ROWS_PER_TASK) * 2 * c];
-    partial
-        .par_chunks_mut(2 * c)
-        .zip(dh.par_chunks_mut(chunk))
-        .enumerate()
-        .for_each(|(t, (partial, dh))| {
+    partial.par_chunks_mut(2 * c).zip(dh.par_chunks_mut(chunk)).enumerate().for_each(
+        |(t, (partial, dh))| {
             let (pg, pb) = partial.split_at_mut(c);
             let rows = t * ROWS_PER_TASK..;
             let (h, dy) = (&h[t * chunk..][..dh.len()], &dy[t * chunk..][..dh.len()]);
             let stats = mean[rows.clone()].iter().zip(&rstd[rows]);
-            let rows = h
-                .chunks_exact(c)
-                .zip(dy.chunks_exact(c))
-                .zip(dh.chunks_exact_mut(c));
+            let rows = h.chunks_exact(c).zip(dy.chunks_exact(c)).zip(dh.chunks_exact_mut(c));
             for (((h, dy), dh), (&mu, &rs)) in rows.zip(stats) {
                 let g_mean = lanes_sum([dy, gamma], |[dy, g]| (dy * g) as f64) / c as f64;
-                let gx_mean = lanes_sum([h, dy, gamma], |[h, dy, g]| {
-                    (dy * g * ((h - mu) * rs)) as f64
-                }) / c as f64;
+                let gx_mean =
+                    lanes_sum([h, dy, gamma], |[h, dy, g]| (dy * g * ((h - mu) * rs)) as f64)
+                        / c as f64;
                 let (g_mean, gx_mean) = (g_mean as f32, gx_mean as f32);
-                let cols = h
-                    .iter()
-                    .zip(dy)
-                    .zip(gamma)
-                    .zip(pg.iter_mut().zip(pb.iter_mut()));
+                let cols = h.iter().zip(dy).zip(gamma).zip(pg.iter_mut().zip(pb.iter_mut()));
                 for ((((&h, &dy), &g), (pg, pb)), dh) in cols.zip(dh) {
                     let xhat = (h - mu) * rs;
                     *dh = rs * (dy * g - g_mean - xhat * gx_mean);
@@ -133,7 +103,8 @@ pub fn layer_norm_bwd(
                     *pb += dy;
                 }
             }
-        });
+        },
+    );
     for part in partial.chunks_exact(2 * c) {
         let (pg, pb) = part.split_at(c);
         dgamma.iter_mut().zip(pg).for_each(|(d, v)| *d += v);
@@ -143,11 +114,8 @@ pub fn layer_norm_bwd(
 
 impl NormKernels for CpuBackend {
     fn layer_norm_fwd(
-        &self,
-        p: &LayerNorm,
-        [x, gamma, beta]: [&CpuBuffer; 3],
-        residual: Option<(&CpuBuffer, &mut CpuBuffer)>,
-        [y, mean, rstd]: [&mut CpuBuffer; 3],
+        &self, p: &LayerNorm, [x, gamma, beta]: [&CpuBuffer; 3],
+        residual: Option<(&CpuBuffer, &mut CpuBuffer)>, [y, mean, rstd]: [&mut CpuBuffer; 3],
     ) -> Result<()> {
         let (residual, sum_out) = residual.map(|(r, s)| (r.f32(), s.f32_mut())).unzip();
         let (x, gamma, beta) = (x.f32(), gamma.f32(), beta.f32());
@@ -157,26 +125,12 @@ impl NormKernels for CpuBackend {
     }
 
     fn layer_norm_bwd(
-        &self,
-        p: &LayerNorm,
-        ins: [&CpuBuffer; 5],
-        [dh, dgamma, dbeta]: [&mut CpuBuffer; 3],
+        &self, p: &LayerNorm, ins: [&CpuBuffer; 5], [dh, dgamma, dbeta]: [&mut CpuBuffer; 3],
         accumulate_params: bool,
     ) -> Result<()> {
         let [h, dy, gamma, mean, rstd] = ins.map(CpuBuffer::f32);
         let outs = (dh.f32_mut(), dgamma.f32_mut(), dbeta.f32_mut());
-        layer_norm_bwd(
-            p,
-            h,
-            dy,
-            gamma,
-            mean,
-            rstd,
-            outs.0,
-            outs.1,
-            outs.2,
-            accumulate_params,
-        );
+        layer_norm_bwd(p, h, dy, gamma, mean, rstd, outs.0, outs.1, outs.2, accumulate_params);
         Ok(())
     }
 }

@@ -29,12 +29,7 @@ fn combine(k: &[f32], n: usize, coeffs: &[f32], start: usize, acc: &mut [f32]) {
 }
 
 pub fn ode_stage(
-    x: &[f32],
-    k: &[f32],
-    coeffs: &[f32],
-    h: &[f32],
-    per_sample: usize,
-    out: &mut [f32],
+    x: &[f32], k: &[f32], coeffs: &[f32], h: &[f32], per_sample: usize, out: &mut [f32],
 ) {
     let n = x.len();
     let block = |start: usize, out: &mut [f32]| {
@@ -58,9 +53,7 @@ pub fn ode_stage(
     };
     if n > PAR_BLOCK {
         // PAR_BLOCK is a multiple of TILE, so tiles never cross blocks.
-        out.par_chunks_mut(PAR_BLOCK)
-            .enumerate()
-            .for_each(|(b, out)| block(b * PAR_BLOCK, out));
+        out.par_chunks_mut(PAR_BLOCK).enumerate().for_each(|(b, out)| block(b * PAR_BLOCK, out));
     } else {
         block(0, out);
     }
@@ -68,15 +61,8 @@ pub fn ode_stage(
 
 #[allow(clippy::too_many_arguments)]
 pub fn dopri5_error(
-    x: &[f32],
-    x_new: &[f32],
-    k: &[f32],
-    err_coeffs: &[f32],
-    h: &[f32],
-    per_sample: usize,
-    rtol: f32,
-    atol: f32,
-    err: &mut [f32],
+    x: &[f32], x_new: &[f32], k: &[f32], err_coeffs: &[f32], h: &[f32], per_sample: usize,
+    rtol: f32, atol: f32, err: &mut [f32],
 ) {
     let n = x.len();
     // err = |h| · sqrt(mean((Σ_j c_j k_j / tol)²)): h is the sample's constant, so it
@@ -109,12 +95,7 @@ pub fn dopri5_error(
 }
 
 pub fn dopri5_accept(
-    x: &mut [f32],
-    x_new: &[f32],
-    err: &[f32],
-    t: &mut [f32],
-    h: &mut [f32],
-    per_sample: usize,
+    x: &mut [f32], x_new: &[f32], err: &[f32], t: &mut [f32], h: &mut [f32], per_sample: usize,
     t_end: f32,
 ) {
     let snap = T_SNAP * t_end.abs().max(1.0);
@@ -156,11 +137,7 @@ pub fn dopri5_accept(
 
 impl OdeKernels for CpuBackend {
     fn ode_stage(
-        &self,
-        ins: [&CpuBuffer; 3],
-        coeffs: &[f32],
-        per_sample: usize,
-        out: &mut CpuBuffer,
+        &self, ins: [&CpuBuffer; 3], coeffs: &[f32], per_sample: usize, out: &mut CpuBuffer,
     ) -> Result<()> {
         let [x, k, h] = ins.map(CpuBuffer::f32);
         ode_stage(x, k, coeffs, h, per_sample, out.f32_mut());
@@ -168,11 +145,8 @@ impl OdeKernels for CpuBackend {
     }
 
     fn dopri5_error(
-        &self,
-        ins: [&CpuBuffer; 4],
-        err_coeffs: &[f32],
-        (per_sample, (rtol, atol)): (usize, (f32, f32)),
-        err: &mut CpuBuffer,
+        &self, ins: [&CpuBuffer; 4], err_coeffs: &[f32],
+        (per_sample, (rtol, atol)): (usize, (f32, f32)), err: &mut CpuBuffer,
     ) -> Result<()> {
         let [x, x_new, k, h] = ins.map(CpuBuffer::f32);
         let err = err.f32_mut();
@@ -181,11 +155,7 @@ impl OdeKernels for CpuBackend {
     }
 
     fn dopri5_accept(
-        &self,
-        ins: [&CpuBuffer; 2],
-        [x, t, h]: [&mut CpuBuffer; 3],
-        per_sample: usize,
-        t_end: f32,
+        &self, ins: [&CpuBuffer; 2], [x, t, h]: [&mut CpuBuffer; 3], per_sample: usize, t_end: f32,
     ) -> Result<()> {
         let [x_new, err] = ins.map(CpuBuffer::f32);
         let (x, t, h) = (x.f32_mut(), t.f32_mut(), h.f32_mut());

@@ -19,11 +19,7 @@ pub fn sum_squares(x: &[f32], out: &mut [f32], accumulate: bool) {
 /// PyTorch's AdamW order: the decay `p ← p·(1 − lr·wd)` is decoupled from the gradient, and
 /// then `p ← p − lr · m̂ / (√v̂ + eps)` with the bias-corrected moments.
 pub fn adamw_step(
-    p: &AdamW,
-    param: &mut [f32],
-    grad: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
+    p: &AdamW, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32],
     clip: Option<(f32, f32)>,
 ) {
     // Per-call scalars in f64: 1 − β^t loses most of its digits in f32 for β2 near 1.
@@ -77,21 +73,11 @@ impl OptimKernels for CpuBackend {
     }
 
     fn adamw_step(
-        &self,
-        p: &AdamW,
-        grad: &CpuBuffer,
-        [param, m, v]: [&mut CpuBuffer; 3],
+        &self, p: &AdamW, grad: &CpuBuffer, [param, m, v]: [&mut CpuBuffer; 3],
         clip: Option<(&CpuBuffer, f32)>,
     ) -> Result<()> {
         let clip = clip.map(|(norm_sq, max_norm)| (norm_sq.f32()[0], max_norm));
-        adamw_step(
-            p,
-            param.f32_mut(),
-            grad.f32(),
-            m.f32_mut(),
-            v.f32_mut(),
-            clip,
-        );
+        adamw_step(p, param.f32_mut(), grad.f32(), m.f32_mut(), v.f32_mut(), clip);
         Ok(())
     }
 }

@@ -64,9 +64,7 @@ fn fill_blocks(dst: &mut [f32], seed: u64, offset: u64, f: impl Fn([u32; 4]) -> 
     if dst.len() <= CHUNK {
         run(0, dst);
     } else {
-        dst.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, out)| run(i * CHUNK / 4, out));
+        dst.par_chunks_mut(CHUNK).enumerate().for_each(|(i, out)| run(i * CHUNK / 4, out));
     }
 }
 
@@ -90,11 +88,7 @@ impl RandomKernels for CpuBackend {
     }
 
     fn uniform_fill(
-        &self,
-        dst: &mut CpuBuffer,
-        seed: u64,
-        offset: u64,
-        (lo, hi): (f32, f32),
+        &self, dst: &mut CpuBuffer, seed: u64, offset: u64, (lo, hi): (f32, f32),
     ) -> Result<()> {
         uniform_fill(dst.f32_mut(), seed, offset, lo, hi);
         Ok(())
@@ -109,16 +103,8 @@ mod tests {
     fn random123_known_answers() {
         // Random123's kat_vectors for philox4x32_10.
         let cases = [
-            (
-                [0; 4],
-                [0; 2],
-                [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
-            ),
-            (
-                [u32::MAX; 4],
-                [u32::MAX; 2],
-                [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
-            ),
+            ([0; 4], [0; 2], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
+            ([u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
             (
                 [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
                 [0xa4093822, 0x299f31d0],

@@ -60,10 +60,7 @@ fn blocks(p: &Attention, geo: &Geometry, copies: u64) -> Result<u32> {
 
 impl AttentionKernels for CudaBackend {
     fn attention_fwd(
-        &self,
-        p: &Attention,
-        qkv: &CudaBuffer,
-        mask: Option<&CudaBuffer>,
+        &self, p: &Attention, qkv: &CudaBuffer, mask: Option<&CudaBuffer>,
         [out, lse]: [&mut CudaBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
@@ -93,12 +90,8 @@ impl AttentionKernels for CudaBackend {
     }
 
     fn attention_bwd(
-        &self,
-        p: &Attention,
-        qkv: &CudaBuffer,
-        mask: Option<&CudaBuffer>,
-        [out, lse, dout]: [&CudaBuffer; 3],
-        dqkv: &mut CudaBuffer,
+        &self, p: &Attention, qkv: &CudaBuffer, mask: Option<&CudaBuffer>,
+        [out, lse, dout]: [&CudaBuffer; 3], dqkv: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         if p.batch * p.tokens == 0 {
@@ -106,24 +99,11 @@ impl AttentionKernels for CudaBackend {
         }
         n32(qkv.len())?;
         let geo = geometry(p)?;
-        let (b, n, h, hd) = (
-            n32(p.batch)?,
-            n32(p.tokens)?,
-            n32(p.heads)?,
-            n32(p.head_dim)?,
-        );
+        let (b, n, h, hd) = (n32(p.batch)?, n32(p.tokens)?, n32(p.heads)?, n32(p.head_dim)?);
         let rows = n32(p.batch * p.heads * p.tokens)?;
         // `delta` (the row sums of out · dout, [B, H, N]) lives in the workspace between the two.
         g.with_scratch(rows as usize * 4, |delta, _| {
-            let prep = [
-                out.arg(),
-                dout.arg(),
-                delta,
-                Arg::U(b),
-                Arg::U(n),
-                Arg::U(h),
-                Arg::U(hd),
-            ];
+            let prep = [out.arg(), dout.arg(), delta, Arg::U(b), Arg::U(n), Arg::U(h), Arg::U(hd)];
             g.launch_1d("attention_bwd_prep", rows, &prep)?;
             let args = [
                 qkv.arg(),

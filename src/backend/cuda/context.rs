@@ -42,19 +42,8 @@ const ENTRIES: &[(&str, &[&str])] = &[
             "attention_bwd_p8",
         ],
     ),
-    (
-        "elementwise",
-        &["add", "scale", "axpy", "relu_fwd", "relu_bwd"],
-    ),
-    (
-        "embedding",
-        &[
-            "embedding_fwd",
-            "embedding_bwd",
-            "fourier_fwd",
-            "fourier_bwd",
-        ],
-    ),
+    ("elementwise", &["add", "scale", "axpy", "relu_fwd", "relu_bwd"]),
+    ("embedding", &["embedding_fwd", "embedding_bwd", "fourier_fwd", "fourier_bwd"]),
     ("flow", &["fm_prepare", "fm_loss"]),
     ("loss", &["bce_with_logits", "reduce_sum"]),
     (
@@ -67,16 +56,7 @@ const ENTRIES: &[(&str, &[&str])] = &[
             "bias_grad",
         ],
     ),
-    (
-        "memory",
-        &[
-            "fill",
-            "copy_words",
-            "copy_cols",
-            "gather_rows",
-            "scatter_rows",
-        ],
-    ),
+    ("memory", &["fill", "copy_words", "copy_cols", "gather_rows", "scatter_rows"]),
     ("norm", &["layer_norm_fwd", "layer_norm_bwd"]),
     ("ode", &["ode_stage", "dopri5_error", "dopri5_accept"]),
     ("optim", &["sum_squares", "adamw_step"]),
@@ -141,10 +121,7 @@ impl CudaBuffer {
 impl Drop for CudaBuffer {
     fn drop(&mut self) {
         if let Some(raw) = self.raw.take() {
-            lock(&self.pool.free)
-                .entry(raw.len())
-                .or_default()
-                .push(raw);
+            lock(&self.pool.free).entry(raw.len()).or_default().push(raw);
         }
     }
 }
@@ -269,10 +246,8 @@ impl Gpu {
     /// Opens device 0 and loads every kernel. The caller has checked that libcuda is present
     /// (cudarc panics without it).
     pub(super) fn open() -> Result<Gpu> {
-        let unavailable = |reason: String| Error::BackendUnavailable {
-            name: "cuda".into(),
-            reason,
-        };
+        let unavailable =
+            |reason: String| Error::BackendUnavailable { name: "cuda".into(), reason };
         let ctx = CudaContext::new(0)
             .map_err(|e| unavailable(format!("no CUDA device (the driver says: {e})")))?;
         if !KERNELS_BUILT {
@@ -282,13 +257,10 @@ impl Gpu {
         // Safety: only buffers created after this call skip event tracking, and all of them
         // live on the one stream below.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx
-            .new_stream()
-            .map_err(|e| driver("creating a stream", e))?;
+        let stream = ctx.new_stream().map_err(|e| driver("creating a stream", e))?;
         let name = ctx.name().map_err(|e| driver("device name", e))?;
-        let (major, minor) = ctx
-            .compute_capability()
-            .map_err(|e| driver("compute capability", e))?;
+        let (major, minor) =
+            ctx.compute_capability().map_err(|e| driver("compute capability", e))?;
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| driver("multiprocessor count", e))? as u32;
@@ -298,13 +270,9 @@ impl Gpu {
                 .iter()
                 .find(|(s, _)| s == stem)
                 .ok_or_else(|| Error::Device(format!("cuda: kernels/{stem}.cu is not embedded")))?;
-            let module = ctx
-                .load_module(cudarc::nvrtc::Ptx::from_binary(image.to_vec()))
-                .map_err(|e| {
-                    driver(
-                        &format!("loading kernels/{stem}.cu on {name} (sm_{major}{minor})"),
-                        e,
-                    )
+            let module =
+                ctx.load_module(cudarc::nvrtc::Ptx::from_binary(image.to_vec())).map_err(|e| {
+                    driver(&format!("loading kernels/{stem}.cu on {name} (sm_{major}{minor})"), e)
                 })?;
             for &f in *names {
                 let func = module
@@ -316,10 +284,7 @@ impl Gpu {
             }
         }
         let graphs = Graphs::new(
-            CudaDriver {
-                stream: stream.cu_stream(),
-                functions: table,
-            },
+            CudaDriver { stream: stream.cu_stream(), functions: table },
             graphs_wanted(),
         );
         Ok(Gpu {
@@ -381,9 +346,7 @@ impl Gpu {
 
     pub(super) fn wait(&self) -> Result<()> {
         self.flush()?;
-        self.stream
-            .synchronize()
-            .map_err(|e| driver("waiting for the device", e))
+        self.stream.synchronize().map_err(|e| driver("waiting for the device", e))
     }
 
     /// A zero-filled buffer (zeroed by a queued kernel, so it costs no edge).
@@ -427,12 +390,7 @@ impl Gpu {
     /// Device-to-device copy of `bytes` (a multiple of 4) between byte offsets of two buffers,
     /// queued as a kernel so it can sit inside a graph.
     pub(super) fn copy(
-        &self,
-        src: &CudaBuffer,
-        src_offset: u64,
-        dst: &CudaBuffer,
-        dst_offset: u64,
-        bytes: u64,
+        &self, src: &CudaBuffer, src_offset: u64, dst: &CudaBuffer, dst_offset: u64, bytes: u64,
     ) -> Result<()> {
         let n = n32(bytes as usize / 4)?;
         let (s, d) = (src.ptr + src_offset, dst.ptr + dst_offset);
@@ -440,10 +398,7 @@ impl Gpu {
     }
 
     fn bind(&self) -> Result<()> {
-        self.stream
-            .context()
-            .bind_to_thread()
-            .map_err(|e| driver("binding the context", e))
+        self.stream.context().bind_to_thread().map_err(|e| driver("binding the context", e))
     }
 
     /// Queues one kernel.
@@ -481,10 +436,7 @@ impl Gpu {
     /// blocks, one f64 partial each), launched even when n = 0 so the result is written.
     /// `args` gets `(partials, ticket)`.
     pub(super) fn reduce(
-        &self,
-        name: &str,
-        n: u32,
-        args: impl FnOnce(Arg, Arg) -> Vec<Arg>,
+        &self, name: &str, n: u32, args: impl FnOnce(Arg, Arg) -> Vec<Arg>,
     ) -> Result<()> {
         let blocks = n.div_ceil(8192).clamp(1, 64);
         self.with_scratch(blocks as usize * 8, |partials, ticket| {
@@ -501,9 +453,7 @@ impl Gpu {
     /// ticket. The lock is held while `f` queues its kernels, so no other thread can hand the
     /// workspace out in between.
     pub(super) fn with_scratch(
-        &self,
-        bytes: usize,
-        f: impl FnOnce(Arg, Arg) -> Result<()>,
+        &self, bytes: usize, f: impl FnOnce(Arg, Arg) -> Result<()>,
     ) -> Result<()> {
         let mut s = lock(&self.scratch);
         if s.ticket.is_none() {
@@ -549,23 +499,14 @@ impl Gpu {
             }
         };
         let (ptr, _) = raw.device_ptr(&self.stream);
-        Ok(CudaBuffer {
-            raw: Some(raw),
-            ptr,
-            len,
-            dtype,
-            pool: self.pool.clone(),
-        })
+        Ok(CudaBuffer { raw: Some(raw), ptr, len, dtype, pool: self.pool.clone() })
     }
 
     fn alloc_error(&self, bytes: usize, e: DriverError) -> Error {
         match e {
             DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY) => {
-                let free = self
-                    .stream
-                    .context()
-                    .mem_get_info()
-                    .map_or(String::new(), |(free, total)| {
+                let free =
+                    self.stream.context().mem_get_info().map_or(String::new(), |(free, total)| {
                         format!(" ({} of {} MiB free)", free >> 20, total >> 20)
                     });
                 Error::Device(format!(
@@ -603,9 +544,6 @@ mod tests {
         assert_eq!(Matmul::from_env(Some("f32")).unwrap(), Matmul::F32);
         assert_eq!(Matmul::from_env(Some(" TF32 ")).unwrap(), Matmul::Tf32);
         let err = Matmul::from_env(Some("bf16")).unwrap_err().to_string();
-        assert!(
-            err.contains("TFMPE_MATMUL") && err.contains("tf32"),
-            "{err}"
-        );
+        assert!(err.contains("TFMPE_MATMUL") && err.contains("tf32"), "{err}");
     }
 }

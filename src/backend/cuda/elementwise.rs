@@ -34,21 +34,11 @@ impl ElementwiseKernels for CudaBackend {
     }
 
     fn relu_bwd(
-        &self,
-        y: &CudaBuffer,
-        dy: &CudaBuffer,
-        dx: &mut CudaBuffer,
-        accumulate: bool,
+        &self, y: &CudaBuffer, dy: &CudaBuffer, dx: &mut CudaBuffer, accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
         let n = n32(y.len())?;
-        let args = [
-            y.arg(),
-            dy.arg(),
-            dx.arg(),
-            Arg::U(n),
-            Arg::U(accumulate as u32),
-        ];
+        let args = [y.arg(), dy.arg(), dx.arg(), Arg::U(n), Arg::U(accumulate as u32)];
         g.launch_1d("relu_bwd", n, &args)
     }
 }

@@ -10,11 +10,7 @@ use crate::error::Result;
 
 impl EmbeddingKernels for CudaBackend {
     fn embedding_fwd(
-        &self,
-        table: &CudaBuffer,
-        ids: &CudaBuffer,
-        dim: usize,
-        out: &mut CudaBuffer,
+        &self, table: &CudaBuffer, ids: &CudaBuffer, dim: usize, out: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         let n = n32(ids.len() * dim)?;
@@ -31,11 +27,7 @@ impl EmbeddingKernels for CudaBackend {
 
     /// One block per table row, each summing its ids in order (no atomics).
     fn embedding_bwd(
-        &self,
-        dout: &CudaBuffer,
-        ids: &CudaBuffer,
-        dim: usize,
-        dtable: &mut CudaBuffer,
+        &self, dout: &CudaBuffer, ids: &CudaBuffer, dim: usize, dtable: &mut CudaBuffer,
         accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
@@ -62,9 +54,7 @@ impl EmbeddingKernels for CudaBackend {
     }
 
     fn fourier_fwd(
-        &self,
-        [x, freqs]: [&CudaBuffer; 2],
-        (rows, in_dim, half): (usize, usize, usize),
+        &self, [x, freqs]: [&CudaBuffer; 2], (rows, in_dim, half): (usize, usize, usize),
         out: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
@@ -81,11 +71,8 @@ impl EmbeddingKernels for CudaBackend {
     }
 
     fn fourier_bwd(
-        &self,
-        [x, freqs, dout]: [&CudaBuffer; 3],
-        (rows, in_dim, half): (usize, usize, usize),
-        dfreqs: &mut CudaBuffer,
-        accumulate: bool,
+        &self, [x, freqs, dout]: [&CudaBuffer; 3], (rows, in_dim, half): (usize, usize, usize),
+        dfreqs: &mut CudaBuffer, accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
         // No frequencies, no gradient (dfreqs is empty).

@@ -10,10 +10,7 @@ use crate::error::Result;
 
 impl FlowKernels for CudaBackend {
     fn fm_prepare(
-        &self,
-        [x0, x1, t]: [&CudaBuffer; 3],
-        per_sample: usize,
-        sigma_min: f32,
+        &self, [x0, x1, t]: [&CudaBuffer; 3], per_sample: usize, sigma_min: f32,
         [xt, u]: [&mut CudaBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
@@ -34,10 +31,7 @@ impl FlowKernels for CudaBackend {
     /// Every block sums the whole mask itself (no grid barrier), hence few blocks; launched even
     /// for n = 0 so the loss is written.
     fn fm_loss(
-        &self,
-        pred: &CudaBuffer,
-        target: &CudaBuffer,
-        mask: Option<&CudaBuffer>,
+        &self, pred: &CudaBuffer, target: &CudaBuffer, mask: Option<&CudaBuffer>,
         [loss, dpred]: [&mut CudaBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;

@@ -47,30 +47,15 @@ pub(super) struct Launch {
 impl Launch {
     /// The same kernel and geometry: the launch can become this node by a parameter update.
     fn same_shape(&self, other: &Launch) -> bool {
-        (
-            self.kernel,
-            self.grid,
-            self.block,
-            self.shared,
-            self.args.len(),
-        ) == (
-            other.kernel,
-            other.grid,
-            other.block,
-            other.shared,
-            other.args.len(),
-        )
+        (self.kernel, self.grid, self.block, self.shared, self.args.len())
+            == (other.kernel, other.grid, other.block, other.shared, other.args.len())
     }
 
     /// The same launch, arguments compared bit for bit (0.0 and -0.0 differ, a NaN equals
     /// itself).
     fn same(&self, other: &Launch) -> bool {
         self.same_shape(other)
-            && self
-                .args
-                .iter()
-                .zip(&other.args)
-                .all(|(a, b)| a.bits() == b.bits())
+            && self.args.iter().zip(&other.args).all(|(a, b)| a.bits() == b.bits())
     }
 }
 
@@ -192,12 +177,7 @@ impl<D: GraphDriver> Graphs<D> {
                         .expect("the cache is full");
                     self.built.swap_remove(oldest);
                 }
-                self.built.push(Built {
-                    shape,
-                    launches: queue.to_vec(),
-                    graph,
-                    used: 0,
-                });
+                self.built.push(Built { shape, launches: queue.to_vec(), graph, used: 0 });
                 self.built.len() - 1
             }
             None => {
@@ -232,8 +212,7 @@ fn param_ptrs(args: &[Arg]) -> Vec<*mut c_void> {
 }
 
 fn cuda(what: &str, r: sys::CUresult) -> Result<()> {
-    r.result()
-        .map_err(|e: DriverError| Error::Device(format!("cuda: {what}: {e}")))
+    r.result().map_err(|e: DriverError| Error::Device(format!("cuda: {what}: {e}")))
 }
 
 /// The real driver: launches on the context's stream. The context must be current on the
@@ -336,17 +315,14 @@ impl GraphDriver for CudaDriver {
         let mut params = param_ptrs(&l.args);
         let np = self.node_params(l, &mut params);
         // Safety: `node` belongs to the graph `g.exec` was instantiated from.
-        cuda(
-            &format!("updating a {} node", self.functions[l.kernel].0),
-            unsafe { sys::cuGraphExecKernelNodeSetParams_v2(g.exec, g.nodes[node], &np) },
-        )
+        cuda(&format!("updating a {} node", self.functions[l.kernel].0), unsafe {
+            sys::cuGraphExecKernelNodeSetParams_v2(g.exec, g.nodes[node], &np)
+        })
     }
 
     fn launch(&mut self, g: &CudaGraph) -> Result<()> {
         // Safety: the instance is valid until `g` drops.
-        cuda("launching a graph", unsafe {
-            sys::cuGraphLaunch(g.exec, self.stream)
-        })
+        cuda("launching a graph", unsafe { sys::cuGraphLaunch(g.exec, self.stream) })
     }
 }
 
@@ -380,10 +356,7 @@ mod tests {
         }
 
         fn set(&mut self, g: &mut Vec<Launch>, node: usize, l: &Launch) -> Result<()> {
-            assert!(
-                g[node].same_shape(l),
-                "an update must keep the node's kernel and geometry"
-            );
+            assert!(g[node].same_shape(l), "an update must keep the node's kernel and geometry");
             g[node] = l.clone();
             Ok(())
         }
@@ -395,13 +368,7 @@ mod tests {
     }
 
     fn launch(kernel: usize, grid: u32, args: Vec<Arg>) -> Launch {
-        Launch {
-            kernel,
-            grid: (grid, 1, 1),
-            block: (256, 1, 1),
-            shared: 0,
-            args,
-        }
+        Launch { kernel, grid: (grid, 1, 1), block: (256, 1, 1), shared: 0, args }
     }
 
     /// A queue of `n` launches whose kernels depend on `shape`; `step` changes a few arguments.
@@ -450,11 +417,7 @@ mod tests {
     fn a_repeated_queue_becomes_one_graph_with_only_changed_nodes_updated() {
         let mut graphs = Graphs::new(Recorder::default(), true);
         graphs.run(queue(1, 40, 0)).unwrap();
-        assert_eq!(
-            graphs.stats().single_launches,
-            40,
-            "a new shape runs launch by launch"
-        );
+        assert_eq!(graphs.stats().single_launches, 40, "a new shape runs launch by launch");
         graphs.run(queue(1, 40, 0)).unwrap();
         graphs.run(queue(1, 40, 0)).unwrap();
         graphs.run(queue(1, 40, 9)).unwrap();
@@ -490,13 +453,7 @@ mod tests {
 
     #[test]
     fn a_failing_graph_call_turns_graphs_off_and_still_runs_the_queue() {
-        let mut graphs = Graphs::new(
-            Recorder {
-                fail_build: true,
-                ..Default::default()
-            },
-            true,
-        );
+        let mut graphs = Graphs::new(Recorder { fail_build: true, ..Default::default() }, true);
         let mut want = Vec::new();
         for _ in 0..3 {
             let q = queue(3, 30, 1);

@@ -7,10 +7,7 @@ use crate::error::Result;
 
 impl LossKernels for CudaBackend {
     fn bce_with_logits(
-        &self,
-        logits: &CudaBuffer,
-        targets: &CudaBuffer,
-        [loss, dlogits]: [&mut CudaBuffer; 2],
+        &self, logits: &CudaBuffer, targets: &CudaBuffer, [loss, dlogits]: [&mut CudaBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
         let n = n32(logits.len())?;
@@ -31,14 +28,7 @@ impl LossKernels for CudaBackend {
         let g = &self.gpu;
         let n = n32(x.len())?;
         g.reduce("reduce_sum", n, |partials, ticket| {
-            vec![
-                x.arg(),
-                out.arg(),
-                partials,
-                ticket,
-                Arg::U(n),
-                Arg::F(scale),
-            ]
+            vec![x.arg(), out.arg(), partials, ticket, Arg::U(n), Arg::F(scale)]
         })
     }
 }

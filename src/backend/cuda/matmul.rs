@@ -11,11 +11,7 @@ use crate::error::{Error, Result};
 
 impl MatmulKernels for CudaBackend {
     fn gemm(
-        &self,
-        p: &Gemm,
-        [a, b]: [&CudaBuffer; 2],
-        bias: Option<&CudaBuffer>,
-        c: &mut CudaBuffer,
+        &self, p: &Gemm, [a, b]: [&CudaBuffer; 2], bias: Option<&CudaBuffer>, c: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         if p.batch == 0 || p.m == 0 || p.n == 0 {
@@ -35,9 +31,7 @@ impl MatmulKernels for CudaBackend {
         };
         let work = tiles(tile) as u64 * batch as u64;
         let splits = if work < sms as u64 && k >= 512 {
-            (k.div_ceil(256) as u64)
-                .min((2 * sms as u64).div_ceil(work))
-                .min(64) as u32
+            (k.div_ceil(256) as u64).min((2 * sms as u64).div_ceil(work)).min(64) as u32
         } else {
             1
         };
@@ -73,11 +67,8 @@ impl MatmulKernels for CudaBackend {
                 Arg::U(epilogue),
                 Arg::U(splits),
             ];
-            let cfg = LaunchConfig {
-                grid_dim: grid,
-                block_dim: (threads, 1, 1),
-                shared_mem_bytes: 0,
-            };
+            let cfg =
+                LaunchConfig { grid_dim: grid, block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
             g.launch(entry, cfg, &args)
         };
         if splits == 1 {
@@ -104,11 +95,7 @@ impl MatmulKernels for CudaBackend {
     }
 
     fn bias_grad(
-        &self,
-        dy: &CudaBuffer,
-        (rows, cols): (usize, usize),
-        db: &mut CudaBuffer,
-        accumulate: bool,
+        &self, dy: &CudaBuffer, (rows, cols): (usize, usize), db: &mut CudaBuffer, accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
         if cols == 0 {

@@ -9,10 +9,7 @@ use crate::error::Result;
 /// `table_rows` is the row count of the table side (the source of a gather, the destination
 /// of a scatter): kernels skip an index past it.
 fn rows(
-    g: &Gpu,
-    entry: &str,
-    (src, idx, dst): (&CudaBuffer, &CudaBuffer, &CudaBuffer),
-    row_len: usize,
+    g: &Gpu, entry: &str, (src, idx, dst): (&CudaBuffer, &CudaBuffer, &CudaBuffer), row_len: usize,
     table_rows: usize,
 ) -> Result<()> {
     let n = n32(idx.len() * row_len)?;
@@ -53,11 +50,7 @@ impl MemoryKernels for CudaBackend {
     }
 
     fn gather_rows(
-        &self,
-        src: &CudaBuffer,
-        idx: &CudaBuffer,
-        row_len: usize,
-        dst: &mut CudaBuffer,
+        &self, src: &CudaBuffer, idx: &CudaBuffer, row_len: usize, dst: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         let table = src.len() / row_len;
@@ -65,11 +58,7 @@ impl MemoryKernels for CudaBackend {
     }
 
     fn scatter_rows(
-        &self,
-        src: &CudaBuffer,
-        idx: &CudaBuffer,
-        row_len: usize,
-        dst: &mut CudaBuffer,
+        &self, src: &CudaBuffer, idx: &CudaBuffer, row_len: usize, dst: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         let table = dst.len() / row_len;

@@ -44,10 +44,8 @@ impl CudaBackend {
     /// [`Error::Device`] naming what is missing; cudarc's panic on a missing libcuda is avoided
     /// by probing for the library first, and caught as a last resort.
     pub fn new() -> Result<Self> {
-        let unavailable = |reason: &str| Error::BackendUnavailable {
-            name: "cuda".into(),
-            reason: reason.into(),
-        };
+        let unavailable =
+            |reason: &str| Error::BackendUnavailable { name: "cuda".into(), reason: reason.into() };
         // Safety: only tries to load the library.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(unavailable(
@@ -57,9 +55,7 @@ impl CudaBackend {
         }
         match std::panic::catch_unwind(Gpu::open) {
             Ok(gpu) => Ok(CudaBackend { gpu: gpu? }),
-            Err(_) => Err(unavailable(
-                "the CUDA driver failed while starting (cudarc panicked)",
-            )),
+            Err(_) => Err(unavailable("the CUDA driver failed while starting (cudarc panicked)")),
         }
     }
 }
@@ -126,11 +122,7 @@ impl Storage for CudaBackend {
     }
 
     fn copy(
-        &self,
-        src: &CudaBuffer,
-        src_offset: usize,
-        dst: &mut CudaBuffer,
-        dst_offset: usize,
+        &self, src: &CudaBuffer, src_offset: usize, dst: &mut CudaBuffer, dst_offset: usize,
         len: usize,
     ) -> Result<()> {
         let bytes = |elements: usize| elements as u64 * 4;

@@ -11,11 +11,8 @@ use crate::error::{Error, Result};
 
 impl NormKernels for CudaBackend {
     fn layer_norm_fwd(
-        &self,
-        p: &LayerNorm,
-        [x, gamma, beta]: [&CudaBuffer; 3],
-        residual: Option<(&CudaBuffer, &mut CudaBuffer)>,
-        [y, mean, rstd]: [&mut CudaBuffer; 3],
+        &self, p: &LayerNorm, [x, gamma, beta]: [&CudaBuffer; 3],
+        residual: Option<(&CudaBuffer, &mut CudaBuffer)>, [y, mean, rstd]: [&mut CudaBuffer; 3],
     ) -> Result<()> {
         let g = &self.gpu;
         let with_residual = residual.map(|(r, s)| (r, &*s));
@@ -47,11 +44,8 @@ impl NormKernels for CudaBackend {
     }
 
     fn layer_norm_bwd(
-        &self,
-        p: &LayerNorm,
-        [h, dy, gamma, mean, rstd]: [&CudaBuffer; 5],
-        [dh, dgamma, dbeta]: [&mut CudaBuffer; 3],
-        accumulate: bool,
+        &self, p: &LayerNorm, [h, dy, gamma, mean, rstd]: [&CudaBuffer; 5],
+        [dh, dgamma, dbeta]: [&mut CudaBuffer; 3], accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
         if p.cols == 0 {

@@ -31,11 +31,7 @@ fn per_sample_grid(samples: u32) -> LaunchConfig {
 
 impl OdeKernels for CudaBackend {
     fn ode_stage(
-        &self,
-        [x, k, h]: [&CudaBuffer; 3],
-        c: &[f32],
-        per_sample: usize,
-        out: &mut CudaBuffer,
+        &self, [x, k, h]: [&CudaBuffer; 3], c: &[f32], per_sample: usize, out: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         let n = n32(x.len())?;
@@ -54,11 +50,8 @@ impl OdeKernels for CudaBackend {
     }
 
     fn dopri5_error(
-        &self,
-        [x, x_new, k, h]: [&CudaBuffer; 4],
-        c: &[f32],
-        (per_sample, (rtol, atol)): (usize, (f32, f32)),
-        err: &mut CudaBuffer,
+        &self, [x, x_new, k, h]: [&CudaBuffer; 4], c: &[f32],
+        (per_sample, (rtol, atol)): (usize, (f32, f32)), err: &mut CudaBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         let samples = n32(err.len())?;
@@ -83,10 +76,7 @@ impl OdeKernels for CudaBackend {
     }
 
     fn dopri5_accept(
-        &self,
-        [x_new, err]: [&CudaBuffer; 2],
-        [x, t, h]: [&mut CudaBuffer; 3],
-        per_sample: usize,
+        &self, [x_new, err]: [&CudaBuffer; 2], [x, t, h]: [&mut CudaBuffer; 3], per_sample: usize,
         t_end: f32,
     ) -> Result<()> {
         let g = &self.gpu;

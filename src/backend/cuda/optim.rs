@@ -12,24 +12,14 @@ impl OptimKernels for CudaBackend {
         let g = &self.gpu;
         let n = n32(x.len())?;
         g.reduce("sum_squares", n, |partials, ticket| {
-            vec![
-                x.arg(),
-                out.arg(),
-                partials,
-                ticket,
-                Arg::U(n),
-                Arg::U(accumulate as u32),
-            ]
+            vec![x.arg(), out.arg(), partials, ticket, Arg::U(n), Arg::U(accumulate as u32)]
         })
     }
 
     /// The bias corrections are formed on the host exactly as the CPU backend forms them, so the
     /// update is bit-identical.
     fn adamw_step(
-        &self,
-        p: &AdamW,
-        grad: &CudaBuffer,
-        [param, m, v]: [&mut CudaBuffer; 3],
+        &self, p: &AdamW, grad: &CudaBuffer, [param, m, v]: [&mut CudaBuffer; 3],
         clip: Option<(&CudaBuffer, f32)>,
     ) -> Result<()> {
         let g = &self.gpu;

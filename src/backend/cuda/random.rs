@@ -15,22 +15,11 @@ impl RandomKernels for CudaBackend {
     }
 
     fn uniform_fill(
-        &self,
-        dst: &mut CudaBuffer,
-        seed: u64,
-        offset: u64,
-        (lo, hi): (f32, f32),
+        &self, dst: &mut CudaBuffer, seed: u64, offset: u64, (lo, hi): (f32, f32),
     ) -> Result<()> {
         let g = &self.gpu;
         let n = n32(dst.len())?;
-        let args = [
-            dst.arg(),
-            Arg::U(n),
-            Arg::L(seed),
-            Arg::L(offset),
-            Arg::F(lo),
-            Arg::F(hi),
-        ];
+        let args = [dst.arg(), Arg::U(n), Arg::L(seed), Arg::L(offset), Arg::F(lo), Arg::F(hi)];
         g.launch_1d("uniform_fill", n.div_ceil(4), &args)
     }
 }

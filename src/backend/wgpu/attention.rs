@@ -21,10 +21,7 @@ const ROWS: usize = 64;
 const MAX_HEAD_DIM: usize = 64;
 
 const fn k(entry: &'static str) -> Kernel {
-    Kernel {
-        shader: "attention",
-        entry,
-    }
+    Kernel { shader: "attention", entry }
 }
 
 /// The shader's parameters and the number of workgroups of one launch (same for all three
@@ -56,10 +53,7 @@ fn launch(p: &Attention, has_mask: bool) -> Result<([u32; 7], u32)> {
 
 impl AttentionKernels for WgpuBackend {
     fn attention_fwd(
-        &self,
-        p: &Attention,
-        qkv: &WgpuBuffer,
-        mask: Option<&WgpuBuffer>,
+        &self, p: &Attention, qkv: &WgpuBuffer, mask: Option<&WgpuBuffer>,
         [out, lse]: [&mut WgpuBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
@@ -76,12 +70,8 @@ impl AttentionKernels for WgpuBackend {
     }
 
     fn attention_bwd(
-        &self,
-        p: &Attention,
-        qkv: &WgpuBuffer,
-        mask: Option<&WgpuBuffer>,
-        [out, lse, dout]: [&WgpuBuffer; 3],
-        dqkv: &mut WgpuBuffer,
+        &self, p: &Attention, qkv: &WgpuBuffer, mask: Option<&WgpuBuffer>,
+        [out, lse, dout]: [&WgpuBuffer; 3], dqkv: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         let (params, n) = launch(p, mask.is_some())?;

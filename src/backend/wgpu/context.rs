@@ -121,11 +121,7 @@ impl Drop for Gpu {
         let Some(profile) = self.profile.take() else {
             return;
         };
-        let mut rows: Vec<_> = profile
-            .into_inner()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        let mut rows: Vec<_> = profile.into_inner().unwrap_or_default().into_iter().collect();
         rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
         eprintln!("wgpu profile (kernel, launches, total ms, ms per launch):");
         for (k, (n, secs)) in rows {
@@ -221,10 +217,7 @@ impl Gpu {
             limits,
             modules: Mutex::default(),
             pipelines: Mutex::default(),
-            pending: Mutex::new(Pending {
-                encoder: None,
-                params: Vec::new(),
-            }),
+            pending: Mutex::new(Pending { encoder: None, params: Vec::new() }),
             param_ring,
             pool: Arc::default(),
             faults,
@@ -235,10 +228,7 @@ impl Gpu {
     }
 
     pub(super) fn describe(&self) -> String {
-        format!(
-            "{} ({:?}, {:?})",
-            self.info.name, self.info.device_type, self.info.backend
-        )
+        format!("{} ({:?}, {:?})", self.info.name, self.info.device_type, self.info.backend)
     }
 
     pub(super) fn buffers_created(&self) -> u64 {
@@ -262,10 +252,7 @@ impl Gpu {
     /// A buffer of `len` elements with unspecified contents (from the pool when one fits).
     fn take(&self, dtype: DType, len: usize) -> Result<WgpuBuffer> {
         let size = (len as u64 * 4).max(4);
-        let max = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
+        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         if size > max {
             return Err(Error::Device(format!(
                 "wgpu: a buffer of {len} elements ({size} bytes) is larger than this adapter's \
@@ -297,12 +284,7 @@ impl Gpu {
                 raw
             }
         };
-        Ok(WgpuBuffer {
-            raw: Some(raw),
-            len,
-            dtype,
-            pool: self.pool.clone(),
-        })
+        Ok(WgpuBuffer { raw: Some(raw), len, dtype, pool: self.pool.clone() })
     }
 
     /// A zero-filled buffer.
@@ -364,12 +346,7 @@ impl Gpu {
 
     /// Records a copy between two buffers (byte offsets and length multiples of 4).
     pub(super) fn copy(
-        &self,
-        src: &WgpuBuffer,
-        src_offset: u64,
-        dst: &WgpuBuffer,
-        dst_offset: u64,
-        bytes: u64,
+        &self, src: &WgpuBuffer, src_offset: u64, dst: &WgpuBuffer, dst_offset: u64, bytes: u64,
     ) -> Result<()> {
         if bytes == 0 {
             return Ok(());
@@ -384,8 +361,7 @@ impl Gpu {
     fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let enc = p.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
         });
         f(enc);
         Ok(())
@@ -420,19 +396,12 @@ impl Gpu {
     /// Records one kernel launch of `groups` workgroups (split over two dimensions past
     /// 65 535), with `params` (at most 16 words) at binding 0 and `buffers` at 1, 2, …
     pub(super) fn dispatch(
-        &self,
-        kernel: Kernel,
-        params: &[u32],
-        buffers: &[&WgpuBuffer],
-        groups: u32,
+        &self, kernel: Kernel, params: &[u32], buffers: &[&WgpuBuffer], groups: u32,
     ) -> Result<()> {
         if groups == 0 {
             return Ok(());
         }
-        assert!(
-            params.len() as u64 * 4 <= PARAM_BYTES,
-            "{kernel:?}: too many parameters"
-        );
+        assert!(params.len() as u64 * 4 <= PARAM_BYTES, "{kernel:?}: too many parameters");
         let pipeline = self.pipeline(kernel)?;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.params.len() as u64 >= PARAM_STRIDE * PARAM_SLOTS {
@@ -462,14 +431,9 @@ impl Gpu {
             entries: &entries,
         });
         let max = self.limits.max_compute_workgroups_per_dimension.max(1);
-        let (x, y) = if groups <= max {
-            (groups, 1)
-        } else {
-            (max, groups.div_ceil(max))
-        };
+        let (x, y) = if groups <= max { (groups, 1) } else { (max, groups.div_ceil(max)) };
         let enc = p.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
         });
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(kernel.entry),
@@ -494,12 +458,7 @@ impl Gpu {
     /// The pipeline of `kernel`, compiled on first use. Shader and pipeline errors are
     /// caught in an error scope and returned.
     fn pipeline(&self, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
-        if let Some(p) = self
-            .pipelines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&kernel)
-        {
+        if let Some(p) = self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).get(&kernel) {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -515,37 +474,30 @@ impl Gpu {
                         .ok_or_else(|| {
                             Error::Device(format!("wgpu: no shader `{}.wgsl`", kernel.shader))
                         })?;
-                    let m = self
-                        .device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(kernel.shader),
-                            source: wgpu::ShaderSource::Wgsl(source.into()),
-                        });
+                    let m = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(kernel.shader),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
+                    });
                     modules.insert(kernel.shader, m.clone());
                     m
                 }
             }
         };
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.entry),
-                layout: None,
-                module: &module,
-                entry_point: Some(kernel.entry),
-                compilation_options: Default::default(),
-                cache: None,
-            });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Device(format!(
                 "wgpu: kernel {}::{} failed to build: {e}",
                 kernel.shader, kernel.entry
             )));
         }
-        self.pipelines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(kernel, pipeline.clone());
+        self.pipelines.lock().unwrap_or_else(|e| e.into_inner()).insert(kernel, pipeline.clone());
         Ok(pipeline)
     }
 

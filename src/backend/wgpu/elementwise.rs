@@ -7,23 +7,11 @@ use crate::error::Result;
 
 /// One thread per element of `bufs`' last buffer, the output.
 fn launch(
-    g: &Gpu,
-    entry: &'static str,
-    alpha: f32,
-    accumulate: bool,
-    bufs: &[&WgpuBuffer],
+    g: &Gpu, entry: &'static str, alpha: f32, accumulate: bool, bufs: &[&WgpuBuffer],
 ) -> Result<()> {
     let n = bufs[bufs.len() - 1].len();
-    let k = Kernel {
-        shader: "elementwise",
-        entry,
-    };
-    g.dispatch(
-        k,
-        &[n as u32, alpha.to_bits(), accumulate as u32],
-        bufs,
-        groups(n, 256)?,
-    )
+    let k = Kernel { shader: "elementwise", entry };
+    g.dispatch(k, &[n as u32, alpha.to_bits(), accumulate as u32], bufs, groups(n, 256)?)
 }
 
 impl ElementwiseKernels for WgpuBackend {
@@ -48,11 +36,7 @@ impl ElementwiseKernels for WgpuBackend {
     }
 
     fn relu_bwd(
-        &self,
-        y: &WgpuBuffer,
-        dy: &WgpuBuffer,
-        dx: &mut WgpuBuffer,
-        accumulate: bool,
+        &self, y: &WgpuBuffer, dy: &WgpuBuffer, dx: &mut WgpuBuffer, accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
         launch(g, "relu_bwd", 0.0, accumulate, &[y, dy, dx])

@@ -7,18 +7,12 @@ use crate::backend::kernels::FlowKernels;
 use crate::error::Result;
 
 const fn k(entry: &'static str) -> Kernel {
-    Kernel {
-        shader: "flow",
-        entry,
-    }
+    Kernel { shader: "flow", entry }
 }
 
 impl FlowKernels for WgpuBackend {
     fn fm_prepare(
-        &self,
-        [x0, x1, t]: [&WgpuBuffer; 3],
-        per_sample: usize,
-        sigma_min: f32,
+        &self, [x0, x1, t]: [&WgpuBuffer; 3], per_sample: usize, sigma_min: f32,
         [xt, u]: [&mut WgpuBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
@@ -34,10 +28,7 @@ impl FlowKernels for WgpuBackend {
 
     /// Two dispatches at most: see flow.wgsl.
     fn fm_loss(
-        &self,
-        pred: &WgpuBuffer,
-        target: &WgpuBuffer,
-        mask: Option<&WgpuBuffer>,
+        &self, pred: &WgpuBuffer, target: &WgpuBuffer, mask: Option<&WgpuBuffer>,
         [loss, dpred]: [&mut WgpuBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
@@ -47,22 +38,11 @@ impl FlowKernels for WgpuBackend {
         // rounded once, as the CPU backend forms it.
         let (w_hi, w_lo) = split_f32(n.max(1));
         let grad = (2.0 / n.max(1) as f64) as f32;
-        let params = [
-            r.n,
-            r.chunk,
-            r.groups,
-            grad.to_bits(),
-            w_hi.to_bits(),
-            w_lo.to_bits(),
-            ONE,
-        ];
+        let params = [r.n, r.chunk, r.groups, grad.to_bits(), w_hi.to_bits(), w_lo.to_bits(), ONE];
         match mask {
-            None if r.single() => g.dispatch(
-                k("fm_plain_partial"),
-                &params,
-                &[pred, target, dpred, loss],
-                1,
-            ),
+            None if r.single() => {
+                g.dispatch(k("fm_plain_partial"), &params, &[pred, target, dpred, loss], 1)
+            }
             None => {
                 let partials = g.scratch(2 * r.groups as usize)?;
                 g.dispatch(

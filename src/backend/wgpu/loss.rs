@@ -7,10 +7,7 @@ use crate::backend::kernels::LossKernels;
 use crate::error::{Error, Result};
 
 const fn k(entry: &'static str) -> Kernel {
-    Kernel {
-        shader: "loss",
-        entry,
-    }
+    Kernel { shader: "loss", entry }
 }
 
 /// The bits of 1.0, for the `one` parameter of every kernel that uses double-float sums
@@ -38,11 +35,7 @@ pub(super) fn reduction(n: usize) -> Result<Reduction> {
     let chunk = n.div_ceil(groups);
     let n = u32::try_from(n)
         .map_err(|_| Error::Shape(format!("{n} elements are too many for one wgpu reduction")))?;
-    Ok(Reduction {
-        n,
-        groups: groups as u32,
-        chunk: chunk as u32,
-    })
+    Ok(Reduction { n, groups: groups as u32, chunk: chunk as u32 })
 }
 
 impl Reduction {
@@ -60,11 +53,7 @@ pub(super) fn split_f32(n: usize) -> (f32, f32) {
 
 /// Runs `partial` (whose last buffer is the output) and, over several groups, `sum_finish`.
 fn reduce(
-    g: &Gpu,
-    r: Reduction,
-    partial: &'static str,
-    params: &[u32],
-    inputs: &[&WgpuBuffer],
+    g: &Gpu, r: Reduction, partial: &'static str, params: &[u32], inputs: &[&WgpuBuffer],
     out: &WgpuBuffer,
 ) -> Result<()> {
     if r.single() {
@@ -82,25 +71,12 @@ fn reduce(
 /// `[n, chunk, groups, mode, scale, n_hi, n_lo, grad, one]`, as `Red` in loss.wgsl.
 fn params(r: Reduction, mode: u32, scale: f32, n: usize, grad: f32) -> [u32; 9] {
     let (hi, lo) = split_f32(n.max(1));
-    [
-        r.n,
-        r.chunk,
-        r.groups,
-        mode,
-        scale.to_bits(),
-        hi.to_bits(),
-        lo.to_bits(),
-        grad.to_bits(),
-        ONE,
-    ]
+    [r.n, r.chunk, r.groups, mode, scale.to_bits(), hi.to_bits(), lo.to_bits(), grad.to_bits(), ONE]
 }
 
 impl LossKernels for WgpuBackend {
     fn bce_with_logits(
-        &self,
-        logits: &WgpuBuffer,
-        targets: &WgpuBuffer,
-        [loss, dlogits]: [&mut WgpuBuffer; 2],
+        &self, logits: &WgpuBuffer, targets: &WgpuBuffer, [loss, dlogits]: [&mut WgpuBuffer; 2],
     ) -> Result<()> {
         let g = &self.gpu;
         let n = logits.len();

@@ -12,10 +12,7 @@ use crate::backend::{DType, Epilogue, Gemm};
 use crate::error::{Error, Result};
 
 const fn k(entry: &'static str) -> Kernel {
-    Kernel {
-        shader: "matmul",
-        entry,
-    }
+    Kernel { shader: "matmul", entry }
 }
 
 /// Rows and columns of C per workgroup (`TILE` in the shader).
@@ -47,11 +44,7 @@ fn split(tiles: usize, k: usize) -> (usize, usize) {
 
 impl MatmulKernels for WgpuBackend {
     fn gemm(
-        &self,
-        p: &Gemm,
-        [a, b]: [&WgpuBuffer; 2],
-        bias: Option<&WgpuBuffer>,
-        c: &mut WgpuBuffer,
+        &self, p: &Gemm, [a, b]: [&WgpuBuffer; 2], bias: Option<&WgpuBuffer>, c: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
         if p.batch == 0 || p.m == 0 || p.n == 0 {
@@ -97,22 +90,13 @@ impl MatmulKernels for WgpuBackend {
         let outputs = p.batch * p.m * p.n;
         let scratch = g.alloc(DType::F32, outputs * pieces)?;
         g.dispatch(k("gemm_split"), &params, &[a, b, &scratch], wgs)?;
-        g.dispatch(
-            k("gemm_reduce"),
-            &params,
-            &[&scratch, bias, c],
-            groups(outputs, 256)?,
-        )
+        g.dispatch(k("gemm_reduce"), &params, &[&scratch, bias, c], groups(outputs, 256)?)
     }
 
     /// Column sums by repeated `col_sums` passes, each cutting the rows to one per chunk of
     /// `CHUNK`, through scratch until one chunk is left; that pass writes (or adds into) `db`.
     fn bias_grad(
-        &self,
-        dy: &WgpuBuffer,
-        (rows, cols): (usize, usize),
-        db: &mut WgpuBuffer,
-        accumulate: bool,
+        &self, dy: &WgpuBuffer, (rows, cols): (usize, usize), db: &mut WgpuBuffer, accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
         if cols == 0 {
@@ -125,11 +109,7 @@ impl MatmulKernels for WgpuBackend {
             // At least one chunk, so that zero rows still write zero sums.
             let chunks = rows.div_ceil(CHUNK).max(1);
             let last = chunks == 1;
-            let out = if last {
-                None
-            } else {
-                Some(g.alloc(DType::F32, chunks * cols)?)
-            };
+            let out = if last { None } else { Some(g.alloc(DType::F32, chunks * cols)?) };
             let src = held.as_ref().unwrap_or(dy);
             let dst = out.as_ref().unwrap_or(db);
             let wgs = u32_of("bias_grad workgroups", col_blocks * chunks)?;

@@ -47,9 +47,7 @@ impl WgpuBackend {
     /// Opens the best adapter. A CPU-type adapter (such as lavapipe) is taken only when
     /// `allow_cpu`, since the CPU backend beats it on the same cores.
     pub fn new(allow_cpu: bool) -> Result<Self> {
-        Ok(WgpuBackend {
-            gpu: Gpu::open(allow_cpu)?,
-        })
+        Ok(WgpuBackend { gpu: Gpu::open(allow_cpu)? })
     }
 }
 
@@ -107,11 +105,7 @@ impl Storage for WgpuBackend {
     }
 
     fn copy(
-        &self,
-        src: &WgpuBuffer,
-        src_offset: usize,
-        dst: &mut WgpuBuffer,
-        dst_offset: usize,
+        &self, src: &WgpuBuffer, src_offset: usize, dst: &mut WgpuBuffer, dst_offset: usize,
         len: usize,
     ) -> Result<()> {
         let bytes = |elements: usize| elements as u64 * 4;

@@ -8,10 +8,7 @@ use crate::backend::LayerNorm;
 use crate::error::Result;
 
 const fn k(entry: &'static str) -> Kernel {
-    Kernel {
-        shader: "norm",
-        entry,
-    }
+    Kernel { shader: "norm", entry }
 }
 
 /// Rows per chunk of the parameter-gradient sums (`ROWS_PER_CHUNK` in norm.wgsl).
@@ -24,11 +21,8 @@ fn row_threads(cols: usize) -> usize {
 
 impl NormKernels for WgpuBackend {
     fn layer_norm_fwd(
-        &self,
-        p: &LayerNorm,
-        [x, gamma, beta]: [&WgpuBuffer; 3],
-        residual: Option<(&WgpuBuffer, &mut WgpuBuffer)>,
-        [y, mean, rstd]: [&mut WgpuBuffer; 3],
+        &self, p: &LayerNorm, [x, gamma, beta]: [&WgpuBuffer; 3],
+        residual: Option<(&WgpuBuffer, &mut WgpuBuffer)>, [y, mean, rstd]: [&mut WgpuBuffer; 3],
     ) -> Result<()> {
         let g = &self.gpu;
         let with_residual = residual.map(|(r, s)| (r, &*s));
@@ -61,11 +55,8 @@ impl NormKernels for WgpuBackend {
     }
 
     fn layer_norm_bwd(
-        &self,
-        p: &LayerNorm,
-        [h, dy, gamma, mean, rstd]: [&WgpuBuffer; 5],
-        [dh, dgamma, dbeta]: [&mut WgpuBuffer; 3],
-        accumulate_params: bool,
+        &self, p: &LayerNorm, [h, dy, gamma, mean, rstd]: [&WgpuBuffer; 5],
+        [dh, dgamma, dbeta]: [&mut WgpuBuffer; 3], accumulate_params: bool,
     ) -> Result<()> {
         let g = &self.gpu;
         let (rows, cols) = (p.rows, p.cols);

@@ -9,10 +9,7 @@ use crate::backend::AdamW;
 use crate::error::Result;
 
 const fn k(entry: &'static str) -> Kernel {
-    Kernel {
-        shader: "optim",
-        entry,
-    }
+    Kernel { shader: "optim", entry }
 }
 
 impl OptimKernels for WgpuBackend {
@@ -29,10 +26,7 @@ impl OptimKernels for WgpuBackend {
     }
 
     fn adamw_step(
-        &self,
-        p: &AdamW,
-        grad: &WgpuBuffer,
-        [param, m, v]: [&mut WgpuBuffer; 3],
+        &self, p: &AdamW, grad: &WgpuBuffer, [param, m, v]: [&mut WgpuBuffer; 3],
         clip: Option<(&WgpuBuffer, f32)>,
     ) -> Result<()> {
         let g = &self.gpu;
@@ -66,11 +60,6 @@ impl OptimKernels for WgpuBackend {
             max_norm.is_some() as u32,
             max_norm.unwrap_or(0.0).to_bits(),
         ];
-        g.dispatch(
-            k("adamw"),
-            &params,
-            &[param, grad, m, v, norm_sq],
-            groups(n, 256)?,
-        )
+        g.dispatch(k("adamw"), &params, &[param, grad, m, v, norm_sq], groups(n, 256)?)
     }
 }

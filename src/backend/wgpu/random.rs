@@ -10,13 +10,7 @@ use crate::backend::kernels::RandomKernels;
 use crate::error::Result;
 
 fn fill(
-    g: &Gpu,
-    entry: &'static str,
-    dst: &WgpuBuffer,
-    seed: u64,
-    offset: u64,
-    lo: f32,
-    hi: f32,
+    g: &Gpu, entry: &'static str, dst: &WgpuBuffer, seed: u64, offset: u64, lo: f32, hi: f32,
 ) -> Result<()> {
     // A storage binding holds at most 2^32 bytes, so n and 4 · blocks fit the kernel's u32.
     let n = dst.len();
@@ -31,10 +25,7 @@ fn fill(
         (hi - lo).to_bits(),
         0,
     ];
-    let k = Kernel {
-        shader: "random",
-        entry,
-    };
+    let k = Kernel { shader: "random", entry };
     g.dispatch(k, &params, &[dst], groups(n.div_ceil(4), 256)?)
 }
 
@@ -45,11 +36,7 @@ impl RandomKernels for WgpuBackend {
     }
 
     fn uniform_fill(
-        &self,
-        dst: &mut WgpuBuffer,
-        seed: u64,
-        offset: u64,
-        (lo, hi): (f32, f32),
+        &self, dst: &mut WgpuBuffer, seed: u64, offset: u64, (lo, hi): (f32, f32),
     ) -> Result<()> {
         let g = &self.gpu;
         fill(g, "uniform_fill", dst, seed, offset, lo, hi)

@@ -173,8 +173,7 @@ const COPY_COLS: CopyCols = CopyCols {
 };
 
 fn copy_cols(a: &Args, p: CopyCols) -> Result<()> {
-    a.be()
-        .copy_cols(&p, &a.f32("src", 13), &mut a.f32("dst", 17))
+    a.be().copy_cols(&p, &a.f32("src", 13), &mut a.f32("dst", 17))
 }
 
 fn fill(a: &Args) -> Result<()> {
@@ -184,14 +183,12 @@ fn fill(a: &Args) -> Result<()> {
 /// Two rows of a table of four.
 fn gather_rows(a: &Args, row_len: usize) -> Result<()> {
     let (src, idx) = (a.f32("src", 4 * row_len), a.u32("idx", &[3, 0]));
-    a.be()
-        .gather_rows(&src, &idx, row_len, &mut a.f32("dst", 2 * row_len))
+    a.be().gather_rows(&src, &idx, row_len, &mut a.f32("dst", 2 * row_len))
 }
 
 fn scatter_rows(a: &Args, row_len: usize) -> Result<()> {
     let (src, idx) = (a.f32("src", 2 * row_len), a.u32("idx", &[3, 0]));
-    a.be()
-        .scatter_rows(&src, &idx, row_len, &mut a.f32("dst", 4 * row_len))
+    a.be().scatter_rows(&src, &idx, row_len, &mut a.f32("dst", 4 * row_len))
 }
 
 fn normal_fill(a: &Args) -> Result<()> {
@@ -220,23 +217,19 @@ const GEMM: Gemm = Gemm {
 /// Operands as long as `p` needs.
 fn gemm(a: &Args, p: Gemm, with_bias: bool) -> Result<()> {
     let span = |stride: usize, len: usize| (p.batch - 1) * stride + len;
-    let (lhs, rhs) = (
-        a.f32("a", span(p.stride_a, p.m * p.k)),
-        a.f32("b", span(p.stride_b, p.k * p.n)),
-    );
+    let (lhs, rhs) =
+        (a.f32("a", span(p.stride_a, p.m * p.k)), a.f32("b", span(p.stride_b, p.k * p.n)));
     let bias = with_bias.then(|| a.f32("bias", p.n));
     let mut c = a.f32("c", span(p.stride_c, p.m * p.n));
     a.be().gemm(&p, &lhs, &rhs, bias.as_ref(), &mut c)
 }
 
 fn bias_grad(a: &Args) -> Result<()> {
-    a.be()
-        .bias_grad(&a.f32("dy", 12), 3, 4, &mut a.f32("db", 4), false)
+    a.be().bias_grad(&a.f32("dy", 12), 3, 4, &mut a.f32("db", 4), false)
 }
 
 fn add(a: &Args) -> Result<()> {
-    a.be()
-        .add(&a.f32("a", 5), &a.f32("b", 5), &mut a.f32("out", 5))
+    a.be().add(&a.f32("a", 5), &a.f32("b", 5), &mut a.f32("out", 5))
 }
 
 fn scale(a: &Args) -> Result<()> {
@@ -256,11 +249,7 @@ fn relu_bwd(a: &Args) -> Result<()> {
     a.be().relu_bwd(&y, &dy, &mut a.f32("dx", 5), false)
 }
 
-const LAYER_NORM: LayerNorm = LayerNorm {
-    rows: 3,
-    cols: 5,
-    eps: 1e-5,
-};
+const LAYER_NORM: LayerNorm = LayerNorm { rows: 3, cols: 5, eps: 1e-5 };
 
 /// With a residual, and with `sum_out` when `keep_sum`.
 fn layer_norm_fwd(a: &Args, keep_sum: bool) -> Result<()> {
@@ -301,21 +290,14 @@ fn layer_norm_bwd(a: &Args) -> Result<()> {
     )
 }
 
-const ATTENTION: Attention = Attention {
-    batch: 2,
-    tokens: 3,
-    heads: 2,
-    head_dim: 2,
-    scale: 0.5,
-};
+const ATTENTION: Attention = Attention { batch: 2, tokens: 3, heads: 2, head_dim: 2, scale: 0.5 };
 
 /// With a key-padding mask (all zeros: every key masked, which is allowed).
 fn attention_fwd(a: &Args, p: Attention) -> Result<()> {
     let n = p.batch * p.tokens * p.model_dim();
     let (qkv, mask) = (a.f32("qkv", 3 * n), a.f32("mask", p.batch * p.tokens));
     let (mut out, mut lse) = (a.f32("out", n), a.f32("lse", p.batch * p.heads * p.tokens));
-    a.be()
-        .attention_fwd(&p, &qkv, Some(&mask), &mut out, &mut lse)
+    a.be().attention_fwd(&p, &qkv, Some(&mask), &mut out, &mut lse)
 }
 
 fn attention_bwd(a: &Args, p: Attention) -> Result<()> {
@@ -323,113 +305,80 @@ fn attention_bwd(a: &Args, p: Attention) -> Result<()> {
     let (qkv, mask) = (a.f32("qkv", 3 * n), a.f32("mask", p.batch * p.tokens));
     let (out, lse) = (a.f32("out", n), a.f32("lse", p.batch * p.heads * p.tokens));
     let (dout, mut dqkv) = (a.f32("dout", n), a.f32("dqkv", 3 * n));
-    a.be()
-        .attention_bwd(&p, &qkv, Some(&mask), &out, &lse, &dout, &mut dqkv)
+    a.be().attention_bwd(&p, &qkv, Some(&mask), &out, &lse, &dout, &mut dqkv)
 }
 
 /// Two lookups into a table of four rows of `dim`.
 fn embedding_fwd(a: &Args, dim: usize) -> Result<()> {
     let (table, ids) = (a.f32("table", 4 * dim), a.u32("ids", &[3, 0]));
-    a.be()
-        .embedding_fwd(&table, &ids, dim, &mut a.f32("out", 2 * dim))
+    a.be().embedding_fwd(&table, &ids, dim, &mut a.f32("out", 2 * dim))
 }
 
 fn embedding_bwd(a: &Args, dim: usize) -> Result<()> {
     let (dout, ids) = (a.f32("dout", 2 * dim), a.u32("ids", &[3, 0]));
-    a.be()
-        .embedding_bwd(&dout, &ids, dim, &mut a.f32("dtable", 4 * dim), false)
+    a.be().embedding_bwd(&dout, &ids, dim, &mut a.f32("dtable", 4 * dim), false)
 }
 
 /// Three rows of two inputs, four frequencies each.
 fn fourier_fwd(a: &Args) -> Result<()> {
     let (x, freqs) = (a.f32("x", 6), a.f32("freqs", 8));
-    a.be()
-        .fourier_fwd(&x, &freqs, 3, 2, 4, &mut a.f32("out", 24))
+    a.be().fourier_fwd(&x, &freqs, 3, 2, 4, &mut a.f32("out", 24))
 }
 
 fn fourier_bwd(a: &Args) -> Result<()> {
     let (x, freqs, dout) = (a.f32("x", 6), a.f32("freqs", 8), a.f32("dout", 24));
-    a.be()
-        .fourier_bwd(&x, &freqs, &dout, 3, 2, 4, &mut a.f32("dfreqs", 8), false)
+    a.be().fourier_bwd(&x, &freqs, &dout, 3, 2, 4, &mut a.f32("dfreqs", 8), false)
 }
 
 /// Six elements and two times: two samples when `per_sample` is 3.
 fn fm_prepare(a: &Args, per_sample: usize) -> Result<()> {
     let (x0, x1, t) = (a.f32("x0", 6), a.f32("x1", 6), a.f32("t", 2));
     let (mut xt, mut u) = (a.f32("xt", 6), a.f32("u", 6));
-    a.be()
-        .fm_prepare(&x0, &x1, &t, per_sample, 0.0, &mut xt, &mut u)
+    a.be().fm_prepare(&x0, &x1, &t, per_sample, 0.0, &mut xt, &mut u)
 }
 
 fn fm_loss(a: &Args) -> Result<()> {
     let (pred, target, mask) = (a.f32("pred", 6), a.f32("target", 6), a.f32("mask", 6));
     let (mut loss, mut dpred) = (a.f32("loss", 1), a.f32("dpred", 6));
-    a.be()
-        .fm_loss(&pred, &target, Some(&mask), &mut loss, &mut dpred)
+    a.be().fm_loss(&pred, &target, Some(&mask), &mut loss, &mut dpred)
 }
 
 /// Six elements, two stages, and two step sizes: two samples when `per_sample` is 3.
 fn ode_stage(a: &Args, per_sample: usize) -> Result<()> {
     let (x, k, h) = (a.f32("x", 6), a.f32("k", 12), a.f32("h", 2));
-    a.be()
-        .ode_stage(&x, &k, &[0.5, 0.5], &h, per_sample, &mut a.f32("out", 6))
+    a.be().ode_stage(&x, &k, &[0.5, 0.5], &h, per_sample, &mut a.f32("out", 6))
 }
 
 fn dopri5_error(a: &Args, per_sample: usize) -> Result<()> {
-    let (x, x_new, k, h) = (
-        a.f32("x", 6),
-        a.f32("x_new", 6),
-        a.f32("k", 12),
-        a.f32("h", 2),
-    );
+    let (x, x_new, k, h) = (a.f32("x", 6), a.f32("x_new", 6), a.f32("k", 12), a.f32("h", 2));
     let mut err = a.f32("err", 2);
-    a.be().dopri5_error(
-        &x,
-        &x_new,
-        &k,
-        &[1.0, -1.0],
-        &h,
-        per_sample,
-        1e-3,
-        1e-5,
-        &mut err,
-    )
+    a.be().dopri5_error(&x, &x_new, &k, &[1.0, -1.0], &h, per_sample, 1e-3, 1e-5, &mut err)
 }
 
 fn dopri5_accept(a: &Args, per_sample: usize) -> Result<()> {
     let (mut x, x_new, err) = (a.f32("x", 6), a.f32("x_new", 6), a.f32("err", 2));
     let (mut t, mut h) = (a.f32("t", 2), a.f32("h", 2));
-    a.be()
-        .dopri5_accept(&mut x, &x_new, &err, &mut t, &mut h, per_sample, 1.0)
+    a.be().dopri5_accept(&mut x, &x_new, &err, &mut t, &mut h, per_sample, 1.0)
 }
 
 fn sum_squares(a: &Args) -> Result<()> {
-    a.be()
-        .sum_squares(&a.f32("x", 5), &mut a.f32("out", 1), false)
+    a.be().sum_squares(&a.f32("x", 5), &mut a.f32("out", 1), false)
 }
 
-const ADAMW: AdamW = AdamW {
-    lr: 1e-3,
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weight_decay: 0.0,
-    step: 1,
-};
+const ADAMW: AdamW =
+    AdamW { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, step: 1 };
 
 /// Four parameters, clipped by a squared norm.
 fn adamw_step(a: &Args, p: AdamW) -> Result<()> {
     let (mut param, grad) = (a.f32("param", 4), a.f32("grad", 4));
     let (mut m, mut v, norm_sq) = (a.f32("m", 4), a.f32("v", 4), a.f32("norm_sq", 1));
-    a.be()
-        .adamw_step(&p, &mut param, &grad, &mut m, &mut v, Some((&norm_sq, 1.0)))
+    a.be().adamw_step(&p, &mut param, &grad, &mut m, &mut v, Some((&norm_sq, 1.0)))
 }
 
 fn bce_with_logits(a: &Args) -> Result<()> {
     let (logits, targets) = (a.f32("logits", 4), a.f32("targets", 4));
     let (mut loss, mut dlogits) = (a.f32("loss", 1), a.f32("dlogits", 4));
-    a.be()
-        .bce_with_logits(&logits, &targets, &mut loss, &mut dlogits)
+    a.be().bce_with_logits(&logits, &targets, &mut loss, &mut dlogits)
 }
 
 fn reduce_sum(a: &Args) -> Result<()> {
