@@ -1,5 +1,6 @@
 // Minimal host emulation of the CUDA features the kernels use: one std::thread per CUDA thread,
-// blocks run one after another, std::barrier for __syncthreads / warp collectives.
+// blocks run one after another, std::barrier for __syncthreads / warp collectives. Every launch
+// is first checked against the limits a real launch must meet (launch_error below).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -7,7 +8,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdio>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 using std::max;
@@ -35,6 +38,7 @@ inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __frcp_rn(float a) { return 1.0f / a; }
 inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((uint64_t)a * b) >> 32); }
 inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
 template <class T> inline T __ldcg(const T* p) { return *p; }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
@@ -70,8 +74,58 @@ inline unsigned __ballot_sync(unsigned, bool p) {
     return m;
 }
 
+// What ptxas and the source say about one kernel: the __launch_bounds__ thread count (0 where
+// there is none), and the registers per thread and static shared bytes that ptxas -v reports
+// (the most over the target architectures). run.sh writes the table from the sources and
+// kernels/emu/ptxas-usage.tsv.
+struct KernelLimits {
+    const char* name;
+    unsigned max_threads, regs, static_smem;
+};
+inline const KernelLimits g_kernel_limits[] = {
+#include "limits.inc"
+};
+
+// Why a real launch of kernel `k` with this geometry and dynamic shared memory would fail, or ""
+// when it would not. Limits of every target (sm_80 to sm_90) without opting in to more shared
+// memory: 1024 threads per block, grid y and z at most 65 535, static plus dynamic shared
+// memory at most 48 KiB, and the block's registers (allocated per warp in units of 256) within
+// the 65 536 of an SM.
+inline std::string launch_error(const KernelLimits& k, dim3e grid, dim3e block, size_t dyn_smem) {
+    const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
+    char why[200] = "";
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0)
+        snprintf(why, sizeof why, "empty grid or block");
+    else if (threads > 1024 || block.z > 64)
+        snprintf(why, sizeof why, "%llu threads per block (at most 1024)", threads);
+    else if (k.max_threads && threads > k.max_threads)
+        snprintf(why, sizeof why, "%llu threads, past __launch_bounds__(%u)", threads, k.max_threads);
+    else if (grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
+        snprintf(why, sizeof why, "grid (%u, %u, %u): y and z at most 65535", grid.x, grid.y, grid.z);
+    else if (k.static_smem + dyn_smem > 48 * 1024)
+        snprintf(why, sizeof why, "%u static + %zu dynamic bytes of shared memory (at most 49152)",
+                 k.static_smem, dyn_smem);
+    else if ((threads + 31) / 32 * ((k.regs * 32 + 255) / 256 * 256) > 65536)
+        snprintf(why, sizeof why, "%u registers x %llu threads (at most 65536 per SM)", k.regs, threads);
+    return why;
+}
+
+inline int g_launch_errors = 0;
+
+// Runs `f` as kernel `name` over the grid, blocks one after another; a launch a GPU would
+// refuse is reported (and counted in g_launch_errors) and not run.
 template <class F>
-void launch(dim3e grid, dim3e block, size_t smem_bytes, F f) {
+void launch(const char* name, dim3e grid, dim3e block, size_t smem_bytes, F f) {
+    const KernelLimits* k = nullptr;
+    for (const auto& e : g_kernel_limits)
+        if (std::string(e.name) == name) k = &e;
+    const std::string why = k ? launch_error(*k, grid, block, smem_bytes)
+                              : "no ptxas record for this kernel (kernels/emu/ptxas-usage.tsv)";
+    if (!why.empty()) {
+        printf("FAIL launch %s: %s\n", name, why.c_str());
+        g_launch_errors++;
+        return;
+    }
     gridDim = grid;
     blockDim = block;
     g_dyn_smem.assign(smem_bytes / 16 + 1, float4{NAN, NAN, NAN, NAN});

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Runs the CUDA kernels on the CPU, one std::thread per CUDA thread (cuda_emu.h: __syncthreads,
 # warp shuffles and ballots as barriers, blocks one after another, tensor-core mma.sync per the
-# PTX fragment layouts), against f64 references on odd shapes (test.cpp). It checks index
-# arithmetic, masking, tails and synchronisation where no GPU is at hand; it is no substitute
-# for the parity tests on a GPU (no memory model, no real timing, no ptxas).
+# PTX fragment layouts), against references on odd shapes (test.cpp): bit for bit where the
+# contract fixes the bits or the order of a sum, within a tolerance where it does not. It checks
+# index arithmetic, masking, tails, synchronisation and every launch against the hardware
+# limits (cuda_emu.h, launch_error) where no GPU is at hand; it is no substitute for the parity
+# tests on a GPU (no memory model, no real timing, no device math library).
 #
-#   kernels/emu/run.sh        (needs g++ ≥ 12; about 10 s)
+#   kernels/emu/run.sh [PTXAS_SUMMARY]      (needs g++ ≥ 12; about 15 s)
+#
+# Registers and static shared memory per kernel come from kernels/emu/ptxas-usage.tsv; given
+# the ptxas-summary.tsv of scripts/cuda-kernels.sh, the run first checks that record against it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
@@ -27,5 +32,6 @@ a = s.index('__device__ __forceinline__ u32 to_tf32')
 b = s.index('__global__ void __launch_bounds__(TC_THREADS)')
 open(p, 'w').write(s[:a] + '#include "tf32_emu.h"\n\n' + s[b:])
 PY
+python3 "$here/limits.py" "$work/k" "$here/ptxas-usage.tsv" ${1:+"$1"} >"$work/limits.inc"
 g++ -std=c++20 -O1 -ffp-contract=off -pthread -w -I"$here" -I"$work" "$here/test.cpp" -o "$work/test"
 "$work/test"
