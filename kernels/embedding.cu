@@ -15,45 +15,49 @@ extern "C" __global__ void embedding_fwd(const float* __restrict__ table,
     }
 }
 
-// dtable[r, :] (+)= Σ_{q: ids[q] = r} dout[q, :], with no atomics: one block per table row
-// (grid-stride over rows), so each output element has one owner. The block's 8 warps split the
-// ids into 8 consecutive runs; a warp reads 32 ids at a time, `__ballot_sync` marks those equal
-// to r, and the lanes (one per column) add the marked rows of dout in increasing q. The eight run
-// sums are then added in warp order: a fixed order, so the result is the same every run.
-// Ids past the table are never equal to a row, so they are skipped. Rows no id names get 0.
-// Cost: every block reads all ids (from L2), O(table_rows · ids) — right for the small tables of
-// labels, positions and groups (≈ 100 rows), not meant for vocabularies.
-extern "C" __global__ void __launch_bounds__(256)
+// dtable[r, :] (+)= Σ_{q: ids[q] = r} dout[q, :], each element summed in order of q, one f32
+// add at a time from dtable[r, c] (accumulate) or 0, as the contract and the CPU backend do: a
+// sequential sum is one chain of dependent adds per element, so the parallelism is over rows and
+// columns. One block per table row (grid-stride over rows), no atomics: each output element has
+// one owner, thread t for column c0 + t of each chunk of 256 columns. The block walks the ids
+// 256 at a time: every thread tests one id, `__ballot_sync` and the warps' counts rank the
+// matches in order of q into `pos`, then each column's thread adds those rows of dout in that
+// order (its reads of one row are coalesced with its neighbours'). Ids past the table match no
+// row and are skipped. Cost: every block reads all ids (from L2) once per column chunk,
+// O(table_rows · ids) — right for the small tables of labels, positions and groups (≈ 100 rows),
+// not meant for vocabularies.
+#define EMB_THREADS 256
+
+extern "C" __global__ void __launch_bounds__(EMB_THREADS)
     embedding_bwd(const float* __restrict__ dout, const u32* __restrict__ ids,
                   float* __restrict__ dtable, u32 n_ids, u32 dim, u32 table_rows,
                   u32 accumulate) {
-    __shared__ float part[8][32];
+    __shared__ u32 pos[EMB_THREADS];         // positions q of this pass's matches, in order
+    __shared__ u32 counts[EMB_THREADS / 32];  // matches per warp in this pass
     const u32 lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const u32 run = ceil_div(n_ids, 8);
-    const u32 q_begin = min(n_ids, warp * run), q_end = min(n_ids, q_begin + run);
     for (u32 r = blockIdx.x; r < table_rows; r += gridDim.x) {
-        for (u32 c0 = 0; c0 < dim; c0 += 32) {
-            const u32 c = c0 + lane;
-            float s = 0.0f;
-            for (u32 q0 = q_begin; q0 < q_end; q0 += 32) {
-                const u32 q = q0 + lane;
-                u32 hits = __ballot_sync(FULL_MASK, q < q_end && ids[q] == r);
-                while (hits) {  // the same mask in every lane: a uniform loop
-                    const u32 k = __ffs(hits) - 1;
-                    hits &= hits - 1;
-                    if (c < dim) s += dout[(size_t)(q0 + k) * dim + c];
+        for (u32 c0 = 0; c0 < dim; c0 += EMB_THREADS) {
+            const u32 c = c0 + threadIdx.x;
+            float* d = dtable + (size_t)r * dim + c;
+            float s = accumulate && c < dim ? *d : 0.0f;
+            for (u32 q0 = 0; q0 < n_ids; q0 += EMB_THREADS) {
+                const u32 q = q0 + threadIdx.x;
+                const bool hit = q < n_ids && ids[q] == r;
+                const u32 mask = __ballot_sync(FULL_MASK, hit);
+                if (lane == 0) counts[warp] = __popc(mask);
+                __syncthreads();
+                u32 before = 0, matched = 0;
+                for (u32 w = 0; w < EMB_THREADS / 32; ++w) {
+                    before += w < warp ? counts[w] : 0;
+                    matched += counts[w];
                 }
+                if (hit) pos[before + __popc(mask & ((1u << lane) - 1))] = q;
+                __syncthreads();
+                if (c < dim)
+                    for (u32 k = 0; k < matched; ++k) s += dout[(size_t)pos[k] * dim + c];
+                __syncthreads();  // pos and counts are rewritten by the next pass
             }
-            part[warp][lane] = s;
-            __syncthreads();
-            if (warp == 0 && c < dim) {
-                float t = part[0][lane];
-#pragma unroll
-                for (int w = 1; w < 8; ++w) t += part[w][lane];
-                float* d = dtable + (size_t)r * dim + c;
-                *d = accumulate ? *d + t : t;
-            }
-            __syncthreads();  // part is reused by the next column chunk or row
+            if (c < dim) *d = s;
         }
     }
 }
@@ -83,8 +87,9 @@ extern "C" __global__ void fourier_fwd(const float* __restrict__ x, const float*
 #define FOURIER_IN 4
 
 // dfreqs[i, j] (+)= 2π Σ_r x[r, i] · (cos z_rj · dout[r, j] - sin z_rj · dout[r, half + j]).
-// Grid (chunks, ceil(half / 32)), 256 threads: block (b, y) owns columns j = 32y + lane and the
-// b-th of gridDim.x equal runs of rows; warp w takes rows w, w + 8, … of the run, forms the
+// Grid (chunks, tiles), 256 threads: block (b, y) owns the column tiles y, y + gridDim.y, … of
+// 32 columns each (j = 32·tile + lane; the grid's height is capped at 65 535, so a wide `half`
+// loops) and the b-th of gridDim.x equal runs of rows; warp w takes rows w, w + 8, … of the run, forms the
 // factor once per row and adds x[r, i] times it for FOURIER_IN inputs at a time (more inputs
 // loop, recomputing the factor). Sums are f64, as on the CPU: the eight warp sums go to
 // partials[b][i·half + j] in warp order, and the last block adds partials over b in order.
@@ -96,40 +101,43 @@ extern "C" __global__ void __launch_bounds__(256)
                 u32 half, u32 accumulate) {
     __shared__ double part[8][FOURIER_IN][32];
     const u32 lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const u32 j = blockIdx.y * 32 + lane;
     const u32 width = in_dim * half;
     const u32 chunk = ceil_div(rows, gridDim.x);
     const u32 r_begin = min(rows, blockIdx.x * chunk), r_end = min(rows, r_begin + chunk);
-    for (u32 i0 = 0; i0 < in_dim; i0 += FOURIER_IN) {
-        double acc[FOURIER_IN];
+    // The same trip count in every thread of the block, so the barriers inside are uniform.
+    for (u32 tile = blockIdx.y; tile * 32 < half; tile += gridDim.y) {
+        const u32 j = tile * 32 + lane;
+        for (u32 i0 = 0; i0 < in_dim; i0 += FOURIER_IN) {
+            double acc[FOURIER_IN];
 #pragma unroll
-        for (int k = 0; k < FOURIER_IN; ++k) acc[k] = 0.0;
-        if (j < half) {
-            for (u32 r = r_begin + warp; r < r_end; r += 8) {
-                const float* xr = x + (size_t)r * in_dim;
-                float s, c;
-                sincosf(fourier_phase(xr, freqs, in_dim, half, j), &s, &c);
-                const float* d = dout + (size_t)r * 2 * half;
-                // The factor as the CPU rounds it (no FMA).
-                const float f = __fsub_rn(__fmul_rn(c, d[j]), __fmul_rn(s, d[half + j]));
+            for (int k = 0; k < FOURIER_IN; ++k) acc[k] = 0.0;
+            if (j < half) {
+                for (u32 r = r_begin + warp; r < r_end; r += 8) {
+                    const float* xr = x + (size_t)r * in_dim;
+                    float s, c;
+                    sincosf(fourier_phase(xr, freqs, in_dim, half, j), &s, &c);
+                    const float* d = dout + (size_t)r * 2 * half;
+                    // The factor as the CPU rounds it (no FMA).
+                    const float f = __fsub_rn(__fmul_rn(c, d[j]), __fmul_rn(s, d[half + j]));
 #pragma unroll
-                for (int k = 0; k < FOURIER_IN; ++k)
-                    if (i0 + k < in_dim) acc[k] += (double)(xr[i0 + k] * f);
+                    for (int k = 0; k < FOURIER_IN; ++k)
+                        if (i0 + k < in_dim) acc[k] += (double)(xr[i0 + k] * f);
+                }
             }
-        }
 #pragma unroll
-        for (int k = 0; k < FOURIER_IN; ++k) part[warp][k][lane] = acc[k];
-        __syncthreads();
-        if (warp == 0 && j < half) {
+            for (int k = 0; k < FOURIER_IN; ++k) part[warp][k][lane] = acc[k];
+            __syncthreads();
+            if (warp == 0 && j < half) {
 #pragma unroll
-            for (int k = 0; k < FOURIER_IN; ++k) {
-                if (i0 + k >= in_dim) break;
-                double t = part[0][k][lane];
-                for (int w = 1; w < 8; ++w) t += part[w][k][lane];
-                partials[(size_t)blockIdx.x * width + (i0 + k) * half + j] = t;
+                for (int k = 0; k < FOURIER_IN; ++k) {
+                    if (i0 + k >= in_dim) break;
+                    double t = part[0][k][lane];
+                    for (int w = 1; w < 8; ++w) t += part[w][k][lane];
+                    partials[(size_t)blockIdx.x * width + (i0 + k) * half + j] = t;
+                }
             }
+            __syncthreads();
         }
-        __syncthreads();
     }
     if (!grid_last_block(ticket)) return;
     for (u32 e = threadIdx.x; e < width; e += blockDim.x) {
