@@ -97,11 +97,30 @@ impl EmbeddingKernels for CudaBackend {
                 Arg::U(accumulate as u32),
             ];
             let cfg = LaunchConfig {
-                grid_dim: (chunks, n32(half)?.div_ceil(32), 1),
+                grid_dim: (chunks, fourier_bwd_tiles(n32(half)?), 1),
                 block_dim: (256, 1, 1),
                 shared_mem_bytes: 0,
             };
             g.launch("fourier_bwd", cfg, &args)
         })
+    }
+}
+
+/// The grid height of `fourier_bwd`: one block row per 32 columns, at most the 65 535 a launch
+/// allows; the kernel loops over the column tiles past that, so any width works.
+fn fourier_bwd_tiles(half: u32) -> u32 {
+    half.div_ceil(32).min(65535)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fourier_bwd_tiles;
+
+    #[test]
+    fn fourier_bwd_grid_height_stays_within_the_launch_limit() {
+        assert_eq!(fourier_bwd_tiles(1), 1);
+        assert_eq!(fourier_bwd_tiles(65535 * 32), 65535);
+        assert_eq!(fourier_bwd_tiles(65535 * 32 + 1), 65535);
+        assert_eq!(fourier_bwd_tiles((1 << 31) - 1), 65535);
     }
 }
