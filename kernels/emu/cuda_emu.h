@@ -111,6 +111,9 @@ inline std::string launch_error(const KernelLimits& k, dim3e grid, dim3e block, 
 }
 
 inline int g_launch_errors = 0;
+// Blocks run one after another, first to last or, when set, last to first: a GPU runs them in
+// any order, so a result must not depend on which block of a reduction arrives last.
+inline bool g_blocks_reversed = false;
 
 // Runs `f` as kernel `name` over the grid, blocks one after another; a launch a GPU would
 // refuse is reported (and counted in g_launch_errors) and not run.
@@ -130,23 +133,24 @@ void launch(const char* name, dim3e grid, dim3e block, size_t smem_bytes, F f) {
     blockDim = block;
     g_dyn_smem.assign(smem_bytes / 16 + 1, float4{NAN, NAN, NAN, NAN});
     const unsigned nt = block.x;
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                std::barrier<> bar(nt);
-                g_block_bar = &bar;
-                g_warp_bar.clear();
-                for (unsigned w = 0; w < (nt + 31) / 32; ++w)
-                    g_warp_bar.emplace_back(new std::barrier<>(std::min(32u, nt - 32 * w)));
-                std::vector<std::thread> ts;
-                for (unsigned t = 0; t < nt; ++t)
-                    ts.emplace_back([&, t] {
-                        threadIdx = {t, 0, 0};
-                        blockIdx = {x, y, z};
-                        f();
-                        bar.arrive_and_drop();
-                        g_warp_bar[t / 32]->arrive_and_drop();
-                    });
-                for (auto& th : ts) th.join();
-            }
+    const unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
+    for (unsigned long long n = 0; n < blocks; ++n) {
+        const unsigned long long b = g_blocks_reversed ? blocks - 1 - n : n;
+        const unsigned x = b % grid.x, y = b / grid.x % grid.y, z = b / grid.x / grid.y;
+        std::barrier<> bar(nt);
+        g_block_bar = &bar;
+        g_warp_bar.clear();
+        for (unsigned w = 0; w < (nt + 31) / 32; ++w)
+            g_warp_bar.emplace_back(new std::barrier<>(std::min(32u, nt - 32 * w)));
+        std::vector<std::thread> ts;
+        for (unsigned t = 0; t < nt; ++t)
+            ts.emplace_back([&, t] {
+                threadIdx = {t, 0, 0};
+                blockIdx = {x, y, z};
+                f();
+                bar.arrive_and_drop();
+                g_warp_bar[t / 32]->arrive_and_drop();
+            });
+        for (auto& th : ts) th.join();
+    }
 }

@@ -7,7 +7,7 @@
 # limits (cuda_emu.h, launch_error) where no GPU is at hand; it is no substitute for the parity
 # tests on a GPU (no memory model, no real timing, no device math library).
 #
-#   kernels/emu/run.sh [PTXAS_SUMMARY]      (needs g++ ≥ 12; about 15 s)
+#   kernels/emu/run.sh [PTXAS_SUMMARY]      (needs g++ ≥ 12; about 25 s)
 #
 # Registers and static shared memory per kernel come from kernels/emu/ptxas-usage.tsv; given
 # the ptxas-summary.tsv of scripts/cuda-kernels.sh, the run first checks that record against it.

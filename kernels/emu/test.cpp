@@ -287,6 +287,12 @@ int main() {
     test_attention(2, 40, 2, 32, true);  // g = 4
     test_attention(1, 21, 1, 20, true);  // g = 4 with padding dims
     test_attention(1, 9, 1, 100, false); // g = 16, kt < N? 
+    // Again with the blocks in reverse order: the bit-exact results must not move when another
+    // block of a reduction arrives last and adds the partials.
+    g_blocks_reversed = true;
+    printf("-- blocks in reverse order\n");
+    test_families();
+    test_bias_grad(300, 70, true); test_bias_grad(1000, 33, false);
     failures += g_launch_errors;
     printf("%d failures\n", failures);
     return failures != 0;
