@@ -56,7 +56,7 @@ extern "C" __global__ void __launch_bounds__(256)
             const float tol =
                 __fadd_rn(atol, __fmul_rn(rtol, fmaxf(fabsf(x[i]), fabsf(x_new[i]))));
             const double r = (double)(a / tol);
-            sum += r * r;
+            sum = __dadd_rn(sum, __dmul_rn(r, r));  // not fused into an FMA, as on the CPU
         }
         sum = warp_sum(sum);
         if (lane == 0)
