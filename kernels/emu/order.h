@@ -82,3 +82,39 @@ inline std::vector<float> embedding_bwd_ref(const std::vector<float>& dout, cons
             for (u32 c = 0; c < dim; ++c) out[ids[q] * dim + c] += dout[q * dim + c];
     return out;
 }
+
+// embedding.cu, fourier_bwd over `chunks` runs of rows (accumulate off): z as fourier_phase
+// forms it, the factor cos z · dsin − sin z · dcos in f32, then per run warp w adds
+// x[r, i] · factor (an f32 product) over rows w, w + 8, … in f64, the 8 warp sums in warp order,
+// the runs in order, and 2π last. sin and cos are the host's, as in the emulator's sincosf.
+inline std::vector<float> fourier_bwd_ref(const std::vector<float>& x, const std::vector<float>& freqs,
+                                          const std::vector<float>& dout, u32 rows, u32 in_dim, u32 half,
+                                          u32 chunks) {
+    std::vector<float> factor((size_t)rows * half);
+    for (u32 r = 0; r < rows; ++r)
+        for (u32 j = 0; j < half; ++j) {
+            float dot = 0.0f;
+            for (u32 i = 0; i < in_dim; ++i) dot += x[r * in_dim + i] * freqs[i * half + j];
+            const float z = K_TAU * dot, s = sinf(z), c = cosf(z);
+            const float* d = &dout[(size_t)r * 2 * half];
+            factor[(size_t)r * half + j] = c * d[j] - s * d[half + j];
+        }
+    const u32 chunk = (rows + chunks - 1) / chunks;
+    std::vector<float> out((size_t)in_dim * half);
+    for (u32 i = 0; i < in_dim; ++i)
+        for (u32 j = 0; j < half; ++j) {
+            double t = 0.0;
+            for (u32 b = 0; b < chunks; ++b) {
+                const u32 r0 = std::min(rows, b * chunk), r1 = std::min(rows, r0 + chunk);
+                double run = 0.0;
+                for (u32 w = 0; w < 8; ++w) {
+                    double s = 0.0;
+                    for (u32 r = r0 + w; r < r1; r += 8) s += (double)(x[r * in_dim + i] * factor[(size_t)r * half + j]);
+                    run = w == 0 ? s : run + s;
+                }
+                t += run;
+            }
+            out[(size_t)i * half + j] = (float)(t * 6.283185307179586);
+        }
+    return out;
+}
