@@ -89,9 +89,9 @@ extern "C" __global__ void fourier_fwd(const float* __restrict__ x, const float*
 // dfreqs[i, j] (+)= 2π Σ_r x[r, i] · (cos z_rj · dout[r, j] - sin z_rj · dout[r, half + j]).
 // Grid (chunks, tiles), 256 threads: block (b, y) owns the column tiles y, y + gridDim.y, … of
 // 32 columns each (j = 32·tile + lane; the grid's height is capped at 65 535, so a wide `half`
-// loops) and the b-th of gridDim.x equal runs of rows; warp w takes rows w, w + 8, … of the run, forms the
-// factor once per row and adds x[r, i] times it for FOURIER_IN inputs at a time (more inputs
-// loop, recomputing the factor). Sums are f64, as on the CPU: the eight warp sums go to
+// loops) and the b-th of gridDim.x equal runs of rows; warp w takes rows w, w + 8, … of the
+// run, forms the factor once per row and adds x[r, i] times it for FOURIER_IN inputs at a time
+// (more inputs loop, recomputing the factor). Sums are f64, as on the CPU: the eight warp sums go to
 // partials[b][i·half + j] in warp order, and the last block adds partials over b in order.
 // partials holds gridDim.x · in_dim · half doubles.
 extern "C" __global__ void __launch_bounds__(256)
