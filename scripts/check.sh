@@ -28,8 +28,8 @@ export TFMPE_REQUIRE_WGPU=1
 step "CUDA kernels: nvcc (from the Python package index if needed), no register spills"
 bash scripts/cuda-kernels.sh target/cuda-kernels
 
-step "CUDA kernels on the CPU emulator against f64 references"
-bash kernels/emu/run.sh
+step "CUDA kernels on the CPU emulator: bit for bit where the contract fixes the order, launch limits, the ptxas record, no FMA in the bit-exact kernels"
+bash kernels/emu/run.sh target/cuda-kernels
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
