@@ -16,12 +16,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cudarc::driver::{
-    result, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DriverError,
-    LaunchConfig,
-};
+use cudarc::driver::{sys, CudaContext, DriverError, LaunchConfig};
 
 use super::graph::{CudaDriver, GraphStats, Graphs, Launch};
+use super::limits::{self, KernelLimits};
+use super::raw::{kernel_limits, Block, CudaRaw, Raw};
 use crate::backend::DType;
 use crate::error::{Error, Result};
 
@@ -66,7 +65,7 @@ const ENTRIES: &[(&str, &[&str])] = &[
 /// Whether this binary embeds compiled CUDA kernels.
 pub const KERNELS_BUILT: bool = cfg!(tfmpe_cuda_kernels);
 
-fn driver(what: &str, e: DriverError) -> Error {
+pub(super) fn driver(what: &str, e: DriverError) -> Error {
     Error::Device(format!("cuda: {what}: {e}"))
 }
 
@@ -75,14 +74,13 @@ fn driver(what: &str, e: DriverError) -> Error {
 /// nothing. Reuse is safe without waiting: every use of a buffer is ordered on the one stream.
 #[derive(Default)]
 pub(super) struct Pool {
-    free: Mutex<HashMap<usize, Vec<CudaSlice<u8>>>>,
+    free: Mutex<HashMap<usize, Vec<Block>>>,
     created: AtomicU64,
 }
 
 /// A device buffer of `len` elements of `dtype` (at least 4 bytes, so it has a real pointer).
 pub struct CudaBuffer {
-    raw: Option<CudaSlice<u8>>,
-    ptr: u64,
+    block: Block,
     len: usize,
     dtype: DType,
     pool: Arc<Pool>,
@@ -109,21 +107,27 @@ impl CudaBuffer {
 
     /// The device address, as pushed to a kernel.
     pub(super) fn ptr(&self) -> u64 {
-        self.ptr
+        self.block.ptr
     }
 
     /// The buffer as a kernel argument (its device address).
     pub(super) fn arg(&self) -> Arg {
-        Arg::P(self.ptr)
+        Arg::P(self.block.ptr)
     }
 }
 
 impl Drop for CudaBuffer {
     fn drop(&mut self) {
-        if let Some(raw) = self.raw.take() {
-            lock(&self.pool.free).entry(raw.len()).or_default().push(raw);
+        let block = std::mem::replace(&mut self.block, Block { _slice: None, ptr: 0 });
+        if let Some(bytes) = buffer_bytes(self.len) {
+            lock(&self.pool.free).entry(bytes).or_default().push(block);
         }
     }
+}
+
+/// The bytes behind a buffer of `len` elements: at least 4, so that it has a real pointer.
+fn buffer_bytes(len: usize) -> Option<usize> {
+    len.checked_mul(4).map(|b| b.max(4))
 }
 
 /// A kernel argument, pushed in the order the kernel declares them (kernels/README.md).
@@ -199,15 +203,17 @@ struct Scratch {
 }
 
 pub(super) struct Gpu {
-    stream: Arc<CudaStream>,
+    raw: Box<dyn Raw>,
     name: String,
     sms: u32,
-    /// The loaded kernels (kept so their modules stay loaded), and their index by name (a
-    /// [`Launch`] names a kernel by index).
-    _functions: Vec<CudaFunction>,
+    /// Each kernel's index in the driver's table (a [`Launch`] names a kernel by index), and
+    /// the limits its launches are checked against, by index.
     kernels: HashMap<&'static str, usize>,
+    limits: Vec<KernelLimits>,
     queue: Mutex<Vec<Launch>>,
-    graphs: Mutex<Graphs<CudaDriver>>,
+    /// Held while a queue is taken and run, so two threads flushing at once cannot run a later
+    /// queue before an earlier one.
+    order: Mutex<()>,
     pool: Arc<Pool>,
     scratch: Mutex<Scratch>,
     matmul: Matmul,
@@ -264,7 +270,7 @@ impl Gpu {
         let sms = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| driver("multiprocessor count", e))? as u32;
-        let (mut functions, mut kernels, mut table) = (Vec::new(), HashMap::new(), Vec::new());
+        let (mut functions, mut table, mut limits) = (Vec::new(), Vec::new(), Vec::new());
         for (stem, names) in ENTRIES {
             let (_, image) = MODULES
                 .iter()
@@ -278,7 +284,7 @@ impl Gpu {
                 let func = module
                     .load_function(f)
                     .map_err(|e| driver(&format!("kernel {f} in kernels/{stem}.cu"), e))?;
-                kernels.insert(f, functions.len());
+                limits.push(kernel_limits(f, &func)?);
                 table.push((f, func.cu_function()));
                 functions.push(func);
             }
@@ -287,14 +293,31 @@ impl Gpu {
             CudaDriver { stream: stream.cu_stream(), functions: table },
             graphs_wanted(),
         );
+        let raw = CudaRaw { graphs: Mutex::new(graphs), _functions: functions, stream };
+        let name = format!("{name} (sm_{major}{minor}, {sms} SMs)");
+        Gpu::new(Box::new(raw), name, sms, limits, matmul)
+    }
+
+    /// A device on `raw` whose kernels, in the order of [`kernel_names`], have `limits`.
+    pub(super) fn new(
+        raw: Box<dyn Raw>, name: String, sms: u32, limits: Vec<KernelLimits>, matmul: Matmul,
+    ) -> Result<Gpu> {
+        let kernels: HashMap<_, _> = kernel_names().enumerate().map(|(i, f)| (f, i)).collect();
+        if limits.len() != kernels.len() {
+            return Err(Error::Device(format!(
+                "cuda: limits for {} kernels given, {} loaded",
+                limits.len(),
+                kernels.len()
+            )));
+        }
         Ok(Gpu {
-            name: format!("{name} (sm_{major}{minor}, {sms} SMs)"),
-            stream,
+            raw,
+            name,
             sms,
-            _functions: functions,
             kernels,
+            limits,
             queue: Mutex::new(Vec::new()),
-            graphs: Mutex::new(graphs),
+            order: Mutex::new(()),
             pool: Arc::new(Pool::default()),
             scratch: Mutex::new(Scratch::default()),
             matmul,
@@ -302,7 +325,7 @@ impl Gpu {
     }
 
     pub(super) fn describe(&self) -> String {
-        let graphs = lock(&self.graphs).enabled();
+        let (graphs, _) = self.raw.graphs();
         format!(
             "{}, cuda graphs {}, matmul {}",
             self.name,
@@ -328,32 +351,31 @@ impl Gpu {
 
     /// What the graph cache has done so far.
     pub(super) fn graph_stats(&self) -> GraphStats {
-        lock(&self.graphs).stats()
+        self.raw.graphs().1
     }
 
     /// Sends the queued kernels to the device (as a graph where one fits); waits for nothing.
     pub(super) fn flush(&self) -> Result<()> {
-        // The graph lock is taken first and held while the queue runs, so two threads
-        // flushing at once cannot run a later queue before an earlier one.
-        let mut graphs = lock(&self.graphs);
+        let _order = lock(&self.order);
         let queue = std::mem::take(&mut *lock(&self.queue));
         if queue.is_empty() {
             return Ok(());
         }
-        self.bind()?;
-        graphs.run(queue)
+        self.raw.bind()?;
+        self.raw.run(queue)
     }
 
     pub(super) fn wait(&self) -> Result<()> {
         self.flush()?;
-        self.stream.synchronize().map_err(|e| driver("waiting for the device", e))
+        self.raw.bind()?;
+        self.raw.synchronize()
     }
 
     /// A zero-filled buffer (zeroed by a queued kernel, so it costs no edge).
     pub(super) fn alloc(&self, dtype: DType, len: usize) -> Result<CudaBuffer> {
         let b = self.take(dtype, len)?;
         let n = n32(b.len)?;
-        self.launch_1d("fill", n, &[Arg::P(b.ptr), Arg::U(n), Arg::F(0.0)])?;
+        self.launch_1d("fill", n, &[Arg::P(b.ptr()), Arg::U(n), Arg::F(0.0)])?;
         Ok(b)
     }
 
@@ -364,14 +386,15 @@ impl Gpu {
     }
 
     /// Copies host bytes into `dst` after the queued work (a pageable copy: the driver stages
-    /// it before returning, so the host slice may go away at once).
+    /// it before returning, so the host slice may go away at once). The context is bound here,
+    /// not left to `flush`, which binds only when it has kernels to send.
     pub(super) fn write(&self, dst: &CudaBuffer, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
         self.flush()?;
-        unsafe { result::memcpy_htod_async(dst.ptr, data, self.stream.cu_stream()) }
-            .map_err(|e| driver("copying to the device", e))
+        self.raw.bind()?;
+        self.raw.htod(dst.ptr(), data)
     }
 
     /// Reads a buffer back, after the work queued before it.
@@ -379,9 +402,8 @@ impl Gpu {
         let mut out = vec![T::zeroed(); src.len];
         self.flush()?;
         if !out.is_empty() {
-            self.bind()?;
-            unsafe { result::memcpy_dtoh_async(&mut out[..], src.ptr, self.stream.cu_stream()) }
-                .map_err(|e| driver("copying from the device", e))?;
+            self.raw.bind()?;
+            self.raw.dtoh(src.ptr(), bytemuck::cast_slice_mut(&mut out[..]))?;
         }
         self.wait()?;
         Ok(out)
@@ -393,20 +415,19 @@ impl Gpu {
         &self, src: &CudaBuffer, src_offset: u64, dst: &CudaBuffer, dst_offset: u64, bytes: u64,
     ) -> Result<()> {
         let n = n32(bytes as usize / 4)?;
-        let (s, d) = (src.ptr + src_offset, dst.ptr + dst_offset);
+        let (s, d) = (src.ptr() + src_offset, dst.ptr() + dst_offset);
         self.launch_1d("copy_words", n, &[Arg::P(s), Arg::P(d), Arg::U(n)])
     }
 
-    fn bind(&self) -> Result<()> {
-        self.stream.context().bind_to_thread().map_err(|e| driver("binding the context", e))
-    }
-
-    /// Queues one kernel.
+    /// Queues one kernel, after checking its geometry against the kernel's limits: a launch
+    /// the driver would refuse is an error naming the kernel here, where it is queued, rather
+    /// than a failed launch later (which, inside a graph, turns graphs off for the process).
     pub(super) fn launch(&self, name: &str, cfg: LaunchConfig, args: &[Arg]) -> Result<()> {
         let kernel = *self
             .kernels
             .get(name)
             .ok_or_else(|| Error::Device(format!("cuda: kernel {name} is not loaded")))?;
+        limits::check(name, &cfg, &self.limits[kernel])?;
         let full = {
             let mut q = lock(&self.queue);
             q.push(Launch {
@@ -473,23 +494,20 @@ impl Gpu {
     /// Takes a buffer from the pool, or allocates one. Out of memory, it empties the pool and
     /// tries once more before giving up with the size asked for.
     fn take(&self, dtype: DType, len: usize) -> Result<CudaBuffer> {
-        let bytes = len
-            .checked_mul(4)
-            .ok_or_else(|| Error::Invalid(format!("cuda: a buffer of {len} elements overflows")))?
-            .max(4);
+        let bytes = buffer_bytes(len)
+            .ok_or_else(|| Error::Invalid(format!("cuda: a buffer of {len} elements overflows")))?;
+        self.raw.bind()?;
         let reused = lock(&self.pool.free).get_mut(&bytes).and_then(Vec::pop);
         let raw = match reused {
             Some(raw) => raw,
             None => {
-                self.bind()?;
-                // Safety: the memory is zeroed or overwritten before it is read (alloc / upload).
-                let fresh = match unsafe { self.stream.alloc::<u8>(bytes) } {
+                let fresh = match self.raw.alloc(bytes) {
                     Err(DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY)) => {
                         // Queued kernels may still use pooled buffers: send them first, so the
                         // frees are ordered after them.
                         self.flush()?;
                         drop(std::mem::take(&mut *lock(&self.pool.free)));
-                        unsafe { self.stream.alloc::<u8>(bytes) }
+                        self.raw.alloc(bytes)
                     }
                     other => other,
                 };
@@ -498,17 +516,15 @@ impl Gpu {
                 raw
             }
         };
-        let (ptr, _) = raw.device_ptr(&self.stream);
-        Ok(CudaBuffer { raw: Some(raw), ptr, len, dtype, pool: self.pool.clone() })
+        Ok(CudaBuffer { block: raw, len, dtype, pool: self.pool.clone() })
     }
 
     fn alloc_error(&self, bytes: usize, e: DriverError) -> Error {
         match e {
             DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY) => {
-                let free =
-                    self.stream.context().mem_get_info().map_or(String::new(), |(free, total)| {
-                        format!(" ({} of {} MiB free)", free >> 20, total >> 20)
-                    });
+                let free = self.raw.mem_info().map_or(String::new(), |(free, total)| {
+                    format!(" ({} of {} MiB free)", free >> 20, total >> 20)
+                });
                 Error::Device(format!(
                     "cuda: out of GPU memory allocating {bytes} bytes{free}; use a smaller \
                      batch or the CPU backend"
@@ -520,18 +536,24 @@ impl Gpu {
 }
 
 impl Drop for Gpu {
-    /// Queued kernels may write buffers that outlive the device handle; send them.
+    /// Queued kernels may write buffers that outlive the device handle: send them, and wait
+    /// for the stream, so that no graph is destroyed and no module unloaded while the device
+    /// may still run them (they go next, in that order, as `raw` drops).
     fn drop(&mut self) {
-        // The graphs are destroyed after this, with the context bound.
-        if let Err(e) = self.bind().and_then(|_| self.flush()) {
+        if let Err(e) = self.wait() {
             eprintln!("tfmpe: {e}");
         }
     }
 }
 
 /// Locks a mutex, taking it over from a thread that panicked while holding it.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every kernel's name, in the order of the driver's table.
+pub(super) fn kernel_names() -> impl Iterator<Item = &'static str> {
+    ENTRIES.iter().flat_map(|(_, names)| names.iter().copied())
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //!
 //! Each kernel family implements its kernel trait in its own file (same stems as `kernels/` and
 //! `src/backend/cpu/`), which knows only launch geometry: the arguments arrive checked. `context` owns the device, the
-//! loaded kernels, the buffer pool and the reduction scratch.
+//! loaded kernels, the buffer pool and the reduction scratch; `raw` makes its driver calls and
+//! `limits` checks every launch it queues. The `recorded` tests run all of it on a driver that
+//! only records, so they need no GPU.
 
 mod attention;
 mod context;
@@ -12,6 +14,7 @@ mod elementwise;
 mod embedding;
 mod flow;
 mod graph;
+mod limits;
 mod loss;
 mod matmul;
 mod memory;
@@ -19,6 +22,9 @@ mod norm;
 mod ode;
 mod optim;
 mod random;
+mod raw;
+#[cfg(test)]
+mod recorded;
 
 pub use context::{CudaBuffer, KERNELS_BUILT};
 pub use graph::GraphStats;

@@ -53,7 +53,9 @@ impl NormKernels for CudaBackend {
         }
         n32(p.rows * p.cols)?;
         let (rows, cols) = (n32(p.rows)?, n32(p.cols)?);
-        // W warps per block, each holding 2·cols floats of shared memory, within 48 KiB.
+        // W warps per block, each holding 2·cols floats of dynamic shared memory, within the
+        // 48 KiB the kernel opts in to when loaded (`limits::OPT_IN`: its static bytes come on
+        // top, so at 768, 1536, 3072 and 6144 columns the default limit would refuse it).
         let warps = [8u32, 4, 2, 1]
             .into_iter()
             .find(|&w| w as u64 * 2 * cols as u64 * 4 <= 49152)
