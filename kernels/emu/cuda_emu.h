@@ -88,13 +88,25 @@ inline const KernelLimits g_kernel_limits[] = {
 #include "limits.inc"
 };
 
+// Kernels that opt in to more dynamic shared memory when loaded, and how much (the backend's
+// table, src/backend/cuda/limits.rs `OPT_IN`): their dynamic bytes may reach that amount,
+// whatever their static bytes.
+struct SmemOptIn {
+    const char* name;
+    size_t dyn_bytes;
+};
+inline const SmemOptIn g_smem_opt_in[] = {{"layer_norm_bwd", 48 * 1024}};
+
 // Why a real launch of kernel `k` with this geometry and dynamic shared memory would fail, or ""
-// when it would not. Limits of every target (sm_80 to sm_90) without opting in to more shared
-// memory: 1024 threads per block, grid y and z at most 65 535, static plus dynamic shared
-// memory at most 48 KiB, and the block's registers (allocated per warp in units of 256) within
-// the 65 536 of an SM.
+// when it would not. Limits of every target (sm_80 to sm_90): 1024 threads per block, grid y
+// and z at most 65 535, static plus dynamic shared memory at most 48 KiB unless the kernel opts
+// in (then its dynamic bytes up to the opted-in amount), and the block's registers (allocated
+// per warp in units of 256) within the 65 536 of an SM.
 inline std::string launch_error(const KernelLimits& k, dim3e grid, dim3e block, size_t dyn_smem) {
     const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
+    size_t opt_in = 0;
+    for (const SmemOptIn& o : g_smem_opt_in)
+        if (std::strcmp(o.name, k.name) == 0) opt_in = o.dyn_bytes;
     char why[200] = "";
     if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0)
         snprintf(why, sizeof why, "empty grid or block");
@@ -104,9 +116,9 @@ inline std::string launch_error(const KernelLimits& k, dim3e grid, dim3e block, 
         snprintf(why, sizeof why, "%llu threads, past __launch_bounds__(%u)", threads, k.max_threads);
     else if (grid.x > 0x7fffffffu || grid.y > 65535 || grid.z > 65535)
         snprintf(why, sizeof why, "grid (%u, %u, %u): y and z at most 65535", grid.x, grid.y, grid.z);
-    else if (k.static_smem + dyn_smem > 48 * 1024)
-        snprintf(why, sizeof why, "%u static + %zu dynamic bytes of shared memory (at most 49152)",
-                 k.static_smem, dyn_smem);
+    else if (opt_in ? dyn_smem > opt_in : k.static_smem + dyn_smem > 48 * 1024)
+        snprintf(why, sizeof why, "%u static + %zu dynamic bytes of shared memory (at most %zu)",
+                 k.static_smem, dyn_smem, opt_in ? opt_in : (size_t)48 * 1024);
     else if ((threads + 31) / 32 * ((k.regs * 32 + 255) / 256 * 256) > 65536)
         snprintf(why, sizeof why, "%u registers x %llu threads (at most 65536 per SM)", k.regs, threads);
     return why;

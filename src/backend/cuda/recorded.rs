@@ -17,7 +17,7 @@ use super::limits::{check, opt_in, KernelLimits};
 use super::raw::{Block, Raw};
 use super::CudaBackend;
 use crate::backend::{Attention, Backend, DType, Device, Epilogue, Gemm, LayerNorm};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::ode::Solver;
 use crate::tasks::task_by_name;
 use crate::workloads::{Sampling, TrainStep, BATCH, SAMPLE_CHUNK, SITES, TASK};
@@ -276,15 +276,16 @@ fn every_kernel_launches_within_the_limits_at_the_benchmark_and_odd_sizes() {
 }
 
 #[test]
-fn a_grid_too_tall_is_an_error_not_a_failed_launch() {
-    // fourier_bwd's grid has ceil(half / 32) rows, at most 65 535: one more is refused when
-    // the launch is queued (or earlier, by the kernel family's own check of the shape).
-    let (cuda, _) = recording(Matmul::F32);
+fn fourier_bwd_past_65535_column_tiles_stays_within_the_grid_limit() {
+    // fourier_bwd needs ceil(half / 32) column tiles; past 65 535 its grid stays at that height
+    // and each row of blocks loops over several tiles, so the launch passes the limit check.
+    let (cuda, rec) = recording(Matmul::F32);
     let half = 65_535 * 32 + 1;
     let f32s = |n| cuda.alloc(DType::F32, n).unwrap();
     let (x, freqs, dout, mut dfreqs) = (f32s(1), f32s(half), f32s(2 * half), f32s(half));
-    let err = cuda.fourier_bwd(&x, &freqs, &dout, 1, 1, half, &mut dfreqs, false).unwrap_err();
-    assert!(matches!(err, Error::Invalid(_)) && err.to_string().contains("fourier"), "{err}");
+    cuda.fourier_bwd(&x, &freqs, &dout, 1, 1, half, &mut dfreqs, false).unwrap();
+    cuda.synchronize().unwrap();
+    assert!(!rec.launched.lock().unwrap().is_empty(), "fourier_bwd was launched");
 }
 
 #[test]
