@@ -25,11 +25,14 @@ fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 // pair hi + lo of f32 (|lo| <= ulp(hi) / 2): about 48 bits of significand, enough that a sum
 // of a million terms is still rounded only once, at the end.
 //
-// The error terms rely on every addition being rounded as written, but WGSL has no `precise`
-// and shader compilers apply real-number identities such as (a + b) - a = b (Mesa does), which
-// would cancel them to 0. So the intermediates pass through `opaque`, a multiplication by a
-// 1.0 that the compiler cannot see: every entry point that uses these functions first sets
-// `df_one` from a parameter the host sets to 1.0. Exact either way: x · 1 = x.
+// The error terms rely on every addition being rounded as written, but WGSL promises no such
+// thing: "an implementation may reassociate operations" and may fuse them, and has no
+// `precise`. Shader compilers do use that freedom (Mesa applies (a + b) - a = b; Metal compiles
+// with fast math, which regroups chains of adds). So every rounded intermediate that another
+// addition consumes passes through `opaque`, a multiplication by a 1.0 the compiler cannot see:
+// no identity cancels through it and no chain of adds spans it. Every entry point that uses
+// these functions (or `sincos`) first sets `df_one` from a parameter the host sets to 1.0.
+// Exact either way: x · 1 = x, and a multiply-add fused with that product rounds as the add.
 
 var<private> df_one: f32;
 
@@ -41,10 +44,11 @@ fn opaque(x: f32) -> f32 {
 fn two_sum(a: f32, b: f32) -> vec2<f32> {
     let s = opaque(a + b);
     let bb = opaque(s - a);
-    return vec2<f32>(s, (a - opaque(s - bb)) + (b - bb));
+    return vec2<f32>(s, opaque(a - opaque(s - bb)) + opaque(b - bb));
 }
 
-// As two_sum when |a| >= |b| (Dekker's FastTwoSum), to renormalise a pair.
+// As two_sum when |a| >= |b| (Dekker's FastTwoSum), to renormalise a pair. `b` must come
+// through `opaque` when it is itself a sum, or `a + b` could be regrouped with its terms.
 fn quick_two_sum(a: f32, b: f32) -> vec2<f32> {
     let s = opaque(a + b);
     return vec2<f32>(s, b - opaque(s - a));
@@ -52,12 +56,12 @@ fn quick_two_sum(a: f32, b: f32) -> vec2<f32> {
 
 fn df_add(x: vec2<f32>, y: vec2<f32>) -> vec2<f32> {
     let s = two_sum(x.x, y.x);
-    return quick_two_sum(s.x, s.y + (x.y + y.y));
+    return quick_two_sum(s.x, opaque(s.y + opaque(x.y + y.y)));
 }
 
 fn df_add_f(x: vec2<f32>, b: f32) -> vec2<f32> {
     let s = two_sum(x.x, b);
-    return quick_two_sum(s.x, s.y + x.y);
+    return quick_two_sum(s.x, opaque(s.y + x.y));
 }
 
 // (x.hi + x.lo) · s rounded to f32 (within about one ulp; exact products where fma is fused).
@@ -85,7 +89,10 @@ const TAU: f32 = 6.283185482025146484375;
 // outside), and some drivers use that freedom.
 fn sincos(x: f32) -> vec2<f32> {
     let q = round(x * 0.63661977236);
-    let r = ((x - q * 1.5703125) - q * 4.8375129699707031e-4) - q * 7.5497899548918821e-8;
+    // Each step through `opaque`: regrouped as x - q · (sum of the parts), the parts would fold
+    // into one f32 π/2 and a large x would lose the reduction's precision.
+    let r = opaque(opaque(x - q * 1.5703125) - q * 4.8375129699707031e-4)
+        - q * 7.5497899548918821e-8;
     let z = r * r;
     let sv = z * r;
     let sin_r = (r + sv * (-0.166666666416265235595 + z * 0.0083333293858894631756))

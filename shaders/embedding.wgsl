@@ -20,7 +20,8 @@ const EMB_CHUNK: u32 = 4096u; // 256 threads · EMB_PER_THREAD ids per pass
 const EMB_TILE: u32 = 32u; // columns per workgroup
 const EMB_VALS: u32 = 2048u; // dout values staged at once (8 KiB)
 
-struct EmbParams { n_ids: u32, dim: u32, rows: u32, tiles: u32, accumulate: u32 }
+// `one` is 1.0, for `df_one` (common.wgsl): the in-order sum goes through `opaque`.
+struct EmbParams { n_ids: u32, dim: u32, rows: u32, tiles: u32, accumulate: u32, one: f32 }
 @group(0) @binding(0) var<uniform> ep: EmbParams;
 @group(0) @binding(1) var<storage, read> emb_dout: array<f32>;
 @group(0) @binding(2) var<storage, read> emb_ids: array<u32>;
@@ -59,6 +60,7 @@ fn emb_match(k: u32) -> u32 {
 @compute @workgroup_size(256)
 fn embedding_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
+    df_one = ep.one;
     let group = group_index(wid, nwg);
     // The dispatch covers rows · tiles groups, and a 2-D split may add a few.
     if (group >= ep.rows * ep.tiles) {
@@ -114,8 +116,10 @@ fn embedding_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             }
             workgroupBarrier();
             if (lid < width) {
+                // One rounding per add, in order: WGSL lets a compiler regroup a chain of
+                // adds (and unroll this loop into several), which `opaque` rules out.
                 for (var k = 0u; k < take; k++) {
-                    acc += emb_vals[k * width + lid];
+                    acc = opaque(acc + emb_vals[k * width + lid]);
                 }
             }
             workgroupBarrier();
@@ -130,7 +134,8 @@ fn embedding_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 
 // ---- Fourier features -----------------------------------------------------------------------
 
-struct FourierParams { rows: u32, in_dim: u32, half: u32, accumulate: u32 }
+// `one` is 1.0, for `df_one` (common.wgsl), which `sincos` uses.
+struct FourierParams { rows: u32, in_dim: u32, half: u32, accumulate: u32, one: f32 }
 @group(0) @binding(0) var<uniform> fp: FourierParams;
 @group(0) @binding(1) var<storage, read> fx: array<f32>;
 @group(0) @binding(2) var<storage, read> ffreqs: array<f32>;
@@ -152,6 +157,7 @@ fn phase(r: u32, j: u32) -> f32 {
 @compute @workgroup_size(256)
 fn fourier_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
+    df_one = fp.one;
     let idx = thread_index(wid, nwg, lid);
     if (idx >= fp.rows * fp.half) {
         return;
@@ -173,6 +179,7 @@ var<workgroup> fourier_part: array<f32, 256>;
 @compute @workgroup_size(256)
 fn fourier_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
+    df_one = fp.one;
     let group = group_index(wid, nwg);
     let live = group < fp.in_dim * fp.half;
     let i = group / max(fp.half, 1u);

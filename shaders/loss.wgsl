@@ -108,8 +108,9 @@ fn exp_nonpositive(x: f32) -> f32 {
         return 0.0;
     }
     let k = round(x * 1.44269504088896341);
-    // ln 2 = 0.693359375 - 2.12194440e-4: k times the first part is exact.
-    let r = (x - k * 0.693359375) + k * 2.12194440e-4;
+    // ln 2 = 0.693359375 - 2.12194440e-4: k times the first part is exact. `opaque` keeps the
+    // two parts from being regrouped into k · (one f32 ln 2) (see common.wgsl).
+    let r = opaque(x - k * 0.693359375) + k * 2.12194440e-4;
     let r2 = r * r;
     var p = 1.9875691500e-4;
     p = p * r + 1.3981999507e-3;
@@ -126,7 +127,7 @@ fn exp_nonpositive(x: f32) -> f32 {
 fn log1p_unit(e: f32) -> f32 {
     // 2 + e and its rounding error, then s with one correction step.
     let d = opaque(2.0 + e);
-    let d_err = (2.0 - d) + e;
+    let d_err = opaque(2.0 - d) + e;
     let s0 = e / d;
     let s = s0 + ((fma(-s0, d, e) - s0 * d_err) / d);
     let t = s * s;

@@ -22,6 +22,8 @@ struct Params {
     // Always 0: xor-ed into a product's bits so that no compiler can fuse it with the add that
     // follows into an fma (a fused result rounds once, the CPU backend rounds twice).
     zero: u32,
+    // 1.0, for `df_one` (common.wgsl), which `sincos` uses.
+    one: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
@@ -113,6 +115,7 @@ fn box_muller(ua: f32, ub: f32) -> vec2<f32> {
 @compute @workgroup_size(256)
 fn normal_fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
+    df_one = p.one;
     let b = thread_index(wid, nwg, lid);
     let first = 4u * b;
     if (b >= (p.n + 3u) / 4u) {

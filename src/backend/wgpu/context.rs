@@ -22,6 +22,11 @@ const PARAM_STRIDE: u64 = 256;
 pub(super) const PARAM_BYTES: u64 = 64;
 /// Parameter blocks per submission; recording more submits the pending work first.
 const PARAM_SLOTS: u64 = 2048;
+/// Most elements in one buffer. Kernels index elements with u32, and a folded 2-D dispatch
+/// pads fewer workgroups than it needs, so thread indices (under twice the element count) stay
+/// below 2^32. Only adapters whose binding limit passes 8 GiB (Metal's is its buffer limit)
+/// reach it.
+const MAX_ELEMENTS: u64 = 1 << 31;
 
 /// One compute kernel: an entry point of `shaders/<shader>.wgsl`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -252,11 +257,12 @@ impl Gpu {
     /// A buffer of `len` elements with unspecified contents (from the pool when one fits).
     fn take(&self, dtype: DType, len: usize) -> Result<WgpuBuffer> {
         let size = (len as u64 * 4).max(4);
-        let max = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        let max = max_buffer_bytes(&self.limits);
         if size > max {
             return Err(Error::Device(format!(
-                "wgpu: a buffer of {len} elements ({size} bytes) is larger than this adapter's \
-                 limit of {max} bytes; use smaller batches or chunks"
+                "wgpu: a buffer of {len} elements ({size} bytes) is larger than the limit of \
+                 {max} bytes (this adapter's binding limit, or 2^31 elements for the kernels' \
+                 32-bit indices); use smaller batches or chunks"
             )));
         }
         let pooled = {
@@ -401,7 +407,10 @@ impl Gpu {
         if groups == 0 {
             return Ok(());
         }
-        assert!(params.len() as u64 * 4 <= PARAM_BYTES, "{kernel:?}: too many parameters");
+        if params.len() as u64 * 4 > PARAM_BYTES {
+            return Err(Error::Device(format!("wgpu: {kernel:?} has too many parameters")));
+        }
+        let (x, y) = fold(groups, self.limits.max_compute_workgroups_per_dimension)?;
         let pipeline = self.pipeline(kernel)?;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.params.len() as u64 >= PARAM_STRIDE * PARAM_SLOTS {
@@ -430,8 +439,6 @@ impl Gpu {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let max = self.limits.max_compute_workgroups_per_dimension.max(1);
-        let (x, y) = if groups <= max { (groups, 1) } else { (max, groups.div_ceil(max)) };
         let enc = p.encoder.get_or_insert_with(|| {
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
         });
@@ -516,8 +523,57 @@ impl Gpu {
     }
 }
 
+/// Bytes one buffer may hold with `limits`: the adapter's binding and buffer limits, and
+/// [`MAX_ELEMENTS`].
+fn max_buffer_bytes(limits: &wgpu::Limits) -> u64 {
+    limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(MAX_ELEMENTS * 4)
+}
+
+/// `groups` workgroups as an (x, y) dispatch with at most `max` per dimension (kernels number
+/// them `x + y · width`, see common.wgsl). Past `max`², an error before anything is recorded,
+/// rather than a validation error at the next submission.
+fn fold(groups: u32, max: u32) -> Result<(u32, u32)> {
+    let max = max.max(1);
+    if groups <= max {
+        return Ok((groups, 1));
+    }
+    let y = groups.div_ceil(max);
+    if y > max {
+        return Err(Error::Shape(format!(
+            "{groups} workgroups are more than one wgpu dispatch holds ({max} per dimension)"
+        )));
+    }
+    Ok((max, y))
+}
+
 /// Workgroups for `n` threads in groups of `size`, as a dispatch count.
 pub(super) fn groups(n: usize, size: usize) -> Result<u32> {
     u32::try_from(n.div_ceil(size))
         .map_err(|_| Error::Shape(format!("{n} elements are too many for one wgpu dispatch")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_stay_within_32_bit_element_indices() {
+        let huge = wgpu::Limits {
+            max_storage_buffer_binding_size: 1 << 40,
+            max_buffer_size: 1 << 40,
+            ..wgpu::Limits::default()
+        };
+        assert_eq!(max_buffer_bytes(&huge), 1 << 33);
+        // WebGPU's defaults: the 128 MiB binding limit decides.
+        assert_eq!(max_buffer_bytes(&wgpu::Limits::default()), 128 << 20);
+    }
+
+    #[test]
+    fn dispatches_fold_into_two_dimensions_or_fail_cleanly() {
+        assert_eq!(fold(65_535, 65_535).unwrap(), (65_535, 1));
+        assert_eq!(fold(65_536, 65_535).unwrap(), (65_535, 2));
+        assert_eq!(fold(65_535 * 65_535, 65_535).unwrap(), (65_535, 65_535));
+        assert!(matches!(fold(65_535 * 65_535 + 1, 65_535), Err(Error::Shape(_))));
+        assert_eq!(fold(u32::MAX, 1 << 31).unwrap(), (1 << 31, 2));
+    }
 }

@@ -2,6 +2,7 @@
 //! backward, Fourier features (`shaders/embedding.wgsl`).
 
 use super::context::{groups, Kernel, WgpuBuffer};
+use super::loss::ONE;
 use super::WgpuBackend;
 use crate::backend::kernels::{EmbeddingKernels, MemoryKernels};
 use crate::error::Result;
@@ -31,7 +32,8 @@ impl EmbeddingKernels for WgpuBackend {
         let g = &self.gpu;
         let rows = dtable.len() / dim;
         let tiles = dim.div_ceil(TILE);
-        let params = [ids.len(), dim, rows, tiles, accumulate as usize].map(|v| v as u32);
+        let params =
+            [ids.len(), dim, rows, tiles, accumulate as usize, ONE as usize].map(|v| v as u32);
         g.dispatch(k("embedding_bwd"), &params, &[dout, ids, dtable], groups(rows * tiles, 1)?)
     }
 
@@ -40,7 +42,7 @@ impl EmbeddingKernels for WgpuBackend {
         out: &mut WgpuBuffer,
     ) -> Result<()> {
         let g = &self.gpu;
-        let params = [rows, in_dim, half, 0].map(|v| v as u32);
+        let params = [rows, in_dim, half, 0, ONE as usize].map(|v| v as u32);
         g.dispatch(k("fourier_fwd"), &params, &[x, freqs, out], groups(rows * half, 256)?)
     }
 
@@ -50,7 +52,7 @@ impl EmbeddingKernels for WgpuBackend {
         dfreqs: &mut WgpuBuffer, accumulate: bool,
     ) -> Result<()> {
         let g = &self.gpu;
-        let params = [rows, in_dim, half, accumulate as usize].map(|v| v as u32);
+        let params = [rows, in_dim, half, accumulate as usize, ONE as usize].map(|v| v as u32);
         g.dispatch(k("fourier_bwd"), &params, &[x, freqs, dout, dfreqs], groups(in_dim * half, 1)?)
     }
 }

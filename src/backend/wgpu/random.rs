@@ -5,6 +5,7 @@
 //! to a few ulps (the shader's own log and sin/cos against the host's libm).
 
 use super::context::{groups, Gpu, Kernel, WgpuBuffer};
+use super::loss::ONE;
 use super::WgpuBackend;
 use crate::backend::kernels::RandomKernels;
 use crate::error::Result;
@@ -12,7 +13,8 @@ use crate::error::Result;
 fn fill(
     g: &Gpu, entry: &'static str, dst: &WgpuBuffer, seed: u64, offset: u64, lo: f32, hi: f32,
 ) -> Result<()> {
-    // A storage binding holds at most 2^32 bytes, so n and 4 · blocks fit the kernel's u32.
+    // A buffer holds at most 2^31 elements (`MAX_ELEMENTS`), so n and 4 · blocks fit the
+    // kernel's u32.
     let n = dst.len();
     let params = [
         n as u32,
@@ -24,6 +26,7 @@ fn fill(
         // hi - lo in f32 on the host, exactly as the CPU backend forms it.
         (hi - lo).to_bits(),
         0,
+        ONE,
     ];
     let k = Kernel { shader: "random", entry };
     g.dispatch(k, &params, &[dst], groups(n.div_ceil(4), 256)?)
