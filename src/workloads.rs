@@ -24,7 +24,7 @@ use crate::model::tfmpe::{DeviceTokens, Tfmpe, TfmpeConfig};
 use crate::model::tokens::TokenBatch;
 use crate::sbi::network::Network;
 use crate::sbi::train::{Sets, Stepper, TrainConfig};
-use crate::sbi::{new_network, sample_posterior, Quiet, Role};
+use crate::sbi::{new_network, Quiet, Role, Sampler};
 use crate::tape::{Tape, Var};
 use crate::tasks::{simulate_dataset, HierarchicalModel};
 
@@ -37,8 +37,8 @@ pub const SITES: usize = 50;
 pub const BATCH: usize = 100;
 /// W1 cycles through this many distinct batches, as the PyTorch peer does.
 pub const TRAIN_BATCHES: usize = 16;
-/// Samples per chunk of W2's ODE solves.
-pub const SAMPLE_CHUNK: usize = 1000;
+/// Samples per chunk of W2's ODE solves: the sampler's default, as in a run.
+pub const SAMPLE_CHUNK: usize = Sampler::DEFAULT_CHUNK;
 
 /// A freshly initialised posterior network for `sites` sites of `task`, and `n_sets` data sets
 /// simulated directly, standardised by their own statistics.
@@ -137,9 +137,8 @@ impl<'t> Sampling<'t> {
 
     /// `n` posterior samples of the observation, [`SAMPLE_CHUNK`] at a time.
     pub fn sample(&mut self, dev: &Device, n: usize, solver: Solver) -> Result<()> {
-        let obs = &self.obs;
-        sample_posterior(dev, &mut self.net, self.task, obs, n, solver, 0, SAMPLE_CHUNK, &Quiet)
-            .map(drop)
+        let sampler = Sampler::new(dev, solver).with_chunk(SAMPLE_CHUNK);
+        sampler.posterior(&mut self.net, self.task, &self.obs, n, 0, &Quiet).map(drop)
     }
 
     /// W2's inner loop for `n` samples of the observation at once.

@@ -29,7 +29,7 @@ pub use calibration::{calibration_draws, CalibrationDraws};
 pub use config::{Method, RunConfig};
 pub use network::{new_network, to_sets, Network, Role};
 pub use progress::{Progress, Quiet};
-pub use sampler::{sample_posterior, Sampler};
+pub use sampler::Sampler;
 pub use seeds::Stream;
 pub use sets::{posterior_rows, FreshSets};
 use train::{SetSource, TrainConfig, TrainReport};

@@ -80,12 +80,3 @@ impl Sampler {
             .collect())
     }
 }
-
-/// [`Sampler::posterior`] with a sampler made for the call.
-#[allow(clippy::too_many_arguments)]
-pub fn sample_posterior(
-    dev: &Device, posterior: &mut Network, task: &dyn HierarchicalModel, obs: &[f64], n: usize,
-    solver: Solver, seed: u64, chunk: usize, progress: &dyn Progress,
-) -> Result<Vec<Vec<f64>>> {
-    Sampler::new(dev, solver).with_chunk(chunk).posterior(posterior, task, obs, n, seed, progress)
-}
