@@ -80,8 +80,8 @@ impl Bijection {
 }
 
 /// One named variable: a block of `size` scalars (a vector when `size > 1`) sharing a bijection.
-/// For observation variables the bijection says how observations may be transformed before the
-/// networks see them; every current task observes on the real line (Identity).
+/// For observation variables the bijection maps observations to the space the networks see
+/// (Log for positive observations such as dequantised counts).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Variable {
     pub name: String,
@@ -125,9 +125,16 @@ pub trait HierarchicalModel: Send + Sync {
         0
     }
 
+    /// Names of the functional-input values (`t`, `x`), `functional_input_dim` of them: the
+    /// input columns of the long observation format.
+    fn functional_input_names(&self) -> Vec<String> {
+        (0..self.functional_input_dim()).map(|i| format!("input{i}")).collect()
+    }
+
     /// Draws one site's functional inputs (`obs_dim × functional_input_dim` values, in
-    /// observation order), or `None` when the model has none. Inputs do not depend on the
-    /// parameters; models with fixed inputs (observation times) ignore `rng`.
+    /// observation order: observation scalar 0's inputs, then scalar 1's), or `None` when the
+    /// model has none. Inputs do not depend on the parameters; each call is a fresh draw from
+    /// the task's input distribution (models with fixed inputs ignore `rng`).
     fn sample_functional_inputs(&self, _rng: &mut dyn Rng) -> Option<Vec<f64>> {
         None
     }
