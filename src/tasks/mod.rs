@@ -324,6 +324,17 @@ pub fn check_observation(model: &dyn HierarchicalModel, obs: &[f64], sites: usiz
     Ok(())
 }
 
+/// One observed data set: what a posterior conditions on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub sites: usize,
+    /// `sites × obs_dim` values, site-major, natural space.
+    pub values: Vec<f64>,
+    /// The functional inputs, `functional_input_dim` values per observation scalar in the same
+    /// order (`None` for models without them).
+    pub inputs: Option<Vec<f64>>,
+}
+
 /// One simulated data set of `sites` sites, drawn from the prior and the simulator.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
@@ -340,6 +351,11 @@ impl Dataset {
     /// Whether every simulated observation is finite; callers drop data sets that are not.
     pub fn is_finite(&self) -> bool {
         self.obs.iter().all(|v| v.is_finite())
+    }
+
+    /// The data set as an observation (without its parameters).
+    pub fn observed(&self) -> Observed {
+        Observed { sites: self.sites, values: self.obs.clone(), inputs: self.inputs.clone() }
     }
 }
 
