@@ -18,15 +18,15 @@ use rand::SeedableRng;
 use crate::backend::Device;
 use crate::backend::{Buffer, DType};
 use crate::error::Result;
-use crate::model::flow::Field;
+use crate::model::flow::{Conditions, Field};
 use crate::model::ode::{Solver, VectorField};
 use crate::model::tfmpe::{DeviceTokens, Tfmpe, TfmpeConfig};
 use crate::model::tokens::TokenBatch;
 use crate::sbi::network::Network;
 use crate::sbi::train::{Sets, Stepper, TrainConfig};
-use crate::sbi::{new_network, Quiet, Role, Sampler};
+use crate::sbi::{new_network, to_sets, Quiet, Role, Rows, Sampler};
 use crate::tape::{Tape, Var};
-use crate::tasks::{simulate_dataset, HierarchicalModel};
+use crate::tasks::{simulate_dataset, HierarchicalModel, Observed};
 
 /// The benchmark task: `hier-gaussian-linear`, one observation and one local parameter per site
 /// and one global parameter.
@@ -52,10 +52,9 @@ pub fn posterior_network(
         cond.extend(d.obs);
         target.extend(task.to_unconstrained(&d.params, sites));
     }
-    let net =
-        new_network(dev, task, Role::Posterior, sites, &cond, &target, &TfmpeConfig::default(), 0)?;
-    let sets =
-        Sets { cond: net.standardize(&cond, true)?, target: net.standardize(&target, false)? };
+    let rows = Rows::new(&cond, &target, None);
+    let net = new_network(dev, task, Role::Posterior, sites, rows, &TfmpeConfig::default(), 0)?;
+    let sets = to_sets(&net, rows)?;
     Ok((net, sets))
 }
 
@@ -122,7 +121,7 @@ impl Steps<'_> {
 pub struct Sampling<'t> {
     task: &'t dyn HierarchicalModel,
     net: Network,
-    obs: Vec<f64>,
+    obs: Observed,
 }
 
 impl<'t> Sampling<'t> {
@@ -131,7 +130,7 @@ impl<'t> Sampling<'t> {
         dev: &Device, task: &'t dyn HierarchicalModel, sites: usize, batch: usize,
     ) -> Result<Self> {
         let (net, _) = posterior_network(dev, task, sites, 4 * batch)?;
-        let obs = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(2)).obs;
+        let obs = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(2)).observed();
         Ok(Sampling { task, net, obs })
     }
 
@@ -145,7 +144,7 @@ impl<'t> Sampling<'t> {
     pub fn velocity(&mut self, dev: &Device, n: usize) -> Result<Velocity<'_>> {
         let layout = &self.net.config.layout;
         let tokens = DeviceTokens::upload(dev, &TokenBatch::repeat(layout, n)?)?;
-        let cond = self.net.standardize(&self.obs, true)?;
+        let cond = self.net.standardize(&self.obs.values, true)?;
         let be = dev.backend();
         let cond = be.upload_f32(&cond.repeat(n))?;
         let mut x = be.alloc(DType::F32, n * layout.target.len())?;
@@ -174,12 +173,8 @@ pub struct Velocity<'a> {
 impl Velocity<'_> {
     /// Evaluates the network once; the device may still be working when this returns.
     pub fn eval(&mut self) -> Result<()> {
-        let mut field = Field {
-            model: &self.net.model,
-            tape: &mut self.net.tape,
-            tokens: &self.tokens,
-            cond: &self.cond,
-        };
+        let on = Conditions { tokens: &self.tokens, cond: &self.cond, inputs: None };
+        let mut field = Field { model: &self.net.model, tape: &mut self.net.tape, on };
         field.eval(&self.dev, &self.x, &self.t, &mut self.v)
     }
 }

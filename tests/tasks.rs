@@ -273,7 +273,9 @@ fn unknown_task_names_the_input_and_the_known_tasks() {
         assert!(message.contains(known), "{message} lacks {known}");
         assert_eq!(task_by_name(known).unwrap().name(), known);
     }
-    assert_eq!(tasks().len(), 3);
+    let names: Vec<String> = tasks().iter().map(|t| t.name().to_string()).collect();
+    let unique: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "task names are unique: {names:?}");
 }
 
 #[test]
@@ -288,7 +290,9 @@ fn simulated_datasets_have_the_declared_shapes() {
             assert_eq!(data.params.len(), model.parameter_names(sites).len());
             assert_eq!(data.obs.len(), sites * model.obs_dim(), "{}", model.name());
             assert_eq!(data.obs.len(), model.observation_names(sites).len());
-            assert!(data.inputs.is_none());
+            let inputs = data.inputs.as_ref().map_or(0, Vec::len);
+            assert_eq!(inputs, data.obs.len() * model.functional_input_dim(), "{}", model.name());
+            assert_eq!(model.functional_input_names().len(), model.functional_input_dim());
             assert!(data.is_finite());
             // Every draw lies in its variable's support: the forward map is finite there.
             assert!(model.to_unconstrained(&data.params, sites).iter().all(|u| u.is_finite()));
@@ -399,7 +403,8 @@ fn assert_calibrated(name: &str, seed: u64) {
     for _ in 0..SBC_REPLICATIONS {
         let sites = rng.random_range(3..=10);
         let data = simulate_dataset(model.as_ref(), sites, &mut rng);
-        let draws = model.exact_posterior(&data.obs, None, sites, SBC_DRAWS, &mut rng).unwrap();
+        let inputs = data.inputs.as_deref();
+        let draws = model.exact_posterior(&data.obs, inputs, sites, SBC_DRAWS, &mut rng).unwrap();
         assert_eq!(draws.len(), SBC_DRAWS);
         assert!(draws.iter().all(|d| d.len() == model.param_dim(sites)));
         let rank = |k: usize| draws.iter().filter(|d| d[k] < data.params[k]).count();
@@ -425,6 +430,11 @@ fn sbc_hier_gaussian_linear() {
 #[test]
 fn sbc_hier_gaussian_linear_uniform() {
     assert_calibrated("hier-gaussian-linear-uniform", 103);
+}
+
+#[test]
+fn sbc_hier_brownian() {
+    assert_calibrated("hier-brownian", 104);
 }
 
 /// Solves P x = b for a small dense symmetric positive-definite P by Gaussian elimination.
@@ -488,6 +498,47 @@ fn hier_gaussian_posterior_moments_match_the_joint_gaussian() {
             "coordinate {k}: variance {} vs {var}",
             got_sd * got_sd
         );
+    }
+}
+
+#[test]
+fn hier_brownian_posterior_moments_match_the_joint_gaussian_given_the_times() {
+    let model = task_by_name("hier-brownian").unwrap();
+    let sites = 3;
+    let data = simulate_dataset(model.as_ref(), sites, &mut rng(23));
+    let times = data.inputs.as_ref().expect("hier-brownian has observation times");
+    // −μ²/2 − Σ_s (θ_s − μ)²/(2·0.1²) − Σ_sj (y_sj − θ_s)²/(2 t_sj²).
+    let dim = 1 + sites;
+    let mut precision = vec![vec![0.0; dim]; dim];
+    let mut shift = vec![0.0; dim];
+    precision[0][0] = 1.0;
+    for s in 0..sites {
+        let t = 1.0 / 0.01;
+        precision[0][0] += t;
+        precision[1 + s][1 + s] += t;
+        precision[0][1 + s] -= t;
+        precision[1 + s][0] -= t;
+        for j in 5 * s..5 * s + 5 {
+            let w = 1.0 / (times[j] * times[j]);
+            precision[1 + s][1 + s] += w;
+            shift[1 + s] += data.obs[j] * w;
+        }
+    }
+    let mean = solve(precision.clone(), shift);
+    let n = 20_000;
+    let draws = model.exact_posterior(&data.obs, Some(times), sites, n, &mut rng(24)).unwrap();
+    assert!(model.exact_posterior(&data.obs, None, sites, n, &mut rng(24)).is_none());
+    for k in 0..dim {
+        let unit: Vec<f64> = (0..dim).map(|i| if i == k { 1.0 } else { 0.0 }).collect();
+        let var = solve(precision.clone(), unit)[k];
+        let column: Vec<f64> = draws.iter().map(|d| d[k]).collect();
+        let (got_mean, got_sd) = mean_sd(&column);
+        assert!(
+            (got_mean - mean[k]).abs() < 5.0 * (var / n as f64).sqrt(),
+            "coordinate {k}: mean {got_mean} vs {}",
+            mean[k]
+        );
+        assert!((got_sd * got_sd / var - 1.0).abs() < 0.05, "coordinate {k}: variance");
     }
 }
 

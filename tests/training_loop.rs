@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use tfmpe::model::tfmpe::TfmpeConfig;
 use tfmpe::sbi::network::Network;
 use tfmpe::sbi::train::{FixedSets, TrainConfig};
-use tfmpe::sbi::{new_network, to_sets, Quiet, Role};
+use tfmpe::sbi::{new_network, to_sets, Quiet, Role, Rows};
 use tfmpe::tasks::{simulate_dataset, task_by_name};
 use tfmpe::Device;
 
@@ -21,11 +21,11 @@ fn setup(dev: &Device) -> (Network, FixedSets) {
         target.extend(task.to_unconstrained(&d.params, 2));
     }
     let arch = TfmpeConfig { width: 16, layers: 1, heads: 2, n_ff: 1, ..Default::default() };
-    let net = new_network(dev, &*task, Role::Posterior, 2, &cond[..400], &target[..600], &arch, 3)
-        .unwrap();
+    let (train, validation) = Rows::new(&cond, &target, None).split(200, 2, 3, 0);
+    let net = new_network(dev, &*task, Role::Posterior, 2, train, &arch, 3).unwrap();
     let data = FixedSets {
-        train: to_sets(&net, &cond[..400], &target[..600]).unwrap(),
-        validation: to_sets(&net, &cond[400..], &target[600..]).unwrap(),
+        train: to_sets(&net, train).unwrap(),
+        validation: to_sets(&net, validation).unwrap(),
     };
     (net, data)
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use tfmpe::run_folder::{read_observation, C2st, EvalConfig, Observation, RunFolder, RunSpec};
 use tfmpe::sbi::{Method, RunConfig};
-use tfmpe::tasks::task_by_name;
+use tfmpe::tasks::{task_by_name, Observed};
 use tfmpe::{Device, Error, Result};
 
 use super::progress::Bars;
@@ -80,7 +80,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     super::check_samples(args.samples)?;
     let observation = match &args.observation {
-        Some(path) => Observation::Given(read_observation(path, &*task, Some(args.sites))?.0),
+        Some(path) => {
+            let (values, sites) = read_observation(path, &*task, Some(args.sites))?;
+            Observation::Given(Observed { sites, values, inputs: None })
+        }
         None => Observation::Prior { obs_seed: args.obs_seed },
     };
     let (device, why) = Device::open(args.backend)?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use tfmpe::run_folder::{load_posterior, read_observation, write_parameter_rows};
 use tfmpe::sbi::Sampler;
-use tfmpe::tasks::task_by_name;
+use tfmpe::tasks::{task_by_name, Observed};
 use tfmpe::{Device, Result};
 
 use super::progress::Bars;
@@ -39,7 +39,8 @@ pub fn run(args: SampleArgs) -> Result<()> {
     eprintln!("tfmpe: backend {why}");
     let mut net = load_posterior(&device, &args.model)?;
     let task = task_by_name(&net.config.task)?;
-    let (obs, sites) = read_observation(&args.observation, &*task, Some(net.config.sites))?;
+    let (values, sites) = read_observation(&args.observation, &*task, Some(net.config.sites))?;
+    let obs = Observed { sites, values, inputs: None };
     super::check_samples(args.samples)?;
     let bars = Bars::new();
     let sampler = Sampler::new(&device, solver).with_chunk(args.chunk);

@@ -21,21 +21,44 @@ fn stream_key(seed: u64, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What a batch's velocities are conditioned on, on the device: its tokens, the condition
+/// values `[batch · n_cond]` and, for a model with functional inputs, the standardised inputs
+/// `[input_rows · input_dim]`.
+#[derive(Clone, Copy)]
+pub struct Conditions<'a> {
+    pub tokens: &'a DeviceTokens,
+    pub cond: &'a Buffer,
+    pub inputs: Option<&'a Buffer>,
+}
+
+impl Conditions<'_> {
+    /// The condition values and inputs as tape inputs.
+    fn record(&self, tape: &mut Tape) -> Result<(Var, Option<Var>)> {
+        let tok = self.tokens;
+        let cond = tape.input_copy(self.cond, &[tok.batch, tok.n_cond])?;
+        let inputs = self
+            .inputs
+            .map(|buf| tape.input_copy(buf, &[tok.input_rows, buf.len() / tok.input_rows.max(1)]))
+            .transpose()?;
+        Ok((cond, inputs))
+    }
+}
+
 /// The flow-matching loss of one batch (a `[1]` node, the root for backward): noise x0 and
 /// times t are drawn on the device from `(seed, draw)`, where `draw` numbers the batches so
 /// that no two batches share noise.
 pub fn fm_loss(
-    tape: &mut Tape, model: &Tfmpe, tok: &DeviceTokens, cond: &Buffer, x1: &Buffer, seed: u64,
-    draw: u64,
+    tape: &mut Tape, model: &Tfmpe, on: Conditions, x1: &Buffer, seed: u64, draw: u64,
 ) -> Result<Var> {
+    let tok = on.tokens;
     let (b, m) = (tok.batch, tok.n_target);
     // Four numbers per Philox block: offsets in blocks, rounded up.
     let x0 = tape.randn(&[b, m], stream_key(seed, 1), draw * (b * m).div_ceil(4) as u64)?;
     let t = tape.rand_uniform(&[b], stream_key(seed, 2), draw * b.div_ceil(4) as u64, 0.0, 1.0)?;
     let x1 = tape.input_copy(x1, &[b, m])?;
     let (xt, u) = tape.fm_prepare(x0, x1, t, SIGMA_MIN)?;
-    let cond = tape.input_copy(cond, &[b, tok.n_cond])?;
-    let v = model.velocity(tape, tok, cond, xt, t)?;
+    let (cond, inputs) = on.record(tape)?;
+    let v = model.velocity(tape, tok, cond, xt, t, inputs)?;
     let mask = tok.target_mask.as_ref().map(|mk| tape.input_copy(mk, &[b * m, 1])).transpose()?;
     let u = tape.reshape(u, &[b * m, 1])?;
     tape.mse(v, u, mask)
@@ -45,23 +68,21 @@ pub fn fm_loss(
 pub struct Field<'a> {
     pub model: &'a Tfmpe,
     pub tape: &'a mut Tape,
-    pub tokens: &'a DeviceTokens,
-    /// `[batch · n_cond]` condition values.
-    pub cond: &'a Buffer,
+    pub on: Conditions<'a>,
 }
 
 impl VectorField for Field<'_> {
     fn per_sample(&self) -> usize {
-        self.tokens.n_target
+        self.on.tokens.n_target
     }
 
     fn eval(&mut self, dev: &Device, x: &Buffer, t: &Buffer, v: &mut Buffer) -> Result<()> {
-        let (b, m) = (self.tokens.batch, self.tokens.n_target);
+        let (b, m) = (self.on.tokens.batch, self.on.tokens.n_target);
         self.tape.reset();
-        let cond = self.tape.input_copy(self.cond, &[b, self.tokens.n_cond])?;
+        let (cond, inputs) = self.on.record(self.tape)?;
         let xt = self.tape.input_copy(x, &[b, m])?;
         let tt = self.tape.input_copy(t, &[b])?;
-        let out = self.model.velocity(self.tape, self.tokens, cond, xt, tt)?;
+        let out = self.model.velocity(self.tape, self.on.tokens, cond, xt, tt, inputs)?;
         dev.backend().copy(self.tape.value(out)?, 0, v, 0, b * m)
     }
 }

@@ -16,6 +16,10 @@ const MIN_STD: f64 = 1e-8;
 pub struct Standardizer {
     /// `(label, position, mean, std)` rows, sorted by key.
     stats: Vec<(u32, u32, f64, f64)>,
+    /// `(mean, std)` of each functional-input dimension over every input-carrying token;
+    /// empty for models without inputs.
+    #[serde(default)]
+    inputs: Vec<(f64, f64)>,
 }
 
 impl Standardizer {
@@ -42,14 +46,53 @@ impl Standardizer {
         }
         let stats = acc
             .into_iter()
-            .map(|((label, position), (n, s, ss))| {
-                let mean = s / n;
-                let var = (ss / n - mean * mean).max(0.0) * n / (n - 1.0).max(1.0);
-                let std = if var.sqrt() < MIN_STD { 1.0 } else { var.sqrt() };
+            .map(|((label, position), sums)| {
+                let (mean, std) = mean_std(sums);
                 (label, position, mean, std)
             })
             .collect();
-        Ok(Standardizer { stats })
+        Ok(Standardizer { stats, inputs: Vec::new() })
+    }
+
+    /// The same standardiser with statistics for functional inputs fitted on `values`
+    /// (`input_dim` values per input-carrying token).
+    pub fn with_inputs(mut self, input_dim: usize, values: &[f64]) -> Result<Standardizer> {
+        if input_dim == 0 || values.is_empty() || values.len() % input_dim != 0 {
+            return Err(Error::Shape(format!(
+                "{} functional-input values do not make rows of {input_dim}",
+                values.len()
+            )));
+        }
+        self.inputs = (0..input_dim)
+            .map(|d| {
+                let sums = values
+                    .iter()
+                    .skip(d)
+                    .step_by(input_dim)
+                    .fold((0.0, 0.0, 0.0), |a, &v| (a.0 + 1.0, a.1 + v, a.2 + v * v));
+                mean_std(sums)
+            })
+            .collect();
+        Ok(self)
+    }
+
+    /// Functional inputs, natural → standardised (`input_dim` values per token).
+    pub fn apply_inputs(&self, values: &[f64]) -> Result<Vec<f32>> {
+        let d = self.inputs.len();
+        if d == 0 || values.len() % d != 0 {
+            return Err(Error::Shape(format!(
+                "{} functional-input values for a model with {d} inputs per observation",
+                values.len()
+            )));
+        }
+        Ok(values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let (m, s) = self.inputs[i % d];
+                ((v - m) / s) as f32
+            })
+            .collect())
     }
 
     fn stat(&self, t: &Token) -> Result<(f64, f64)> {
@@ -83,12 +126,20 @@ impl Standardizer {
     }
 }
 
+/// Mean and sample standard deviation from `(count, sum, sum of squares)`; a near-constant
+/// value gets std 1 so that it is only centred.
+fn mean_std((n, s, ss): (f64, f64, f64)) -> (f64, f64) {
+    let mean = s / n;
+    let var = (ss / n - mean * mean).max(0.0) * n / (n - 1.0).max(1.0);
+    (mean, if var.sqrt() < MIN_STD { 1.0 } else { var.sqrt() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn tok(label: u32, position: u32) -> Token {
-        Token { label, position, group: 0 }
+        Token { label, position, group: 0, input: false }
     }
 
     #[test]
@@ -112,5 +163,16 @@ mod tests {
         let tokens = [tok(0, 0)];
         let s = Standardizer::fit(&tokens, [[4.0].as_slice(), [4.0].as_slice()]).unwrap();
         assert_eq!(s.apply(&tokens, &[5.0]).unwrap(), vec![1.0]);
+    }
+
+    #[test]
+    fn inputs_are_standardised_per_dimension() {
+        let s = Standardizer::fit(&[tok(0, 0)], [[1.0].as_slice(), [2.0].as_slice()]).unwrap();
+        assert!(s.apply_inputs(&[1.0]).is_err(), "no input statistics fitted");
+        // Two input dimensions: the first takes 0 and 2 (mean 1, std √2), the second is 5.
+        let s = s.with_inputs(2, &[0.0, 5.0, 2.0, 5.0]).unwrap();
+        let z = s.apply_inputs(&[2.0, 6.0]).unwrap();
+        assert!((z[0] as f64 - 1.0 / 2f64.sqrt()).abs() < 1e-6 && z[1] == 1.0);
+        assert!(s.apply_inputs(&[1.0]).is_err());
     }
 }

@@ -4,6 +4,12 @@
 //! Each token's features are `[value, label_emb, pos_emb, t, group_emb(, fourier(inputs))]`,
 //! mapped by one Linear layer to the model width; post-LN encoder blocks follow; a Linear head
 //! reads the target tokens only.
+//!
+//! The Fourier block `[sin 2πxF, cos 2πxF]` (trainable frequencies F) exists when the model has
+//! functional inputs. Tokens without inputs (parameters, padding) get an all-zero block, which no
+//! real input can produce: each frequency contributes a (sin, cos) pair on the unit circle, so a
+//! real input's block has squared norm exactly `half`, and zero is unambiguous. (A sentinel input
+//! value such as −1e8 would instead produce an arbitrary point on the same circles.)
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -13,7 +19,7 @@ use super::tokens::TokenBatch;
 use crate::backend::Device;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
-use crate::nn::{Embedding, Linear, Transformer, TransformerConfig};
+use crate::nn::{Embedding, FourierFeatures, Linear, Transformer, TransformerConfig};
 use crate::tape::{ParamStore, Tape, Var};
 
 /// Architecture. The defaults are the benchmark configuration.
@@ -30,6 +36,16 @@ pub struct TfmpeConfig {
     pub n_labels: usize,
     pub max_positions: usize,
     pub max_groups: usize,
+    /// Functional-input values per input token (0: the model has none, and no Fourier block).
+    #[serde(default)]
+    pub input_dim: usize,
+    /// Fourier features of the inputs (sin and cos of `fourier_dim / 2` frequencies).
+    #[serde(default = "default_fourier_dim")]
+    pub fourier_dim: usize,
+}
+
+fn default_fourier_dim() -> usize {
+    64
 }
 
 impl Default for TfmpeConfig {
@@ -45,14 +61,26 @@ impl Default for TfmpeConfig {
             n_labels: 3,
             max_positions: 128,
             max_groups: 128,
+            input_dim: 0,
+            fourier_dim: default_fourier_dim(),
         }
     }
 }
 
 impl TfmpeConfig {
-    /// Features per token before the embedding layer: value, label, position, t, group.
+    /// Features per token before the embedding layer: value, label, position, t, group and,
+    /// with functional inputs, their Fourier features.
     pub fn in_dim(&self) -> usize {
-        1 + self.label_dim + self.pos_dim + 1 + self.group_dim
+        1 + self.label_dim + self.pos_dim + 1 + self.group_dim + self.fourier_features()
+    }
+
+    /// Width of the Fourier block (0 without functional inputs).
+    pub fn fourier_features(&self) -> usize {
+        if self.input_dim > 0 {
+            self.fourier_dim
+        } else {
+            0
+        }
     }
 
     /// Checks that every token id of a batch fits the embedding tables.
@@ -82,6 +110,7 @@ pub struct Tfmpe {
     embed: Linear,
     encoder: Transformer,
     head: Linear,
+    fourier: Option<FourierFeatures>,
 }
 
 /// A batch's token ids, masks and gather indices, on the device, reused step after step.
@@ -98,6 +127,10 @@ pub struct DeviceTokens {
     target_rows: Buffer,
     key_mask: Option<Buffer>,
     pub target_mask: Option<Buffer>,
+    /// Each token's row in the Fourier table (0: none), see [`TokenBatch::input_index`].
+    input_index: Option<Buffer>,
+    /// Rows of functional inputs the batch carries.
+    pub input_rows: usize,
 }
 
 impl DeviceTokens {
@@ -119,6 +152,8 @@ impl DeviceTokens {
             target_rows: b.upload_u32(&target_rows)?,
             key_mask: tb.key_mask.as_ref().map(|m| b.upload_f32(m)).transpose()?,
             target_mask: tb.target_mask.as_ref().map(|m| b.upload_f32(m)).transpose()?,
+            input_index: tb.input_index.as_ref().map(|m| b.upload_u32(m)).transpose()?,
+            input_rows: tb.input_rows,
         })
     }
 
@@ -135,6 +170,12 @@ impl DeviceTokens {
 impl Tfmpe {
     /// Registers a freshly initialised network in `params`, drawing weights from `seed`.
     pub fn new(params: &mut ParamStore, config: TfmpeConfig, seed: u64) -> Result<Self> {
+        if config.input_dim > 0 && (config.fourier_dim == 0 || config.fourier_dim % 2 == 1) {
+            return Err(Error::Invalid(format!(
+                "fourier_dim {} must be a positive even number (sin and cos per frequency)",
+                config.fourier_dim
+            )));
+        }
         if !config.width.is_multiple_of(config.heads) {
             return Err(Error::Invalid(format!(
                 "width {} is not divisible by {} heads",
@@ -163,14 +204,22 @@ impl Tfmpe {
         };
         let encoder = Transformer::new(params, "encoder", tc, &mut rng)?;
         let head = Linear::new(params, "head", config.width, 1, true, &mut rng)?;
-        Ok(Tfmpe { config, label_emb, pos_emb, group_emb, embed, encoder, head })
+        // Drawn last, so that a model without inputs is initialised as before they existed.
+        let fourier = (config.input_dim > 0)
+            .then(|| {
+                let half = config.fourier_dim / 2;
+                FourierFeatures::new(params, "embed.fourier", config.input_dim, half, &mut rng)
+            })
+            .transpose()?;
+        Ok(Tfmpe { config, label_emb, pos_emb, group_emb, embed, encoder, head, fourier })
     }
 
     /// Velocities of the target tokens, `[batch · n_target, 1]`, for condition values
-    /// `cond: [batch, n_cond]`, current target values `xt: [batch, n_target]` and one time per
-    /// sample `t: [batch]`.
+    /// `cond: [batch, n_cond]`, current target values `xt: [batch, n_target]`, one time per
+    /// sample `t: [batch]` and, for a model with functional inputs, the standardised inputs
+    /// `[input_rows, input_dim]` of the batch's input tokens.
     pub fn velocity(
-        &self, tape: &mut Tape, tok: &DeviceTokens, cond: Var, xt: Var, t: Var,
+        &self, tape: &mut Tape, tok: &DeviceTokens, cond: Var, xt: Var, t: Var, inputs: Option<Var>,
     ) -> Result<Var> {
         let (b, n) = (tok.batch, tok.tokens());
         let values = if tok.n_cond > 0 { tape.concat(&[cond, xt])? } else { xt };
@@ -181,13 +230,18 @@ impl Tfmpe {
         let labels = tok.ids(tape, &tok.labels)?;
         let positions = tok.ids(tape, &tok.positions)?;
         let groups = tok.ids(tape, &tok.groups)?;
-        let parts = [
+        let mut parts = vec![
             values,
             self.label_emb.forward(tape, labels)?,
             self.pos_emb.forward(tape, positions)?,
             t_col,
             self.group_emb.forward(tape, groups)?,
         ];
+        if let Some(fourier) = &self.fourier {
+            parts.push(self.fourier_block(tape, tok, fourier, inputs)?);
+        } else if inputs.is_some() {
+            return Err(Error::Invalid("functional inputs given to a model without them".into()));
+        }
         let x = tape.concat(&parts)?;
         let h = self.embed.forward(tape, x)?;
         let h = tape.reshape(h, &[b, n, self.config.width])?;
@@ -197,5 +251,25 @@ impl Tfmpe {
         let rows = tok.ids(tape, &tok.target_rows)?;
         let h = tape.gather_rows(h, rows)?;
         self.head.forward(tape, h)
+    }
+
+    /// The Fourier block `[batch · tokens, fourier_dim]`: the features of the input rows,
+    /// placed at their tokens through a table whose row 0 is zeros (tokens without inputs).
+    fn fourier_block(
+        &self, tape: &mut Tape, tok: &DeviceTokens, fourier: &FourierFeatures, inputs: Option<Var>,
+    ) -> Result<Var> {
+        let (Some(inputs), Some(index)) = (inputs, tok.input_index.as_ref()) else {
+            return Err(Error::Invalid(
+                "this model needs the functional inputs of its observation tokens".into(),
+            ));
+        };
+        let (rows, width) = (tok.input_rows, self.config.fourier_dim);
+        let features = fourier.forward(tape, inputs)?;
+        let features = tape.reshape(features, &[1, rows * width])?;
+        let zero = tape.input(&vec![0.0; width], &[1, width])?;
+        let table = tape.concat(&[zero, features])?;
+        let table = tape.reshape(table, &[rows + 1, width])?;
+        let ids = tok.ids(tape, index)?;
+        tape.embedding(table, ids)
     }
 }

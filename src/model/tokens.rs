@@ -5,6 +5,11 @@
 //! A [`TokenBatch`] lays out a batch of sets, each `n_cond + n_target` tokens long: sets with
 //! fewer tokens than the longest (other site counts) are padded, condition and target blocks
 //! separately, and masked — padded keys are never attended to, padded targets never scored.
+//!
+//! Observation tokens of a model with functional inputs carry `input_dim` input values each
+//! (an observation time, a sensor position). A set's input values are stored apart, in token
+//! order of its input-carrying tokens; the batch maps every token to its row of inputs, or to
+//! none (parameter tokens and padding), see docs/architecture.md#tokens.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +21,9 @@ pub struct Token {
     pub label: u32,
     pub position: u32,
     pub group: u32,
+    /// Whether the token carries functional inputs (the observations of a model with them).
+    #[serde(default)]
+    pub input: bool,
 }
 
 /// The tokens of one set: conditions, then targets.
@@ -34,6 +42,8 @@ pub trait VariableSizes {
     fn local_sizes(&self) -> Vec<usize>;
     /// One site's observation variables y_s.
     fn observation_sizes(&self) -> Vec<usize>;
+    /// Functional-input values per observation scalar (0: none).
+    fn input_dim(&self) -> usize;
 }
 
 /// Labels: the model's global variables, then its local variables, then its observation
@@ -44,13 +54,16 @@ pub fn n_labels<M: VariableSizes + ?Sized>(model: &M) -> usize {
 
 /// Tokens of a list of variables, numbering labels from `first_label` and positions from 0
 /// across the whole block.
-fn block(sizes: &[usize], first_label: u32, group: u32) -> impl Iterator<Item = Token> + '_ {
+fn block(
+    sizes: &[usize], first_label: u32, group: u32, input: bool,
+) -> impl Iterator<Item = Token> + '_ {
     sizes.iter().enumerate().flat_map(move |(v, &size)| {
         let before: usize = sizes[..v].iter().sum();
         (0..size).map(move |c| Token {
             label: first_label + v as u32,
             position: (before + c) as u32,
             group,
+            input,
         })
     })
 }
@@ -63,13 +76,19 @@ impl Layout {
         let (l0, o0) = (g.len() as u32, (g.len() + l.len()) as u32);
         // Globals are numbered by component within their variable.
         let globals = g.iter().enumerate().flat_map(|(v, &size)| {
-            (0..size).map(move |c| Token { label: v as u32, position: c as u32, group: 0 })
+            (0..size).map(move |c| Token {
+                label: v as u32,
+                position: c as u32,
+                group: 0,
+                input: false,
+            })
         });
         let mut target: Vec<Token> = globals.collect();
         let mut cond = Vec::new();
+        let observed_inputs = model.input_dim() > 0;
         for s in 0..sites as u32 {
-            cond.extend(block(&o, o0, s + 1));
-            target.extend(block(&l, l0, s + 1));
+            cond.extend(block(&o, o0, s + 1, observed_inputs));
+            target.extend(block(&l, l0, s + 1, false));
         }
         Layout { cond, target }
     }
@@ -88,6 +107,11 @@ impl Layout {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Tokens that carry functional inputs.
+    pub fn input_tokens(&self) -> usize {
+        self.cond.iter().chain(&self.target).filter(|t| t.input).count()
     }
 
     /// The largest position and group id used, for sizing embedding tables.
@@ -115,8 +139,16 @@ pub struct TokenBatch {
     pub key_mask: Option<Vec<f32>>,
     /// `[batch · n_target]` (1 = real target), `None` when nothing is padded.
     pub target_mask: Option<Vec<f32>>,
+    /// `[batch · tokens]`: 1 + the token's row among the batch's input rows (sets in order,
+    /// each set's input tokens in token order), 0 for a token without inputs; `None` when no
+    /// token carries inputs.
+    pub input_index: Option<Vec<u32>>,
+    /// Input rows of the whole batch.
+    pub input_rows: usize,
     /// Real (unpadded) condition and target counts per set.
     counts: Vec<(usize, usize)>,
+    /// Input-carrying tokens per set.
+    input_counts: Vec<usize>,
 }
 
 impl TokenBatch {
@@ -132,7 +164,7 @@ impl TokenBatch {
         }
         let tokens = n_cond + n_target;
         let batch = layouts.len();
-        let pad = Token { label: 0, position: 0, group: 0 };
+        let pad = Token { label: 0, position: 0, group: 0, input: false };
         let (mut labels, mut positions, mut groups) = (
             Vec::with_capacity(batch * tokens),
             Vec::with_capacity(batch * tokens),
@@ -140,6 +172,8 @@ impl TokenBatch {
         );
         let mut key_mask = Vec::with_capacity(batch * tokens);
         let mut target_mask = Vec::with_capacity(batch * n_target);
+        let mut input_index = Vec::with_capacity(batch * tokens);
+        let mut input_rows = 0u32;
         for l in layouts {
             let cond = l.cond.iter().map(Some).chain(std::iter::repeat(None)).take(n_cond);
             let target = l.target.iter().map(Some).chain(std::iter::repeat(None)).take(n_target);
@@ -149,6 +183,12 @@ impl TokenBatch {
                 positions.push(tok.position);
                 groups.push(tok.group);
                 key_mask.push(if t.is_some() { 1.0 } else { 0.0 });
+                input_index.push(if tok.input {
+                    input_rows += 1;
+                    input_rows
+                } else {
+                    0
+                });
                 if i >= n_cond {
                     target_mask.push(if t.is_some() { 1.0 } else { 0.0 });
                 }
@@ -164,7 +204,10 @@ impl TokenBatch {
             groups,
             key_mask: padded.then_some(key_mask),
             target_mask: padded.then_some(target_mask),
+            input_index: (input_rows > 0).then_some(input_index),
+            input_rows: input_rows as usize,
             counts: layouts.iter().map(|l| (l.cond.len(), l.target.len())).collect(),
+            input_counts: layouts.iter().map(|l| l.input_tokens()).collect(),
         })
     }
 
@@ -186,6 +229,29 @@ impl TokenBatch {
     /// Places each set's target values into the padded `[batch · n_target]` block.
     pub fn pack_target(&self, sets: &[&[f32]]) -> Result<Vec<f32>> {
         self.pack_values(sets, self.n_target, |c| c.1, "target")
+    }
+
+    /// Concatenates each set's input values (`input_dim` per input token, in token order) into
+    /// the `[input_rows · input_dim]` block that [`TokenBatch::input_index`] points into.
+    pub fn pack_inputs(&self, sets: &[&[f32]], input_dim: usize) -> Result<Vec<f32>> {
+        if sets.len() != self.batch {
+            return Err(Error::Shape(format!(
+                "{} input sets for a batch of {}",
+                sets.len(),
+                self.batch
+            )));
+        }
+        let mut out = Vec::with_capacity(self.input_rows * input_dim);
+        for (b, (set, &n)) in sets.iter().zip(&self.input_counts).enumerate() {
+            if set.len() != n * input_dim {
+                return Err(Error::Shape(format!(
+                    "set {b} has {} input values but its layout has {n} input tokens of {input_dim}",
+                    set.len()
+                )));
+            }
+            out.extend_from_slice(set);
+        }
+        Ok(out)
     }
 
     /// Splits a padded `[batch · n_target]` block back into each set's real targets.
@@ -230,6 +296,7 @@ mod tests {
     /// site (hier-gaussian: 5, hier-gaussian-linear: 1).
     struct Sizes {
         obs: usize,
+        inputs: usize,
     }
 
     impl VariableSizes for Sizes {
@@ -242,18 +309,21 @@ mod tests {
         fn observation_sizes(&self) -> Vec<usize> {
             vec![self.obs]
         }
+        fn input_dim(&self) -> usize {
+            self.inputs
+        }
     }
 
     #[test]
     fn posterior_layout_follows_the_parameter_and_observation_order() {
-        let task = Sizes { obs: 5 };
+        let task = Sizes { obs: 5, inputs: 0 };
         let l = Layout::posterior(&task, 2);
         // 2 sites × 5 observations as conditions; mu, then theta per site, as targets.
         assert_eq!(l.cond.len(), 10);
         assert_eq!(l.target.len(), 3);
-        assert_eq!(l.target[0], Token { label: 0, position: 0, group: 0 });
-        assert_eq!(l.target[2], Token { label: 1, position: 0, group: 2 });
-        assert_eq!(l.cond[7], Token { label: 2, position: 2, group: 2 });
+        assert_eq!(l.target[0], Token { label: 0, position: 0, group: 0, input: false });
+        assert_eq!(l.target[2], Token { label: 1, position: 0, group: 2, input: false });
+        assert_eq!(l.cond[7], Token { label: 2, position: 2, group: 2, input: false });
         let s = Layout::surrogate(&task);
         assert_eq!((s.cond.len(), s.target.len()), (2, 5));
         assert_eq!(n_labels(&task), 3);
@@ -261,7 +331,7 @@ mod tests {
 
     #[test]
     fn mixed_site_counts_are_padded_and_masked() {
-        let task = Sizes { obs: 1 };
+        let task = Sizes { obs: 1, inputs: 0 };
         let (a, b) = (Layout::posterior(&task, 3), Layout::posterior(&task, 1));
         let tb = TokenBatch::pack(&[&a, &b]).unwrap();
         assert_eq!((tb.n_cond, tb.n_target, tb.tokens()), (3, 4, 7));
@@ -276,5 +346,25 @@ mod tests {
         assert!(tb.pack_cond(&[&[1.0], &[4.0]]).is_err());
         let same = TokenBatch::repeat(&a, 4).unwrap();
         assert!(same.key_mask.is_none() && same.target_mask.is_none());
+    }
+
+    #[test]
+    fn input_tokens_index_their_rows_and_others_point_at_none() {
+        let task = Sizes { obs: 2, inputs: 3 };
+        let (a, b) = (Layout::posterior(&task, 2), Layout::posterior(&task, 1));
+        assert_eq!((a.input_tokens(), b.input_tokens()), (4, 2));
+        assert!(a.cond.iter().all(|t| t.input) && a.target.iter().all(|t| !t.input));
+        let s = Layout::surrogate(&task);
+        assert!(s.cond.iter().all(|t| !t.input) && s.target.iter().all(|t| t.input));
+        let tb = TokenBatch::pack(&[&a, &b]).unwrap();
+        // Set 0: 4 observations (rows 1..=4), then 3 targets; set 1: 2 observations, 2 padded
+        // condition slots, 2 targets and 1 padded target.
+        assert_eq!(tb.input_index.as_ref().unwrap(), &[1, 2, 3, 4, 0, 0, 0, 5, 6, 0, 0, 0, 0, 0]);
+        assert_eq!(tb.input_rows, 6);
+        let packed = tb.pack_inputs(&[&[1.0; 12], &[2.0; 6]], 3).unwrap();
+        assert_eq!(packed.len(), 18);
+        assert!(tb.pack_inputs(&[&[1.0; 12], &[2.0; 5]], 3).is_err());
+        let plain = TokenBatch::pack(&[&Layout::posterior(&Sizes { obs: 2, inputs: 0 }, 2)]);
+        assert!(plain.unwrap().input_index.is_none());
     }
 }

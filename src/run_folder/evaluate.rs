@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{c2st, sbc, tarp, C2stConfig};
 use crate::model::ode::Solver;
 use crate::sbi::{calibration_draws, Progress, Sampler};
-use crate::tasks::{task_by_name, HierarchicalModel};
+use crate::tasks::{task_by_name, HierarchicalModel, Observed};
 use crate::Device;
 
 /// Exact-posterior draws a run's samples are compared against (C2ST) and plotted with.
@@ -59,9 +59,10 @@ impl EvalConfig {
 /// `n` draws from the task's exact posterior for `obs`, or `None` when it has none. The seed is
 /// fixed, so a run's plot shows the very draws its C2ST compared against.
 pub fn exact_reference(
-    task: &dyn HierarchicalModel, obs: &[f64], sites: usize, n: usize,
+    task: &dyn HierarchicalModel, obs: &Observed, n: usize,
 ) -> Option<Vec<Vec<f64>>> {
-    task.exact_posterior(obs, None, sites, n, &mut StdRng::seed_from_u64(0xC25))
+    let mut rng = StdRng::seed_from_u64(0xC25);
+    task.exact_posterior(&obs.values, obs.inputs.as_deref(), obs.sites, n, &mut rng)
 }
 
 impl RunFolder {
@@ -74,9 +75,9 @@ impl RunFolder {
         cfg.check()?;
         let config = posterior_config(self.path())?;
         let task = task_by_name(&config.task)?;
-        let (obs, sites) = self.read_observation(&*task)?;
-        let samples = self.read_samples(&*task, sites)?;
-        let c2st = Some(match exact_reference(&*task, &obs, sites, cfg.reference_samples) {
+        let obs = self.read_observation(&*task)?;
+        let samples = self.read_samples(&*task, obs.sites)?;
+        let c2st = Some(match exact_reference(&*task, &obs, cfg.reference_samples) {
             // In natural parameter space, as sbibm does.
             Some(reference) => C2st::Measured {
                 c2st: c2st(device, &samples, &reference, &C2stConfig::default())?,

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::io::Table;
 use crate::model::checkpoint;
 use crate::sbi::{Network, Trained};
-use crate::tasks::{check_observation, HierarchicalModel};
+use crate::tasks::{check_observation, HierarchicalModel, Observed};
 use crate::Device;
 pub use evaluate::{exact_reference, EvalConfig, REFERENCE_SAMPLES};
 pub use report::{
@@ -100,16 +100,15 @@ impl RunFolder {
     }
 
     /// Writes `observation.csv`.
-    pub fn write_observation(
-        &self, task: &dyn HierarchicalModel, sites: usize, obs: Vec<f64>,
-    ) -> Result<()> {
-        Table { columns: task.observation_names(sites), rows: vec![obs] }
+    pub fn write_observation(&self, task: &dyn HierarchicalModel, obs: &Observed) -> Result<()> {
+        Table { columns: task.observation_names(obs.sites), rows: vec![obs.values.clone()] }
             .write(&self.file(OBSERVATION))
     }
 
-    /// Reads `observation.csv`: the values and the number of sites.
-    pub fn read_observation(&self, task: &dyn HierarchicalModel) -> Result<(Vec<f64>, usize)> {
-        read_observation(&self.file(OBSERVATION), task, None)
+    /// Reads `observation.csv`.
+    pub fn read_observation(&self, task: &dyn HierarchicalModel) -> Result<Observed> {
+        let (values, sites) = read_observation(&self.file(OBSERVATION), task, None)?;
+        Ok(Observed { sites, values, inputs: None })
     }
 
     /// Writes `true_params.csv`: the parameters the observation was simulated with.

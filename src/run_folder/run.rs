@@ -13,14 +13,14 @@ use super::{
 use crate::error::Result;
 use crate::model::ode::Solver;
 use crate::sbi::{self, Progress, RunConfig, Sampler, Stream};
-use crate::tasks::{simulate_dataset, HierarchicalModel};
+use crate::tasks::{simulate_dataset, HierarchicalModel, Observed};
 use crate::Device;
 
 /// The observation whose posterior a run samples.
 #[derive(Clone, Debug)]
 pub enum Observation {
-    /// Given values (site-major, `sites` sites of the task's observation).
-    Given(Vec<f64>),
+    /// A given data set of `sites` sites.
+    Given(Observed),
     /// Simulated from the prior with this seed; its parameters become `true_params.csv`.
     Prior { obs_seed: u64 },
 }
@@ -51,14 +51,14 @@ impl RunFolder {
         sbi::network::check_samples(spec.samples)?;
         let (obs, truth, source) = match &spec.observation {
             Observation::Given(obs) => {
-                crate::tasks::check_observation(task, obs, cfg.sites)?;
+                crate::tasks::check_observation(task, &obs.values, cfg.sites)?;
                 (obs.clone(), None, ObservationSource::Given)
             }
             Observation::Prior { obs_seed } => {
                 let mut rng = StdRng::seed_from_u64(*obs_seed);
                 let d = simulate_dataset(task, cfg.sites, &mut rng);
                 let source = ObservationSource::Prior { obs_seed: *obs_seed };
-                (d.obs, Some(d.params), source)
+                (d.observed(), Some(d.params), source)
             }
         };
         crate::io::ensure_dir(self.path())?;
@@ -78,7 +78,7 @@ impl RunFolder {
         )?;
         let sampling_s = t0.elapsed().as_secs_f64();
         let names = task.parameter_names(cfg.sites);
-        let reference = exact_reference(task, &obs, cfg.sites, super::REFERENCE_SAMPLES);
+        let reference = exact_reference(task, &obs, super::REFERENCE_SAMPLES);
         self.write_posterior_plot(
             task,
             cfg.sites,
@@ -89,7 +89,7 @@ impl RunFolder {
         )?;
         self.write_loss_plot(&trained.report)?;
         self.write_samples(task, cfg.sites, samples)?;
-        self.write_observation(task, cfg.sites, obs)?;
+        self.write_observation(task, &obs)?;
         if let Some(t) = truth {
             self.write_true_params(task, cfg.sites, t)?;
         }

@@ -167,8 +167,9 @@ fn samples_and_observation_read_back() {
     folder.write_samples(&*task, 2, samples.clone()).unwrap();
     assert_eq!(folder.read_samples(&*task, 2).unwrap(), samples);
     assert!(folder.read_samples(&*task, 3).is_err());
-    folder.write_observation(&*task, 2, vec![0.5, -1.0]).unwrap();
-    assert_eq!(folder.read_observation(&*task).unwrap(), (vec![0.5, -1.0], 2));
+    let obs = Observed { sites: 2, values: vec![0.5, -1.0], inputs: None };
+    folder.write_observation(&*task, &obs).unwrap();
+    assert_eq!(folder.read_observation(&*task).unwrap(), obs);
     let mut metrics = full_metrics();
     folder.update_metrics(&metrics).unwrap();
     assert!(folder.read_report().is_err(), "no report.json was written");

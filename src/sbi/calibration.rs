@@ -36,8 +36,8 @@ pub fn calibration_draws(
         }
         let d = simulate_dataset(task, sites, &mut rng);
         if d.obs.iter().chain(&d.params).all(|v| v.is_finite()) {
+            observations.push(d.observed());
             truths.push(d.params);
-            observations.push(d.obs);
         }
     }
     if truths.len() < data_sets {
@@ -47,7 +47,10 @@ pub fn calibration_draws(
             data_sets
         )));
     }
-    let noise = Stream::CalibrationDraws.seed(seed, 0);
-    let sets = sampler.posteriors(posterior, task, &observations, draws, noise, progress)?;
+    // Each data set's draws have their own noise, so that their ranks are independent.
+    let noise: Vec<u64> =
+        (0..data_sets).map(|k| Stream::CalibrationDraws.seed(seed, k as u64)).collect();
+    let sets =
+        sampler.posteriors_seeded(posterior, task, &observations, draws, &noise, progress)?;
     Ok(CalibrationDraws { truths, draws: sets })
 }

@@ -4,14 +4,14 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::network::to_sets;
+use super::network::{to_sets, Rows};
 use super::progress::Timer;
 use super::seeds::Stream;
 use super::train::FixedSets;
 use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
 use crate::model::tokens::Layout;
-use crate::tasks::{simulate_dataset, HierarchicalModel};
+use crate::tasks::{simulate_dataset, Dataset, HierarchicalModel};
 use crate::Device;
 
 pub(super) fn run(
@@ -21,20 +21,24 @@ pub(super) fn run(
     let mut timer = Timer::start();
     progress.phase("simulate");
     let n_sets = cfg.budget / cfg.sites;
-    let sets: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..n_sets)
+    let sets: Vec<Option<Dataset>> = (0..n_sets)
         .into_par_iter()
         .map(|i| {
             let mut rng = StdRng::seed_from_u64(Stream::DirectSets.seed(cfg.seed, i as u64));
             let d = simulate_dataset(task, cfg.sites, &mut rng);
-            d.is_finite().then(|| (task.to_unconstrained(&d.params, cfg.sites), d.obs))
+            d.is_finite().then_some(d)
         })
         .collect();
     report.simulator_calls = n_sets * cfg.sites;
     report.dropped_simulations = sets.iter().filter(|s| s.is_none()).count();
     let (mut target, mut cond) = (Vec::new(), Vec::new());
-    for (p, y) in sets.into_iter().flatten() {
-        target.extend(p);
-        cond.extend(y);
+    let mut inputs = (task.functional_input_dim() > 0).then(Vec::new);
+    for d in sets.into_iter().flatten() {
+        target.extend(task.to_unconstrained(&d.params, cfg.sites));
+        cond.extend(task.observations_to_network(&d.obs));
+        if let (Some(all), Some(x)) = (inputs.as_mut(), d.inputs) {
+            all.extend(x);
+        }
     }
     let layout = Layout::posterior(task, cfg.sites);
     let n = target.len() / layout.target.len().max(1);
@@ -46,14 +50,15 @@ pub(super) fn run(
     }
     let n_val = cfg.validation_count(n);
     let n_train = n - n_val;
-    let (train_c, val_c) = cond.split_at(n_train * layout.cond.len());
-    let (train_t, val_t) = target.split_at(n_train * layout.target.len());
+    let k = layout.input_tokens() * task.functional_input_dim();
+    let all = Rows::new(&cond, &target, inputs.as_deref());
+    let (train, validation) = all.split(n_train, layout.cond.len(), layout.target.len(), k);
     timer.lap("simulate");
     progress.phase("posterior");
-    let mut posterior = new_posterior(dev, task, cfg, train_c, train_t)?;
+    let mut posterior = new_posterior(dev, task, cfg, train)?;
     let mut data = FixedSets {
-        train: to_sets(&posterior, train_c, train_t)?,
-        validation: to_sets(&posterior, val_c, val_t)?,
+        train: to_sets(&posterior, train)?,
+        validation: to_sets(&posterior, validation)?,
     };
     report.training_sets = n_train;
     report.validation_sets = n_val;

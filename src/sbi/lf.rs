@@ -7,40 +7,57 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::network::{new_network, to_sets, Role};
+use super::network::{new_network, to_sets, Role, Rows};
 use super::progress::Timer;
 use super::sampler::Sampler;
 use super::seeds::Stream;
-use super::sets::FreshSets;
+use super::sets::{site_inputs, FreshSets};
 use super::train::{FixedSets, TrainConfig};
 use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
 use crate::tasks::HierarchicalModel;
 use crate::Device;
 
-/// Single-site simulations: `[globals, locals]` (natural) and observations, finite ones only,
-/// and how many were dropped.
-fn simulate_single_sites(
-    task: &dyn HierarchicalModel, n: usize, seed: u64,
-) -> (Vec<f64>, Vec<f64>, usize) {
-    let sims: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..n)
+/// Finite single-site simulations: `[globals, locals]` (natural), the observations (network
+/// space), the functional inputs the simulator observed at, and how many were dropped.
+struct SingleSites {
+    params: Vec<f64>,
+    obs: Vec<f64>,
+    inputs: Option<Vec<f64>>,
+    dropped: usize,
+}
+
+type Simulation = (Vec<f64>, Vec<f64>, Option<Vec<f64>>);
+
+fn simulate_single_sites(task: &dyn HierarchicalModel, n: usize, seed: u64) -> Result<SingleSites> {
+    let has_inputs = task.functional_input_dim() > 0;
+    let sims: Vec<Option<Simulation>> = (0..n)
         .into_par_iter()
         .map(|i| {
             let mut rng = StdRng::seed_from_u64(Stream::SingleSites.seed(seed, i as u64));
             let g = task.sample_globals(&mut rng);
             let l = task.sample_locals(&g, &mut rng);
-            let inputs = task.sample_functional_inputs(&mut rng);
+            let inputs = if has_inputs { Some(site_inputs(task, &mut rng)?) } else { None };
             let y = task.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
-            y.iter().all(|v| v.is_finite()).then(|| ([g, l].concat(), y))
+            let y = task.observations_to_network(&y);
+            Ok(y.iter().all(|v| v.is_finite()).then(|| ([g, l].concat(), y, inputs)))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let dropped = sims.iter().filter(|s| s.is_none()).count();
-    let (mut params, mut obs) = (Vec::new(), Vec::new());
-    for (p, y) in sims.into_iter().flatten() {
-        params.extend(p);
-        obs.extend(y);
+    let mut out = SingleSites {
+        params: Vec::new(),
+        obs: Vec::new(),
+        inputs: has_inputs.then(Vec::new),
+        dropped,
+    };
+    for (p, y, x) in sims.into_iter().flatten() {
+        out.params.extend(p);
+        out.obs.extend(y);
+        if let (Some(all), Some(x)) = (out.inputs.as_mut(), x) {
+            all.extend(x);
+        }
     }
-    (params, obs, dropped)
+    Ok(out)
 }
 
 pub(super) fn run(
@@ -49,11 +66,11 @@ pub(super) fn run(
     let mut report = PipelineReport::default();
     let mut timer = Timer::start();
     progress.phase("simulate");
-    let (params, obs, dropped) = simulate_single_sites(task, cfg.budget, cfg.seed);
+    let sims = simulate_single_sites(task, cfg.budget, cfg.seed)?;
     report.simulator_calls = cfg.budget;
-    report.dropped_simulations = dropped;
+    report.dropped_simulations = sims.dropped;
     let (pd, od) = (task.global_dim() + task.local_dim(), task.obs_dim());
-    let n = params.len() / pd;
+    let n = sims.params.len() / pd;
     if n < 2 {
         return Err(Error::Invalid(format!(
             "only {n} of {} simulations were finite; raise the simulation budget",
@@ -64,28 +81,29 @@ pub(super) fn run(
     let n_train = n - n_val;
     timer.lap("simulate");
 
-    // The surrogate: conditions are the unconstrained site parameters, targets the observation.
+    // The surrogate: conditions are the unconstrained site parameters, targets the observation
+    // at the site's functional inputs.
     progress.phase("surrogate");
     let site_bij: Vec<_> = task.parameter_bijections(1);
-    let unconstrained: Vec<f64> = params
+    let unconstrained: Vec<f64> = sims
+        .params
         .chunks(pd)
         .flat_map(|p| p.iter().zip(&site_bij).map(|(&v, b)| b.forward(v)))
         .collect();
-    let (train_u, val_u) = unconstrained.split_at(n_train * pd);
-    let (train_y, val_y) = obs.split_at(n_train * od);
+    let all = Rows::new(&unconstrained, &sims.obs, sims.inputs.as_deref());
+    let (train, validation) = all.split(n_train, pd, od, od * task.functional_input_dim());
     let mut surrogate = new_network(
         dev,
         task,
         Role::Surrogate,
         1,
-        train_u,
-        train_y,
+        train,
         &cfg.architecture,
         Stream::SurrogateInit.seed(cfg.seed, 0),
     )?;
     let mut s_data = FixedSets {
-        train: to_sets(&surrogate, train_u, train_y)?,
-        validation: to_sets(&surrogate, val_u, val_y)?,
+        train: to_sets(&surrogate, train)?,
+        validation: to_sets(&surrogate, validation)?,
     };
     let s_cfg = TrainConfig {
         seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
@@ -98,7 +116,7 @@ pub(super) fn run(
     // surrogate observations.
     progress.phase("synthetic sets");
     let globals: Vec<Vec<f64>> =
-        params.chunks(pd).map(|p| p[..task.global_dim()].to_vec()).collect();
+        sims.params.chunks(pd).map(|p| p[..task.global_dim()].to_vec()).collect();
     let (train_g, val_g) = globals.split_at(n_train);
     let mut fresh = FreshSets::new(
         task,
@@ -106,13 +124,13 @@ pub(super) fn run(
         Sampler::new(dev, cfg.surrogate_solver),
         Stream::SyntheticSets.seed(cfg.seed, 0),
     );
-    let (tc, tt) = fresh.synthesize(&mut surrogate, train_g, progress)?;
-    let (vc, vt) = fresh.synthesize(&mut surrogate, val_g, progress)?;
+    let train_sets = fresh.synthesize(&mut surrogate, train_g, progress)?;
+    let val_sets = fresh.synthesize(&mut surrogate, val_g, progress)?;
     timer.lap("synthetic_sets");
 
     progress.phase("posterior");
-    let mut posterior = new_posterior(dev, task, cfg, &tc, &tt)?;
-    let validation = to_sets(&posterior, &vc, &vt)?;
+    let mut posterior = new_posterior(dev, task, cfg, train_sets.rows())?;
+    let validation = to_sets(&posterior, val_sets.rows())?;
     report.training_sets = n_train;
     report.validation_sets = n_val;
     report.posterior = Some(if cfg.fresh_sets {
@@ -120,7 +138,7 @@ pub(super) fn run(
             fresh.into_source(&mut surrogate, &posterior, n_train, validation, progress);
         fit_posterior(dev, &mut posterior, &mut source, cfg, progress)?
     } else {
-        let mut data = FixedSets { train: to_sets(&posterior, &tc, &tt)?, validation };
+        let mut data = FixedSets { train: to_sets(&posterior, train_sets.rows())?, validation };
         fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?
     });
     timer.lap("posterior_training");

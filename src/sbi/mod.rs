@@ -22,16 +22,16 @@ pub mod train;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tasks::HierarchicalModel;
 use crate::Device;
 pub use calibration::{calibration_draws, CalibrationDraws};
 pub use config::{Method, RunConfig};
-pub use network::{new_network, to_sets, Network, Role};
+pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
 pub use progress::{Progress, Quiet};
 pub use sampler::Sampler;
 pub use seeds::Stream;
-pub use sets::{posterior_rows, FreshSets};
+pub use sets::{posterior_rows, FreshSets, SetRows};
 use train::{SetSource, TrainConfig, TrainReport};
 
 /// Wall time and counts of a pipeline run, for `report.json`.
@@ -69,10 +69,10 @@ impl Method {
 /// The posterior network every pipeline trains: initial weights from the run's
 /// [`Stream::PosteriorInit`], standardisation fitted on the training rows.
 fn new_posterior(
-    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, cond: &[f64], target: &[f64],
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, rows: Rows,
 ) -> Result<Network> {
     let seed = Stream::PosteriorInit.seed(cfg.seed, 0);
-    new_network(dev, task, Role::Posterior, cfg.sites, cond, target, &cfg.architecture, seed)
+    new_network(dev, task, Role::Posterior, cfg.sites, rows, &cfg.architecture, seed)
 }
 
 /// Trains the posterior network with the run's settings and [`Stream::PosteriorTraining`].
@@ -91,12 +91,6 @@ pub fn run(
     dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, progress: &dyn Progress,
 ) -> Result<Trained> {
     cfg.check()?;
-    if task.functional_input_dim() > 0 {
-        return Err(Error::Invalid(format!(
-            "task `{}` has functional inputs, which the pipelines do not feed to the network yet",
-            task.name()
-        )));
-    }
     let trained = cfg.method.train(dev, task, cfg, progress)?;
     let report = &trained.report;
     for t in [&report.surrogate, &report.posterior].into_iter().flatten() {

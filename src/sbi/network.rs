@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::train::{train, SetSource, Sets, TrainConfig, TrainReport};
 use super::Progress;
+use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
 use crate::model::checkpoint;
-use crate::model::flow::{Field, SIGMA_MIN};
+use crate::model::flow::{Conditions, Field, SIGMA_MIN};
 use crate::model::ode::{solve, OdeStats, OdeWorkspace, Solver};
 use crate::model::standardize::Standardizer;
 use crate::model::tfmpe::{DeviceTokens, Tfmpe, TfmpeConfig};
@@ -39,9 +40,42 @@ pub struct NetworkConfig {
     pub sigma_min: f32,
 }
 
-/// Samples per chunk must keep Philox blocks aligned: a chunk of a multiple of 4 samples
-/// starts its noise at a whole block, so a sample's noise depends only on its index.
+/// Chunks are whole Philox blocks of samples, so the common case (one run, sample index a
+/// multiple of 4) fills the state directly.
 const CHUNK_ALIGN: usize = 4;
+
+/// Noise for `rows` consecutive sample rows: the `i`-th row of the run takes the normal numbers
+/// of sample index `i` under `seed`, whatever rows come before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoiseRun {
+    pub seed: u64,
+    pub rows: usize,
+}
+
+/// Fills `x` (rows `start .. start + len` of `m` values each) with each row's noise.
+fn fill_noise(
+    dev: &Device, x: &mut Buffer, runs: &[NoiseRun], start: usize, len: usize, m: usize,
+) -> Result<()> {
+    let backend = dev.backend();
+    let mut run_start = 0;
+    for run in runs {
+        let (lo, hi) = (start.max(run_start), (start + len).min(run_start + run.rows));
+        run_start += run.rows;
+        if lo >= hi {
+            continue;
+        }
+        // Normal number j of a run is word j % 4 of Philox block j / 4.
+        let first = (lo - (run_start - run.rows)) * m;
+        let (block, skip) = (first / 4, first % 4);
+        if skip == 0 && hi - lo == len {
+            return backend.normal_fill(x, run.seed, block as u64);
+        }
+        let mut tmp = backend.alloc(DType::F32, skip + (hi - lo) * m)?;
+        backend.normal_fill(&mut tmp, run.seed, block as u64)?;
+        backend.copy(&tmp, skip, x, (lo - start) * m, (hi - lo) * m)?;
+    }
+    Ok(())
+}
 
 pub struct Network {
     pub config: NetworkConfig,
@@ -98,18 +132,31 @@ impl Network {
         }
     }
 
-    /// Draws one target sample per condition row (`conds`: `[n · n_cond]`, standardised) by
-    /// integrating the flow from noise, `chunk` samples at a time. Sample `i` uses the noise at
-    /// Philox offset `i`, so its value does not depend on the chunking.
+    /// Standardises functional inputs (natural space, `input_dim` per input token).
+    pub fn standardize_inputs(&self, values: &[f64]) -> Result<Vec<f32>> {
+        self.config.standardizer.apply_inputs(values)
+    }
+
+    /// Draws one target sample per condition row by integrating the flow from noise, `chunk`
+    /// samples at a time. Rows follow `layout` (the network's own, or a posterior layout for
+    /// another site count): `conds` is `[rows · n_cond]` standardised, `inputs` (for a model
+    /// with functional inputs) `[rows · input_tokens · input_dim]` standardised. The noise of
+    /// each row comes from its [`NoiseRun`], so a row's value depends neither on the chunking
+    /// nor on the rows of other runs.
+    #[allow(clippy::too_many_arguments)]
     pub fn sample(
-        &mut self, dev: &Device, conds: &[f32], solver: Solver, seed: u64, chunk: usize,
-        progress: &dyn Progress,
+        &mut self, dev: &Device, layout: &Layout, conds: &[f32], inputs: Option<&[f32]>,
+        runs: &[NoiseRun], solver: Solver, chunk: usize, progress: &dyn Progress,
     ) -> Result<(Vec<f32>, OdeStats)> {
-        let (c, m) = (self.config.layout.cond.len(), self.config.layout.target.len());
+        let (c, m) = (layout.cond.len(), layout.target.len());
         if c == 0 {
             return Err(Error::Invalid("sampling needs condition tokens".into()));
         }
         let n = conds.len() / c;
+        if runs.iter().map(|r| r.rows).sum::<usize>() != n {
+            return Err(Error::Shape(format!("noise runs do not cover the {n} sample rows")));
+        }
+        let k = inputs.map_or(0, |v| v.len() / n.max(1));
         let chunk = chunk.max(CHUNK_ALIGN) / CHUNK_ALIGN * CHUNK_ALIGN;
         let mut out = Vec::with_capacity(n * m);
         let mut stats = OdeStats::default();
@@ -121,7 +168,7 @@ impl Network {
             for start in (0..n).step_by(chunk) {
                 let len = chunk.min(n - start);
                 if cached.as_ref().is_none_or(|(l, _, _)| *l != len) {
-                    let tb = TokenBatch::repeat(&self.config.layout, len)?;
+                    let tb = TokenBatch::repeat(layout, len)?;
                     self.config.architecture.check_ids(&tb)?;
                     cached = Some((
                         len,
@@ -131,10 +178,13 @@ impl Network {
                 }
                 let (_, tokens, ws) = cached.as_mut().expect("filled above");
                 let cond = backend.upload_f32(&conds[start * c..(start + len) * c])?;
-                let mut x = backend.alloc(crate::backend::DType::F32, len * m)?;
-                backend.normal_fill(&mut x, seed, (start * m / CHUNK_ALIGN) as u64)?;
-                let mut field =
-                    Field { model: &self.model, tape: &mut self.tape, tokens, cond: &cond };
+                let inputs = inputs
+                    .map(|v| backend.upload_f32(&v[start * k..(start + len) * k]))
+                    .transpose()?;
+                let mut x = backend.alloc(DType::F32, len * m)?;
+                fill_noise(dev, &mut x, runs, start, len, m)?;
+                let on = Conditions { tokens, cond: &cond, inputs: inputs.as_ref() };
+                let mut field = Field { model: &self.model, tape: &mut self.tape, on };
                 let s = solve(dev, &mut field, solver, &mut x, ws)?;
                 stats.evals += s.evals;
                 stats.iterations += s.iterations;
@@ -178,13 +228,41 @@ pub enum Role {
     Surrogate,
 }
 
+/// Unstandardised training rows of one layout, one set per row in token order: conditions,
+/// targets and (for a model with functional inputs) the inputs of the input tokens.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    pub cond: &'a [f64],
+    pub target: &'a [f64],
+    pub inputs: Option<&'a [f64]>,
+}
+
+impl<'a> Rows<'a> {
+    pub fn new(cond: &'a [f64], target: &'a [f64], inputs: Option<&'a [f64]>) -> Self {
+        Rows { cond, target, inputs }
+    }
+
+    /// The first `n` sets and the rest, for sets of `c` condition, `t` target and `k` input
+    /// values each.
+    pub fn split(self, n: usize, c: usize, t: usize, k: usize) -> (Rows<'a>, Rows<'a>) {
+        let (c0, c1) = self.cond.split_at(n * c);
+        let (t0, t1) = self.target.split_at(n * t);
+        let (i0, i1) = match self.inputs {
+            Some(v) => {
+                let (a, b) = v.split_at(n * k);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        (Rows::new(c0, t0, i0), Rows::new(c1, t1, i1))
+    }
+}
+
 /// A freshly initialised network of `role` for `task`, its embedding tables sized for its
-/// layout and its standardisation fitted on the given training rows (`cond` and `target`,
-/// one set per row, token order).
-#[allow(clippy::too_many_arguments)]
+/// layout and its standardisation fitted on the given training rows.
 pub fn new_network(
-    dev: &Device, task: &dyn HierarchicalModel, role: Role, sites: usize, cond: &[f64],
-    target: &[f64], architecture: &TfmpeConfig, seed: u64,
+    dev: &Device, task: &dyn HierarchicalModel, role: Role, sites: usize, rows: Rows,
+    architecture: &TfmpeConfig, seed: u64,
 ) -> Result<Network> {
     let (layout, name, cond_names, target_names) = match role {
         Role::Posterior => (
@@ -205,14 +283,22 @@ pub fn new_network(
         n_labels: n_labels(task),
         max_positions: pos as usize + 1,
         max_groups: group as usize + 1,
+        input_dim: task.functional_input_dim(),
         ..architecture.clone()
     };
+    let mut standardizer = fit_standardizer(&layout, rows.cond, rows.target)?;
+    if architecture.input_dim > 0 {
+        let inputs = rows.inputs.ok_or_else(|| {
+            Error::Invalid(format!("task `{}` needs functional inputs to train", task.name()))
+        })?;
+        standardizer = standardizer.with_inputs(architecture.input_dim, inputs)?;
+    }
     let config = NetworkConfig {
         role: name.to_string(),
         task: task.name().to_string(),
         sites,
         architecture,
-        standardizer: fit_standardizer(&layout, cond, target)?,
+        standardizer,
         layout,
         cond_names,
         target_names,
@@ -237,6 +323,13 @@ fn fit_standardizer(layout: &Layout, cond: &[f64], target: &[f64]) -> Result<Sta
 }
 
 /// Standardised sets for `net` from unstandardised rows.
-pub fn to_sets(net: &Network, cond: &[f64], target: &[f64]) -> Result<Sets> {
-    Ok(Sets { cond: net.standardize(cond, true)?, target: net.standardize(target, false)? })
+pub fn to_sets(net: &Network, rows: Rows) -> Result<Sets> {
+    Ok(Sets {
+        cond: net.standardize(rows.cond, true)?,
+        target: net.standardize(rows.target, false)?,
+        inputs: match rows.inputs {
+            Some(v) if net.config.architecture.input_dim > 0 => net.standardize_inputs(v)?,
+            _ => Vec::new(),
+        },
+    })
 }

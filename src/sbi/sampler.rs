@@ -2,11 +2,12 @@
 //! device, in one value that every sampling path (posterior samples, calibration draws, LF's
 //! synthetic sets) goes through.
 
-use super::network::{check_samples, Network};
+use super::network::{check_samples, Network, NoiseRun};
 use super::Progress;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::ode::{OdeStats, Solver};
-use crate::tasks::{check_observation, HierarchicalModel};
+use crate::model::tokens::Layout;
+use crate::tasks::{check_observation, HierarchicalModel, Observed};
 use crate::Device;
 
 /// Integrates a network's flow from noise with one solver, `chunk` samples at a time.
@@ -39,44 +40,126 @@ impl Sampler {
         self.solver
     }
 
-    /// One target sample per standardised condition row of `net` (see [`Network::sample`]).
+    /// One target sample per standardised condition row of `net`, in its own layout, the
+    /// rows' noise from one run of `seed` (see [`Network::sample`]).
     pub fn draw(
-        &self, net: &mut Network, conds: &[f32], seed: u64, progress: &dyn Progress,
+        &self, net: &mut Network, conds: &[f32], inputs: Option<&[f32]>, seed: u64,
+        progress: &dyn Progress,
     ) -> Result<(Vec<f32>, OdeStats)> {
-        net.sample(&self.device, conds, self.solver, seed, self.chunk, progress)
+        let layout = net.config.layout.clone();
+        let rows = conds.len() / layout.cond.len().max(1);
+        let runs = [NoiseRun { seed, rows }];
+        net.sample(&self.device, &layout, conds, inputs, &runs, self.solver, self.chunk, progress)
     }
 
     /// `n` posterior samples for an observation (natural space, one full parameter vector
     /// each) from a trained posterior network.
     pub fn posterior(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel, obs: &[f64], n: usize,
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel, obs: &Observed, n: usize,
         seed: u64, progress: &dyn Progress,
     ) -> Result<Vec<Vec<f64>>> {
-        let mut sets = self.posteriors(posterior, task, &[obs], n, seed, progress)?;
+        let mut sets =
+            self.posteriors(posterior, task, std::slice::from_ref(obs), n, seed, progress)?;
         Ok(sets.pop().unwrap_or_default())
     }
 
-    /// `n` posterior samples for each of `observations` in one batched solve: set `k` holds
-    /// the draws at noise offsets `k·n .. (k+1)·n`, so a single observation gets the same draws
-    /// as [`Sampler::posterior`].
+    /// `n` posterior samples for each of `observations`, all drawn with the noise of `seed`:
+    /// each data set's draws equal those of [`Sampler::posterior`] for it alone.
     pub fn posteriors(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel,
-        observations: &[impl AsRef<[f64]>], n: usize, seed: u64, progress: &dyn Progress,
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        n: usize, seed: u64, progress: &dyn Progress,
+    ) -> Result<Vec<Vec<Vec<f64>>>> {
+        let seeds = vec![seed; observations.len()];
+        self.posteriors_seeded(posterior, task, observations, n, &seeds, progress)
+    }
+
+    /// `n` posterior samples for each of `observations`, data set `k` with the noise of
+    /// `seeds[k]`, in one batched solve per run of data sets with the same site count.
+    pub fn posteriors_seeded(
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        n: usize, seeds: &[u64], progress: &dyn Progress,
     ) -> Result<Vec<Vec<Vec<f64>>>> {
         check_samples(n)?;
-        let sites = posterior.config.sites;
-        let mut conds = Vec::new();
-        for obs in observations.iter().map(AsRef::as_ref) {
-            check_observation(task, obs, sites)?;
-            let cond = posterior.standardize(obs, true)?;
-            conds.extend((0..n).flat_map(|_| cond.iter().copied()));
+        if seeds.len() != observations.len() {
+            return Err(Error::Shape(format!(
+                "{} seeds for {} data sets",
+                seeds.len(),
+                observations.len()
+            )));
         }
-        let (z, _) = self.draw(posterior, &conds, seed, progress)?;
-        let unconstrained = posterior.unstandardize(&z, false)?;
-        let d = posterior.layout().target.len();
+        let mut out = Vec::with_capacity(observations.len());
+        let mut first = 0;
+        while first < observations.len() {
+            let sites = observations[first].sites;
+            let end = observations[first..]
+                .iter()
+                .position(|o| o.sites != sites)
+                .map_or(observations.len(), |k| first + k);
+            let batch = &observations[first..end];
+            out.extend(self.same_sites(posterior, task, batch, n, &seeds[first..end], progress)?);
+            first = end;
+        }
+        Ok(out)
+    }
+
+    /// [`Sampler::posteriors_seeded`] for data sets that share a site count.
+    fn same_sites(
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        n: usize, seeds: &[u64], progress: &dyn Progress,
+    ) -> Result<Vec<Vec<Vec<f64>>>> {
+        let sites = observations[0].sites;
+        let layout = posterior_layout(posterior, task, sites)?;
+        let (mut conds, mut inputs) = (Vec::new(), Vec::new());
+        for obs in observations {
+            check_observation(task, &obs.values, sites)?;
+            let row = task.observations_to_network(&obs.values);
+            let cond = posterior.config.standardizer.apply(&layout.cond, &row)?;
+            conds.extend((0..n).flat_map(|_| cond.iter().copied()));
+            if posterior.config.architecture.input_dim > 0 {
+                let values = obs.inputs.as_deref().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "task `{}` needs the functional inputs ({}) of every observation",
+                        task.name(),
+                        task.functional_input_names().join(", ")
+                    ))
+                })?;
+                let z = posterior.standardize_inputs(values)?;
+                inputs.extend((0..n).flat_map(|_| z.iter().copied()));
+            }
+        }
+        let inputs = (!inputs.is_empty()).then_some(inputs.as_slice());
+        let runs: Vec<NoiseRun> = seeds.iter().map(|&seed| NoiseRun { seed, rows: n }).collect();
+        let (z, _) = posterior.sample(
+            &self.device,
+            &layout,
+            &conds,
+            inputs,
+            &runs,
+            self.solver,
+            self.chunk,
+            progress,
+        )?;
+        let d = layout.target.len();
+        let mut unconstrained = Vec::with_capacity(z.len());
+        for row in z.chunks(d) {
+            unconstrained.extend(posterior.config.standardizer.invert(&layout.target, row)?);
+        }
         Ok(unconstrained
             .chunks(n * d)
             .map(|set| set.chunks(d).map(|u| task.to_natural(u, sites)).collect())
             .collect())
     }
+}
+
+/// The posterior layout for `sites` sites, if the network answers that site count.
+fn posterior_layout(
+    posterior: &Network, task: &dyn HierarchicalModel, sites: usize,
+) -> Result<Layout> {
+    let trained = posterior.config.sites;
+    if sites != trained {
+        return Err(Error::Invalid(format!(
+            "the observation has {sites} sites but the posterior network was trained for {trained}"
+        )));
+    }
+    Ok(Layout::posterior(task, sites))
 }

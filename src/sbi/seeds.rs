@@ -35,6 +35,9 @@ pub enum Stream {
     SyntheticNoise { draw: u64 },
     /// Fresh synthetic sets, draw `draw`: the globals from the prior; index: the set.
     SyntheticGlobals { draw: u64 },
+    /// Synthetic sets, draw `draw`: the functional inputs of each set's sites drawn from the
+    /// task's input distribution; index: the set.
+    SyntheticInputs { draw: u64 },
 }
 
 /// Where the ids of the per-draw streams move once the legacy offsets would run into the next
@@ -58,6 +61,8 @@ impl Stream {
             Stream::SyntheticLocals { draw } => per_draw(10, 1000, 1, draw),
             Stream::SyntheticNoise { draw } => per_draw(1000, 5000, 2, draw),
             Stream::SyntheticGlobals { draw } => per_draw(5000, OVERFLOW_RANGE, 3, draw),
+            // Newer than the numbering above: its own range from the start.
+            Stream::SyntheticInputs { draw } => 4 * OVERFLOW_RANGE + draw,
         }
     }
 
@@ -111,6 +116,7 @@ mod tests {
             all.push(Stream::SyntheticLocals { draw });
             all.push(Stream::SyntheticNoise { draw });
             all.push(Stream::SyntheticGlobals { draw });
+            all.push(Stream::SyntheticInputs { draw });
         }
         all
     }
@@ -136,6 +142,7 @@ mod tests {
                     Stream::SyntheticLocals { draw },
                     Stream::SyntheticNoise { draw },
                     Stream::SyntheticGlobals { draw },
+                    Stream::SyntheticInputs { draw },
                 ] {
                     for index in 0..100 {
                         assert!(seen.insert((base, stream.seed(base, index))), "{stream:?}");

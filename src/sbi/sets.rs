@@ -5,12 +5,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::network::Network;
+use super::network::{Network, Rows};
 use super::sampler::Sampler;
 use super::seeds::Stream;
 use super::train::{SetSource, Sets};
 use super::Progress;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::standardize::Standardizer;
 use crate::model::tokens::Layout;
 use crate::tasks::HierarchicalModel;
@@ -28,12 +28,41 @@ pub struct FreshSets<'t> {
 }
 
 /// `(conditions, targets)` rows of the posterior network for sets with these globals:
-/// observations (natural, site-major) and the unconstrained parameter vector.
+/// observations (network space, site-major) and the unconstrained parameter vector.
 pub fn posterior_rows(
     task: &dyn HierarchicalModel, sites: usize, globals: &[f64], locals: &[Vec<f64>], obs: &[f64],
 ) -> (Vec<f64>, Vec<f64>) {
     let params: Vec<f64> = globals.iter().chain(locals.iter().flatten()).copied().collect();
     (obs.to_vec(), task.to_unconstrained(&params, sites))
+}
+
+/// Unstandardised rows of the posterior network: conditions, targets and functional inputs.
+#[derive(Clone, Debug, Default)]
+pub struct SetRows {
+    pub cond: Vec<f64>,
+    pub target: Vec<f64>,
+    pub inputs: Option<Vec<f64>>,
+}
+
+impl SetRows {
+    pub fn rows(&self) -> Rows<'_> {
+        Rows::new(&self.cond, &self.target, self.inputs.as_deref())
+    }
+}
+
+/// One site's functional inputs from the task, checked against its declared size.
+pub fn site_inputs(task: &dyn HierarchicalModel, rng: &mut dyn rand::Rng) -> Result<Vec<f64>> {
+    let expected = task.obs_dim() * task.functional_input_dim();
+    match task.sample_functional_inputs(rng) {
+        Some(v) if v.len() == expected => Ok(v),
+        other => Err(Error::Invalid(format!(
+            "task `{}`: sample_functional_inputs gave {} values, but {} observations with {} inputs each need {expected}",
+            task.name(),
+            other.map_or(0, |v| v.len()),
+            task.obs_dim(),
+            task.functional_input_dim()
+        ))),
+    }
 }
 
 impl<'t> FreshSets<'t> {
@@ -42,10 +71,10 @@ impl<'t> FreshSets<'t> {
     }
 
     /// Synthetic sets for the given globals (natural space, one vector per set); returns the
-    /// posterior network's condition rows and target rows, unstandardised.
+    /// posterior network's rows, unstandardised.
     pub fn synthesize(
         &mut self, surrogate: &mut Network, globals: &[Vec<f64>], progress: &dyn Progress,
-    ) -> Result<(Vec<f64>, Vec<f64>)> {
+    ) -> Result<SetRows> {
         let (task, sites, draw) = (self.task, self.sites, self.draws);
         self.draws += 1;
         let locals_stream = Stream::SyntheticLocals { draw };
@@ -66,8 +95,12 @@ impl<'t> FreshSets<'t> {
             }
         }
         let conds = surrogate.standardize(&cond_rows, true)?;
+        // Each set's sites observe at inputs drawn from the task; the surrogate generates every
+        // site's observation at its own inputs.
+        let inputs = self.draw_inputs(globals.len(), draw)?;
+        let z = inputs.as_deref().map(|v| surrogate.standardize_inputs(v)).transpose()?;
         let noise = Stream::SyntheticNoise { draw }.seed(self.seed, 0);
-        let (y, _) = self.sampler.draw(surrogate, &conds, noise, progress)?;
+        let (y, _) = self.sampler.draw(surrogate, &conds, z.as_deref(), noise, progress)?;
         let y = surrogate.unstandardize(&y, false)?;
         let per_set = sites * task.obs_dim();
         let (mut cond, mut target) = (Vec::new(), Vec::new());
@@ -76,7 +109,29 @@ impl<'t> FreshSets<'t> {
             cond.extend(c);
             target.extend(t);
         }
-        Ok((cond, target))
+        Ok(SetRows { cond, target, inputs })
+    }
+
+    /// The functional inputs of `n` sets of `sites` sites (set-major, then site, then
+    /// observation), drawn from the task; `None` for a task without inputs.
+    fn draw_inputs(&self, n: usize, draw: u64) -> Result<Option<Vec<f64>>> {
+        let task = self.task;
+        if task.functional_input_dim() == 0 {
+            return Ok(None);
+        }
+        let stream = Stream::SyntheticInputs { draw };
+        let per_set: Vec<Vec<f64>> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let mut rng = StdRng::seed_from_u64(stream.seed(self.seed, i as u64));
+                let mut set = Vec::new();
+                for _ in 0..self.sites {
+                    set.extend(site_inputs(task, &mut rng)?);
+                }
+                Ok(set)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Some(per_set.concat()))
     }
 
     /// `n` globals drawn from the prior.
@@ -139,10 +194,14 @@ impl FreshSource<'_> {
 impl SetSource for FreshSource<'_> {
     fn train(&mut self, _epoch: usize) -> Result<&Sets> {
         let globals = self.gen.prior_globals(self.n_sets);
-        let (cond, target) = self.gen.synthesize(self.surrogate, &globals, self.progress)?;
+        let rows = self.gen.synthesize(self.surrogate, &globals, self.progress)?;
         self.current = Sets {
-            cond: self.standardize(&cond, &self.layout.cond)?,
-            target: self.standardize(&target, &self.layout.target)?,
+            cond: self.standardize(&rows.cond, &self.layout.cond)?,
+            target: self.standardize(&rows.target, &self.layout.target)?,
+            inputs: match &rows.inputs {
+                Some(v) => self.standardizer.apply_inputs(v)?,
+                None => Vec::new(),
+            },
         };
         Ok(&self.current)
     }

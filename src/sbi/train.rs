@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::Progress;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
-use crate::model::flow::fm_loss;
+use crate::model::flow::{fm_loss, Conditions};
 use crate::model::tfmpe::{DeviceTokens, Tfmpe};
 use crate::model::tokens::{Layout, TokenBatch};
 use crate::nn::{AdamW, AdamWConfig};
@@ -47,11 +47,13 @@ impl Default for TrainConfig {
     }
 }
 
-/// Standardised sets of one layout: `cond` is `[sets · n_cond]`, `target` `[sets · n_target]`.
+/// Standardised sets of one layout: `cond` is `[sets · n_cond]`, `target` `[sets · n_target]`,
+/// `inputs` `[sets · input_tokens · input_dim]` (empty for a model without functional inputs).
 #[derive(Clone, Debug, Default)]
 pub struct Sets {
     pub cond: Vec<f32>,
     pub target: Vec<f32>,
+    pub inputs: Vec<f32>,
 }
 
 impl Sets {
@@ -110,6 +112,13 @@ struct BatchBuffers {
     tokens: DeviceTokens,
     cond: Buffer,
     target: Buffer,
+    inputs: Option<Buffer>,
+}
+
+impl BatchBuffers {
+    fn conditions(&self) -> Conditions<'_> {
+        Conditions { tokens: &self.tokens, cond: &self.cond, inputs: self.inputs.as_ref() }
+    }
 }
 
 struct Batcher<'a> {
@@ -118,6 +127,7 @@ struct Batcher<'a> {
     by_size: HashMap<usize, BatchBuffers>,
     host_cond: Vec<f32>,
     host_target: Vec<f32>,
+    host_inputs: Vec<f32>,
 }
 
 impl<'a> Batcher<'a> {
@@ -128,17 +138,22 @@ impl<'a> Batcher<'a> {
             by_size: HashMap::new(),
             host_cond: Vec::new(),
             host_target: Vec::new(),
+            host_inputs: Vec::new(),
         }
     }
 
     /// Uploads the sets named by `idx` into the buffers for their batch size.
     fn load(&mut self, sets: &Sets, idx: &[usize]) -> Result<&BatchBuffers> {
         let (c, m) = (self.layout.cond.len(), self.layout.target.len());
+        // Input values per set; the sets of one layout all carry the same number.
+        let k = if sets.inputs.is_empty() { 0 } else { sets.inputs.len() / sets.len(self.layout) };
         self.host_cond.clear();
         self.host_target.clear();
+        self.host_inputs.clear();
         for &i in idx {
             self.host_cond.extend_from_slice(&sets.cond[i * c..(i + 1) * c]);
             self.host_target.extend_from_slice(&sets.target[i * m..(i + 1) * m]);
+            self.host_inputs.extend_from_slice(&sets.inputs[i * k..(i + 1) * k]);
         }
         let b = self.dev.backend();
         if !self.by_size.contains_key(&idx.len()) {
@@ -147,12 +162,16 @@ impl<'a> Batcher<'a> {
                 tokens: DeviceTokens::upload(self.dev, &tb)?,
                 cond: b.alloc(DType::F32, idx.len() * c)?,
                 target: b.alloc(DType::F32, idx.len() * m)?,
+                inputs: (k > 0).then(|| b.alloc(DType::F32, idx.len() * k)).transpose()?,
             };
             self.by_size.insert(idx.len(), bufs);
         }
         let bufs = self.by_size.get_mut(&idx.len()).expect("inserted above");
         b.write_f32(&mut bufs.cond, &self.host_cond)?;
         b.write_f32(&mut bufs.target, &self.host_target)?;
+        if let Some(inputs) = bufs.inputs.as_mut() {
+            b.write_f32(inputs, &self.host_inputs)?;
+        }
         Ok(bufs)
     }
 }
@@ -181,7 +200,7 @@ impl<'a> Stepper<'a> {
     ) -> Result<crate::tape::Var> {
         let bufs = self.batcher.load(sets, idx)?;
         tape.reset();
-        let loss = fm_loss(tape, model, &bufs.tokens, &bufs.cond, &bufs.target, seed, draw)?;
+        let loss = fm_loss(tape, model, bufs.conditions(), &bufs.target, seed, draw)?;
         tape.backward(loss)?;
         self.opt.step(tape.params_mut())?;
         Ok(loss)
@@ -301,15 +320,8 @@ fn validation_loss(
         for (k, chunk) in idx.chunks(cfg.batch).enumerate() {
             let bufs = batcher.load(val, chunk)?;
             tape.reset();
-            let loss = fm_loss(
-                tape,
-                model,
-                &bufs.tokens,
-                &bufs.cond,
-                &bufs.target,
-                VALIDATION_STREAM ^ cfg.seed,
-                k as u64,
-            )?;
+            let seed = VALIDATION_STREAM ^ cfg.seed;
+            let loss = fm_loss(tape, model, bufs.conditions(), &bufs.target, seed, k as u64)?;
             total += tape.to_vec(loss)?[0] as f64 * chunk.len() as f64;
         }
         Ok(total / n as f64)

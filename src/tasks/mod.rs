@@ -13,11 +13,13 @@
 //! Values are in natural space unless a name says "unconstrained".
 
 mod grid;
+mod hier_brownian;
 mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
 pub mod special;
 
+pub use hier_brownian::HierBrownian;
 pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
@@ -219,6 +221,17 @@ pub trait HierarchicalModel: Send + Sync {
         all
     }
 
+    /// Observations (natural, site-major, any whole number of sites) mapped by the observation
+    /// variables' bijections to the space the networks see.
+    fn observations_to_network(&self, obs: &[f64]) -> Vec<f64> {
+        let per_site: Vec<Bijection> = self
+            .observation_variables()
+            .iter()
+            .flat_map(|v| std::iter::repeat_n(v.bijection, v.size))
+            .collect();
+        obs.iter().zip(per_site.iter().cycle()).map(|(&y, b)| b.forward(y)).collect()
+    }
+
     /// A natural-space parameter vector mapped to unconstrained space.
     ///
     /// # Panics
@@ -260,6 +273,10 @@ impl<M: HierarchicalModel + ?Sized> VariableSizes for M {
     fn observation_sizes(&self) -> Vec<usize> {
         sizes(&self.observation_variables())
     }
+
+    fn input_dim(&self) -> usize {
+        self.functional_input_dim()
+    }
 }
 
 fn sizes(vars: &[Variable]) -> Vec<usize> {
@@ -291,7 +308,12 @@ fn map_params(bijections: &[Bijection], values: &[f64], f: fn(Bijection, f64) ->
 
 /// Every built-in task, in the order `tfmpe` lists them.
 pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
-    vec![Box::new(HierGaussian), Box::new(HierGaussianLinear), Box::new(HierGaussianLinearUniform)]
+    vec![
+        Box::new(HierGaussian),
+        Box::new(HierGaussianLinear),
+        Box::new(HierGaussianLinearUniform),
+        Box::new(HierBrownian),
+    ]
 }
 
 /// The built-in task with this command-line name.
