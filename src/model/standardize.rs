@@ -57,7 +57,7 @@ impl Standardizer {
     /// The same standardiser with statistics for functional inputs fitted on `values`
     /// (`input_dim` values per input-carrying token).
     pub fn with_inputs(mut self, input_dim: usize, values: &[f64]) -> Result<Standardizer> {
-        if input_dim == 0 || values.is_empty() || values.len() % input_dim != 0 {
+        if input_dim == 0 || values.is_empty() || !values.len().is_multiple_of(input_dim) {
             return Err(Error::Shape(format!(
                 "{} functional-input values do not make rows of {input_dim}",
                 values.len()
@@ -79,7 +79,7 @@ impl Standardizer {
     /// Functional inputs, natural → standardised (`input_dim` values per token).
     pub fn apply_inputs(&self, values: &[f64]) -> Result<Vec<f32>> {
         let d = self.inputs.len();
-        if d == 0 || values.len() % d != 0 {
+        if d == 0 || !values.len().is_multiple_of(d) {
             return Err(Error::Shape(format!(
                 "{} functional-input values for a model with {d} inputs per observation",
                 values.len()
