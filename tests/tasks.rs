@@ -518,10 +518,11 @@ fn hier_brownian_posterior_moments_match_the_joint_gaussian_given_the_times() {
         precision[1 + s][1 + s] += t;
         precision[0][1 + s] -= t;
         precision[1 + s][0] -= t;
-        for j in 5 * s..5 * s + 5 {
-            let w = 1.0 / (times[j] * times[j]);
+        let site = 5 * s..5 * s + 5;
+        for (t, y) in times[site.clone()].iter().zip(&data.obs[site]) {
+            let w = 1.0 / (t * t);
             precision[1 + s][1 + s] += w;
-            shift[1 + s] += data.obs[j] * w;
+            shift[1 + s] += y * w;
         }
     }
     let mean = solve(precision.clone(), shift);
