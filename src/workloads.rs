@@ -52,8 +52,8 @@ pub fn posterior_network(
         cond.extend(d.obs);
         target.extend(task.to_unconstrained(&d.params, sites));
     }
-    let rows = Rows::new(&cond, &target, None);
-    let net = new_network(dev, task, Role::Posterior, sites, rows, &TfmpeConfig::default(), 0)?;
+    let rows = Rows::new(sites, &cond, &target, None);
+    let net = new_network(dev, task, Role::Posterior, sites, &[rows], &TfmpeConfig::default(), 0)?;
     let sets = to_sets(&net, rows)?;
     Ok((net, sets))
 }
@@ -79,7 +79,7 @@ impl TrainStep {
         let cfg = TrainConfig { batch: self.batch, ..Default::default() };
         let net = &mut self.net;
         Ok(Steps {
-            stepper: Stepper::new(&self.dev, &net.config.layout, &net.tape, &cfg)?,
+            stepper: Stepper::new(&self.dev, &net.tape, &cfg)?,
             model: &net.model,
             tape: &mut net.tape,
             sets: &self.sets,

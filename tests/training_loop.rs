@@ -21,11 +21,11 @@ fn setup(dev: &Device) -> (Network, FixedSets) {
         target.extend(task.to_unconstrained(&d.params, 2));
     }
     let arch = TfmpeConfig { width: 16, layers: 1, heads: 2, n_ff: 1, ..Default::default() };
-    let (train, validation) = Rows::new(&cond, &target, None).split(200, 2, 3, 0);
-    let net = new_network(dev, &*task, Role::Posterior, 2, train, &arch, 3).unwrap();
+    let (train, validation) = Rows::new(2, &cond, &target, None).split(200, 2, 3, 0);
+    let net = new_network(dev, &*task, Role::Posterior, 2, &[train], &arch, 3).unwrap();
     let data = FixedSets {
-        train: to_sets(&net, train).unwrap(),
-        validation: to_sets(&net, validation).unwrap(),
+        train: vec![to_sets(&net, train).unwrap()],
+        validation: vec![to_sets(&net, validation).unwrap()],
     };
     (net, data)
 }

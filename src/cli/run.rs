@@ -11,12 +11,16 @@ use super::progress::Bars;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Task name (hier-gaussian, hier-gaussian-linear, hier-gaussian-linear-uniform).
+    /// Task name (`tfmpe info` lists them).
     #[arg(long)]
     pub task: String,
-    /// Number of sites S.
+    /// Number of sites S of the observation.
     #[arg(long)]
     pub sites: usize,
+    /// LF: train the posterior on sets of every size from 1 to M, so that `tfmpe sample` then
+    /// answers an observation of any site count up to M (M ≥ --sites).
+    #[arg(long, value_name = "M")]
+    pub max_sites: Option<usize>,
     /// Simulation budget, counted in single-site simulator calls.
     #[arg(long)]
     pub budget: usize,
@@ -91,6 +95,8 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let mut config = RunConfig::new(args.sites, args.budget);
     config.method = args.method;
+    config.max_sites = args.max_sites;
+    config.check()?;
     config.seed = args.seed;
     config.fresh_sets = args.fresh_sets;
     for t in [&mut config.train, &mut config.surrogate_train] {

@@ -27,8 +27,15 @@ impl Standardizer {
     pub fn fit<'a>(
         tokens: &[Token], rows: impl IntoIterator<Item = &'a [f64]>,
     ) -> Result<Standardizer> {
+        Self::fit_sets(rows.into_iter().map(|row| (tokens, row)))
+    }
+
+    /// Fits the statistics of sets of different layouts: `(tokens, values)` per set.
+    pub fn fit_sets<'a>(
+        sets: impl IntoIterator<Item = (&'a [Token], &'a [f64])>,
+    ) -> Result<Standardizer> {
         let mut acc: BTreeMap<(u32, u32), (f64, f64, f64)> = BTreeMap::new();
-        for row in rows {
+        for (tokens, row) in sets {
             if row.len() != tokens.len() {
                 return Err(Error::Shape(format!(
                     "{} values for {} tokens",

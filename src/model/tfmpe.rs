@@ -170,7 +170,9 @@ impl DeviceTokens {
 impl Tfmpe {
     /// Registers a freshly initialised network in `params`, drawing weights from `seed`.
     pub fn new(params: &mut ParamStore, config: TfmpeConfig, seed: u64) -> Result<Self> {
-        if config.input_dim > 0 && (config.fourier_dim == 0 || !config.fourier_dim.is_multiple_of(2)) {
+        if config.input_dim > 0
+            && (config.fourier_dim == 0 || !config.fourier_dim.is_multiple_of(2))
+        {
             return Err(Error::Invalid(format!(
                 "fourier_dim {} must be a positive even number (sin and cos per frequency)",
                 config.fourier_dim

@@ -27,7 +27,7 @@ pub struct Token {
 }
 
 /// The tokens of one set: conditions, then targets.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
     pub cond: Vec<Token>,
     pub target: Vec<Token>,

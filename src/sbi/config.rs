@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::sets::SiteCounts;
 use super::train::TrainConfig;
 use crate::error::{Error, Result};
 use crate::model::ode::Solver;
@@ -35,7 +36,11 @@ impl std::str::FromStr for Method {
 /// Settings of a pipeline run.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
+    /// The site count of the observation.
     pub sites: usize,
+    /// LF: train the posterior on sets of every site count from 1 to this one, so that it
+    /// answers any of them (`None`: only `sites`).
+    pub max_sites: Option<usize>,
     /// Single-site simulator calls.
     pub budget: usize,
     pub method: Method,
@@ -56,6 +61,7 @@ impl RunConfig {
     pub fn new(sites: usize, budget: usize) -> RunConfig {
         RunConfig {
             sites,
+            max_sites: None,
             budget,
             method: Method::Lf,
             seed: 0,
@@ -73,7 +79,29 @@ impl RunConfig {
         if self.sites == 0 {
             return Err(Error::Invalid("`sites` must be at least 1".into()));
         }
+        if let Some(max) = self.max_sites {
+            if max < self.sites {
+                return Err(Error::Invalid(format!(
+                    "--max-sites {max} is below --sites {}; the model must answer the observation's site count",
+                    self.sites
+                )));
+            }
+            if self.method != Method::Lf {
+                return Err(Error::Invalid(
+                    "--max-sites needs --method lf: it trains on synthetic sets of every size"
+                        .into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The site counts of the posterior's training sets.
+    pub fn site_counts(&self) -> SiteCounts {
+        match self.max_sites {
+            Some(max) => SiteCounts::UpTo(max),
+            None => SiteCounts::Fixed(self.sites),
+        }
     }
 
     /// Of `n` simulations, how many are held out for validation: at least one, and at least

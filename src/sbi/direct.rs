@@ -51,14 +51,14 @@ pub(super) fn run(
     let n_val = cfg.validation_count(n);
     let n_train = n - n_val;
     let k = layout.input_tokens() * task.functional_input_dim();
-    let all = Rows::new(&cond, &target, inputs.as_deref());
+    let all = Rows::new(cfg.sites, &cond, &target, inputs.as_deref());
     let (train, validation) = all.split(n_train, layout.cond.len(), layout.target.len(), k);
     timer.lap("simulate");
     progress.phase("posterior");
-    let mut posterior = new_posterior(dev, task, cfg, train)?;
+    let mut posterior = new_posterior(dev, task, cfg, &[train])?;
     let mut data = FixedSets {
-        train: to_sets(&posterior, train)?,
-        validation: to_sets(&posterior, validation)?,
+        train: vec![to_sets(&posterior, train)?],
+        validation: vec![to_sets(&posterior, validation)?],
     };
     report.training_sets = n_train;
     report.validation_sets = n_val;

@@ -7,12 +7,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::network::{new_network, to_sets, Role, Rows};
+use super::network::{new_network, to_sets, Network, Role, Rows};
 use super::progress::Timer;
 use super::sampler::Sampler;
 use super::seeds::Stream;
-use super::sets::{site_inputs, FreshSets};
-use super::train::{FixedSets, TrainConfig};
+use super::sets::{all_rows, site_inputs, FreshSets, SetRows};
+use super::train::{FixedSets, Sets, TrainConfig};
 use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
 use crate::tasks::HierarchicalModel;
@@ -90,20 +90,20 @@ pub(super) fn run(
         .chunks(pd)
         .flat_map(|p| p.iter().zip(&site_bij).map(|(&v, b)| b.forward(v)))
         .collect();
-    let all = Rows::new(&unconstrained, &sims.obs, sims.inputs.as_deref());
+    let all = Rows::new(1, &unconstrained, &sims.obs, sims.inputs.as_deref());
     let (train, validation) = all.split(n_train, pd, od, od * task.functional_input_dim());
     let mut surrogate = new_network(
         dev,
         task,
         Role::Surrogate,
         1,
-        train,
+        &[train],
         &cfg.architecture,
         Stream::SurrogateInit.seed(cfg.seed, 0),
     )?;
     let mut s_data = FixedSets {
-        train: to_sets(&surrogate, train)?,
-        validation: to_sets(&surrogate, validation)?,
+        train: vec![to_sets(&surrogate, train)?],
+        validation: vec![to_sets(&surrogate, validation)?],
     };
     let s_cfg = TrainConfig {
         seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
@@ -118,27 +118,34 @@ pub(super) fn run(
     let globals: Vec<Vec<f64>> =
         sims.params.chunks(pd).map(|p| p[..task.global_dim()].to_vec()).collect();
     let (train_g, val_g) = globals.split_at(n_train);
+    let counts = cfg.site_counts();
     let mut fresh = FreshSets::new(
         task,
-        cfg.sites,
+        counts,
         Sampler::new(dev, cfg.surrogate_solver),
         Stream::SyntheticSets.seed(cfg.seed, 0),
     );
-    let train_sets = fresh.synthesize(&mut surrogate, train_g, progress)?;
-    let val_sets = fresh.synthesize(&mut surrogate, val_g, progress)?;
+    // Training sets come in blocks of one batch per site count; validation sets in blocks
+    // that spread them over (up to) ten site counts.
+    let (block, val_block) = (cfg.train.batch, n_val.div_ceil(counts.max().min(10)));
+    let train_sets = fresh.synthesize(&mut surrogate, train_g, block, progress)?;
+    let val_sets = fresh.synthesize(&mut surrogate, val_g, val_block, progress)?;
     timer.lap("synthetic_sets");
 
     progress.phase("posterior");
-    let mut posterior = new_posterior(dev, task, cfg, train_sets.rows())?;
-    let validation = to_sets(&posterior, val_sets.rows())?;
+    let mut posterior = new_posterior(dev, task, cfg, &all_rows(&train_sets))?;
+    let to_buckets = |net: &Network, sets: &[SetRows]| -> Result<Vec<Sets>> {
+        sets.iter().map(|r| to_sets(net, r.rows())).collect()
+    };
+    let validation = to_buckets(&posterior, &val_sets)?;
     report.training_sets = n_train;
     report.validation_sets = n_val;
     report.posterior = Some(if cfg.fresh_sets {
         let mut source =
-            fresh.into_source(&mut surrogate, &posterior, n_train, validation, progress);
+            fresh.into_source(&mut surrogate, &posterior, n_train, block, validation, progress);
         fit_posterior(dev, &mut posterior, &mut source, cfg, progress)?
     } else {
-        let mut data = FixedSets { train: to_sets(&posterior, train_sets.rows())?, validation };
+        let mut data = FixedSets { train: to_buckets(&posterior, &train_sets)?, validation };
         fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?
     });
     timer.lap("posterior_training");

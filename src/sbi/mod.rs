@@ -31,7 +31,7 @@ pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
 pub use progress::{Progress, Quiet};
 pub use sampler::Sampler;
 pub use seeds::Stream;
-pub use sets::{posterior_rows, FreshSets, SetRows};
+pub use sets::{posterior_rows, FreshSets, SetRows, SiteCounts};
 use train::{SetSource, TrainConfig, TrainReport};
 
 /// Wall time and counts of a pipeline run, for `report.json`.
@@ -69,10 +69,11 @@ impl Method {
 /// The posterior network every pipeline trains: initial weights from the run's
 /// [`Stream::PosteriorInit`], standardisation fitted on the training rows.
 fn new_posterior(
-    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, rows: Rows,
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, rows: &[Rows],
 ) -> Result<Network> {
     let seed = Stream::PosteriorInit.seed(cfg.seed, 0);
-    new_network(dev, task, Role::Posterior, cfg.sites, rows, &cfg.architecture, seed)
+    let sites = cfg.site_counts().max();
+    new_network(dev, task, Role::Posterior, sites, rows, &cfg.architecture, seed)
 }
 
 /// Trains the posterior network with the run's settings and [`Stream::PosteriorTraining`].

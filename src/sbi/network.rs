@@ -26,7 +26,11 @@ pub struct NetworkConfig {
     /// `posterior` or `surrogate`.
     pub role: String,
     pub task: String,
+    /// The site count of the layout; with `any_sites`, the largest site count it answers.
     pub sites: usize,
+    /// A posterior trained on sets of every size 1..=`sites` (`run --max-sites`).
+    #[serde(default)]
+    pub any_sites: bool,
     pub architecture: TfmpeConfig,
     pub layout: Layout,
     pub standardizer: Standardizer,
@@ -38,6 +42,57 @@ pub struct NetworkConfig {
     /// The probability path: t = 0 is noise, t = 1 is data; x_t = (1 − (1−σ)t)·x0 + t·x1.
     pub time_convention: String,
     pub sigma_min: f32,
+}
+
+impl NetworkConfig {
+    /// The layout for sets of `sites` sites: the network's own, or for a posterior that
+    /// answers any site count up to its own, the first `sites` sites of it (layouts are
+    /// site-major, so they are prefixes of the largest one).
+    pub fn layout_for(&self, sites: usize) -> Result<Layout> {
+        let (own, layout) = (self.sites, &self.layout);
+        if sites == own {
+            return Ok(layout.clone());
+        }
+        if !self.any_sites || sites == 0 || sites > own {
+            let answers = if self.any_sites {
+                format!("any site count from 1 to {own}")
+            } else {
+                format!("{own} sites only; train with --max-sites to answer other site counts")
+            };
+            return Err(Error::Invalid(format!(
+                "the data set has {sites} sites but this {} network answers {answers}",
+                self.role
+            )));
+        }
+        let globals = layout.target.iter().filter(|t| t.group == 0).count();
+        let per_site = |n: usize| n / own * sites;
+        Ok(Layout {
+            cond: layout.cond[..per_site(layout.cond.len())].to_vec(),
+            target: layout.target[..globals + per_site(layout.target.len() - globals)].to_vec(),
+        })
+    }
+
+    /// Standardised sets of this network from unstandardised rows.
+    pub fn sets(&self, rows: Rows) -> Result<Sets> {
+        let layout = self.layout_for(rows.sites)?;
+        let standardize = |tokens: &[Token], values: &[f64]| -> Result<Vec<f32>> {
+            let mut out = Vec::with_capacity(values.len());
+            for row in values.chunks(tokens.len().max(1)) {
+                out.extend(self.standardizer.apply(tokens, row)?);
+            }
+            Ok(out)
+        };
+        Ok(Sets {
+            sites: rows.sites,
+            cond: standardize(&layout.cond, rows.cond)?,
+            target: standardize(&layout.target, rows.target)?,
+            inputs: match rows.inputs {
+                Some(v) if self.architecture.input_dim > 0 => self.standardizer.apply_inputs(v)?,
+                _ => Vec::new(),
+            },
+            layout,
+        })
+    }
 }
 
 /// Chunks are whole Philox blocks of samples, so the common case (one run, sample index a
@@ -95,13 +150,18 @@ impl Network {
         &self.config.layout
     }
 
+    /// See [`NetworkConfig::layout_for`].
+    pub fn layout_for(&self, sites: usize) -> Result<Layout> {
+        self.config.layout_for(sites)
+    }
+
     /// Trains on standardised sets of this network's layout.
     pub fn fit(
         &mut self, dev: &Device, data: &mut dyn SetSource, cfg: &TrainConfig,
         progress: &dyn Progress,
     ) -> Result<TrainReport> {
         let phase = self.config.role.clone();
-        train(dev, &self.model, &mut self.tape, &self.config.layout, data, cfg, &phase, progress)
+        train(dev, &self.model, &mut self.tape, data, cfg, &phase, progress)
     }
 
     /// Standardises rows of condition values (one set per row, token order).
@@ -228,18 +288,22 @@ pub enum Role {
     Surrogate,
 }
 
-/// Unstandardised training rows of one layout, one set per row in token order: conditions,
-/// targets and (for a model with functional inputs) the inputs of the input tokens.
+/// Unstandardised training rows of sets of `sites` sites (1 for the surrogate), one set per
+/// row in token order: conditions, targets and (for a model with functional inputs) the inputs
+/// of the input tokens.
 #[derive(Clone, Copy, Debug)]
 pub struct Rows<'a> {
+    pub sites: usize,
     pub cond: &'a [f64],
     pub target: &'a [f64],
     pub inputs: Option<&'a [f64]>,
 }
 
 impl<'a> Rows<'a> {
-    pub fn new(cond: &'a [f64], target: &'a [f64], inputs: Option<&'a [f64]>) -> Self {
-        Rows { cond, target, inputs }
+    pub fn new(
+        sites: usize, cond: &'a [f64], target: &'a [f64], inputs: Option<&'a [f64]>,
+    ) -> Self {
+        Rows { sites, cond, target, inputs }
     }
 
     /// The first `n` sets and the rest, for sets of `c` condition, `t` target and `k` input
@@ -254,14 +318,16 @@ impl<'a> Rows<'a> {
             }
             None => (None, None),
         };
-        (Rows::new(c0, t0, i0), Rows::new(c1, t1, i1))
+        (Rows::new(self.sites, c0, t0, i0), Rows::new(self.sites, c1, t1, i1))
     }
 }
 
 /// A freshly initialised network of `role` for `task`, its embedding tables sized for its
-/// layout and its standardisation fitted on the given training rows.
+/// layout and its standardisation fitted on the given training rows (one [`Rows`] per site
+/// count). A posterior whose rows have several site counts answers any count up to the
+/// largest, `sites`.
 pub fn new_network(
-    dev: &Device, task: &dyn HierarchicalModel, role: Role, sites: usize, rows: Rows,
+    dev: &Device, task: &dyn HierarchicalModel, role: Role, sites: usize, rows: &[Rows],
     architecture: &TfmpeConfig, seed: u64,
 ) -> Result<Network> {
     let (layout, name, cond_names, target_names) = match role {
@@ -286,17 +352,21 @@ pub fn new_network(
         input_dim: task.functional_input_dim(),
         ..architecture.clone()
     };
-    let mut standardizer = fit_standardizer(&layout, rows.cond, rows.target)?;
+    let any_sites = rows.iter().any(|r| r.sites != sites);
+    let mut standardizer = fit_standardizer(&layout, sites, rows)?;
     if architecture.input_dim > 0 {
-        let inputs = rows.inputs.ok_or_else(|| {
+        let inputs: Option<Vec<f64>> =
+            rows.iter().map(|r| r.inputs).collect::<Option<Vec<_>>>().map(|v| v.concat());
+        let inputs = inputs.ok_or_else(|| {
             Error::Invalid(format!("task `{}` needs functional inputs to train", task.name()))
         })?;
-        standardizer = standardizer.with_inputs(architecture.input_dim, inputs)?;
+        standardizer = standardizer.with_inputs(architecture.input_dim, &inputs)?;
     }
     let config = NetworkConfig {
         role: name.to_string(),
         task: task.name().to_string(),
         sites,
+        any_sites,
         architecture,
         standardizer,
         layout,
@@ -309,27 +379,32 @@ pub fn new_network(
     Network::new(dev, config, seed)
 }
 
-/// Fits a standardiser over cond and target rows of one layout.
-fn fit_standardizer(layout: &Layout, cond: &[f64], target: &[f64]) -> Result<Standardizer> {
-    let (c, m) = (layout.cond.len(), layout.target.len());
-    let tokens: Vec<_> = layout.cond.iter().chain(&layout.target).copied().collect();
-    let n = target.len() / m;
-    let rows: Vec<Vec<f64>> = (0..n)
-        .map(|i| {
-            cond[i * c..(i + 1) * c].iter().chain(&target[i * m..(i + 1) * m]).copied().collect()
-        })
-        .collect();
-    Standardizer::fit(&tokens, rows.iter().map(|r| r.as_slice()))
+/// Fits a standardiser over the cond and target rows of every site count; `layout` is the
+/// layout of `sites` sites, of which every other count's layout is a prefix.
+fn fit_standardizer(layout: &Layout, sites: usize, rows: &[Rows]) -> Result<Standardizer> {
+    let mut tokens = Vec::new();
+    let mut values = Vec::new();
+    for r in rows {
+        let globals = layout.target.iter().filter(|t| t.group == 0).count();
+        let c = layout.cond.len() / sites * r.sites;
+        let m = globals + (layout.target.len() - globals) / sites * r.sites;
+        let set_tokens: Vec<_> =
+            layout.cond[..c].iter().chain(&layout.target[..m]).copied().collect();
+        for i in 0..r.target.len() / m.max(1) {
+            tokens.push(set_tokens.clone());
+            values.push(
+                r.cond[i * c..(i + 1) * c]
+                    .iter()
+                    .chain(&r.target[i * m..(i + 1) * m])
+                    .copied()
+                    .collect::<Vec<f64>>(),
+            );
+        }
+    }
+    Standardizer::fit_sets(tokens.iter().zip(&values).map(|(t, v)| (t.as_slice(), v.as_slice())))
 }
 
 /// Standardised sets for `net` from unstandardised rows.
 pub fn to_sets(net: &Network, rows: Rows) -> Result<Sets> {
-    Ok(Sets {
-        cond: net.standardize(rows.cond, true)?,
-        target: net.standardize(rows.target, false)?,
-        inputs: match rows.inputs {
-            Some(v) if net.config.architecture.input_dim > 0 => net.standardize_inputs(v)?,
-            _ => Vec::new(),
-        },
-    })
+    net.config.sets(rows)
 }

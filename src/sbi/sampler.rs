@@ -6,7 +6,6 @@ use super::network::{check_samples, Network, NoiseRun};
 use super::Progress;
 use crate::error::{Error, Result};
 use crate::model::ode::{OdeStats, Solver};
-use crate::model::tokens::Layout;
 use crate::tasks::{check_observation, HierarchicalModel, Observed};
 use crate::Device;
 
@@ -108,7 +107,7 @@ impl Sampler {
         n: usize, seeds: &[u64], progress: &dyn Progress,
     ) -> Result<Vec<Vec<Vec<f64>>>> {
         let sites = observations[0].sites;
-        let layout = posterior_layout(posterior, task, sites)?;
+        let layout = posterior.layout_for(sites)?;
         let (mut conds, mut inputs) = (Vec::new(), Vec::new());
         for obs in observations {
             check_observation(task, &obs.values, sites)?;
@@ -149,17 +148,4 @@ impl Sampler {
             .map(|set| set.chunks(d).map(|u| task.to_natural(u, sites)).collect())
             .collect())
     }
-}
-
-/// The posterior layout for `sites` sites, if the network answers that site count.
-fn posterior_layout(
-    posterior: &Network, task: &dyn HierarchicalModel, sites: usize,
-) -> Result<Layout> {
-    let trained = posterior.config.sites;
-    if sites != trained {
-        return Err(Error::Invalid(format!(
-            "the observation has {sites} sites but the posterior network was trained for {trained}"
-        )));
-    }
-    Ok(Layout::posterior(task, sites))
 }

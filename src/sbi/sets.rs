@@ -5,20 +5,58 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::network::{Network, Rows};
+use super::network::{Network, NetworkConfig, Rows};
 use super::sampler::Sampler;
 use super::seeds::Stream;
 use super::train::{SetSource, Sets};
 use super::Progress;
 use crate::error::{Error, Result};
-use crate::model::standardize::Standardizer;
-use crate::model::tokens::Layout;
 use crate::tasks::HierarchicalModel;
 
-/// Draws synthetic sets for one task and site count.
+/// The site counts of synthetic sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteCounts {
+    /// Every set has this many sites.
+    Fixed(usize),
+    /// Sets of every count from 1 to this one (`run --max-sites`).
+    UpTo(usize),
+}
+
+impl SiteCounts {
+    /// The largest count.
+    pub fn max(self) -> usize {
+        match self {
+            SiteCounts::Fixed(s) | SiteCounts::UpTo(s) => s,
+        }
+    }
+
+    /// `(sites, sets)` runs for `n` sets taken in blocks of `block` sets of one count each:
+    /// with [`SiteCounts::UpTo`] the blocks' counts rise evenly from 1 to the maximum, so
+    /// that a batch (a block) never mixes site counts and every count range is trained.
+    pub fn schedule(self, n: usize, block: usize) -> Vec<(usize, usize)> {
+        let max = match self {
+            SiteCounts::Fixed(s) => return vec![(s, n)],
+            SiteCounts::UpTo(m) => m,
+        };
+        let block = block.max(1);
+        let blocks = n.div_ceil(block);
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for k in 0..blocks {
+            let sites = 1 + k * max / blocks.max(1);
+            let sets = block.min(n - k * block);
+            match runs.last_mut() {
+                Some((s, count)) if *s == sites => *count += sets,
+                _ => runs.push((sites, sets)),
+            }
+        }
+        runs
+    }
+}
+
+/// Draws synthetic sets for one task.
 pub struct FreshSets<'t> {
     task: &'t dyn HierarchicalModel,
-    sites: usize,
+    sites: SiteCounts,
     /// Integrates the surrogate's observations.
     sampler: Sampler,
     /// The base of the per-draw `Synthetic*` streams.
@@ -36,9 +74,11 @@ pub fn posterior_rows(
     (obs.to_vec(), task.to_unconstrained(&params, sites))
 }
 
-/// Unstandardised rows of the posterior network: conditions, targets and functional inputs.
+/// Unstandardised rows of the posterior network for sets of `sites` sites: conditions,
+/// targets and functional inputs.
 #[derive(Clone, Debug, Default)]
 pub struct SetRows {
+    pub sites: usize,
     pub cond: Vec<f64>,
     pub target: Vec<f64>,
     pub inputs: Option<Vec<f64>>,
@@ -46,8 +86,13 @@ pub struct SetRows {
 
 impl SetRows {
     pub fn rows(&self) -> Rows<'_> {
-        Rows::new(&self.cond, &self.target, self.inputs.as_deref())
+        Rows::new(self.sites, &self.cond, &self.target, self.inputs.as_deref())
     }
+}
+
+/// The rows of every site count, as the networks take them.
+pub fn all_rows(sets: &[SetRows]) -> Vec<Rows<'_>> {
+    sets.iter().map(SetRows::rows).collect()
 }
 
 /// One site's functional inputs from the task, checked against its declared size.
@@ -66,16 +111,39 @@ pub fn site_inputs(task: &dyn HierarchicalModel, rng: &mut dyn rand::Rng) -> Res
 }
 
 impl<'t> FreshSets<'t> {
-    pub fn new(task: &'t dyn HierarchicalModel, sites: usize, sampler: Sampler, seed: u64) -> Self {
+    pub fn new(
+        task: &'t dyn HierarchicalModel, sites: SiteCounts, sampler: Sampler, seed: u64,
+    ) -> Self {
         FreshSets { task, sites, sampler, seed, draws: 0 }
     }
 
-    /// Synthetic sets for the given globals (natural space, one vector per set); returns the
-    /// posterior network's rows, unstandardised.
+    /// Synthetic sets for the given globals (natural space, one vector per set), their site
+    /// counts in blocks of `block` sets (see [`SiteCounts::schedule`]); returns the posterior
+    /// network's rows, unstandardised, one [`SetRows`] per run of one site count.
     pub fn synthesize(
-        &mut self, surrogate: &mut Network, globals: &[Vec<f64>], progress: &dyn Progress,
+        &mut self, surrogate: &mut Network, globals: &[Vec<f64>], block: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<SetRows>> {
+        let mut out = Vec::new();
+        let mut first = 0;
+        for (sites, n) in self.sites.schedule(globals.len(), block) {
+            out.push(self.synthesize_sites(
+                surrogate,
+                &globals[first..first + n],
+                sites,
+                progress,
+            )?);
+            first += n;
+        }
+        Ok(out)
+    }
+
+    /// Synthetic sets of `sites` sites for the given globals.
+    fn synthesize_sites(
+        &mut self, surrogate: &mut Network, globals: &[Vec<f64>], sites: usize,
+        progress: &dyn Progress,
     ) -> Result<SetRows> {
-        let (task, sites, draw) = (self.task, self.sites, self.draws);
+        let (task, draw) = (self.task, self.draws);
         self.draws += 1;
         let locals_stream = Stream::SyntheticLocals { draw };
         let locals: Vec<Vec<Vec<f64>>> = globals
@@ -97,7 +165,7 @@ impl<'t> FreshSets<'t> {
         let conds = surrogate.standardize(&cond_rows, true)?;
         // Each set's sites observe at inputs drawn from the task; the surrogate generates every
         // site's observation at its own inputs.
-        let inputs = self.draw_inputs(globals.len(), draw)?;
+        let inputs = self.draw_inputs(globals.len(), sites, draw)?;
         let z = inputs.as_deref().map(|v| surrogate.standardize_inputs(v)).transpose()?;
         let noise = Stream::SyntheticNoise { draw }.seed(self.seed, 0);
         let (y, _) = self.sampler.draw(surrogate, &conds, z.as_deref(), noise, progress)?;
@@ -109,12 +177,12 @@ impl<'t> FreshSets<'t> {
             cond.extend(c);
             target.extend(t);
         }
-        Ok(SetRows { cond, target, inputs })
+        Ok(SetRows { sites, cond, target, inputs })
     }
 
     /// The functional inputs of `n` sets of `sites` sites (set-major, then site, then
     /// observation), drawn from the task; `None` for a task without inputs.
-    fn draw_inputs(&self, n: usize, draw: u64) -> Result<Option<Vec<f64>>> {
+    fn draw_inputs(&self, n: usize, sites: usize, draw: u64) -> Result<Option<Vec<f64>>> {
         let task = self.task;
         if task.functional_input_dim() == 0 {
             return Ok(None);
@@ -125,7 +193,7 @@ impl<'t> FreshSets<'t> {
             .map(|i| {
                 let mut rng = StdRng::seed_from_u64(stream.seed(self.seed, i as u64));
                 let mut set = Vec::new();
-                for _ in 0..self.sites {
+                for _ in 0..sites {
                     set.extend(site_inputs(task, &mut rng)?);
                 }
                 Ok(set)
@@ -147,10 +215,11 @@ impl<'t> FreshSets<'t> {
     }
 
     /// A training source that draws `n_sets` fresh sets (new globals from the prior) every
-    /// epoch and standardises them with the posterior network's statistics.
+    /// epoch, in blocks of `block` sets, and standardises them with the posterior network's
+    /// statistics.
     pub fn into_source<'a>(
-        self, surrogate: &'a mut Network, posterior: &Network, n_sets: usize, validation: Sets,
-        progress: &'a dyn Progress,
+        self, surrogate: &'a mut Network, posterior: &Network, n_sets: usize, block: usize,
+        validation: Vec<Sets>, progress: &'a dyn Progress,
     ) -> FreshSource<'a>
     where
         't: 'a,
@@ -158,11 +227,11 @@ impl<'t> FreshSets<'t> {
         FreshSource {
             gen: self,
             surrogate,
-            standardizer: posterior.config.standardizer.clone(),
-            layout: posterior.config.layout.clone(),
+            config: posterior.config.clone(),
             n_sets,
+            block,
             validation,
-            current: Sets::default(),
+            current: Vec::new(),
             progress,
         }
     }
@@ -171,42 +240,24 @@ impl<'t> FreshSets<'t> {
 pub struct FreshSource<'a> {
     gen: FreshSets<'a>,
     surrogate: &'a mut Network,
-    standardizer: Standardizer,
-    layout: Layout,
+    /// The posterior network's configuration: its layouts and standardisation.
+    config: NetworkConfig,
     n_sets: usize,
-    validation: Sets,
-    current: Sets,
+    block: usize,
+    validation: Vec<Sets>,
+    current: Vec<Sets>,
     progress: &'a dyn Progress,
 }
 
-impl FreshSource<'_> {
-    fn standardize(
-        &self, rows: &[f64], tokens: &[crate::model::tokens::Token],
-    ) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows.chunks(tokens.len()) {
-            out.extend(self.standardizer.apply(tokens, row)?);
-        }
-        Ok(out)
-    }
-}
-
 impl SetSource for FreshSource<'_> {
-    fn train(&mut self, _epoch: usize) -> Result<&Sets> {
+    fn train(&mut self, _epoch: usize) -> Result<&[Sets]> {
         let globals = self.gen.prior_globals(self.n_sets);
-        let rows = self.gen.synthesize(self.surrogate, &globals, self.progress)?;
-        self.current = Sets {
-            cond: self.standardize(&rows.cond, &self.layout.cond)?,
-            target: self.standardize(&rows.target, &self.layout.target)?,
-            inputs: match &rows.inputs {
-                Some(v) => self.standardizer.apply_inputs(v)?,
-                None => Vec::new(),
-            },
-        };
+        let rows = self.gen.synthesize(self.surrogate, &globals, self.block, self.progress)?;
+        self.current = rows.iter().map(|r| self.config.sets(r.rows())).collect::<Result<_>>()?;
         Ok(&self.current)
     }
 
-    fn validation(&self) -> &Sets {
+    fn validation(&self) -> &[Sets] {
         &self.validation
     }
 }

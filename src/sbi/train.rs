@@ -2,7 +2,7 @@
 //! early stopping with patience and min-delta, best weights restored, and a clean stop on a
 //! non-finite loss that names the step.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -47,18 +47,22 @@ impl Default for TrainConfig {
     }
 }
 
-/// Standardised sets of one layout: `cond` is `[sets · n_cond]`, `target` `[sets · n_target]`,
-/// `inputs` `[sets · input_tokens · input_dim]` (empty for a model without functional inputs).
+/// Standardised sets of one layout (one site count): `cond` is `[sets · n_cond]`, `target`
+/// `[sets · n_target]`, `inputs` `[sets · input_tokens · input_dim]` (empty for a model without
+/// functional inputs).
 #[derive(Clone, Debug, Default)]
 pub struct Sets {
+    /// Sites of every set (1 for the likelihood surrogate).
+    pub sites: usize,
+    pub layout: Layout,
     pub cond: Vec<f32>,
     pub target: Vec<f32>,
     pub inputs: Vec<f32>,
 }
 
 impl Sets {
-    pub fn len(&self, layout: &Layout) -> usize {
-        self.target.len() / layout.target.len()
+    pub fn len(&self) -> usize {
+        self.target.len() / self.layout.target.len().max(1)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -66,26 +70,27 @@ impl Sets {
     }
 }
 
-/// Where training sets come from: a fixed pool, or fresh sets every epoch.
+/// Where training sets come from: a fixed pool, or fresh sets every epoch. Each holds one
+/// bucket of [`Sets`] per site count; a batch never mixes buckets.
 pub trait SetSource {
     /// The training sets for `epoch` (0-based).
-    fn train(&mut self, epoch: usize) -> Result<&Sets>;
+    fn train(&mut self, epoch: usize) -> Result<&[Sets]>;
     /// The validation sets (the same every epoch).
-    fn validation(&self) -> &Sets;
+    fn validation(&self) -> &[Sets];
 }
 
 /// A fixed pool of training and validation sets.
 pub struct FixedSets {
-    pub train: Sets,
-    pub validation: Sets,
+    pub train: Vec<Sets>,
+    pub validation: Vec<Sets>,
 }
 
 impl SetSource for FixedSets {
-    fn train(&mut self, _epoch: usize) -> Result<&Sets> {
+    fn train(&mut self, _epoch: usize) -> Result<&[Sets]> {
         Ok(&self.train)
     }
 
-    fn validation(&self) -> &Sets {
+    fn validation(&self) -> &[Sets] {
         &self.validation
     }
 }
@@ -99,6 +104,10 @@ pub struct TrainReport {
     pub best_val_loss: f64,
     pub train_losses: Vec<f64>,
     pub val_losses: Vec<f64>,
+    /// With sets of several site counts: the validation loss of each site count at the best
+    /// epoch, keyed by the count.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub val_loss_by_sites: BTreeMap<usize, f64>,
     /// Why training stopped: `max_epochs`, `early_stopping`, or `non_finite_loss`.
     pub stop_reason: String,
     /// The message of a non-finite stop, naming the step.
@@ -123,18 +132,17 @@ impl BatchBuffers {
 
 struct Batcher<'a> {
     dev: &'a Device,
-    layout: &'a Layout,
-    by_size: HashMap<usize, BatchBuffers>,
+    /// Buffers per (site count, batch size).
+    by_size: HashMap<(usize, usize), BatchBuffers>,
     host_cond: Vec<f32>,
     host_target: Vec<f32>,
     host_inputs: Vec<f32>,
 }
 
 impl<'a> Batcher<'a> {
-    fn new(dev: &'a Device, layout: &'a Layout) -> Self {
+    fn new(dev: &'a Device) -> Self {
         Batcher {
             dev,
-            layout,
             by_size: HashMap::new(),
             host_cond: Vec::new(),
             host_target: Vec::new(),
@@ -144,9 +152,9 @@ impl<'a> Batcher<'a> {
 
     /// Uploads the sets named by `idx` into the buffers for their batch size.
     fn load(&mut self, sets: &Sets, idx: &[usize]) -> Result<&BatchBuffers> {
-        let (c, m) = (self.layout.cond.len(), self.layout.target.len());
+        let (c, m) = (sets.layout.cond.len(), sets.layout.target.len());
         // Input values per set; the sets of one layout all carry the same number.
-        let k = if sets.inputs.is_empty() { 0 } else { sets.inputs.len() / sets.len(self.layout) };
+        let k = if sets.inputs.is_empty() { 0 } else { sets.inputs.len() / sets.len() };
         self.host_cond.clear();
         self.host_target.clear();
         self.host_inputs.clear();
@@ -156,17 +164,18 @@ impl<'a> Batcher<'a> {
             self.host_inputs.extend_from_slice(&sets.inputs[i * k..(i + 1) * k]);
         }
         let b = self.dev.backend();
-        if !self.by_size.contains_key(&idx.len()) {
-            let tb = TokenBatch::repeat(self.layout, idx.len())?;
+        let key = (sets.sites, idx.len());
+        if !self.by_size.contains_key(&key) {
+            let tb = TokenBatch::repeat(&sets.layout, idx.len())?;
             let bufs = BatchBuffers {
                 tokens: DeviceTokens::upload(self.dev, &tb)?,
                 cond: b.alloc(DType::F32, idx.len() * c)?,
                 target: b.alloc(DType::F32, idx.len() * m)?,
                 inputs: (k > 0).then(|| b.alloc(DType::F32, idx.len() * k)).transpose()?,
             };
-            self.by_size.insert(idx.len(), bufs);
+            self.by_size.insert(key, bufs);
         }
-        let bufs = self.by_size.get_mut(&idx.len()).expect("inserted above");
+        let bufs = self.by_size.get_mut(&key).expect("inserted above");
         b.write_f32(&mut bufs.cond, &self.host_cond)?;
         b.write_f32(&mut bufs.target, &self.host_target)?;
         if let Some(inputs) = bufs.inputs.as_mut() {
@@ -184,14 +193,12 @@ pub struct Stepper<'a> {
 }
 
 impl<'a> Stepper<'a> {
-    pub fn new(
-        dev: &'a Device, layout: &'a Layout, tape: &Tape, cfg: &TrainConfig,
-    ) -> Result<Self> {
+    pub fn new(dev: &'a Device, tape: &Tape, cfg: &TrainConfig) -> Result<Self> {
         let opt = AdamW::new(
             tape.params(),
             AdamWConfig { lr: cfg.lr, max_grad_norm: cfg.max_grad_norm, ..Default::default() },
         )?;
-        Ok(Stepper { batcher: Batcher::new(dev, layout), opt })
+        Ok(Stepper { batcher: Batcher::new(dev), opt })
     }
 
     /// One step on the sets named by `idx`; returns the loss node (valid until the next step).
@@ -210,18 +217,17 @@ impl<'a> Stepper<'a> {
 /// Seeds of the validation noise: fixed, so every epoch scores the same draws.
 const VALIDATION_STREAM: u64 = 0x0005_EED0_FA11;
 
-/// Trains `model` (whose parameters the tape owns) by flow matching on sets of `layout`.
-#[allow(clippy::too_many_arguments)]
+/// Trains `model` (whose parameters the tape owns) by flow matching on the sets of `data`.
 pub fn train(
-    dev: &Device, model: &Tfmpe, tape: &mut Tape, layout: &Layout, data: &mut dyn SetSource,
-    cfg: &TrainConfig, phase: &str, progress: &dyn Progress,
+    dev: &Device, model: &Tfmpe, tape: &mut Tape, data: &mut dyn SetSource, cfg: &TrainConfig,
+    phase: &str, progress: &dyn Progress,
 ) -> Result<TrainReport> {
     if cfg.batch == 0 {
         return Err(Error::Invalid("the batch size must be at least 1".into()));
     }
-    let n_val = data.validation().len(layout);
-    let n_train = data.train(0)?.len(layout);
-    if n_train < cfg.batch {
+    let n_val: usize = data.validation().iter().map(Sets::len).sum();
+    let n_train: usize = data.train(0)?.iter().map(Sets::len).sum();
+    if whole_batches(data.train(0)?, cfg.batch) == 0 {
         return Err(Error::Invalid(format!(
             "{phase}: {n_train} training sets are fewer than one batch of {}; raise the simulation budget or lower the batch size",
             cfg.batch
@@ -233,11 +239,10 @@ pub fn train(
         )));
     }
     let start = Instant::now();
-    let mut stepper = Stepper::new(dev, layout, tape, cfg)?;
+    let mut stepper = Stepper::new(dev, tape, cfg)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let backend = dev.backend();
-    let steps_per_epoch = n_train / cfg.batch;
-    let mut step_losses = backend.alloc(DType::F32, steps_per_epoch)?;
+    let mut step_losses = backend.alloc(DType::F32, whole_batches(data.train(0)?, cfg.batch))?;
     let mut report = TrainReport {
         epochs: 0,
         steps: 0,
@@ -245,6 +250,7 @@ pub fn train(
         best_val_loss: f64::INFINITY,
         train_losses: Vec::new(),
         val_losses: Vec::new(),
+        val_loss_by_sites: BTreeMap::new(),
         stop_reason: "max_epochs".into(),
         stop_message: None,
         seconds: 0.0,
@@ -254,22 +260,34 @@ pub fn train(
     // its first epoch still ends with finite weights.
     let mut best = snapshot(tape)?;
     let mut last_improvement = 0;
-    let mut order: Vec<usize> = Vec::new();
+    let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();
     for epoch in 0..cfg.max_epochs {
-        let sets = data.train(epoch)?;
-        order.clear();
-        order.extend(0..sets.len(layout));
-        order.shuffle(&mut rng);
-        // Whole batches only: a ragged last batch would weigh its few sets more.
-        for (s, idx) in order.chunks_exact(cfg.batch).enumerate() {
-            let loss = stepper.step(tape, model, sets, idx, cfg.seed, report.steps as u64)?;
+        let buckets = data.train(epoch)?;
+        batches.clear();
+        for (b, sets) in buckets.iter().enumerate() {
+            let mut order: Vec<usize> = (0..sets.len()).collect();
+            order.shuffle(&mut rng);
+            // Whole batches only: a ragged last batch would weigh its few sets more.
+            batches.extend(order.chunks_exact(cfg.batch).map(|idx| (b, idx.to_vec())));
+        }
+        // Site counts interleave; one bucket keeps the order (and the draws) it always had.
+        if buckets.len() > 1 {
+            batches.shuffle(&mut rng);
+        }
+        if step_losses.len() < batches.len() {
+            step_losses = backend.alloc(DType::F32, batches.len())?;
+        }
+        for (s, (b, idx)) in batches.iter().enumerate() {
+            let loss =
+                stepper.step(tape, model, &buckets[*b], idx, cfg.seed, report.steps as u64)?;
             backend.copy(tape.value(loss)?, 0, &mut step_losses, s, 1)?;
             report.steps += 1;
         }
         // One read-back per epoch: the losses of every step, to name a non-finite one.
         let losses = backend.download_f32(&step_losses)?;
+        let losses = &losses[..batches.len()];
         if let Some(bad) = losses.iter().position(|l| !l.is_finite()) {
-            let step = report.steps - steps_per_epoch + bad + 1;
+            let step = report.steps - batches.len() + bad + 1;
             report.stop_reason = "non_finite_loss".into();
             report.stop_message = Some(format!(
                 "{phase}: the training loss became {} at step {step} (epoch {}); stopped and kept the best weights (epoch {})",
@@ -281,7 +299,8 @@ pub fn train(
             break;
         }
         let train_loss = losses.iter().map(|&l| l as f64).sum::<f64>() / losses.len() as f64;
-        let val_loss = validation_loss(tape, model, &mut stepper.batcher, data.validation(), cfg)?;
+        let by_sites = validation_loss(tape, model, &mut stepper.batcher, data.validation(), cfg)?;
+        let val_loss = by_sites.iter().map(|&(_, n, l)| n as f64 * l).sum::<f64>() / n_val as f64;
         report.train_losses.push(train_loss);
         report.val_losses.push(val_loss);
         report.epochs = epoch + 1;
@@ -293,6 +312,9 @@ pub fn train(
         if val_loss < report.best_val_loss {
             report.best_val_loss = val_loss;
             report.best_epoch = epoch + 1;
+            if by_sites.len() > 1 {
+                report.val_loss_by_sites = by_sites.iter().map(|&(s, _, l)| (s, l)).collect();
+            }
             best = snapshot(tape)?;
         }
         if epoch + 1 - last_improvement >= cfg.patience {
@@ -307,24 +329,35 @@ pub fn train(
     Ok(report)
 }
 
-/// Mean flow-matching loss over the validation sets, with fixed noise.
+/// Whole batches of `batch` sets that the buckets make.
+fn whole_batches(buckets: &[Sets], batch: usize) -> usize {
+    buckets.iter().map(|s| s.len() / batch).sum()
+}
+
+/// Mean flow-matching loss over each bucket of validation sets, with fixed noise:
+/// `(sites, sets, loss)` per bucket.
 fn validation_loss(
-    tape: &mut Tape, model: &Tfmpe, batcher: &mut Batcher, val: &Sets, cfg: &TrainConfig,
-) -> Result<f64> {
-    let n = val.len(batcher.layout);
-    let idx: Vec<usize> = (0..n).collect();
+    tape: &mut Tape, model: &Tfmpe, batcher: &mut Batcher, val: &[Sets], cfg: &TrainConfig,
+) -> Result<Vec<(usize, usize, f64)>> {
     tape.reset();
     tape.set_inference(true)?;
-    let mut total = 0.0;
+    let mut k = 0u64;
     let result = (|| {
-        for (k, chunk) in idx.chunks(cfg.batch).enumerate() {
-            let bufs = batcher.load(val, chunk)?;
-            tape.reset();
-            let seed = VALIDATION_STREAM ^ cfg.seed;
-            let loss = fm_loss(tape, model, bufs.conditions(), &bufs.target, seed, k as u64)?;
-            total += tape.to_vec(loss)?[0] as f64 * chunk.len() as f64;
+        let mut out = Vec::with_capacity(val.len());
+        for sets in val {
+            let idx: Vec<usize> = (0..sets.len()).collect();
+            let mut total = 0.0;
+            for chunk in idx.chunks(cfg.batch) {
+                let bufs = batcher.load(sets, chunk)?;
+                tape.reset();
+                let seed = VALIDATION_STREAM ^ cfg.seed;
+                let loss = fm_loss(tape, model, bufs.conditions(), &bufs.target, seed, k)?;
+                total += tape.to_vec(loss)?[0] as f64 * chunk.len() as f64;
+                k += 1;
+            }
+            out.push((sets.sites, sets.len(), total / sets.len().max(1) as f64));
         }
-        Ok(total / n as f64)
+        Ok(out)
     })();
     tape.reset();
     tape.set_inference(false)?;
