@@ -9,8 +9,8 @@
 //! `[dataset,]site,<input names>,<observation variable names>`. Row j of a site holds scalar j of
 //! every observation variable together with those scalars' functional inputs; this needs every
 //! observation variable of the task to have the same size k, and every site then has exactly k
-//! rows, in observation order (file order is kept). Sites are numbered 0, 1, … without gaps within
-//! each data set; data sets may have different site counts.
+//! rows, in observation order (file order is kept). Sites are numbered 0, 1, … without gaps
+//! within each data set; data sets may have different site counts.
 //!
 //! In both layouts `dataset` ids are non-negative integers, data sets come back in id order, and
 //! every value must be finite. Line numbers in errors count the header as line 1 and assume that
@@ -89,12 +89,15 @@ fn check_data(task: &dyn HierarchicalModel, data: &[Observed]) -> Result<()> {
                     return Err(at("its functional inputs must be finite numbers".into()));
                 }
             }
-            (inputs, n) => return Err(at(format!(
-                "task `{}` needs {} functional-input values ({n} per observation scalar), got {}",
-                task.name(),
-                obs.values.len() * n,
-                inputs.as_ref().map_or(0, Vec::len)
-            ))),
+            (inputs, n) => {
+                let got = inputs.as_ref().map_or(0, Vec::len);
+                let want = obs.values.len() * n;
+                let task = task.name();
+                return Err(at(format!(
+                    "task `{task}` needs {want} functional-input values ({n} per observation \
+                     scalar), got {got}"
+                )));
+            }
         }
     }
     Ok(())
@@ -112,7 +115,8 @@ fn finite(table: &Table, source: &str, row: usize, col: usize) -> Result<f64> {
         return Ok(v);
     }
     Err(Error::Invalid(format!(
-        "{source}: line {}, column `{}`: {v} is not a finite number; observations and inputs must be finite",
+        "{source}: line {}, column `{}`: {v} is not a finite number; observations and inputs \
+         must be finite",
         line(row),
         table.columns[col]
     )))

@@ -131,7 +131,7 @@ fn long_rows_hold_one_value_of_every_variable() {
         values: vec![10.0, 11.0, 20.0, 21.0],
         inputs: Some(vec![0.5, 1.0, 0.7, 2.0, 0.5, 1.0, 0.7, 2.0]),
     };
-    assert_eq!(data.unwrap(), [want.clone()]);
+    assert_eq!(data.unwrap(), std::slice::from_ref(&want));
     round_trip(&two, &[want.clone(), want]);
 }
 
