@@ -61,6 +61,9 @@ impl Table {
 
     /// Parses CSV text; `source` names the file in error messages.
     pub fn parse(text: &str, source: &str) -> Result<Table> {
+        // Spreadsheet programs save UTF-8 CSV with a byte-order mark, which would otherwise
+        // become part of the first column's name.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
         let (_, header) = lines.next().ok_or_else(|| {
             Error::Invalid(format!(
@@ -134,6 +137,12 @@ mod tests {
         let e = Table::parse("1,2\n", "obs.csv").unwrap_err().to_string();
         assert!(e.contains("name the columns"), "{e}");
         assert!(Table::parse("", "obs.csv").is_err());
+    }
+
+    #[test]
+    fn byte_order_mark_is_not_part_of_the_first_column() {
+        let t = Table::parse("\u{feff}y.0,y.1\n1,2\n", "obs.csv").unwrap();
+        assert_eq!(t.columns, ["y.0", "y.1"]);
     }
 
     #[test]

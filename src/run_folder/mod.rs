@@ -12,6 +12,7 @@
 //! into `report.json`.
 
 mod evaluate;
+mod observations;
 mod plots;
 mod report;
 mod run;
@@ -25,6 +26,9 @@ use crate::sbi::{Network, Trained};
 use crate::tasks::{check_observation, HierarchicalModel, Observed};
 use crate::Device;
 pub use evaluate::{exact_reference, EvalConfig, REFERENCE_SAMPLES};
+pub use observations::{
+    observations_table, parse_observations, read_observations, write_observations,
+};
 pub use report::{
     C2st, Losses, Metrics, ObservationSource, Report, SbcSummary, TarpSummary, Training,
 };
