@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use tfmpe::run_folder::{read_observation, C2st, EvalConfig, Observation, RunFolder, RunSpec};
 use tfmpe::sbi::{Method, RunConfig};
-use tfmpe::tasks::{task_by_name, Observed};
+use tfmpe::tasks::task_by_name;
 use tfmpe::{Device, Error, Result};
 
 use super::progress::Bars;
@@ -33,7 +33,8 @@ pub struct RunArgs {
     /// Simulate the observation from the prior with this seed (ignored with --observation).
     #[arg(long, default_value_t = 0)]
     pub obs_seed: u64,
-    /// A one-row CSV with the observation (columns y.0, y.1, ...).
+    /// The observation: a CSV in the wide format (one row, columns y.0, y.1, ...) or the long
+    /// format (columns site, the task's inputs, y; one row per observed value).
     #[arg(long)]
     pub observation: Option<PathBuf>,
     /// Posterior samples to draw.
@@ -84,10 +85,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     super::check_samples(args.samples)?;
     let observation = match &args.observation {
-        Some(path) => {
-            let (values, sites) = read_observation(path, &*task, Some(args.sites))?;
-            Observation::Given(Observed { sites, values, inputs: None })
-        }
+        Some(path) => Observation::Given(read_observation(path, &*task, Some(args.sites))?),
         None => Observation::Prior { obs_seed: args.obs_seed },
     };
     let (device, why) = Device::open(args.backend)?;

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use tfmpe::run_folder::{load_posterior, read_observation, write_parameter_rows};
+use tfmpe::run_folder::{load_posterior, read_observations, write_dataset_rows, write_parameter_rows};
 use tfmpe::sbi::Sampler;
-use tfmpe::tasks::{task_by_name, Observed};
-use tfmpe::{Device, Result};
+use tfmpe::tasks::task_by_name;
+use tfmpe::{Device, Error, Result};
 
 use super::progress::Bars;
 
@@ -14,7 +14,9 @@ pub struct SampleArgs {
     /// The posterior checkpoint folder (`DIR/posterior` of a run, or the run folder itself).
     #[arg(long)]
     pub model: PathBuf,
-    /// A one-row CSV with the observation.
+    /// The observed data sets: a CSV in the wide format (one row per data set, columns y.0,
+    /// y.1, ...) or the long format (columns dataset, site, the task's inputs, y; one row per
+    /// observed value). Every data set is sampled in one batched solve.
     #[arg(long)]
     pub observation: PathBuf,
     #[arg(long, default_value_t = 1000)]
@@ -28,7 +30,8 @@ pub struct SampleArgs {
     pub chunk: usize,
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
-    /// Output CSV.
+    /// Output CSV: one row per draw with the parameter columns, led by a `dataset` column when
+    /// the file holds several data sets.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -39,12 +42,30 @@ pub fn run(args: SampleArgs) -> Result<()> {
     eprintln!("tfmpe: backend {why}");
     let mut net = load_posterior(&device, &args.model)?;
     let task = task_by_name(&net.config.task)?;
-    let (values, sites) = read_observation(&args.observation, &*task, Some(net.config.sites))?;
-    let obs = Observed { sites, values, inputs: None };
+    let data = read_observations(&args.observation, &*task)?;
+    let sites = data[0].sites;
+    if let Some(other) = data.iter().find(|d| d.sites != sites) {
+        return Err(Error::Invalid(format!(
+            "{}: data sets of {sites} and {} sites; sample each site count in its own call",
+            args.observation.display(),
+            other.sites
+        )));
+    }
     super::check_samples(args.samples)?;
     let bars = Bars::new();
     let sampler = Sampler::new(&device, solver).with_chunk(args.chunk);
-    let samples = sampler.posterior(&mut net, &*task, &obs, args.samples, args.seed, &bars)?;
+    let mut sets = sampler.posteriors(&mut net, &*task, &data, args.samples, args.seed, &bars)?;
     bars.finish();
-    write_parameter_rows(&args.out, &*task, sites, samples)
+    if sets.len() == 1 {
+        write_parameter_rows(&args.out, &*task, sites, sets.pop().unwrap_or_default())?;
+    } else {
+        write_dataset_rows(&args.out, &*task, sites, sets)?;
+    }
+    eprintln!(
+        "tfmpe: wrote {} draws for each of {} data sets ({sites} sites) to {}",
+        args.samples,
+        data.len(),
+        args.out.display()
+    );
+    Ok(())
 }

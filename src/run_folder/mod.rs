@@ -103,16 +103,14 @@ impl RunFolder {
         Ok(samples.rows)
     }
 
-    /// Writes `observation.csv`.
+    /// Writes `observation.csv` (the long format for a task with functional inputs).
     pub fn write_observation(&self, task: &dyn HierarchicalModel, obs: &Observed) -> Result<()> {
-        Table { columns: task.observation_names(obs.sites), rows: vec![obs.values.clone()] }
-            .write(&self.file(OBSERVATION))
+        write_observations(&self.file(OBSERVATION), task, std::slice::from_ref(obs))
     }
 
     /// Reads `observation.csv`.
     pub fn read_observation(&self, task: &dyn HierarchicalModel) -> Result<Observed> {
-        let (values, sites) = read_observation(&self.file(OBSERVATION), task, None)?;
-        Ok(Observed { sites, values, inputs: None })
+        read_observation(&self.file(OBSERVATION), task, None)
     }
 
     /// Writes `true_params.csv`: the parameters the observation was simulated with.
@@ -178,45 +176,43 @@ fn posterior_config(dir: &Path) -> Result<crate::sbi::network::NetworkConfig> {
     checkpoint::load_config(&dir.join(POSTERIOR_DIR))
 }
 
-/// Reads a one-row observation CSV whose columns are the task's observation names for some
-/// number of sites (`sites`, when given); returns the values and the site count.
+/// Reads an observation file that must hold exactly one data set (of `sites` sites, when
+/// given), in the wide or the long format.
 pub fn read_observation(
     path: &Path, task: &dyn HierarchicalModel, sites: Option<usize>,
-) -> Result<(Vec<f64>, usize)> {
-    let table = Table::read(path)?;
+) -> Result<Observed> {
     let shown = path.display();
-    if table.rows.len() != 1 {
+    let mut all = read_observations(path, task)?;
+    if all.len() != 1 {
         return Err(Error::Invalid(format!(
-            "{shown}: an observation file holds exactly one row of values, found {}",
-            table.rows.len()
+            "{shown}: an observation for `run` holds exactly one data set, found {}; sample many data sets with `tfmpe sample`",
+            all.len()
         )));
     }
-    let per_site = task.obs_dim();
-    let n = table.columns.len();
-    if n % per_site != 0 || n == 0 {
+    let obs = all.pop().expect("one data set");
+    if let Some(s) = sites.filter(|&s| s != obs.sites) {
         return Err(Error::Invalid(format!(
-            "{shown}: {n} columns do not make whole sites of {per_site} observations for task `{}`",
-            task.name()
+            "{shown}: the file has {} sites of observations but --sites is {s}",
+            obs.sites
         )));
     }
-    let found = n / per_site;
-    if let Some(s) = sites.filter(|&s| s != found) {
-        return Err(Error::Invalid(format!(
-            "{shown}: the file has {found} sites of observations but {s} were asked for"
-        )));
+    check_observation(task, &obs.values, obs.sites)
+        .map_err(|e| Error::Invalid(format!("{shown}: {e}")))?;
+    Ok(obs)
+}
+
+/// Writes posterior draws of many data sets: a leading `dataset` column, then the parameter
+/// columns; every data set must have the same site count.
+pub fn write_dataset_rows(
+    path: &Path, task: &dyn HierarchicalModel, sites: usize, sets: Vec<Vec<Vec<f64>>>,
+) -> Result<()> {
+    let mut columns = vec!["dataset".to_string()];
+    columns.extend(task.parameter_names(sites));
+    let mut rows = Vec::new();
+    for (k, draws) in sets.into_iter().enumerate() {
+        rows.extend(draws.into_iter().map(|d| std::iter::once(k as f64).chain(d).collect()));
     }
-    let expected = task.observation_names(found);
-    if table.columns != expected {
-        let first = table.columns.iter().zip(&expected).find(|(a, b)| a != b);
-        let (got, want) = first.map(|(a, b)| (a.as_str(), b.as_str())).unwrap_or(("?", "?"));
-        return Err(Error::Invalid(format!(
-            "{shown}: column `{got}` should be `{want}`; the header must be {}",
-            expected.join(",")
-        )));
-    }
-    let obs = table.rows.into_iter().next().unwrap_or_default();
-    check_observation(task, &obs, found).map_err(|e| Error::Invalid(format!("{shown}: {e}")))?;
-    Ok((obs, found))
+    Table { columns, rows }.write(path)
 }
 
 #[cfg(test)]
