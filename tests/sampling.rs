@@ -1,0 +1,122 @@
+//! Sampling many data sets at once: each data set's draws equal those of a call for it alone,
+//! whatever the chunking; a posterior trained for several site counts answers each of them and
+//! refuses the others. The networks here are untrained: the properties are exact, not
+//! statistical.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tfmpe::model::ode::Solver;
+use tfmpe::model::tfmpe::TfmpeConfig;
+use tfmpe::sbi::{new_network, Network, Quiet, Role, Rows, Sampler};
+use tfmpe::tasks::{simulate_dataset, task_by_name, HierarchicalModel, Observed};
+use tfmpe::Device;
+
+const SOLVER: Solver = Solver::Rk4 { steps: 3 };
+
+/// Rows of `n` simulated sets of `sites` sites: observations, unconstrained parameters and
+/// inputs.
+fn simulated(
+    task: &dyn HierarchicalModel, sites: usize, n: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut rng = StdRng::seed_from_u64(sites as u64);
+    let (mut cond, mut target, mut inputs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..n {
+        let d = simulate_dataset(task, sites, &mut rng);
+        cond.extend(&d.obs);
+        target.extend(task.to_unconstrained(&d.params, sites));
+        inputs.extend(d.inputs.unwrap_or_default());
+    }
+    (cond, target, inputs)
+}
+
+/// An untrained posterior network for these site counts (one: a fixed-S network).
+fn network(dev: &Device, task: &dyn HierarchicalModel, site_counts: &[usize]) -> Network {
+    let data: Vec<_> = site_counts.iter().map(|&s| (s, simulated(task, s, 20))).collect();
+    let has_inputs = task.functional_input_dim() > 0;
+    let rows: Vec<Rows> = data
+        .iter()
+        .map(|(s, (c, t, i))| Rows::new(*s, c, t, has_inputs.then_some(i.as_slice())))
+        .collect();
+    let arch = TfmpeConfig { width: 16, layers: 1, heads: 2, n_ff: 1, ..Default::default() };
+    let max = *site_counts.iter().max().unwrap();
+    new_network(dev, task, Role::Posterior, max, &rows, &arch, 5).unwrap()
+}
+
+fn observed(task: &dyn HierarchicalModel, sites: usize, seed: u64) -> Observed {
+    simulate_dataset(task, sites, &mut StdRng::seed_from_u64(seed)).observed()
+}
+
+#[test]
+fn many_data_sets_draw_what_each_draws_alone() {
+    let dev = Device::cpu();
+    for name in ["hier-brownian", "hier-gaussian"] {
+        let task = task_by_name(name).unwrap();
+        let mut net = network(&dev, &*task, &[2]);
+        let data: Vec<Observed> = (0..3).map(|k| observed(&*task, 2, 10 + k)).collect();
+        // 7 draws of 3 parameters each and chunks of 4: chunks straddle data sets, and a
+        // data set's noise starts inside a Philox block of four numbers.
+        let sampler = Sampler::new(&dev, SOLVER).with_chunk(4);
+        let together = sampler.posteriors(&mut net, &*task, &data, 7, 11, &Quiet).unwrap();
+        let alone = Sampler::new(&dev, SOLVER);
+        for (k, obs) in data.iter().enumerate() {
+            let one = alone.posterior(&mut net, &*task, obs, 7, 11, &Quiet).unwrap();
+            assert_eq!(together[k], one, "{name}: data set {k}");
+        }
+        // Different data sets give different draws from the same noise.
+        assert_ne!(together[0], together[1], "{name}");
+        // Own seeds per data set: each equals a lone call with its seed.
+        let seeds = [3, 4, 5];
+        let seeded = sampler.posteriors_seeded(&mut net, &*task, &data, 5, &seeds, &Quiet).unwrap();
+        for (k, obs) in data.iter().enumerate() {
+            let one = alone.posterior(&mut net, &*task, obs, 5, seeds[k], &Quiet).unwrap();
+            assert_eq!(seeded[k], one, "{name}: seeded data set {k}");
+        }
+    }
+}
+
+#[test]
+fn function_valued_observations_need_their_inputs() {
+    let dev = Device::cpu();
+    let task = task_by_name("hier-brownian").unwrap();
+    let mut net = network(&dev, &*task, &[2]);
+    let mut obs = observed(&*task, 2, 1);
+    let sampler = Sampler::new(&dev, SOLVER);
+    let with = sampler.posterior(&mut net, &*task, &obs, 4, 0, &Quiet).unwrap();
+    // Other observation times, same values: the network must see the difference.
+    let shifted: Vec<f64> = obs.inputs.as_ref().unwrap().iter().map(|t| t + 1.0).collect();
+    let moved = Observed { inputs: Some(shifted), ..obs.clone() };
+    assert_ne!(sampler.posterior(&mut net, &*task, &moved, 4, 0, &Quiet).unwrap(), with);
+    obs.inputs = None;
+    let err = sampler.posterior(&mut net, &*task, &obs, 4, 0, &Quiet).unwrap_err().to_string();
+    assert!(err.contains("functional inputs") && err.contains('t'), "{err}");
+}
+
+#[test]
+fn a_posterior_for_several_site_counts_answers_each_and_no_other() {
+    let dev = Device::cpu();
+    let task = task_by_name("hier-gaussian-linear").unwrap();
+    let mut any = network(&dev, &*task, &[1, 2, 4]);
+    assert!(any.config.any_sites && any.config.sites == 4);
+    let sampler = Sampler::new(&dev, SOLVER);
+    for sites in 1..=4 {
+        // Site counts between the trained ones are answered too: their layouts are prefixes.
+        let layout = any.layout_for(sites).unwrap();
+        assert_eq!(layout, tfmpe::model::tokens::Layout::posterior(&*task, sites));
+        let draws = sampler.posterior(&mut any, &*task, &observed(&*task, sites, 2), 3, 0, &Quiet);
+        assert_eq!(draws.unwrap()[0].len(), 1 + sites);
+    }
+    for sites in [0, 5] {
+        let err = any.layout_for(sites).unwrap_err().to_string();
+        assert!(err.contains("from 1 to 4"), "{err}");
+    }
+    let mut fixed = network(&dev, &*task, &[3]);
+    assert!(!fixed.config.any_sites);
+    let err = sampler
+        .posterior(&mut fixed, &*task, &observed(&*task, 2, 2), 3, 0, &Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("3 sites only") && err.contains("--max-sites"), "{err}");
+}
