@@ -57,6 +57,10 @@ pub struct RunArgs {
     /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
     #[arg(long)]
     pub fresh_sets: bool,
+    /// LF, a task with functional inputs (hier-brownian): simulated sites observe at the
+    /// observation's inputs instead of fresh draws from the task's input distribution.
+    #[arg(long)]
+    pub observed_inputs: bool,
     /// Skip the evaluation (C2ST against the exact posterior, and calibration).
     #[arg(long)]
     pub no_eval: bool,
@@ -107,7 +111,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         calibration: args.calibration,
         ..EvalConfig::new(solver, args.seed)
     });
-    let spec = RunSpec { config, observation, samples: args.samples, solver, evaluation };
+    let spec = RunSpec {
+        config,
+        observation,
+        samples: args.samples,
+        solver,
+        evaluation,
+        observed_inputs: args.observed_inputs,
+    };
     let bars = Bars::new();
     let folder = RunFolder::new(&args.out);
     let report = folder.run(&device, &why, &*task, &spec, &bars)?;

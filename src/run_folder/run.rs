@@ -10,9 +10,9 @@ use rand::SeedableRng;
 use super::{
     exact_reference, EvalConfig, Losses, Metrics, ObservationSource, Report, RunFolder, Training,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::ode::Solver;
-use crate::sbi::{self, Progress, RunConfig, Sampler, Stream};
+use crate::sbi::{self, InputSource, Progress, RunConfig, Sampler, Stream};
 use crate::tasks::{simulate_dataset, HierarchicalModel, Observed};
 use crate::Device;
 
@@ -36,6 +36,9 @@ pub struct RunSpec {
     pub solver: Solver,
     /// The evaluation that ends the run (`None`: none).
     pub evaluation: Option<EvalConfig>,
+    /// LF, a task with functional inputs: simulated sites observe at the observation's inputs
+    /// instead of fresh draws from the task's input distribution.
+    pub observed_inputs: bool,
 }
 
 impl RunFolder {
@@ -63,7 +66,20 @@ impl RunFolder {
         };
         crate::io::ensure_dir(self.path())?;
 
-        let mut trained = sbi::run(device, task, cfg, progress)?;
+        let mut trained = if spec.observed_inputs {
+            let inputs = obs.inputs.as_ref().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--observed-inputs: task `{}` has no functional inputs",
+                    task.name()
+                ))
+            })?;
+            let per_site = inputs.len() / obs.sites.max(1);
+            let sites = inputs.chunks(per_site.max(1)).map(<[f64]>::to_vec).collect();
+            let cfg = RunConfig { inputs: InputSource::Observed(sites), ..cfg.clone() };
+            sbi::run(device, task, &cfg, progress)?
+        } else {
+            sbi::run(device, task, cfg, progress)?
+        };
         self.write_networks(&trained)?;
 
         progress.phase("sample");

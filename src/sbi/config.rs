@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sets::SiteCounts;
+use super::sets::{InputSource, SiteCounts};
 use super::train::TrainConfig;
 use crate::error::{Error, Result};
 use crate::model::ode::Solver;
@@ -55,6 +55,9 @@ pub struct RunConfig {
     pub fresh_sets: bool,
     /// LF: how surrogate samples are integrated.
     pub surrogate_solver: Solver,
+    /// LF, a task with functional inputs: where simulated sites take their inputs from.
+    #[serde(skip)]
+    pub inputs: InputSource,
 }
 
 impl RunConfig {
@@ -71,6 +74,7 @@ impl RunConfig {
             architecture: TfmpeConfig::default(),
             fresh_sets: false,
             surrogate_solver: Solver::Rk4 { steps: 10 },
+            inputs: InputSource::Prior,
         }
     }
 

@@ -11,7 +11,7 @@ use super::network::{new_network, to_sets, Network, Role, Rows};
 use super::progress::Timer;
 use super::sampler::Sampler;
 use super::seeds::Stream;
-use super::sets::{all_rows, site_inputs, FreshSets, SetRows};
+use super::sets::{all_rows, FreshSets, InputSource, SetRows};
 use super::train::{FixedSets, Sets, TrainConfig};
 use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
@@ -29,7 +29,9 @@ struct SingleSites {
 
 type Simulation = (Vec<f64>, Vec<f64>, Option<Vec<f64>>);
 
-fn simulate_single_sites(task: &dyn HierarchicalModel, n: usize, seed: u64) -> Result<SingleSites> {
+fn simulate_single_sites(
+    task: &dyn HierarchicalModel, n: usize, inputs: &InputSource, seed: u64,
+) -> Result<SingleSites> {
     let has_inputs = task.functional_input_dim() > 0;
     let sims: Vec<Option<Simulation>> = (0..n)
         .into_par_iter()
@@ -37,7 +39,7 @@ fn simulate_single_sites(task: &dyn HierarchicalModel, n: usize, seed: u64) -> R
             let mut rng = StdRng::seed_from_u64(Stream::SingleSites.seed(seed, i as u64));
             let g = task.sample_globals(&mut rng);
             let l = task.sample_locals(&g, &mut rng);
-            let inputs = if has_inputs { Some(site_inputs(task, &mut rng)?) } else { None };
+            let inputs = if has_inputs { Some(inputs.site(task, 0, 1, &mut rng)?) } else { None };
             let y = task.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
             let y = task.observations_to_network(&y);
             Ok(y.iter().all(|v| v.is_finite()).then(|| ([g, l].concat(), y, inputs)))
@@ -66,7 +68,7 @@ pub(super) fn run(
     let mut report = PipelineReport::default();
     let mut timer = Timer::start();
     progress.phase("simulate");
-    let sims = simulate_single_sites(task, cfg.budget, cfg.seed)?;
+    let sims = simulate_single_sites(task, cfg.budget, &cfg.inputs, cfg.seed)?;
     report.simulator_calls = cfg.budget;
     report.dropped_simulations = sims.dropped;
     let (pd, od) = (task.global_dim() + task.local_dim(), task.obs_dim());
@@ -122,6 +124,7 @@ pub(super) fn run(
     let mut fresh = FreshSets::new(
         task,
         counts,
+        cfg.inputs.clone(),
         Sampler::new(dev, cfg.surrogate_solver),
         Stream::SyntheticSets.seed(cfg.seed, 0),
     );

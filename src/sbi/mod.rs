@@ -31,7 +31,7 @@ pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
 pub use progress::{Progress, Quiet};
 pub use sampler::Sampler;
 pub use seeds::Stream;
-pub use sets::{posterior_rows, FreshSets, SetRows, SiteCounts};
+pub use sets::{posterior_rows, FreshSets, InputSource, SetRows, SiteCounts};
 use train::{SetSource, TrainConfig, TrainReport};
 
 /// Wall time and counts of a pipeline run, for `report.json`.

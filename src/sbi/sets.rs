@@ -57,6 +57,7 @@ impl SiteCounts {
 pub struct FreshSets<'t> {
     task: &'t dyn HierarchicalModel,
     sites: SiteCounts,
+    inputs: InputSource,
     /// Integrates the surrogate's observations.
     sampler: Sampler,
     /// The base of the per-draw `Synthetic*` streams.
@@ -95,6 +96,38 @@ pub fn all_rows(sets: &[SetRows]) -> Vec<Rows<'_>> {
     sets.iter().map(SetRows::rows).collect()
 }
 
+/// Where simulated sites take their functional inputs from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum InputSource {
+    /// Fresh draws from the task's input distribution.
+    #[default]
+    Prior,
+    /// The observation's inputs, one vector per observed site: a set with as many sites as
+    /// the observation takes them site by site, any other site the inputs of an observed site
+    /// drawn at random.
+    Observed(Vec<Vec<f64>>),
+}
+
+impl InputSource {
+    /// The inputs of site `site` of a set of `sites` sites.
+    pub fn site(
+        &self, task: &dyn HierarchicalModel, site: usize, sites: usize, rng: &mut dyn rand::Rng,
+    ) -> Result<Vec<f64>> {
+        match self {
+            InputSource::Prior => site_inputs(task, rng),
+            InputSource::Observed(observed) if observed.len() == sites => {
+                Ok(observed[site].clone())
+            }
+            InputSource::Observed(observed) if !observed.is_empty() => {
+                Ok(observed[rand::RngExt::random_range(rng, 0..observed.len())].clone())
+            }
+            InputSource::Observed(_) => {
+                Err(Error::Invalid("observed inputs were asked for but none were given".into()))
+            }
+        }
+    }
+}
+
 /// One site's functional inputs from the task, checked against its declared size.
 pub fn site_inputs(task: &dyn HierarchicalModel, rng: &mut dyn rand::Rng) -> Result<Vec<f64>> {
     let expected = task.obs_dim() * task.functional_input_dim();
@@ -112,9 +145,10 @@ pub fn site_inputs(task: &dyn HierarchicalModel, rng: &mut dyn rand::Rng) -> Res
 
 impl<'t> FreshSets<'t> {
     pub fn new(
-        task: &'t dyn HierarchicalModel, sites: SiteCounts, sampler: Sampler, seed: u64,
+        task: &'t dyn HierarchicalModel, sites: SiteCounts, inputs: InputSource, sampler: Sampler,
+        seed: u64,
     ) -> Self {
-        FreshSets { task, sites, sampler, seed, draws: 0 }
+        FreshSets { task, sites, inputs, sampler, seed, draws: 0 }
     }
 
     /// Synthetic sets for the given globals (natural space, one vector per set), their site
@@ -193,8 +227,8 @@ impl<'t> FreshSets<'t> {
             .map(|i| {
                 let mut rng = StdRng::seed_from_u64(stream.seed(self.seed, i as u64));
                 let mut set = Vec::new();
-                for _ in 0..sites {
-                    set.extend(site_inputs(task, &mut rng)?);
+                for site in 0..sites {
+                    set.extend(self.inputs.site(task, site, sites, &mut rng)?);
                 }
                 Ok(set)
             })
