@@ -259,6 +259,16 @@ fn column_names_for_three_sites_follow_the_csv_dialect() {
     let obs: Vec<String> =
         (0..3).flat_map(|s| (0..5).map(move |j| format!("y.{s}[{j}]"))).collect();
     assert_eq!(model.observation_names(3), obs);
+    let model = task_by_name("hier-seir").unwrap();
+    assert_eq!(
+        model.parameter_names(2),
+        strings(&[
+            "beta0", "alpha", "sigma", "amp.0", "period.0", "phase.0", "amp.1", "period.1",
+            "phase.1"
+        ])
+    );
+    assert_eq!(model.observation_names(3), obs);
+    assert_eq!(model.functional_input_names(), strings(&["t"]));
 }
 
 #[test]
@@ -269,11 +279,13 @@ fn unknown_task_names_the_input_and_the_known_tasks() {
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("`hier-gausian`"), "{message}");
-    for known in ["hier-gaussian", "hier-gaussian-linear", "hier-gaussian-linear-uniform"] {
+    for known in
+        ["hier-gaussian", "hier-gaussian-linear", "hier-gaussian-linear-uniform", "hier-seir"]
+    {
         assert!(message.contains(known), "{message} lacks {known}");
         assert_eq!(task_by_name(known).unwrap().name(), known);
     }
-    assert_eq!(tasks().len(), 3);
+    assert_eq!(tasks().len(), 4);
 }
 
 #[test]
@@ -288,7 +300,13 @@ fn simulated_datasets_have_the_declared_shapes() {
             assert_eq!(data.params.len(), model.parameter_names(sites).len());
             assert_eq!(data.obs.len(), sites * model.obs_dim(), "{}", model.name());
             assert_eq!(data.obs.len(), model.observation_names(sites).len());
-            assert!(data.inputs.is_none());
+            let input_len = data.inputs.as_ref().map_or(0, Vec::len);
+            assert_eq!(
+                input_len,
+                data.obs.len() * model.functional_input_dim(),
+                "{}",
+                model.name()
+            );
             assert!(data.is_finite());
             // Every draw lies in its variable's support: the forward map is finite there.
             assert!(model.to_unconstrained(&data.params, sites).iter().all(|u| u.is_finite()));

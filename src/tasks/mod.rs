@@ -12,15 +12,18 @@
 //!
 //! Values are in natural space unless a name says "unconstrained".
 
+mod dopri;
 mod grid;
 mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
+mod hier_seir;
 pub mod special;
 
 pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
+pub use hier_seir::HierSeir;
 
 use crate::error::{Error, Result};
 use crate::model::tokens::VariableSizes;
@@ -291,7 +294,12 @@ fn map_params(bijections: &[Bijection], values: &[f64], f: fn(Bijection, f64) ->
 
 /// Every built-in task, in the order `tfmpe` lists them.
 pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
-    vec![Box::new(HierGaussian), Box::new(HierGaussianLinear), Box::new(HierGaussianLinearUniform)]
+    vec![
+        Box::new(HierGaussian),
+        Box::new(HierGaussianLinear),
+        Box::new(HierGaussianLinearUniform),
+        Box::new(HierSeir),
+    ]
 }
 
 /// The built-in task with this command-line name.
