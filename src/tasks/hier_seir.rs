@@ -255,7 +255,7 @@ mod tests {
         let days: Vec<f64> = (0..365).map(f64::from).collect();
         let first_year: Vec<f64> = (0..365).map(|t| t as f64 - WARM_UP).collect();
         let seasons = [0.35, 365.0, 1.0];
-        // R0 = β0 α / ((α + μ)(σ + μ)) ≈ 26: the infectious peak of the first year is large.
+        // R0 = β0 α / ((α + μ)(σ + μ)) ≈ 26: the exposed peak in the first year is large.
         let strong = [2.0, 1.0 / 7.0, 1.0 / 21.0];
         let peak = exposed_at(&strong, &seasons, &first_year).unwrap();
         let peak = peak.iter().fold(0.0f64, |m, &e| m.max(e));
