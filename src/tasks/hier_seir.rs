@@ -36,8 +36,8 @@ const PHASE: (f64, f64) = (0.0, PI);
 /// Gamma prior on the season's period, shape and rate.
 const PERIOD_SHAPE: f64 = 365.0 / 7.0;
 const PERIOD_RATE: f64 = 1.0 / 7.0;
-/// Far tighter than the Poisson noise on the counts needs, and still cheap (5 000 sites take about
-/// a second on one core): the solver's error never competes with the simulator's. atol, in
+/// Far tighter than the Poisson noise on the counts needs, and still cheap (5 000 sites take one or
+/// two seconds on one core): the solver's error never competes with the simulator's. atol, in
 /// people, governs only compartments near extinction, where the rate floor rules anyway.
 const TOLERANCES: Tolerances = Tolerances { rtol: 1e-8, atol: 1e-6, max_steps: 200_000 };
 
