@@ -259,6 +259,16 @@ fn column_names_for_three_sites_follow_the_csv_dialect() {
     let obs: Vec<String> =
         (0..3).flat_map(|s| (0..5).map(move |j| format!("y.{s}[{j}]"))).collect();
     assert_eq!(model.observation_names(3), obs);
+    let model = task_by_name("hier-seir").unwrap();
+    assert_eq!(
+        model.parameter_names(2),
+        strings(&[
+            "beta0", "alpha", "sigma", "amp.0", "period.0", "phase.0", "amp.1", "period.1",
+            "phase.1"
+        ])
+    );
+    assert_eq!(model.observation_names(3), obs);
+    assert_eq!(model.functional_input_names(), strings(&["t"]));
 }
 
 #[test]
@@ -269,7 +279,9 @@ fn unknown_task_names_the_input_and_the_known_tasks() {
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("`hier-gausian`"), "{message}");
-    for known in ["hier-gaussian", "hier-gaussian-linear", "hier-gaussian-linear-uniform"] {
+    for known in
+        ["hier-gaussian", "hier-gaussian-linear", "hier-gaussian-linear-uniform", "hier-seir"]
+    {
         assert!(message.contains(known), "{message} lacks {known}");
         assert_eq!(task_by_name(known).unwrap().name(), known);
     }

@@ -12,17 +12,20 @@
 //!
 //! Values are in natural space unless a name says "unconstrained".
 
+mod dopri;
 mod grid;
 mod hier_brownian;
 mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
+mod hier_seir;
 pub mod special;
 
 pub use hier_brownian::HierBrownian;
 pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
+pub use hier_seir::HierSeir;
 
 use crate::error::{Error, Result};
 use crate::model::tokens::VariableSizes;
@@ -313,6 +316,7 @@ pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
         Box::new(HierGaussianLinear),
         Box::new(HierGaussianLinearUniform),
         Box::new(HierBrownian),
+        Box::new(HierSeir),
     ]
 }
 
