@@ -30,10 +30,16 @@ pub struct Report {
     pub dropped_simulations: usize,
     pub fresh_sets: bool,
     pub losses: Losses,
+    /// With `--max-sites`: the largest site count the posterior answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sites: Option<usize>,
     pub method: Method,
     /// Filled by the evaluation; empty when it was skipped.
     pub metrics: Metrics,
     pub observation: ObservationSource,
+    /// With `--observed-inputs`: simulated sites observed at the observation's inputs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub observed_inputs: bool,
     /// Posterior samples drawn into `samples.csv`.
     pub samples: usize,
     pub seed: u64,
@@ -74,6 +80,9 @@ pub struct Training {
     pub train_losses: Vec<f64>,
     #[serde(deserialize_with = "nan_if_null")]
     pub val_losses: Vec<f64>,
+    /// With sets of several site counts: the validation loss per count at the best epoch.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub val_loss_by_sites: BTreeMap<usize, f64>,
 }
 
 impl From<&TrainReport> for Training {
@@ -90,6 +99,7 @@ impl From<&TrainReport> for Training {
             stop_reason: r.stop_reason.clone(),
             train_losses: r.train_losses.clone(),
             val_losses: r.val_losses.clone(),
+            val_loss_by_sites: r.val_loss_by_sites.clone(),
         }
     }
 }

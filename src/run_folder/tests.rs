@@ -24,6 +24,7 @@ fn training(epochs: usize) -> Training {
         stop_reason: "max_epochs".into(),
         train_losses: vec![1.0, 0.5],
         val_losses: vec![0.25, 0.3],
+        val_loss_by_sites: BTreeMap::new(),
     }
 }
 
@@ -36,9 +37,11 @@ fn report(metrics: Metrics) -> Report {
         dropped_simulations: 1,
         fresh_sets: false,
         losses: Losses { posterior: Some(training(2)), surrogate: None },
+        max_sites: None,
         method: Method::Direct,
         metrics,
         observation: ObservationSource::Prior { obs_seed: 5 },
+        observed_inputs: false,
         samples: 300,
         seed: 3,
         simulator_calls: 399,
