@@ -273,7 +273,7 @@ fn unknown_task_names_the_input_and_the_known_tasks() {
         assert!(message.contains(known), "{message} lacks {known}");
         assert_eq!(task_by_name(known).unwrap().name(), known);
     }
-    assert_eq!(tasks().len(), 3);
+    assert_eq!(tasks().len(), 4);
 }
 
 #[test]
@@ -288,7 +288,8 @@ fn simulated_datasets_have_the_declared_shapes() {
             assert_eq!(data.params.len(), model.parameter_names(sites).len());
             assert_eq!(data.obs.len(), sites * model.obs_dim(), "{}", model.name());
             assert_eq!(data.obs.len(), model.observation_names(sites).len());
-            assert!(data.inputs.is_none());
+            let inputs = data.inputs.as_ref().map_or(0, Vec::len);
+            assert_eq!(inputs, data.obs.len() * model.functional_input_dim(), "{}", model.name());
             assert!(data.is_finite());
             // Every draw lies in its variable's support: the forward map is finite there.
             assert!(model.to_unconstrained(&data.params, sites).iter().all(|u| u.is_finite()));

@@ -12,12 +12,15 @@
 //!
 //! Values are in natural space unless a name says "unconstrained".
 
+mod burgers;
 mod grid;
+mod hier_burgers;
 mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
 pub mod special;
 
+pub use hier_burgers::HierBurgers;
 pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
@@ -291,7 +294,12 @@ fn map_params(bijections: &[Bijection], values: &[f64], f: fn(Bijection, f64) ->
 
 /// Every built-in task, in the order `tfmpe` lists them.
 pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
-    vec![Box::new(HierGaussian), Box::new(HierGaussianLinear), Box::new(HierGaussianLinearUniform)]
+    vec![
+        Box::new(HierGaussian),
+        Box::new(HierGaussianLinear),
+        Box::new(HierGaussianLinearUniform),
+        Box::new(HierBurgers),
+    ]
 }
 
 /// The built-in task with this command-line name.
