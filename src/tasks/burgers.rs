@@ -26,8 +26,8 @@
 //! Convergence check: at T = 0.5, doubling N changes the value anywhere in the domain by at most
 //! 4.2e−4 over 300 random (ν, A, φ) with ln ν uniform on [ln 0.005, ln 0.5] and A on [0.5, 1.5]
 //! (the error falls as 1/N², so 2.5 A/ν cells gave 7.7e−4); the tests repeat it on fixed draws
-//! and compare with the exact Cole–Hopf solution. Cost grows like N² A; under the prior the mean
-//! is about 0.4 ms a solve.
+//! and compare with the exact Cole–Hopf solution. Cost grows like N² A; under the prior a solve
+//! takes 0.5 ms on average (5 000 prior draws in 2.5 s on one core of a busy machine).
 
 use std::f64::consts::TAU;
 
