@@ -12,9 +12,11 @@
 //!
 //! Values are in natural space unless a name says "unconstrained".
 
+mod burgers;
 mod dopri;
 mod grid;
 mod hier_brownian;
+mod hier_burgers;
 mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
@@ -22,6 +24,7 @@ mod hier_seir;
 pub mod special;
 
 pub use hier_brownian::HierBrownian;
+pub use hier_burgers::HierBurgers;
 pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
@@ -317,6 +320,7 @@ pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
         Box::new(HierGaussianLinearUniform),
         Box::new(HierBrownian),
         Box::new(HierSeir),
+        Box::new(HierBurgers),
     ]
 }
 
