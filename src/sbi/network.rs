@@ -39,6 +39,9 @@ pub struct NetworkConfig {
     pub target_names: Vec<String>,
     /// Bijections of the parameters (natural → unconstrained), in parameter order.
     pub bijections: Vec<crate::tasks::Bijection>,
+    /// Bijections of the functional inputs, one per input dimension (empty: identity).
+    #[serde(default)]
+    pub input_bijections: Vec<crate::tasks::Bijection>,
     /// The probability path: t = 0 is noise, t = 1 is data; x_t = (1 − (1−σ)t)·x0 + t·x1.
     pub time_convention: String,
     pub sigma_min: f32,
@@ -72,6 +75,12 @@ impl NetworkConfig {
         })
     }
 
+    /// Functional inputs (natural, `input_dim` per input token) through their bijections,
+    /// then standardised.
+    pub fn standardize_inputs(&self, values: &[f64]) -> Result<Vec<f32>> {
+        self.standardizer.apply_inputs(&map_inputs(&self.input_bijections, values))
+    }
+
     /// Standardised sets of this network from unstandardised rows.
     pub fn sets(&self, rows: Rows) -> Result<Sets> {
         let layout = self.layout_for(rows.sites)?;
@@ -87,7 +96,7 @@ impl NetworkConfig {
             cond: standardize(&layout.cond, rows.cond)?,
             target: standardize(&layout.target, rows.target)?,
             inputs: match rows.inputs {
-                Some(v) if self.architecture.input_dim > 0 => self.standardizer.apply_inputs(v)?,
+                Some(v) if self.architecture.input_dim > 0 => self.standardize_inputs(v)?,
                 _ => Vec::new(),
             },
             layout,
@@ -194,7 +203,7 @@ impl Network {
 
     /// Standardises functional inputs (natural space, `input_dim` per input token).
     pub fn standardize_inputs(&self, values: &[f64]) -> Result<Vec<f32>> {
-        self.config.standardizer.apply_inputs(values)
+        self.config.standardize_inputs(values)
     }
 
     /// Draws one target sample per condition row by integrating the flow from noise, `chunk`
@@ -360,7 +369,8 @@ pub fn new_network(
         let inputs = inputs.ok_or_else(|| {
             Error::Invalid(format!("task `{}` needs functional inputs to train", task.name()))
         })?;
-        standardizer = standardizer.with_inputs(architecture.input_dim, &inputs)?;
+        let mapped = map_inputs(&task.functional_input_bijections(), &inputs);
+        standardizer = standardizer.with_inputs(architecture.input_dim, &mapped)?;
     }
     let config = NetworkConfig {
         role: name.to_string(),
@@ -373,6 +383,7 @@ pub fn new_network(
         cond_names,
         target_names,
         bijections: task.parameter_bijections(sites),
+        input_bijections: task.functional_input_bijections(),
         time_convention: "t = 0 is noise, t = 1 is data".into(),
         sigma_min: SIGMA_MIN,
     };
@@ -402,6 +413,14 @@ fn fit_standardizer(layout: &Layout, sites: usize, rows: &[Rows]) -> Result<Stan
         }
     }
     Standardizer::fit_sets(tokens.iter().zip(&values).map(|(t, v)| (t.as_slice(), v.as_slice())))
+}
+
+/// Inputs mapped by their dimension's bijection (none given: unchanged).
+fn map_inputs(bijections: &[crate::tasks::Bijection], values: &[f64]) -> Vec<f64> {
+    if bijections.is_empty() {
+        return values.to_vec();
+    }
+    values.iter().zip(bijections.iter().cycle()).map(|(&v, b)| b.forward(v)).collect()
 }
 
 /// Standardised sets for `net` from unstandardised rows.

@@ -44,6 +44,10 @@ impl HierarchicalModel for HierBrownian {
         vec!["t".into()]
     }
 
+    fn functional_input_bijections(&self) -> Vec<Bijection> {
+        vec![Bijection::Log]
+    }
+
     fn sample_functional_inputs(&self, rng: &mut dyn Rng) -> Option<Vec<f64>> {
         // Exp(1) by inversion; 1 − U lies in (0, 1], so every time is finite.
         Some((0..DRAWS).map(|_| -(1.0 - uniform01(rng)).ln()).collect())

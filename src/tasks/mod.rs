@@ -139,6 +139,13 @@ pub trait HierarchicalModel: Send + Sync {
         (0..self.functional_input_dim()).map(|i| format!("input{i}")).collect()
     }
 
+    /// The bijection of each functional-input value, mapping it to the space the networks see
+    /// (`Log` for a positive input such as an observation time, so that the small values,
+    /// where the observation is most precise, are spread out rather than crowded together).
+    fn functional_input_bijections(&self) -> Vec<Bijection> {
+        vec![Bijection::Identity; self.functional_input_dim()]
+    }
+
     /// Draws one site's functional inputs (`obs_dim × functional_input_dim` values, in
     /// observation order: observation scalar 0's inputs, then scalar 1's), or `None` when the
     /// model has none. Inputs do not depend on the parameters; each call is a fresh draw from
