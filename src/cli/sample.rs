@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use tfmpe::run_folder::{load_posterior, read_observations, write_dataset_rows, write_parameter_rows};
+use tfmpe::run_folder::{
+    load_posterior, read_observations, write_dataset_rows, write_parameter_rows,
+};
 use tfmpe::sbi::Sampler;
 use tfmpe::tasks::task_by_name;
 use tfmpe::{Device, Error, Result};
