@@ -287,3 +287,75 @@ mod across_devices {
         }
     }
 }
+
+/// A model without functional inputs is the model from before they existed (a37ce83).
+mod before_inputs {
+    use super::*;
+
+    struct Plain;
+
+    impl VariableSizes for Plain {
+        fn global_sizes(&self) -> Vec<usize> {
+            vec![1]
+        }
+        fn local_sizes(&self) -> Vec<usize> {
+            vec![1]
+        }
+        fn observation_sizes(&self) -> Vec<usize> {
+            vec![2]
+        }
+        fn input_dim(&self) -> usize {
+            0
+        }
+    }
+
+    /// The same parameters, in the same order (so a seed draws the same weights and old
+    /// checkpoints load), and on the CPU the same velocities to the bit: the bits were printed
+    /// by this case run against a37ce83. A deliberate change of the CPU kernels' rounding needs
+    /// them re-pinned there.
+    #[test]
+    fn the_model_without_inputs_is_unchanged() {
+        let dev = Device::cpu();
+        let config = TfmpeConfig {
+            width: 16,
+            layers: 1,
+            heads: 2,
+            n_labels: 3,
+            max_positions: 2,
+            max_groups: 4,
+            ..Default::default()
+        };
+        let mut store = ParamStore::new(&dev);
+        let model = Tfmpe::new(&mut store, config, 5).unwrap();
+        let names: Vec<String> = store.iter().map(|p| p.name.to_string()).collect();
+        let encoder = ["attn.qkv.weight", "attn.out.weight", "norm1.weight", "norm1.bias"]
+            .into_iter()
+            .chain(["ff.0.weight", "ff.0.bias", "ff.1.weight", "ff.1.bias"])
+            .chain(["norm2.weight", "norm2.bias"])
+            .map(|n| format!("encoder.0.{n}"));
+        let want: Vec<String> = ["label.weight", "position.weight", "group.weight"]
+            .into_iter()
+            .chain(["linear.weight", "linear.bias"])
+            .map(|n| format!("embed.{n}"))
+            .chain(encoder)
+            .chain(["head.weight".into(), "head.bias".into()])
+            .collect();
+        assert_eq!(names, want);
+
+        let mut tape = Tape::new(store);
+        let layouts = [Layout::posterior(&Plain, 2), Layout::posterior(&Plain, 1)];
+        let tb = TokenBatch::pack(&layouts.iter().collect::<Vec<_>>()).unwrap();
+        assert!(tb.input_index.is_none() && tb.input_rows == 0);
+        let tok = DeviceTokens::upload(&dev, &tb).unwrap();
+        let mut r = rng(2500);
+        let (b, m) = (tb.batch, tb.n_target);
+        let cond = tb.pack_cond(&[&common::normal(&mut r, 4), &common::normal(&mut r, 2)]);
+        let cond = tape.input(&cond.unwrap(), &[b, tb.n_cond]).unwrap();
+        let xt = tape.input(&common::normal(&mut r, b * m), &[b, m]).unwrap();
+        let t = tape.input(&common::uniform(&mut r, b, 0.0, 1.0), &[b]).unwrap();
+        let v = model.velocity(&mut tape, &tok, cond, xt, t, None).unwrap();
+        let bits: Vec<u32> = tape.to_vec(v).unwrap().iter().map(|x| x.to_bits()).collect();
+        let pinned = [0xbfcd1c68, 0xbe60ba18, 0xbe29177e, 0xbfab0d91, 0xbea1fa82, 0xbfaa1f46];
+        assert_eq!(bits, pinned, "velocities of the model without inputs, as f32 bits");
+    }
+}
