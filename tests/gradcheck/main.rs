@@ -1,5 +1,5 @@
 //! The tape's tests: every op's backward rule against central finite differences (in f64 on
-//! the CPU), the nn layers as a whole, the tape's modes, and its errors on bad input.
+//! the CPU), the nn layers and the whole model, the tape's modes, and its errors on bad input.
 //!
 //! How a check works: the op's output `y` is reduced to a scalar by a fixed random linear
 //! functional `L = Σ r_i y_i` (itself a `linear` op, so the root is an ordinary one-element
@@ -20,6 +20,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod errors;
+mod model;
 mod modes;
 mod nn;
 mod ops;

@@ -22,6 +22,7 @@ mod parity {
     mod loss;
     mod matmul;
     mod memory;
+    mod model_inputs;
     mod norm;
     mod ode;
     mod optim;
