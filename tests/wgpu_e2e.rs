@@ -1,6 +1,7 @@
 //! The wgpu backend end to end through the command line (on lavapipe in CI): a small
 //! `hier-gaussian-linear` run trains and samples on wgpu and meets the CPU run's C2ST bound,
-//! and a fixed posterior network samples the same numbers on wgpu as on the CPU.
+//! and a fixed posterior network samples the same numbers on wgpu as on the CPU, also for a
+//! function-valued task (its Fourier features of the observation times).
 //!
 //! Skipped when no wgpu adapter exists, unless `TFMPE_REQUIRE_WGPU=1` (CI), which makes that a
 //! failure.
@@ -78,19 +79,8 @@ fn small_lf_run_on_wgpu_matches_the_exact_posterior() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
-fn a_fixed_network_samples_alike_on_cpu_and_wgpu() {
-    if common::wgpu().is_none() {
-        eprintln!("no wgpu adapter: skipped");
-        return;
-    }
-    // A briefly trained posterior (CPU), then the same seed on both backends.
-    let dir = scratch("wgpu-parity");
-    let out = dir.to_str().unwrap();
-    let args = small_run(out, "3", &["--no-eval"]); // any fixed network will do
-    tfmpe("cpu", &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let obs = dir.join("new_obs.csv");
-    std::fs::write(&obs, "y.0,y.1,y.2\n0.3,-1.2,2.0\n").unwrap();
+/// Samples of the saved posterior in `out` for the observation file `obs` on each backend.
+fn samples_on_each_backend(dir: &Path, out: &str, obs: &Path) -> Vec<Vec<f64>> {
     let mut got = Vec::new();
     for backend in ["cpu", "wgpu"] {
         let file = dir.join(format!("{backend}.csv"));
@@ -116,15 +106,71 @@ fn a_fixed_network_samples_alike_on_cpu_and_wgpu() {
         );
         got.push(numbers(&read(&file)));
     }
-    assert_eq!(got[0].len(), 64 * 4);
-    // Same Philox noise on both backends; the network's f32 sums run in another order on the
-    // GPU, and 40 network evaluations (RK4, 10 steps) compound that. 1e-3 absolute on values of
-    // order 1 is far below the posterior's spread yet far above f32 rounding after 40 passes.
+    got
+}
+
+/// Same Philox noise on both backends; the network's f32 sums run in another order on the
+/// GPU, and 40 network evaluations (RK4, 10 steps) compound that. 1e-3 absolute on values of
+/// order 1 is far below the posterior's spread yet far above f32 rounding after 40 passes.
+fn assert_alike(got: &[Vec<f64>]) {
     let worst = got[0]
         .iter()
         .zip(&got[1])
         .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
         .fold(0.0, f64::max);
     assert!(worst < 1e-3, "cpu and wgpu samples differ by up to {worst:.2e}");
+}
+
+#[test]
+fn a_fixed_network_samples_alike_on_cpu_and_wgpu() {
+    if common::wgpu().is_none() {
+        eprintln!("no wgpu adapter: skipped");
+        return;
+    }
+    // A briefly trained posterior (CPU), then the same seed on both backends.
+    let dir = scratch("wgpu-parity");
+    let out = dir.to_str().unwrap();
+    let args = small_run(out, "3", &["--no-eval"]); // any fixed network will do
+    tfmpe("cpu", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let obs = dir.join("new_obs.csv");
+    std::fs::write(&obs, "y.0,y.1,y.2\n0.3,-1.2,2.0\n").unwrap();
+    let got = samples_on_each_backend(&dir, out, &obs);
+    assert_eq!(got[0].len(), 64 * 4);
+    assert_alike(&got);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_fixed_function_valued_network_samples_alike_on_cpu_and_wgpu() {
+    if common::wgpu().is_none() {
+        eprintln!("no wgpu adapter: skipped");
+        return;
+    }
+    let dir = scratch("wgpu-brownian");
+    let out = dir.to_str().unwrap();
+    let args = [
+        "run",
+        "--task",
+        "hier-brownian",
+        "--sites",
+        "2",
+        "--budget",
+        "300",
+        "--max-epochs",
+        "2",
+        "--batch-size",
+        "50",
+        "--no-eval",
+        "--out",
+        out,
+    ];
+    tfmpe("cpu", &args);
+    let obs = dir.join("new_obs.csv");
+    let rows = "site,t,y\n0,0.1,0.3\n0,0.5,0.2\n0,1.5,-1\n0,0.05,0.25\n0,2,1\n\
+                1,0.3,-0.4\n1,0.02,-0.5\n1,0.9,0\n1,3,2\n1,0.2,-0.45\n";
+    std::fs::write(&obs, rows).unwrap();
+    let got = samples_on_each_backend(&dir, out, &obs);
+    assert_eq!(got[0].len(), 64 * 3);
+    assert_alike(&got);
     std::fs::remove_dir_all(&dir).unwrap();
 }

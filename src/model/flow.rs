@@ -5,7 +5,7 @@ use super::ode::VectorField;
 use super::tfmpe::{DeviceTokens, Tfmpe};
 use crate::backend::Buffer;
 use crate::backend::Device;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
 
 /// Width of the probability path at t = 1 (x_t = (1 − (1−σ)t)·x0 + t·x1).
@@ -36,10 +36,17 @@ impl Conditions<'_> {
     fn record(&self, tape: &mut Tape) -> Result<(Var, Option<Var>)> {
         let tok = self.tokens;
         let cond = tape.input_copy(self.cond, &[tok.batch, tok.n_cond])?;
-        let inputs = self
-            .inputs
-            .map(|buf| tape.input_copy(buf, &[tok.input_rows, buf.len() / tok.input_rows.max(1)]))
-            .transpose()?;
+        let inputs = match self.inputs {
+            Some(buf) if tok.input_rows == 0 || !buf.len().is_multiple_of(tok.input_rows) => {
+                return Err(Error::Shape(format!(
+                    "{} functional-input values for {} input tokens",
+                    buf.len(),
+                    tok.input_rows
+                )))
+            }
+            Some(buf) => Some(tape.input_copy(buf, &[tok.input_rows, buf.len() / tok.input_rows])?),
+            None => None,
+        };
         Ok((cond, inputs))
     }
 }

@@ -260,12 +260,25 @@ impl Tfmpe {
     fn fourier_block(
         &self, tape: &mut Tape, tok: &DeviceTokens, fourier: &FourierFeatures, inputs: Option<Var>,
     ) -> Result<Var> {
-        let (Some(inputs), Some(index)) = (inputs, tok.input_index.as_ref()) else {
+        let width = self.config.fourier_dim;
+        let Some(index) = tok.input_index.as_ref() else {
+            // No token of this batch carries inputs: every block is zero.
+            let zeros = vec![0.0; tok.batch * tok.tokens() * width];
+            return tape.input(&zeros, &[tok.batch * tok.tokens(), width]);
+        };
+        let Some(inputs) = inputs else {
             return Err(Error::Invalid(
                 "this model needs the functional inputs of its observation tokens".into(),
             ));
         };
-        let (rows, width) = (tok.input_rows, self.config.fourier_dim);
+        let rows = tok.input_rows;
+        let expected = [rows, self.config.input_dim];
+        if tape.shape(inputs)? != expected {
+            return Err(Error::Shape(format!(
+                "functional inputs are {:?} but the batch's input tokens need {expected:?}",
+                tape.shape(inputs)?
+            )));
+        }
         let features = fourier.forward(tape, inputs)?;
         let features = tape.reshape(features, &[1, rows * width])?;
         let zero = tape.input(&vec![0.0; width], &[1, width])?;
