@@ -16,36 +16,26 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// `tfmpe run` of the end-to-end tests: 2 000 single-site simulations, a learning rate of
+/// 1e-3 and capped epochs keep a run to about a minute on two cores.
+fn small_run(task: &str, sites: &str, out: &str, extra: &[&str]) {
+    let mut args = vec!["run", "--task", task, "--sites", sites, "--budget", "2000"];
+    args.extend(["--max-epochs", "150", "--patience", "30", "--lr", "1e-3", "--out", out]);
+    args.extend(extra);
+    tfmpe(&args);
+}
+
 #[test]
 fn small_lf_run_matches_the_exact_posterior() {
     let dir = std::env::temp_dir().join(format!("tfmpe-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = dir.to_str().unwrap();
-    // Three sites, 2000 single-site simulations, a learning rate of 1e-3 and capped epochs keep
-    // this to about a minute on two cores.
-    tfmpe(&[
-        "run",
-        "--task",
+    small_run(
         "hier-gaussian-linear",
-        "--sites",
         "3",
-        "--budget",
-        "2000",
-        "--max-epochs",
-        "150",
-        "--patience",
-        "30",
-        "--lr",
-        "1e-3",
-        "--samples",
-        "1000",
-        "--seed",
-        "1",
-        "--obs-seed",
-        "3",
-        "--out",
         out,
-    ]);
+        &["--samples", "1000", "--seed", "1", "--obs-seed", "3"],
+    );
     for f in [
         "samples.csv",
         "observation.csv",
@@ -203,27 +193,7 @@ fn function_valued_run_generates_observations_at_their_inputs() {
     let dir = std::env::temp_dir().join(format!("tfmpe-e2e-brownian-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = dir.to_str().unwrap();
-    tfmpe(&[
-        "run",
-        "--task",
-        "hier-brownian",
-        "--sites",
-        "3",
-        "--budget",
-        "2000",
-        "--max-epochs",
-        "150",
-        "--patience",
-        "30",
-        "--lr",
-        "1e-3",
-        "--seed",
-        "2",
-        "--obs-seed",
-        "4",
-        "--out",
-        out,
-    ]);
+    small_run("hier-brownian", "3", out, &["--seed", "2", "--obs-seed", "4"]);
     // The observation is written long: one row per observed value, with its time.
     let obs = read(&dir.join("observation.csv"));
     let mut lines = obs.lines();
@@ -281,28 +251,7 @@ fn a_max_sites_run_answers_every_site_count_up_to_m() {
     let dir = std::env::temp_dir().join(format!("tfmpe-e2e-any-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = dir.to_str().unwrap();
-    tfmpe(&[
-        "run",
-        "--task",
-        "hier-gaussian-linear",
-        "--sites",
-        "3",
-        "--max-sites",
-        "6",
-        "--budget",
-        "2000",
-        "--max-epochs",
-        "150",
-        "--patience",
-        "30",
-        "--lr",
-        "1e-3",
-        "--seed",
-        "1",
-        "--no-eval",
-        "--out",
-        out,
-    ]);
+    small_run("hier-gaussian-linear", "3", out, &["--max-sites", "6", "--seed", "1", "--no-eval"]);
     let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
     assert_eq!(report["max_sites"], 6);
     let by_sites = report["losses"]["posterior"]["val_loss_by_sites"].as_object().unwrap();

@@ -4,6 +4,27 @@
 
 pub mod bin;
 
+/// The variable sizes of a small test model: one scalar global, one scalar local and two
+/// observations per site, each carrying `inputs` functional-input values.
+pub struct Sizes {
+    pub inputs: usize,
+}
+
+impl tfmpe::model::tokens::VariableSizes for Sizes {
+    fn global_sizes(&self) -> Vec<usize> {
+        vec![1]
+    }
+    fn local_sizes(&self) -> Vec<usize> {
+        vec![1]
+    }
+    fn observation_sizes(&self) -> Vec<usize> {
+        vec![2]
+    }
+    fn input_dim(&self) -> usize {
+        self.inputs
+    }
+}
+
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tfmpe::backend::{Backend, Buffer};

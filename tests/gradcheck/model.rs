@@ -2,30 +2,15 @@
 //! parameter's gradient, `embed.fourier.freqs` among them, on a padded batch.
 
 use tfmpe::model::tfmpe::{DeviceTokens, Tfmpe, TfmpeConfig};
-use tfmpe::model::tokens::{Layout, TokenBatch, VariableSizes};
+use tfmpe::model::tokens::{Layout, TokenBatch};
 use tfmpe::tape::{ParamStore, Tape};
 use tfmpe::Device;
 
-use crate::common::{normal, rng, uniform};
+use crate::common::{normal, rng, uniform, Sizes};
 use crate::gradcheck;
 
 /// One scalar global, one local and two observations per site, each at a 2-d input.
-struct Sizes;
-
-impl VariableSizes for Sizes {
-    fn global_sizes(&self) -> Vec<usize> {
-        vec![1]
-    }
-    fn local_sizes(&self) -> Vec<usize> {
-        vec![1]
-    }
-    fn observation_sizes(&self) -> Vec<usize> {
-        vec![2]
-    }
-    fn input_dim(&self) -> usize {
-        2
-    }
-}
+const SIZES: Sizes = Sizes { inputs: 2 };
 
 const WIDTH: usize = 8;
 
@@ -77,7 +62,7 @@ fn velocity_with_functional_inputs_under_the_masked_loss() {
     lift_mlp_biases(&mut tape);
 
     // Two sites and one: conditions and targets are padded in the second set.
-    let layouts = [Layout::posterior(&Sizes, 2), Layout::posterior(&Sizes, 1)];
+    let layouts = [Layout::posterior(&SIZES, 2), Layout::posterior(&SIZES, 1)];
     let tb = TokenBatch::pack(&layouts.iter().collect::<Vec<_>>()).unwrap();
     assert!(tb.target_mask.is_some(), "the case must include padding");
     let tok = DeviceTokens::upload(&Device::cpu(), &tb).unwrap();

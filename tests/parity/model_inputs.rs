@@ -3,9 +3,9 @@
 //! set's velocities and no other set's, and every backend agrees with the CPU on velocities,
 //! loss and gradients. A small model (width 16, one layer) keeps lavapipe fast.
 
-use crate::common::{self, assert_close, rng};
+use crate::common::{self, assert_close, rng, Sizes};
 use tfmpe::model::tfmpe::{DeviceTokens, Tfmpe, TfmpeConfig};
-use tfmpe::model::tokens::{Layout, TokenBatch, VariableSizes};
+use tfmpe::model::tokens::{Layout, TokenBatch};
 use tfmpe::nn::LayerNorm;
 use tfmpe::tape::{ParamStore, Tape};
 use tfmpe::Device;
@@ -18,24 +18,9 @@ per_device!(
 
 /// One scalar global, one scalar local and two observations per site, each observation at a
 /// two-dimensional input (a sensor position, say).
-pub struct Sizes;
-
 pub const INPUT_DIM: usize = 2;
 
-impl VariableSizes for Sizes {
-    fn global_sizes(&self) -> Vec<usize> {
-        vec![1]
-    }
-    fn local_sizes(&self) -> Vec<usize> {
-        vec![1]
-    }
-    fn observation_sizes(&self) -> Vec<usize> {
-        vec![2]
-    }
-    fn input_dim(&self) -> usize {
-        INPUT_DIM
-    }
-}
+pub const SIZES: Sizes = Sizes { inputs: INPUT_DIM };
 
 pub fn config(input_dim: usize) -> TfmpeConfig {
     TfmpeConfig {
@@ -58,7 +43,7 @@ pub fn config(input_dim: usize) -> TfmpeConfig {
 /// tokens): conditions and targets are both padded, and the surrogate's input rows (4 and 5)
 /// sit between the two others'.
 pub fn layouts() -> Vec<Layout> {
-    vec![Layout::posterior(&Sizes, 2), Layout::surrogate(&Sizes), Layout::posterior(&Sizes, 1)]
+    vec![Layout::posterior(&SIZES, 2), Layout::surrogate(&SIZES), Layout::posterior(&SIZES, 1)]
 }
 
 /// The set that owns each input row of [`layouts`]: 4 observations, 2, 2.
@@ -292,22 +277,7 @@ mod across_devices {
 mod before_inputs {
     use super::*;
 
-    struct Plain;
-
-    impl VariableSizes for Plain {
-        fn global_sizes(&self) -> Vec<usize> {
-            vec![1]
-        }
-        fn local_sizes(&self) -> Vec<usize> {
-            vec![1]
-        }
-        fn observation_sizes(&self) -> Vec<usize> {
-            vec![2]
-        }
-        fn input_dim(&self) -> usize {
-            0
-        }
-    }
+    const PLAIN: Sizes = Sizes { inputs: 0 };
 
     /// The same parameters, in the same order (so a seed draws the same weights and old
     /// checkpoints load), and on the CPU the same velocities to the bit: the bits were printed
@@ -343,7 +313,7 @@ mod before_inputs {
         assert_eq!(names, want);
 
         let mut tape = Tape::new(store);
-        let layouts = [Layout::posterior(&Plain, 2), Layout::posterior(&Plain, 1)];
+        let layouts = [Layout::posterior(&PLAIN, 2), Layout::posterior(&PLAIN, 1)];
         let tb = TokenBatch::pack(&layouts.iter().collect::<Vec<_>>()).unwrap();
         assert!(tb.input_index.is_none() && tb.input_rows == 0);
         let tok = DeviceTokens::upload(&dev, &tb).unwrap();
