@@ -1,11 +1,11 @@
 //! The training loop: early stopping, best weights restored, and a clean stop on a
-//! non-finite loss that names the step and keeps finite weights.
+//! non-finite loss that names the step and keeps finite weights; sets of several site counts.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tfmpe::model::tfmpe::TfmpeConfig;
 use tfmpe::sbi::network::Network;
-use tfmpe::sbi::train::{FixedSets, TrainConfig};
+use tfmpe::sbi::train::{FixedSets, SetSource, Sets, TrainConfig};
 use tfmpe::sbi::{new_network, to_sets, Quiet, Role, Rows};
 use tfmpe::tasks::{simulate_dataset, task_by_name};
 use tfmpe::Device;
@@ -79,4 +79,70 @@ fn too_few_sets_for_a_batch_is_an_error() {
     let cfg = TrainConfig { batch: 500, ..Default::default() };
     let err = net.fit(&dev, &mut data, &cfg, &Quiet).unwrap_err().to_string();
     assert!(err.contains("fewer than one batch"), "{err}");
+}
+
+/// Counts how often training asks for its sets: a fresh-set source draws new sets (and
+/// advances its seed streams) on every call, so extra calls would change fixed-seed runs.
+struct Counting {
+    inner: FixedSets,
+    calls: usize,
+}
+
+impl SetSource for Counting {
+    fn train(&mut self, epoch: usize) -> tfmpe::Result<&[Sets]> {
+        self.calls += 1;
+        self.inner.train(epoch)
+    }
+
+    fn validation(&self) -> &[Sets] {
+        self.inner.validation()
+    }
+}
+
+#[test]
+fn training_asks_for_each_epoch_s_sets_once_and_once_to_check_them() {
+    let dev = Device::cpu();
+    let (mut net, inner) = setup(&dev);
+    let mut data = Counting { inner, calls: 0 };
+    let cfg = TrainConfig { batch: 20, max_epochs: 3, ..Default::default() };
+    net.fit(&dev, &mut data, &cfg, &Quiet).unwrap();
+    assert_eq!(data.calls, 1 + 3);
+}
+
+/// Two site counts train side by side: every batch holds one count, the validation loss is
+/// reported per count, and the overall loss weighs the counts by their sets.
+#[test]
+fn buckets_of_two_site_counts_train_together_and_validate_apart() {
+    let dev = Device::cpu();
+    let task = task_by_name("hier-gaussian-linear").unwrap();
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut rows = Vec::new();
+    for sites in [1, 3] {
+        let (mut cond, mut target) = (Vec::new(), Vec::new());
+        for _ in 0..120 {
+            let d = simulate_dataset(&*task, sites, &mut rng);
+            cond.extend(d.obs);
+            target.extend(task.to_unconstrained(&d.params, sites));
+        }
+        rows.push((sites, cond, target));
+    }
+    let all: Vec<Rows> = rows.iter().map(|(s, c, t)| Rows::new(*s, c, t, None)).collect();
+    let split: Vec<(Rows, Rows)> =
+        all.iter().map(|r| r.split(100, r.sites, 1 + r.sites, 0)).collect();
+    let train: Vec<Rows> = split.iter().map(|p| p.0).collect();
+    let arch = TfmpeConfig { width: 16, layers: 1, heads: 2, n_ff: 1, ..Default::default() };
+    let mut net = new_network(&dev, &*task, Role::Posterior, 3, &train, &arch, 3).unwrap();
+    assert!(net.config.any_sites);
+    let mut data = FixedSets {
+        train: split.iter().map(|p| to_sets(&net, p.0).unwrap()).collect(),
+        validation: split.iter().map(|p| to_sets(&net, p.1).unwrap()).collect(),
+    };
+    let cfg = TrainConfig { lr: 1e-3, batch: 20, max_epochs: 2, ..Default::default() };
+    let report = net.fit(&dev, &mut data, &cfg, &Quiet).unwrap();
+    // 100 sets of each count in batches of 20: 10 steps an epoch.
+    assert_eq!(report.steps, 20);
+    let by_sites = &report.val_loss_by_sites;
+    assert_eq!(by_sites.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+    let mean = (by_sites[&1] + by_sites[&3]) / 2.0;
+    assert!((report.best_val_loss - mean).abs() < 1e-6, "{report:?}");
 }

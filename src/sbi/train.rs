@@ -226,8 +226,11 @@ pub fn train(
         return Err(Error::Invalid("the batch size must be at least 1".into()));
     }
     let n_val: usize = data.validation().iter().map(Sets::len).sum();
-    let n_train: usize = data.train(0)?.iter().map(Sets::len).sum();
-    if whole_batches(data.train(0)?, cfg.batch) == 0 {
+    // One look at the first epoch's sets: a fresh source draws new sets on every call.
+    let first = data.train(0)?;
+    let (n_train, batches_per_epoch) =
+        (first.iter().map(Sets::len).sum::<usize>(), whole_batches(first, cfg.batch));
+    if batches_per_epoch == 0 {
         return Err(Error::Invalid(format!(
             "{phase}: {n_train} training sets are fewer than one batch of {}; raise the simulation budget or lower the batch size",
             cfg.batch
@@ -242,7 +245,7 @@ pub fn train(
     let mut stepper = Stepper::new(dev, tape, cfg)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let backend = dev.backend();
-    let mut step_losses = backend.alloc(DType::F32, whole_batches(data.train(0)?, cfg.batch))?;
+    let mut step_losses = backend.alloc(DType::F32, batches_per_epoch)?;
     let mut report = TrainReport {
         epochs: 0,
         steps: 0,
