@@ -9,7 +9,8 @@
 //! `[dataset,]site,<input names>,<observation variable names>`. Row j of a site holds scalar j of
 //! every observation variable together with those scalars' functional inputs; this needs every
 //! observation variable of the task to have the same size k, and every site then has exactly k
-//! rows, in observation order (file order is kept). Sites are numbered 0, 1, … without gaps
+//! rows, in observation order (file order is kept); a task whose sites may be observed at fewer
+//! values (`ragged_observations`) takes 1 to k rows per site. Sites are numbered 0, 1, … without gaps
 //! within each data set; data sets may have different site counts.
 //!
 //! In both layouts `dataset` ids are non-negative integers, data sets come back in id order, and
@@ -23,7 +24,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::io::Table;
-use crate::tasks::{check_observation, HierarchicalModel, Observed};
+use crate::tasks::{check_observed, HierarchicalModel, Observed};
 
 const DATASET: &str = "dataset";
 const SITE: &str = "site";
@@ -75,30 +76,12 @@ fn check_data(task: &dyn HierarchicalModel, data: &[Observed]) -> Result<()> {
     if data.is_empty() {
         return Err(Error::Invalid("no data sets to write; pass at least one".into()));
     }
-    let per_scalar = task.functional_input_dim();
     for (d, obs) in data.iter().enumerate() {
         let at = |e: String| Error::Invalid(format!("data set {d}: {e}"));
         if obs.sites == 0 {
             return Err(at("it has no sites; every data set needs at least one".into()));
         }
-        check_observation(task, &obs.values, obs.sites).map_err(|e| at(e.to_string()))?;
-        match (&obs.inputs, per_scalar) {
-            (None, 0) => {}
-            (Some(inputs), n) if n > 0 && inputs.len() == obs.values.len() * n => {
-                if inputs.iter().any(|v| !v.is_finite()) {
-                    return Err(at("its functional inputs must be finite numbers".into()));
-                }
-            }
-            (inputs, n) => {
-                let got = inputs.as_ref().map_or(0, Vec::len);
-                let want = obs.values.len() * n;
-                let task = task.name();
-                return Err(at(format!(
-                    "task `{task}` needs {want} functional-input values ({n} per observation \
-                     scalar), got {got}"
-                )));
-            }
-        }
+        check_observed(task, obs).map_err(|e| at(e.to_string()))?;
     }
     Ok(())
 }

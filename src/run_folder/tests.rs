@@ -170,7 +170,7 @@ fn samples_and_observation_read_back() {
     folder.write_samples(&*task, 2, samples.clone()).unwrap();
     assert_eq!(folder.read_samples(&*task, 2).unwrap(), samples);
     assert!(folder.read_samples(&*task, 3).is_err());
-    let obs = Observed { sites: 2, values: vec![0.5, -1.0], inputs: None };
+    let obs = Observed { sites: 2, values: vec![0.5, -1.0], inputs: None, counts: None };
     folder.write_observation(&*task, &obs).unwrap();
     assert_eq!(folder.read_observation(&*task).unwrap(), obs);
     let mut metrics = full_metrics();

@@ -36,6 +36,10 @@ impl HierarchicalModel for HierBrownian {
         vec![Variable::new("y", DRAWS, Bijection::Identity)]
     }
 
+    fn ragged_observations(&self) -> bool {
+        true
+    }
+
     fn functional_input_dim(&self) -> usize {
         1
     }

@@ -46,6 +46,10 @@ impl HierarchicalModel for HierBurgers {
         vec![Variable::new("y", SENSORS, Bijection::Identity)]
     }
 
+    fn ragged_observations(&self) -> bool {
+        true
+    }
+
     fn functional_input_dim(&self) -> usize {
         1
     }

@@ -78,6 +78,10 @@ impl HierarchicalModel for HierSeir {
         vec![Variable::new("y", DRAWS, Bijection::Log)]
     }
 
+    fn ragged_observations(&self) -> bool {
+        true
+    }
+
     fn functional_input_dim(&self) -> usize {
         1
     }

@@ -133,6 +133,14 @@ pub trait HierarchicalModel: Send + Sync {
         0
     }
 
+    /// Whether a site may be observed at fewer than `obs_dim` values: the task observes a
+    /// function at inputs, its one observation variable's values are exchangeable given their
+    /// inputs, and a site observed at 3 of its 5 times is as meaningful as one observed at all
+    /// 5. Such data sets are "ragged" ([`Observed::counts`]).
+    fn ragged_observations(&self) -> bool {
+        false
+    }
+
     /// Names of the functional-input values (`t`, `x`), `functional_input_dim` of them: the
     /// input columns of the long observation format.
     fn functional_input_names(&self) -> Vec<String> {
@@ -370,6 +378,79 @@ pub struct Observed {
     /// The functional inputs, `functional_input_dim` values per observation scalar in the same
     /// order (`None` for models without them).
     pub inputs: Option<Vec<f64>>,
+    /// Observed values per site when some site has fewer than `obs_dim` (a ragged data set of a
+    /// task with [`HierarchicalModel::ragged_observations`]): site s holds the first
+    /// `counts[s]` observation scalars, and `values` is their concatenation. `None`: every site
+    /// holds `obs_dim`.
+    pub counts: Option<Vec<usize>>,
+}
+
+impl Observed {
+    /// Observed values of each site.
+    pub fn site_counts(&self, obs_dim: usize) -> Vec<usize> {
+        self.counts.clone().unwrap_or_else(|| vec![obs_dim; self.sites])
+    }
+}
+
+/// Checks an observed data set: its site counts (ragged only for a task that allows it, each
+/// between 1 and `obs_dim`), its values (finite, as many as the counts say) and its inputs.
+pub fn check_observed(model: &dyn HierarchicalModel, obs: &Observed) -> Result<()> {
+    let per_site = model.obs_dim();
+    if let Some(counts) = &obs.counts {
+        if !model.ragged_observations() {
+            return Err(Error::Invalid(format!(
+                "task `{}` observes {per_site} values at every site; it cannot take sites with fewer",
+                model.name()
+            )));
+        }
+        if counts.len() != obs.sites {
+            return Err(Error::Shape(format!(
+                "{} observation counts for {} sites",
+                counts.len(),
+                obs.sites
+            )));
+        }
+        if let Some((s, n)) = counts.iter().enumerate().find(|(_, &n)| n == 0 || n > per_site) {
+            return Err(Error::Invalid(format!(
+                "site {s} has {n} observations; task `{}` observes between 1 and {per_site} per site",
+                model.name()
+            )));
+        }
+        let total: usize = counts.iter().sum();
+        if obs.values.len() != total {
+            return Err(Error::Shape(format!(
+                "{} observation values for site counts that add up to {total}",
+                obs.values.len()
+            )));
+        }
+        if let Some(i) = obs.values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "observation value {i} is {}; observations must be finite numbers",
+                obs.values[i]
+            )));
+        }
+    } else {
+        check_observation(model, &obs.values, obs.sites)?;
+    }
+    let n = model.functional_input_dim();
+    match &obs.inputs {
+        None if n == 0 => Ok(()),
+        Some(inputs) if n > 0 && inputs.len() == obs.values.len() * n => {
+            match inputs.iter().position(|v| !v.is_finite()) {
+                Some(i) => Err(Error::Invalid(format!(
+                    "functional input {i} is {}; inputs must be finite numbers",
+                    inputs[i]
+                ))),
+                None => Ok(()),
+            }
+        }
+        inputs => Err(Error::Shape(format!(
+            "task `{}` needs {} functional-input values ({n} per observation value), got {}",
+            model.name(),
+            obs.values.len() * n,
+            inputs.as_ref().map_or(0, Vec::len)
+        ))),
+    }
 }
 
 /// One simulated data set of `sites` sites, drawn from the prior and the simulator.
@@ -392,7 +473,12 @@ impl Dataset {
 
     /// The data set as an observation (without its parameters).
     pub fn observed(&self) -> Observed {
-        Observed { sites: self.sites, values: self.obs.clone(), inputs: self.inputs.clone() }
+        Observed {
+            sites: self.sites,
+            values: self.obs.clone(),
+            inputs: self.inputs.clone(),
+            counts: None,
+        }
     }
 }
 

@@ -54,10 +54,14 @@ pub(super) fn table(task: &dyn HierarchicalModel, data: &[Observed]) -> Result<T
     let vars = per_site / k;
     let mut rows = Vec::new();
     for (d, obs) in data.iter().enumerate() {
+        // Where each site's scalars start: ragged sites (one variable) hold fewer than k.
+        let counts = obs.site_counts(per_site);
+        let starts: Vec<usize> =
+            counts.iter().scan(0, |at, &n| Some(std::mem::replace(at, *at + n))).collect();
         for site in 0..obs.sites {
-            for j in 0..k {
+            for j in 0..counts[site] / vars {
                 // Scalar j of variable v sits at v·k + j within its site.
-                let scalar = |v: usize| site * per_site + v * k + j;
+                let scalar = |v: usize| starts[site] + v * k + j;
                 let inputs_of = |v: usize| match &obs.inputs {
                     Some(all) => &all[scalar(v) * per_scalar..(scalar(v) + 1) * per_scalar],
                     None => &[][..],
@@ -105,7 +109,8 @@ fn rows_per_site(task: &dyn HierarchicalModel) -> Result<usize> {
     )))
 }
 
-/// Sites must be 0, 1, … without gaps, each with exactly `k` rows.
+/// Sites must be 0, 1, … without gaps, each with exactly `k` rows (1 to `k` for a task whose
+/// sites may be observed at fewer values).
 fn check_sites(
     sites: &BTreeMap<usize, Vec<usize>>, k: usize, name: &dyn Fn(usize) -> String,
     task: &dyn HierarchicalModel,
@@ -117,8 +122,19 @@ fn check_sites(
                 name(expected)
             ));
         }
+        if task.ragged_observations() && (1..=k).contains(&rows.len()) {
+            continue;
+        }
         if rows.len() != k {
             let each = if task.obs_dim() > k { " of each observation variable" } else { "" };
+            if task.ragged_observations() {
+                return Err(format!(
+                    "{} has {} rows; task `{}` observes between 1 and {k} values per site",
+                    name(site),
+                    rows.len(),
+                    task.name()
+                ));
+            }
             return Err(format!(
                 "{} has {} rows; task `{}` observes {k} values{each} per site",
                 name(site),
@@ -154,6 +170,13 @@ impl Shape {
                 }
             }
         }
-        Observed { sites: sites.len(), values, inputs: (self.inputs > 0).then_some(inputs) }
+        let counts: Vec<usize> = sites.values().map(|rows| rows.len() * vars).collect();
+        let ragged = counts.iter().any(|&n| n != vars * self.k);
+        Observed {
+            sites: sites.len(),
+            values,
+            inputs: (self.inputs > 0).then_some(inputs),
+            counts: ragged.then_some(counts),
+        }
     }
 }

@@ -130,6 +130,7 @@ fn long_rows_hold_one_value_of_every_variable() {
         sites: 1,
         values: vec![10.0, 11.0, 20.0, 21.0],
         inputs: Some(vec![0.5, 1.0, 0.7, 2.0, 0.5, 1.0, 0.7, 2.0]),
+        counts: None,
     };
     assert_eq!(data.unwrap(), std::slice::from_ref(&want));
     round_trip(&two, &[want.clone(), want]);
@@ -230,7 +231,12 @@ fn variables_of_different_sizes_cannot_be_long() {
     };
     let e = parse_err("site,t,y,z\n0,0,1,2\n", &uneven);
     assert!(e.contains("differ in size (y has 2, z has 1)"), "{e}");
-    let data = [Observed { sites: 1, values: vec![1.0, 2.0, 3.0], inputs: Some(vec![0.0; 3]) }];
+    let data = [Observed {
+        sites: 1,
+        values: vec![1.0, 2.0, 3.0],
+        inputs: Some(vec![0.0; 3]),
+        counts: None,
+    }];
     assert!(observations_table(&uneven, &data).is_err());
 }
 
@@ -242,10 +248,39 @@ fn header_without_rows_is_refused() {
 
 #[test]
 fn writing_checks_the_data_sets_against_the_task() {
-    let bad = [Observed { sites: 2, values: vec![1.0], inputs: None }];
+    let bad = [Observed { sites: 2, values: vec![1.0], inputs: None, counts: None }];
     assert!(observations_table(&HierGaussianLinear, &bad).is_err());
-    let missing_inputs = [Observed { sites: 1, values: vec![1.0; 3], inputs: None }];
+    let missing_inputs = [Observed { sites: 1, values: vec![1.0; 3], inputs: None, counts: None }];
     let e = observations_table(&curve(), &missing_inputs).unwrap_err().to_string();
     assert!(e.contains("needs 3 functional-input values"), "{e}");
     assert!(observations_table(&HierGaussianLinear, &[]).is_err());
+}
+
+#[test]
+fn ragged_sites_are_read_and_written_for_tasks_that_allow_them() {
+    let brownian = crate::tasks::task_by_name("hier-brownian").unwrap();
+    let mut text = String::from("site,t,y\n");
+    for (site, n) in [(0, 3), (1, 5)] {
+        for j in 0..n {
+            text.push_str(&format!("{site},{},{}\n", 0.1 + j as f64, j as f64 - 1.0));
+        }
+    }
+    let table = Table::parse(&text, "obs.csv").unwrap();
+    let data = parse_observations(&table, "obs.csv", &*brownian).unwrap();
+    assert_eq!(data[0].counts, Some(vec![3, 5]));
+    assert_eq!((data[0].values.len(), data[0].inputs.as_ref().unwrap().len()), (8, 8));
+    round_trip(&*brownian, &data);
+
+    let six = format!("{text}1,9,9\n");
+    let err = parse_observations(&Table::parse(&six, "obs.csv").unwrap(), "obs.csv", &*brownian)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("site 1 has 6 rows") && err.contains("between 1 and 5"), "{err}");
+    // A task whose sites always observe every value refuses a site with fewer.
+    let gaussian = crate::tasks::task_by_name("hier-gaussian").unwrap();
+    let short = "site,y\n0,1\n0,2\n";
+    let err = parse_observations(&Table::parse(short, "obs.csv").unwrap(), "obs.csv", &*gaussian)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("site 0 has 2 rows") && err.contains("observes 5 values"), "{err}");
 }

@@ -39,7 +39,7 @@ pub(super) fn parse(
         let values = (first..expected.len())
             .map(|col| finite(table, source, row, col))
             .collect::<Result<Vec<f64>>>()?;
-        data.push((key, row, Observed { sites, values, inputs: None }));
+        data.push((key, row, Observed { sites, values, inputs: None, counts: None }));
     }
     data.sort_by_key(|&(key, row, _)| (key, row));
     if let Some(pair) = data.windows(2).find(|w| w[0].0 == w[1].0) {
