@@ -173,7 +173,8 @@ pub struct Velocity<'a> {
 impl Velocity<'_> {
     /// Evaluates the network once; the device may still be working when this returns.
     pub fn eval(&mut self) -> Result<()> {
-        let on = Conditions { tokens: &self.tokens, cond: &self.cond, inputs: None };
+        let on =
+            Conditions { tokens: &self.tokens, cond: &self.cond, inputs: None, key_mask: None };
         let mut field = Field { model: &self.net.model, tape: &mut self.net.tape, on };
         field.eval(&self.dev, &self.x, &self.t, &mut self.v)
     }

@@ -274,7 +274,7 @@ fn step_on(dev: &Device, golden: &Golden, config: &TfmpeConfig, tb: &TokenBatch)
     let t = tape.input(&golden.f32("batch.t"), &[b]).unwrap();
     let (xt, u) = tape.fm_prepare(x0, x1, t, SIGMA_MIN).unwrap();
     let cond = tape.input(&golden.f32("batch.cond"), &[b, tb.n_cond]).unwrap();
-    let v = model.velocity(&mut tape, &tokens, cond, xt, t, None).unwrap();
+    let v = model.velocity(&mut tape, &tokens, cond, xt, t, None, None).unwrap();
     let mask = tape.input(&golden.f32("tokens.target_mask"), &[b * m, 1]).unwrap();
     let u_col = tape.reshape(u, &[b * m, 1]).unwrap();
     let loss = tape.mse(v, u_col, Some(mask)).unwrap();

@@ -120,3 +120,45 @@ fn a_posterior_for_several_site_counts_answers_each_and_no_other() {
         .to_string();
     assert!(err.contains("3 sites only") && err.contains("--max-sites"), "{err}");
 }
+
+/// A ragged data set (a site observed at 3 of its 5 times) is sampled by filling the missing
+/// places and masking their tokens out of attention: the draws equal those of a network
+/// layout without those tokens at all.
+#[test]
+fn a_masked_missing_observation_is_the_same_as_an_absent_one() {
+    use tfmpe::model::tokens::Layout;
+    use tfmpe::sbi::NoiseRun;
+
+    let dev = Device::cpu();
+    let task = task_by_name("hier-brownian").unwrap();
+    let mut net = network(&dev, &*task, &[2]);
+    let full = observed(&*task, 2, 3);
+    // Site 0 keeps its first 3 values, site 1 all 5.
+    let keep = |i: usize| i >= 5 || i < 3;
+    let values: Vec<f64> = (0..10).filter(|&i| keep(i)).map(|i| full.values[i]).collect();
+    let inputs: Vec<f64> =
+        (0..10).filter(|&i| keep(i)).map(|i| full.inputs.as_ref().unwrap()[i]).collect();
+    let ragged = Observed { sites: 2, values, inputs: Some(inputs), counts: Some(vec![3, 5]) };
+    let sampler = Sampler::new(&dev, SOLVER);
+    let masked = sampler.posterior(&mut net, &*task, &ragged, 6, 9, &Quiet).unwrap();
+
+    let own = net.config.layout.clone();
+    let cond = own.cond.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, t)| *t);
+    let layout = Layout { cond: cond.collect(), target: own.target.clone() };
+    let z = net.config.standardizer.apply(&layout.cond, &ragged.values).unwrap();
+    let conds: Vec<f32> = (0..6).flat_map(|_| z.iter().copied()).collect();
+    let x = net.standardize_inputs(ragged.inputs.as_ref().unwrap()).unwrap();
+    let inputs: Vec<f32> = (0..6).flat_map(|_| x.iter().copied()).collect();
+    let runs = [NoiseRun { seed: 9, rows: 6 }];
+    let (absent, _) = net
+        .sample(&dev, &layout, &conds, Some(&inputs), None, &runs, SOLVER, 1000, &Quiet)
+        .unwrap();
+    let absent = net.unstandardize(&absent, false).unwrap();
+    let masked: Vec<f64> = masked.iter().flat_map(|d| task.to_unconstrained(d, 2)).collect();
+    let worst = masked.iter().zip(&absent).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-5, "masked and absent tokens differ by {worst}");
+    // Masking matters: the full observation gives other draws.
+    let with_all = sampler.posterior(&mut net, &*task, &full, 6, 9, &Quiet).unwrap();
+    let with_all: Vec<f64> = with_all.iter().flat_map(|d| task.to_unconstrained(d, 2)).collect();
+    assert!(with_all.iter().zip(&absent).any(|(a, b)| (a - b).abs() > 1e-3));
+}

@@ -29,11 +29,14 @@ pub struct Conditions<'a> {
     pub tokens: &'a DeviceTokens,
     pub cond: &'a Buffer,
     pub inputs: Option<&'a Buffer>,
+    /// `[batch · tokens]` (1 = present): the observation tokens that ragged sets lack, masked
+    /// like padding; `None`: the token batch's own mask.
+    pub key_mask: Option<&'a Buffer>,
 }
 
 impl Conditions<'_> {
-    /// The condition values and inputs as tape inputs.
-    fn record(&self, tape: &mut Tape) -> Result<(Var, Option<Var>)> {
+    /// The condition values, inputs and key mask as tape inputs.
+    fn record(&self, tape: &mut Tape) -> Result<(Var, Option<Var>, Option<Var>)> {
         let tok = self.tokens;
         let cond = tape.input_copy(self.cond, &[tok.batch, tok.n_cond])?;
         let inputs = match self.inputs {
@@ -47,7 +50,9 @@ impl Conditions<'_> {
             Some(buf) => Some(tape.input_copy(buf, &[tok.input_rows, buf.len() / tok.input_rows])?),
             None => None,
         };
-        Ok((cond, inputs))
+        let mask =
+            self.key_mask.map(|m| tape.input_copy(m, &[tok.batch, tok.tokens()])).transpose()?;
+        Ok((cond, inputs, mask))
     }
 }
 
@@ -64,8 +69,8 @@ pub fn fm_loss(
     let t = tape.rand_uniform(&[b], stream_key(seed, 2), draw * b.div_ceil(4) as u64, 0.0, 1.0)?;
     let x1 = tape.input_copy(x1, &[b, m])?;
     let (xt, u) = tape.fm_prepare(x0, x1, t, SIGMA_MIN)?;
-    let (cond, inputs) = on.record(tape)?;
-    let v = model.velocity(tape, tok, cond, xt, t, inputs)?;
+    let (cond, inputs, mask) = on.record(tape)?;
+    let v = model.velocity(tape, tok, cond, xt, t, inputs, mask)?;
     let mask = tok.target_mask.as_ref().map(|mk| tape.input_copy(mk, &[b * m, 1])).transpose()?;
     let u = tape.reshape(u, &[b * m, 1])?;
     tape.mse(v, u, mask)
@@ -86,10 +91,10 @@ impl VectorField for Field<'_> {
     fn eval(&mut self, dev: &Device, x: &Buffer, t: &Buffer, v: &mut Buffer) -> Result<()> {
         let (b, m) = (self.on.tokens.batch, self.on.tokens.n_target);
         self.tape.reset();
-        let (cond, inputs) = self.on.record(self.tape)?;
+        let (cond, inputs, mask) = self.on.record(self.tape)?;
         let xt = self.tape.input_copy(x, &[b, m])?;
         let tt = self.tape.input_copy(t, &[b])?;
-        let out = self.model.velocity(self.tape, self.on.tokens, cond, xt, tt, inputs)?;
+        let out = self.model.velocity(self.tape, self.on.tokens, cond, xt, tt, inputs, mask)?;
         dev.backend().copy(self.tape.value(out)?, 0, v, 0, b * m)
     }
 }

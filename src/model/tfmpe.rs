@@ -219,9 +219,13 @@ impl Tfmpe {
     /// Velocities of the target tokens, `[batch · n_target, 1]`, for condition values
     /// `cond: [batch, n_cond]`, current target values `xt: [batch, n_target]`, one time per
     /// sample `t: [batch]` and, for a model with functional inputs, the standardised inputs
-    /// `[input_rows, input_dim]` of the batch's input tokens.
+    /// `[input_rows, input_dim]` of the batch's input tokens. `key_mask: [batch, tokens]`
+    /// (1 = present), when given, replaces the token batch's own padding mask: it also hides
+    /// the observation tokens that a ragged set does not have.
+    #[allow(clippy::too_many_arguments)]
     pub fn velocity(
-        &self, tape: &mut Tape, tok: &DeviceTokens, cond: Var, xt: Var, t: Var, inputs: Option<Var>,
+        &self, tape: &mut Tape, tok: &DeviceTokens, cond: Var, xt: Var, t: Var,
+        inputs: Option<Var>, key_mask: Option<Var>,
     ) -> Result<Var> {
         let (b, n) = (tok.batch, tok.tokens());
         let values = if tok.n_cond > 0 { tape.concat(&[cond, xt])? } else { xt };
@@ -247,7 +251,10 @@ impl Tfmpe {
         let x = tape.concat(&parts)?;
         let h = self.embed.forward(tape, x)?;
         let h = tape.reshape(h, &[b, n, self.config.width])?;
-        let mask = tok.key_mask.as_ref().map(|m| tape.input_copy(m, &[b, n])).transpose()?;
+        let mask = match key_mask {
+            Some(m) => Some(m),
+            None => tok.key_mask.as_ref().map(|m| tape.input_copy(m, &[b, n])).transpose()?,
+        };
         let h = self.encoder.forward(tape, h, mask)?;
         let h = tape.reshape(h, &[b * n, self.config.width])?;
         let rows = tok.ids(tape, &tok.target_rows)?;

@@ -99,6 +99,7 @@ impl NetworkConfig {
                 Some(v) if self.architecture.input_dim > 0 => self.standardize_inputs(v)?,
                 _ => Vec::new(),
             },
+            mask: rows.mask.map(<[f32]>::to_vec).unwrap_or_default(),
             layout,
         })
     }
@@ -209,13 +210,15 @@ impl Network {
     /// Draws one target sample per condition row by integrating the flow from noise, `chunk`
     /// samples at a time. Rows follow `layout` (the network's own, or a posterior layout for
     /// another site count): `conds` is `[rows · n_cond]` standardised, `inputs` (for a model
-    /// with functional inputs) `[rows · input_tokens · input_dim]` standardised. The noise of
-    /// each row comes from its [`NoiseRun`], so a row's value depends neither on the chunking
-    /// nor on the rows of other runs.
+    /// with functional inputs) `[rows · input_tokens · input_dim]` standardised, `masks` (for
+    /// ragged data sets) `[rows · tokens]` key masks. The noise of each row comes from its
+    /// [`NoiseRun`], so a row's value depends neither on the chunking nor on the rows of other
+    /// runs.
     #[allow(clippy::too_many_arguments)]
     pub fn sample(
         &mut self, dev: &Device, layout: &Layout, conds: &[f32], inputs: Option<&[f32]>,
-        runs: &[NoiseRun], solver: Solver, chunk: usize, progress: &dyn Progress,
+        masks: Option<&[f32]>, runs: &[NoiseRun], solver: Solver, chunk: usize,
+        progress: &dyn Progress,
     ) -> Result<(Vec<f32>, OdeStats)> {
         let (c, m) = (layout.cond.len(), layout.target.len());
         if c == 0 {
@@ -250,9 +253,21 @@ impl Network {
                 let inputs = inputs
                     .map(|v| backend.upload_f32(&v[start * k..(start + len) * k]))
                     .transpose()?;
+                let tokens_per_row = layout.len();
+                let mask = masks
+                    .map(|v| {
+                        backend
+                            .upload_f32(&v[start * tokens_per_row..(start + len) * tokens_per_row])
+                    })
+                    .transpose()?;
                 let mut x = backend.alloc(DType::F32, len * m)?;
                 fill_noise(dev, &mut x, runs, start, len, m)?;
-                let on = Conditions { tokens, cond: &cond, inputs: inputs.as_ref() };
+                let on = Conditions {
+                    tokens,
+                    cond: &cond,
+                    inputs: inputs.as_ref(),
+                    key_mask: mask.as_ref(),
+                };
                 let mut field = Field { model: &self.model, tape: &mut self.tape, on };
                 let s = solve(dev, &mut field, solver, &mut x, ws)?;
                 stats.evals += s.evals;
@@ -306,13 +321,15 @@ pub struct Rows<'a> {
     pub cond: &'a [f64],
     pub target: &'a [f64],
     pub inputs: Option<&'a [f64]>,
+    /// Key masks of ragged sets, `[sets · tokens]` (1 = present); `None`: every token present.
+    pub mask: Option<&'a [f32]>,
 }
 
 impl<'a> Rows<'a> {
     pub fn new(
         sites: usize, cond: &'a [f64], target: &'a [f64], inputs: Option<&'a [f64]>,
     ) -> Self {
-        Rows { sites, cond, target, inputs }
+        Rows { sites, cond, target, inputs, mask: None }
     }
 
     /// The first `n` sets and the rest, for sets of `c` condition, `t` target and `k` input
@@ -327,7 +344,17 @@ impl<'a> Rows<'a> {
             }
             None => (None, None),
         };
-        (Rows::new(self.sites, c0, t0, i0), Rows::new(self.sites, c1, t1, i1))
+        let (m0, m1) = match self.mask {
+            Some(v) => {
+                let (a, b) = v.split_at(n * (c + t));
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        (
+            Rows { mask: m0, ..Rows::new(self.sites, c0, t0, i0) },
+            Rows { mask: m1, ..Rows::new(self.sites, c1, t1, i1) },
+        )
     }
 }
 

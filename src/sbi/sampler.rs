@@ -3,10 +3,11 @@
 //! synthetic sets) goes through.
 
 use super::network::{check_samples, Network, NoiseRun};
+use super::sets::ragged_mask;
 use super::Progress;
 use crate::error::{Error, Result};
 use crate::model::ode::{OdeStats, Solver};
-use crate::tasks::{check_observation, HierarchicalModel, Observed};
+use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
 
 /// Integrates a network's flow from noise with one solver, `chunk` samples at a time.
@@ -48,7 +49,8 @@ impl Sampler {
         let layout = net.config.layout.clone();
         let rows = conds.len() / layout.cond.len().max(1);
         let runs = [NoiseRun { seed, rows }];
-        net.sample(&self.device, &layout, conds, inputs, &runs, self.solver, self.chunk, progress)
+        let (solver, chunk) = (self.solver, self.chunk);
+        net.sample(&self.device, &layout, conds, inputs, None, &runs, solver, chunk, progress)
     }
 
     /// `n` posterior samples for an observation (natural space, one full parameter vector
@@ -108,31 +110,42 @@ impl Sampler {
     ) -> Result<Vec<Vec<Vec<f64>>>> {
         let sites = observations[0].sites;
         let layout = posterior.layout_for(sites)?;
-        let (mut conds, mut inputs) = (Vec::new(), Vec::new());
+        let (mut conds, mut inputs, mut masks) = (Vec::new(), Vec::new(), Vec::new());
+        // Ragged data sets are filled up to whole sites and their missing tokens masked.
+        let ragged = observations.iter().any(|o| o.counts.is_some());
+        let (obs_dim, input_dim) = (task.obs_dim(), task.functional_input_dim());
         for obs in observations {
-            check_observation(task, &obs.values, sites)?;
-            let row = task.observations_to_network(&obs.values);
+            if input_dim > 0 && obs.inputs.is_none() {
+                return Err(Error::Invalid(format!(
+                    "task `{}` needs the functional inputs ({}) of every observation",
+                    task.name(),
+                    task.functional_input_names().join(", ")
+                )));
+            }
+            check_observed(task, obs)?;
+            let (values, obs_inputs) = obs.padded(obs_dim, input_dim);
+            let row = task.observations_to_network(&values);
             let cond = posterior.config.standardizer.apply(&layout.cond, &row)?;
             conds.extend((0..n).flat_map(|_| cond.iter().copied()));
-            if posterior.config.architecture.input_dim > 0 {
-                let values = obs.inputs.as_deref().ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "task `{}` needs the functional inputs ({}) of every observation",
-                        task.name(),
-                        task.functional_input_names().join(", ")
-                    ))
-                })?;
-                let z = posterior.standardize_inputs(values)?;
+            if let Some(values) = obs_inputs.filter(|_| posterior.config.architecture.input_dim > 0)
+            {
+                let z = posterior.standardize_inputs(&values)?;
                 inputs.extend((0..n).flat_map(|_| z.iter().copied()));
+            }
+            if ragged {
+                let mask = ragged_mask(&obs.site_counts(obs_dim), obs_dim, layout.target.len());
+                masks.extend((0..n).flat_map(|_| mask.iter().copied()));
             }
         }
         let inputs = (!inputs.is_empty()).then_some(inputs.as_slice());
+        let masks = ragged.then_some(masks.as_slice());
         let runs: Vec<NoiseRun> = seeds.iter().map(|&seed| NoiseRun { seed, rows: n }).collect();
         let (z, _) = posterior.sample(
             &self.device,
             &layout,
             &conds,
             inputs,
+            masks,
             &runs,
             self.solver,
             self.chunk,

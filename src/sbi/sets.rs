@@ -128,6 +128,18 @@ impl InputSource {
     }
 }
 
+/// The key mask `[tokens]` (1 = present) of a posterior set whose site s holds its first
+/// `counts[s]` of `obs_dim` observation tokens: condition tokens site by site, then
+/// `n_target` targets, all present.
+pub fn ragged_mask(counts: &[usize], obs_dim: usize, n_target: usize) -> Vec<f32> {
+    let mut mask = Vec::with_capacity(counts.len() * obs_dim + n_target);
+    for &n in counts {
+        mask.extend((0..obs_dim).map(|j| if j < n { 1.0 } else { 0.0 }));
+    }
+    mask.resize(mask.len() + n_target, 1.0);
+    mask
+}
+
 /// One site's functional inputs from the task, checked against its declared size.
 pub fn site_inputs(task: &dyn HierarchicalModel, rng: &mut dyn rand::Rng) -> Result<Vec<f64>> {
     let expected = task.obs_dim() * task.functional_input_dim();

@@ -58,6 +58,9 @@ pub struct Sets {
     pub cond: Vec<f32>,
     pub target: Vec<f32>,
     pub inputs: Vec<f32>,
+    /// `[sets · tokens]` key masks (1 = present) of ragged sets, whose sites lack some
+    /// observations; empty when every set has every token.
+    pub mask: Vec<f32>,
 }
 
 impl Sets {
@@ -122,11 +125,17 @@ struct BatchBuffers {
     cond: Buffer,
     target: Buffer,
     inputs: Option<Buffer>,
+    mask: Option<Buffer>,
 }
 
 impl BatchBuffers {
     fn conditions(&self) -> Conditions<'_> {
-        Conditions { tokens: &self.tokens, cond: &self.cond, inputs: self.inputs.as_ref() }
+        Conditions {
+            tokens: &self.tokens,
+            cond: &self.cond,
+            inputs: self.inputs.as_ref(),
+            key_mask: self.mask.as_ref(),
+        }
     }
 }
 
@@ -137,6 +146,7 @@ struct Batcher<'a> {
     host_cond: Vec<f32>,
     host_target: Vec<f32>,
     host_inputs: Vec<f32>,
+    host_mask: Vec<f32>,
 }
 
 impl<'a> Batcher<'a> {
@@ -147,6 +157,7 @@ impl<'a> Batcher<'a> {
             host_cond: Vec::new(),
             host_target: Vec::new(),
             host_inputs: Vec::new(),
+            host_mask: Vec::new(),
         }
     }
 
@@ -158,10 +169,14 @@ impl<'a> Batcher<'a> {
         self.host_cond.clear();
         self.host_target.clear();
         self.host_inputs.clear();
+        self.host_mask.clear();
+        // Mask values per set: every token, or none.
+        let n = if sets.mask.is_empty() { 0 } else { c + m };
         for &i in idx {
             self.host_cond.extend_from_slice(&sets.cond[i * c..(i + 1) * c]);
             self.host_target.extend_from_slice(&sets.target[i * m..(i + 1) * m]);
             self.host_inputs.extend_from_slice(&sets.inputs[i * k..(i + 1) * k]);
+            self.host_mask.extend_from_slice(&sets.mask[i * n..(i + 1) * n]);
         }
         let b = self.dev.backend();
         let key = (sets.sites, idx.len());
@@ -172,6 +187,7 @@ impl<'a> Batcher<'a> {
                 cond: b.alloc(DType::F32, idx.len() * c)?,
                 target: b.alloc(DType::F32, idx.len() * m)?,
                 inputs: (k > 0).then(|| b.alloc(DType::F32, idx.len() * k)).transpose()?,
+                mask: (n > 0).then(|| b.alloc(DType::F32, idx.len() * n)).transpose()?,
             };
             self.by_size.insert(key, bufs);
         }
@@ -180,6 +196,9 @@ impl<'a> Batcher<'a> {
         b.write_f32(&mut bufs.target, &self.host_target)?;
         if let Some(inputs) = bufs.inputs.as_mut() {
             b.write_f32(inputs, &self.host_inputs)?;
+        }
+        if let Some(mask) = bufs.mask.as_mut() {
+            b.write_f32(mask, &self.host_mask)?;
         }
         Ok(bufs)
     }

@@ -390,6 +390,27 @@ impl Observed {
     pub fn site_counts(&self, obs_dim: usize) -> Vec<usize> {
         self.counts.clone().unwrap_or_else(|| vec![obs_dim; self.sites])
     }
+
+    /// The values and inputs with every site filled up to `obs_dim` scalars by zeros (for a
+    /// ragged data set; the networks mask the filled places out).
+    pub fn padded(&self, obs_dim: usize, input_dim: usize) -> (Vec<f64>, Option<Vec<f64>>) {
+        let Some(counts) = &self.counts else {
+            return (self.values.clone(), self.inputs.clone());
+        };
+        let mut values = Vec::with_capacity(self.sites * obs_dim);
+        let mut inputs = self.inputs.as_ref().map(|_| Vec::with_capacity(values.capacity()));
+        let mut at = 0;
+        for &n in counts {
+            values.extend_from_slice(&self.values[at..at + n]);
+            values.resize(values.len() + obs_dim - n, 0.0);
+            if let (Some(out), Some(all)) = (inputs.as_mut(), &self.inputs) {
+                out.extend_from_slice(&all[at * input_dim..(at + n) * input_dim]);
+                out.resize(out.len() + (obs_dim - n) * input_dim, 0.0);
+            }
+            at += n;
+        }
+        (values, inputs)
+    }
 }
 
 /// Checks an observed data set: its site counts (ragged only for a task that allows it, each

@@ -81,7 +81,7 @@ fn velocity_with_functional_inputs_under_the_masked_loss() {
         let xt = tp.input(&xt, &[b, m])?;
         let t = tp.input(&t, &[b])?;
         let x = tp.input(&inputs, &[rows, 2])?;
-        let v = model.velocity(tp, &tok, cond, xt, t, Some(x))?;
+        let v = model.velocity(tp, &tok, cond, xt, t, Some(x), None)?;
         let u = tp.input(&u, &[b * m, 1])?;
         let mask = tp.input(&mask, &[b * m, 1])?;
         tp.mse(v, u, Some(mask))

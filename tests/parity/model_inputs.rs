@@ -87,7 +87,7 @@ pub fn forward(
     let xt = tape.input(&batch.xt, &[b, m]).unwrap();
     let t = tape.input(&batch.t, &[b]).unwrap();
     let inputs = tape.input(&batch.inputs, &[tb.input_rows, INPUT_DIM]).unwrap();
-    let v = model.velocity(tape, tok, cond, xt, t, Some(inputs)).unwrap();
+    let v = model.velocity(tape, tok, cond, xt, t, Some(inputs), None).unwrap();
     let velocity = tape.to_vec(v).unwrap();
     if !loss {
         return (velocity, None);
@@ -214,7 +214,7 @@ fn inputs_are_required_exactly_when_the_model_has_them(dev: &Device) {
         let xt = tape.input(&batch.xt, &[tb.batch, tb.n_target]).unwrap();
         let t = tape.input(&batch.t, &[tb.batch]).unwrap();
         let inputs = tape.input(&batch.inputs, &[tb.input_rows, INPUT_DIM]).unwrap();
-        let got = model.velocity(&mut tape, &tok, cond, xt, t, give.then_some(inputs));
+        let got = model.velocity(&mut tape, &tok, cond, xt, t, give.then_some(inputs), None);
         assert!(got.is_err(), "input_dim {input_dim}, inputs given: {give}");
     }
 }
@@ -323,7 +323,7 @@ mod before_inputs {
         let cond = tape.input(&cond.unwrap(), &[b, tb.n_cond]).unwrap();
         let xt = tape.input(&common::normal(&mut r, b * m), &[b, m]).unwrap();
         let t = tape.input(&common::uniform(&mut r, b, 0.0, 1.0), &[b]).unwrap();
-        let v = model.velocity(&mut tape, &tok, cond, xt, t, None).unwrap();
+        let v = model.velocity(&mut tape, &tok, cond, xt, t, None, None).unwrap();
         let bits: Vec<u32> = tape.to_vec(v).unwrap().iter().map(|x| x.to_bits()).collect();
         let pinned = [0xbfcd1c68, 0xbe60ba18, 0xbe29177e, 0xbfab0d91, 0xbea1fa82, 0xbfaa1f46];
         assert_eq!(bits, pinned, "velocities of the model without inputs, as f32 bits");
