@@ -649,3 +649,34 @@ fn hier_gaussian_linear_uniform_posterior_moments_match_quadrature() {
         .unwrap();
     assert!(draws.iter().flat_map(|d| &d[1..]).all(|mu| (-10.0..=10.0).contains(mu)));
 }
+
+#[test]
+fn hier_brownian_ragged_posteriors_use_each_site_s_own_observations() {
+    let model = task_by_name("hier-brownian").unwrap();
+    let data = simulate_dataset(model.as_ref(), 2, &mut rng(25));
+    let full = data.observed();
+    let draws = |obs: &tfmpe::tasks::Observed| {
+        model.exact_posterior_observed(obs, 4000, &mut rng(26)).unwrap()
+    };
+    // Counts that say "all five" are the plain data set.
+    let all_five = tfmpe::tasks::Observed { counts: Some(vec![5, 5]), ..full.clone() };
+    assert_eq!(draws(&all_five), draws(&full));
+    // Site 0 keeps only its latest (least precise) observation: its θ widens toward the prior.
+    let times = full.inputs.as_ref().unwrap();
+    let latest = (0..5).max_by(|&a, &b| times[a].total_cmp(&times[b])).unwrap();
+    let mut values = vec![full.values[latest]];
+    let mut inputs = vec![times[latest]];
+    values.extend_from_slice(&full.values[5..]);
+    inputs.extend_from_slice(&times[5..]);
+    let ragged =
+        tfmpe::tasks::Observed { sites: 2, values, inputs: Some(inputs), counts: Some(vec![1, 5]) };
+    let sd = |d: &[Vec<f64>], k: usize| mean_sd(&d.iter().map(|x| x[k]).collect::<Vec<_>>()).1;
+    let (wide, narrow) = (draws(&ragged), draws(&full));
+    assert!(sd(&wide, 1) > sd(&narrow, 1), "θ_0 with one observation is wider");
+    assert!((sd(&wide, 2) / sd(&narrow, 2) - 1.0).abs() < 0.2, "θ_1 keeps its observations");
+    // A task whose sites always observe everything has no ragged exact posterior.
+    let gaussian = task_by_name("hier-gaussian").unwrap();
+    let g = simulate_dataset(gaussian.as_ref(), 2, &mut rng(27)).observed();
+    let g = tfmpe::tasks::Observed { counts: Some(vec![5, 5]), ..g };
+    assert!(gaussian.exact_posterior_observed(&g, 10, &mut rng(28)).is_none());
+}

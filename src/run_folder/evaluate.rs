@@ -61,8 +61,7 @@ impl EvalConfig {
 pub fn exact_reference(
     task: &dyn HierarchicalModel, obs: &Observed, n: usize,
 ) -> Option<Vec<Vec<f64>>> {
-    let mut rng = StdRng::seed_from_u64(0xC25);
-    task.exact_posterior(&obs.values, obs.inputs.as_deref(), obs.sites, n, &mut rng)
+    task.exact_posterior_observed(obs, n, &mut StdRng::seed_from_u64(0xC25))
 }
 
 impl RunFolder {

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::io::Table;
 use crate::model::checkpoint;
 use crate::sbi::{Network, Trained};
-use crate::tasks::{check_observation, HierarchicalModel, Observed};
+use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
 pub use evaluate::{exact_reference, EvalConfig, REFERENCE_SAMPLES};
 pub use observations::{
@@ -196,8 +196,7 @@ pub fn read_observation(
             obs.sites
         )));
     }
-    check_observation(task, &obs.values, obs.sites)
-        .map_err(|e| Error::Invalid(format!("{shown}: {e}")))?;
+    check_observed(task, &obs).map_err(|e| Error::Invalid(format!("{shown}: {e}")))?;
     Ok(obs)
 }
 

@@ -54,7 +54,13 @@ impl RunFolder {
         sbi::network::check_samples(spec.samples)?;
         let (obs, truth, source) = match &spec.observation {
             Observation::Given(obs) => {
-                crate::tasks::check_observation(task, &obs.values, cfg.sites)?;
+                crate::tasks::check_observed(task, obs)?;
+                if obs.sites != cfg.sites {
+                    return Err(Error::Invalid(format!(
+                        "the observation has {} sites but the run is for {}",
+                        obs.sites, cfg.sites
+                    )));
+                }
                 (obs.clone(), None, ObservationSource::Given)
             }
             Observation::Prior { obs_seed } => {

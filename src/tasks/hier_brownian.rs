@@ -6,7 +6,7 @@
 //! precision-weighted mean ȳ_s ~ N(θ_s, 1/w_s), w_s = Σ_j 1/t_sj², so the joint posterior is
 //! sampled exactly: μ | y with every θ_s integrated out, then each θ_s | μ, y_s.
 
-use super::{std_normal, uniform01, Bijection, HierarchicalModel, Variable};
+use super::{std_normal, uniform01, Bijection, HierarchicalModel, Observed, Variable};
 use rand::Rng;
 
 /// Prior standard deviation of θ_s around μ.
@@ -79,39 +79,61 @@ impl HierarchicalModel for HierBrownian {
         if obs.len() != sites * DRAWS || times.len() != obs.len() {
             return None;
         }
-        // Per site: w_s = Σ 1/t², ȳ_s = Σ (y/t²) / w_s.
-        let stats: Vec<(f64, f64)> = obs
-            .chunks(DRAWS)
-            .zip(times.chunks(DRAWS))
-            .map(|(y, t)| {
-                let w: f64 = t.iter().map(|t| 1.0 / (t * t)).sum();
-                let weighted: f64 = y.iter().zip(t).map(|(y, t)| y / (t * t)).sum();
-                (w, weighted / w)
-            })
-            .collect();
-        if stats.iter().any(|(w, ybar)| !w.is_finite() || !ybar.is_finite()) {
+        exact_draws(obs.chunks(DRAWS).zip(times.chunks(DRAWS)), n, rng)
+    }
+
+    /// Ragged sites enter the same way: a site's data are its precision-weighted mean.
+    fn exact_posterior_observed(
+        &self, obs: &Observed, n: usize, rng: &mut dyn Rng,
+    ) -> Option<Vec<Vec<f64>>> {
+        let times = obs.inputs.as_deref()?;
+        let counts = obs.site_counts(DRAWS);
+        if times.len() != obs.values.len() || counts.iter().sum::<usize>() != obs.values.len() {
             return None;
         }
-        let site_var = SITE_SD * SITE_SD;
-        // μ | y: prior N(0, 1) times Π_s N(ȳ_s; μ, SITE_SD² + 1/w_s).
-        let mu_precision = 1.0 + stats.iter().map(|(w, _)| 1.0 / (site_var + 1.0 / w)).sum::<f64>();
-        let mu_mean =
-            stats.iter().map(|(w, ybar)| ybar / (site_var + 1.0 / w)).sum::<f64>() / mu_precision;
-        let mu_sd = mu_precision.recip().sqrt();
-        let draws = (0..n)
-            .map(|_| {
-                let mu = mu_mean + mu_sd * std_normal(rng);
-                let mut draw = Vec::with_capacity(1 + sites);
-                draw.push(mu);
-                // θ_s | μ, ȳ_s: prior N(μ, SITE_SD²) times N(ȳ_s; θ_s, 1/w_s).
-                draw.extend(stats.iter().map(|&(w, ybar)| {
-                    let precision = 1.0 / site_var + w;
-                    let mean = (mu / site_var + ybar * w) / precision;
-                    mean + precision.recip().sqrt() * std_normal(rng)
-                }));
-                draw
-            })
-            .collect();
-        Some(draws)
+        let mut at = 0;
+        let sites = counts.iter().map(|&c| {
+            at += c;
+            (&obs.values[at - c..at], &times[at - c..at])
+        });
+        exact_draws(sites, n, rng)
     }
+}
+
+/// `n` exact posterior draws `[μ, θ_0, …]` given each site's `(values, times)`.
+fn exact_draws<'a>(
+    sites: impl Iterator<Item = (&'a [f64], &'a [f64])>, n: usize, rng: &mut dyn Rng,
+) -> Option<Vec<Vec<f64>>> {
+    // Per site: w_s = Σ 1/t², ȳ_s = Σ (y/t²) / w_s.
+    let stats: Vec<(f64, f64)> = sites
+        .map(|(y, t)| {
+            let w: f64 = t.iter().map(|t| 1.0 / (t * t)).sum();
+            let weighted: f64 = y.iter().zip(t).map(|(y, t)| y / (t * t)).sum();
+            (w, weighted / w)
+        })
+        .collect();
+    if stats.iter().any(|(w, ybar)| !w.is_finite() || !ybar.is_finite()) {
+        return None;
+    }
+    let site_var = SITE_SD * SITE_SD;
+    // μ | y: prior N(0, 1) times Π_s N(ȳ_s; μ, SITE_SD² + 1/w_s).
+    let mu_precision = 1.0 + stats.iter().map(|(w, _)| 1.0 / (site_var + 1.0 / w)).sum::<f64>();
+    let mu_mean =
+        stats.iter().map(|(w, ybar)| ybar / (site_var + 1.0 / w)).sum::<f64>() / mu_precision;
+    let mu_sd = mu_precision.recip().sqrt();
+    let draws = (0..n)
+        .map(|_| {
+            let mu = mu_mean + mu_sd * std_normal(rng);
+            let mut draw = Vec::with_capacity(1 + stats.len());
+            draw.push(mu);
+            // θ_s | μ, ȳ_s: prior N(μ, SITE_SD²) times N(ȳ_s; θ_s, 1/w_s).
+            draw.extend(stats.iter().map(|&(w, ybar)| {
+                let precision = 1.0 / site_var + w;
+                let mean = (mu / site_var + ybar * w) / precision;
+                mean + precision.recip().sqrt() * std_normal(rng)
+            }));
+            draw
+        })
+        .collect();
+    Some(draws)
 }

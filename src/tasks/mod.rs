@@ -185,6 +185,17 @@ pub trait HierarchicalModel: Send + Sync {
         None
     }
 
+    /// [`HierarchicalModel::exact_posterior`] for an observed data set, which may be ragged
+    /// ([`Observed::counts`]); a task whose exact posterior handles ragged sites overrides it.
+    fn exact_posterior_observed(
+        &self, obs: &Observed, n: usize, rng: &mut dyn Rng,
+    ) -> Option<Vec<Vec<f64>>> {
+        if obs.counts.is_some() {
+            return None;
+        }
+        self.exact_posterior(&obs.values, obs.inputs.as_deref(), obs.sites, n, rng)
+    }
+
     /// Number of global scalars.
     fn global_dim(&self) -> usize {
         total_size(&self.global_variables())
