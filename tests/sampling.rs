@@ -134,7 +134,7 @@ fn a_masked_missing_observation_is_the_same_as_an_absent_one() {
     let mut net = network(&dev, &*task, &[2]);
     let full = observed(&*task, 2, 3);
     // Site 0 keeps its first 3 values, site 1 all 5.
-    let keep = |i: usize| i >= 5 || i < 3;
+    let keep = |i: usize| !(3..5).contains(&i);
     let values: Vec<f64> = (0..10).filter(|&i| keep(i)).map(|i| full.values[i]).collect();
     let inputs: Vec<f64> =
         (0..10).filter(|&i| keep(i)).map(|i| full.inputs.as_ref().unwrap()[i]).collect();
