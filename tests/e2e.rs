@@ -278,30 +278,37 @@ fn a_max_sites_run_answers_every_site_count_up_to_m() {
 /// long, with SBC and TARP in the report (a smoke run: few epochs, so no statistical bound).
 #[test]
 fn seir_and_burgers_run_end_to_end_with_calibration() {
-    for (task, header) in [("hier-seir", "site,t,y"), ("hier-burgers", "site,x,y")] {
+    for (task, header, ragged) in
+        [("hier-seir", "site,t,y", false), ("hier-burgers", "site,x,y", true)]
+    {
         let dir = std::env::temp_dir().join(format!("tfmpe-e2e-{task}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = dir.to_str().unwrap();
-        tfmpe(&[
-            "run",
-            "--task",
-            task,
-            "--sites",
-            "2",
-            "--budget",
-            "400",
-            "--max-epochs",
-            "2",
-            "--samples",
-            "100",
-            "--calibration",
-            "20",
-            "--steps",
-            "5",
-            "--out",
-            out,
-        ]);
+        let mut args = vec!["run", "--task", task, "--sites", "2", "--budget", "400"];
+        args.extend(["--max-epochs", "2", "--samples", "100", "--calibration", "20"]);
+        args.extend(["--steps", "5", "--out", out]);
+        if ragged {
+            args.push("--ragged");
+        }
+        tfmpe(&args);
         assert_eq!(read(&dir.join("observation.csv")).lines().next(), Some(header), "{task}");
+        if ragged {
+            // A data set whose site 0 has 3 sensors and site 1 all 8 samples like any other.
+            let obs = dir.join("ragged.csv");
+            let mut rows = String::from("site,x,y\n");
+            for (site, n) in [(0, 3), (1, 8)] {
+                for j in 0..n {
+                    rows.push_str(&format!("{site},{},{}\n", j as f64 / 8.0, 0.1 * j as f64));
+                }
+            }
+            std::fs::write(&obs, rows).unwrap();
+            let samples = dir.join("ragged_samples.csv");
+            let (obs, samples_path) = (obs.to_str().unwrap(), samples.to_str().unwrap());
+            tfmpe(&["sample", "--model", out, "--observation", obs, "--out", samples_path]);
+            let text = read(&samples);
+            assert_eq!(text.lines().next(), Some("nu,tau,amp.0,phase.0,amp.1,phase.1"));
+            assert_eq!(text.lines().count(), 1001);
+        }
         let report: serde_json::Value =
             serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
         let m = &report["metrics"];

@@ -172,5 +172,17 @@ fn a_fixed_function_valued_network_samples_alike_on_cpu_and_wgpu() {
     let got = samples_on_each_backend(&dir, out, &obs);
     assert_eq!(got[0].len(), 64 * 3);
     assert_alike(&got);
+    // A ragged data set (site 0 observed at 2 of its 5 times): the missing tokens are masked
+    // out of attention on both backends alike.
+    let ragged = dir.join("ragged_obs.csv");
+    std::fs::write(
+        &ragged,
+        "site,t,y\n0,0.1,0.3\n0,0.5,0.2\n1,0.3,-0.4\n1,0.02,-0.5\n\
+                             1,0.9,0\n1,3,2\n1,0.2,-0.45\n",
+    )
+    .unwrap();
+    let got_ragged = samples_on_each_backend(&dir, out, &ragged);
+    assert_alike(&got_ragged);
+    assert_ne!(got_ragged[0], got[0], "the masked observations change the draws");
     std::fs::remove_dir_all(&dir).unwrap();
 }

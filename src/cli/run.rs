@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// observation's inputs instead of fresh draws from the task's input distribution.
     #[arg(long)]
     pub observed_inputs: bool,
+    /// LF, a function-valued task: synthetic sites keep a random number of their observations,
+    /// so the posterior answers data sets whose sites were observed at fewer inputs (a site
+    /// observed at 3 of its 5 times).
+    #[arg(long)]
+    pub ragged: bool,
     /// Skip the evaluation (C2ST against the exact posterior, and calibration).
     #[arg(long)]
     pub no_eval: bool,
@@ -98,6 +103,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut config = RunConfig::new(args.sites, args.budget);
     config.method = args.method;
     config.max_sites = args.max_sites;
+    config.ragged = args.ragged;
     config.check()?;
     config.seed = args.seed;
     config.fresh_sets = args.fresh_sets;

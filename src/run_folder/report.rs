@@ -40,6 +40,9 @@ pub struct Report {
     /// With `--observed-inputs`: simulated sites observed at the observation's inputs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub observed_inputs: bool,
+    /// With `--ragged`: the posterior trained on sites observed at fewer values.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ragged: bool,
     /// Posterior samples drawn into `samples.csv`.
     pub samples: usize,
     pub seed: u64,

@@ -135,6 +135,7 @@ impl RunFolder {
             metrics: Metrics::default(),
             observation: source,
             observed_inputs: spec.observed_inputs,
+            ragged: cfg.ragged,
             samples: spec.samples,
             seed: cfg.seed,
             simulator_calls: r.simulator_calls,

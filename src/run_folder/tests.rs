@@ -42,6 +42,7 @@ fn report(metrics: Metrics) -> Report {
         metrics,
         observation: ObservationSource::Prior { obs_seed: 5 },
         observed_inputs: false,
+        ragged: false,
         samples: 300,
         seed: 3,
         simulator_calls: 399,

@@ -58,6 +58,9 @@ pub struct RunConfig {
     /// LF, a task with functional inputs: where simulated sites take their inputs from.
     #[serde(skip)]
     pub inputs: InputSource,
+    /// LF, a task whose sites may be observed at fewer values: synthetic sites keep a random
+    /// number of their observations, so the posterior answers ragged data sets.
+    pub ragged: bool,
 }
 
 impl RunConfig {
@@ -75,6 +78,7 @@ impl RunConfig {
             fresh_sets: false,
             surrogate_solver: Solver::Rk4 { steps: 10 },
             inputs: InputSource::Prior,
+            ragged: false,
         }
     }
 
@@ -82,6 +86,11 @@ impl RunConfig {
     pub fn check(&self) -> Result<()> {
         if self.sites == 0 {
             return Err(Error::Invalid("`sites` must be at least 1".into()));
+        }
+        if self.ragged && self.method != Method::Lf {
+            return Err(Error::Invalid(
+                "--ragged needs --method lf: it masks observations of synthetic sets".into(),
+            ));
         }
         if let Some(max) = self.max_sites {
             if max < self.sites {

@@ -65,6 +65,13 @@ fn simulate_single_sites(
 pub(super) fn run(
     dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, progress: &dyn Progress,
 ) -> Result<Trained> {
+    if cfg.ragged && !task.ragged_observations() {
+        return Err(Error::Invalid(format!(
+            "--ragged: task `{}` observes every value at every site; only function-valued tasks \
+             take sites observed at fewer inputs",
+            task.name()
+        )));
+    }
     let mut report = PipelineReport::default();
     let mut timer = Timer::start();
     progress.phase("simulate");
@@ -127,7 +134,8 @@ pub(super) fn run(
         cfg.inputs.clone(),
         Sampler::new(dev, cfg.surrogate_solver),
         Stream::SyntheticSets.seed(cfg.seed, 0),
-    );
+    )
+    .ragged(cfg.ragged);
     // Training sets come in blocks of one batch per site count; validation sets in blocks
     // that spread them over (up to) ten site counts.
     let (block, val_block) = (cfg.train.batch, n_val.div_ceil(counts.max().min(10)));

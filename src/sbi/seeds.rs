@@ -38,6 +38,9 @@ pub enum Stream {
     /// Synthetic sets, draw `draw`: the functional inputs of each set's sites drawn from the
     /// task's input distribution; index: the set.
     SyntheticInputs { draw: u64 },
+    /// Ragged synthetic sets, draw `draw`: how many observations each site keeps; index: the
+    /// set.
+    SyntheticCounts { draw: u64 },
 }
 
 /// Where the ids of the per-draw streams move once the legacy offsets would run into the next
@@ -63,6 +66,7 @@ impl Stream {
             Stream::SyntheticGlobals { draw } => per_draw(5000, OVERFLOW_RANGE, 3, draw),
             // Newer than the numbering above: its own range from the start.
             Stream::SyntheticInputs { draw } => 4 * OVERFLOW_RANGE + draw,
+            Stream::SyntheticCounts { draw } => 5 * OVERFLOW_RANGE + draw,
         }
     }
 
@@ -117,6 +121,7 @@ mod tests {
             all.push(Stream::SyntheticNoise { draw });
             all.push(Stream::SyntheticGlobals { draw });
             all.push(Stream::SyntheticInputs { draw });
+            all.push(Stream::SyntheticCounts { draw });
         }
         all
     }
@@ -143,6 +148,7 @@ mod tests {
                     Stream::SyntheticNoise { draw },
                     Stream::SyntheticGlobals { draw },
                     Stream::SyntheticInputs { draw },
+                    Stream::SyntheticCounts { draw },
                 ] {
                     for index in 0..100 {
                         assert!(seen.insert((base, stream.seed(base, index))), "{stream:?}");

@@ -58,6 +58,8 @@ pub struct FreshSets<'t> {
     task: &'t dyn HierarchicalModel,
     sites: SiteCounts,
     inputs: InputSource,
+    /// Each synthetic site keeps a random number of its observations (1 to all), masked.
+    ragged: bool,
     /// Integrates the surrogate's observations.
     sampler: Sampler,
     /// The base of the per-draw `Synthetic*` streams.
@@ -83,11 +85,14 @@ pub struct SetRows {
     pub cond: Vec<f64>,
     pub target: Vec<f64>,
     pub inputs: Option<Vec<f64>>,
+    /// Key masks of ragged sets (`[sets · tokens]`), `None` when every site is complete.
+    pub mask: Option<Vec<f32>>,
 }
 
 impl SetRows {
     pub fn rows(&self) -> Rows<'_> {
-        Rows::new(self.sites, &self.cond, &self.target, self.inputs.as_deref())
+        let rows = Rows::new(self.sites, &self.cond, &self.target, self.inputs.as_deref());
+        Rows { mask: self.mask.as_deref(), ..rows }
     }
 }
 
@@ -160,7 +165,14 @@ impl<'t> FreshSets<'t> {
         task: &'t dyn HierarchicalModel, sites: SiteCounts, inputs: InputSource, sampler: Sampler,
         seed: u64,
     ) -> Self {
-        FreshSets { task, sites, inputs, sampler, seed, draws: 0 }
+        FreshSets { task, sites, inputs, ragged: false, sampler, seed, draws: 0 }
+    }
+
+    /// The same source with ragged sites: each synthetic site keeps the first n of its
+    /// observations, n uniform from 1 to all, the rest masked, so that the posterior learns
+    /// sites observed at fewer inputs.
+    pub fn ragged(self, ragged: bool) -> Self {
+        FreshSets { ragged, ..self }
     }
 
     /// Synthetic sets for the given globals (natural space, one vector per set), their site
@@ -223,7 +235,23 @@ impl<'t> FreshSets<'t> {
             cond.extend(c);
             target.extend(t);
         }
-        Ok(SetRows { sites, cond, target, inputs })
+        let mask = self.ragged.then(|| self.ragged_masks(globals.len(), sites, draw));
+        Ok(SetRows { sites, cond, target, inputs, mask })
+    }
+
+    /// Key masks of `n` ragged sets of `sites` sites, one count per site from its set's stream.
+    fn ragged_masks(&self, n: usize, sites: usize, draw: u64) -> Vec<f32> {
+        let obs_dim = self.task.obs_dim();
+        let n_target = self.task.param_dim(sites);
+        let stream = Stream::SyntheticCounts { draw };
+        (0..n)
+            .flat_map(|i| {
+                let mut rng = StdRng::seed_from_u64(stream.seed(self.seed, i as u64));
+                let counts: Vec<usize> =
+                    (0..sites).map(|_| rand::RngExt::random_range(&mut rng, 1..=obs_dim)).collect();
+                ragged_mask(&counts, obs_dim, n_target)
+            })
+            .collect()
     }
 
     /// The functional inputs of `n` sets of `sites` sites (set-major, then site, then
