@@ -60,9 +60,11 @@ fn bad_observation_files_are_named() {
     let short = write("short.csv", "y.0,y.1,y.2\n0.5,1\n");
     fails_with(&with(&base, &short), &["2 values", "3 columns"]);
     let names = write("names.csv", "a,b,c\n1,2,3\n");
-    fails_with(&with(&base, &names), &["column `a` should be `y.0`"]);
+    fails_with(&with(&base, &names), &["column 1 is `a` where `y.0` belongs", "y.0,y.1,y.2"]);
     let sites = write("sites.csv", "y.0,y.1\n1,2\n");
-    fails_with(&with(&base, &sites), &["2 sites", "3 were asked for"]);
+    fails_with(&with(&base, &sites), &["2 sites", "--sites is 3"]);
+    let two = write("two.csv", "dataset,y.0,y.1,y.2\n0,1,2,3\n1,1,2,3\n");
+    fails_with(&with(&base, &two), &["exactly one data set, found 2", "tfmpe sample"]);
     fails_with(&with(&base, "/nonexistent/obs.csv"), &["/nonexistent/obs.csv"]);
 }
 
@@ -74,6 +76,46 @@ fn budget_smaller_than_a_batch_is_refused() {
         &["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "50", "--out", o],
         &["--budget 50", "batch"],
     );
+}
+
+/// Settings no run can use are refused before any simulation, each naming its flag and the
+/// fix, never with a panic or an allocator abort, and no output folder is created.
+#[test]
+fn impossible_run_settings_are_refused_before_any_work() {
+    let out = temp("settings").join("never");
+    let o = out.to_str().unwrap();
+    let run = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["run", "--task", "hier-gaussian-linear", "--out", o]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let huge = "18446744073709551615";
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--sites", huge, "--budget", "1000"], &["too large", "--sites"]),
+        (&["--sites", "4294967296", "--budget", "1000"], &["--sites"]),
+        (&["--sites", "3", "--budget", huge], &["--budget"]),
+        (&["--sites", "3", "--budget", "10000000000000"], &["memory", "--budget"]),
+        (&["--sites", "0", "--budget", "1000"], &["--sites must be at least 1"]),
+        (&["--sites", "3", "--budget", "1000", "--lr", "NaN"], &["--lr NaN", "finite positive"]),
+        (&["--sites", "3", "--budget", "1000", "--lr", "inf"], &["--lr inf"]),
+        (&["--sites", "3", "--budget", "1000", "--max-epochs", "0"], &["--max-epochs"]),
+        (&["--sites", "3", "--budget", "1000", "--batch-size", "0"], &["--batch-size"]),
+        // 110 simulations leave 99 for training after the validation split: no batch of 100.
+        (&["--sites", "3", "--budget", "110"], &["99 of them for training", "--batch-size"]),
+        // direct: 1000 / 50 = 20 data sets, fewer than a batch.
+        (
+            &["--sites", "50", "--budget", "1000", "--method", "direct"],
+            &["20 data sets", "fewer than one batch"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let args = run(extra);
+        fails_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), needles);
+        assert!(!out.exists(), "{extra:?} created the output folder");
+    }
 }
 
 #[test]

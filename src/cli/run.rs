@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use tfmpe::run_folder::{read_observation, C2st, EvalConfig, Observation, RunFolder, RunSpec};
 use tfmpe::sbi::{Method, RunConfig};
 use tfmpe::tasks::task_by_name;
-use tfmpe::{Device, Error, Result};
+use tfmpe::{Device, Result};
 
 use super::progress::Bars;
 
@@ -80,31 +80,11 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<()> {
     let task = task_by_name(&args.task)?;
     let solver = args.ode.solver()?;
-    if args.sites == 0 {
-        return Err(Error::Invalid("--sites must be at least 1".into()));
-    }
-    if args.budget == 0 {
-        return Err(Error::Invalid("--budget must be at least 1".into()));
-    }
-    if args.budget < args.batch_size {
-        return Err(Error::Invalid(format!(
-            "--budget {} is smaller than one batch (--batch-size {}); raise the budget or lower the batch size",
-            args.budget, args.batch_size
-        )));
-    }
     super::check_samples(args.samples)?;
-    let observation = match &args.observation {
-        Some(path) => Observation::Given(read_observation(path, &*task, Some(args.sites))?),
-        None => Observation::Prior { obs_seed: args.obs_seed },
-    };
-    let (device, why) = Device::open(args.backend)?;
-    eprintln!("tfmpe: backend {why}");
-
     let mut config = RunConfig::new(args.sites, args.budget);
     config.method = args.method;
     config.max_sites = args.max_sites;
     config.ragged = args.ragged;
-    config.check()?;
     config.seed = args.seed;
     config.fresh_sets = args.fresh_sets;
     for t in [&mut config.train, &mut config.surrogate_train] {
@@ -113,6 +93,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         t.lr = args.lr;
         t.batch = args.batch_size;
     }
+    // Every setting is checked before the observation is read or any work starts.
+    config.check(&*task)?;
+    let observation = match &args.observation {
+        Some(path) => Observation::Given(read_observation(path, &*task, Some(args.sites))?),
+        None => Observation::Prior { obs_seed: args.obs_seed },
+    };
+    let (device, why) = Device::open(args.backend)?;
+    eprintln!("tfmpe: backend {why}");
+
     let evaluation = (!args.no_eval).then(|| EvalConfig {
         calibration: args.calibration,
         ..EvalConfig::new(solver, args.seed)

@@ -7,6 +7,7 @@ use super::train::TrainConfig;
 use crate::error::{Error, Result};
 use crate::model::ode::Solver;
 use crate::model::tfmpe::TfmpeConfig;
+use crate::tasks::HierarchicalModel;
 
 /// How the posterior network gets its training sets (see the module documentation of
 /// [`crate::sbi`]); each has its own file there, and [`crate::sbi::run`] dispatches on it.
@@ -82,10 +83,17 @@ impl RunConfig {
         }
     }
 
-    /// Refuses settings no pipeline can run with.
-    pub fn check(&self) -> Result<()> {
+    /// Refuses settings no pipeline can run with for `task`, before any work: sizes,
+    /// hyperparameters, batches against the budget and the validation split, and memory.
+    pub fn check(&self, task: &dyn HierarchicalModel) -> Result<()> {
         if self.sites == 0 {
-            return Err(Error::Invalid("`sites` must be at least 1".into()));
+            return Err(Error::Invalid("--sites must be at least 1".into()));
+        }
+        if self.budget == 0 {
+            return Err(Error::Invalid("--budget must be at least 1".into()));
+        }
+        for t in [&self.train, &self.surrogate_train] {
+            t.check()?;
         }
         if self.ragged && self.method != Method::Lf {
             return Err(Error::Invalid(
@@ -106,7 +114,7 @@ impl RunConfig {
                 ));
             }
         }
-        Ok(())
+        super::footprint::check(self, task)
     }
 
     /// The site counts of the posterior's training sets.

@@ -12,6 +12,7 @@
 pub mod calibration;
 mod config;
 mod direct;
+mod footprint;
 mod lf;
 pub mod network;
 mod progress;
@@ -91,7 +92,7 @@ fn fit_posterior(
 pub fn run(
     dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, progress: &dyn Progress,
 ) -> Result<Trained> {
-    cfg.check()?;
+    cfg.check(task)?;
     let trained = cfg.method.train(dev, task, cfg, progress)?;
     let report = &trained.report;
     for t in [&report.surrogate, &report.posterior].into_iter().flatten() {

@@ -47,6 +47,35 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Refuses hyperparameters that cannot train: a batch of 0, no epoch, no patience, or a
+    /// learning rate or min-delta that is not a finite positive number.
+    pub fn check(&self) -> Result<()> {
+        if self.batch == 0 {
+            return Err(Error::Invalid("--batch-size must be at least 1".into()));
+        }
+        if self.max_epochs == 0 {
+            return Err(Error::Invalid("--max-epochs must be at least 1".into()));
+        }
+        if self.patience == 0 {
+            return Err(Error::Invalid("--patience must be at least 1".into()));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::Invalid(format!(
+                "--lr {} is not a finite positive number; the default is 1e-4",
+                self.lr
+            )));
+        }
+        if !(self.min_delta.is_finite() && self.min_delta >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "min-delta {} must be finite and >= 0",
+                self.min_delta
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Standardised sets of one layout (one site count): `cond` is `[sets · n_cond]`, `target`
 /// `[sets · n_target]`, `inputs` `[sets · input_tokens · input_dim]` (empty for a model without
 /// functional inputs).
