@@ -385,6 +385,99 @@ fn vector_variables_and_functional_inputs_follow_the_layout() {
     assert!(model.exact_posterior(&data.obs, data.inputs.as_deref(), 2, 10, &mut rng(2)).is_none());
 }
 
+// ---------------------------------------------------------------- tasks with vector variables
+
+/// The vector-valued benchmark tasks without exact posteriors.
+const VECTOR_TASKS: [&str; 3] = ["hier-gaussian-mixture", "hier-two-moons", "hier-slcp"];
+
+#[test]
+fn vector_tasks_name_their_components() {
+    let mixture = strings(&[
+        "loc[0]",
+        "loc[1]",
+        "scale[0]",
+        "scale[1]",
+        "theta.0[0]",
+        "theta.0[1]",
+        "theta.1[0]",
+        "theta.1[1]",
+    ]);
+    for name in ["hier-gaussian-mixture", "hier-two-moons"] {
+        let model = task_by_name(name).unwrap();
+        assert_eq!(model.parameter_names(2), mixture, "{name}");
+        assert_eq!(model.observation_names(2), strings(&["y.0[0]", "y.0[1]", "y.1[0]", "y.1[1]"]));
+        assert_eq!(model.param_dim(5), 4 + 2 * 5, "{name}");
+    }
+    let slcp = task_by_name("hier-slcp").unwrap();
+    assert_eq!(
+        slcp.parameter_names(2),
+        strings(&["s1", "s2", "rho", "m.0[0]", "m.0[1]", "m.1[0]", "m.1[1]"])
+    );
+    let obs: Vec<String> =
+        (0..2).flat_map(|s| (0..8).map(move |j| format!("y.{s}[{j}]"))).collect();
+    assert_eq!(slcp.observation_names(2), obs);
+    assert_eq!(slcp.param_dim(5), 3 + 2 * 5);
+}
+
+/// Every scalar's support as an open interval, from its bijection.
+fn support(bijection: Bijection) -> (f64, f64) {
+    match bijection {
+        Bijection::Identity => (f64::NEG_INFINITY, f64::INFINITY),
+        Bijection::Log => (0.0, f64::INFINITY),
+        Bijection::LogitAffine { lo, hi } => (lo, hi),
+    }
+}
+
+#[test]
+fn vector_task_prior_draws_lie_in_their_supports_and_round_trip() {
+    for name in VECTOR_TASKS {
+        let model = task_by_name(name).unwrap();
+        let bijections = model.parameter_bijections(5);
+        let mut r = rng(13);
+        for _ in 0..2_000 {
+            let data = simulate_dataset(model.as_ref(), 5, &mut r);
+            assert!(data.is_finite(), "{name}");
+            for (k, (&x, &b)) in data.params.iter().zip(&bijections).enumerate() {
+                let (lo, hi) = support(b);
+                assert!(lo < x && x < hi, "{name}: parameter {k} = {x} outside ({lo}, {hi})");
+            }
+            let back = model.to_natural(&model.to_unconstrained(&data.params, 5), 5);
+            for (b, x) in back.iter().zip(&data.params) {
+                assert!((b - x).abs() <= 1e-12 * x.abs().max(1.0), "{name}: {x} → {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn vector_task_bijections_round_trip_at_the_edges_of_their_supports() {
+    for name in VECTOR_TASKS {
+        let model = task_by_name(name).unwrap();
+        for b in model.parameter_bijections(1) {
+            let Bijection::LogitAffine { lo, hi } = b else { continue };
+            for x in [lo + 1e-12, lo + 1e-15, hi - 1e-12, hi - 1e-15] {
+                let u = b.forward(x);
+                assert!(u.is_finite(), "{name}: {b:?} forward({x}) = {u}");
+                let back = b.inverse(u);
+                assert!(lo < back && back < hi, "{name}: {b:?} {x} → {back}");
+                // Within a few ulps of the bound's magnitude.
+                assert!((back - x).abs() <= 1e-15 * hi.abs().max(lo.abs()), "{name}: {x} → {back}");
+            }
+        }
+    }
+}
+
+#[test]
+fn vector_tasks_are_deterministic_for_a_fixed_seed() {
+    for name in VECTOR_TASKS {
+        let model = task_by_name(name).unwrap();
+        let first = simulate_dataset(model.as_ref(), 4, &mut rng(21));
+        assert_eq!(first, simulate_dataset(model.as_ref(), 4, &mut rng(21)), "{name}");
+        assert_ne!(first, simulate_dataset(model.as_ref(), 4, &mut rng(22)), "{name}");
+        assert!(model.exact_posterior(&first.obs, None, 4, 10, &mut rng(23)).is_none());
+    }
+}
+
 // ---------------------------------------------------------------- exact posteriors
 
 /// Posterior draws per data set in the SBC loops; ranks then take the values 0..=99.

@@ -20,15 +20,22 @@ mod hier_burgers;
 mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
+mod hier_gaussian_mixture;
 mod hier_seir;
+mod hier_slcp;
+mod hier_two_moons;
 pub mod special;
+mod truncated_normal;
 
 pub use hier_brownian::HierBrownian;
 pub use hier_burgers::HierBurgers;
 pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
+pub use hier_gaussian_mixture::HierGaussianMixture;
 pub use hier_seir::HierSeir;
+pub use hier_slcp::HierSlcp;
+pub use hier_two_moons::HierTwoMoons;
 
 use crate::error::{Error, Result};
 use crate::model::tokens::VariableSizes;
@@ -347,6 +354,9 @@ pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
         Box::new(HierBrownian),
         Box::new(HierSeir),
         Box::new(HierBurgers),
+        Box::new(HierGaussianMixture),
+        Box::new(HierTwoMoons),
+        Box::new(HierSlcp),
     ]
 }
 
