@@ -21,6 +21,8 @@ mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
 mod hier_seir;
+#[cfg(test)]
+mod rk4;
 pub mod special;
 
 pub use hier_brownian::HierBrownian;
