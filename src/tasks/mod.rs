@@ -21,6 +21,7 @@ mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
 mod hier_seir;
+mod hier_sir;
 #[cfg(test)]
 mod rk4;
 pub mod special;
@@ -31,6 +32,7 @@ pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
 pub use hier_seir::HierSeir;
+pub use hier_sir::HierSir;
 
 use crate::error::{Error, Result};
 use crate::model::tokens::VariableSizes;
@@ -349,6 +351,7 @@ pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
         Box::new(HierBrownian),
         Box::new(HierSeir),
         Box::new(HierBurgers),
+        Box::new(HierSir),
     ]
 }
 
