@@ -285,6 +285,7 @@ fn unknown_task_names_the_input_and_the_known_tasks() {
         "hier-gaussian-linear-uniform",
         "hier-seir",
         "hier-sir",
+        "hier-lotka-volterra",
     ] {
         assert!(message.contains(known), "{message} lacks {known}");
         assert_eq!(task_by_name(known).unwrap().name(), known);

@@ -20,6 +20,7 @@ mod hier_burgers;
 mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
+mod hier_lotka_volterra;
 mod hier_seir;
 mod hier_sir;
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub use hier_burgers::HierBurgers;
 pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
+pub use hier_lotka_volterra::HierLotkaVolterra;
 pub use hier_seir::HierSeir;
 pub use hier_sir::HierSir;
 
@@ -352,6 +354,7 @@ pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
         Box::new(HierSeir),
         Box::new(HierBurgers),
         Box::new(HierSir),
+        Box::new(HierLotkaVolterra),
     ]
 }
 
