@@ -28,8 +28,8 @@ const MU_SD: f64 = 0.1;
 const RATES: [&str; 4] = ["alpha", "beta", "gamma", "delta"];
 /// The ODE is solved for (ln x, ln y), so the tolerances are relative errors of the populations,
 /// a hundred-millionth of the noise. With σ_k ~ Exp(1) the prior's rates span many orders of
-/// magnitude; in 20 000 prior draws the costliest solve took about 30 000 attempted steps, and none
-/// reached the cap. The cap is for rates beyond those (a user's, a proposal's), where the
+/// magnitude; in 20 000 prior draws the costliest solve took about 30 000 attempted steps, and
+/// none reached the cap. The cap is for rates beyond those (a user's, a proposal's), where the
 /// populations cycle too often to follow: such a solve fails within milliseconds (NaN
 /// observations, which the pipelines drop) instead of stalling a batch.
 const TOLERANCES: Tolerances = Tolerances { rtol: 1e-10, atol: 1e-10, max_steps: 100_000 };
