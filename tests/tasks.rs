@@ -279,9 +279,14 @@ fn unknown_task_names_the_input_and_the_known_tasks() {
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     let message = err.to_string();
     assert!(message.contains("`hier-gausian`"), "{message}");
-    for known in
-        ["hier-gaussian", "hier-gaussian-linear", "hier-gaussian-linear-uniform", "hier-seir"]
-    {
+    for known in [
+        "hier-gaussian",
+        "hier-gaussian-linear",
+        "hier-gaussian-linear-uniform",
+        "hier-seir",
+        "hier-sir",
+        "hier-lotka-volterra",
+    ] {
         assert!(message.contains(known), "{message} lacks {known}");
         assert_eq!(task_by_name(known).unwrap().name(), known);
     }

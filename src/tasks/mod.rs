@@ -21,9 +21,13 @@ mod hier_gaussian;
 mod hier_gaussian_linear;
 mod hier_gaussian_linear_uniform;
 mod hier_gaussian_mixture;
+mod hier_lotka_volterra;
 mod hier_seir;
+mod hier_sir;
 mod hier_slcp;
 mod hier_two_moons;
+#[cfg(test)]
+mod rk4;
 pub mod special;
 mod truncated_normal;
 
@@ -33,7 +37,9 @@ pub use hier_gaussian::HierGaussian;
 pub use hier_gaussian_linear::HierGaussianLinear;
 pub use hier_gaussian_linear_uniform::HierGaussianLinearUniform;
 pub use hier_gaussian_mixture::HierGaussianMixture;
+pub use hier_lotka_volterra::HierLotkaVolterra;
 pub use hier_seir::HierSeir;
+pub use hier_sir::HierSir;
 pub use hier_slcp::HierSlcp;
 pub use hier_two_moons::HierTwoMoons;
 
@@ -357,6 +363,8 @@ pub fn tasks() -> Vec<Box<dyn HierarchicalModel>> {
         Box::new(HierGaussianMixture),
         Box::new(HierTwoMoons),
         Box::new(HierSlcp),
+        Box::new(HierSir),
+        Box::new(HierLotkaVolterra),
     ]
 }
 
