@@ -162,3 +162,35 @@ fn a_masked_missing_observation_is_the_same_as_an_absent_one() {
     let with_all: Vec<f64> = with_all.iter().flat_map(|d| task.to_unconstrained(d, 2)).collect();
     assert!(with_all.iter().zip(&absent).any(|(a, b)| (a - b).abs() > 1e-3));
 }
+
+/// Records warnings.
+#[derive(Default)]
+struct Warnings(std::sync::Mutex<Vec<String>>);
+
+impl tfmpe::sbi::Progress for Warnings {
+    fn warning(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+/// An observation far outside what the prior predicts gives a warning with its standardised
+/// distance; one so far that the draws are not finite is an error that says why, never NaN
+/// samples.
+#[test]
+fn observations_far_outside_the_training_data_warn_or_fail() {
+    let dev = Device::cpu();
+    let task = task_by_name("hier-gaussian-linear").unwrap();
+    let mut net = network(&dev, &*task, &[2]);
+    let sampler = Sampler::new(&dev, SOLVER);
+    let at = |y: f64| Observed { sites: 2, values: vec![y, 0.1], inputs: None, counts: None };
+    let quiet = Warnings::default();
+    sampler.posterior(&mut net, &*task, &at(0.5), 4, 0, &quiet).unwrap();
+    assert!(quiet.0.lock().unwrap().is_empty());
+    let far = Warnings::default();
+    sampler.posterior(&mut net, &*task, &at(500.0), 4, 0, &far).unwrap();
+    let far = far.0.lock().unwrap();
+    assert!(far.len() == 1 && far[0].contains("standard deviations"), "{far:?}");
+    let err =
+        sampler.posterior(&mut net, &*task, &at(1e300), 4, 0, &Quiet).unwrap_err().to_string();
+    assert!(err.contains("not finite") && err.contains("far outside"), "{err}");
+}

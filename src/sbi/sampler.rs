@@ -10,6 +10,9 @@ use crate::model::ode::{OdeStats, Solver};
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
 
+/// Standardised magnitude beyond which an observation is far outside the training data.
+const FAR_OUTSIDE: f64 = 10.0;
+
 /// Integrates a network's flow from noise with one solver, `chunk` samples at a time.
 #[derive(Clone)]
 pub struct Sampler {
@@ -111,6 +114,7 @@ impl Sampler {
         let sites = observations[0].sites;
         let layout = posterior.layout_for(sites)?;
         let (mut conds, mut inputs, mut masks) = (Vec::new(), Vec::new(), Vec::new());
+        let mut farthest = Vec::with_capacity(observations.len());
         // Ragged data sets are filled up to whole sites and their missing tokens masked.
         let ragged = observations.iter().any(|o| o.counts.is_some());
         let (obs_dim, input_dim) = (task.obs_dim(), task.functional_input_dim());
@@ -126,6 +130,14 @@ impl Sampler {
             let (values, obs_inputs) = obs.padded(obs_dim, input_dim);
             let row = task.observations_to_network(&values);
             let cond = posterior.config.standardizer.apply(&layout.cond, &row)?;
+            let far = cond.iter().map(|z| f64::from(z.abs())).fold(0.0, f64::max);
+            farthest.push(far);
+            if far > FAR_OUTSIDE {
+                progress.warning(&format!(
+                    "an observation lies {far:.3e} standard deviations from the training data; \
+                     its posterior draws extrapolate far beyond what the prior predicts"
+                ));
+            }
             conds.extend((0..n).flat_map(|_| cond.iter().copied()));
             if let Some(values) = obs_inputs.filter(|_| posterior.config.architecture.input_dim > 0)
             {
@@ -152,13 +164,38 @@ impl Sampler {
             progress,
         )?;
         let d = layout.target.len();
+        if let Some(bad) = z.iter().position(|v| !v.is_finite()) {
+            let k = bad / (n * d);
+            let cause = if farthest[k] > FAR_OUTSIDE || !farthest[k].is_finite() {
+                format!(
+                    "the observation lies {:.3e} standard deviations from the training data, \
+                     far outside what the prior predicts",
+                    farthest[k]
+                )
+            } else {
+                "the network's weights or the solver produced them (a corrupt checkpoint?)".into()
+            };
+            let count = z[k * n * d..(k + 1) * n * d].iter().filter(|v| !v.is_finite()).count();
+            return Err(Error::Invalid(format!(
+                "{count} of the {} posterior values of data set {k} are not finite: {cause}",
+                n * d
+            )));
+        }
         let mut unconstrained = Vec::with_capacity(z.len());
         for row in z.chunks(d) {
             unconstrained.extend(posterior.config.standardizer.invert(&layout.target, row)?);
         }
-        Ok(unconstrained
+        let draws: Vec<Vec<Vec<f64>>> = unconstrained
             .chunks(n * d)
             .map(|set| set.chunks(d).map(|u| task.to_natural(u, sites)).collect())
-            .collect())
+            .collect();
+        // Finite on the network's side but not in natural space: a bijection overflowed.
+        if let Some(k) = draws.iter().position(|set| set.iter().flatten().any(|v| !v.is_finite())) {
+            return Err(Error::Invalid(format!(
+                "posterior draws of data set {k} overflow when mapped back to the parameters' \
+                 natural space: the network extrapolates far beyond the prior"
+            )));
+        }
+        Ok(draws)
     }
 }
