@@ -49,6 +49,18 @@ fn same_distribution_is_near_chance() {
     }
 }
 
+/// 50 draws against 1 000 from the same distribution: the larger class is cut to 50, so the
+/// score stays near chance instead of the 0.95 of always guessing the larger class.
+#[test]
+fn unequal_class_sizes_are_balanced() {
+    let dev = Device::cpu();
+    let mut rng = common::rng(9);
+    let p = gaussian(&mut rng, 50, 2, &[]);
+    let q = gaussian(&mut rng, 1000, 2, &[]);
+    let acc = c2st(&dev, &p, &q, &C2stConfig::default()).unwrap();
+    assert!((0.3..0.7).contains(&acc), "accuracy {acc} on identical distributions");
+}
+
 #[test]
 fn large_shift_is_separable() {
     // A 3σ shift in each of 3 coordinates is a Mahalanobis distance of 3√3 = 5.2, optimum
