@@ -778,3 +778,24 @@ fn hier_brownian_ragged_posteriors_use_each_site_s_own_observations() {
     let g = tfmpe::tasks::Observed { counts: Some(vec![5, 5]), ..g };
     assert!(gaussian.exact_posterior_observed(&g, 10, &mut rng(28)).is_none());
 }
+
+/// Times 5 000 single-site prior simulations (the middle training budget) of every task on one
+/// thread and counts the finite ones:
+/// `cargo test --release --test tasks time_a_budget -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn time_a_budget_of_single_site_simulations() {
+    for model in tasks() {
+        let start = std::time::Instant::now();
+        let mut rng = rng(0);
+        let mut finite = 0;
+        for _ in 0..5_000 {
+            let g = model.sample_globals(&mut rng);
+            let l = model.sample_locals(&g, &mut rng);
+            let inputs = model.sample_functional_inputs(&mut rng);
+            let y = model.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
+            finite += usize::from(y.iter().all(|v| v.is_finite()));
+        }
+        println!("{}: {:?}, {finite} of 5 000 finite", model.name(), start.elapsed());
+    }
+}

@@ -260,21 +260,4 @@ mod tests {
             }
         }
     }
-
-    /// Times 5 000 single-site prior simulations, the middle training budget, and counts the
-    /// finite ones: `cargo test --release --lib hier_lotka_volterra -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn time_a_budget_of_single_site_simulations() {
-        let start = std::time::Instant::now();
-        let mut rng = StdRng::seed_from_u64(0);
-        let mut finite = 0;
-        for _ in 0..5_000 {
-            let g = HierLotkaVolterra.sample_globals(&mut rng);
-            let l = HierLotkaVolterra.sample_locals(&g, &mut rng);
-            let y = HierLotkaVolterra.simulate_site(&g, &l, None, &mut rng);
-            finite += usize::from(y.iter().all(|v| v.is_finite()));
-        }
-        println!("5 000 simulations on one thread: {:?}, {finite} finite", start.elapsed());
-    }
 }

@@ -244,22 +244,4 @@ mod tests {
         let exposed = exposed_at(&weak, &seasons, &days).unwrap();
         assert!(exposed.iter().all(|&e| e.abs() < 1e-3), "{exposed:?}");
     }
-
-    /// Times 5 000 single-site prior simulations, the middle training budget:
-    /// `cargo test --release --lib hier_seir -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn time_a_budget_of_single_site_simulations() {
-        let start = std::time::Instant::now();
-        let mut rng = StdRng::seed_from_u64(0);
-        let mut finite = 0;
-        for _ in 0..5_000 {
-            let g = HierSeir.sample_globals(&mut rng);
-            let l = HierSeir.sample_locals(&g, &mut rng);
-            let days = HierSeir.sample_functional_inputs(&mut rng);
-            let y = HierSeir.simulate_site(&g, &l, days.as_deref(), &mut rng);
-            finite += usize::from(y.iter().all(|v| v.is_finite()));
-        }
-        println!("5 000 simulations on one thread: {:?}, {finite} finite", start.elapsed());
-    }
 }

@@ -172,21 +172,4 @@ mod tests {
             }
         }
     }
-
-    /// Times 5 000 single-site prior simulations, the middle training budget:
-    /// `cargo test --release --lib hier_sir -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn time_a_budget_of_single_site_simulations() {
-        let start = std::time::Instant::now();
-        let mut rng = StdRng::seed_from_u64(0);
-        let mut finite = 0;
-        for _ in 0..5_000 {
-            let g = HierSir.sample_globals(&mut rng);
-            let l = HierSir.sample_locals(&g, &mut rng);
-            let y = HierSir.simulate_site(&g, &l, None, &mut rng);
-            finite += usize::from(y.iter().all(|v| v.is_finite()));
-        }
-        println!("5 000 simulations on one thread: {:?}, {finite} finite", start.elapsed());
-    }
 }
