@@ -17,5 +17,5 @@ pub use attention::MultiHeadAttention;
 pub use embedding::{Embedding, FourierFeatures};
 pub use linear::Linear;
 pub use norm::LayerNorm;
-pub use optim::{AdamW, AdamWConfig};
+pub use optim::{AdamState, AdamW, AdamWConfig};
 pub use transformer::{EncoderBlock, Transformer, TransformerConfig};

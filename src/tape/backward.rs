@@ -192,6 +192,52 @@ fn apply(sink: &mut Sink, vals: Values, i: usize, dy: Buffer) -> Result<()> {
             sink.pool.give(dz);
             return Ok(());
         }
+        &Op::BatchedLinear { x, w, b, shared, groups, rows, inp, out } => {
+            // Per group: dW = xᵀ · dy, dx = dy · Wᵀ, db = 1ᵀ · dy; beta = 1 accumulates.
+            let stride_x = if shared { 0 } else { rows * inp };
+            sink.with(w, |dw, acc| {
+                let g = Gemm {
+                    batch: groups,
+                    trans_a: true,
+                    beta: f32::from(u8::from(acc)),
+                    stride_a: stride_x,
+                    stride_b: rows * out,
+                    stride_c: inp * out,
+                    ..Gemm::new(inp, out, rows)
+                };
+                be.gemm(&g, vals.get(x)?, &dy, None, dw)
+            })?;
+            if sink.wants(b) {
+                let mut ones = sink.temp(rows)?;
+                be.fill(&mut ones, 1.0)?;
+                sink.with(b, |db, acc| {
+                    let g = Gemm {
+                        batch: groups,
+                        trans_a: true,
+                        beta: f32::from(u8::from(acc)),
+                        stride_a: 0,
+                        stride_b: rows * out,
+                        stride_c: out,
+                        ..Gemm::new(1, out, rows)
+                    };
+                    be.gemm(&g, &ones, &dy, None, db)
+                })?;
+                sink.pool.give(ones);
+            }
+            // A shared x is data (checked in the forward), so only a per-group x gets here.
+            sink.with(x, |dx, acc| {
+                let g = Gemm {
+                    batch: groups,
+                    trans_b: true,
+                    beta: f32::from(u8::from(acc)),
+                    stride_a: rows * out,
+                    stride_b: inp * out,
+                    stride_c: rows * inp,
+                    ..Gemm::new(rows, inp, out)
+                };
+                be.gemm(&g, &dy, vals.get(w)?, None, dx)
+            })?;
+        }
         &Op::Relu { x } => {
             let y = vals.get(i as u32)?;
             sink.with(x, |dx, acc| be.relu_bwd(y, &dy, dx, acc))?;

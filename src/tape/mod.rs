@@ -82,6 +82,17 @@ enum Op {
         inp: usize,
         out: usize,
     },
+    BatchedLinear {
+        x: u32,
+        w: u32,
+        b: u32,
+        /// One x for every group (stride 0).
+        shared: bool,
+        groups: usize,
+        rows: usize,
+        inp: usize,
+        out: usize,
+    },
     Relu {
         x: u32,
     },

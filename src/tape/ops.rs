@@ -59,6 +59,72 @@ impl Tape {
         self.push(shape, Value::Buf(y), op, rg)
     }
 
+    /// `G` independent linear layers in one batched GEMM: `y[g] = x[g] · W[g] + b[g]` with
+    /// `W: [G, in, out]`, `b: [G, out]`, and `x` either `[G, rows, in]` or `[rows, in]`
+    /// shared by every layer (then it must be data). Gives `[G, rows, out]`. This trains many
+    /// small networks on the same inputs as one wide network (L-C2ST's null classifiers).
+    pub fn batched_linear(&mut self, x: Var, w: Var, b: Var) -> Result<Var> {
+        let xi = self.operand(x, "batched_linear: x")?;
+        let wi = self.operand(w, "batched_linear: weight")?;
+        let bi = self.operand(b, "batched_linear: bias")?;
+        let &[groups, inp, out] = self.node(wi).shape.as_slice() else {
+            return Err(Error::Shape(format!(
+                "batched_linear: the weight must be [groups, in, out], got {:?}",
+                self.node(wi).shape
+            )));
+        };
+        if self.node(bi).shape != [groups, out] {
+            return Err(Error::Shape(format!(
+                "batched_linear: the bias must be [{groups}, {out}], got {:?}",
+                self.node(bi).shape
+            )));
+        }
+        let (shared, rows) = match *self.node(xi).shape.as_slice() {
+            [rows, i] if i == inp => (true, rows),
+            [g, rows, i] if g == groups && i == inp => (false, rows),
+            _ => {
+                return Err(Error::Shape(format!(
+                    "batched_linear: x must be [rows, {inp}] or [{groups}, rows, {inp}] for the \
+                     weight {:?}, got {:?}",
+                    self.node(wi).shape,
+                    self.node(xi).shape
+                )))
+            }
+        };
+        if shared && self.rg(xi) {
+            return Err(Error::Invalid(
+                "batched_linear: an x shared by every group is data and gets no gradient, but it \
+                 depends on trainable values"
+                    .into(),
+            ));
+        }
+        let mut y = self.alloc(groups * rows * out)?;
+        let mut ones = self.alloc(rows)?;
+        self.backend().fill(&mut ones, 1.0)?;
+        let vals = self.values();
+        let gemm = Gemm {
+            batch: groups,
+            stride_a: if shared { 0 } else { rows * inp },
+            ..Gemm::new(rows, out, inp)
+        };
+        self.backend().gemm(&gemm, vals.get(xi)?, vals.get(wi)?, None, &mut y)?;
+        // The bias of group g as a rank-one update: y[g] += 1 · b[g] (one [rows, 1] column of
+        // ones shared by every group), so per-group biases need no kernel of their own.
+        let bias = Gemm {
+            batch: groups,
+            beta: 1.0,
+            stride_a: 0,
+            stride_b: out,
+            stride_c: rows * out,
+            ..Gemm::new(rows, out, 1)
+        };
+        self.backend().gemm(&bias, &ones, vals.get(bi)?, None, &mut y)?;
+        self.pool.give(ones);
+        let rg = self.rg(xi) || self.rg(wi) || self.rg(bi);
+        let op = Op::BatchedLinear { x: xi, w: wi, b: bi, shared, groups, rows, inp, out };
+        self.push(vec![groups, rows, out], Value::Buf(y), op, rg)
+    }
+
     pub fn relu(&mut self, x: Var) -> Result<Var> {
         let xi = self.operand(x, "relu: x")?;
         let mut y = self.alloc(self.node(xi).numel())?;

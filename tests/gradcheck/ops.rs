@@ -66,6 +66,25 @@ fn linear_relu_away_from_the_kink() {
 }
 
 #[test]
+fn batched_linear_per_group_and_shared_x() {
+    let mut r = rng(22);
+    let inputs = [
+        Input::normal(&mut r, &[3, 2, 4]),
+        Input::normal(&mut r, &[3, 4, 5]),
+        Input::normal(&mut r, &[3, 5]),
+    ];
+    gradcheck("batched_linear", &mut cpu_tape(), &inputs, |t, v| {
+        t.batched_linear(v[0], v[1], v[2])
+    });
+    // A shared x is data: only the weights and biases get gradients.
+    let x = normal(&mut r, 2 * 4);
+    gradcheck("batched_linear, shared x", &mut cpu_tape(), &inputs[1..], |t, v| {
+        let x = t.input(&x, &[2, 4])?;
+        t.batched_linear(x, v[0], v[1])
+    });
+}
+
+#[test]
 fn relu() {
     let x = away_from_zero(&mut rng(3), 7, 0.1, 1.0);
     gradcheck("relu", &mut cpu_tape(), &[Input::new(x, &[7])], |t, v| t.relu(v[0]));

@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use tfmpe::backend::{Epilogue, Gemm};
 use tfmpe::{Device, Error};
 
-use crate::common::{self, backend, down, rng, uniform, up};
+use crate::common::{self, assert_close, backend, down, rng, uniform, up};
 
 per_device!(
     gemm_all_transposes_betas_and_epilogues,
@@ -22,7 +22,8 @@ per_device!(
     gemm_with_empty_dimensions,
     gemm_rejects_short_buffers_and_bias_mistakes,
     bias_grad_column_sums,
-    bias_grad_rejects_wrong_lengths
+    bias_grad_rejects_wrong_lengths,
+    batched_linear_matches_f64_with_and_without_a_shared_x
 );
 
 const EPS: f64 = 1.0 / 16_777_216.0;
@@ -294,4 +295,63 @@ fn bias_grad_rejects_wrong_lengths(dev: &Device) {
     assert!(matches!(be.bias_grad(&dy, 4, 3, &mut db, false), Err(Error::Shape(_))));
     be.bias_grad(&dy, 3, 4, &mut db, false).unwrap();
     assert_eq!(down(dev, &db), vec![3.0; 4]);
+}
+
+/// The tape's `batched_linear` (G layers as one batched GEMM plus a rank-one bias update) and
+/// its gradients, for a per-group and a shared x, against f64 sums: the loss is `Σ r ⊙ y`,
+/// so `dy = r`, `dW[g] = x[g]ᵀ r[g]`, `db[g] = Σ_rows r[g]` and `dx[g] = r[g] W[g]ᵀ`.
+fn batched_linear_matches_f64_with_and_without_a_shared_x(dev: &Device) {
+    use tfmpe::tape::{ParamStore, Tape};
+    let (g, rows, inp, out) = (3, 5, 4, 7);
+    let mut r = rng(40);
+    let w = uniform(&mut r, g * inp * out, -1.0, 1.0);
+    let b = uniform(&mut r, g * out, -1.0, 1.0);
+    let weights = uniform(&mut r, g * rows * out, -1.0, 1.0);
+    for shared in [false, true] {
+        let x = uniform(&mut r, if shared { rows * inp } else { g * rows * inp }, -1.0, 1.0);
+        let xg = |k: usize, i: usize, l: usize| {
+            f64::from(x[if shared { 0 } else { k * rows * inp } + i * inp + l])
+        };
+        let mut tape = Tape::new(ParamStore::new(dev));
+        let xv = if shared {
+            tape.input(&x, &[rows, inp]).unwrap()
+        } else {
+            tape.variable(&x, &[g, rows, inp]).unwrap()
+        };
+        let (wv, bv) =
+            (tape.variable(&w, &[g, inp, out]).unwrap(), tape.variable(&b, &[g, out]).unwrap());
+        let y = tape.batched_linear(xv, wv, bv).unwrap();
+        let flat = tape.reshape(y, &[1, g * rows * out]).unwrap();
+        let rv = tape.input(&weights, &[g * rows * out, 1]).unwrap();
+        let loss = tape.linear(flat, rv, None).unwrap();
+        let got_y = tape.to_vec(y).unwrap();
+        tape.backward(loss).unwrap();
+        let grad = |v| down(dev, tape.grad(v).unwrap().unwrap());
+
+        let (mut want_y, mut dw, mut db) =
+            (vec![0.0; g * rows * out], vec![0.0; g * inp * out], vec![0.0; g * out]);
+        let mut dx = vec![0.0; g * rows * inp];
+        for k in 0..g {
+            for i in 0..rows {
+                for j in 0..out {
+                    let rij = f64::from(weights[(k * rows + i) * out + j]);
+                    let wkj = |l: usize| f64::from(w[(k * inp + l) * out + j]);
+                    want_y[(k * rows + i) * out + j] = f64::from(b[k * out + j])
+                        + (0..inp).map(|l| xg(k, i, l) * wkj(l)).sum::<f64>();
+                    db[k * out + j] += rij;
+                    for l in 0..inp {
+                        dw[(k * inp + l) * out + j] += xg(k, i, l) * rij;
+                        dx[(k * rows + i) * inp + l] += rij * wkj(l);
+                    }
+                }
+            }
+        }
+        let what = if shared { "shared x" } else { "per-group x" };
+        assert_close(&format!("batched_linear, {what}: y"), &got_y, &want_y, 1e-5, 1e-5);
+        assert_close(&format!("{what}: dW"), &grad(wv), &dw, 1e-5, 1e-5);
+        assert_close(&format!("{what}: db"), &grad(bv), &db, 1e-5, 1e-5);
+        if !shared {
+            assert_close(&format!("{what}: dx"), &grad(xv), &dx, 1e-5, 1e-5);
+        }
+    }
 }
