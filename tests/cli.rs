@@ -110,6 +110,15 @@ fn impossible_run_settings_are_refused_before_any_work() {
             &["--sites", "50", "--budget", "1000", "--method", "direct"],
             &["20 data sets", "fewer than one batch"],
         ),
+        (&["--sites", "3", "--budget", "1000", "--lc2st", "--no-eval"], &["--lc2st", "--no-eval"]),
+        (
+            &["--sites", "3", "--budget", "1000", "--lc2st", "--lc2st-data-sets", "5"],
+            &["at least 20"],
+        ),
+        (
+            &["--sites", "3", "--budget", "1000", "--lc2st", "--lc2st-nulls", "0"],
+            &["--lc2st-nulls"],
+        ),
     ];
     for (extra, needles) in cases {
         let args = run(extra);

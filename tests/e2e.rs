@@ -92,6 +92,20 @@ fn small_lf_run_matches_the_exact_posterior() {
     // give 0.9 and more).
     assert!(c2st < 0.75, "C2ST {c2st} is too far from the exact posterior");
 
+    // L-C2ST of the saved network, added to the report beside the C2ST.
+    tfmpe(&["eval", "--out", out, "--lc2st", "--lc2st-data-sets", "300", "--lc2st-nulls", "20"]);
+    let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
+    let m = &report["metrics"];
+    assert_eq!(m["c2st"].as_f64(), Some(c2st), "eval recomputes the same C2ST");
+    let l = &m["lc2st"];
+    let (t, p) = (l["statistic"].as_f64().unwrap(), l["p_value"].as_f64().unwrap());
+    eprintln!("L-C2ST statistic {t}, p-value {p}, null mean {}", l["null_mean"]);
+    assert!((0.0..=0.25).contains(&t) && (0.0..=1.0).contains(&p), "{l}");
+    assert_eq!(l["reject"].as_bool(), Some(p < 0.05));
+    assert_eq!((l["data_sets"].as_u64(), l["posterior_samples"].as_u64()), (Some(300), Some(1000)));
+    assert_eq!(l["settings"]["null_trials"], 20);
+    assert_eq!(l["settings"]["null"], "paired");
+
     // The saved posterior samples again for a new observation, the same way twice.
     let obs = dir.join("new_obs.csv");
     std::fs::write(&obs, "y.0,y.1,y.2\n0.3,-1.2,2.0\n").unwrap();

@@ -1,6 +1,7 @@
 //! `tfmpe eval`: C2ST of `samples.csv` against the task's exact posterior for `observation.csv`,
-//! and on request SBC and TARP of the saved posterior network over data sets from the prior
-//! (`tfmpe::run_folder` computes them); the metrics go into `report.json` and to stdout.
+//! and on request SBC and TARP of the saved posterior network over data sets from the prior and
+//! L-C2ST at the observation (`tfmpe::run_folder` computes them); the metrics go into
+//! `report.json` and to stdout.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use tfmpe::run_folder::{EvalConfig, RunFolder, REFERENCE_SAMPLES};
 use tfmpe::{Device, Error, Result};
 
 use super::progress::Bars;
-use super::SolverArgs;
+use super::{Lc2stArgs, SolverArgs};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -28,6 +29,8 @@ pub struct EvalArgs {
     /// The ODE solver of the calibration draws.
     #[command(flatten)]
     pub ode: SolverArgs,
+    #[command(flatten)]
+    pub lc2st: Lc2stArgs,
     /// Seeds the calibration data sets and draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -42,6 +45,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         calibration_draws: args.calibration_draws,
         solver: args.ode.solver()?,
         seed: args.seed,
+        lc2st: args.lc2st.eval()?,
     };
     // Its only refusal, in the flag's words, before any work.
     if config.check().is_err() {

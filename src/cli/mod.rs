@@ -27,6 +27,50 @@ impl SolverArgs {
     }
 }
 
+/// The L-C2ST options shared by `run` and `eval`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Lc2stArgs {
+    /// Also compute L-C2ST (local C2ST) of the posterior network at the observation; the
+    /// report gets an `lc2st` object with the statistic, p-value and reject decision.
+    #[arg(long)]
+    pub lc2st: bool,
+    /// L-C2ST: data sets simulated from the prior, one posterior draw each.
+    #[arg(long, default_value_t = 1000)]
+    pub lc2st_data_sets: usize,
+    /// L-C2ST: permutation-null classifiers (the p-value's resolution is one over this).
+    #[arg(long, default_value_t = 100)]
+    pub lc2st_nulls: usize,
+    /// L-C2ST: the test rejects when the p-value is below this.
+    #[arg(long, default_value_t = 0.05)]
+    pub lc2st_alpha: f64,
+}
+
+impl Lc2stArgs {
+    /// The evaluation's L-C2ST settings, or `None` without `--lc2st`; refuses bad values in
+    /// the flags' words.
+    pub fn eval(&self) -> tfmpe::Result<Option<tfmpe::run_folder::Lc2stEval>> {
+        if !self.lc2st {
+            return Ok(None);
+        }
+        let bad = |m: &str| Err(tfmpe::Error::Invalid(m.into()));
+        if self.lc2st_data_sets < 20 {
+            return bad("--lc2st-data-sets must be at least 20 (1000 is usual)");
+        }
+        if self.lc2st_nulls == 0 {
+            return bad("--lc2st-nulls must be at least 1 (100 is usual)");
+        }
+        if !(self.lc2st_alpha > 0.0 && self.lc2st_alpha < 1.0) {
+            return bad("--lc2st-alpha must lie in (0, 1)");
+        }
+        let config = tfmpe::metrics::Lc2stConfig {
+            null_trials: self.lc2st_nulls,
+            alpha: self.lc2st_alpha,
+            ..Default::default()
+        };
+        Ok(Some(tfmpe::run_folder::Lc2stEval { data_sets: self.lc2st_data_sets, config }))
+    }
+}
+
 /// Refuses `--samples 0` in the flag's own words.
 pub fn check_samples(samples: usize) -> tfmpe::Result<()> {
     if samples == 0 {

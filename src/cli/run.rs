@@ -8,6 +8,7 @@ use tfmpe::tasks::task_by_name;
 use tfmpe::{Device, Result};
 
 use super::progress::Bars;
+use super::Lc2stArgs;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -72,6 +73,8 @@ pub struct RunArgs {
     /// Also run SBC and TARP over this many data sets from the prior (see `tfmpe eval`).
     #[arg(long, default_value_t = 0)]
     pub calibration: usize,
+    #[command(flatten)]
+    pub lc2st: Lc2stArgs,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
@@ -95,6 +98,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     // Every setting is checked before the observation is read or any work starts.
     config.check(&*task)?;
+    let lc2st = args.lc2st.eval()?;
+    if lc2st.is_some() && args.no_eval {
+        return Err(tfmpe::Error::Invalid(
+            "--lc2st is part of the evaluation; drop --no-eval".into(),
+        ));
+    }
     let observation = match &args.observation {
         Some(path) => Observation::Given(read_observation(path, &*task, Some(args.sites))?),
         None => Observation::Prior { obs_seed: args.obs_seed },
@@ -104,6 +113,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let evaluation = (!args.no_eval).then(|| EvalConfig {
         calibration: args.calibration,
+        lc2st,
         ..EvalConfig::new(solver, args.seed)
     });
     let spec = RunSpec {
@@ -142,6 +152,15 @@ pub fn run(args: RunArgs) -> Result<()> {
             s.min_ks_p_parameter,
             json(t.ks_p),
             json(t.atc)
+        );
+    }
+    if let Some(l) = &m.lc2st {
+        eprintln!(
+            "tfmpe: L-C2ST statistic {}, p-value {} ({} at α = {})",
+            json(l.statistic),
+            json(l.p_value),
+            if l.reject { "rejected" } else { "not rejected" },
+            l.settings.alpha
         );
     }
     Ok(())

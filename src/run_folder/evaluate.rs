@@ -1,15 +1,15 @@
 //! The evaluation of a run folder: C2ST of `samples.csv` against the task's exact posterior for
 //! `observation.csv`, and on request SBC and TARP of the saved posterior network over data sets
-//! from the prior.
+//! from the prior, and L-C2ST of the network at the observation.
 
 use std::collections::BTreeMap;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::{posterior_config, C2st, Metrics, RunFolder, SbcSummary, TarpSummary};
+use super::{posterior_config, C2st, Lc2stSummary, Metrics, RunFolder, SbcSummary, TarpSummary};
 use crate::error::{Error, Result};
-use crate::metrics::{c2st, sbc, tarp, C2stConfig};
+use crate::metrics::{c2st, lc2st, sbc, tarp, C2stConfig, Calibration, Lc2stConfig};
 use crate::model::ode::Solver;
 use crate::sbi::{calibration_draws, Progress, Sampler};
 use crate::tasks::{task_by_name, HierarchicalModel, Observed};
@@ -31,6 +31,22 @@ pub struct EvalConfig {
     pub solver: Solver,
     /// Seeds the calibration data sets and draws.
     pub seed: u64,
+    /// L-C2ST of the saved network at the observation (`None`: skip it).
+    pub lc2st: Option<Lc2stEval>,
+}
+
+/// What L-C2ST is computed from.
+#[derive(Clone, Debug)]
+pub struct Lc2stEval {
+    /// Data sets simulated from the prior, one posterior draw each (1 000 is usual).
+    pub data_sets: usize,
+    pub config: Lc2stConfig,
+}
+
+impl Default for Lc2stEval {
+    fn default() -> Self {
+        Lc2stEval { data_sets: 1000, config: Lc2stConfig::default() }
+    }
 }
 
 impl EvalConfig {
@@ -43,6 +59,7 @@ impl EvalConfig {
             calibration_draws: 99,
             solver,
             seed,
+            lc2st: None,
         }
     }
 
@@ -93,7 +110,59 @@ impl RunFolder {
             metrics.sbc = Some(sbc);
             metrics.tarp = Some(tarp);
         }
+        if let Some(l) = &cfg.lc2st {
+            metrics.lc2st = Some(self.lc2st(device, cfg, l, &*task, &obs, &samples, progress)?);
+        }
         Ok(metrics)
+    }
+
+    /// L-C2ST at the run's observation: the classifiers learn from `l.data_sets` data sets from
+    /// the prior with one draw each of the saved network (one batched solve), and the statistic
+    /// averages over the run's samples. Features are natural-space parameters, and the
+    /// observed values followed by their functional inputs.
+    #[allow(clippy::too_many_arguments)]
+    fn lc2st(
+        &self, device: &Device, cfg: &EvalConfig, l: &Lc2stEval, task: &dyn HierarchicalModel,
+        obs: &Observed, samples: &[Vec<f64>], progress: &dyn Progress,
+    ) -> Result<Lc2stSummary> {
+        if obs.counts.is_some() {
+            return Err(Error::Invalid(
+                "L-C2ST needs an observation whose sites are all fully observed; this one is \
+                 ragged (its sites have different numbers of values)"
+                    .into(),
+            ));
+        }
+        let mut net = self.load_posterior(device)?;
+        if net.config.sites != obs.sites {
+            return Err(Error::Invalid(format!(
+                "L-C2ST compares data sets of the network's {} sites with the observation's {}; \
+                 a --max-sites model is checked at the site count it was run for",
+                net.config.sites, obs.sites
+            )));
+        }
+        let sampler = Sampler::new(device, cfg.solver);
+        let cal = calibration_draws(&sampler, &mut net, task, l.data_sets, 1, cfg.seed, progress)?;
+        let features = |o: &Observed| -> Vec<f64> {
+            o.values.iter().chain(o.inputs.iter().flatten()).copied().collect()
+        };
+        let xs: Vec<Vec<f64>> = cal.observations.iter().map(features).collect();
+        let posterior: Vec<Vec<f64>> = cal.draws.into_iter().map(|mut d| d.remove(0)).collect();
+        let calibration = Calibration { prior: &cal.truths, xs: &xs, posterior: &posterior };
+        let r = lc2st(device, &calibration, samples, &features(obs), &l.config)?;
+        let mut nulls = r.null_statistics.clone();
+        nulls.sort_by(f64::total_cmp);
+        let q95 = nulls[((0.95 * nulls.len() as f64).ceil() as usize).clamp(1, nulls.len()) - 1];
+        Ok(Lc2stSummary {
+            statistic: r.statistic,
+            p_value: r.p_value,
+            reject: r.reject,
+            data_sets: l.data_sets,
+            posterior_samples: samples.len(),
+            null_mean: nulls.iter().sum::<f64>() / nulls.len() as f64,
+            null_q95: q95,
+            epochs: r.epochs,
+            settings: l.config.clone(),
+        })
     }
 
     /// SBC and TARP of the saved posterior network over `cfg.calibration` data sets from the

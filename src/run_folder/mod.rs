@@ -25,12 +25,13 @@ use crate::model::checkpoint;
 use crate::sbi::{Network, Trained};
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
-pub use evaluate::{exact_reference, EvalConfig, REFERENCE_SAMPLES};
+pub use evaluate::{exact_reference, EvalConfig, Lc2stEval, REFERENCE_SAMPLES};
 pub use observations::{
     observations_table, parse_observations, read_observations, write_observations,
 };
 pub use report::{
-    C2st, Losses, Metrics, ObservationSource, Report, SbcSummary, TarpSummary, Training,
+    C2st, Lc2stSummary, Losses, Metrics, ObservationSource, Report, SbcSummary, TarpSummary,
+    Training,
 };
 pub use run::{Observation, RunSpec};
 

@@ -12,6 +12,7 @@ use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::metrics::Lc2stConfig;
 use crate::model::ode::Solver;
 use crate::sbi::train::TrainReport;
 use crate::sbi::Method;
@@ -157,6 +158,8 @@ pub struct Metrics {
     pub sbc: Option<SbcSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tarp: Option<TarpSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lc2st: Option<Lc2stSummary>,
 }
 
 /// C2ST of the run's samples against the exact posterior.
@@ -204,6 +207,28 @@ pub struct TarpSummary {
     pub ks_p: f64,
     #[serde(deserialize_with = "nan_if_null")]
     pub ks_statistic: f64,
+}
+
+/// L-C2ST of the saved posterior network at the run's observation (see `metrics::lc2st`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lc2stSummary {
+    #[serde(deserialize_with = "nan_if_null")]
+    pub statistic: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub p_value: f64,
+    pub reject: bool,
+    /// Data sets from the prior, with one posterior draw each, that trained the classifiers.
+    pub data_sets: usize,
+    /// Posterior samples at the observation (`samples.csv`) the statistic averages over.
+    pub posterior_samples: usize,
+    /// Mean and 95% quantile of the null statistics.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub null_mean: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    pub null_q95: f64,
+    /// Epochs until the last classifier stopped.
+    pub epochs: usize,
+    pub settings: Lc2stConfig,
 }
 
 impl Report {

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::metrics::Lc2stConfig;
 use crate::model::ode::Solver;
 use crate::sbi::Method;
 use crate::tasks::task_by_name;
@@ -78,6 +79,17 @@ fn full_metrics() -> Metrics {
             ks_p: 0.9,
             ks_statistic: 0.1,
         }),
+        lc2st: Some(Lc2stSummary {
+            statistic: 0.004,
+            p_value: 0.3,
+            reject: false,
+            data_sets: 1000,
+            posterior_samples: 1000,
+            null_mean: 0.003,
+            null_q95: 0.006,
+            epochs: 180,
+            settings: Lc2stConfig::default(),
+        }),
     }
 }
 
@@ -138,7 +150,8 @@ fn the_report_keeps_its_json_layout() {
     let given = Report { observation: ObservationSource::Given, ..report(full_metrics()) };
     let full = value(&given);
     assert_eq!(full["observation"], "file");
-    assert_eq!(keys(&full["metrics"]), ["c2st", "c2st_reference_samples", "sbc", "tarp"]);
+    assert_eq!(keys(&full["metrics"]), ["c2st", "c2st_reference_samples", "lc2st", "sbc", "tarp"]);
+    assert_eq!(full["metrics"]["lc2st"]["settings"]["null_trials"], 100);
     assert_eq!(full["metrics"]["tarp"]["ecp"][1], serde_json::json!([0.5, 0.45]));
     // The solver's f32 tolerances keep the digits the file has always had.
     let dopri5 =

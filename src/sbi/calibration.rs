@@ -1,5 +1,5 @@
-//! The input of SBC and TARP (`metrics::sbc`, `metrics::tarp`): data sets simulated from the
-//! prior, and posterior draws for each from a trained network.
+//! The input of SBC, TARP and L-C2ST (`metrics::sbc`, `metrics::tarp`, `metrics::lc2st`): data
+//! sets simulated from the prior, and posterior draws for each from a trained network.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -9,7 +9,7 @@ use super::sampler::Sampler;
 use super::seeds::Stream;
 use super::Progress;
 use crate::error::{Error, Result};
-use crate::tasks::{simulate_dataset, HierarchicalModel};
+use crate::tasks::{simulate_dataset, HierarchicalModel, Observed};
 
 /// Natural-space truths and draws.
 pub struct CalibrationDraws {
@@ -17,6 +17,8 @@ pub struct CalibrationDraws {
     pub truths: Vec<Vec<f64>>,
     /// The posterior draws for each data set.
     pub draws: Vec<Vec<Vec<f64>>>,
+    /// The simulated data sets themselves.
+    pub observations: Vec<Observed>,
 }
 
 /// `data_sets` data sets simulated from the prior and `draws` posterior samples for each, all
@@ -52,5 +54,5 @@ pub fn calibration_draws(
         (0..data_sets).map(|k| Stream::CalibrationDraws.seed(seed, k as u64)).collect();
     let sets =
         sampler.posteriors_seeded(posterior, task, &observations, draws, &noise, progress)?;
-    Ok(CalibrationDraws { truths, draws: sets })
+    Ok(CalibrationDraws { truths, draws: sets, observations })
 }
