@@ -13,14 +13,18 @@
 //! - [`model`]: tokens, the TFMPE velocity field, flow matching, ODE samplers, checkpoints.
 //! - [`sbi`]: pipelines (LF, direct), the training loop, posterior sampling, calibration draws.
 //! - [`tasks`]: hierarchical models (the user-model trait and the benchmark tasks).
-//! - [`metrics`]: posterior-quality metrics (C2ST), classifiers trained on the tape.
+//! - [`metrics`]: posterior-quality metrics (C2ST, L-C2ST, SBC, TARP), classifiers trained on
+//!   the tape.
 //! - [`report`]: the run's plots as SVG, from plain data; it depends on nothing above.
 //! - [`run_folder`]: a run's output folder (checkpoints, CSVs, plots, `report.json`) and its
 //!   evaluation (C2ST, SBC, TARP): what `tfmpe run`, `sample` and `eval` read and write.
+//! - [`benchmark`]: the paper's protocol (tasks × methods × budgets × site counts, scored by
+//!   L-C2ST and C2ST) into `results.csv`, `table.md` and a plot: what `tfmpe benchmark` runs.
 //! - [`workloads`]: the benchmark workloads (training step, sampling) on top of [`sbi`], shared
 //!   by `tfmpe bench` and the criterion benches.
 
 pub mod backend;
+pub mod benchmark;
 pub mod error;
 pub mod io;
 pub mod metrics;

@@ -25,6 +25,9 @@ enum Command {
     Sample(cli::sample::SampleArgs),
     /// C2ST of a run's samples against the exact posterior (tasks that have one).
     Eval(cli::eval::EvalArgs),
+    /// The paper's benchmark: tasks × methods × budgets × S, ten observations each, scored by
+    /// L-C2ST (and C2ST where exact); writes results.csv, table.md and benchmark.svg.
+    Benchmark(cli::benchmark::BenchmarkArgs),
     /// The performance workloads (W1 train step, W2 sampling), as JSON.
     #[command(subcommand)]
     Bench(cli::bench::Workload),
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Sample(a) => cli::sample::run(a),
         Command::Eval(a) => cli::eval::run(a),
+        Command::Benchmark(a) => cli::benchmark::run(a),
         Command::Bench(w) => cli::bench::run(w),
         Command::Info(a) => cli::info::run(a),
     };

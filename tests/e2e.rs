@@ -332,3 +332,46 @@ fn seir_and_burgers_run_end_to_end_with_calibration() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// `benchmark --quick` on two tasks: a row per task, method and observation, the table and
+/// the plot; run again it resumes, finding every configuration done.
+#[test]
+fn quick_benchmark_writes_its_table_and_resumes() {
+    let dir = std::env::temp_dir().join(format!("tfmpe-e2e-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.to_str().unwrap();
+    let args = ["benchmark", "--quick", "--tasks", "hier-gaussian-linear,hier-two-moons"];
+    let args: Vec<&str> = args.iter().copied().chain(["--out", out]).collect();
+    tfmpe(&args);
+    let results = read(&dir.join("results.csv"));
+    let mut lines = results.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("task,method,budget,sites,observation,lc2st_statistic"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2 * 2 * 2, "{results}");
+    for r in &rows {
+        let stat: f64 = r[5].parse().unwrap();
+        let p: f64 = r[6].parse().unwrap();
+        assert!((0.0..=0.25).contains(&stat) && (0.0..=1.0).contains(&p), "{r:?}");
+        // C2ST only where an exact posterior exists.
+        assert_eq!(r[8].is_empty(), r[0] == "hier-two-moons", "{r:?}");
+        // direct spends whole data sets: 166 of 3 sites.
+        let calls = if r[1] == "lf" { "500" } else { "498" };
+        assert_eq!(r[12], calls, "simulator calls of {r:?}");
+    }
+    let table = read(&dir.join("table.md"));
+    for heading in ["## L-C2ST statistic, S = 3, budget 500", "## C2ST against the exact posterior"]
+    {
+        assert!(table.contains(heading), "{table}");
+    }
+    assert!(table.contains("| method | hier-gaussian-linear | hier-two-moons |"), "{table}");
+    assert!(read(&dir.join("benchmark.svg")).contains(">hier-two-moons, S = 3</text>"));
+
+    let started = std::time::Instant::now();
+    tfmpe(&args);
+    assert_eq!(read(&dir.join("results.csv")), results, "a resumed benchmark reran rows");
+    assert!(started.elapsed().as_secs() < 20, "resuming took {:?}", started.elapsed());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

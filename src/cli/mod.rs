@@ -1,6 +1,7 @@
 //! The subcommands of the `tfmpe` binary.
 
 pub mod bench;
+pub mod benchmark;
 pub mod eval;
 pub mod info;
 pub mod progress;

@@ -151,49 +151,72 @@ pub struct Lc2st {
 pub fn lc2st(
     device: &Device, cal: &Calibration, theta_o: &[Vec<f64>], x_o: &[f64], cfg: &Lc2stConfig,
 ) -> Result<Lc2st> {
-    cfg.check()?;
-    let (d, dx) = check_calibration(cal)?;
-    check_rows("theta_o (posterior draws at the observation)", theta_o, d)?;
-    check_rows("x_o (the observation)", std::slice::from_ref(&x_o.to_vec()), dx)?;
-    let theta_scale = Scale::of(cal.posterior, d);
-    let x_scale = Scale::of(cal.xs, dx);
-    let n = cal.prior.len();
-    let mut rows = Vec::with_capacity(2 * n * (d + dx));
-    for (thetas, _) in [(cal.posterior, 0), (cal.prior, 1)] {
-        for (theta, x) in thetas.iter().zip(cal.xs) {
-            rows.extend(theta_scale.apply(theta));
-            rows.extend(x_scale.apply(x));
-        }
-    }
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let labels = labels(n, cfg.null_trials, cfg.null, &mut rng);
-    let data = Data { rows, dim: d + dx, labels, nets: 1 + cfg.null_trials };
-    let (mut tape, net, epochs) = train(device, &data, d, cfg, &mut rng)?;
+    Lc2stClassifiers::train(device, cal, cfg)?.at(theta_o, x_o)
+}
 
-    let mut eval = Vec::with_capacity(theta_o.len() * data.dim);
-    let x_o = x_scale.apply(x_o);
-    for theta in theta_o {
-        eval.extend(theta_scale.apply(theta));
-        eval.extend_from_slice(&x_o);
+/// The main and null classifiers trained on one calibration set. They do not depend on the
+/// observation (the estimate is amortised), so one training answers many observations.
+pub struct Lc2stClassifiers {
+    tape: Tape,
+    net: WideMlp,
+    epochs: usize,
+    theta_scale: Scale,
+    x_scale: Scale,
+    alpha: f64,
+}
+
+impl Lc2stClassifiers {
+    pub fn train(device: &Device, cal: &Calibration, cfg: &Lc2stConfig) -> Result<Self> {
+        cfg.check()?;
+        let (d, dx) = check_calibration(cal)?;
+        let theta_scale = Scale::of(cal.posterior, d);
+        let x_scale = Scale::of(cal.xs, dx);
+        let n = cal.prior.len();
+        let mut rows = Vec::with_capacity(2 * n * (d + dx));
+        for thetas in [cal.posterior, cal.prior] {
+            for (theta, x) in thetas.iter().zip(cal.xs) {
+                rows.extend(theta_scale.apply(theta));
+                rows.extend(x_scale.apply(x));
+            }
+        }
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let labels = labels(n, cfg.null_trials, cfg.null, &mut rng);
+        let data = Data { rows, dim: d + dx, labels, nets: 1 + cfg.null_trials };
+        let (tape, net, epochs) = train(device, &data, d, cfg, &mut rng)?;
+        Ok(Lc2stClassifiers { tape, net, epochs, theta_scale, x_scale, alpha: cfg.alpha })
     }
-    let logits = net.logits_of(&mut tape, &eval, theta_o.len())?;
-    let per_net: Vec<f64> = logits
-        .chunks(theta_o.len())
-        .map(|z| {
-            let sum: f64 = z.iter().map(|&z| (sigmoid(z) - 0.5).powi(2)).sum();
-            sum / z.len() as f64
-        })
-        .collect();
-    if let Some(h) = per_net.iter().position(|t| !t.is_finite()) {
-        return Err(Error::Invalid(format!(
-            "l-c2st: classifier {h} gave a non-finite statistic (its training diverged)"
-        )));
+
+    /// The test at `x_o`, given `theta_o`: draws from q(θ | x_o).
+    pub fn at(&mut self, theta_o: &[Vec<f64>], x_o: &[f64]) -> Result<Lc2st> {
+        let (d, dx) = (self.theta_scale.mean.len(), self.x_scale.mean.len());
+        check_rows("theta_o (posterior draws at the observation)", theta_o, d)?;
+        check_rows("x_o (the observation)", std::slice::from_ref(&x_o.to_vec()), dx)?;
+        let mut eval = Vec::with_capacity(theta_o.len() * (d + dx));
+        let x_o = self.x_scale.apply(x_o);
+        for theta in theta_o {
+            eval.extend(self.theta_scale.apply(theta));
+            eval.extend_from_slice(&x_o);
+        }
+        let logits = self.net.logits_of(&mut self.tape, &eval, theta_o.len())?;
+        let per_net: Vec<f64> = logits
+            .chunks(theta_o.len())
+            .map(|z| {
+                let sum: f64 = z.iter().map(|&z| (sigmoid(z) - 0.5).powi(2)).sum();
+                sum / z.len() as f64
+            })
+            .collect();
+        if let Some(h) = per_net.iter().position(|t| !t.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "l-c2st: classifier {h} gave a non-finite statistic (its training diverged)"
+            )));
+        }
+        let statistic = per_net[0];
+        let null_statistics = per_net[1..].to_vec();
+        let above = null_statistics.iter().filter(|&&t| statistic < t).count();
+        let p_value = above as f64 / null_statistics.len() as f64;
+        let reject = p_value < self.alpha;
+        Ok(Lc2st { statistic, p_value, reject, null_statistics, epochs: self.epochs })
     }
-    let statistic = per_net[0];
-    let null_statistics = per_net[1..].to_vec();
-    let above = null_statistics.iter().filter(|&&t| statistic < t).count();
-    let p_value = above as f64 / null_statistics.len() as f64;
-    Ok(Lc2st { statistic, p_value, reject: p_value < cfg.alpha, null_statistics, epochs })
 }
 
 fn sigmoid(z: f32) -> f64 {

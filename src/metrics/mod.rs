@@ -21,6 +21,6 @@ mod tarp;
 
 pub use c2st::{c2st, C2stConfig};
 pub use ks::{kolmogorov_q, ks_uniform};
-pub use lc2st::{lc2st, Calibration, Lc2st, Lc2stConfig, Null};
+pub use lc2st::{lc2st, Calibration, Lc2st, Lc2stClassifiers, Lc2stConfig, Null};
 pub use sbc::{sbc, Sbc};
 pub use tarp::{tarp, Tarp};

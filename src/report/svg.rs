@@ -13,6 +13,10 @@ const STYLE: &str = "\
 .train{fill:none;stroke:#4c72b0;stroke-width:1.5;stroke-linecap:round}\
 .val{fill:none;stroke:#dd8452;stroke-width:1.5;stroke-linecap:round}\
 .best{fill:#c44e52}\
+.m0{fill:none;stroke:#4c72b0;stroke-width:2;stroke-linecap:round}\
+.m1{fill:none;stroke:#dd8452;stroke-width:2;stroke-linecap:round}\
+.m2{fill:none;stroke:#55a868;stroke-width:2;stroke-linecap:round}\
+.m3{fill:none;stroke:#c44e52;stroke-width:2;stroke-linecap:round}\
 .title{font-weight:bold}\
 .note{fill:#888}";
 

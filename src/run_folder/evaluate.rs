@@ -142,13 +142,10 @@ impl RunFolder {
         }
         let sampler = Sampler::new(device, cfg.solver);
         let cal = calibration_draws(&sampler, &mut net, task, l.data_sets, 1, cfg.seed, progress)?;
-        let features = |o: &Observed| -> Vec<f64> {
-            o.values.iter().chain(o.inputs.iter().flatten()).copied().collect()
-        };
-        let xs: Vec<Vec<f64>> = cal.observations.iter().map(features).collect();
+        let xs: Vec<Vec<f64>> = cal.observations.iter().map(Observed::features).collect();
         let posterior: Vec<Vec<f64>> = cal.draws.into_iter().map(|mut d| d.remove(0)).collect();
         let calibration = Calibration { prior: &cal.truths, xs: &xs, posterior: &posterior };
-        let r = lc2st(device, &calibration, samples, &features(obs), &l.config)?;
+        let r = lc2st(device, &calibration, samples, &obs.features(), &l.config)?;
         let mut nulls = r.null_statistics.clone();
         nulls.sort_by(f64::total_cmp);
         let q95 = nulls[((0.95 * nulls.len() as f64).ceil() as usize).clamp(1, nulls.len()) - 1];

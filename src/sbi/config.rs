@@ -18,6 +18,16 @@ pub enum Method {
     Direct,
 }
 
+impl Method {
+    /// The name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Lf => "lf",
+            Method::Direct => "direct",
+        }
+    }
+}
+
 impl std::str::FromStr for Method {
     type Err = Error;
 

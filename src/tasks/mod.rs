@@ -415,6 +415,12 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// The data set as one flat vector, as classifiers on (θ, x) take it (L-C2ST): the observed
+    /// values, then their functional inputs.
+    pub fn features(&self) -> Vec<f64> {
+        self.values.iter().chain(self.inputs.iter().flatten()).copied().collect()
+    }
+
     /// Observed values of each site.
     pub fn site_counts(&self, obs_dim: usize) -> Vec<usize> {
         self.counts.clone().unwrap_or_else(|| vec![obs_dim; self.sites])

@@ -1,0 +1,277 @@
+//! `tfmpe benchmark`: the paper's protocol over tasks × methods × budgets × site counts, ten
+//! observations each, scored by L-C2ST (and C2ST where an exact posterior exists).
+//!
+//! Each configuration (task, method, budget, S) trains once: the posterior network is amortised,
+//! so the same network answers every observation, and L-C2ST's classifiers, trained on data sets
+//! from the prior, are evaluated at each observation in turn. Observation k is simulated from a
+//! prior draw with seed k (as `tfmpe run --obs-seed k`). A configuration's rows are appended to
+//! `results.csv` when it finishes, so an interrupted benchmark resumes where it stopped;
+//! `table.md` and `benchmark.svg` are written from the whole file at the end.
+
+mod results;
+mod table;
+
+use std::path::Path;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+pub use results::{read_results, Row};
+pub use table::table_markdown;
+
+use crate::error::{Error, Result};
+use crate::metrics::{c2st, sbc, tarp, C2stConfig, Calibration, Lc2stClassifiers, Lc2stConfig};
+use crate::model::ode::Solver;
+use crate::run_folder::exact_reference;
+use crate::sbi::{self, calibration_draws, Method, Progress, RunConfig, Sampler, Stream};
+use crate::tasks::{simulate_dataset, task_by_name, HierarchicalModel, Observed};
+use crate::Device;
+
+/// The tasks of the paper's hierarchical benchmark.
+pub const PAPER_TASKS: [&str; 6] = [
+    "hier-gaussian-linear",
+    "hier-gaussian-linear-uniform",
+    "hier-gaussian-mixture",
+    "hier-two-moons",
+    "hier-slcp",
+    "hier-sir",
+];
+
+/// What a benchmark runs.
+#[derive(Clone, Debug)]
+pub struct BenchmarkConfig {
+    pub tasks: Vec<String>,
+    pub methods: Vec<Method>,
+    /// Single-site simulator calls of each configuration.
+    pub budgets: Vec<usize>,
+    pub sites: Vec<usize>,
+    /// Observations per configuration (observation k from prior seed k).
+    pub observations: usize,
+    /// Posterior samples per observation.
+    pub samples: usize,
+    /// L-C2ST: data sets from the prior with one posterior draw each.
+    pub lc2st_data_sets: usize,
+    pub lc2st: Lc2stConfig,
+    /// SBC and TARP data sets per configuration (0: skip), 99 draws each.
+    pub calibration: usize,
+    pub solver: Solver,
+    /// Training overrides of both networks.
+    pub max_epochs: usize,
+    pub patience: usize,
+    pub lr: f32,
+    pub seed: u64,
+}
+
+impl Default for BenchmarkConfig {
+    /// The paper's protocol: six tasks, lf and direct, budgets 1 000 / 5 000 / 10 000, S = 50,
+    /// ten observations, 1 000 samples, L-C2ST from 1 000 data sets and 100 nulls.
+    fn default() -> Self {
+        let train = crate::sbi::train::TrainConfig::default();
+        BenchmarkConfig {
+            tasks: PAPER_TASKS.iter().map(|t| t.to_string()).collect(),
+            methods: vec![Method::Lf, Method::Direct],
+            budgets: vec![1000, 5000, 10000],
+            sites: vec![50],
+            observations: 10,
+            samples: 1000,
+            lc2st_data_sets: 1000,
+            lc2st: Lc2stConfig::default(),
+            calibration: 100,
+            solver: Solver::Rk4 { steps: 25 },
+            max_epochs: train.max_epochs,
+            patience: train.patience,
+            lr: train.lr,
+            seed: 0,
+        }
+    }
+}
+
+impl BenchmarkConfig {
+    /// Everything shrunk so that a smoke run of a task takes seconds to a minute.
+    pub fn quick() -> Self {
+        BenchmarkConfig {
+            budgets: vec![500],
+            sites: vec![3],
+            observations: 2,
+            samples: 200,
+            lc2st_data_sets: 100,
+            lc2st: Lc2stConfig { null_trials: 20, ..Lc2stConfig::default() },
+            calibration: 20,
+            max_epochs: 10,
+            patience: 10,
+            lr: 1e-3,
+            ..BenchmarkConfig::default()
+        }
+    }
+
+    /// Refuses an empty or unknown grid before any work.
+    pub fn check(&self) -> Result<()> {
+        for (what, empty) in [
+            ("--tasks", self.tasks.is_empty()),
+            ("--methods", self.methods.is_empty()),
+            ("--budgets", self.budgets.is_empty()),
+            ("--sites", self.sites.is_empty()),
+        ] {
+            if empty {
+                return Err(Error::Invalid(format!("{what} lists nothing to run")));
+            }
+        }
+        for t in &self.tasks {
+            task_by_name(t)?;
+        }
+        if self.observations == 0 || self.samples == 0 {
+            return Err(Error::Invalid("--observations and --samples must be at least 1".into()));
+        }
+        if self.lc2st_data_sets < 20 {
+            return Err(Error::Invalid("--lc2st-data-sets must be at least 20".into()));
+        }
+        Ok(())
+    }
+
+    /// Every configuration, in the order they run (task, then method, then S, then budget).
+    fn grid(&self) -> Vec<(String, Method, usize, usize)> {
+        let mut grid = Vec::new();
+        for task in &self.tasks {
+            for &method in &self.methods {
+                for &sites in &self.sites {
+                    for &budget in &self.budgets {
+                        grid.push((task.clone(), method, budget, sites));
+                    }
+                }
+            }
+        }
+        grid
+    }
+}
+
+/// Runs every configuration not yet in `out/results.csv`, then writes `table.md` and
+/// `benchmark.svg` from all rows. Returns all rows.
+pub fn run_benchmark(
+    device: &Device, out: &Path, cfg: &BenchmarkConfig, progress: &dyn Progress,
+) -> Result<Vec<Row>> {
+    cfg.check()?;
+    crate::io::ensure_dir(out)?;
+    let path = out.join("results.csv");
+    let mut rows = read_results(&path)?;
+    for (task_name, method, budget, sites) in cfg.grid() {
+        let done = rows
+            .iter()
+            .filter(|r| {
+                r.task == task_name && r.method == method && r.budget == budget && r.sites == sites
+            })
+            .count();
+        if done >= cfg.observations {
+            continue;
+        }
+        progress.phase(&format!("{task_name} {} budget {budget} S {sites}", method.name()));
+        let task = task_by_name(&task_name)?;
+        let new = configuration(device, &*task, method, budget, sites, cfg, progress)?;
+        results::append(&path, &new)?;
+        rows.extend(new);
+    }
+    crate::io::atomic_write(&out.join("table.md"), table_markdown(&rows, cfg).as_bytes())?;
+    crate::io::atomic_write(&out.join("benchmark.svg"), table::budget_plot(&rows).as_bytes())?;
+    Ok(rows)
+}
+
+/// One configuration: train, then score each observation. A configuration the pipeline
+/// refuses (too few data sets for a batch, say) gives rows with the reason as their note.
+fn configuration(
+    device: &Device, task: &dyn HierarchicalModel, method: Method, budget: usize, sites: usize,
+    cfg: &BenchmarkConfig, progress: &dyn Progress,
+) -> Result<Vec<Row>> {
+    let mut run = RunConfig::new(sites, budget);
+    run.method = method;
+    run.seed = cfg.seed;
+    for t in [&mut run.train, &mut run.surrogate_train] {
+        t.max_epochs = cfg.max_epochs;
+        t.patience = cfg.patience;
+        t.lr = cfg.lr;
+    }
+    let blank = |k: usize| Row {
+        task: task.name().to_string(),
+        method,
+        budget,
+        sites,
+        observation: k,
+        backend: device.name().to_string(),
+        ..Row::default()
+    };
+    let mut trained = match run.check(task).and_then(|()| sbi::run(device, task, &run, progress)) {
+        Ok(t) => t,
+        Err(Error::Invalid(why)) => {
+            let note = format!("not run: {why}");
+            return Ok((0..cfg.observations)
+                .map(|k| Row { note: note.clone(), ..blank(k) })
+                .collect());
+        }
+        Err(e) => return Err(e),
+    };
+    let phase =
+        |name: &str| trained.report.phases.iter().find(|p| p.0 == name).map_or(0.0, |p| p.1);
+    let timing = [
+        phase("simulate"),
+        phase("surrogate_training"),
+        phase("synthetic_sets"),
+        phase("posterior_training"),
+    ];
+    let calls = trained.report.simulator_calls;
+    let sampler = Sampler::new(device, cfg.solver);
+    let net = &mut trained.posterior;
+
+    // Amortised figures, the same for every observation of the configuration.
+    let t0 = Instant::now();
+    let (sbc_min_ks_p, tarp_ks_p, tarp_atc) = if cfg.calibration > 0 {
+        let cal = calibration_draws(&sampler, net, task, cfg.calibration, 99, cfg.seed, progress)?;
+        let (s, t) = (sbc(&cal.truths, &cal.draws)?, tarp(&cal.truths, &cal.draws)?);
+        (s.ks_p.iter().copied().fold(f64::INFINITY, f64::min), t.ks_p, t.atc())
+    } else {
+        (f64::NAN, f64::NAN, f64::NAN)
+    };
+    let cal = calibration_draws(&sampler, net, task, cfg.lc2st_data_sets, 1, cfg.seed, progress)?;
+    let xs: Vec<Vec<f64>> = cal.observations.iter().map(Observed::features).collect();
+    let posterior: Vec<Vec<f64>> = cal.draws.into_iter().map(|mut d| d.remove(0)).collect();
+    let calibration = Calibration { prior: &cal.truths, xs: &xs, posterior: &posterior };
+    let mut classifiers = Lc2stClassifiers::train(device, &calibration, &cfg.lc2st)?;
+    let amortised_s = t0.elapsed().as_secs_f64();
+
+    let mut rows = Vec::with_capacity(cfg.observations);
+    for k in 0..cfg.observations {
+        let data = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(k as u64));
+        if !data.is_finite() {
+            let note = format!("observation {k} simulated non-finite values");
+            rows.push(Row { note, ..blank(k) });
+            continue;
+        }
+        let obs = data.observed();
+        let t0 = Instant::now();
+        let seed = Stream::PosteriorSamples.seed(cfg.seed, 0);
+        let samples = sampler.posterior(net, task, &obs, cfg.samples, seed, progress)?;
+        let sampling_s = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let l = classifiers.at(&samples, &obs.features())?;
+        let c2st = match exact_reference(task, &obs, crate::run_folder::REFERENCE_SAMPLES) {
+            Some(reference) => c2st(device, &samples, &reference, &C2stConfig::default())?,
+            None => f64::NAN,
+        };
+        rows.push(Row {
+            lc2st_statistic: l.statistic,
+            lc2st_p_value: l.p_value,
+            lc2st_reject: l.reject,
+            c2st,
+            sbc_min_ks_p,
+            tarp_ks_p,
+            tarp_atc,
+            simulator_calls: calls,
+            simulate_s: timing[0],
+            surrogate_training_s: timing[1],
+            synthetic_sets_s: timing[2],
+            posterior_training_s: timing[3],
+            sampling_s,
+            evaluation_s: t0.elapsed().as_secs_f64() + amortised_s / cfg.observations as f64,
+            ..blank(k)
+        });
+    }
+    Ok(rows)
+}
