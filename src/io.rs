@@ -15,7 +15,36 @@ fn io_err(path: &Path, source: std::io::Error) -> Error {
 
 /// Writes `bytes` to `path` so that a reader never sees a half-written file: the data goes to a
 /// temporary file in the same folder, is flushed to disk, and is renamed over `path`.
+///
+/// Only regular files are replaced so. `-` is standard output; a FIFO, device or socket (say
+/// `/dev/stdout`) is written in place, never replaced by a regular file; a symbolic link to a
+/// regular file stays a link, and the file it names is replaced.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    if path.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        return out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| io_err(path, e));
+    }
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(Error::Invalid(format!(
+                "{} is a folder; give a file name to write to",
+                path.display()
+            )))
+        }
+        Ok(m) if !m.is_file() => {
+            let write = || fs::OpenOptions::new().write(true).open(path)?.write_all(bytes);
+            return write().map_err(|e| io_err(path, e));
+        }
+        Ok(_) if fs::symlink_metadata(path).is_ok_and(|l| l.file_type().is_symlink()) => {
+            let target = fs::canonicalize(path).map_err(|e| io_err(path, e))?;
+            return replace_regular(&target, bytes);
+        }
+        _ => {}
+    }
+    replace_regular(path, bytes)
+}
+
+fn replace_regular(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_name(path);
     let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;

@@ -23,7 +23,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Sample a saved posterior network for a new observation.
     Sample(cli::sample::SampleArgs),
-    /// C2ST of a run's samples against the exact posterior (tasks that have one).
+    /// Scores a run folder: C2ST against the exact posterior (tasks that have one), and on request
+    /// SBC and TARP calibration (--calibration N) and L-C2ST (--lc2st) of its posterior network.
     Eval(cli::eval::EvalArgs),
     /// The paper's benchmark: tasks × methods × budgets × S, ten observations each, scored by
     /// L-C2ST (and C2ST where exact); writes results.csv, table.md and benchmark.svg.

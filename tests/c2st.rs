@@ -159,3 +159,14 @@ fn bad_inputs_are_rejected_by_name() {
     let bad_cfg = C2stConfig { folds: 1, ..C2stConfig::default() };
     assert!(matches!(c2st(&dev, &good, &good, &bad_cfg), Err(Error::Invalid(_))));
 }
+
+/// A classifier whose training diverges (here by a learning rate of 1e30) gives an error, not
+/// the accuracy of NaN logits read as one class.
+#[test]
+fn a_diverged_classifier_is_an_error_not_a_score() {
+    let mut r = common::rng(9);
+    let (p, q) = (gaussian(&mut r, N, 2, &[3.0]), gaussian(&mut r, N, 2, &[]));
+    let cfg = C2stConfig { lr: 1e30, max_epochs: 5, ..C2stConfig::default() };
+    let err = c2st(&Device::cpu(), &p, &q, &cfg).unwrap_err();
+    assert!(err.to_string().contains("not finite"), "{err}");
+}

@@ -265,11 +265,150 @@ fn bad_calibration_options_are_named_before_any_work() {
     let dir = temp("eval");
     let o = dir.to_str().unwrap();
     fails_with(
-        &["eval", "--out", o, "--calibration", "5", "--calibration-draws", "0"],
+        &["eval", "--out", o, "--calibration", "20", "--calibration-draws", "0"],
         &["--calibration-draws must be at least 1"],
     );
     fails_with(
-        &["eval", "--out", o, "--calibration", "5", "--solver", "rk5"],
+        &["eval", "--out", o, "--calibration", "20", "--solver", "rk5"],
         &["unknown solver `rk5`", "rk4"],
     );
+}
+
+/// A run never overwrites a folder silently: a non-empty one is refused; `--force` removes the
+/// earlier run's files (a stale `true_params.csv` too) and keeps any other file; the root is
+/// refused. `sample` writes `-` to stdout, through a symbolic link without replacing it, and
+/// into a FIFO in place.
+#[test]
+fn outputs_are_never_overwritten_or_replaced_silently() {
+    let dir = temp("durable");
+    let run_dir = dir.join("run");
+    let o = run_dir.to_str().unwrap();
+    let small = ["--sites", "3", "--budget", "200", "--max-epochs", "1", "--batch-size", "10"];
+    let run = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<&str> = vec!["run", "--task", "hier-gaussian-linear", "--out", o];
+        a.extend(small);
+        a.extend(["--samples", "20", "--no-eval"]);
+        a.extend(extra);
+        a.iter().map(|s| s.to_string()).collect()
+    };
+    // Without a terminal, progress comes as lines with times; --json prints the headline.
+    let first = tfmpe(&run(&["--json"])).succeeds();
+    assert!(run_dir.join("true_params.csv").is_file());
+    let headline: serde_json::Value = serde_json::from_str(first.stdout.trim()).unwrap();
+    assert_eq!(headline["out"], o);
+    assert!(headline["total_s"].as_f64().is_some_and(|t| t > 0.0), "{headline}");
+    assert!(first.stderr.contains("posterior epochs 1/1") && first.stderr.contains("s to go"));
+    fails_with(
+        &run(&[]).iter().map(String::as_str).collect::<Vec<_>>(),
+        &["already holds", "--force"],
+    );
+
+    std::fs::write(run_dir.join("notes.txt"), "mine").unwrap();
+    let obs = dir.join("obs.csv");
+    std::fs::write(&obs, "y.0,y.1,y.2\n0.1,0.2,0.3\n").unwrap();
+    tfmpe(&run(&["--force", "--observation", obs.to_str().unwrap()])).succeeds();
+    assert!(!run_dir.join("true_params.csv").exists(), "a stale true_params.csv was kept");
+    assert_eq!(std::fs::read_to_string(run_dir.join("notes.txt")).unwrap(), "mine");
+    assert!(run_dir.join("samples.csv").is_file());
+
+    let mut root: Vec<&str> = vec!["run", "--task", "hier-gaussian-linear", "--out", "/"];
+    root.extend(small);
+    fails_with(&root, &["root of the file system"]);
+
+    let sample = |out: &str| {
+        let o = obs.to_str().unwrap();
+        tfmpe(&["sample", "--model", run_dir.to_str().unwrap(), "--observation", o]).args(&[
+            "--samples",
+            "5",
+            "--solver",
+            "euler",
+            "--steps",
+            "2",
+            "--out",
+            out,
+        ])
+    };
+    let stdout = sample("-").succeeds().stdout;
+    assert!(
+        stdout.starts_with("sigma,mu.0,mu.1,mu.2\n") && stdout.lines().count() == 6,
+        "{stdout}"
+    );
+
+    let (target, link) = (dir.join("target.csv"), dir.join("link.csv"));
+    std::fs::write(&target, "old").unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    sample(link.to_str().unwrap()).succeeds();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(std::fs::read_to_string(&target).unwrap().starts_with("sigma,"));
+
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let path = fifo.clone();
+        let reader = std::thread::spawn(move || std::fs::read_to_string(path).unwrap());
+        sample(fifo.to_str().unwrap()).succeeds();
+        assert!(reader.join().unwrap().starts_with("sigma,"));
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was replaced");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn calibration_from_too_few_data_sets_is_refused() {
+    let dir = temp("fewcal");
+    let o = dir.to_str().unwrap();
+    fails_with(&["eval", "--out", o, "--calibration", "1"], &["--calibration 1", "at least 10"]);
+    let run = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "1000"];
+    let mut args: Vec<&str> = run.to_vec();
+    args.extend(["--calibration", "3", "--out", o]);
+    fails_with(&args, &["--calibration 3"]);
+}
+
+/// Every option of every command says what it is in `-h` (more than its default).
+#[test]
+fn every_option_has_a_description() {
+    let commands: [&[&str]; 8] = [
+        &["run"],
+        &["sample"],
+        &["eval"],
+        &["benchmark"],
+        &["info"],
+        &["bench", "train-step"],
+        &["bench", "sample"],
+        &["bench", "attention"],
+    ];
+    let mut missing = Vec::new();
+    for cmd in commands {
+        let help = tfmpe(&[cmd, &["-h"]].concat()).succeeds().stdout;
+        // An option's text follows it on its line, or on the next lines when clap puts it
+        // there (wide help): everything up to the next option.
+        let mut options: Vec<(String, String)> = Vec::new();
+        for line in help.lines().map(str::trim_start) {
+            if line.starts_with('-') {
+                let (flag, text) = line.split_once("  ").unwrap_or((line, ""));
+                options.push((flag.to_string(), text.to_string()));
+            } else if let Some(last) = options.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line);
+            }
+        }
+        for (flag, text) in options {
+            // Drop the annotations clap adds: [default: …], [env: …], [possible values: …].
+            let mut plain = String::new();
+            let mut depth = 0;
+            for c in text.chars() {
+                match c {
+                    '[' => depth += 1,
+                    ']' => depth -= 1,
+                    _ if depth == 0 => plain.push(c),
+                    _ => {}
+                }
+            }
+            if plain.trim().is_empty() {
+                missing.push(format!("{}: {flag}", cmd.join(" ")));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "options without a description:\n{}", missing.join("\n"));
 }

@@ -22,10 +22,13 @@ pub enum Workload {
     Sample {
         #[command(flatten)]
         common: Common,
+        /// Posterior samples drawn per repeat.
         #[arg(long, default_value_t = 1000)]
         n: usize,
+        /// euler, rk4 or dopri5.
         #[arg(long, default_value = "euler")]
         solver: String,
+        /// Steps of the fixed-step solvers.
         #[arg(long, default_value_t = 100)]
         steps: usize,
     },
@@ -37,22 +40,28 @@ pub enum Workload {
 
 #[derive(clap::Args)]
 pub struct AttentionArgs {
+    /// Tokens per sequence.
     #[arg(long, default_value_t = 1024)]
     tokens: usize,
+    /// Sequences per call.
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// Attention heads.
     #[arg(long, default_value_t = 16)]
     heads: usize,
+    /// Features per head.
     #[arg(long, default_value_t = 4)]
     head_dim: usize,
     /// Forward passes per timed repeat.
     #[arg(long, default_value_t = 20)]
     iters: usize,
+    /// Timed repeats; the median is reported.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
     /// Size of the buffer copied to measure the device's memory bandwidth.
     #[arg(long, default_value_t = 256)]
     copy_mib: usize,
+    /// Where to compute: auto (a GPU backend when one works, else cpu), cpu, wgpu or cuda.
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     backend: tfmpe::backend::BackendKind,
     /// Print one JSON object (the default output is JSON too; kept for scripts).
@@ -62,17 +71,22 @@ pub struct AttentionArgs {
 
 #[derive(clap::Args)]
 pub struct Common {
+    /// The task whose posterior network is timed.
     #[arg(long, default_value = workloads::TASK)]
     task: String,
+    /// Sites S of each set.
     #[arg(long, default_value_t = workloads::SITES)]
     sites: usize,
+    /// Sets per training step.
     #[arg(long, default_value_t = workloads::BATCH)]
     batch: usize,
     /// Timed steps (train-step) per repeat.
     #[arg(long, default_value_t = 30)]
     steps_per_repeat: usize,
+    /// Timed repeats; the median is reported.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// Where to compute: auto (a GPU backend when one works, else cpu), cpu, wgpu or cuda.
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     backend: tfmpe::backend::BackendKind,
     /// Print one JSON object (the default output is JSON too; kept for scripts).

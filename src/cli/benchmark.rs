@@ -60,6 +60,7 @@ pub struct BenchmarkArgs {
     /// Seeds the simulations, weights and calibration sets of every configuration.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where to compute: auto (a GPU backend when one works, else cpu), cpu, wgpu or cuda.
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
 }

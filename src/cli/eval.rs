@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use tfmpe::run_folder::{EvalConfig, RunFolder, REFERENCE_SAMPLES};
-use tfmpe::{Device, Error, Result};
+use tfmpe::{Device, Result};
 
 use super::progress::Bars;
 use super::{Lc2stArgs, SolverArgs};
@@ -34,6 +34,7 @@ pub struct EvalArgs {
     /// Seeds the calibration data sets and draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where to compute: auto (a GPU backend when one works, else cpu), cpu, wgpu or cuda.
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
 }
@@ -47,12 +48,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         seed: args.seed,
         lc2st: args.lc2st.eval()?,
     };
-    // Its only refusal, in the flag's words, before any work.
-    if config.check().is_err() {
-        return Err(Error::Invalid(
-            "--calibration-draws must be at least 1 (99 is the usual choice)".into(),
-        ));
-    }
+    // Its refusals, in the flags' words, before any work.
+    super::check_calibration(args.calibration, args.calibration_draws)?;
+    config.check()?;
     let (device, _) = Device::open(args.backend)?;
     let folder = RunFolder::new(&args.out);
     let bars = Bars::new();

@@ -72,6 +72,23 @@ impl Lc2stArgs {
     }
 }
 
+/// Refuses calibration settings SBC and TARP cannot use, in the flags' words.
+pub fn check_calibration(calibration: usize, draws: usize) -> tfmpe::Result<()> {
+    use tfmpe::run_folder::MIN_CALIBRATION;
+    if calibration > 0 && calibration < MIN_CALIBRATION {
+        return Err(tfmpe::Error::Invalid(format!(
+            "--calibration {calibration} is too few data sets for the KS tests of SBC and TARP: \
+             give 0 (none) or at least {MIN_CALIBRATION} (200 is usual)"
+        )));
+    }
+    if calibration > 0 && draws == 0 {
+        return Err(tfmpe::Error::Invalid(
+            "--calibration-draws must be at least 1 (99 is the usual choice)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses `--samples 0` in the flag's own words.
 pub fn check_samples(samples: usize) -> tfmpe::Result<()> {
     if samples == 0 {

@@ -1,7 +1,9 @@
-//! Progress bars on a terminal, silence otherwise.
+//! Progress bars on a terminal; where no terminal is (a batch job's log), one line per tenth
+//! of each phase with the elapsed time and an estimate of the rest.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use tfmpe::sbi::Progress;
@@ -9,15 +11,40 @@ use tfmpe::sbi::Progress;
 pub struct Bars {
     on: bool,
     bar: Mutex<Option<(String, ProgressBar)>>,
+    /// Without a terminal: the phase being logged, when it started, the tenths printed.
+    log: Mutex<Option<(String, Instant, usize)>>,
 }
 
 impl Bars {
     pub fn new() -> Bars {
-        Bars { on: std::io::stderr().is_terminal(), bar: Mutex::new(None) }
+        Bars { on: std::io::stderr().is_terminal(), bar: Mutex::new(None), log: Mutex::new(None) }
+    }
+
+    /// One line when the phase `key` passes another tenth of `total`.
+    fn log_line(&self, key: &str, total: usize, pos: usize, msg: &str) {
+        let mut slot = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_none_or(|(k, _, _)| k != key) {
+            *slot = Some((key.to_string(), Instant::now(), 0));
+        }
+        let Some((_, start, printed)) = slot.as_mut() else { return };
+        let tenth = (pos * 10).checked_div(total).unwrap_or(10).min(10);
+        if tenth <= *printed {
+            return;
+        }
+        *printed = tenth;
+        let elapsed = start.elapsed().as_secs_f64();
+        let rest = elapsed * (total.saturating_sub(pos)) as f64 / pos.max(1) as f64;
+        // Early stopping may end a training before its last epoch: the estimate is a bound.
+        let bound = if key.ends_with("epochs") { "at most " } else { "" };
+        let msg = if msg.is_empty() { String::new() } else { format!(", {msg}") };
+        eprintln!(
+            "tfmpe: {key} {pos}/{total}{msg}; {elapsed:.0} s elapsed, {bound}{rest:.0} s to go"
+        );
     }
 
     fn update(&self, key: &str, total: usize, pos: usize, msg: String) {
         if !self.on {
+            self.log_line(key, total, pos, &msg);
             return;
         }
         let mut slot = self.bar.lock().unwrap_or_else(|e| e.into_inner());

@@ -43,6 +43,7 @@ pub struct RunArgs {
     pub samples: usize,
     #[command(flatten)]
     pub ode: super::SolverArgs,
+    /// Where to compute: auto (a GPU backend when one works, else cpu), cpu, wgpu or cuda.
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
     /// Cap on the training epochs of each network.
@@ -51,8 +52,10 @@ pub struct RunArgs {
     /// Early-stopping patience in epochs.
     #[arg(long, default_value_t = 100)]
     pub patience: usize,
+    /// Adam's learning rate of both networks.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f32,
+    /// Training sets per optimiser step (both networks).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
     /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
@@ -75,9 +78,16 @@ pub struct RunArgs {
     pub calibration: usize,
     #[command(flatten)]
     pub lc2st: Lc2stArgs,
-    /// Output folder.
+    /// Output folder: a new or empty one (see --force).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also print the report's headline (folder, time, metrics) as one JSON line on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write into a folder that already holds files: the files of an earlier run there are
+    /// removed first (its samples, report, checkpoints and plots); other files are kept.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -98,6 +108,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     // Every setting is checked before the observation is read or any work starts.
     config.check(&*task)?;
+    super::check_calibration(args.calibration, 99)?;
     let lc2st = args.lc2st.eval()?;
     if lc2st.is_some() && args.no_eval {
         return Err(tfmpe::Error::Invalid(
@@ -108,6 +119,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(path) => Observation::Given(read_observation(path, &*task, Some(args.sites))?),
         None => Observation::Prior { obs_seed: args.obs_seed },
     };
+    // The folder is refused (or an earlier run's files cleared) before any work.
+    RunFolder::new(&args.out).prepare(args.force)?;
     let (device, why) = Device::open(args.backend)?;
     eprintln!("tfmpe: backend {why}");
 
@@ -123,6 +136,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         solver,
         evaluation,
         observed_inputs: args.observed_inputs,
+        replace: args.force,
     };
     let bars = Bars::new();
     let folder = RunFolder::new(&args.out);
@@ -153,6 +167,22 @@ pub fn run(args: RunArgs) -> Result<()> {
             json(t.ks_p),
             json(t.atc)
         );
+    }
+    if args.json {
+        let headline = serde_json::json!({
+            "out": args.out.display().to_string(),
+            "task": report.task,
+            "method": report.method,
+            "total_s": report.timings_s.get("total"),
+            "simulator_calls": report.simulator_calls,
+            "c2st": match &m.c2st { Some(C2st::Measured { c2st, .. }) => Some(*c2st), _ => None },
+            "sbc_min_ks_p": m.sbc.as_ref().map(|s| s.min_ks_p),
+            "tarp_ks_p": m.tarp.as_ref().map(|t| t.ks_p),
+            "lc2st": m.lc2st.as_ref().map(|l| serde_json::json!({
+                "statistic": l.statistic, "p_value": l.p_value, "reject": l.reject
+            })),
+        });
+        println!("{headline}");
     }
     if let Some(l) = &m.lc2st {
         eprintln!(

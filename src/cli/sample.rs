@@ -21,19 +21,22 @@ pub struct SampleArgs {
     /// observed value). Every data set is sampled in one batched solve.
     #[arg(long)]
     pub observation: PathBuf,
+    /// Posterior draws per data set.
     #[arg(long, default_value_t = 1000)]
     pub samples: usize,
     #[command(flatten)]
     pub ode: super::SolverArgs,
+    /// Seeds the draws' start noise (each data set's draws equal a call for it alone).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Samples integrated together (bounds the memory; the samples do not depend on it).
     #[arg(long, default_value_t = Sampler::DEFAULT_CHUNK)]
     pub chunk: usize,
+    /// Where to compute: auto (a GPU backend when one works, else cpu), cpu, wgpu or cuda.
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
     /// Output CSV: one row per draw with the parameter columns, led by a `dataset` column when
-    /// the file holds several data sets.
+    /// the file holds several data sets. `-` writes to standard output.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -63,11 +66,15 @@ pub fn run(args: SampleArgs) -> Result<()> {
     } else {
         write_dataset_rows(&args.out, &*task, sites, sets)?;
     }
+    let to = if args.out.as_os_str() == "-" {
+        "standard output".to_string()
+    } else {
+        args.out.display().to_string()
+    };
     eprintln!(
-        "tfmpe: wrote {} draws for each of {} data sets ({sites} sites) to {}",
+        "tfmpe: wrote {} draws for each of {} data sets ({sites} sites) to {to}",
         args.samples,
         data.len(),
-        args.out.display()
     );
     Ok(())
 }

@@ -312,6 +312,15 @@ fn accuracy(tape: &mut Tape, mlp: &Mlp, set: &Rows) -> Result<f64> {
     let logits = tape.to_vec(logits)?;
     tape.reset();
     tape.set_inference(false)?;
+    // A NaN logit would count as "method" and pass for an accuracy: a diverged classifier
+    // gives no C2ST at all.
+    if logits.iter().any(|z| !z.is_finite()) {
+        return Err(Error::Invalid(
+            "c2st: the classifier's output is not finite (its training diverged); the C2ST \
+             cannot be computed"
+                .into(),
+        ));
+    }
     let correct = logits.iter().zip(&set.y).filter(|(z, y)| (**z > 0.0) == (**y > 0.5)).count();
     Ok(correct as f64 / set.len() as f64)
 }

@@ -83,6 +83,39 @@ impl TfmpeConfig {
         }
     }
 
+    /// The number of trainable values, or `None` when it overflows: embedding tables, the
+    /// embedding layer, per encoder layer attention (QKV and output), feed-forward and two
+    /// layer norms, the head and the Fourier frequencies.
+    pub fn parameter_count(&self) -> Option<usize> {
+        let w = self.width;
+        let sum = |terms: &[Option<usize>]| -> Option<usize> {
+            terms.iter().try_fold(0usize, |acc, t| acc.checked_add((*t)?))
+        };
+        let in_dim = sum(&[
+            Some(2),
+            Some(self.label_dim),
+            Some(self.pos_dim),
+            Some(self.group_dim),
+            Some(self.fourier_features()),
+        ])?;
+        let ff = w.checked_mul(self.n_ff)?;
+        let layer = sum(&[
+            w.checked_mul(w)?.checked_mul(4),
+            w.checked_mul(ff)?.checked_mul(2),
+            w.checked_mul(8),
+            ff.checked_add(0),
+        ])?;
+        sum(&[
+            self.n_labels.checked_mul(self.label_dim),
+            self.max_positions.checked_mul(self.pos_dim),
+            self.max_groups.checked_mul(self.group_dim),
+            in_dim.checked_add(1)?.checked_mul(w),
+            layer.checked_mul(self.layers),
+            w.checked_add(1),
+            self.input_dim.checked_mul(self.fourier_dim),
+        ])
+    }
+
     /// Checks that every token id of a batch fits the embedding tables.
     pub fn check_ids(&self, tb: &TokenBatch) -> Result<()> {
         for (what, ids, size) in [
@@ -167,9 +200,41 @@ impl DeviceTokens {
     }
 }
 
+/// The largest network [`Tfmpe::new`] builds: 2^30 values, 4 GiB of f32 weights, far beyond
+/// any model of this crate (the benchmark network has about 70 000).
+pub const MAX_PARAMETERS: usize = 1 << 30;
+
 impl Tfmpe {
     /// Registers a freshly initialised network in `params`, drawing weights from `seed`.
     pub fn new(params: &mut ParamStore, config: TfmpeConfig, seed: u64) -> Result<Self> {
+        // Sizes come from a file that may have been edited: refuse what no machine can hold
+        // before allocating (an allocation that fails aborts the process).
+        match config.parameter_count() {
+            Some(n) if n <= MAX_PARAMETERS => {}
+            count => {
+                return Err(Error::Invalid(format!(
+                    "the network's sizes (width {}, {} layers, n_ff {}, embeddings {}/{}/{}, \
+                     tables of {}/{}/{} rows) make {} parameters, more than the {MAX_PARAMETERS} \
+                     this build accepts; is the config.json edited?",
+                    config.width,
+                    config.layers,
+                    config.n_ff,
+                    config.label_dim,
+                    config.pos_dim,
+                    config.group_dim,
+                    config.n_labels,
+                    config.max_positions,
+                    config.max_groups,
+                    count.map_or("overflowing".to_string(), |n| n.to_string())
+                )))
+            }
+        }
+        if config.width == 0 || config.heads == 0 {
+            return Err(Error::Invalid(format!(
+                "width {} and heads {} must be at least 1",
+                config.width, config.heads
+            )));
+        }
         if config.input_dim > 0
             && (config.fourier_dim == 0 || !config.fourier_dim.is_multiple_of(2))
         {

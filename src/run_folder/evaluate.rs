@@ -18,6 +18,9 @@ use crate::Device;
 /// Exact-posterior draws a run's samples are compared against (C2ST) and plotted with.
 pub const REFERENCE_SAMPLES: usize = 1000;
 
+/// Fewest calibration data sets SBC and TARP accept: their KS p-values from fewer say nothing.
+pub const MIN_CALIBRATION: usize = 10;
+
 /// What the evaluation computes.
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
@@ -64,6 +67,13 @@ impl EvalConfig {
     }
 
     pub fn check(&self) -> Result<()> {
+        if self.calibration > 0 && self.calibration < MIN_CALIBRATION {
+            return Err(Error::Invalid(format!(
+                "{} calibration data sets cannot test calibration (the KS tests of SBC and TARP \
+                 need at least {MIN_CALIBRATION}; 200 is usual)",
+                self.calibration
+            )));
+        }
         if self.calibration > 0 && self.calibration_draws == 0 {
             return Err(Error::Invalid(
                 "`calibration_draws` must be at least 1 (99 is the usual choice)".into(),

@@ -25,7 +25,7 @@ use crate::model::checkpoint;
 use crate::sbi::{Network, Trained};
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
-pub use evaluate::{exact_reference, EvalConfig, Lc2stEval, REFERENCE_SAMPLES};
+pub use evaluate::{exact_reference, EvalConfig, Lc2stEval, MIN_CALIBRATION, REFERENCE_SAMPLES};
 pub use observations::{
     observations_table, parse_observations, read_observations, write_observations,
 };
@@ -42,6 +42,19 @@ const REPORT: &str = "report.json";
 const POSTERIOR_DIR: &str = "posterior";
 const SURROGATE_DIR: &str = "surrogate";
 
+/// Every file and folder a run writes into its folder (the plots' names live in `plots.rs`).
+const RUN_FILES: [&str; 9] = [
+    SAMPLES,
+    OBSERVATION,
+    TRUE_PARAMS,
+    REPORT,
+    POSTERIOR_DIR,
+    SURROGATE_DIR,
+    plots::POSTERIOR_PLOT,
+    plots::LOSS_PLOT,
+    plots::CALIBRATION_PLOT,
+];
+
 /// A run's output folder.
 #[derive(Clone, Debug)]
 pub struct RunFolder {
@@ -56,6 +69,63 @@ impl RunFolder {
 
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Makes the folder ready for a new run, creating it if missing. A folder that already
+    /// holds anything is refused, so that no earlier work is overwritten and no stale file of
+    /// an earlier run sits beside the new ones; with `replace`, the files of an earlier run
+    /// are removed first and any other file is kept.
+    pub fn prepare(&self, replace: bool) -> Result<()> {
+        let dir = &self.dir;
+        if dir.parent().is_none() {
+            return Err(Error::Invalid(format!(
+                "--out {} is the root of the file system; give a folder for the run",
+                dir.display()
+            )));
+        }
+        let io = |source| Error::Io { path: dir.display().to_string(), source };
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return crate::io::ensure_dir(dir)
+            }
+            Err(e) => return Err(io(e)),
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::Invalid(format!(
+                    "--out {} exists and is not a folder",
+                    dir.display()
+                )))
+            }
+            Ok(_) => {}
+        }
+        let mut entries: Vec<String> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()
+            .map_err(io)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if !replace {
+            entries.sort();
+            let shown: Vec<&str> = entries.iter().take(4).map(String::as_str).collect();
+            let more = if entries.len() > 4 { ", …" } else { "" };
+            return Err(Error::Invalid(format!(
+                "--out {} already holds files ({}{more}); pass --force to replace an earlier \
+                 run's files there (other files are kept), or choose a new folder",
+                dir.display(),
+                shown.join(", ")
+            )));
+        }
+        for name in RUN_FILES.iter().filter(|n| entries.iter().any(|e| e == *n)) {
+            let path = self.file(name);
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        }
+        Ok(())
     }
 
     fn file(&self, name: &str) -> PathBuf {

@@ -11,9 +11,9 @@ use crate::report::{
 use crate::sbi::PipelineReport;
 use crate::tasks::HierarchicalModel;
 
-const POSTERIOR_PLOT: &str = "posterior.svg";
-const LOSS_PLOT: &str = "losses.svg";
-const CALIBRATION_PLOT: &str = "calibration.svg";
+pub(super) const POSTERIOR_PLOT: &str = "posterior.svg";
+pub(super) const LOSS_PLOT: &str = "losses.svg";
+pub(super) const CALIBRATION_PLOT: &str = "calibration.svg";
 
 /// Sites whose locals get a panel: enough to judge them, few enough to read at 50 sites.
 const SITES_SHOWN: usize = 4;

@@ -39,6 +39,9 @@ pub struct RunSpec {
     /// LF, a task with functional inputs: simulated sites observe at the observation's inputs
     /// instead of fresh draws from the task's input distribution.
     pub observed_inputs: bool,
+    /// Write into a folder that holds an earlier run, replacing its files (see
+    /// [`RunFolder::prepare`]); otherwise such a folder is refused.
+    pub replace: bool,
 }
 
 impl RunFolder {
@@ -70,7 +73,7 @@ impl RunFolder {
                 (d.observed(), Some(d.params), source)
             }
         };
-        crate::io::ensure_dir(self.path())?;
+        self.prepare(spec.replace)?;
 
         let mut trained = if spec.observed_inputs {
             let inputs = obs.inputs.as_ref().ok_or_else(|| {

@@ -33,6 +33,12 @@ impl Tfmpe {
         self.env("TFMPE_BACKEND", name)
     }
 
+    /// More arguments after those given to [`tfmpe`].
+    pub fn args(mut self, more: &[&str]) -> Self {
+        self.args.extend(more.iter().map(|a| a.to_string()));
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
         self
