@@ -412,3 +412,18 @@ fn every_option_has_a_description() {
     }
     assert!(missing.is_empty(), "options without a description:\n{}", missing.join("\n"));
 }
+
+/// A training whose loss becomes non-finite keeps its best weights and the run writes its
+/// files, but the command fails and names the step, so a batch job does not take the results
+/// for a converged run.
+#[test]
+fn a_non_finite_training_loss_fails_the_run() {
+    let dir = temp("nonfinite").join("run");
+    let o = dir.to_str().unwrap();
+    let args = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "200"];
+    let more = ["--batch-size", "10", "--max-epochs", "3", "--lr", "1e30", "--no-eval", "--out", o];
+    let all: Vec<&str> = args.iter().chain(&more).copied().collect();
+    fails_with(&all, &["training loss became", "at step", "lower --lr"]);
+    let report = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    assert!(report.contains("non_finite_loss"), "{report}");
+}

@@ -193,5 +193,15 @@ pub fn run(args: RunArgs) -> Result<()> {
             l.settings.alpha
         );
     }
+    // A training that hit a non-finite loss kept its best weights and the run finished, but
+    // its results come from a network that stopped early: the command fails, naming it.
+    let trainings = [&report.losses.surrogate, &report.losses.posterior];
+    if let Some(t) = trainings.into_iter().flatten().find(|t| t.stop_reason == "non_finite_loss") {
+        return Err(tfmpe::Error::Invalid(format!(
+            "{}; the files in {} come from those weights (report.json says so); try a lower --lr",
+            t.stop_message.as_deref().unwrap_or("a training loss became non-finite"),
+            args.out.display()
+        )));
+    }
     Ok(())
 }
