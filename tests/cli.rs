@@ -427,3 +427,45 @@ fn a_non_finite_training_loss_fails_the_run() {
     let report = std::fs::read_to_string(dir.join("report.json")).unwrap();
     assert!(report.contains("non_finite_loss"), "{report}");
 }
+
+/// A run killed once its surrogate is saved (while the posterior trains), then resumed, writes
+/// the same samples as a run never interrupted; resuming with other settings is refused.
+#[test]
+fn a_killed_run_resumes_to_the_same_results() {
+    let dir = temp("resume");
+    let args = |out: &std::path::Path, extra: &[&str]| -> Vec<String> {
+        let base = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "1000"];
+        let more = ["--max-epochs", "30", "--lr", "1e-3", "--samples", "200", "--no-eval"];
+        let out = ["--out", out.to_str().unwrap()];
+        base.iter().chain(&more).chain(&out).chain(extra).map(|s| s.to_string()).collect()
+    };
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    tfmpe(&args(&a, &[])).succeeds();
+
+    let mut child = tfmpe(&args(&b, &[])).spawn();
+    let saved = b.join("surrogate").join("training.json");
+    let start = std::time::Instant::now();
+    while !saved.exists() && start.elapsed().as_secs() < 120 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().ok();
+    child.wait().unwrap();
+    let mid = saved.exists() && !b.join("posterior").join("training.json").exists();
+    eprintln!("killed while the posterior trained: {mid}");
+    tfmpe(&args(&b, &["--resume"])).succeeds();
+    let read = |d: &std::path::Path| std::fs::read_to_string(d.join("samples.csv")).unwrap();
+    assert_eq!(read(&a), read(&b), "the resumed run's samples differ");
+
+    fails_with(
+        &args(&b, &["--resume", "--seed", "9"]).iter().map(String::as_str).collect::<Vec<_>>(),
+        &["other settings", "config.seed"],
+    );
+    fails_with(
+        &args(&dir.join("new"), &["--resume"]).iter().map(String::as_str).collect::<Vec<_>>(),
+        &["no run to resume"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use tfmpe::run_folder::{read_observation, C2st, EvalConfig, Observation, RunFolder, RunSpec};
+use tfmpe::run_folder::{
+    read_observation, C2st, EvalConfig, Existing, Observation, RunFolder, RunSpec,
+};
 use tfmpe::sbi::{Method, RunConfig};
 use tfmpe::tasks::task_by_name;
 use tfmpe::{Device, Result};
@@ -86,8 +88,13 @@ pub struct RunArgs {
     pub json: bool,
     /// Write into a folder that already holds files: the files of an earlier run there are
     /// removed first (its samples, report, checkpoints and plots); other files are kept.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub force: bool,
+    /// Go on with an interrupted run in --out: its finished networks (saved as each training
+    /// phase ends) are loaded instead of trained again, with the same results as a run that was
+    /// never interrupted. The settings must be those it was started with.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -120,7 +127,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => Observation::Prior { obs_seed: args.obs_seed },
     };
     // The folder is refused (or an earlier run's files cleared) before any work.
-    RunFolder::new(&args.out).prepare(args.force)?;
+    let existing = match (args.force, args.resume) {
+        (true, _) => Existing::Replace,
+        (false, true) => Existing::Resume,
+        (false, false) => Existing::Refuse,
+    };
+    RunFolder::new(&args.out).prepare(existing)?;
     let (device, why) = Device::open(args.backend)?;
     eprintln!("tfmpe: backend {why}");
 
@@ -136,7 +148,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         solver,
         evaluation,
         observed_inputs: args.observed_inputs,
-        replace: args.force,
+        existing,
     };
     let bars = Bars::new();
     let folder = RunFolder::new(&args.out);

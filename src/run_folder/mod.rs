@@ -41,9 +41,11 @@ const TRUE_PARAMS: &str = "true_params.csv";
 const REPORT: &str = "report.json";
 const POSTERIOR_DIR: &str = "posterior";
 const SURROGATE_DIR: &str = "surrogate";
+const SETTINGS: &str = "settings.json";
 
 /// Every file and folder a run writes into its folder (the plots' names live in `plots.rs`).
-const RUN_FILES: [&str; 9] = [
+const RUN_FILES: [&str; 10] = [
+    SETTINGS,
     SAMPLES,
     OBSERVATION,
     TRUE_PARAMS,
@@ -54,6 +56,18 @@ const RUN_FILES: [&str; 9] = [
     plots::LOSS_PLOT,
     plots::CALIBRATION_PLOT,
 ];
+
+/// What [`RunFolder::prepare`] does with a folder that already holds files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse it.
+    #[default]
+    Refuse,
+    /// Remove an earlier run's files first.
+    Replace,
+    /// Go on with the run there, keeping its finished phases.
+    Resume,
+}
 
 /// A run's output folder.
 #[derive(Clone, Debug)]
@@ -71,12 +85,23 @@ impl RunFolder {
         &self.dir
     }
 
-    /// Makes the folder ready for a new run, creating it if missing. A folder that already
-    /// holds anything is refused, so that no earlier work is overwritten and no stale file of
-    /// an earlier run sits beside the new ones; with `replace`, the files of an earlier run
-    /// are removed first and any other file is kept.
-    pub fn prepare(&self, replace: bool) -> Result<()> {
+    /// Makes the folder ready for a run, creating it if missing. A folder that already holds
+    /// anything is refused, so that no earlier work is overwritten and no stale file of an
+    /// earlier run sits beside the new ones; with [`Existing::Replace`] the files of an earlier
+    /// run are removed first and any other file is kept; with [`Existing::Resume`] the folder
+    /// must hold a run (its `settings.json`), whose finished phases the run keeps.
+    pub fn prepare(&self, existing: Existing) -> Result<()> {
         let dir = &self.dir;
+        if existing == Existing::Resume {
+            if !self.file(SETTINGS).is_file() {
+                return Err(Error::Invalid(format!(
+                    "--resume: {} holds no run to resume (no {SETTINGS}); drop --resume",
+                    dir.display()
+                )));
+            }
+            return Ok(());
+        }
+        let replace = existing == Existing::Replace;
         if dir.parent().is_none() {
             return Err(Error::Invalid(format!(
                 "--out {} is the root of the file system; give a folder for the run",

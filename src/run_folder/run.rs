@@ -8,11 +8,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::{
-    exact_reference, EvalConfig, Losses, Metrics, ObservationSource, Report, RunFolder, Training,
+    exact_reference, EvalConfig, Existing, Losses, Metrics, ObservationSource, Report, RunFolder,
+    Training, SETTINGS,
 };
 use crate::error::{Error, Result};
 use crate::model::ode::Solver;
-use crate::sbi::{self, InputSource, Progress, RunConfig, Sampler, Stream};
+use crate::sbi::{self, Checkpoints, InputSource, Progress, RunConfig, Sampler, Stream};
 use crate::tasks::{simulate_dataset, HierarchicalModel, Observed};
 use crate::Device;
 
@@ -39,9 +40,8 @@ pub struct RunSpec {
     /// LF, a task with functional inputs: simulated sites observe at the observation's inputs
     /// instead of fresh draws from the task's input distribution.
     pub observed_inputs: bool,
-    /// Write into a folder that holds an earlier run, replacing its files (see
-    /// [`RunFolder::prepare`]); otherwise such a folder is refused.
-    pub replace: bool,
+    /// What to do with a folder that already holds files (see [`RunFolder::prepare`]).
+    pub existing: Existing,
 }
 
 impl RunFolder {
@@ -73,7 +73,15 @@ impl RunFolder {
                 (d.observed(), Some(d.params), source)
             }
         };
-        self.prepare(spec.replace)?;
+        self.prepare(spec.existing)?;
+        self.check_settings(spec, &obs)?;
+        let cfg = &RunConfig {
+            checkpoints: Checkpoints {
+                dir: Some(self.path().to_path_buf()),
+                resume: spec.existing == Existing::Resume,
+            },
+            ..cfg.clone()
+        };
 
         let mut trained = if spec.observed_inputs {
             let inputs = obs.inputs.as_ref().ok_or_else(|| {
@@ -159,4 +167,65 @@ impl RunFolder {
         self.write_report(&report)?;
         Ok(report)
     }
+}
+
+impl RunFolder {
+    /// Writes `settings.json` (what the networks are trained from: the pipeline's settings and
+    /// the observation, which `--observed-inputs` trains on), or, when resuming, checks that
+    /// they are the ones the folder's run was started with.
+    fn check_settings(&self, spec: &RunSpec, obs: &Observed) -> Result<()> {
+        let settings = serde_json::json!({
+            "config": spec.config,
+            "observed_inputs": spec.observed_inputs,
+            "observation": obs.values,
+            "inputs": obs.inputs,
+        });
+        let path = self.file(SETTINGS);
+        if spec.existing == Existing::Resume {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+            let before: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+            if before != settings {
+                let differ = |a: &serde_json::Value, b: &serde_json::Value| -> Vec<String> {
+                    let (a, b) = (flat(a), flat(b));
+                    a.iter().filter(|(k, v)| b.get(*k) != Some(v)).map(|(k, _)| k.clone()).collect()
+                };
+                let mut keys = differ(&before, &settings);
+                keys.extend(differ(&settings, &before));
+                keys.sort();
+                keys.dedup();
+                return Err(Error::Invalid(format!(
+                    "--resume: the run in {} was started with other settings ({}); resume with \
+                     the same ones, or start anew with --force",
+                    self.path().display(),
+                    keys.join(", ")
+                )));
+            }
+            return Ok(());
+        }
+        let text = serde_json::to_string_pretty(&settings)
+            .map_err(|e| Error::Invalid(format!("{SETTINGS}: {e}")))?;
+        crate::io::atomic_write(&path, text.as_bytes())
+    }
+}
+
+/// The leaves of a JSON value by their dotted path.
+fn flat(v: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    fn walk(v: &serde_json::Value, at: String, out: &mut BTreeMap<String, serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    walk(x, if at.is_empty() { k.clone() } else { format!("{at}.{k}") }, out);
+                }
+            }
+            // An observation or a loss list differs as a whole.
+            other => {
+                out.insert(at, other.clone());
+            }
+        }
+    }
+    walk(v, String::new(), &mut out);
+    out
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::resume::Checkpoints;
 use super::sets::{InputSource, SiteCounts};
 use super::train::TrainConfig;
 use crate::error::{Error, Result};
@@ -72,6 +73,9 @@ pub struct RunConfig {
     /// LF, a task whose sites may be observed at fewer values: synthetic sites keep a random
     /// number of their observations, so the posterior answers ragged data sets.
     pub ragged: bool,
+    /// Where finished networks are saved as their phase ends, and whether to resume from them.
+    #[serde(skip)]
+    pub checkpoints: Checkpoints,
 }
 
 impl RunConfig {
@@ -90,6 +94,7 @@ impl RunConfig {
             surrogate_solver: Solver::Rk4 { steps: 10 },
             inputs: InputSource::Prior,
             ragged: false,
+            checkpoints: Checkpoints::default(),
         }
     }
 

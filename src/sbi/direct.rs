@@ -55,14 +55,23 @@ pub(super) fn run(
     let (train, validation) = all.split(n_train, layout.cond.len(), layout.target.len(), k);
     timer.lap("simulate");
     progress.phase("posterior");
-    let mut posterior = new_posterior(dev, task, cfg, &[train])?;
-    let mut data = FixedSets {
-        train: vec![to_sets(&posterior, train)?],
-        validation: vec![to_sets(&posterior, validation)?],
-    };
     report.training_sets = n_train;
     report.validation_sets = n_val;
-    report.posterior = Some(fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?);
+    let posterior = match cfg.checkpoints.load(dev, "posterior")? {
+        Some((posterior, p_report)) => {
+            report.posterior = Some(p_report);
+            posterior
+        }
+        None => {
+            let mut posterior = new_posterior(dev, task, cfg, &[train])?;
+            let mut data = FixedSets {
+                train: vec![to_sets(&posterior, train)?],
+                validation: vec![to_sets(&posterior, validation)?],
+            };
+            report.posterior = Some(fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?);
+            posterior
+        }
+    };
     timer.lap("posterior_training");
     report.phases = timer.into_phases();
     Ok(Trained { posterior, surrogate: None, report })

@@ -101,25 +101,40 @@ pub(super) fn run(
         .collect();
     let all = Rows::new(1, &unconstrained, &sims.obs, sims.inputs.as_deref());
     let (train, validation) = all.split(n_train, pd, od, od * task.functional_input_dim());
-    let mut surrogate = new_network(
-        dev,
-        task,
-        Role::Surrogate,
-        1,
-        &[train],
-        &cfg.architecture,
-        Stream::SurrogateInit.seed(cfg.seed, 0),
-    )?;
-    let mut s_data = FixedSets {
-        train: vec![to_sets(&surrogate, train)?],
-        validation: vec![to_sets(&surrogate, validation)?],
+    let (mut surrogate, s_report) = match cfg.checkpoints.load(dev, "surrogate")? {
+        Some(saved) => saved,
+        None => {
+            let mut surrogate = new_network(
+                dev,
+                task,
+                Role::Surrogate,
+                1,
+                &[train],
+                &cfg.architecture,
+                Stream::SurrogateInit.seed(cfg.seed, 0),
+            )?;
+            let mut s_data = FixedSets {
+                train: vec![to_sets(&surrogate, train)?],
+                validation: vec![to_sets(&surrogate, validation)?],
+            };
+            let s_cfg = TrainConfig {
+                seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
+                ..cfg.surrogate_train.clone()
+            };
+            let r = surrogate.fit(dev, &mut s_data, &s_cfg, progress)?;
+            cfg.checkpoints.save("surrogate", &surrogate, &r)?;
+            (surrogate, r)
+        }
     };
-    let s_cfg = TrainConfig {
-        seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
-        ..cfg.surrogate_train.clone()
-    };
-    report.surrogate = Some(surrogate.fit(dev, &mut s_data, &s_cfg, progress)?);
+    report.surrogate = Some(s_report);
+    report.training_sets = n_train;
+    report.validation_sets = n_val;
     timer.lap("surrogate_training");
+    if let Some((posterior, p_report)) = cfg.checkpoints.load(dev, "posterior")? {
+        report.posterior = Some(p_report);
+        report.phases = timer.into_phases();
+        return Ok(Trained { posterior, surrogate: Some(surrogate), report });
+    }
 
     // Synthetic S-site sets: globals of the simulations, fresh locals from the prior, and
     // surrogate observations.
@@ -149,8 +164,6 @@ pub(super) fn run(
         sets.iter().map(|r| to_sets(net, r.rows())).collect()
     };
     let validation = to_buckets(&posterior, &val_sets)?;
-    report.training_sets = n_train;
-    report.validation_sets = n_val;
     report.posterior = Some(if cfg.fresh_sets {
         let mut source =
             fresh.into_source(&mut surrogate, &posterior, n_train, block, validation, progress);

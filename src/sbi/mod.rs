@@ -16,6 +16,7 @@ mod footprint;
 mod lf;
 pub mod network;
 mod progress;
+mod resume;
 mod sampler;
 mod seeds;
 mod sets;
@@ -30,6 +31,7 @@ pub use calibration::{calibration_draws, CalibrationDraws};
 pub use config::{Method, RunConfig};
 pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
 pub use progress::{Progress, Quiet};
+pub use resume::Checkpoints;
 pub use sampler::Sampler;
 pub use seeds::Stream;
 pub use sets::{posterior_rows, FreshSets, InputSource, SetRows, SiteCounts};
@@ -84,7 +86,9 @@ fn fit_posterior(
 ) -> Result<TrainReport> {
     let train =
         TrainConfig { seed: Stream::PosteriorTraining.seed(cfg.seed, 0), ..cfg.train.clone() };
-    posterior.fit(dev, data, &train, progress)
+    let report = posterior.fit(dev, data, &train, progress)?;
+    cfg.checkpoints.save("posterior", posterior, &report)?;
+    Ok(report)
 }
 
 /// Runs the configured pipeline for `task`. A training that stopped early on a non-finite loss

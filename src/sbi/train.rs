@@ -8,7 +8,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Progress;
 use crate::backend::{Buffer, DType};
@@ -128,7 +128,7 @@ impl SetSource for FixedSets {
 }
 
 /// What training did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainReport {
     pub epochs: usize,
     pub steps: usize,
@@ -138,7 +138,7 @@ pub struct TrainReport {
     pub val_losses: Vec<f64>,
     /// With sets of several site counts: the validation loss of each site count at the best
     /// epoch, keyed by the count.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub val_loss_by_sites: BTreeMap<usize, f64>,
     /// Why training stopped: `max_epochs`, `early_stopping`, or `non_finite_loss`.
     pub stop_reason: String,

@@ -44,8 +44,7 @@ impl Tfmpe {
         self
     }
 
-    /// Runs the command to its end, whatever its exit status.
-    pub fn run(&self) -> Ran {
+    fn command(&self) -> (Command, String, PathBuf) {
         let bin = std::env::var_os("TFMPE_BIN")
             .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tfmpe")), PathBuf::from);
         let env: String = self.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
@@ -53,6 +52,19 @@ impl Tfmpe {
         let mut cmd = Command::new(&bin);
         cmd.args(&self.args).env_remove("TFMPE_BACKEND");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        (cmd, command, bin)
+    }
+
+    /// Starts the command without waiting for it (its output is discarded).
+    pub fn spawn(&self) -> std::process::Child {
+        let (mut cmd, command, bin) = self.command();
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.spawn().unwrap_or_else(|e| panic!("`{command}`: cannot start {}: {e}", bin.display()))
+    }
+
+    /// Runs the command to its end, whatever its exit status.
+    pub fn run(&self) -> Ran {
+        let (mut cmd, command, bin) = self.command();
         let out = cmd
             .output()
             .unwrap_or_else(|e| panic!("`{command}`: cannot start {}: {e}", bin.display()));
