@@ -10,7 +10,7 @@
 mod common;
 
 use rand::rngs::StdRng;
-use tfmpe::metrics::{c2st, C2stConfig};
+use tfmpe::metrics::{c2st, C2stConfig, MlpTraining};
 use tfmpe::{Device, Error};
 
 const N: usize = 300;
@@ -166,7 +166,8 @@ fn bad_inputs_are_rejected_by_name() {
 fn a_diverged_classifier_is_an_error_not_a_score() {
     let mut r = common::rng(9);
     let (p, q) = (gaussian(&mut r, N, 2, &[3.0]), gaussian(&mut r, N, 2, &[]));
-    let cfg = C2stConfig { lr: 1e30, max_epochs: 5, ..C2stConfig::default() };
+    let mlp = MlpTraining { lr: 1e30, max_epochs: 5, ..MlpTraining::default() };
+    let cfg = C2stConfig { mlp, ..C2stConfig::default() };
     let err = c2st(&Device::cpu(), &p, &q, &cfg).unwrap_err();
     assert!(err.to_string().contains("not finite"), "{err}");
 }

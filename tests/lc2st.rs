@@ -5,7 +5,7 @@
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tfmpe::metrics::{ks_uniform, lc2st, Calibration, Lc2st, Lc2stConfig};
+use tfmpe::metrics::{ks_uniform, lc2st, Calibration, Lc2st, Lc2stConfig, MlpTraining};
 use tfmpe::tasks::{simulate_dataset, task_by_name, HierarchicalModel};
 use tfmpe::Device;
 
@@ -128,7 +128,8 @@ fn wrong_estimates_are_rejected() {
 #[test]
 fn lc2st_is_deterministic() {
     let setup = Setup::new();
-    let cfg = Lc2stConfig { null_trials: 5, max_epochs: 20, ..config() };
+    let mlp = MlpTraining { max_epochs: 20, ..MlpTraining::default() };
+    let cfg = Lc2stConfig { null_trials: 5, mlp, ..config() };
     let a = setup.run(100, Estimate::Exact, 7, &cfg);
     let b = setup.run(100, Estimate::Exact, 7, &cfg);
     assert_eq!(a, b);

@@ -23,6 +23,16 @@ fn mean_ci(values: &[f64]) -> (f64, f64, usize) {
     (mean, 1.96 * var.sqrt() / (n as f64).sqrt(), n)
 }
 
+/// `metric` of the rows of one configuration (task, method, S, budget), one per observation.
+fn values(
+    rows: &[Row], (task, m, sites, budget): (&str, Method, usize, usize), metric: fn(&Row) -> f64,
+) -> Vec<f64> {
+    rows.iter()
+        .filter(|r| r.task == task && r.method == m && r.sites == sites && r.budget == budget)
+        .map(metric)
+        .collect()
+}
+
 /// The distinct values of a column, in order.
 fn distinct<T: Ord + Clone>(rows: &[Row], f: impl Fn(&Row) -> T) -> Vec<T> {
     rows.iter().map(f).collect::<BTreeSet<_>>().into_iter().collect()
@@ -81,16 +91,7 @@ pub fn table_markdown(rows: &[Row], cfg: &BenchmarkConfig) -> String {
         for budget in distinct(rows, |r| r.budget) {
             for (name, metric) in metrics {
                 let cell = |task: &str, m: Method| {
-                    let v: Vec<f64> = rows
-                        .iter()
-                        .filter(|r| {
-                            r.task == task
-                                && r.method == m
-                                && r.sites == sites
-                                && r.budget == budget
-                        })
-                        .map(metric)
-                        .collect();
+                    let v = values(rows, (task, m, sites, budget), metric);
                     (mean_ci(&v), v.len())
                 };
                 let shown: Vec<&String> =
@@ -178,16 +179,7 @@ pub fn budget_plot(rows: &[Row]) -> String {
                     let points = distinct(rows, |r| r.budget)
                         .into_iter()
                         .filter_map(|b| {
-                            let v: Vec<f64> = rows
-                                .iter()
-                                .filter(|r| {
-                                    r.task == task
-                                        && r.method == m
-                                        && r.sites == sites
-                                        && r.budget == b
-                                })
-                                .map(|r| r.lc2st_statistic)
-                                .collect();
+                            let v = values(rows, (&task, m, sites, b), |r| r.lc2st_statistic);
                             let (mean, _, n) = mean_ci(&v);
                             (n > 0).then_some((b as f64, mean))
                         })

@@ -14,7 +14,9 @@
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
+
+use super::classifier::{glorot, MlpTraining};
 use rayon::prelude::*;
 
 use crate::backend::Device;
@@ -30,31 +32,13 @@ pub struct C2stConfig {
     pub folds: usize,
     /// Seeds the fold assignment, the validation splits, the initial weights and the batches.
     pub seed: u64,
-    /// Each hidden layer has `hidden_multiplier · d` units.
-    pub hidden_multiplier: usize,
-    /// Upper bound on training epochs per fold.
-    pub max_epochs: usize,
-    /// Rows per minibatch; capped at the number of training rows.
-    pub batch_size: usize,
-    pub lr: f32,
-    /// Share of each training fold held out (per class) to decide when to stop.
-    pub validation_fraction: f64,
-    /// Training stops after this many epochs without a better validation accuracy.
-    pub patience: usize,
+    /// The classifier's training.
+    pub mlp: MlpTraining,
 }
 
 impl Default for C2stConfig {
     fn default() -> Self {
-        C2stConfig {
-            folds: 5,
-            seed: 1,
-            hidden_multiplier: 10,
-            max_epochs: 1000,
-            batch_size: 200,
-            lr: 1e-3,
-            validation_fraction: 0.1,
-            patience: 50,
-        }
+        C2stConfig { folds: 5, seed: 1, mlp: MlpTraining::default() }
     }
 }
 
@@ -64,18 +48,7 @@ impl C2stConfig {
         if self.folds < 2 {
             return bad("folds must be at least 2");
         }
-        if self.hidden_multiplier == 0 || self.max_epochs == 0 || self.batch_size == 0 {
-            return bad("hidden_multiplier, max_epochs and batch_size must be positive");
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("lr must be positive and finite");
-        }
-        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
-            return bad("validation_fraction must lie in (0, 1)");
-        }
-        if self.patience == 0 {
-            return bad("patience must be positive");
-        }
+        self.mlp.check("c2st config")?;
         Ok(())
     }
 }
@@ -233,7 +206,7 @@ fn fold_accuracy(
     let mut val = Rows::with_capacity(data.dim, data.len() / 5);
     for mut class in train {
         class.shuffle(&mut rng);
-        let n_val = ((class.len() as f64 * cfg.validation_fraction).ceil() as usize)
+        let n_val = ((class.len() as f64 * cfg.mlp.validation_fraction).ceil() as usize)
             .clamp(1, class.len() - 1);
         for (j, &i) in class.iter().enumerate() {
             if j < n_val {
@@ -252,19 +225,19 @@ fn train_classifier(
     device: &Device, fit: &Rows, val: &Rows, cfg: &C2stConfig, rng: &mut StdRng,
 ) -> Result<(Tape, Mlp)> {
     let dim = fit.dim;
-    let hidden = cfg.hidden_multiplier * dim;
+    let hidden = cfg.mlp.hidden_multiplier * dim;
     let mut store = ParamStore::new(device);
     let mlp = Mlp::new(&mut store, dim, hidden, rng)?;
-    let mut opt = AdamW::new(&store, AdamWConfig { lr: cfg.lr, ..AdamWConfig::default() })?;
+    let mut opt = AdamW::new(&store, AdamWConfig { lr: cfg.mlp.lr, ..AdamWConfig::default() })?;
     let mut tape = Tape::new(store);
 
-    let batch = cfg.batch_size.min(fit.len());
+    let batch = cfg.mlp.batch_size.min(fit.len());
     let mut order: Vec<usize> = (0..fit.len()).collect();
     let mut bx = vec![0.0f32; batch * dim];
     let mut by = vec![0.0f32; batch];
     let mut best = (f64::NEG_INFINITY, Vec::new());
     let mut stale = 0;
-    for _ in 0..cfg.max_epochs {
+    for _ in 0..cfg.mlp.max_epochs {
         order.shuffle(rng);
         for chunk in order.chunks(batch) {
             for (j, &i) in chunk.iter().enumerate() {
@@ -287,7 +260,7 @@ fn train_classifier(
             stale = 0;
         } else {
             stale += 1;
-            if stale >= cfg.patience {
+            if stale >= cfg.mlp.patience {
                 break;
             }
         }
@@ -361,11 +334,8 @@ impl Mlp {
 fn glorot_linear(
     store: &mut ParamStore, name: &str, fan_in: usize, fan_out: usize, rng: &mut StdRng,
 ) -> Result<Linear> {
-    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-    let mut draw =
-        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
-    let weight = draw(fan_in * fan_out);
-    let bias = draw(fan_out);
+    let weight = glorot(rng, fan_in * fan_out, fan_in, fan_out);
+    let bias = glorot(rng, fan_out, fan_in, fan_out);
     Ok(Linear {
         weight: store.add(&format!("{name}.weight"), &[fan_in, fan_out], &weight)?,
         bias: Some(store.add(&format!("{name}.bias"), &[fan_out], &bias)?),

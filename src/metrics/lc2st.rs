@@ -37,6 +37,8 @@
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
+
+use super::classifier::{glorot, MlpTraining};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Device;
@@ -51,16 +53,9 @@ pub struct Lc2stConfig {
     pub null_trials: usize,
     /// The test rejects when the p-value is below this.
     pub alpha: f64,
-    /// Each hidden layer has `hidden_multiplier · d` units (d: the dimension of θ).
-    pub hidden_multiplier: usize,
-    pub max_epochs: usize,
-    /// Rows per minibatch; capped at the number of training rows.
-    pub batch_size: usize,
-    pub lr: f32,
-    /// Share of the rows held out to decide when each classifier stops.
-    pub validation_fraction: f64,
-    /// A classifier stops after this many epochs without a better validation accuracy.
-    pub patience: usize,
+    /// The classifiers' training (d of the hidden width: the dimension of θ).
+    #[serde(flatten)]
+    pub mlp: MlpTraining,
     /// Seeds the initial weights, the permutations, the split and the minibatches.
     pub seed: u64,
     /// How the null classifiers' labels are permuted.
@@ -88,12 +83,7 @@ impl Default for Lc2stConfig {
         Lc2stConfig {
             null_trials: 100,
             alpha: 0.05,
-            hidden_multiplier: 10,
-            max_epochs: 1000,
-            batch_size: 200,
-            lr: 1e-3,
-            validation_fraction: 0.1,
-            patience: 50,
+            mlp: MlpTraining::default(),
             seed: 1,
             null: Null::Paired,
         }
@@ -109,18 +99,7 @@ impl Lc2stConfig {
         if !(self.alpha > 0.0 && self.alpha < 1.0) {
             return bad("alpha must lie in (0, 1)");
         }
-        if self.hidden_multiplier == 0 || self.max_epochs == 0 || self.batch_size == 0 {
-            return bad("hidden_multiplier, max_epochs and batch_size must be positive");
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("lr must be positive and finite");
-        }
-        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
-            return bad("validation_fraction must lie in (0, 1)");
-        }
-        if self.patience == 0 {
-            return bad("patience must be positive");
-        }
+        self.mlp.check("l-c2st")?;
         Ok(())
     }
 }
@@ -364,12 +343,8 @@ impl WideMlp {
         [(dim, width), (width, width), (width, 1)]
             .into_iter()
             .map(|(fan_in, fan_out)| {
-                let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-                let mut draw = |n: usize| -> Vec<f32> {
-                    (0..n).map(|_| rng.random_range(-bound..bound)).collect()
-                };
-                let w = draw(nets * fan_in * fan_out);
-                (w, draw(nets * fan_out))
+                let w = glorot(rng, nets * fan_in * fan_out, fan_in, fan_out);
+                (w, glorot(rng, nets * fan_out, fan_in, fan_out))
             })
             .collect()
     }
@@ -483,13 +458,14 @@ fn train(
     for class in [0..n / 2, n / 2..n] {
         let mut idx: Vec<usize> = class.collect();
         idx.shuffle(rng);
-        let n_val =
-            ((idx.len() as f64 * cfg.validation_fraction).ceil() as usize).clamp(1, idx.len() - 1);
+        let n_val = ((idx.len() as f64 * cfg.mlp.validation_fraction).ceil() as usize)
+            .clamp(1, idx.len() - 1);
         val_idx.extend_from_slice(&idx[..n_val]);
         fit_idx.extend_from_slice(&idx[n_val..]);
     }
-    let init = WideMlp::init(data.nets, data.dim, cfg.hidden_multiplier * theta_dim, rng);
-    let mut run = Training::new(device, data.dim, (0..data.nets).collect(), &init, cfg.lr, None)?;
+    let init = WideMlp::init(data.nets, data.dim, cfg.mlp.hidden_multiplier * theta_dim, rng);
+    let mut run =
+        Training::new(device, data.dim, (0..data.nets).collect(), &init, cfg.mlp.lr, None)?;
     let mut best = Best {
         score: vec![f64::NEG_INFINITY; data.nets],
         stale: vec![0; data.nets],
@@ -497,9 +473,9 @@ fn train(
     };
 
     let (mut val_x, mut val_y, mut bx, mut by) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let batch = cfg.batch_size.min(fit_idx.len());
+    let batch = cfg.mlp.batch_size.min(fit_idx.len());
     let mut epochs = 0;
-    while epochs < cfg.max_epochs {
+    while epochs < cfg.mlp.max_epochs {
         epochs += 1;
         fit_idx.shuffle(rng);
         for chunk in fit_idx.chunks(batch) {
@@ -524,12 +500,12 @@ fn train(
             })
             .collect();
         best.update(&run, &accuracy)?;
-        let stopped: Vec<bool> = best.stale.iter().map(|&s| s >= cfg.patience).collect();
+        let stopped: Vec<bool> = best.stale.iter().map(|&s| s >= cfg.mlp.patience).collect();
         if run.active.iter().all(|&h| stopped[h]) {
             break;
         }
         if run.active.iter().any(|&h| stopped[h]) {
-            run = run.without(device, &stopped, cfg.lr)?;
+            run = run.without(device, &stopped, cfg.mlp.lr)?;
         }
     }
     let mut store = ParamStore::new(device);

@@ -14,12 +14,14 @@
 //! draws for each (`sbi::calibration_draws` makes them from a trained network).
 
 mod c2st;
+mod classifier;
 mod ks;
 mod lc2st;
 mod sbc;
 mod tarp;
 
 pub use c2st::{c2st, C2stConfig};
+pub use classifier::MlpTraining;
 pub use ks::{kolmogorov_q, ks_uniform};
 pub use lc2st::{lc2st, Calibration, Lc2st, Lc2stClassifiers, Lc2stConfig, Null};
 pub use sbc::{sbc, Sbc};
