@@ -14,9 +14,8 @@
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
-use super::classifier::{glorot, MlpTraining};
+use super::classifier::{glorot, stream, MlpTraining};
 use rayon::prelude::*;
 
 use crate::backend::Device;
@@ -73,7 +72,7 @@ where
     let n = p.len().min(q.len());
     let (p, q) = (&p[..n], &q[..n]);
     let data = Rows::standardised(p, q, dim);
-    let fold_of = stratified_folds(p.len(), q.len(), cfg.folds, &mut stream_rng(cfg.seed, 0));
+    let fold_of = stratified_folds(p.len(), q.len(), cfg.folds, &mut stream(cfg.seed, 0));
     let accuracies = (0..cfg.folds)
         .into_par_iter()
         .map(|k| fold_accuracy(device, &data, &fold_of, k, cfg))
@@ -114,11 +113,6 @@ fn check_samples<S: AsRef<[f64]>>(
         }
     }
     Ok(d)
-}
-
-/// A seeded generator for one purpose (`stream` 0: folds; `k + 1`: everything in fold k).
-fn stream_rng(seed: u64, stream: u64) -> StdRng {
-    StdRng::seed_from_u64(seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// Labelled rows: `x` is row-major `[len, dim]`, `y` is 0 (method) or 1 (reference).
@@ -191,7 +185,7 @@ fn stratified_folds(n: usize, m: usize, folds: usize, rng: &mut StdRng) -> Vec<u
 fn fold_accuracy(
     device: &Device, data: &Rows, fold_of: &[usize], k: usize, cfg: &C2stConfig,
 ) -> Result<f64> {
-    let mut rng = stream_rng(cfg.seed, k as u64 + 1);
+    let mut rng = stream(cfg.seed, k as u64 + 1);
     let mut test = Rows::with_capacity(data.dim, data.len() / cfg.folds + 2);
     let mut train = [Vec::new(), Vec::new()];
     for (i, &f) in fold_of.iter().enumerate() {

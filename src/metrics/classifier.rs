@@ -2,7 +2,7 @@
 //! settings and sklearn's start of an MLP's weights.
 
 use rand::rngs::StdRng;
-use rand::RngExt;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -63,4 +63,9 @@ impl MlpTraining {
 pub(super) fn glorot(rng: &mut StdRng, n: usize, fan_in: usize, fan_out: usize) -> Vec<f32> {
     let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
     (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+}
+
+/// A seeded generator for one purpose `id` of a metric seeded with `seed`.
+pub(super) fn stream(seed: u64, id: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }

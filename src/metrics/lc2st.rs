@@ -36,9 +36,9 @@
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{RngExt, SeedableRng};
+use rand::RngExt;
 
-use super::classifier::{glorot, MlpTraining};
+use super::classifier::{glorot, stream, MlpTraining};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Device;
@@ -158,10 +158,9 @@ impl Lc2stClassifiers {
                 rows.extend(x_scale.apply(x));
             }
         }
-        let mut rng = StdRng::seed_from_u64(cfg.seed);
-        let labels = labels(n, cfg.null_trials, cfg.null, &mut rng);
+        let labels = labels(n, cfg.null_trials, cfg.null, &mut stream(cfg.seed, LABELS));
         let data = Data { rows, dim: d + dx, labels, nets: 1 + cfg.null_trials };
-        let (tape, net, epochs) = train(device, &data, d, cfg, &mut rng)?;
+        let (tape, net, epochs) = train(device, &data, d, cfg)?;
         Ok(Lc2stClassifiers { tape, net, epochs, theta_scale, x_scale, alpha: cfg.alpha })
     }
 
@@ -197,6 +196,12 @@ impl Lc2stClassifiers {
         Ok(Lc2st { statistic, p_value, reject, null_statistics, epochs: self.epochs })
     }
 }
+
+/// The random streams of one test: the validation split and minibatch order, the null
+/// labellings, and the start of classifier h at `FIRST_INIT + h`.
+const SPLIT_AND_BATCHES: u64 = 0;
+const LABELS: u64 = 1;
+const FIRST_INIT: u64 = 2;
 
 fn sigmoid(z: f32) -> f64 {
     1.0 / (1.0 + (-f64::from(z)).exp())
@@ -339,14 +344,19 @@ type HostLayers = Vec<(Vec<f32>, Vec<f32>)>;
 
 impl WideMlp {
     /// Glorot-uniform weights and biases, as sklearn starts its MLP.
-    fn init(nets: usize, dim: usize, width: usize, rng: &mut StdRng) -> HostLayers {
-        [(dim, width), (width, width), (width, 1)]
-            .into_iter()
-            .map(|(fan_in, fan_out)| {
-                let w = glorot(rng, nets * fan_in * fan_out, fan_in, fan_out);
-                (w, glorot(rng, nets * fan_out, fan_in, fan_out))
-            })
-            .collect()
+    /// Classifier h starts from its own stream, so the main classifier (h = 0) starts the
+    /// same whatever the number of nulls.
+    fn init(nets: usize, dim: usize, width: usize, seed: u64) -> HostLayers {
+        let shapes = [(dim, width), (width, width), (width, 1)];
+        let mut layers: HostLayers = vec![(Vec::new(), Vec::new()); shapes.len()];
+        for h in 0..nets {
+            let mut rng = stream(seed, FIRST_INIT + h as u64);
+            for ((fan_in, fan_out), (w, b)) in shapes.iter().zip(&mut layers) {
+                w.extend(glorot(&mut rng, fan_in * fan_out, *fan_in, *fan_out));
+                b.extend(glorot(&mut rng, *fan_out, *fan_in, *fan_out));
+            }
+        }
+        layers
     }
 
     fn new(store: &mut ParamStore, nets: usize, dim: usize, values: &HostLayers) -> Result<Self> {
@@ -449,8 +459,9 @@ impl Training {
 /// Trains every classifier with its own early stopping and returns a network of all of them
 /// with each one's best weights, and the epochs run.
 fn train(
-    device: &Device, data: &Data, theta_dim: usize, cfg: &Lc2stConfig, rng: &mut StdRng,
+    device: &Device, data: &Data, theta_dim: usize, cfg: &Lc2stConfig,
 ) -> Result<(Tape, WideMlp, usize)> {
+    let rng = &mut stream(cfg.seed, SPLIT_AND_BATCHES);
     let n = data.len();
     // The validation rows: the same share of each class (of the true labels).
     let mut val_idx = Vec::new();
@@ -463,7 +474,7 @@ fn train(
         val_idx.extend_from_slice(&idx[..n_val]);
         fit_idx.extend_from_slice(&idx[n_val..]);
     }
-    let init = WideMlp::init(data.nets, data.dim, cfg.mlp.hidden_multiplier * theta_dim, rng);
+    let init = WideMlp::init(data.nets, data.dim, cfg.mlp.hidden_multiplier * theta_dim, cfg.seed);
     let mut run =
         Training::new(device, data.dim, (0..data.nets).collect(), &init, cfg.mlp.lr, None)?;
     let mut best = Best {
