@@ -26,28 +26,33 @@ const SITES: usize = 2;
 
 struct Setup {
     task: Box<dyn HierarchicalModel>,
+    sites: usize,
     /// The exact posterior's standard deviation per coordinate at a reference observation.
     sd: Vec<f64>,
 }
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with_sites(SITES)
+    }
+
+    fn with_sites(sites: usize) -> Setup {
         let task = task_by_name("hier-gaussian-linear").unwrap();
         let mut rng = StdRng::seed_from_u64(99);
-        let data = simulate_dataset(task.as_ref(), SITES, &mut rng);
-        let draws = task.exact_posterior(&data.obs, None, SITES, 4000, &mut rng).unwrap();
+        let data = simulate_dataset(task.as_ref(), sites, &mut rng);
+        let draws = task.exact_posterior(&data.obs, None, sites, 4000, &mut rng).unwrap();
         let sd = (0..draws[0].len())
             .map(|j| {
                 let m = draws.iter().map(|d| d[j]).sum::<f64>() / draws.len() as f64;
                 (draws.iter().map(|d| (d[j] - m).powi(2)).sum::<f64>() / draws.len() as f64).sqrt()
             })
             .collect();
-        Setup { task, sd }
+        Setup { task, sites, sd }
     }
 
     fn draws(&self, obs: &[f64], n: usize, how: Estimate, rng: &mut StdRng) -> Vec<Vec<f64>> {
         let exact = |k: usize, rng: &mut StdRng| {
-            self.task.exact_posterior(obs, None, SITES, n * k, rng).unwrap()
+            self.task.exact_posterior(obs, None, self.sites, n * k, rng).unwrap()
         };
         match how {
             Estimate::Exact => exact(1, rng),
@@ -74,12 +79,12 @@ impl Setup {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut prior, mut xs, mut posterior) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
-            let data = simulate_dataset(self.task.as_ref(), SITES, &mut rng);
+            let data = simulate_dataset(self.task.as_ref(), self.sites, &mut rng);
             posterior.push(self.draws(&data.obs, 1, how, &mut rng).remove(0));
             prior.push(data.params);
             xs.push(data.obs);
         }
-        let x_o = simulate_dataset(self.task.as_ref(), SITES, &mut rng).obs;
+        let x_o = simulate_dataset(self.task.as_ref(), self.sites, &mut rng).obs;
         let theta_o = self.draws(&x_o, n, how, &mut rng);
         let cal = Calibration { prior: &prior, xs: &xs, posterior: &posterior };
         lc2st(&Device::cpu(), &cal, &theta_o, &x_o, &Lc2stConfig { seed, ..cfg.clone() }).unwrap()
@@ -135,3 +140,23 @@ fn lc2st_is_deterministic() {
     assert_eq!(a, b);
 }
 
+/// The cost of the wide network at the benchmark's size (hier-gaussian-linear with 10 sites:
+/// θ of 11, x of 10, 1 000 data sets): 100 nulls beside the main classifier against the main
+/// classifier with one null. A benchmark, not a check:
+/// `cargo test --release --test lc2st -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn time_the_wide_network_against_few_classifiers() {
+    let setup = Setup::with_sites(10);
+    for nulls in [1, 100] {
+        let start = std::time::Instant::now();
+        let r =
+            setup.run(1000, Estimate::Exact, 5, &Lc2stConfig { null_trials: nulls, ..config() });
+        eprintln!(
+            "{} classifiers: {:.1} s (until the last stopped: {} epochs)",
+            nulls + 1,
+            start.elapsed().as_secs_f64(),
+            r.epochs
+        );
+    }
+}
