@@ -112,6 +112,14 @@ fn impossible_run_settings_are_refused_before_any_work() {
         ),
         (&["--sites", "3", "--budget", "1000", "--lc2st", "--no-eval"], &["--lc2st", "--no-eval"]),
         (
+            &["--sites", "3", "--budget", "1000", "--samples", "100000000000"],
+            &["draw fewer samples"],
+        ),
+        (
+            &["--sites", "3", "--budget", "1000", "--steps", "4000000000"],
+            &["more than any flow needs"],
+        ),
+        (
             &["--sites", "3", "--budget", "1000", "--lc2st", "--lc2st-data-sets", "5"],
             &["at least 20"],
         ),
@@ -359,6 +367,7 @@ fn calibration_from_too_few_data_sets_is_refused() {
     let dir = temp("fewcal");
     let o = dir.to_str().unwrap();
     fails_with(&["eval", "--out", o, "--calibration", "1"], &["--calibration 1", "at least 10"]);
+    fails_with(&["eval", "--out", o, "--reference-samples", "100000000"], &["--reference-samples"]);
     let run = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "1000"];
     let mut args: Vec<&str> = run.to_vec();
     args.extend(["--calibration", "3", "--out", o]);

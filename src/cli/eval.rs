@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use tfmpe::run_folder::{EvalConfig, RunFolder, REFERENCE_SAMPLES};
-use tfmpe::{Device, Result};
+use tfmpe::run_folder::{EvalConfig, RunFolder, MAX_REFERENCE_SAMPLES, REFERENCE_SAMPLES};
+use tfmpe::{Device, Error, Result};
 
 use super::progress::Bars;
 use super::{Lc2stArgs, SolverArgs};
@@ -50,6 +50,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     // Its refusals, in the flags' words, before any work.
     super::check_calibration(args.calibration, args.calibration_draws)?;
+    if args.reference_samples > MAX_REFERENCE_SAMPLES {
+        return Err(Error::Invalid(format!(
+            "--reference-samples {} is more than the {MAX_REFERENCE_SAMPLES} a C2ST can use (it \
+             compares as many as samples.csv holds)",
+            args.reference_samples
+        )));
+    }
     config.check()?;
     let (device, _) = Device::open(args.backend)?;
     let folder = RunFolder::new(&args.out);

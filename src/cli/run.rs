@@ -116,6 +116,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Every setting is checked before the observation is read or any work starts.
     config.check(&*task)?;
     super::check_calibration(args.calibration, 99)?;
+    tfmpe::sbi::check_draws(args.samples, task.param_dim(args.sites))?;
     let lc2st = args.lc2st.eval()?;
     if lc2st.is_some() && args.no_eval {
         return Err(tfmpe::Error::Invalid(

@@ -36,6 +36,12 @@ impl Solver {
         if steps == 0 {
             return Err(Error::Invalid("a fixed-step solver needs `steps` of at least 1".into()));
         }
+        if steps > MAX_STEPS {
+            return Err(Error::Invalid(format!(
+                "{steps} steps is more than any flow needs (at most {MAX_STEPS}; 25 to 100 is \
+                 usual, and dopri5 picks its own)"
+            )));
+        }
         match name {
             "euler" => Ok(Solver::Euler { steps }),
             "rk4" => Ok(Solver::Rk4 { steps }),
@@ -46,6 +52,10 @@ impl Solver {
         }
     }
 }
+
+/// The most steps a fixed-step solver takes: RK4's error at 1 000 steps is already below f32
+/// rounding, and more would only run for hours.
+pub const MAX_STEPS: usize = 100_000;
 
 /// What a solve cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -18,6 +18,9 @@ use crate::Device;
 /// Exact-posterior draws a run's samples are compared against (C2ST) and plotted with.
 pub const REFERENCE_SAMPLES: usize = 1000;
 
+/// Most exact-posterior draws the C2ST is asked for (it cuts both sets to the smaller).
+pub const MAX_REFERENCE_SAMPLES: usize = 100_000;
+
 /// Fewest calibration data sets SBC and TARP accept: their KS p-values from fewer say nothing.
 pub const MIN_CALIBRATION: usize = 10;
 
@@ -67,6 +70,13 @@ impl EvalConfig {
     }
 
     pub fn check(&self) -> Result<()> {
+        if self.reference_samples > MAX_REFERENCE_SAMPLES {
+            return Err(Error::Invalid(format!(
+                "{} reference draws: the C2ST compares as many as samples.csv holds, so more \
+                 than {MAX_REFERENCE_SAMPLES} only cost time",
+                self.reference_samples
+            )));
+        }
         if self.calibration > 0 && self.calibration < MIN_CALIBRATION {
             return Err(Error::Invalid(format!(
                 "{} calibration data sets cannot test calibration (the KS tests of SBC and TARP \

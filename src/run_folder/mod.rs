@@ -25,7 +25,10 @@ use crate::model::checkpoint;
 use crate::sbi::{Network, Trained};
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
-pub use evaluate::{exact_reference, EvalConfig, Lc2stEval, MIN_CALIBRATION, REFERENCE_SAMPLES};
+pub use evaluate::{
+    exact_reference, EvalConfig, Lc2stEval, MAX_REFERENCE_SAMPLES, MIN_CALIBRATION,
+    REFERENCE_SAMPLES,
+};
 pub use observations::{
     observations_table, parse_observations, read_observations, write_observations,
 };

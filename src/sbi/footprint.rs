@@ -72,6 +72,26 @@ fn check_batches(cfg: &RunConfig, sets: usize) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `rows` draws of `dim` values each (host rows of f64, plus each row's own header)
+/// when they would not fit in the memory the system has free.
+pub fn check_draws(rows: usize, dim: usize) -> Result<()> {
+    let bytes = (dim as u64)
+        .checked_mul(8)
+        .and_then(|b| b.checked_add(24))
+        .and_then(|b| b.checked_mul(rows as u64));
+    let free = available_memory();
+    match (bytes, free) {
+        (Some(b), Some(f)) if b <= f => Ok(()),
+        (Some(_), None) => Ok(()),
+        (b, _) => Err(Error::Invalid(format!(
+            "{rows} posterior draws of {dim} values need {}, more than the {} this machine has \
+             free; draw fewer samples",
+            b.map_or("more than 16 EiB".to_string(), gib),
+            free.map_or("memory".to_string(), gib)
+        ))),
+    }
+}
+
 fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }

@@ -29,6 +29,7 @@ use crate::tasks::HierarchicalModel;
 use crate::Device;
 pub use calibration::{calibration_draws, CalibrationDraws};
 pub use config::{Method, RunConfig};
+pub use footprint::check_draws;
 pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
 pub use progress::{Progress, Quiet};
 pub use resume::Checkpoints;

@@ -84,6 +84,9 @@ impl Sampler {
         n: usize, seeds: &[u64], progress: &dyn Progress,
     ) -> Result<Vec<Vec<Vec<f64>>>> {
         check_samples(n)?;
+        let rows = n.saturating_mul(observations.len());
+        let dim = observations.first().map_or(0, |o| task.param_dim(o.sites));
+        super::footprint::check_draws(rows, dim)?;
         if seeds.len() != observations.len() {
             return Err(Error::Shape(format!(
                 "{} seeds for {} data sets",
