@@ -63,7 +63,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let bars = Bars::new();
     let metrics = folder.evaluate(&device, &config, &bars)?;
     bars.finish();
-    folder.update_metrics(&metrics)?;
+    let saved = folder.update_metrics(&metrics)?;
+    eprintln!("tfmpe: saved the metrics in {}", saved.display());
     println!("{}", metrics.to_json()?);
     Ok(())
 }

@@ -9,7 +9,7 @@
 //!
 //! [`RunFolder::evaluate`] scores a folder (C2ST against the exact posterior, SBC and TARP,
 //! writing `calibration.svg` for the latter two); [`RunFolder::update_metrics`] puts the result
-//! into `report.json`.
+//! into `report.json` (or `metrics.json` in a folder without one).
 
 mod evaluate;
 mod observations;
@@ -45,10 +45,12 @@ const REPORT: &str = "report.json";
 const POSTERIOR_DIR: &str = "posterior";
 const SURROGATE_DIR: &str = "surrogate";
 const SETTINGS: &str = "settings.json";
+const METRICS: &str = "metrics.json";
 
 /// Every file and folder a run writes into its folder (the plots' names live in `plots.rs`).
-const RUN_FILES: [&str; 10] = [
+const RUN_FILES: [&str; 11] = [
     SETTINGS,
+    METRICS,
     SAMPLES,
     OBSERVATION,
     TRUE_PARAMS,
@@ -232,14 +234,22 @@ impl RunFolder {
             .map_err(|e| Error::Invalid(format!("{}: not a tfmpe report: {e}", path.display())))
     }
 
-    /// Puts `metrics` into `report.json`, when the folder has one.
-    pub fn update_metrics(&self, metrics: &Metrics) -> Result<()> {
+    /// Puts `metrics` into `report.json`, or into `metrics.json` when the folder has no report;
+    /// returns the file written.
+    pub fn update_metrics(&self, metrics: &Metrics) -> Result<PathBuf> {
         if !self.file(REPORT).is_file() {
-            return Ok(());
+            // A folder without its report (deleted, or checkpoints copied alone) keeps the
+            // evaluation in a file of its own rather than losing it.
+            let path = self.file(METRICS);
+            let text = serde_json::to_string_pretty(metrics)
+                .map_err(|e| Error::Invalid(format!("{METRICS}: {e}")))?;
+            crate::io::atomic_write(&path, text.as_bytes())?;
+            return Ok(path);
         }
         let mut report = self.read_report()?;
         report.metrics = metrics.clone();
-        self.write_report(&report)
+        self.write_report(&report)?;
+        Ok(self.file(REPORT))
     }
 }
 

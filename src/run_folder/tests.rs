@@ -188,11 +188,15 @@ fn samples_and_observation_read_back() {
     folder.write_observation(&*task, &obs).unwrap();
     assert_eq!(folder.read_observation(&*task).unwrap(), obs);
     let mut metrics = full_metrics();
-    folder.update_metrics(&metrics).unwrap();
+    // Without a report the metrics are kept in metrics.json.
+    let saved = folder.update_metrics(&metrics).unwrap();
     assert!(folder.read_report().is_err(), "no report.json was written");
+    assert_eq!(saved, folder.path().join("metrics.json"));
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert_eq!(serde_json::from_str::<Metrics>(&text).unwrap(), metrics);
     folder.write_report(&report(Metrics::default())).unwrap();
     metrics.sbc = None;
-    folder.update_metrics(&metrics).unwrap();
+    assert_eq!(folder.update_metrics(&metrics).unwrap(), folder.path().join("report.json"));
     assert_eq!(folder.read_report().unwrap().metrics, metrics);
     std::fs::remove_dir_all(folder.path()).unwrap();
 }
