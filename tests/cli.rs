@@ -336,6 +336,7 @@ fn outputs_are_never_overwritten_or_replaced_silently() {
             out,
         ])
     };
+    sample("-").args(&["--chunk", "0"]).fails_with(&["--chunk must be at least 1"]);
     let stdout = sample("-").succeeds().stdout;
     assert!(
         stdout.starts_with("sigma,mu.0,mu.1,mu.2\n") && stdout.lines().count() == 6,

@@ -43,6 +43,10 @@ pub struct SampleArgs {
 
 pub fn run(args: SampleArgs) -> Result<()> {
     let solver = args.ode.solver()?;
+    super::check_samples(args.samples)?;
+    if args.chunk == 0 {
+        return Err(Error::Invalid("--chunk must be at least 1 (the default is 1000)".into()));
+    }
     let (device, why) = Device::open(args.backend)?;
     eprintln!("tfmpe: backend {why}");
     let mut net = load_posterior(&device, &args.model)?;
@@ -56,7 +60,6 @@ pub fn run(args: SampleArgs) -> Result<()> {
             other.sites
         )));
     }
-    super::check_samples(args.samples)?;
     let bars = Bars::new();
     let sampler = Sampler::new(&device, solver).with_chunk(args.chunk);
     let mut sets = sampler.posteriors(&mut net, &*task, &data, args.samples, args.seed, &bars)?;
