@@ -438,8 +438,9 @@ fn a_non_finite_training_loss_fails_the_run() {
     assert!(report.contains("non_finite_loss"), "{report}");
 }
 
-/// A run killed once its surrogate is saved (while the posterior trains), then resumed, writes
-/// the same samples as a run never interrupted; resuming with other settings is refused.
+/// A run killed after its posterior's first epochs (its surrogate saved, the posterior's epoch
+/// state written), then resumed, trains on from the last completed epoch and writes the same
+/// losses and samples as a run never interrupted; resuming with other settings is refused.
 #[test]
 fn a_killed_run_resumes_to_the_same_results() {
     let dir = temp("resume");
@@ -453,7 +454,7 @@ fn a_killed_run_resumes_to_the_same_results() {
     tfmpe(&args(&a, &[])).succeeds();
 
     let mut child = tfmpe(&args(&b, &[])).spawn();
-    let saved = b.join("surrogate").join("training.json");
+    let saved = b.join("posterior").join("epoch.safetensors");
     let start = std::time::Instant::now();
     while !saved.exists() && start.elapsed().as_secs() < 120 {
         if child.try_wait().unwrap().is_some() {
@@ -464,10 +465,19 @@ fn a_killed_run_resumes_to_the_same_results() {
     child.kill().ok();
     child.wait().unwrap();
     let mid = saved.exists() && !b.join("posterior").join("training.json").exists();
-    eprintln!("killed while the posterior trained: {mid}");
-    tfmpe(&args(&b, &["--resume"])).succeeds();
-    let read = |d: &std::path::Path| std::fs::read_to_string(d.join("samples.csv")).unwrap();
-    assert_eq!(read(&a), read(&b), "the resumed run's samples differ");
+    eprintln!("killed while the posterior trained, after an epoch: {mid}");
+    let resumed = tfmpe(&args(&b, &["--resume"])).succeeds();
+    if mid {
+        assert!(resumed.stderr.contains("posterior: resumed after epoch"), "{}", resumed.stderr);
+    }
+    let read = |d: &std::path::Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(read(&a, "samples.csv"), read(&b, "samples.csv"), "the resumed samples differ");
+    let losses = |d: &std::path::Path| {
+        let r: serde_json::Value = serde_json::from_str(&read(d, "report.json")).unwrap();
+        r["losses"]["posterior"]["val_losses"].clone()
+    };
+    assert_eq!(losses(&a), losses(&b), "the resumed training's losses differ");
+    assert!(!saved.exists(), "the epoch state outlived its finished network");
 
     fails_with(
         &args(&b, &["--resume", "--seed", "9"]).iter().map(String::as_str).collect::<Vec<_>>(),

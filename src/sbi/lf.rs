@@ -119,6 +119,7 @@ pub(super) fn run(
             };
             let s_cfg = TrainConfig {
                 seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
+                epoch_file: cfg.checkpoints.epoch_file("surrogate"),
                 ..cfg.surrogate_train.clone()
             };
             let r = surrogate.fit(dev, &mut s_data, &s_cfg, progress)?;

@@ -12,6 +12,7 @@
 pub mod calibration;
 mod config;
 mod direct;
+mod epoch_state;
 mod footprint;
 mod lf;
 pub mod network;
@@ -29,6 +30,7 @@ use crate::tasks::HierarchicalModel;
 use crate::Device;
 pub use calibration::{calibration_draws, CalibrationDraws};
 pub use config::{Method, RunConfig};
+pub use epoch_state::EpochFile;
 pub use footprint::check_draws;
 pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
 pub use progress::{Progress, Quiet};
@@ -85,8 +87,13 @@ fn fit_posterior(
     dev: &Device, posterior: &mut Network, data: &mut dyn SetSource, cfg: &RunConfig,
     progress: &dyn Progress,
 ) -> Result<TrainReport> {
-    let train =
-        TrainConfig { seed: Stream::PosteriorTraining.seed(cfg.seed, 0), ..cfg.train.clone() };
+    let train = TrainConfig {
+        seed: Stream::PosteriorTraining.seed(cfg.seed, 0),
+        // Fresh sets are drawn anew each epoch from a running stream, which a resumed phase
+        // could not continue: such a training resumes from its start.
+        epoch_file: cfg.checkpoints.epoch_file("posterior").filter(|_| !cfg.fresh_sets),
+        ..cfg.train.clone()
+    };
     let report = posterior.fit(dev, data, &train, progress)?;
     cfg.checkpoints.save("posterior", posterior, &report)?;
     Ok(report)

@@ -1,10 +1,13 @@
-//! Finished phases are kept: each trained network is saved as its phase ends, with its
-//! training record, so that Ctrl-C or a crash later loses nothing finished; a resumed run loads
-//! such a network instead of training it again. Every phase draws from its own seed streams,
-//! so a resumed run gives the same results as an uninterrupted one.
+//! Finished work is kept: each training saves its state after every epoch, and each trained
+//! network is saved with its training record as its phase ends, so that Ctrl-C or a crash
+//! loses at most the epoch under way. A resumed run loads a finished network instead of training
+//! it again, and goes on with an unfinished training from its last completed epoch. Every
+//! phase draws from its own seed streams, so a resumed run gives the same results as an
+//! uninterrupted one.
 
 use std::path::PathBuf;
 
+use super::epoch_state::EpochFile;
 use super::network::Network;
 use super::train::TrainReport;
 use crate::error::{Error, Result};
@@ -12,6 +15,8 @@ use crate::Device;
 
 /// The training record beside a saved network's checkpoint.
 const RECORD: &str = "training.json";
+/// The state a training keeps after every epoch until its network is saved.
+const EPOCH_STATE: &str = "epoch.safetensors";
 
 /// Where a run keeps its finished networks (`surrogate/`, `posterior/`).
 #[derive(Clone, Debug, Default)]
@@ -44,6 +49,12 @@ impl Checkpoints {
         Ok(Some((Network::load(dev, &dir)?, report)))
     }
 
+    /// Where the training of `role` keeps its state after every epoch.
+    pub(super) fn epoch_file(&self, role: &str) -> Option<EpochFile> {
+        let path = self.dir.as_ref()?.join(role).join(EPOCH_STATE);
+        Some(EpochFile { path, resume: self.resume })
+    }
+
     /// Saves `net` and its record as `role`; the record goes last, so that a checkpoint is
     /// resumed from only once it is complete.
     pub(super) fn save(&self, role: &str, net: &Network, report: &TrainReport) -> Result<()> {
@@ -51,6 +62,12 @@ impl Checkpoints {
             return Ok(());
         };
         net.save(&dir)?;
+        // The finished network replaces the state its training kept for resuming mid-phase.
+        let state = dir.join(EPOCH_STATE);
+        if state.exists() {
+            std::fs::remove_file(&state)
+                .map_err(|source| Error::Io { path: state.display().to_string(), source })?;
+        }
         let text = serde_json::to_string(report)
             .map_err(|e| Error::Invalid(format!("{role} training record: {e}")))?;
         crate::io::atomic_write(&dir.join(RECORD), text.as_bytes())

@@ -10,6 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use super::epoch_state::{EpochFile, EpochState};
 use super::Progress;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
@@ -31,6 +32,10 @@ pub struct TrainConfig {
     pub min_delta: f64,
     pub max_grad_norm: Option<f32>,
     pub seed: u64,
+    /// Where the phase saves its state after every epoch (`None`: nowhere), and whether it
+    /// goes on from a state found there.
+    #[serde(skip)]
+    pub epoch_file: Option<EpochFile>,
 }
 
 impl Default for TrainConfig {
@@ -43,6 +48,7 @@ impl Default for TrainConfig {
             min_delta: 1e-3,
             max_grad_norm: None,
             seed: 0,
+            epoch_file: None,
         }
     }
 }
@@ -312,19 +318,32 @@ pub fn train(
     let mut best = snapshot(tape)?;
     let mut last_improvement = 0;
     let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();
-    for epoch in 0..cfg.max_epochs {
+    let mut first_epoch = 0;
+    let epoch_file = cfg.epoch_file.as_ref();
+    if let Some(state) =
+        epoch_file.map(|f| EpochState::load(f, tape.params())).transpose()?.flatten()
+    {
+        restore(tape, &state.weights)?;
+        stepper.opt = AdamW::with_state(tape.params(), stepper.opt.config, &state.adam)?;
+        best = state.best;
+        last_improvement = state.last_improvement;
+        report = state.report;
+        first_epoch = state.epoch;
+        // The batch order of the epochs done, drawn again (every epoch has the sets of the
+        // first), so that the next epochs draw what an uninterrupted phase draws.
+        let sizes: Vec<usize> = first.iter().map(Sets::len).collect();
+        for _ in 0..first_epoch {
+            epoch_batches(&sizes, cfg.batch, &mut rng, &mut batches);
+        }
+        progress.phase(&format!("{phase}: resumed after epoch {first_epoch}"));
+        if first_epoch - last_improvement >= cfg.patience {
+            first_epoch = cfg.max_epochs;
+        }
+    }
+    for epoch in first_epoch..cfg.max_epochs {
         let buckets = data.train(epoch)?;
-        batches.clear();
-        for (b, sets) in buckets.iter().enumerate() {
-            let mut order: Vec<usize> = (0..sets.len()).collect();
-            order.shuffle(&mut rng);
-            // Whole batches only: a ragged last batch would weigh its few sets more.
-            batches.extend(order.chunks_exact(cfg.batch).map(|idx| (b, idx.to_vec())));
-        }
-        // Site counts interleave; one bucket keeps the order (and the draws) it always had.
-        if buckets.len() > 1 {
-            batches.shuffle(&mut rng);
-        }
+        let sizes: Vec<usize> = buckets.iter().map(Sets::len).collect();
+        epoch_batches(&sizes, cfg.batch, &mut rng, &mut batches);
         if step_losses.len() < batches.len() {
             step_losses = backend.alloc(DType::F32, batches.len())?;
         }
@@ -368,16 +387,49 @@ pub fn train(
             }
             best = snapshot(tape)?;
         }
+        if let Some(file) = epoch_file {
+            let state = EpochState {
+                epoch: epoch + 1,
+                last_improvement,
+                weights: snapshot(tape)?,
+                best: best.clone(),
+                adam: stepper.opt.state(dev)?,
+                report: report.clone(),
+            };
+            state.save(file)?;
+        }
         if epoch + 1 - last_improvement >= cfg.patience {
             report.stop_reason = "early_stopping".into();
             break;
         }
+    }
+    // A resumed phase whose saved state had already run out of patience stops where it was.
+    if report.stop_reason == "max_epochs" && report.epochs - last_improvement >= cfg.patience {
+        report.stop_reason = "early_stopping".into();
     }
     restore(tape, &best)?;
     tape.reset();
     report.seconds = start.elapsed().as_secs_f64();
     report.steps_per_s = report.steps as f64 / report.seconds.max(1e-9);
     Ok(report)
+}
+
+/// One epoch's batches of the buckets of `sizes` sets: each bucket shuffled and cut into whole
+/// batches, then the batches of all buckets interleaved.
+fn epoch_batches(
+    sizes: &[usize], batch: usize, rng: &mut StdRng, batches: &mut Vec<(usize, Vec<usize>)>,
+) {
+    batches.clear();
+    for (b, &n) in sizes.iter().enumerate() {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(rng);
+        // Whole batches only: a ragged last batch would weigh its few sets more.
+        batches.extend(order.chunks_exact(batch).map(|idx| (b, idx.to_vec())));
+    }
+    // Site counts interleave; one bucket keeps the order (and the draws) it always had.
+    if sizes.len() > 1 {
+        batches.shuffle(rng);
+    }
 }
 
 /// Whole batches of `batch` sets that the buckets make.
