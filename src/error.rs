@@ -16,6 +16,10 @@ pub enum Error {
     /// A backend that was asked for but is not available here.
     #[error("backend `{name}` is not available: {reason}")]
     BackendUnavailable { name: String, reason: String },
+    /// A user's simulator (a Python function, an external program) that failed or returned
+    /// the wrong shape.
+    #[error("simulator failed: {0}")]
+    Simulator(String),
     /// A device-side failure (driver, out of memory, lost device).
     #[error("device error: {0}")]
     Device(String),

@@ -3,6 +3,28 @@
 //! Amortised Bayesian inference for hierarchical simulation models by Tokenised Flow Matching
 //! for Posterior Estimation (TFMPE) with likelihood factorisation.
 //!
+//! A whole run from the library: train the posterior of a built-in task from 2 000
+//! single-site simulations, then draw from it for a simulated observation.
+//!
+//! ```no_run
+//! use rand::SeedableRng;
+//! use tfmpe::sbi::{run, Quiet, RunConfig, Sampler};
+//! use tfmpe::tasks::{simulate_dataset, task_by_name};
+//! use tfmpe::model::ode::Solver;
+//!
+//! let task = task_by_name("hier-gaussian-linear")?;
+//! let device = tfmpe::Device::cpu();
+//! let mut trained = run(&device, &*task, &RunConfig::new(10, 2000), &Quiet)?;
+//! let data = simulate_dataset(&*task, 10, &mut rand::rngs::StdRng::seed_from_u64(3))?;
+//! let sampler = Sampler::new(&device, Solver::from_name("rk4", 25)?);
+//! let draws = sampler.posterior(&mut trained.posterior, &*task, &data.observed(), 1000, 0, &Quiet)?;
+//! assert_eq!(draws[0].len(), task.param_dim(10));
+//! # Ok::<(), tfmpe::Error>(())
+//! ```
+//!
+//! Your own model: [`tasks::CustomModel`] (priors from a vocabulary, a batched simulator), or
+//! a model file for the command line ([`tasks::custom::model_file`]).
+//!
 //! The crate is layered; each layer calls only the ones below it:
 //!
 //! - [`backend`]: the kernel contract ([`backend::Backend`]), its implementations and

@@ -48,7 +48,7 @@ pub fn posterior_network(
     let mut rng = StdRng::seed_from_u64(1);
     let (mut cond, mut target) = (Vec::new(), Vec::new());
     for _ in 0..n_sets {
-        let d = simulate_dataset(task, sites, &mut rng);
+        let d = simulate_dataset(task, sites, &mut rng)?;
         cond.extend(d.obs);
         target.extend(task.to_unconstrained(&d.params, sites));
     }
@@ -130,7 +130,7 @@ impl<'t> Sampling<'t> {
         dev: &Device, task: &'t dyn HierarchicalModel, sites: usize, batch: usize,
     ) -> Result<Self> {
         let (net, _) = posterior_network(dev, task, sites, 4 * batch)?;
-        let obs = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(2)).observed();
+        let obs = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(2))?.observed();
         Ok(Sampling { task, net, obs })
     }
 

@@ -17,7 +17,7 @@ fn exact(seed: u64) -> (Vec<Vec<f64>>, Vec<Vec<Vec<f64>>>) {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..DATA_SETS)
         .map(|_| {
-            let d = simulate_dataset(task.as_ref(), SITES, &mut rng);
+            let d = simulate_dataset(task.as_ref(), SITES, &mut rng).unwrap();
             let draws = task.exact_posterior(&d.obs, None, SITES, DRAWS, &mut rng).unwrap();
             (d.params, draws)
         })

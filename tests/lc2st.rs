@@ -39,7 +39,7 @@ impl Setup {
     fn with_sites(sites: usize) -> Setup {
         let task = task_by_name("hier-gaussian-linear").unwrap();
         let mut rng = StdRng::seed_from_u64(99);
-        let data = simulate_dataset(task.as_ref(), sites, &mut rng);
+        let data = simulate_dataset(task.as_ref(), sites, &mut rng).unwrap();
         let draws = task.exact_posterior(&data.obs, None, sites, 4000, &mut rng).unwrap();
         let sd = (0..draws[0].len())
             .map(|j| {
@@ -79,12 +79,12 @@ impl Setup {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut prior, mut xs, mut posterior) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
-            let data = simulate_dataset(self.task.as_ref(), self.sites, &mut rng);
+            let data = simulate_dataset(self.task.as_ref(), self.sites, &mut rng).unwrap();
             posterior.push(self.draws(&data.obs, 1, how, &mut rng).remove(0));
             prior.push(data.params);
             xs.push(data.obs);
         }
-        let x_o = simulate_dataset(self.task.as_ref(), self.sites, &mut rng).obs;
+        let x_o = simulate_dataset(self.task.as_ref(), self.sites, &mut rng).unwrap().obs;
         let theta_o = self.draws(&x_o, n, how, &mut rng);
         let cal = Calibration { prior: &prior, xs: &xs, posterior: &posterior };
         lc2st(&Device::cpu(), &cal, &theta_o, &x_o, &Lc2stConfig { seed, ..cfg.clone() }).unwrap()

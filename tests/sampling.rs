@@ -24,7 +24,7 @@ fn simulated(
     let mut rng = StdRng::seed_from_u64(sites as u64);
     let (mut cond, mut target, mut inputs) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..n {
-        let d = simulate_dataset(task, sites, &mut rng);
+        let d = simulate_dataset(task, sites, &mut rng).unwrap();
         cond.extend(&d.obs);
         target.extend(task.to_unconstrained(&d.params, sites));
         inputs.extend(d.inputs.unwrap_or_default());
@@ -46,7 +46,7 @@ fn network(dev: &Device, task: &dyn HierarchicalModel, site_counts: &[usize]) ->
 }
 
 fn observed(task: &dyn HierarchicalModel, sites: usize, seed: u64) -> Observed {
-    simulate_dataset(task, sites, &mut StdRng::seed_from_u64(seed)).observed()
+    simulate_dataset(task, sites, &mut StdRng::seed_from_u64(seed)).unwrap().observed()
 }
 
 #[test]

@@ -176,13 +176,16 @@ fn truncated_normal_draws_have_the_right_mean_in_any_tail() {
 
 #[test]
 fn bijections_round_trip_and_log_det_matches_finite_differences() {
-    let cases: [(Bijection, &[f64]); 3] = [
+    let cases: [(Bijection, &[f64]); 5] = [
         (Bijection::Identity, &[-1e3, -1.5, 0.0, 2.0, 1e6]),
         (Bijection::Log, &[1e-8, 0.03, 1.0, 7.5, 1e5]),
         (
             Bijection::LogitAffine { lo: -10.0, hi: 10.0 },
             &[-9.99999, -9.3, -0.2, 0.0, 4.0, 9.99999],
         ),
+        // The half-bounded supports of a user model's truncated normals.
+        (Bijection::LogAbove { lo: -1.5 }, &[-1.4999, -1.2, 0.0, 3.0, 1e5]),
+        (Bijection::LogBelow { hi: 4.0 }, &[-1e5, -2.0, 0.0, 3.9, 3.9999]),
     ];
     for (bijection, xs) in cases {
         for &x in xs {
@@ -201,8 +204,11 @@ fn bijections_round_trip_and_log_det_matches_finite_differences() {
                     Bijection::Identity => x.abs().max(1.0),
                     Bijection::Log => x,
                     Bijection::LogitAffine { lo, hi } => (x - lo).min(hi - x),
+                    Bijection::LogAbove { lo } => x - lo,
+                    Bijection::LogBelow { hi } => hi - x,
                 };
-            let slope = (bijection.forward(x + h) - bijection.forward(x - h)) / (2.0 * h);
+            // |du/dx|: the slope is negative for LogBelow.
+            let slope = ((bijection.forward(x + h) - bijection.forward(x - h)) / (2.0 * h)).abs();
             let log_det = bijection.forward_log_det(x);
             assert!(
                 (slope.ln() - log_det).abs() < 1e-6,
@@ -220,7 +226,7 @@ fn bijections_round_trip_and_log_det_matches_finite_differences() {
 #[test]
 fn whole_vector_transforms_follow_the_variable_layout() {
     let model = task_by_name("hier-gaussian-linear-uniform").unwrap();
-    let data = simulate_dataset(model.as_ref(), 4, &mut rng(5));
+    let data = simulate_dataset(model.as_ref(), 4, &mut rng(5)).unwrap();
     let u = model.to_unconstrained(&data.params, 4);
     assert_eq!(u[0], data.params[0].ln(), "sigma uses Log");
     for s in 0..4 {
@@ -301,7 +307,7 @@ fn simulated_datasets_have_the_declared_shapes() {
     for model in tasks() {
         let model = model.as_ref();
         for sites in [1, 7] {
-            let data = simulate_dataset(model, sites, &mut rng);
+            let data = simulate_dataset(model, sites, &mut rng).unwrap();
             assert_eq!(data.sites, sites);
             assert_eq!(data.params.len(), model.param_dim(sites), "{}", model.name());
             assert_eq!(data.params.len(), model.parameter_names(sites).len());
@@ -384,7 +390,7 @@ fn vector_variables_and_functional_inputs_follow_the_layout() {
     assert_eq!(model.observation_names(1), strings(&["y.0[0]", "y.0[1]", "y.0[2]"]));
     assert_eq!((model.global_dim(), model.local_dim(), model.obs_dim()), (3, 2, 3));
     let boxed: Box<dyn HierarchicalModel> = Box::new(VectorModel);
-    let data = simulate_dataset(boxed.as_ref(), 2, &mut rng(1));
+    let data = simulate_dataset(boxed.as_ref(), 2, &mut rng(1)).unwrap();
     assert_eq!(data.inputs.as_deref(), Some(&[1.0, 2.0, 3.0, 1.0, 2.0, 3.0][..]));
     assert_eq!(data.obs[2], data.params[3] + 3.0 * data.params[4]);
     assert!(model.exact_posterior(&data.obs, data.inputs.as_deref(), 2, 10, &mut rng(2)).is_none());
@@ -426,11 +432,7 @@ fn vector_tasks_name_their_components() {
 
 /// Every scalar's support as an open interval, from its bijection.
 fn support(bijection: Bijection) -> (f64, f64) {
-    match bijection {
-        Bijection::Identity => (f64::NEG_INFINITY, f64::INFINITY),
-        Bijection::Log => (0.0, f64::INFINITY),
-        Bijection::LogitAffine { lo, hi } => (lo, hi),
-    }
+    bijection.support()
 }
 
 #[test]
@@ -440,7 +442,7 @@ fn vector_task_prior_draws_lie_in_their_supports_and_round_trip() {
         let bijections = model.parameter_bijections(5);
         let mut r = rng(13);
         for _ in 0..2_000 {
-            let data = simulate_dataset(model.as_ref(), 5, &mut r);
+            let data = simulate_dataset(model.as_ref(), 5, &mut r).unwrap();
             assert!(data.is_finite(), "{name}");
             for (k, (&x, &b)) in data.params.iter().zip(&bijections).enumerate() {
                 let (lo, hi) = support(b);
@@ -476,9 +478,9 @@ fn vector_task_bijections_round_trip_at_the_edges_of_their_supports() {
 fn vector_tasks_are_deterministic_for_a_fixed_seed() {
     for name in VECTOR_TASKS {
         let model = task_by_name(name).unwrap();
-        let first = simulate_dataset(model.as_ref(), 4, &mut rng(21));
-        assert_eq!(first, simulate_dataset(model.as_ref(), 4, &mut rng(21)), "{name}");
-        assert_ne!(first, simulate_dataset(model.as_ref(), 4, &mut rng(22)), "{name}");
+        let first = simulate_dataset(model.as_ref(), 4, &mut rng(21)).unwrap();
+        assert_eq!(first, simulate_dataset(model.as_ref(), 4, &mut rng(21)).unwrap(), "{name}");
+        assert_ne!(first, simulate_dataset(model.as_ref(), 4, &mut rng(22)).unwrap(), "{name}");
         assert!(model.exact_posterior(&first.obs, None, 4, 10, &mut rng(23)).is_none());
     }
 }
@@ -512,7 +514,7 @@ fn assert_calibrated(name: &str, seed: u64) {
     let (mut global_ranks, mut local_ranks) = (Vec::new(), Vec::new());
     for _ in 0..SBC_REPLICATIONS {
         let sites = rng.random_range(3..=10);
-        let data = simulate_dataset(model.as_ref(), sites, &mut rng);
+        let data = simulate_dataset(model.as_ref(), sites, &mut rng).unwrap();
         let inputs = data.inputs.as_deref();
         let draws = model.exact_posterior(&data.obs, inputs, sites, SBC_DRAWS, &mut rng).unwrap();
         assert_eq!(draws.len(), SBC_DRAWS);
@@ -619,7 +621,7 @@ fn assert_gaussian_moments(draws: &[Vec<f64>], precision: Vec<Vec<f64>>, shift: 
 fn hier_gaussian_posterior_moments_match_the_joint_gaussian() {
     let model = task_by_name("hier-gaussian").unwrap();
     let sites = 4;
-    let data = simulate_dataset(model.as_ref(), sites, &mut rng(21));
+    let data = simulate_dataset(model.as_ref(), sites, &mut rng(21)).unwrap();
     let (precision, shift) = site_gaussian(&data.obs, &vec![0.1; data.obs.len()], sites);
     let draws = model.exact_posterior(&data.obs, None, sites, 20_000, &mut rng(22)).unwrap();
     assert_gaussian_moments(&draws, precision, shift);
@@ -629,7 +631,7 @@ fn hier_gaussian_posterior_moments_match_the_joint_gaussian() {
 fn hier_brownian_posterior_moments_match_the_joint_gaussian_given_the_times() {
     let model = task_by_name("hier-brownian").unwrap();
     let sites = 3;
-    let data = simulate_dataset(model.as_ref(), sites, &mut rng(23));
+    let data = simulate_dataset(model.as_ref(), sites, &mut rng(23)).unwrap();
     let times = data.inputs.as_ref().expect("hier-brownian has observation times");
     // The noise standard deviation of each observation is its time.
     let (precision, shift) = site_gaussian(&data.obs, times, sites);
@@ -751,7 +753,7 @@ fn hier_gaussian_linear_uniform_posterior_moments_match_quadrature() {
 #[test]
 fn hier_brownian_ragged_posteriors_use_each_site_s_own_observations() {
     let model = task_by_name("hier-brownian").unwrap();
-    let data = simulate_dataset(model.as_ref(), 2, &mut rng(25));
+    let data = simulate_dataset(model.as_ref(), 2, &mut rng(25)).unwrap();
     let full = data.observed();
     let draws = |obs: &tfmpe::tasks::Observed| {
         model.exact_posterior_observed(obs, 4000, &mut rng(26)).unwrap()
@@ -774,7 +776,7 @@ fn hier_brownian_ragged_posteriors_use_each_site_s_own_observations() {
     assert!((sd(&wide, 2) / sd(&narrow, 2) - 1.0).abs() < 0.2, "θ_1 keeps its observations");
     // A task whose sites always observe everything has no ragged exact posterior.
     let gaussian = task_by_name("hier-gaussian").unwrap();
-    let g = simulate_dataset(gaussian.as_ref(), 2, &mut rng(27)).observed();
+    let g = simulate_dataset(gaussian.as_ref(), 2, &mut rng(27)).unwrap().observed();
     let g = tfmpe::tasks::Observed { counts: Some(vec![5, 5]), ..g };
     assert!(gaussian.exact_posterior_observed(&g, 10, &mut rng(28)).is_none());
 }

@@ -16,7 +16,7 @@ fn setup(dev: &Device) -> (Network, FixedSets) {
     let mut rng = StdRng::seed_from_u64(7);
     let (mut cond, mut target) = (Vec::new(), Vec::new());
     for _ in 0..240 {
-        let d = simulate_dataset(&*task, 2, &mut rng);
+        let d = simulate_dataset(&*task, 2, &mut rng).unwrap();
         cond.extend(d.obs);
         target.extend(task.to_unconstrained(&d.params, 2));
     }
@@ -120,7 +120,7 @@ fn buckets_of_two_site_counts_train_together_and_validate_apart() {
     for sites in [1, 3] {
         let (mut cond, mut target) = (Vec::new(), Vec::new());
         for _ in 0..120 {
-            let d = simulate_dataset(&*task, sites, &mut rng);
+            let d = simulate_dataset(&*task, sites, &mut rng).unwrap();
             cond.extend(d.obs);
             target.extend(task.to_unconstrained(&d.params, sites));
         }

@@ -238,7 +238,7 @@ fn configuration(
 
     let mut rows = Vec::with_capacity(cfg.observations);
     for k in 0..cfg.observations {
-        let data = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(k as u64));
+        let data = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(k as u64))?;
         if !data.is_finite() {
             let note = format!("observation {k} simulated non-finite values");
             rows.push(Row { note, ..blank(k) });

@@ -6,7 +6,8 @@ use tfmpe::run_folder::{
     read_observation, C2st, EvalConfig, Existing, Observation, RunFolder, RunSpec,
 };
 use tfmpe::sbi::{Method, RunConfig};
-use tfmpe::tasks::task_by_name;
+use tfmpe::tasks::custom::model_file;
+use tfmpe::tasks::{task_by_name, HierarchicalModel};
 use tfmpe::{Device, Result};
 
 use super::progress::Bars;
@@ -15,8 +16,12 @@ use super::Lc2stArgs;
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// Task name (`tfmpe info` lists them).
-    #[arg(long)]
-    pub task: String,
+    #[arg(long, required_unless_present = "model_file", conflicts_with = "model_file")]
+    pub task: Option<String>,
+    /// Your own model instead of a task: a TOML file naming its variables, their priors and the
+    /// simulator, an external program (see the README); kept in --out as model.toml.
+    #[arg(long, value_name = "FILE")]
+    pub model_file: Option<PathBuf>,
     /// Number of sites S of the observation.
     #[arg(long)]
     pub sites: usize,
@@ -98,7 +103,11 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let task = task_by_name(&args.task)?;
+    let task: Box<dyn HierarchicalModel> = match (&args.model_file, &args.task) {
+        (Some(file), _) => Box::new(model_file::load(file)?),
+        (None, Some(name)) => task_by_name(name)?,
+        (None, None) => unreachable!("clap requires --task or --model-file"),
+    };
     let solver = args.ode.solver()?;
     super::check_samples(args.samples)?;
     let mut config = RunConfig::new(args.sites, args.budget);
@@ -150,6 +159,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         evaluation,
         observed_inputs: args.observed_inputs,
         existing,
+        model_file: args.model_file.clone(),
     };
     let bars = Bars::new();
     let folder = RunFolder::new(&args.out);

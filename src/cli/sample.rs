@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use tfmpe::run_folder::{
-    load_posterior, read_observations, write_dataset_rows, write_parameter_rows,
+    load_posterior, read_observations, write_dataset_rows, write_parameter_rows, RunFolder,
 };
 use tfmpe::sbi::Sampler;
-use tfmpe::tasks::task_by_name;
 use tfmpe::{Device, Error, Result};
 
 use super::progress::Bars;
@@ -50,7 +49,13 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let (device, why) = Device::open(args.backend)?;
     eprintln!("tfmpe: backend {why}");
     let mut net = load_posterior(&device, &args.model)?;
-    let task = task_by_name(&net.config.task)?;
+    // The run folder holds a model file's copy when the run was of one.
+    let run = if args.model.join("posterior").is_dir() {
+        args.model.clone()
+    } else {
+        args.model.parent().map(PathBuf::from).unwrap_or_default()
+    };
+    let task = RunFolder::new(&run).task(&net.config.task)?;
     let data = read_observations(&args.observation, &*task)?;
     let sites = data[0].sites;
     if let Some(other) = data.iter().find(|d| d.sites != sites) {

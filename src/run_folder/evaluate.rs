@@ -9,10 +9,10 @@ use rand::SeedableRng;
 
 use super::{posterior_config, C2st, Lc2stSummary, Metrics, RunFolder, SbcSummary, TarpSummary};
 use crate::error::{Error, Result};
-use crate::metrics::{c2st, lc2st, sbc, tarp, C2stConfig, Calibration, Lc2stConfig};
+use crate::metrics::{c2st, lc2st, sbc, tarp, C2stConfig, Calibration, Lc2stConfig, Sbc, Tarp};
 use crate::model::ode::Solver;
-use crate::sbi::{calibration_draws, Progress, Sampler};
-use crate::tasks::{task_by_name, HierarchicalModel, Observed};
+use crate::sbi::{calibration_draws, Network, Progress, Sampler};
+use crate::tasks::{HierarchicalModel, Observed};
 use crate::Device;
 
 /// Exact-posterior draws a run's samples are compared against (C2ST) and plotted with.
@@ -110,7 +110,7 @@ impl RunFolder {
         // The calibration options are checked before the C2ST spends its minute.
         cfg.check()?;
         let config = posterior_config(self.path())?;
-        let task = task_by_name(&config.task)?;
+        let task = self.task(&config.task)?;
         let obs = self.read_observation(&*task)?;
         let samples = self.read_samples(&*task, obs.sites)?;
         let c2st = Some(match exact_reference(&*task, &obs, cfg.reference_samples) {
@@ -131,20 +131,52 @@ impl RunFolder {
             metrics.tarp = Some(tarp);
         }
         if let Some(l) = &cfg.lc2st {
-            metrics.lc2st = Some(self.lc2st(device, cfg, l, &*task, &obs, &samples, progress)?);
+            let mut net = self.load_posterior(device)?;
+            let (solver, seed) = (cfg.solver, cfg.seed);
+            let summary = lc2st_summary(
+                device,
+                &mut net,
+                task.as_ref(),
+                &obs,
+                &samples,
+                l,
+                solver,
+                seed,
+                progress,
+            )?;
+            metrics.lc2st = Some(summary);
         }
         Ok(metrics)
     }
 
-    /// L-C2ST at the run's observation: the classifiers learn from `l.data_sets` data sets from
-    /// the prior with one draw each of the saved network (one batched solve), and the statistic
-    /// averages over the run's samples. Features are natural-space parameters, and the
-    /// observed values followed by their functional inputs.
-    #[allow(clippy::too_many_arguments)]
-    fn lc2st(
-        &self, device: &Device, cfg: &EvalConfig, l: &Lc2stEval, task: &dyn HierarchicalModel,
-        obs: &Observed, samples: &[Vec<f64>], progress: &dyn Progress,
-    ) -> Result<Lc2stSummary> {
+    /// SBC and TARP of the saved posterior network over `cfg.calibration` data sets from the
+    /// prior; writes `calibration.svg`.
+    fn calibration(
+        &self, device: &Device, cfg: &EvalConfig, task: &dyn HierarchicalModel,
+        progress: &dyn Progress,
+    ) -> Result<(SbcSummary, TarpSummary)> {
+        let mut net = self.load_posterior(device)?;
+        let sites = net.config.sites;
+        let names = task.parameter_names(sites);
+        let (data_sets, draws) = (cfg.calibration, cfg.calibration_draws);
+        let (sbc_summary, tarp_summary, s, t) = calibration_metrics(
+            device, &mut net, task, data_sets, draws, cfg.solver, cfg.seed, progress,
+        )?;
+        self.write_calibration_plot(task, sites, &names, &s, &t)?;
+        Ok((sbc_summary, tarp_summary))
+    }
+}
+
+/// L-C2ST of `net` at an observation: the classifiers learn from `l.data_sets` data sets from
+/// the prior with one draw each of the network (one batched solve), and the statistic averages
+/// over `samples`, the network's draws at `obs`. Features are natural-space parameters, and
+/// the observed values followed by their functional inputs.
+#[allow(clippy::too_many_arguments)]
+pub fn lc2st_summary(
+    device: &Device, net: &mut Network, task: &dyn HierarchicalModel, obs: &Observed,
+    samples: &[Vec<f64>], l: &Lc2stEval, solver: Solver, seed: u64, progress: &dyn Progress,
+) -> Result<Lc2stSummary> {
+    {
         if obs.counts.is_some() {
             return Err(Error::Invalid(
                 "L-C2ST needs an observation whose sites are all fully observed; this one is \
@@ -152,7 +184,6 @@ impl RunFolder {
                     .into(),
             ));
         }
-        let mut net = self.load_posterior(device)?;
         if net.config.sites != obs.sites {
             return Err(Error::Invalid(format!(
                 "L-C2ST compares data sets of the network's {} sites with the observation's {}; \
@@ -160,8 +191,8 @@ impl RunFolder {
                 net.config.sites, obs.sites
             )));
         }
-        let sampler = Sampler::new(device, cfg.solver);
-        let cal = calibration_draws(&sampler, &mut net, task, l.data_sets, 1, cfg.seed, progress)?;
+        let sampler = Sampler::new(device, solver);
+        let cal = calibration_draws(&sampler, net, task, l.data_sets, 1, seed, progress)?;
         let xs: Vec<Vec<f64>> = cal.observations.iter().map(Observed::features).collect();
         let posterior: Vec<Vec<f64>> = cal.draws.into_iter().map(|mut d| d.remove(0)).collect();
         let calibration = Calibration { prior: &cal.truths, xs: &xs, posterior: &posterior };
@@ -181,54 +212,44 @@ impl RunFolder {
             settings: l.config.clone(),
         })
     }
+}
 
-    /// SBC and TARP of the saved posterior network over `cfg.calibration` data sets from the
-    /// prior; writes `calibration.svg`.
-    fn calibration(
-        &self, device: &Device, cfg: &EvalConfig, task: &dyn HierarchicalModel,
-        progress: &dyn Progress,
-    ) -> Result<(SbcSummary, TarpSummary)> {
-        let mut net = self.load_posterior(device)?;
-        let sites = net.config.sites;
-        let names = task.parameter_names(sites);
-        let sampler = Sampler::new(device, cfg.solver);
-        let cal = calibration_draws(
-            &sampler,
-            &mut net,
-            task,
-            cfg.calibration,
-            cfg.calibration_draws,
-            cfg.seed,
-            progress,
-        )?;
-        let s = sbc(&cal.truths, &cal.draws)?;
-        let by_name = |f: &dyn Fn(usize) -> f64| -> BTreeMap<String, f64> {
-            names.iter().enumerate().map(|(p, n)| (n.clone(), f(p))).collect()
-        };
-        let worst = (0..names.len()).min_by(|&a, &b| s.ks_p[a].total_cmp(&s.ks_p[b])).unwrap_or(0);
-        let sbc_summary = SbcSummary {
-            data_sets: cfg.calibration,
-            draws: s.draws,
-            ks_p: by_name(&|p| s.ks_p[p]),
-            min_ks_p: s.ks_p[worst],
-            min_ks_p_parameter: names[worst].clone(),
-            rank_histograms: names
-                .iter()
-                .enumerate()
-                .map(|(p, n)| (n.clone(), s.histogram(p, 10)))
-                .collect(),
-        };
-        let t = tarp(&cal.truths, &cal.draws)?;
-        let ecp: Vec<[f64; 2]> = (0..=20).map(|k| k as f64 / 20.0).map(|a| [a, t.ecp(a)]).collect();
-        self.write_calibration_plot(task, sites, &names, &s, &t)?;
-        let tarp_summary = TarpSummary {
-            atc: t.atc(),
-            data_sets: cfg.calibration,
-            draws: s.draws,
-            ecp,
-            ks_p: t.ks_p,
-            ks_statistic: t.ks_statistic,
-        };
-        Ok((sbc_summary, tarp_summary))
-    }
+/// SBC and TARP of `net` over `data_sets` data sets from the prior with `draws` posterior draws
+/// each (one batched solve): the summaries for the report, and the results they come from.
+#[allow(clippy::too_many_arguments)]
+pub fn calibration_metrics(
+    device: &Device, net: &mut Network, task: &dyn HierarchicalModel, data_sets: usize,
+    draws: usize, solver: Solver, seed: u64, progress: &dyn Progress,
+) -> Result<(SbcSummary, TarpSummary, Sbc, Tarp)> {
+    let names = task.parameter_names(net.config.sites);
+    let sampler = Sampler::new(device, solver);
+    let cal = calibration_draws(&sampler, net, task, data_sets, draws, seed, progress)?;
+    let s = sbc(&cal.truths, &cal.draws)?;
+    let by_name = |f: &dyn Fn(usize) -> f64| -> BTreeMap<String, f64> {
+        names.iter().enumerate().map(|(p, n)| (n.clone(), f(p))).collect()
+    };
+    let worst = (0..names.len()).min_by(|&a, &b| s.ks_p[a].total_cmp(&s.ks_p[b])).unwrap_or(0);
+    let sbc_summary = SbcSummary {
+        data_sets,
+        draws: s.draws,
+        ks_p: by_name(&|p| s.ks_p[p]),
+        min_ks_p: s.ks_p[worst],
+        min_ks_p_parameter: names[worst].clone(),
+        rank_histograms: names
+            .iter()
+            .enumerate()
+            .map(|(p, n)| (n.clone(), s.histogram(p, 10)))
+            .collect(),
+    };
+    let t = tarp(&cal.truths, &cal.draws)?;
+    let ecp: Vec<[f64; 2]> = (0..=20).map(|k| k as f64 / 20.0).map(|a| [a, t.ecp(a)]).collect();
+    let tarp_summary = TarpSummary {
+        atc: t.atc(),
+        data_sets,
+        draws: s.draws,
+        ecp,
+        ks_p: t.ks_p,
+        ks_statistic: t.ks_statistic,
+    };
+    Ok((sbc_summary, tarp_summary, s, t))
 }

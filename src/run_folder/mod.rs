@@ -26,8 +26,8 @@ use crate::sbi::{Network, Trained};
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
 pub use evaluate::{
-    exact_reference, EvalConfig, Lc2stEval, MAX_REFERENCE_SAMPLES, MIN_CALIBRATION,
-    REFERENCE_SAMPLES,
+    calibration_metrics, exact_reference, lc2st_summary, EvalConfig, Lc2stEval,
+    MAX_REFERENCE_SAMPLES, MIN_CALIBRATION, REFERENCE_SAMPLES,
 };
 pub use observations::{
     observations_table, parse_observations, read_observations, write_observations,
@@ -37,6 +37,8 @@ pub use report::{
     Training,
 };
 pub use run::{Observation, RunSpec};
+
+use crate::tasks::custom::model_file::MODEL_FILE;
 
 const SAMPLES: &str = "samples.csv";
 const OBSERVATION: &str = "observation.csv";
@@ -48,8 +50,9 @@ const SETTINGS: &str = "settings.json";
 const METRICS: &str = "metrics.json";
 
 /// Every file and folder a run writes into its folder (the plots' names live in `plots.rs`).
-const RUN_FILES: [&str; 11] = [
+const RUN_FILES: [&str; 12] = [
     SETTINGS,
+    MODEL_FILE,
     METRICS,
     SAMPLES,
     OBSERVATION,
@@ -179,6 +182,18 @@ impl RunFolder {
     /// The saved posterior network.
     pub fn load_posterior(&self, dev: &Device) -> Result<Network> {
         load_posterior(dev, &self.posterior_dir())
+    }
+
+    /// Keeps a copy of a model file (`model.toml`, with the folder of its simulator written in)
+    /// so that `sample` and `eval` find the run's model without being told.
+    pub fn write_model_file(&self, source: &Path) -> Result<()> {
+        let text = crate::tasks::custom::model_file::portable_copy(source)?;
+        crate::io::atomic_write(&self.file(MODEL_FILE), text.as_bytes())
+    }
+
+    /// The run's model: the built-in task `name`, or the kept model file.
+    pub fn task(&self, name: &str) -> Result<Box<dyn HierarchicalModel>> {
+        crate::tasks::custom::model_file::task_for_run(name, self.path())
     }
 
     /// Writes `samples.csv`: one full parameter vector (natural space) per row.

@@ -42,6 +42,9 @@ pub struct RunSpec {
     pub observed_inputs: bool,
     /// What to do with a folder that already holds files (see [`RunFolder::prepare`]).
     pub existing: Existing,
+    /// The model file `task` was read from, kept in the folder (see
+    /// [`RunFolder::write_model_file`]); `None` for a built-in task.
+    pub model_file: Option<std::path::PathBuf>,
 }
 
 impl RunFolder {
@@ -68,12 +71,15 @@ impl RunFolder {
             }
             Observation::Prior { obs_seed } => {
                 let mut rng = StdRng::seed_from_u64(*obs_seed);
-                let d = simulate_dataset(task, cfg.sites, &mut rng);
+                let d = simulate_dataset(task, cfg.sites, &mut rng)?;
                 let source = ObservationSource::Prior { obs_seed: *obs_seed };
                 (d.observed(), Some(d.params), source)
             }
         };
         self.prepare(spec.existing)?;
+        if let Some(file) = &spec.model_file {
+            self.write_model_file(file)?;
+        }
         self.check_settings(spec, &obs)?;
         let cfg = &RunConfig {
             checkpoints: Checkpoints {

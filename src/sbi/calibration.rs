@@ -36,7 +36,7 @@ pub fn calibration_draws(
         if truths.len() == data_sets {
             break;
         }
-        let d = simulate_dataset(task, sites, &mut rng);
+        let d = simulate_dataset(task, sites, &mut rng)?;
         if d.obs.iter().chain(&d.params).all(|v| v.is_finite()) {
             observations.push(d.observed());
             truths.push(d.params);

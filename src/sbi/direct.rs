@@ -1,9 +1,5 @@
 //! The direct pipeline: the posterior network on budget / S real S-site simulations.
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-use rayon::prelude::*;
-
 use super::network::{to_sets, Rows};
 use super::progress::Timer;
 use super::seeds::Stream;
@@ -11,7 +7,7 @@ use super::train::FixedSets;
 use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
 use crate::model::tokens::Layout;
-use crate::tasks::{simulate_dataset, Dataset, HierarchicalModel};
+use crate::tasks::{simulate_datasets, Dataset, HierarchicalModel};
 use crate::Device;
 
 pub(super) fn run(
@@ -21,13 +17,11 @@ pub(super) fn run(
     let mut timer = Timer::start();
     progress.phase("simulate");
     let n_sets = cfg.budget / cfg.sites;
-    let sets: Vec<Option<Dataset>> = (0..n_sets)
-        .into_par_iter()
-        .map(|i| {
-            let mut rng = StdRng::seed_from_u64(Stream::DirectSets.seed(cfg.seed, i as u64));
-            let d = simulate_dataset(task, cfg.sites, &mut rng);
-            d.is_finite().then_some(d)
-        })
+    let seeds: Vec<u64> =
+        (0..n_sets).map(|i| Stream::DirectSets.seed(cfg.seed, i as u64)).collect();
+    let sets: Vec<Option<Dataset>> = simulate_datasets(task, cfg.sites, &seeds)?
+        .into_iter()
+        .map(|d| d.is_finite().then_some(d))
         .collect();
     report.simulator_calls = n_sets * cfg.sites;
     report.dropped_simulations = sets.iter().filter(|s| s.is_none()).count();

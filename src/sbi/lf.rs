@@ -4,7 +4,7 @@
 //! with `fresh_sets`, are drawn anew every epoch.
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 use super::network::{new_network, to_sets, Network, Role, Rows};
@@ -15,7 +15,7 @@ use super::sets::{all_rows, FreshSets, InputSource, SetRows};
 use super::train::{FixedSets, Sets, TrainConfig};
 use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
-use crate::tasks::HierarchicalModel;
+use crate::tasks::{simulate_batch, BatchSimulator, HierarchicalModel, SiteBatch};
 use crate::Device;
 
 /// Finite single-site simulations: `[globals, locals]` (natural), the observations (network
@@ -33,18 +33,10 @@ fn simulate_single_sites(
     task: &dyn HierarchicalModel, n: usize, inputs: &InputSource, seed: u64,
 ) -> Result<SingleSites> {
     let has_inputs = task.functional_input_dim() > 0;
-    let sims: Vec<Option<Simulation>> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let mut rng = StdRng::seed_from_u64(Stream::SingleSites.seed(seed, i as u64));
-            let g = task.sample_globals(&mut rng);
-            let l = task.sample_locals(&g, &mut rng);
-            let inputs = if has_inputs { Some(inputs.site(task, 0, 1, &mut rng)?) } else { None };
-            let y = task.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
-            let y = task.observations_to_network(&y);
-            Ok(y.iter().all(|v| v.is_finite()).then(|| ([g, l].concat(), y, inputs)))
-        })
-        .collect::<Result<_>>()?;
+    let sims = match task.batch_simulator() {
+        Some(sim) => simulate_batched(task, sim, n, inputs, seed)?,
+        None => simulate_each(task, n, inputs, seed)?,
+    };
     let dropped = sims.iter().filter(|s| s.is_none()).count();
     let mut out = SingleSites {
         params: Vec::new(),
@@ -60,6 +52,59 @@ fn simulate_single_sites(
         }
     }
     Ok(out)
+}
+
+/// A finite simulation in network space, `None` for one that is not.
+fn keep_finite(task: &dyn HierarchicalModel, sim: Simulation) -> Option<Simulation> {
+    let (p, y, x) = sim;
+    let y = task.observations_to_network(&y);
+    y.iter().all(|v| v.is_finite()).then_some((p, y, x))
+}
+
+/// Site by site, in parallel, row i from its own generator.
+fn simulate_each(
+    task: &dyn HierarchicalModel, n: usize, inputs: &InputSource, seed: u64,
+) -> Result<Vec<Option<Simulation>>> {
+    let has_inputs = task.functional_input_dim() > 0;
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = StdRng::seed_from_u64(Stream::SingleSites.seed(seed, i as u64));
+            let g = task.sample_globals(&mut rng);
+            let l = task.sample_locals(&g, &mut rng);
+            let inputs = if has_inputs { Some(inputs.site(task, 0, 1, &mut rng)?) } else { None };
+            let y = task.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
+            Ok(keep_finite(task, ([g, l].concat(), y, inputs)))
+        })
+        .collect()
+}
+
+/// All sites through the model's batch simulator: the priors drawn in one pass from one
+/// generator, then one simulator call (in its chunks).
+fn simulate_batched(
+    task: &dyn HierarchicalModel, sim: &dyn BatchSimulator, n: usize, inputs: &InputSource,
+    seed: u64,
+) -> Result<Vec<Option<Simulation>>> {
+    let mut rng = StdRng::seed_from_u64(Stream::SingleSites.seed(seed, 0));
+    let globals: Vec<f64> = (0..n).flat_map(|_| task.sample_globals(&mut rng)).collect();
+    let locals = task.sample_locals_batch(&globals, n, &mut rng);
+    task.deferred_error()?;
+    let x = if task.functional_input_dim() > 0 {
+        Some((0..n).map(|_| inputs.site(task, 0, 1, &mut rng)).collect::<Result<Vec<_>>>()?)
+    } else {
+        None
+    };
+    let flat = x.as_ref().map(|x| x.concat());
+    let batch = SiteBatch { rows: n, globals: &globals, locals: &locals, inputs: flat.as_deref() };
+    let y = simulate_batch(task, sim, &batch, rng.next_u64())?;
+    let (gd, ld, od) = (task.global_dim(), task.local_dim(), task.obs_dim());
+    Ok((0..n)
+        .map(|i| {
+            let p = [&globals[i * gd..(i + 1) * gd], &locals[i * ld..(i + 1) * ld]].concat();
+            let xi = x.as_ref().map(|x| x[i].clone());
+            keep_finite(task, (p, y[i * od..(i + 1) * od].to_vec(), xi))
+        })
+        .collect())
 }
 
 pub(super) fn run(

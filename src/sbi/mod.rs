@@ -60,6 +60,26 @@ pub struct Trained {
     pub report: PipelineReport,
 }
 
+impl Trained {
+    /// Saves the networks as a run folder holds them (`posterior/`, `surrogate/`, each with
+    /// its training record), for `tfmpe sample` and [`Network::load`].
+    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        let checkpoints = Checkpoints { dir: Some(dir.to_path_buf()), resume: false };
+        let pairs = [("posterior", Some(&self.posterior), &self.report.posterior)]
+            .into_iter()
+            .chain([("surrogate", self.surrogate.as_ref(), &self.report.surrogate)]);
+        for (role, net, report) in pairs {
+            // A loaded network has no training record to keep.
+            match (net, report) {
+                (Some(net), Some(report)) => checkpoints.save(role, net, report)?,
+                (Some(net), None) => net.save(&dir.join(role))?,
+                (None, _) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Method {
     /// Runs this method's pipeline.
     fn train(

@@ -209,9 +209,12 @@ impl<'t> FreshSets<'t> {
             .enumerate()
             .map(|(i, g)| {
                 let mut rng = StdRng::seed_from_u64(locals_stream.seed(self.seed, i as u64));
-                (0..sites).map(|_| task.sample_locals(g, &mut rng)).collect()
+                // One call per set: a user model's prior function sees all its sites at once.
+                let flat = task.sample_locals_batch(&g.repeat(sites), sites, &mut rng);
+                flat.chunks(task.local_dim()).map(<[f64]>::to_vec).collect()
             })
             .collect();
+        task.deferred_error()?;
         // Surrogate conditions: the unconstrained [globals, locals] of every site of every set.
         let site_bij = task.parameter_bijections(1);
         let mut cond_rows = Vec::with_capacity(globals.len() * sites * site_bij.len());

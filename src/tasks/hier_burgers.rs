@@ -93,7 +93,7 @@ mod tests {
     fn prior_draws_lie_in_the_supports_and_round_trip() {
         let model = HierBurgers;
         let sites = 400;
-        let data = simulate_dataset(&model, sites, &mut StdRng::seed_from_u64(1));
+        let data = simulate_dataset(&model, sites, &mut StdRng::seed_from_u64(1)).unwrap();
         let (nu, tau) = (data.params[0], data.params[1]);
         assert!(nu > 0.0 && tau > 0.0, "ν = {nu}, τ = {tau}");
         for locals in data.params[2..].chunks(2) {
@@ -144,7 +144,8 @@ mod tests {
 
     #[test]
     fn a_seed_fixes_the_data_set() {
-        let draw = |seed| simulate_dataset(&HierBurgers, 5, &mut StdRng::seed_from_u64(seed));
+        let draw =
+            |seed| simulate_dataset(&HierBurgers, 5, &mut StdRng::seed_from_u64(seed)).unwrap();
         assert_eq!(draw(4), draw(4));
         assert_ne!(draw(4).obs, draw(5).obs);
     }

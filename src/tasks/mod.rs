@@ -12,7 +12,9 @@
 //!
 //! Values are in natural space unless a name says "unconstrained".
 
+mod batch;
 mod burgers;
+pub mod custom;
 mod dopri;
 mod grid;
 mod hier_brownian;
@@ -31,6 +33,8 @@ mod rk4;
 pub mod special;
 mod truncated_normal;
 
+pub use batch::{simulate_batch, simulate_datasets, BatchSimulator, SiteBatch};
+pub use custom::{CustomModel, Param, ParamFunction, Prior};
 pub use hier_brownian::HierBrownian;
 pub use hier_burgers::HierBurgers;
 pub use hier_gaussian::HierGaussian;
@@ -60,6 +64,10 @@ pub enum Bijection {
     Log,
     /// Support (lo, hi): u = logit((x − lo) / (hi − lo)).
     LogitAffine { lo: f64, hi: f64 },
+    /// Support (lo, ∞): u = ln(x − lo).
+    LogAbove { lo: f64 },
+    /// Support (−∞, hi): u = ln(hi − x).
+    LogBelow { hi: f64 },
 }
 
 impl Bijection {
@@ -71,6 +79,8 @@ impl Bijection {
             // ln(x − lo) − ln(hi − x) keeps full precision near both ends, where
             // logit((x − lo)/(hi − lo)) would round 1 − z to zero.
             Bijection::LogitAffine { lo, hi } => (x - lo).ln() - (hi - x).ln(),
+            Bijection::LogAbove { lo } => (x - lo).ln(),
+            Bijection::LogBelow { hi } => (hi - x).ln(),
         }
     }
 
@@ -87,6 +97,19 @@ impl Bijection {
                     lo + (hi - lo) / (1.0 + (-u).exp())
                 }
             }
+            Bijection::LogAbove { lo } => lo + u.exp(),
+            Bijection::LogBelow { hi } => hi - u.exp(),
+        }
+    }
+
+    /// The support (natural side) as an open interval.
+    pub fn support(self) -> (f64, f64) {
+        match self {
+            Bijection::Identity => (f64::NEG_INFINITY, f64::INFINITY),
+            Bijection::Log => (0.0, f64::INFINITY),
+            Bijection::LogitAffine { lo, hi } => (lo, hi),
+            Bijection::LogAbove { lo } => (lo, f64::INFINITY),
+            Bijection::LogBelow { hi } => (f64::NEG_INFINITY, hi),
         }
     }
 
@@ -96,6 +119,8 @@ impl Bijection {
             Bijection::Identity => 0.0,
             Bijection::Log => -x.ln(),
             Bijection::LogitAffine { lo, hi } => (hi - lo).ln() - (x - lo).ln() - (hi - x).ln(),
+            Bijection::LogAbove { lo } => -(x - lo).ln(),
+            Bijection::LogBelow { hi } => -(hi - x).ln(),
         }
     }
 }
@@ -187,6 +212,27 @@ pub trait HierarchicalModel: Send + Sync {
     fn simulate_site(
         &self, globals: &[f64], locals: &[f64], inputs: Option<&[f64]>, rng: &mut dyn Rng,
     ) -> Vec<f64>;
+
+    /// The locals of `rows` sites given their globals (`rows × global_dim` → `rows ×
+    /// local_dim`), for the batched paths of models with a [`BatchSimulator`]. The default
+    /// draws row by row.
+    fn sample_locals_batch(&self, globals: &[f64], rows: usize, rng: &mut dyn Rng) -> Vec<f64> {
+        let gd = self.global_dim();
+        (0..rows).flat_map(|r| self.sample_locals(&globals[r * gd..(r + 1) * gd], rng)).collect()
+    }
+
+    /// A simulator that runs on whole batches of sites, when the model has one (a user's
+    /// Python function or external program): the pipelines then call it once per phase instead
+    /// of [`HierarchicalModel::simulate_site`] once per site.
+    fn batch_simulator(&self) -> Option<&dyn BatchSimulator> {
+        None
+    }
+
+    /// An error met inside a method that cannot return one (a user's prior function that raised
+    /// while locals were drawn); the pipelines check it after each phase that draws.
+    fn deferred_error(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// `n` independent draws from the exact posterior p(θ_g, η_1:S | y_1:S), each a full parameter
     /// vector in natural space, or `None` when the model has no exact posterior (or cannot
@@ -332,7 +378,7 @@ fn total_size(vars: &[Variable]) -> usize {
     vars.iter().map(|v| v.size).sum()
 }
 
-fn push_names(vars: &[Variable], site: Option<usize>, names: &mut Vec<String>) {
+pub(crate) fn push_names(vars: &[Variable], site: Option<usize>, names: &mut Vec<String>) {
     for var in vars {
         let base = match site {
             Some(s) => format!("{}.{s}", var.name),
@@ -539,11 +585,18 @@ impl Dataset {
 }
 
 /// Draws the globals, then `sites` sets of locals, functional inputs and site observations.
+/// A model with a [`BatchSimulator`] simulates all the sites in one call, whose failure is the
+/// error returned.
 ///
 /// # Panics
 /// When the model returns vectors of other lengths than its variables declare (a bug in the
 /// model, reported with the model's name).
-pub fn simulate_dataset(model: &dyn HierarchicalModel, sites: usize, rng: &mut dyn Rng) -> Dataset {
+pub fn simulate_dataset(
+    model: &dyn HierarchicalModel, sites: usize, rng: &mut dyn Rng,
+) -> Result<Dataset> {
+    if let Some(sim) = model.batch_simulator() {
+        return batch::simulate_dataset_batched(model, sim, sites, rng);
+    }
     let name = model.name();
     let (local_dim, obs_dim) = (model.local_dim(), model.obs_dim());
     let globals = model.sample_globals(rng);
@@ -569,7 +622,7 @@ pub fn simulate_dataset(model: &dyn HierarchicalModel, sites: usize, rng: &mut d
             all.extend(site);
         }
     }
-    Dataset { sites, params, obs, inputs }
+    Ok(Dataset { sites, params, obs, inputs })
 }
 
 /// One standard normal draw; the tasks' priors and simulators are built from it.

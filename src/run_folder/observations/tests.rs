@@ -63,7 +63,7 @@ impl HierarchicalModel for Toy {
 
 fn simulated(task: &dyn HierarchicalModel, sites: &[usize]) -> Vec<Observed> {
     let mut rng = StdRng::seed_from_u64(7);
-    sites.iter().map(|&s| simulate_dataset(task, s, &mut rng).observed()).collect()
+    sites.iter().map(|&s| simulate_dataset(task, s, &mut rng).unwrap().observed()).collect()
 }
 
 fn round_trip(task: &dyn HierarchicalModel, data: &[Observed]) -> Table {

@@ -1,0 +1,177 @@
+"""The Python package end to end: the README's first script (hier-gaussian-linear defined
+through the vocabulary, fitted, sampled and checked against the exact posterior), save and
+load, the diagnostics, the simulator's failures, the built-in tasks."""
+
+import contextlib
+import io
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+import tfmpe
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+SITES = 10
+
+
+def gaussian_linear(simulate=None, **kw):
+    """hier-gaussian-linear through the vocabulary: σ ~ HalfNormal(1), μ_s ~ N(0, 1),
+    y_s ~ N(μ_s, σ)."""
+
+    def default(g, l, inputs, rng):
+        return l["mu"] + g["sigma"] * rng.standard_normal(len(l["mu"]))
+
+    return tfmpe.Model(
+        globals={"sigma": tfmpe.HalfNormal(1.0)},
+        locals={"mu": tfmpe.Normal(0.0, 1.0)},
+        observations={"y": 1},
+        simulate=simulate or default,
+        name="gaussian-linear",
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def readme():
+    """Runs the README's first code block as written; returns its variables and output."""
+    code = README.read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    out, namespace = io.StringIO(), {"__name__": "__main__"}
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), namespace)
+    print(out.getvalue())
+    return namespace, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def fitted(readme):
+    return readme[0]["model"], readme[0]["posterior"]
+
+
+def test_the_readme_script_matches_the_exact_posterior(readme):
+    namespace, out = readme
+    # The bound of the Rust end-to-end test: 2 000 simulations, 10 sites, C2ST below 0.75.
+    score = float(re.search(r"C2ST against the exact posterior: ([0-9.]+)", out).group(1))
+    assert score <= 0.75, f"C2ST {score} is too far from the exact posterior"
+    draws, model = namespace["draws"], namespace["model"]
+    assert draws.shape == (1000, 1 + SITES)
+    assert model.parameter_names(SITES)[:2] == ["sigma", "mu.0"]
+    assert np.all(draws[:, 0] > 0), "sigma lives on (0, ∞)"
+    assert len(re.findall(r"true .* posterior", out)) == 4
+    report = namespace["posterior"].report()
+    assert report["simulator_calls"] == 2000
+    assert [p for p, _ in report["phases"]][:2] == ["simulate", "surrogate_training"]
+
+
+def test_sample_many_equals_separate_calls_and_save_load_round_trips(fitted, tmp_path):
+    model, posterior = fitted
+    _, obs = model.simulate_datasets(SITES, 3, seed=7)
+    many = posterior.sample_many(list(obs), 50, seed=5, solver="euler", steps=10)
+    assert many.shape == (3, 50, 1 + SITES)
+    one = posterior.sample(obs[1], 50, seed=5, solver="euler", steps=10)
+    np.testing.assert_array_equal(many[1], one)
+    posterior.save(tmp_path / "run")
+    assert (tmp_path / "run" / "posterior" / "model.safetensors").is_file()
+    again = tfmpe.load(tmp_path / "run", model, backend="cpu")
+    np.testing.assert_array_equal(again.sample(obs[1], 50, seed=5, solver="euler", steps=10), one)
+    with pytest.raises(ValueError, match="holds a posterior of `gaussian-linear`"):
+        tfmpe.load(tmp_path / "run", tfmpe.tasks.get("hier-gaussian"))
+
+
+def test_calibration_and_lc2st_run_on_a_user_model(fitted):
+    model, posterior = fitted
+    cal = posterior.calibration(data_sets=20, draws=19, solver="euler", steps=10)
+    assert 0.0 <= cal["sbc"]["min_ks_p"] <= 1.0 and cal["sbc"]["data_sets"] == 20
+    assert 0.0 <= cal["tarp"]["ks_p"] <= 1.0
+    _, obs = model.simulate_datasets(SITES, 1, seed=11)
+    l = posterior.lc2st(obs[0], n=200, data_sets=200, nulls=5, solver="euler", steps=10)
+    assert 0.0 <= l["statistic"] <= 0.25 and l["reject"] == (l["p_value"] < 0.05)
+    assert posterior.c2st(obs[0]) is None, "a user model has no exact posterior"
+
+
+def fit_small(model):
+    return tfmpe.fit(model, sites=3, budget=200, max_epochs=2, backend="cpu", progress=False)
+
+
+def test_a_simulator_that_raises_is_reported_with_its_exception():
+    def broken(g, l, inputs, rng):
+        raise ZeroDivisionError("the ODE blew up")
+
+    with pytest.raises(tfmpe.SimulatorError, match="ZeroDivisionError: the ODE blew up") as e:
+        fit_small(gaussian_linear(broken))
+    assert isinstance(e.value.__cause__, ZeroDivisionError)
+
+
+def test_a_simulator_of_the_wrong_shape_is_told_the_shapes():
+    def wrong(g, l, inputs, rng):
+        return np.zeros((len(l["mu"]), 2))
+
+    with pytest.raises(tfmpe.SimulatorError, match=r"shape \(200, 2\) for 200 site simulations; it must have shape \(200, 1\) or \(200,\)"):
+        fit_small(gaussian_linear(wrong))
+
+
+def test_non_finite_rows_are_dropped_and_counted():
+    def some_nan(g, l, inputs, rng):
+        y = l["mu"] + g["sigma"] * rng.standard_normal(len(l["mu"]))
+        y[::10] = np.nan
+        return y
+
+    posterior = fit_small(gaussian_linear(some_nan))
+    report = posterior.report()
+    assert report["dropped_simulations"] == 20 and report["simulator_calls"] == 200
+
+
+def test_the_simulator_is_called_in_batches_never_per_row():
+    calls = []
+
+    def counting(g, l, inputs, rng):
+        calls.append(len(l["mu"]))
+        return l["mu"] + g["sigma"] * rng.standard_normal(len(l["mu"]))
+
+    fit_small(gaussian_linear(counting))
+    assert calls == [200], calls
+
+
+def test_local_priors_may_name_globals_or_be_functions_of_them():
+    model = tfmpe.Model(
+        globals={"m": tfmpe.Normal(0.0, 3.0), "tau": tfmpe.Gamma(2.0, 4.0)},
+        locals={"theta": tfmpe.Normal(lambda g: 2 * g["m"], "tau"),
+                "w": tfmpe.Beta(2.0, 2.0, size=2)},
+        observations={"y": 3},
+        simulate=lambda g, l, x, rng: l["theta"][:, None] + rng.standard_normal((len(l["theta"]), 3)),
+    )
+    params, obs = model.simulate_datasets(5, 400, seed=1)
+    assert model.parameter_names(1) == ["m", "tau", "theta.0", "w.0[0]", "w.0[1]"]
+    assert params.shape == (400, 2 + 5 * 3) and obs.shape == (400, 5, 3)
+    theta = params[:, 2::3]
+    z = (theta - 2 * params[:, [0]]) / params[:, [1]]
+    assert abs(z.mean()) < 0.1 and abs(z.std() - 1) < 0.1
+    w = np.concatenate([params[:, 3::3], params[:, 4::3]])
+    assert np.all((w > 0) & (w < 1))
+
+
+def test_bad_models_are_refused_with_a_message():
+    with pytest.raises(ValueError, match="refers to `nope`"):
+        tfmpe.Model(globals={"s": tfmpe.HalfNormal(1.0)}, locals={"mu": tfmpe.Normal("nope", 1.0)},
+                    observations=1, simulate=lambda *a: None)
+    with pytest.raises(ValueError, match="scale = -1"):
+        tfmpe.Model(globals={"s": tfmpe.HalfNormal(-1.0)}, locals={"mu": tfmpe.Normal(0, 1)},
+                    observations=1, simulate=lambda *a: None)
+    with pytest.raises(TypeError, match="Normal needs scale"):
+        tfmpe.Normal(0.0)
+    with pytest.raises(ValueError, match=r"an observation has shape \(sites, 1\)"):
+        fit_small(gaussian_linear()).sample(np.zeros((3, 2)), 10)
+
+
+def test_builtin_tasks_carry_their_exact_posteriors():
+    assert "hier-gaussian-linear" in tfmpe.tasks.names()
+    task = tfmpe.tasks.get("hier-gaussian")
+    params, obs = task.simulate_datasets(4, 2, seed=0)
+    assert obs.shape == (2, 4, 5)
+    exact = task.exact_posterior(obs[0], 500)
+    # μ | y is sharp around the mean of the site means.
+    assert abs(exact[:, 0].mean() - obs[0].mean()) < 0.1
+    with pytest.raises(ValueError, match="unknown task"):
+        tfmpe.tasks.get("no-such-task")
