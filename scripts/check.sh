@@ -34,13 +34,26 @@ bash kernels/emu/run.sh target/cuda-kernels
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings (the crate and its Python bindings)"
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --all-targets --no-fail-fast 2>&1 | tee target/test.log
 # Benches are built by --all-targets but run in test mode (one iteration each): that keeps
 # them compiling and working without timing anything here.
+
+step "cargo test --doc (the API documentation's examples)"
+cargo test --doc 2>&1 | tee -a target/test.log
+
+step "Python package: pip install ./python into a fresh virtual environment, then pytest"
+# The README's first script runs as a test (python/tests): a fit checked against the exact
+# posterior.
+rm -rf target/pyenv
+python3 -m venv target/pyenv
+target/pyenv/bin/pip install -q ./python pytest
+target/pyenv/bin/python -m pytest python/tests -q -p no:cacheprovider 2>&1 | tee target/pytest.log
+awk '/ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "test result: pytest. %d passed; %d failed\n", p, f }' target/pytest.log >> target/test.log
 
 # One closing line over every test binary, for whoever reads the log's end.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

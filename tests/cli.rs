@@ -489,3 +489,39 @@ fn a_killed_run_resumes_to_the_same_results() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn model_file_mistakes_fail_cleanly_before_any_work() {
+    let dir = temp("model-file");
+    let o = dir.join("out");
+    let o = o.to_str().unwrap();
+    let run = |file: &str| -> Vec<String> {
+        ["run", "--model-file", file, "--sites", "3", "--budget", "200", "--out", o]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let missing = dir.join("missing.toml");
+    let args = run(missing.to_str().unwrap());
+    tfmpe(&args).fails_with(&["missing.toml"]);
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "format = 1\nname = \"m\"\nglobals = 3\n").unwrap();
+    tfmpe(&run(bad.to_str().unwrap())).fails_with(&["bad.toml", "globals"]);
+    // A simulator that fails stops the run with its standard error quoted.
+    let failing = dir.join("failing.toml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/model-file/gaussian-linear.toml"
+    ))
+    .unwrap()
+    .replace(
+        "command = [\"python3\", \"simulate.py\"]",
+        "command = [\"sh\", \"-c\", \"echo 'no licence for the solver' >&2; exit 2\"]",
+    );
+    std::fs::write(&failing, text).unwrap();
+    tfmpe(&run(failing.to_str().unwrap()))
+        .fails_with(&["simulator failed", "no licence for the solver"]);
+    // --task and --model-file name the model twice.
+    let both = ["run", "--task", "hier-gaussian", "--model-file", "x.toml", "--sites", "3"];
+    tfmpe(&both).fails_with(&["--model-file"]);
+}
