@@ -386,3 +386,28 @@ fn model_file_mistakes_are_explained() {
         }
     }
 }
+
+#[test]
+fn mangled_model_files_are_errors_never_panics() {
+    use rand::RngExt;
+    let ok = std::fs::read_to_string(example_folder().join("gaussian-linear.toml")).unwrap();
+    let pieces =
+        ["=", "\"", "[", "]", "{", "}", ",", "-1", "1e400", "nan", "\n", "size = 0", "lo = 5"];
+    let mut rng = StdRng::seed_from_u64(9);
+    for _ in 0..3000 {
+        let mut text = ok.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..=text.len());
+            let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            if rng.random_bool(0.5) {
+                text.insert_str(at, pieces[rng.random_range(0..pieces.len())]);
+            } else {
+                let end = (at + rng.random_range(1..8)).min(text.len());
+                let end = (end..=text.len()).find(|&i| text.is_char_boundary(i)).unwrap();
+                text.replace_range(at..end, "");
+            }
+        }
+        // Ok or a message; a panic fails the test.
+        let _ = model_file::parse(&text, &example_folder());
+    }
+}
