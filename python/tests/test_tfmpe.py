@@ -178,3 +178,25 @@ def test_builtin_tasks_carry_their_exact_posteriors():
     assert abs(exact[:, 0].mean() - obs[0].mean()) < 0.1
     with pytest.raises(ValueError, match="unknown task"):
         tfmpe.tasks.get("no-such-task")
+
+
+def test_the_gil_is_released_while_the_engine_trains():
+    import threading
+    import time
+
+    ticks, stop = [], threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=tick)
+    thread.start()
+    start = time.perf_counter()
+    fit_small(gaussian_linear())
+    elapsed = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    # A thread that held the GIL for the whole fit would leave the ticker one tick or two.
+    assert len(ticks) > max(5, 0.1 * elapsed / 0.005), (len(ticks), elapsed)
