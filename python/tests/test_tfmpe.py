@@ -79,7 +79,7 @@ def test_sample_many_equals_separate_calls_and_save_load_round_trips(fitted, tmp
     again = tfmpe.load(tmp_path / "run", model, backend="cpu")
     np.testing.assert_allclose(again.sample(obs[1], 50, seed=5, solver="euler", steps=10), one,
                                rtol=1e-12, atol=1e-12)
-    with pytest.raises(ValueError, match="holds a posterior of `gaussian-linear`"):
+    with pytest.raises(ValueError, match="holds a posterior of `model`, not of the model `hier-gaussian`"):
         tfmpe.load(tmp_path / "run", tfmpe.tasks.get("hier-gaussian"))
 
 
