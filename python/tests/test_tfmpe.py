@@ -200,3 +200,20 @@ def test_the_gil_is_released_while_the_engine_trains():
     thread.join()
     # A thread that held the GIL for the whole fit would leave the ticker one tick or two.
     assert len(ticks) > max(5, 0.1 * elapsed / 0.005), (len(ticks), elapsed)
+
+
+def test_the_extension_runs_on_the_wgpu_backend():
+    """Every backend of the Rust build is there: wgpu on a software adapter in CI (lavapipe)."""
+    import os
+
+    model = gaussian_linear()
+    try:
+        posterior = tfmpe.fit(model, sites=2, budget=200, max_epochs=2, backend="wgpu",
+                              progress=False)
+    except RuntimeError as e:
+        if os.environ.get("TFMPE_REQUIRE_WGPU") == "1":
+            raise
+        pytest.skip(f"no wgpu adapter here: {e}")
+    assert posterior.backend.startswith("wgpu")
+    _, obs = model.simulate_datasets(2, 1, seed=1)
+    assert posterior.sample(obs[0], 5, solver="euler", steps=3).shape == (5, 3)
