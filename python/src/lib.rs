@@ -100,33 +100,9 @@ fn param(value: &Bound<'_, PyAny>) -> PyResult<Param> {
 }
 
 /// A prior from its family and its parameters as (key, value) pairs.
-fn prior(family: &str, params: &[(String, Bound<'_, PyAny>)]) -> PyResult<Prior> {
-    let get = |key: &str| -> PyResult<Param> {
-        match params.iter().find(|(k, _)| k == key) {
-            Some((_, v)) => param(v),
-            None => Err(PyValueError::new_err(format!("{family} needs `{key}`"))),
-        }
-    };
-    let bound = |key: &str, default: f64| -> PyResult<f64> {
-        params.iter().find(|(k, _)| k == key).map_or(Ok(default), |(_, v)| v.extract::<f64>())
-    };
-    let inf = f64::INFINITY;
-    Ok(match family {
-        "Normal" => Prior::Normal { loc: get("loc")?, scale: get("scale")? },
-        "LogNormal" => Prior::LogNormal { loc: get("loc")?, scale: get("scale")? },
-        "HalfNormal" => Prior::HalfNormal { scale: get("scale")? },
-        "Uniform" => Prior::Uniform { lo: bound("lo", f64::NAN)?, hi: bound("hi", f64::NAN)? },
-        "TruncatedNormal" => Prior::TruncatedNormal {
-            loc: get("loc")?,
-            scale: get("scale")?,
-            lo: bound("lo", -inf)?,
-            hi: bound("hi", inf)?,
-        },
-        "Exponential" => Prior::Exponential { rate: get("rate")? },
-        "Gamma" => Prior::Gamma { shape: get("shape")?, rate: get("rate")? },
-        "Beta" => Prior::Beta { alpha: get("alpha")?, beta: get("beta")? },
-        other => return Err(PyValueError::new_err(format!("unknown prior family `{other}`"))),
-    })
+fn prior(variable: &str, family: &str, params: &[(String, Bound<'_, PyAny>)]) -> PyResult<Prior> {
+    let params = params.iter().map(|(k, v)| Ok((k.clone(), param(v)?))).collect::<PyResult<_>>()?;
+    Prior::from_named(variable, family, params).map_err(to_py)
 }
 
 /// Parameters, observations and inputs (None without them) of simulated data sets, flat.
@@ -157,7 +133,7 @@ impl PyModel {
             specs
                 .into_iter()
                 .map(|(n, size, family, params)| {
-                    Ok(CustomVariable::new(n, size, prior(&family, &params)?))
+                    Ok(CustomVariable::new(n.clone(), size, prior(&n, &family, &params)?))
                 })
                 .collect()
         };

@@ -249,72 +249,28 @@ pub fn parse(text: &str, folder: &Path) -> Result<CustomModel> {
 
 impl PriorSpec {
     fn prior(&self, variable: &str) -> Result<Prior> {
-        let given: Vec<&str> = [
-            ("loc", self.loc.is_some()),
-            ("scale", self.scale.is_some()),
-            ("rate", self.rate.is_some()),
-            ("shape", self.shape.is_some()),
-            ("alpha", self.alpha.is_some()),
-            ("beta", self.beta.is_some()),
-            ("lo", self.lo.is_some()),
-            ("hi", self.hi.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, present)| present.then_some(k))
-        .collect();
-        let (keys, optional): (&[&str], &[&str]) = match self.family.as_str() {
-            "Normal" | "LogNormal" => (&["loc", "scale"], &[]),
-            "HalfNormal" => (&["scale"], &[]),
-            "Uniform" => (&["lo", "hi"], &[]),
-            "TruncatedNormal" => (&["loc", "scale"], &["lo", "hi"]),
-            "Exponential" => (&["rate"], &[]),
-            "Gamma" => (&["shape", "rate"], &[]),
-            "Beta" => (&["alpha", "beta"], &[]),
-            other => {
-                return Err(Error::Invalid(format!(
-                    "prior of `{variable}`: unknown family `{other}`; known: Normal, HalfNormal, \
-                     LogNormal, Uniform, TruncatedNormal, Exponential, Gamma, Beta"
-                )))
-            }
+        let value = |s: &ParamSpec| match s {
+            ParamSpec::Number(v) => Param::Value(*v),
+            ParamSpec::Integer(v) => Param::Value(*v as f64),
+            ParamSpec::Global(g) => Param::Global(g.clone()),
         };
-        let missing: Vec<&&str> = keys.iter().filter(|k| !given.contains(k)).collect();
-        let extra: Vec<&&str> =
-            given.iter().filter(|k| !keys.contains(k) && !optional.contains(k)).collect();
-        if !missing.is_empty() || !extra.is_empty() {
-            return Err(Error::Invalid(format!(
-                "prior of `{variable}`: {} takes {}{}; missing {missing:?}, not used {extra:?}",
-                self.family,
-                keys.join(", "),
-                if optional.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (and optionally {})", optional.join(", "))
-                }
-            )));
-        }
-        let p = |s: &Option<ParamSpec>| match s {
-            Some(ParamSpec::Number(v)) => Param::Value(*v),
-            Some(ParamSpec::Integer(v)) => Param::Value(*v as f64),
-            Some(ParamSpec::Global(g)) => Param::Global(g.clone()),
-            None => Param::Value(f64::NAN),
-        };
-        Ok(match self.family.as_str() {
-            "Normal" => Prior::Normal { loc: p(&self.loc), scale: p(&self.scale) },
-            "LogNormal" => Prior::LogNormal { loc: p(&self.loc), scale: p(&self.scale) },
-            "HalfNormal" => Prior::HalfNormal { scale: p(&self.scale) },
-            "Uniform" => {
-                Prior::Uniform { lo: self.lo.unwrap_or(f64::NAN), hi: self.hi.unwrap_or(f64::NAN) }
-            }
-            "TruncatedNormal" => Prior::TruncatedNormal {
-                loc: p(&self.loc),
-                scale: p(&self.scale),
-                lo: self.lo.unwrap_or(f64::NEG_INFINITY),
-                hi: self.hi.unwrap_or(f64::INFINITY),
-            },
-            "Exponential" => Prior::Exponential { rate: p(&self.rate) },
-            "Gamma" => Prior::Gamma { shape: p(&self.shape), rate: p(&self.rate) },
-            _ => Prior::Beta { alpha: p(&self.alpha), beta: p(&self.beta) },
-        })
+        let named = [
+            ("loc", &self.loc),
+            ("scale", &self.scale),
+            ("rate", &self.rate),
+            ("shape", &self.shape),
+            ("alpha", &self.alpha),
+            ("beta", &self.beta),
+        ];
+        let bounds = [("lo", self.lo), ("hi", self.hi)];
+        let params = named
+            .into_iter()
+            .filter_map(|(k, s)| s.as_ref().map(|s| (k.to_string(), value(s))))
+            .chain(
+                bounds.into_iter().filter_map(|(k, b)| b.map(|b| (k.to_string(), Param::Value(b)))),
+            )
+            .collect();
+        Prior::from_named(variable, &self.family, params)
     }
 }
 

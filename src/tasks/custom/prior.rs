@@ -93,6 +93,68 @@ enum Rule {
 }
 
 impl Prior {
+    /// A prior from its family's name and its named parameters, as the model file and Python
+    /// give them. The family's keys are required (a truncated normal's `lo` and `hi` are
+    /// optional, infinite by default), no other key is taken, and bounds are numbers.
+    pub fn from_named(variable: &str, family: &str, params: Vec<(String, Param)>) -> Result<Prior> {
+        let (keys, optional): (&[&str], &[&str]) = match family {
+            "Normal" | "LogNormal" => (&["loc", "scale"], &[]),
+            "HalfNormal" => (&["scale"], &[]),
+            "Uniform" => (&["lo", "hi"], &[]),
+            "TruncatedNormal" => (&["loc", "scale"], &["lo", "hi"]),
+            "Exponential" => (&["rate"], &[]),
+            "Gamma" => (&["shape", "rate"], &[]),
+            "Beta" => (&["alpha", "beta"], &[]),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "prior of `{variable}`: unknown family `{other}`; known: Normal, HalfNormal, \
+                     LogNormal, Uniform, TruncatedNormal, Exponential, Gamma, Beta"
+                )))
+            }
+        };
+        let given: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+        let missing: Vec<&&str> = keys.iter().filter(|k| !given.contains(k)).collect();
+        let extra: Vec<&&str> =
+            given.iter().filter(|k| !keys.contains(k) && !optional.contains(k)).collect();
+        if !missing.is_empty() || !extra.is_empty() {
+            let also = if optional.is_empty() {
+                String::new()
+            } else {
+                format!(" (and optionally {})", optional.join(", "))
+            };
+            return Err(Error::Invalid(format!(
+                "prior of `{variable}`: {family} takes {}{also}; missing {missing:?}, not used {extra:?}",
+                keys.join(", ")
+            )));
+        }
+        let take = |key: &str| params.iter().find(|(k, _)| k == key).map(|(_, p)| p.clone());
+        // Present: checked above.
+        let p = |key: &str| take(key).unwrap_or(Param::Value(f64::NAN));
+        let bound = |key: &str, default: f64| match take(key) {
+            None => Ok(default),
+            Some(Param::Value(v)) => Ok(v),
+            Some(other) => Err(Error::Invalid(format!(
+                "prior of `{variable}`: {family} bound {key} is {other:?}; bounds are numbers"
+            ))),
+        };
+        let inf = f64::INFINITY;
+        Ok(match family {
+            "Normal" => Prior::Normal { loc: p("loc"), scale: p("scale") },
+            "LogNormal" => Prior::LogNormal { loc: p("loc"), scale: p("scale") },
+            "HalfNormal" => Prior::HalfNormal { scale: p("scale") },
+            "Uniform" => Prior::Uniform { lo: bound("lo", f64::NAN)?, hi: bound("hi", f64::NAN)? },
+            "TruncatedNormal" => Prior::TruncatedNormal {
+                loc: p("loc"),
+                scale: p("scale"),
+                lo: bound("lo", -inf)?,
+                hi: bound("hi", inf)?,
+            },
+            "Exponential" => Prior::Exponential { rate: p("rate") },
+            "Gamma" => Prior::Gamma { shape: p("shape"), rate: p("rate") },
+            _ => Prior::Beta { alpha: p("alpha"), beta: p("beta") },
+        })
+    }
+
     /// The family's name as the model file and Python spell it.
     pub fn family(&self) -> &'static str {
         match self {
