@@ -85,9 +85,10 @@ pub(super) fn simulate_dataset_batched(
     let globals = model.sample_globals(rng);
     let g = globals.repeat(sites);
     let (locals, inputs) = draw_rows(model, &g, sites, rng);
+    // A prior that failed is reported before its NaNs reach the simulator.
+    model.deferred_error()?;
     let batch = SiteBatch { rows: sites, globals: &g, locals: &locals, inputs: inputs.as_deref() };
     let obs = simulate_batch(model, sim, &batch, rng.next_u64())?;
-    model.deferred_error()?;
     let mut params = globals;
     params.extend(locals);
     Ok(Dataset { sites, params, obs, inputs })
@@ -113,9 +114,9 @@ pub fn simulate_datasets(
     let g: Vec<f64> = globals.iter().flat_map(|g| g.repeat(sites)).collect();
     let mut rng = StdRng::seed_from_u64(seeds.first().map_or(0, |s| s.wrapping_add(1)));
     let (locals, inputs) = draw_rows(model, &g, rows, &mut rng);
+    model.deferred_error()?;
     let batch = SiteBatch { rows, globals: &g, locals: &locals, inputs: inputs.as_deref() };
     let obs = simulate_batch(model, sim, &batch, rng.next_u64())?;
-    model.deferred_error()?;
     let (ld, od) = (model.local_dim() * sites, model.obs_dim() * sites);
     let kd = od * model.functional_input_dim();
     Ok(globals
