@@ -23,6 +23,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Sample a saved posterior network for a new observation.
     Sample(cli::sample::SampleArgs),
+    /// The posterior's log density at given parameter vectors.
+    LogProb(cli::log_prob::LogProbArgs),
     /// Scores a run folder: C2ST against the exact posterior (tasks that have one), and on request
     /// SBC and TARP calibration (--calibration N) and L-C2ST (--lc2st) of its posterior network.
     Eval(cli::eval::EvalArgs),
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(a) => cli::run::run(a),
         Command::Sample(a) => cli::sample::run(a),
+        Command::LogProb(a) => cli::log_prob::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Benchmark(a) => cli::benchmark::run(a),
         Command::Bench(w) => cli::bench::run(w),

@@ -337,6 +337,25 @@ fn outputs_are_never_overwritten_or_replaced_silently() {
         ])
     };
     sample("-").args(&["--chunk", "0"]).fails_with(&["--chunk must be at least 1"]);
+    // The log density: bad parameter files and settings are named; outside the support, −inf.
+    let params = dir.join("params.csv");
+    std::fs::write(&params, "sigma,mu.0,mu.1\n0.5,0,0\n").unwrap();
+    let log_prob = |extra: &[&str]| {
+        let (m, o) = (run_dir.to_str().unwrap(), obs.to_str().unwrap());
+        tfmpe(&["log-prob", "--model", m, "--observation", o, "--params"])
+            .args(&[params.to_str().unwrap(), "--steps", "2", "--out", "-"])
+            .args(extra)
+    };
+    log_prob(&[]).fails_with(&["params.csv", "no column `mu.2`", "sigma,mu.0,mu.1,mu.2"]);
+    std::fs::write(&params, "mu.2,sigma,mu.0,mu.1,extra\n0,0.5,0,0,7\n0,-1,0,0,7\n").unwrap();
+    log_prob(&["--divergence", "nope"]).fails_with(&["unknown divergence `nope`"]);
+    log_prob(&["--divergence", "hutchinson", "--probes", "0"]).fails_with(&["at least 1 probe"]);
+    let out = log_prob(&[]).succeeds().stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "sigma,mu.0,mu.1,mu.2,log_prob", "{out}");
+    assert!(lines[1].starts_with("0.5,0,0,0,") && lines[2].ends_with(",-inf"), "{out}");
+    tfmpe(&["eval", "--out", o, "--expected-coverage"])
+        .fails_with(&["expected coverage", "--calibration"]);
     let stdout = sample("-").succeeds().stdout;
     assert!(
         stdout.starts_with("sigma,mu.0,mu.1,mu.2\n") && stdout.lines().count() == 6,

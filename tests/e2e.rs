@@ -158,6 +158,8 @@ fn small_lf_run_matches_the_exact_posterior() {
     assert_eq!(first, alone, "data set 0 drawn with the others equals it drawn alone");
     assert!(both.lines().skip(51).all(|l| l.starts_with("1,")));
 
+    log_density_follows_the_exact_one(&dir);
+
     // SBC and TARP of the saved posterior over data sets from the prior, written into the
     // report beside the C2ST (tests/calibration.rs checks the statistics themselves).
     tfmpe(&[
@@ -170,6 +172,7 @@ fn small_lf_run_matches_the_exact_posterior() {
         "19",
         "--steps",
         "5",
+        "--expected-coverage",
     ]);
     let plot = read(&dir.join("calibration.svg"));
     assert!(plot.contains(">TARP (KS p = ") && plot.contains(">mu.2 (p = "));
@@ -188,7 +191,73 @@ fn small_lf_run_matches_the_exact_posterior() {
         m["tarp"]["ecp"].as_array().unwrap().iter().map(|p| p[1].as_f64().unwrap()).collect();
     assert_eq!(ecp.len(), 21);
     assert!(ecp.windows(2).all(|w| w[0] <= w[1]) && ecp[20] == 1.0, "{ecp:?}");
+    // The HPD expected coverage over the same data sets (metrics/coverage.rs checks the
+    // statistic itself).
+    let hpd = &m["expected_coverage"];
+    assert_eq!((hpd["data_sets"].as_u64(), hpd["draws"].as_u64()), (Some(40), Some(19)));
+    let p = hpd["ks_p"].as_f64().unwrap_or(-1.0);
+    assert!((0.0..=1.0).contains(&p) && hpd["ecp"].as_array().unwrap().len() == 21, "{hpd}");
+    eprintln!("expected coverage: KS p {p}, ATC {}", hpd["atc"]);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A CSV's rows, after its header.
+fn rows(p: &Path) -> Vec<Vec<f64>> {
+    read(p).lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect()
+}
+
+fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let var = |v: &[f64], m: f64| v.iter().map(|x| (x - m).powi(2)).sum::<f64>();
+    cov / (var(a, ma) * var(b, mb)).sqrt()
+}
+
+/// The posterior's log density from `tfmpe log-prob` at exact posterior draws follows the
+/// exact log density of the small run in `dir`, and `sample --log-prob` gives each draw the
+/// value `log-prob` gives it.
+fn log_density_follows_the_exact_one(dir: &Path) {
+    use rand::SeedableRng;
+    use tfmpe::tasks::{HierGaussianLinear, HierarchicalModel};
+    let (out, obs_file) = (dir.to_str().unwrap(), dir.join("observation.csv"));
+    let obs = rows(&obs_file).remove(0);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let exact = HierGaussianLinear.exact_posterior(&obs, None, 3, 400, &mut rng).unwrap();
+    let truth = HierGaussianLinear.exact_log_posterior(&obs, None, 3, &exact).unwrap();
+    let params = dir.join("exact.csv");
+    let mut text = String::from("sigma,mu.0,mu.1,mu.2\n");
+    for draw in &exact {
+        let cells: Vec<String> = draw.iter().map(|v| format!("{v}")).collect();
+        text.push_str(&(cells.join(",") + "\n"));
+    }
+    std::fs::write(&params, text).unwrap();
+    let lp_file = dir.join("log_prob.csv");
+    let (obs_arg, lp_arg) = (obs_file.to_str().unwrap(), lp_file.to_str().unwrap());
+    tfmpe(
+        &["log-prob", "--model", out, "--observation", obs_arg, "--params"]
+            .into_iter()
+            .chain([params.to_str().unwrap(), "--out", lp_arg])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(read(&lp_file).lines().next(), Some("sigma,mu.0,mu.1,mu.2,log_prob"));
+    let lp: Vec<f64> = rows(&lp_file).iter().map(|r| r[4]).collect();
+    let r = pearson(&lp, &truth);
+    let mean_gap = lp.iter().zip(&truth).map(|(a, b)| a - b).sum::<f64>() / lp.len() as f64;
+    eprintln!("log density at exact draws: correlation {r:.3}, mean gap {mean_gap:.3}");
+    assert!(r > 0.9, "the log density's correlation with the exact one is {r}");
+
+    let drawn = dir.join("drawn.csv");
+    let settings = ["--solver", "euler", "--steps", "20"];
+    let mut args = vec!["sample", "--model", out, "--observation", obs_arg, "--samples", "40"];
+    args.extend(settings);
+    args.extend(["--log-prob", "--out", drawn.to_str().unwrap()]);
+    tfmpe(&args);
+    let mut args = vec!["log-prob", "--model", out, "--observation", obs_arg, "--params"];
+    args.extend([drawn.to_str().unwrap(), "--out", lp_arg]);
+    args.extend(settings);
+    tfmpe(&args);
+    assert_eq!(read(&drawn), read(&lp_file), "sample --log-prob and log-prob agree");
 }
 
 /// A function-valued run end to end: the observation is written long with its times, the

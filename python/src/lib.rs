@@ -13,9 +13,10 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use tfmpe::backend::BackendKind;
+use tfmpe::model::density::Divergence;
 use tfmpe::model::ode::Solver;
 use tfmpe::run_folder::{
-    calibration_metrics, exact_reference, lc2st_summary, load_posterior, Lc2stEval,
+    calibration_metrics, exact_reference, lc2st_summary, load_posterior, CoverageEval, Lc2stEval,
 };
 use tfmpe::sbi::{Method, Network, Progress, RunConfig, Sampler, Trained};
 use tfmpe::tasks::custom::CustomVariable;
@@ -402,10 +403,13 @@ impl PyPosterior {
             .map_err(to_py)
     }
 
-    /// SBC and TARP over `data_sets` prior data sets with `draws` draws each, as JSON.
+    /// SBC and TARP over `data_sets` prior data sets with `draws` draws each, and with
+    /// `divergence` the HPD expected coverage, as JSON.
+    #[pyo3(signature = (data_sets, draws, seed, solver_name, steps, divergence=None, probes=8))]
+    #[allow(clippy::too_many_arguments)]
     fn calibration(
         &mut self, py: Python<'_>, data_sets: usize, draws: usize, seed: u64, solver_name: &str,
-        steps: usize,
+        steps: usize, divergence: Option<String>, probes: usize,
     ) -> PyResult<String> {
         let solver = solver(solver_name, steps)?;
         if data_sets < tfmpe::run_folder::MIN_CALIBRATION || draws < 1 {
@@ -414,9 +418,10 @@ impl PyPosterior {
                 tfmpe::run_folder::MIN_CALIBRATION
             )));
         }
+        let coverage = divergence.map(|divergence| CoverageEval { divergence, probes });
         let (device, model) = (self.device.clone(), self.model.clone());
         let net = self.net();
-        let (sbc, tarp, _, _) = py
+        let m = py
             .detach(|| {
                 calibration_metrics(
                     &device,
@@ -426,11 +431,42 @@ impl PyPosterior {
                     draws,
                     solver,
                     seed,
+                    coverage.as_ref(),
                     &tfmpe::sbi::Quiet,
                 )
             })
             .map_err(to_py)?;
-        Ok(serde_json::json!({ "sbc": sbc, "tarp": tarp }).to_string())
+        let json = serde_json::json!({
+            "sbc": m.sbc,
+            "tarp": m.tarp,
+            "expected_coverage": m.expected_coverage,
+        });
+        Ok(json.to_string())
+    }
+
+    /// The log density at `params` (flat, `n` vectors) for one data set of `sites` sites.
+    #[pyo3(signature = (values, sites, params, seed, solver_name, steps, divergence, probes, inputs=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn log_prob<'py>(
+        &mut self, py: Python<'py>, values: Vec<f64>, sites: usize, params: Vec<f64>, seed: u64,
+        solver_name: &str, steps: usize, divergence: &str, probes: usize, inputs: Option<Vec<f64>>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let solver = solver(solver_name, steps)?;
+        let obs = observed(&*self.model, values, sites, inputs)?;
+        let dim = self.model.param_dim(sites);
+        let divergence = Divergence::from_name(divergence, dim, probes, seed).map_err(to_py)?;
+        let rows: Vec<Vec<f64>> = params.chunks(dim).map(<[f64]>::to_vec).collect();
+        let progress = PyProgress(progress);
+        let (device, model) = (self.device.clone(), self.model.clone());
+        let net = self.net();
+        let lp = py
+            .detach(|| {
+                let sampler = Sampler::new(&device, solver);
+                sampler.log_prob(net, &*model, &obs, &rows, divergence, &progress)
+            })
+            .map_err(to_py)?;
+        Ok(flat(py, &lp))
     }
 
     /// L-C2ST at an observation given the network's draws there (flat), as JSON.

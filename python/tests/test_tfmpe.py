@@ -85,13 +85,48 @@ def test_sample_many_equals_separate_calls_and_save_load_round_trips(fitted, tmp
 
 def test_calibration_and_lc2st_run_on_a_user_model(fitted):
     model, posterior = fitted
-    cal = posterior.calibration(data_sets=20, draws=19, solver="euler", steps=10)
+    cal = posterior.calibration(data_sets=20, draws=19, solver="euler", steps=10,
+                                expected_coverage=True)
     assert 0.0 <= cal["sbc"]["min_ks_p"] <= 1.0 and cal["sbc"]["data_sets"] == 20
     assert 0.0 <= cal["tarp"]["ks_p"] <= 1.0
+    assert 0.0 <= cal["expected_coverage"]["ks_p"] <= 1.0
+    assert len(cal["expected_coverage"]["ecp"]) == 21
     _, obs = model.simulate_datasets(SITES, 1, seed=11)
     l = posterior.lc2st(obs[0], n=200, data_sets=200, nulls=5, solver="euler", steps=10)
     assert 0.0 <= l["statistic"] <= 0.25 and l["reject"] == (l["p_value"] < 0.05)
     assert posterior.c2st(obs[0]) is None, "a user model has no exact posterior"
+
+
+def gaussian_linear_log_posterior(draws, y):
+    """The exact ln p(σ, μ | y) of hier-gaussian-linear: p(σ | y) normalised on a grid in
+    ln σ, then μ_s | σ, y_s ~ N(y_s / (1 + σ²), σ / √(1 + σ²))."""
+    def log_sigma(s):
+        v = 1.0 + s * s
+        return -0.5 * s * s - 0.5 * len(y) * np.log(v) - 0.5 * np.sum(y * y) / v
+    u = np.linspace(-30.0, 5.0, 200001)
+    f = log_sigma(np.exp(u)) + u
+    log_z = f.max() + np.log(np.trapezoid(np.exp(f - f.max()), u))
+    sigma, mu = draws[:, 0], draws[:, 1:]
+    v = 1.0 + sigma ** 2
+    sd = (sigma / np.sqrt(v))[:, None]
+    z = (mu - y[None, :] / v[:, None]) / sd
+    return log_sigma(sigma) - log_z + np.sum(-0.5 * z * z - np.log(sd) - 0.5 * np.log(2 * np.pi), 1)
+
+
+def test_log_prob_follows_the_exact_log_density(fitted):
+    model, posterior = fitted
+    _, obs = model.simulate_datasets(SITES, 1, seed=13)
+    y = obs[0].ravel()
+    exact = tfmpe.tasks.get("hier-gaussian-linear").exact_posterior(obs[0], 200)
+    lp = posterior.log_prob(exact, obs[0], steps=10)
+    assert lp.shape == (200,) and np.all(np.isfinite(lp))
+    # The bound of tests/e2e.rs: a posterior with C2ST about 0.7 follows the exact log density
+    # at exact draws with a correlation near 0.95.
+    r = np.corrcoef(lp, gaussian_linear_log_posterior(exact, y))[0, 1]
+    assert r > 0.9, f"correlation {r}"
+    outside = exact[:3].copy()
+    outside[:, 0] = -1.0
+    assert np.all(posterior.log_prob(outside, obs[0], steps=2) == -np.inf), "sigma > 0"
 
 
 def fit_small(model):

@@ -377,11 +377,44 @@ class Posterior:
             samples = self.sample(observation, n, seed=seed)
         return self._inner.c2st(values, sites, np.asarray(samples, dtype=np.float64).ravel().tolist(), n)
 
+    def log_prob(self, params, observation, *, solver: str = "rk4", steps: int = 25,
+                 divergence: str = "auto", probes: int = 8, seed: int = 0,
+                 progress: Optional[bool] = None) -> np.ndarray:
+        """The posterior's log density ln q(params | observation) at each row of ``params``
+        ``(n, param_dim)`` (natural space; -inf outside the prior's support), by integrating
+        the flow back to noise with ``solver``. ``divergence`` is ``"exact"`` (one backward
+        pass per parameter), ``"hutchinson"`` (an unbiased estimate from ``probes`` random
+        probes, seeded by ``seed``) or ``"auto"`` (exact up to 32 parameters)."""
+        values, sites = _observation(self.model, observation)
+        params = np.asarray(params, dtype=np.float64)
+        if params.ndim == 1:
+            params = params[None, :]
+        dim = len(self.model.parameter_names(sites))
+        if params.ndim != 2 or params.shape[1] != dim:
+            raise ValueError(f"params has shape {params.shape}; {sites} sites need (n, {dim})")
+        bar = _Bar(progress)
+        try:
+            out = _call(self.model, lambda: self._inner.log_prob(
+                values, sites, params.ravel().tolist(), seed, solver, steps, divergence, probes,
+                None, bar))
+        finally:
+            bar.close()
+        return np.asarray(out)
+
     def calibration(self, data_sets: int = 100, draws: int = 99, *, seed: int = 0,
-                    solver: str = "rk4", steps: int = 25) -> dict:
-        """SBC and TARP over ``data_sets`` data sets from the prior: ``{"sbc": ..., "tarp": ...}``."""
-        text = _call(self.model, lambda: self._inner.calibration(data_sets, draws, seed, solver, steps))
+                    solver: str = "rk4", steps: int = 25, expected_coverage: bool = False,
+                    divergence: str = "auto", probes: int = 8) -> dict:
+        """SBC and TARP over ``data_sets`` data sets from the prior: ``{"sbc": ..., "tarp": ...}``,
+        and with ``expected_coverage`` the HPD expected coverage from the log density
+        (``"expected_coverage"``; see ``log_prob`` for ``divergence`` and ``probes``)."""
+        chosen = divergence if expected_coverage else None
+        text = _call(self.model, lambda: self._inner.calibration(
+            data_sets, draws, seed, solver, steps, chosen, probes))
         return json.loads(text)
+
+    def expected_coverage(self, data_sets: int = 100, draws: int = 99, **kw) -> dict:
+        """The coverage of highest-posterior-density regions: KS p-value, ATC and the curve."""
+        return self.calibration(data_sets, draws, expected_coverage=True, **kw)["expected_coverage"]
 
     def sbc(self, data_sets: int = 100, draws: int = 99, **kw) -> dict:
         """Simulation-based calibration: rank KS p-values per parameter, the lowest, histograms."""

@@ -1,6 +1,6 @@
 //! `tfmpe eval`: C2ST of `samples.csv` against the task's exact posterior for `observation.csv`,
-//! and on request SBC and TARP of the saved posterior network over data sets from the prior and
-//! L-C2ST at the observation (`tfmpe::run_folder` computes them); the metrics go into
+//! and on request SBC, TARP and the HPD expected coverage of the saved posterior network over
+//! data sets from the prior and L-C2ST at the observation (`tfmpe::run_folder` computes them); the metrics go into
 //! `report.json` and to stdout.
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use tfmpe::run_folder::{EvalConfig, RunFolder, MAX_REFERENCE_SAMPLES, REFERENCE_
 use tfmpe::{Device, Error, Result};
 
 use super::progress::Bars;
-use super::{Lc2stArgs, SolverArgs};
+use super::{DivergenceArgs, Lc2stArgs, SolverArgs};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
@@ -31,6 +31,12 @@ pub struct EvalArgs {
     pub ode: SolverArgs,
     #[command(flatten)]
     pub lc2st: Lc2stArgs,
+    /// Also the HPD expected coverage over the calibration data sets, from the posterior's log
+    /// density at each truth and its draws (needs --calibration).
+    #[arg(long)]
+    pub expected_coverage: bool,
+    #[command(flatten)]
+    pub density: DivergenceArgs,
     /// Seeds the calibration data sets and draws.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -47,6 +53,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         solver: args.ode.solver()?,
         seed: args.seed,
         lc2st: args.lc2st.eval()?,
+        expected_coverage: args
+            .expected_coverage
+            .then(|| args.density.coverage_eval())
+            .transpose()?,
     };
     // Its refusals, in the flags' words, before any work.
     super::check_calibration(args.calibration, args.calibration_draws)?;

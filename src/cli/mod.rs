@@ -4,9 +4,12 @@ pub mod bench;
 pub mod benchmark;
 pub mod eval;
 pub mod info;
+pub mod log_prob;
 pub mod progress;
 pub mod run;
 pub mod sample;
+
+use tfmpe::model::density::Divergence;
 
 /// The ODE solver options shared by `run`, `sample` and `eval`.
 #[derive(clap::Args, Clone, Debug)]
@@ -25,6 +28,37 @@ impl SolverArgs {
             return Err(tfmpe::Error::Invalid("--steps must be at least 1".into()));
         }
         tfmpe::model::ode::Solver::from_name(&self.solver, self.steps)
+    }
+}
+
+/// How `sample`, `log-prob` and `eval` take the posterior's log density: by integrating the
+/// flow back to noise (with the solver of --solver and --steps) and the velocity's divergence
+/// along it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DivergenceArgs {
+    /// The divergence: exact (one backward pass per parameter), hutchinson (an unbiased
+    /// estimate from --probes random probes), or auto (exact up to 32 parameters).
+    #[arg(long, default_value = "auto")]
+    pub divergence: String,
+    /// Probes of the Hutchinson estimator.
+    #[arg(long, default_value_t = 8)]
+    pub probes: usize,
+}
+
+impl DivergenceArgs {
+    /// The divergence for `dim` parameters; Hutchinson's probes are drawn from `seed`.
+    pub fn divergence(&self, dim: usize, seed: u64) -> tfmpe::Result<Divergence> {
+        Divergence::from_name(&self.divergence, dim, self.probes, seed)
+    }
+
+    /// The settings as the library's evaluation takes them.
+    pub fn coverage_eval(&self) -> tfmpe::Result<tfmpe::run_folder::CoverageEval> {
+        // Checked now, in the flags' words, with a dimension that forces the choice.
+        Divergence::from_name(&self.divergence, usize::MAX, self.probes, 0)?;
+        Ok(tfmpe::run_folder::CoverageEval {
+            divergence: self.divergence.clone(),
+            probes: self.probes,
+        })
     }
 }
 
@@ -90,6 +124,30 @@ pub fn check_calibration(calibration: usize, draws: usize) -> tfmpe::Result<()> 
 }
 
 /// Refuses `--samples 0` in the flag's own words.
+pub fn check_chunk(chunk: usize) -> tfmpe::Result<()> {
+    if chunk == 0 {
+        return Err(tfmpe::Error::Invalid(
+            "--chunk must be at least 1 (the default is 1000)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The posterior network at `path` (a checkpoint folder, or a run folder holding one) and its
+/// task: a built-in task by name, or the model file copied into the run folder.
+pub fn load_model(
+    device: &tfmpe::Device, path: &std::path::Path,
+) -> tfmpe::Result<(tfmpe::sbi::Network, Box<dyn tfmpe::tasks::HierarchicalModel>)> {
+    let net = tfmpe::run_folder::load_posterior(device, path)?;
+    let run = if path.join("posterior").is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(std::path::PathBuf::from).unwrap_or_default()
+    };
+    let task = tfmpe::run_folder::RunFolder::new(&run).task(&net.config.task)?;
+    Ok((net, task))
+}
+
 pub fn check_samples(samples: usize) -> tfmpe::Result<()> {
     if samples == 0 {
         return Err(tfmpe::Error::Invalid("--samples must be at least 1".into()));

@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use tfmpe::run_folder::{
-    load_posterior, read_observations, write_dataset_rows, write_parameter_rows, RunFolder,
-};
+use tfmpe::run_folder::{read_observations, write_draws};
 use tfmpe::sbi::Sampler;
 use tfmpe::{Device, Error, Result};
 
@@ -34,8 +32,14 @@ pub struct SampleArgs {
     /// Where to compute: auto (a GPU backend when one works, else cpu), cpu, wgpu or cuda.
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
+    /// Add a `log_prob` column: the posterior's log density at each draw (natural space).
+    #[arg(long)]
+    pub log_prob: bool,
+    #[command(flatten)]
+    pub density: super::DivergenceArgs,
     /// Output CSV: one row per draw with the parameter columns, led by a `dataset` column when
-    /// the file holds several data sets. `-` writes to standard output.
+    /// the file holds several data sets and followed by `log_prob` with --log-prob. `-`
+    /// writes to standard output.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -43,19 +47,10 @@ pub struct SampleArgs {
 pub fn run(args: SampleArgs) -> Result<()> {
     let solver = args.ode.solver()?;
     super::check_samples(args.samples)?;
-    if args.chunk == 0 {
-        return Err(Error::Invalid("--chunk must be at least 1 (the default is 1000)".into()));
-    }
+    super::check_chunk(args.chunk)?;
     let (device, why) = Device::open(args.backend)?;
     eprintln!("tfmpe: backend {why}");
-    let mut net = load_posterior(&device, &args.model)?;
-    // The run folder holds a model file's copy when the run was of one.
-    let run = if args.model.join("posterior").is_dir() {
-        args.model.clone()
-    } else {
-        args.model.parent().map(PathBuf::from).unwrap_or_default()
-    };
-    let task = RunFolder::new(&run).task(&net.config.task)?;
+    let (mut net, task) = super::load_model(&device, &args.model)?;
     let data = read_observations(&args.observation, &*task)?;
     let sites = data[0].sites;
     if let Some(other) = data.iter().find(|d| d.sites != sites) {
@@ -67,13 +62,19 @@ pub fn run(args: SampleArgs) -> Result<()> {
     }
     let bars = Bars::new();
     let sampler = Sampler::new(&device, solver).with_chunk(args.chunk);
-    let mut sets = sampler.posteriors(&mut net, &*task, &data, args.samples, args.seed, &bars)?;
-    bars.finish();
-    if sets.len() == 1 {
-        write_parameter_rows(&args.out, &*task, sites, sets.pop().unwrap_or_default())?;
+    let sets = sampler.posteriors(&mut net, &*task, &data, args.samples, args.seed, &bars)?;
+    let log_prob = if args.log_prob {
+        let divergence = args.density.divergence(task.param_dim(sites), args.seed)?;
+        let mut all = Vec::with_capacity(sets.len());
+        for (obs, draws) in data.iter().zip(&sets) {
+            all.push(sampler.log_prob(&mut net, &*task, obs, draws, divergence, &bars)?);
+        }
+        Some(all)
     } else {
-        write_dataset_rows(&args.out, &*task, sites, sets)?;
-    }
+        None
+    };
+    bars.finish();
+    write_draws(&args.out, &*task, sites, sets, log_prob)?;
     let to = if args.out.as_os_str() == "-" {
         "standard output".to_string()
     } else {

@@ -7,6 +7,8 @@
 //!   sample sets are indistinguishable, 1.0 means they are perfectly separable).
 //! - [`sbc`]: simulation-based calibration ranks per parameter, with a KS p-value each.
 //! - [`tarp`]: the TARP coverage test of the joint posterior.
+//! - [`expected_coverage`]: the coverage of highest-posterior-density regions, from the
+//!   posterior's log density.
 //! - [`lc2st`]: local C2ST, whether the estimate is right at one observation, judged from an
 //!   amortised calibration set, with a permutation-null p-value.
 //!
@@ -15,6 +17,7 @@
 
 mod c2st;
 mod classifier;
+mod coverage;
 mod ks;
 mod lc2st;
 mod sbc;
@@ -22,6 +25,7 @@ mod tarp;
 
 pub use c2st::{c2st, C2stConfig};
 pub use classifier::MlpTraining;
+pub use coverage::{expected_coverage, Coverage};
 pub use ks::{kolmogorov_q, ks_uniform};
 pub use lc2st::{lc2st, Calibration, Lc2st, Lc2stClassifiers, Lc2stConfig, Null};
 pub use sbc::{sbc, Sbc};

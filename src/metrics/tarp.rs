@@ -11,39 +11,12 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::ks::ks_uniform;
+use super::coverage::Coverage;
 use super::sbc::{check_shapes, jittered};
 use crate::error::Result;
 
-#[derive(Clone, Debug)]
-pub struct Tarp {
-    /// `f_i` of each data set, spread over its discrete step as SBC ranks are (so uniform on
-    /// (0, 1) under calibration).
-    pub coverage: Vec<f64>,
-    /// The KS statistic of the coverages against U(0, 1), the largest gap |ECP(α) − α|.
-    pub ks_statistic: f64,
-    pub ks_p: f64,
-}
-
-impl Tarp {
-    /// The expected coverage probability at credibility level `alpha`.
-    pub fn ecp(&self, alpha: f64) -> f64 {
-        let below = self.coverage.iter().filter(|&&f| f < alpha).count();
-        below as f64 / self.coverage.len() as f64
-    }
-
-    /// ∫ from 0.5 to 1 of (ECP(α) − α) dα, sbi's "area to curve" (midpoint rule, 50 steps):
-    /// near 0 when calibrated, negative when the posterior is too narrow, positive when too
-    /// wide.
-    pub fn atc(&self) -> f64 {
-        (0..50)
-            .map(|k| {
-                let alpha = 0.5 + (k as f64 + 0.5) / 100.0;
-                (self.ecp(alpha) - alpha) / 100.0
-            })
-            .sum()
-    }
-}
+/// TARP's levels and their test.
+pub type Tarp = Coverage;
 
 /// TARP coverages of `truths` by `draws` (one parameter vector and one draw set per data set).
 /// The reference points and the tie-breaking jitter have fixed seeds: the result is
@@ -83,6 +56,5 @@ pub fn tarp(truths: &[Vec<f64>], draws: &[Vec<Vec<f64>>]) -> Result<Tarp> {
             jittered(closer, l, &mut rng)
         })
         .collect();
-    let (ks_statistic, ks_p) = ks_uniform(&coverage);
-    Ok(Tarp { coverage, ks_statistic, ks_p })
+    Ok(Coverage::from_levels(coverage))
 }

@@ -36,7 +36,7 @@ pub struct Conditions<'a> {
 
 impl Conditions<'_> {
     /// The condition values, inputs and key mask as tape inputs.
-    fn record(&self, tape: &mut Tape) -> Result<(Var, Option<Var>, Option<Var>)> {
+    pub(crate) fn record(&self, tape: &mut Tape) -> Result<(Var, Option<Var>, Option<Var>)> {
         let tok = self.tokens;
         let cond = tape.input_copy(self.cond, &[tok.batch, tok.n_cond])?;
         let inputs = match self.inputs {

@@ -123,6 +123,12 @@ impl Standardizer {
             .collect()
     }
 
+    /// Σ ln std over `tokens`: the log-determinant of [`Standardizer::invert`], so a density
+    /// of standardised values minus this is the density of the values themselves.
+    pub fn log_std(&self, tokens: &[Token]) -> Result<f64> {
+        tokens.iter().map(|t| self.stat(t).map(|(_, s)| s.ln())).sum()
+    }
+
     /// Standardised → natural.
     pub fn invert(&self, tokens: &[Token], values: &[f32]) -> Result<Vec<f64>> {
         tokens
@@ -158,6 +164,8 @@ mod tests {
         // Label 0: mean 2, sample std √2. Label 1 pools both sites: mean 13, std √(20/3).
         assert!((z[0] as f64 + 1.0 / 2f64.sqrt()).abs() < 1e-6);
         assert!((z[1] as f64 + 3.0 / (20.0f64 / 3.0).sqrt()).abs() < 1e-6);
+        let log_std = 0.5 * 2f64.ln() + (20.0f64 / 3.0).ln();
+        assert!((s.log_std(&tokens).unwrap() - log_std).abs() < 1e-12);
         let back = s.invert(&tokens, &z).unwrap();
         for (a, b) in back.iter().zip(&rows[0]) {
             assert!((a - b).abs() < 1e-5);

@@ -7,9 +7,15 @@ use std::collections::BTreeMap;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::{posterior_config, C2st, Lc2stSummary, Metrics, RunFolder, SbcSummary, TarpSummary};
+use super::{
+    posterior_config, C2st, CoverageSummary, Lc2stSummary, Metrics, RunFolder, SbcSummary,
+};
 use crate::error::{Error, Result};
-use crate::metrics::{c2st, lc2st, sbc, tarp, C2stConfig, Calibration, Lc2stConfig, Sbc, Tarp};
+use crate::metrics::{
+    c2st, expected_coverage, lc2st, sbc, tarp, C2stConfig, Calibration, Coverage, Lc2stConfig, Sbc,
+    Tarp,
+};
+use crate::model::density::Divergence;
 use crate::model::ode::Solver;
 use crate::sbi::{calibration_draws, Network, Progress, Sampler};
 use crate::tasks::{HierarchicalModel, Observed};
@@ -39,6 +45,8 @@ pub struct EvalConfig {
     pub seed: u64,
     /// L-C2ST of the saved network at the observation (`None`: skip it).
     pub lc2st: Option<Lc2stEval>,
+    /// The HPD expected coverage over the calibration data sets (`None`: skip it).
+    pub expected_coverage: Option<CoverageEval>,
 }
 
 /// What L-C2ST is computed from.
@@ -66,6 +74,7 @@ impl EvalConfig {
             solver,
             seed,
             lc2st: None,
+            expected_coverage: None,
         }
     }
 
@@ -83,6 +92,13 @@ impl EvalConfig {
                  need at least {MIN_CALIBRATION}; 200 is usual)",
                 self.calibration
             )));
+        }
+        if self.expected_coverage.is_some() && self.calibration == 0 {
+            return Err(Error::Invalid(
+                "the expected coverage is computed over the calibration data sets: give their \
+                 number too (--calibration 200 is usual)"
+                    .into(),
+            ));
         }
         if self.calibration > 0 && self.calibration_draws == 0 {
             return Err(Error::Invalid(
@@ -126,9 +142,10 @@ impl RunFolder {
         });
         let mut metrics = Metrics { c2st, ..Metrics::default() };
         if cfg.calibration > 0 {
-            let (sbc, tarp) = self.calibration(device, cfg, &*task, progress)?;
-            metrics.sbc = Some(sbc);
-            metrics.tarp = Some(tarp);
+            let m = self.calibration(device, cfg, &*task, progress)?;
+            metrics.sbc = Some(m.sbc);
+            metrics.tarp = Some(m.tarp);
+            metrics.expected_coverage = m.expected_coverage;
         }
         if let Some(l) = &cfg.lc2st {
             let mut net = self.load_posterior(device)?;
@@ -154,16 +171,17 @@ impl RunFolder {
     fn calibration(
         &self, device: &Device, cfg: &EvalConfig, task: &dyn HierarchicalModel,
         progress: &dyn Progress,
-    ) -> Result<(SbcSummary, TarpSummary)> {
+    ) -> Result<CalibrationMetrics> {
         let mut net = self.load_posterior(device)?;
         let sites = net.config.sites;
         let names = task.parameter_names(sites);
         let (data_sets, draws) = (cfg.calibration, cfg.calibration_draws);
-        let (sbc_summary, tarp_summary, s, t) = calibration_metrics(
-            device, &mut net, task, data_sets, draws, cfg.solver, cfg.seed, progress,
+        let coverage = cfg.expected_coverage.as_ref();
+        let m = calibration_metrics(
+            device, &mut net, task, data_sets, draws, cfg.solver, cfg.seed, coverage, progress,
         )?;
-        self.write_calibration_plot(task, sites, &names, &s, &t)?;
-        Ok((sbc_summary, tarp_summary))
+        self.write_calibration_plot(task, sites, &names, &m.sbc_result, &m.tarp_result)?;
+        Ok(m)
     }
 }
 
@@ -214,13 +232,40 @@ pub fn lc2st_summary(
     }
 }
 
+/// How the HPD expected coverage takes the posterior's log density.
+#[derive(Clone, Debug)]
+pub struct CoverageEval {
+    /// `auto`, `exact` or `hutchinson` (see [`Divergence::from_name`]).
+    pub divergence: String,
+    /// Probes of the Hutchinson estimator.
+    pub probes: usize,
+}
+
+impl Default for CoverageEval {
+    fn default() -> Self {
+        CoverageEval { divergence: "auto".into(), probes: 8 }
+    }
+}
+
+/// What [`calibration_metrics`] computes: the summaries for the report, and the SBC and TARP
+/// results they come from (for the plot).
+pub struct CalibrationMetrics {
+    pub sbc: SbcSummary,
+    pub tarp: CoverageSummary,
+    pub expected_coverage: Option<CoverageSummary>,
+    pub sbc_result: Sbc,
+    pub tarp_result: Tarp,
+}
+
 /// SBC and TARP of `net` over `data_sets` data sets from the prior with `draws` posterior draws
-/// each (one batched solve): the summaries for the report, and the results they come from.
+/// each (one batched solve), and with `coverage` the HPD expected coverage from the
+/// posterior's log density at each data set's truth and draws.
 #[allow(clippy::too_many_arguments)]
 pub fn calibration_metrics(
     device: &Device, net: &mut Network, task: &dyn HierarchicalModel, data_sets: usize,
-    draws: usize, solver: Solver, seed: u64, progress: &dyn Progress,
-) -> Result<(SbcSummary, TarpSummary, Sbc, Tarp)> {
+    draws: usize, solver: Solver, seed: u64, coverage: Option<&CoverageEval>,
+    progress: &dyn Progress,
+) -> Result<CalibrationMetrics> {
     let names = task.parameter_names(net.config.sites);
     let sampler = Sampler::new(device, solver);
     let cal = calibration_draws(&sampler, net, task, data_sets, draws, seed, progress)?;
@@ -241,15 +286,39 @@ pub fn calibration_metrics(
             .map(|(p, n)| (n.clone(), s.histogram(p, 10)))
             .collect(),
     };
-    let t = tarp(&cal.truths, &cal.draws)?;
-    let ecp: Vec<[f64; 2]> = (0..=20).map(|k| k as f64 / 20.0).map(|a| [a, t.ecp(a)]).collect();
-    let tarp_summary = TarpSummary {
-        atc: t.atc(),
+    let summary = |c: &Coverage| CoverageSummary {
+        atc: c.atc(),
         data_sets,
         draws: s.draws,
-        ecp,
-        ks_p: t.ks_p,
-        ks_statistic: t.ks_statistic,
+        ecp: (0..=20).map(|k| k as f64 / 20.0).map(|a| [a, c.ecp(a)]).collect(),
+        ks_p: c.ks_p,
+        ks_statistic: c.ks_statistic,
     };
-    Ok((sbc_summary, tarp_summary, s, t))
+    let t = tarp(&cal.truths, &cal.draws)?;
+    let expected_coverage = match coverage {
+        Some(c) => {
+            let dim = task.param_dim(net.config.sites);
+            let divergence = Divergence::from_name(&c.divergence, dim, c.probes, seed)?;
+            // The truth first in each data set's rows, then its draws.
+            let rows: Vec<Vec<Vec<f64>>> = cal
+                .truths
+                .iter()
+                .zip(&cal.draws)
+                .map(|(t, d)| std::iter::once(t.clone()).chain(d.iter().cloned()).collect())
+                .collect();
+            let lp =
+                sampler.log_probs(net, task, &cal.observations, &rows, divergence, progress)?;
+            let (truth, draws): (Vec<f64>, Vec<Vec<f64>>) =
+                lp.into_iter().map(|mut v| (v.remove(0), v)).unzip();
+            Some(summary(&expected_coverage(&truth, &draws)?))
+        }
+        None => None,
+    };
+    Ok(CalibrationMetrics {
+        sbc: sbc_summary,
+        tarp: summary(&t),
+        expected_coverage,
+        sbc_result: s,
+        tarp_result: t,
+    })
 }

@@ -26,14 +26,14 @@ use crate::sbi::{Network, Trained};
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
 pub use evaluate::{
-    calibration_metrics, exact_reference, lc2st_summary, EvalConfig, Lc2stEval,
-    MAX_REFERENCE_SAMPLES, MIN_CALIBRATION, REFERENCE_SAMPLES,
+    calibration_metrics, exact_reference, lc2st_summary, CalibrationMetrics, CoverageEval,
+    EvalConfig, Lc2stEval, MAX_REFERENCE_SAMPLES, MIN_CALIBRATION, REFERENCE_SAMPLES,
 };
 pub use observations::{
     observations_table, parse_observations, read_observations, write_observations,
 };
 pub use report::{
-    C2st, Lc2stSummary, Losses, Metrics, ObservationSource, Report, SbcSummary, TarpSummary,
+    C2st, CoverageSummary, Lc2stSummary, Losses, Metrics, ObservationSource, Report, SbcSummary,
     Training,
 };
 pub use run::{Observation, RunSpec};
@@ -276,6 +276,37 @@ pub fn write_parameter_rows(
     Table { columns: task.parameter_names(sites), rows }.write(path)
 }
 
+/// Reads full parameter vectors (natural space) from a CSV whose header names the parameters
+/// of `task` with `sites` sites (in any order; other columns, such as `dataset` or
+/// `log_prob`, are ignored).
+pub fn read_parameter_rows(
+    path: &Path, task: &dyn HierarchicalModel, sites: usize,
+) -> Result<Vec<Vec<f64>>> {
+    let table = Table::read(path)?;
+    let names = task.parameter_names(sites);
+    let index = names
+        .iter()
+        .map(|name| {
+            table.columns.iter().position(|c| c == name).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: no column `{name}`; the parameters of task `{}` with {sites} sites are \
+                     {}",
+                    path.display(),
+                    task.name(),
+                    names.join(",")
+                ))
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    if table.rows.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: no rows; give one parameter vector per row",
+            path.display()
+        )));
+    }
+    Ok(table.rows.iter().map(|row| index.iter().map(|&i| row[i]).collect()).collect())
+}
+
 /// Loads a posterior network from its checkpoint folder or from a run folder holding one.
 pub fn load_posterior(dev: &Device, path: &Path) -> Result<Network> {
     let dir = if path.join(POSTERIOR_DIR).is_dir() {
@@ -324,16 +355,36 @@ pub fn read_observation(
     Ok(obs)
 }
 
-/// Writes posterior draws of many data sets: a leading `dataset` column, then the parameter
-/// columns; every data set must have the same site count.
-pub fn write_dataset_rows(
+/// Writes posterior draws of one or many data sets (every one of `sites` sites): the parameter
+/// columns, led by a `dataset` column when there are several data sets and followed by a
+/// `log_prob` column when `log_prob` holds each draw's log density.
+pub fn write_draws(
     path: &Path, task: &dyn HierarchicalModel, sites: usize, sets: Vec<Vec<Vec<f64>>>,
+    log_prob: Option<Vec<Vec<f64>>>,
 ) -> Result<()> {
-    let mut columns = vec!["dataset".to_string()];
+    let many = sets.len() > 1;
+    let mut columns = if many { vec!["dataset".to_string()] } else { Vec::new() };
     columns.extend(task.parameter_names(sites));
+    if log_prob.is_some() {
+        columns.push("log_prob".into());
+    }
+    let mut log_prob = log_prob.map(Vec::into_iter);
     let mut rows = Vec::new();
     for (k, draws) in sets.into_iter().enumerate() {
-        rows.extend(draws.into_iter().map(|d| std::iter::once(k as f64).chain(d).collect()));
+        let mut lp = log_prob.as_mut().and_then(Iterator::next).map(Vec::into_iter);
+        for draw in draws {
+            let mut row = Vec::with_capacity(draw.len() + 2);
+            if many {
+                row.push(k as f64);
+            }
+            row.extend(draw);
+            if let Some(lp) = lp.as_mut() {
+                row.push(lp.next().ok_or_else(|| {
+                    Error::Shape(format!("fewer log densities than draws in data set {k}"))
+                })?);
+            }
+            rows.push(row);
+        }
     }
     Table { columns, rows }.write(path)
 }

@@ -157,7 +157,10 @@ pub struct Metrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sbc: Option<SbcSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tarp: Option<TarpSummary>,
+    pub tarp: Option<CoverageSummary>,
+    /// The coverage of highest-posterior-density regions, from the log density.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_coverage: Option<CoverageSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lc2st: Option<Lc2stSummary>,
 }
@@ -193,9 +196,9 @@ pub struct SbcSummary {
     pub rank_histograms: BTreeMap<String, Vec<usize>>,
 }
 
-/// TARP's expected coverage test.
+/// A coverage test's summary: TARP's, or the HPD expected coverage's (`metrics::Coverage`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TarpSummary {
+pub struct CoverageSummary {
     #[serde(deserialize_with = "nan_if_null")]
     pub atc: f64,
     pub data_sets: usize,

@@ -71,13 +71,21 @@ fn full_metrics() -> Metrics {
             min_ks_p_parameter: "sigma".into(),
             rank_histograms: [("mu.0".to_string(), vec![2; 10])].into(),
         }),
-        tarp: Some(TarpSummary {
+        tarp: Some(CoverageSummary {
             atc: 0.01,
             data_sets: 20,
             draws: 99,
             ecp: vec![[0.0, 0.0], [0.5, 0.45], [1.0, 1.0]],
             ks_p: 0.9,
             ks_statistic: 0.1,
+        }),
+        expected_coverage: Some(CoverageSummary {
+            atc: -0.02,
+            data_sets: 20,
+            draws: 99,
+            ecp: vec![[0.0, 0.0], [0.5, 0.52], [1.0, 1.0]],
+            ks_p: 0.7,
+            ks_statistic: 0.12,
         }),
         lc2st: Some(Lc2stSummary {
             statistic: 0.004,
@@ -150,7 +158,11 @@ fn the_report_keeps_its_json_layout() {
     let given = Report { observation: ObservationSource::Given, ..report(full_metrics()) };
     let full = value(&given);
     assert_eq!(full["observation"], "file");
-    assert_eq!(keys(&full["metrics"]), ["c2st", "c2st_reference_samples", "lc2st", "sbc", "tarp"]);
+    assert_eq!(
+        keys(&full["metrics"]),
+        ["c2st", "c2st_reference_samples", "expected_coverage", "lc2st", "sbc", "tarp"]
+    );
+    assert_eq!(full["metrics"]["expected_coverage"]["ecp"][1], serde_json::json!([0.5, 0.52]));
     assert_eq!(full["metrics"]["lc2st"]["settings"]["null_trials"], 100);
     assert_eq!(full["metrics"]["tarp"]["ecp"][1], serde_json::json!([0.5, 0.45]));
     // The solver's f32 tolerances keep the digits the file has always had.

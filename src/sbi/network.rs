@@ -11,6 +11,7 @@ use super::Progress;
 use crate::backend::{Buffer, DType};
 use crate::error::{Error, Result};
 use crate::model::checkpoint;
+use crate::model::density::{log_density, Divergence};
 use crate::model::flow::{Conditions, Field, SIGMA_MIN};
 use crate::model::ode::{solve, OdeStats, OdeWorkspace, Solver};
 use crate::model::standardize::Standardizer;
@@ -142,6 +143,66 @@ fn fill_noise(
     Ok(())
 }
 
+/// What rows of a batch are conditioned on, laid out as a [`Layout`]: `conds` is
+/// `[rows · n_cond]` standardised, `inputs` (for a model with functional inputs)
+/// `[rows · input_tokens · input_dim]` standardised, `masks` (for ragged data sets)
+/// `[rows · tokens]` key masks.
+#[derive(Clone, Copy)]
+pub struct CondRows<'a> {
+    pub conds: &'a [f32],
+    pub inputs: Option<&'a [f32]>,
+    pub masks: Option<&'a [f32]>,
+    /// Condition values per row.
+    pub n_cond: usize,
+}
+
+impl CondRows<'_> {
+    fn rows(&self) -> usize {
+        self.conds.len() / self.n_cond.max(1)
+    }
+}
+
+/// One chunk of rows, `start .. start + len`, with its tokens and conditions on the device.
+struct ChunkView<'a> {
+    start: usize,
+    len: usize,
+    tokens: &'a DeviceTokens,
+    data: &'a ChunkData,
+}
+
+/// One chunk's conditions on the device: rows `start .. start + len` of the condition values,
+/// functional inputs and key masks of a batch of rows laid out as `layout`.
+struct ChunkData {
+    cond: Buffer,
+    inputs: Option<Buffer>,
+    mask: Option<Buffer>,
+}
+
+impl ChunkData {
+    fn upload(dev: &Device, rows: CondRows, start: usize, len: usize) -> Result<ChunkData> {
+        let backend = dev.backend();
+        let n = rows.rows();
+        let slice = |v: &[f32]| {
+            let per_row = v.len() / n.max(1);
+            backend.upload_f32(&v[start * per_row..(start + len) * per_row])
+        };
+        Ok(ChunkData {
+            cond: slice(rows.conds)?,
+            inputs: rows.inputs.map(slice).transpose()?,
+            mask: rows.masks.map(slice).transpose()?,
+        })
+    }
+
+    fn conditions<'a>(&'a self, tokens: &'a DeviceTokens) -> Conditions<'a> {
+        Conditions {
+            tokens,
+            cond: &self.cond,
+            inputs: self.inputs.as_ref(),
+            key_mask: self.mask.as_ref(),
+        }
+    }
+}
+
 pub struct Network {
     pub config: NetworkConfig,
     pub model: Tfmpe,
@@ -228,58 +289,91 @@ impl Network {
         if runs.iter().map(|r| r.rows).sum::<usize>() != n {
             return Err(Error::Shape(format!("noise runs do not cover the {n} sample rows")));
         }
-        let k = inputs.map_or(0, |v| v.len() / n.max(1));
-        let chunk = chunk.max(CHUNK_ALIGN) / CHUNK_ALIGN * CHUNK_ALIGN;
+        let rows = CondRows { conds, inputs, masks, n_cond: c };
         let mut out = Vec::with_capacity(n * m);
         let mut stats = OdeStats::default();
-        let backend = dev.backend();
         self.tape.reset();
         self.tape.set_inference(true)?;
-        let mut cached: Option<(usize, DeviceTokens, OdeWorkspace)> = None;
-        let result = (|| {
-            for start in (0..n).step_by(chunk) {
-                let len = chunk.min(n - start);
-                if cached.as_ref().is_none_or(|(l, _, _)| *l != len) {
-                    let tb = TokenBatch::repeat(layout, len)?;
-                    self.config.architecture.check_ids(&tb)?;
-                    cached = Some((
-                        len,
-                        DeviceTokens::upload(dev, &tb)?,
-                        OdeWorkspace::new(dev, len, m)?,
-                    ));
-                }
-                let (_, tokens, ws) = cached.as_mut().expect("filled above");
-                let cond = backend.upload_f32(&conds[start * c..(start + len) * c])?;
-                let inputs = inputs
-                    .map(|v| backend.upload_f32(&v[start * k..(start + len) * k]))
-                    .transpose()?;
-                let tokens_per_row = layout.len();
-                let mask = masks
-                    .map(|v| {
-                        backend
-                            .upload_f32(&v[start * tokens_per_row..(start + len) * tokens_per_row])
-                    })
-                    .transpose()?;
-                let mut x = backend.alloc(DType::F32, len * m)?;
-                fill_noise(dev, &mut x, runs, start, len, m)?;
-                let on = Conditions {
-                    tokens,
-                    cond: &cond,
-                    inputs: inputs.as_ref(),
-                    key_mask: mask.as_ref(),
-                };
-                let mut field = Field { model: &self.model, tape: &mut self.tape, on };
-                let s = solve(dev, &mut field, solver, &mut x, ws)?;
-                stats.evals += s.evals;
-                stats.iterations += s.iterations;
-                out.extend(backend.download_f32(&x)?);
-                progress.samples(&self.config.role, start + len, n);
-            }
+        let result = self.chunked(dev, layout, rows, chunk, m, progress, |model, tape, on, ws| {
+            let (start, len) = (on.start, on.len);
+            let mut x = dev.backend().alloc(DType::F32, len * m)?;
+            fill_noise(dev, &mut x, runs, start, len, m)?;
+            let on = on.data.conditions(on.tokens);
+            let mut field = Field { model, tape, on };
+            let s = solve(dev, &mut field, solver, &mut x, ws)?;
+            stats.evals += s.evals;
+            stats.iterations += s.iterations;
+            out.extend(dev.backend().download_f32(&x)?);
             Ok(())
-        })();
+        });
         self.tape.reset();
         self.tape.set_inference(false)?;
         result.map(|()| (out, stats))
+    }
+
+    /// The log density of standardised target rows `z` (`[rows · m]`) under the flow, in the
+    /// network's standardised space ([`crate::model::density`]); the other arguments are as
+    /// for [`Network::sample`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn log_density(
+        &mut self, dev: &Device, layout: &Layout, conds: &[f32], inputs: Option<&[f32]>,
+        masks: Option<&[f32]>, z: &[f32], solver: Solver, divergence: Divergence, chunk: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<f64>> {
+        let (c, m) = (layout.cond.len(), layout.target.len());
+        if c == 0 {
+            return Err(Error::Invalid("a log density needs condition tokens".into()));
+        }
+        let n = conds.len() / c;
+        if z.len() != n * m {
+            return Err(Error::Shape(format!(
+                "{} target values for {n} rows of {m} parameters",
+                z.len()
+            )));
+        }
+        let rows = CondRows { conds, inputs, masks, n_cond: c };
+        let mut out = Vec::with_capacity(n);
+        self.tape.reset();
+        let result =
+            self.chunked(dev, layout, rows, chunk, m + 1, progress, |model, tape, on, ws| {
+                let (start, len) = (on.start, on.len);
+                let rows = dev.backend().upload_f32(&z[start * m..(start + len) * m])?;
+                let cond = on.data.conditions(on.tokens);
+                let (lp, _) = log_density(dev, model, tape, cond, &rows, solver, divergence, ws)?;
+                out.extend(lp);
+                Ok(())
+            });
+        self.tape.reset();
+        result.map(|()| out)
+    }
+
+    /// Runs `step` on the rows of `rows` in chunks of about `chunk` (whole Philox blocks), with
+    /// each chunk's tokens and conditions on the device and an ODE workspace of `per_sample`
+    /// values per row, reporting progress after each.
+    #[allow(clippy::too_many_arguments)]
+    fn chunked(
+        &mut self, dev: &Device, layout: &Layout, rows: CondRows, chunk: usize, per_sample: usize,
+        progress: &dyn Progress,
+        mut step: impl FnMut(&Tfmpe, &mut Tape, ChunkView, &mut OdeWorkspace) -> Result<()>,
+    ) -> Result<()> {
+        let n = rows.conds.len() / layout.cond.len().max(1);
+        let chunk = chunk.max(CHUNK_ALIGN) / CHUNK_ALIGN * CHUNK_ALIGN;
+        let mut cached: Option<(usize, DeviceTokens, OdeWorkspace)> = None;
+        for start in (0..n).step_by(chunk) {
+            let len = chunk.min(n - start);
+            if cached.as_ref().is_none_or(|(l, _, _)| *l != len) {
+                let tb = TokenBatch::repeat(layout, len)?;
+                self.config.architecture.check_ids(&tb)?;
+                let tokens = DeviceTokens::upload(dev, &tb)?;
+                cached = Some((len, tokens, OdeWorkspace::new(dev, len, per_sample)?));
+            }
+            let (_, tokens, ws) = cached.as_mut().expect("filled above");
+            let data = ChunkData::upload(dev, rows, start, len)?;
+            let view = ChunkView { start, len, tokens, data: &data };
+            step(&self.model, &mut self.tape, view, ws)?;
+            progress.samples(&self.config.role, start + len, n);
+        }
+        Ok(())
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {

@@ -6,7 +6,9 @@ use super::network::{check_samples, Network, NoiseRun};
 use super::sets::ragged_mask;
 use super::Progress;
 use crate::error::{Error, Result};
+use crate::model::density::Divergence;
 use crate::model::ode::{OdeStats, Solver};
+use crate::model::tokens::Layout;
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
 
@@ -109,11 +111,12 @@ impl Sampler {
         Ok(out)
     }
 
-    /// [`Sampler::posteriors_seeded`] for data sets that share a site count.
-    fn same_sites(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
-        n: usize, seeds: &[u64], progress: &dyn Progress,
-    ) -> Result<Vec<Vec<Vec<f64>>>> {
+    /// The standardised conditions of `n` rows per data set (data sets that share a site
+    /// count), with each data set's farthest standardised value.
+    fn prepare(
+        posterior: &Network, task: &dyn HierarchicalModel, observations: &[Observed], n: usize,
+        progress: &dyn Progress,
+    ) -> Result<Prepared> {
         let sites = observations[0].sites;
         let layout = posterior.layout_for(sites)?;
         let (mut conds, mut inputs, mut masks) = (Vec::new(), Vec::new(), Vec::new());
@@ -152,15 +155,26 @@ impl Sampler {
                 masks.extend((0..n).flat_map(|_| mask.iter().copied()));
             }
         }
-        let inputs = (!inputs.is_empty()).then_some(inputs.as_slice());
-        let masks = ragged.then_some(masks.as_slice());
+        let inputs = (!inputs.is_empty()).then_some(inputs);
+        let masks = ragged.then_some(masks);
+        Ok(Prepared { layout, conds, inputs, masks, farthest })
+    }
+
+    /// [`Sampler::posteriors_seeded`] for data sets that share a site count.
+    fn same_sites(
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        n: usize, seeds: &[u64], progress: &dyn Progress,
+    ) -> Result<Vec<Vec<Vec<f64>>>> {
+        let sites = observations[0].sites;
+        let Prepared { layout, conds, inputs, masks, farthest } =
+            Self::prepare(posterior, task, observations, n, progress)?;
         let runs: Vec<NoiseRun> = seeds.iter().map(|&seed| NoiseRun { seed, rows: n }).collect();
         let (z, _) = posterior.sample(
             &self.device,
             &layout,
             &conds,
-            inputs,
-            masks,
+            inputs.as_deref(),
+            masks.as_deref(),
             &runs,
             self.solver,
             self.chunk,
@@ -201,4 +215,107 @@ impl Sampler {
         }
         Ok(draws)
     }
+
+    /// The posterior's log density ln q(θ | obs) at each natural-space parameter vector of
+    /// `params` (parameters outside the prior's support get −∞), by integrating the flow back
+    /// to noise with this sampler's solver ([`crate::model::density`]), then through the
+    /// standardisation and the bijections' Jacobians.
+    pub fn log_prob(
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel, obs: &Observed,
+        params: &[Vec<f64>], divergence: Divergence, progress: &dyn Progress,
+    ) -> Result<Vec<f64>> {
+        let sets = std::slice::from_ref(obs);
+        let all =
+            self.log_probs(posterior, task, sets, &[params.to_vec()], divergence, progress)?;
+        Ok(all.into_iter().next().unwrap_or_default())
+    }
+
+    /// [`Sampler::log_prob`] for many data sets of one site count at once: `params[k]` holds
+    /// data set `k`'s parameter vectors, the same number for each.
+    pub fn log_probs(
+        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        params: &[Vec<Vec<f64>>], divergence: Divergence, progress: &dyn Progress,
+    ) -> Result<Vec<Vec<f64>>> {
+        let n = params.first().map_or(0, Vec::len);
+        check_samples(n)?;
+        let sites = observations.first().map_or(0, |o| o.sites);
+        if params.len() != observations.len()
+            || params.iter().any(|p| p.len() != n)
+            || observations.iter().any(|o| o.sites != sites)
+        {
+            return Err(Error::Shape(format!(
+                "log densities need as many parameter sets as data sets ({} and {}), each of \
+                 the same size, for data sets of one site count",
+                params.len(),
+                observations.len()
+            )));
+        }
+        let dim = task.param_dim(sites);
+        if let Some(p) = params.iter().flatten().find(|p| p.len() != dim) {
+            return Err(Error::Shape(format!(
+                "a parameter vector has {} values; {sites} sites of task `{}` have {dim}",
+                p.len(),
+                task.name()
+            )));
+        }
+        let Prepared { layout, conds, inputs, masks, .. } =
+            Self::prepare(posterior, task, observations, n, progress)?;
+        let mut z = Vec::with_capacity(params.len() * n * dim);
+        let mut inside = Vec::with_capacity(params.len() * n);
+        for p in params.iter().flatten() {
+            let u = task.to_unconstrained(p, sites);
+            let ok = u.iter().all(|v| v.is_finite());
+            inside.push(ok);
+            if ok {
+                z.extend(posterior.config.standardizer.apply(&layout.target, &u)?);
+            } else {
+                // Integrated like any other row, its result discarded.
+                z.extend(std::iter::repeat_n(0.0, dim));
+            }
+        }
+        let log_std = posterior.config.standardizer.log_std(&layout.target)?;
+        let lq = posterior.log_density(
+            &self.device,
+            &layout,
+            &conds,
+            inputs.as_deref(),
+            masks.as_deref(),
+            &z,
+            self.solver,
+            divergence,
+            self.chunk,
+            progress,
+        )?;
+        let out: Vec<f64> = lq
+            .iter()
+            .zip(params.iter().flatten())
+            .zip(&inside)
+            .map(|((&l, p), &ok)| {
+                if ok {
+                    l - log_std + task.unconstrained_log_det(p, sites)
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        if let Some(i) = out.iter().position(|v| v.is_nan() || *v == f64::INFINITY) {
+            return Err(Error::Invalid(format!(
+                "the log density of parameter vector {} of data set {} is {}: the flow's \
+                 integration diverged there (try a fixed-step solver with more steps)",
+                i % n,
+                i / n,
+                out[i]
+            )));
+        }
+        Ok(out.chunks(n).map(<[f64]>::to_vec).collect())
+    }
+}
+
+/// Standardised conditions of a batch of data sets that share a site count.
+struct Prepared {
+    layout: Layout,
+    conds: Vec<f32>,
+    inputs: Option<Vec<f32>>,
+    masks: Option<Vec<f32>>,
+    farthest: Vec<f64>,
 }

@@ -6,7 +6,7 @@
 //! are needed.
 
 use super::{Node, Op, Tape, Value, Values, Var};
-use crate::backend::{Backend, Buffer, CopyCols, Gemm};
+use crate::backend::{Backend, Buffer, CopyCols, DType, Gemm};
 use crate::error::{Error, Result};
 
 use super::pool::Pool;
@@ -19,16 +19,50 @@ impl Tape {
     /// replaced, not added to.
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         let root = self.index(loss)? as usize;
-        if self.inference {
-            return Err(Error::Invalid(
-                "backward: the tape is in inference mode and recorded nothing".into(),
-            ));
-        }
         if self.nodes[root].numel() != 1 {
             return Err(Error::Shape(format!(
                 "backward: the loss must hold one element, got shape {:?}",
                 self.nodes[root].shape
             )));
+        }
+        let mut seed = self.pool.f32(self.device.backend(), 1)?;
+        self.device.backend().fill(&mut seed, 1.0)?;
+        self.reverse(root, seed, true)
+    }
+
+    /// A vector–Jacobian product: writes `d ⟨cotangent, root⟩ / d v` for every
+    /// [`Tape::variable`] leaf `v` (read them with [`Tape::grad`]); parameter gradients are
+    /// neither computed nor touched. `cotangent` has the root's elements. Called several times
+    /// on one recorded graph it gives the rows of a Jacobian, one pass each.
+    pub fn vjp(&mut self, root: Var, cotangent: &Buffer) -> Result<()> {
+        let root = self.index(root)? as usize;
+        let node = &self.nodes[root];
+        if node.op.is_root_only() {
+            return Err(Error::Invalid(
+                "vjp: a loss or reduction has its gradient built for a seed of 1; call backward"
+                    .into(),
+            ));
+        }
+        if cotangent.len() != node.numel() || cotangent.dtype() != DType::F32 {
+            return Err(Error::Shape(format!(
+                "vjp: a cotangent of {} {:?} values for a root of shape {:?}",
+                cotangent.len(),
+                cotangent.dtype(),
+                node.shape
+            )));
+        }
+        let mut seed = self.pool.f32(self.device.backend(), cotangent.len())?;
+        self.device.backend().copy(cotangent, 0, &mut seed, 0, cotangent.len())?;
+        self.reverse(root, seed, false)
+    }
+
+    /// Reverse mode from `root` seeded with `seed`; `params`: whether parameters get gradients.
+    fn reverse(&mut self, root: usize, seed: Buffer, params: bool) -> Result<()> {
+        if self.inference {
+            self.pool.give(seed);
+            return Err(Error::Invalid(
+                "backward: the tape is in inference mode and recorded nothing".into(),
+            ));
         }
         for g in self.grads.iter_mut().filter_map(Option::take) {
             self.pool.give(g);
@@ -44,17 +78,21 @@ impl Tape {
             grads: &mut self.grads,
             param_grads: &mut self.params.grads,
             param_written: &mut self.param_written,
+            params,
         };
         let vals = Values { nodes: &self.nodes, params: &self.params.values };
         if self.nodes[root].requires_grad {
-            let mut seed = sink.pool.f32(backend, 1)?;
-            backend.fill(&mut seed, 1.0)?;
             sink.grads[root] = Some(seed);
+        } else {
+            sink.pool.give(seed);
         }
         for i in (0..=root).rev() {
             if let Some(dy) = sink.grads[i].take() {
                 apply(&mut sink, vals, i, dy)?;
             }
+        }
+        if !params {
+            return Ok(());
         }
         for (grad, _) in sink
             .param_grads
@@ -76,11 +114,14 @@ struct Sink<'a> {
     grads: &'a mut [Option<Buffer>],
     param_grads: &'a mut [Buffer],
     param_written: &'a mut [bool],
+    /// Whether parameter leaves receive gradients (false for a [`Tape::vjp`]).
+    params: bool,
 }
 
 impl Sink<'_> {
     fn wants(&self, j: u32) -> bool {
-        self.nodes[j as usize].requires_grad
+        let node = &self.nodes[j as usize];
+        node.requires_grad && (self.params || !matches!(node.value, Value::Param(_)))
     }
 
     fn temp(&mut self, len: usize) -> Result<Buffer> {

@@ -391,6 +391,21 @@ impl Tape {
         self.push(shape.to_vec(), Value::Buf(buf), Op::Leaf, false)
     }
 
+    /// [`Tape::variable`] from data already on the device (copied; the source stays the
+    /// caller's).
+    pub fn variable_copy(&mut self, src: &Buffer, shape: &[usize]) -> Result<Var> {
+        if src.dtype() != DType::F32 {
+            return Err(Error::Buffer(format!(
+                "variable_copy: expected f32 values, got {:?}",
+                src.dtype()
+            )));
+        }
+        let v = self.input_copy(src, shape)?;
+        let i = self.index(v)? as usize;
+        self.nodes[i].requires_grad = !self.inference;
+        Ok(v)
+    }
+
     /// Data already on the device; the tape takes the buffer (into its pool at reset).
     pub fn input_buffer(&mut self, buf: Buffer, shape: &[usize]) -> Result<Var> {
         check_numel("input_buffer", buf.len(), shape)?;

@@ -2,6 +2,7 @@
 //! so the joint posterior is Gaussian and sampled exactly: μ | y with every θ_s integrated out,
 //! then each θ_s | μ, y_s.
 
+use super::special::normal_log_pdf;
 use super::{std_normal, Bijection, HierarchicalModel, Variable};
 use rand::Rng;
 
@@ -50,6 +51,46 @@ impl HierarchicalModel for HierGaussian {
     fn exact_posterior(
         &self, obs: &[f64], _inputs: Option<&[f64]>, sites: usize, n: usize, rng: &mut dyn Rng,
     ) -> Option<Vec<Vec<f64>>> {
+        let p = Conjugate::new(obs, sites);
+        let draws = (0..n)
+            .map(|_| {
+                let mu = p.mu_mean + p.mu_sd * std_normal(rng);
+                let mut draw = Vec::with_capacity(1 + sites);
+                draw.push(mu);
+                draw.extend((0..sites).map(|s| p.theta_mean(mu, s) + p.theta_sd * std_normal(rng)));
+                draw
+            })
+            .collect();
+        Some(draws)
+    }
+
+    fn exact_log_posterior(
+        &self, obs: &[f64], _inputs: Option<&[f64]>, sites: usize, params: &[Vec<f64>],
+    ) -> Option<Vec<f64>> {
+        let p = Conjugate::new(obs, sites);
+        let density = |x: &Vec<f64>| {
+            let thetas = x[1..].iter().enumerate();
+            normal_log_pdf(x[0], p.mu_mean, p.mu_sd)
+                + thetas
+                    .map(|(s, &t)| normal_log_pdf(t, p.theta_mean(x[0], s), p.theta_sd))
+                    .sum::<f64>()
+        };
+        Some(params.iter().map(density).collect())
+    }
+}
+
+/// The exact posterior as μ | y, then each θ_s | μ, y_s.
+struct Conjugate {
+    site_means: Vec<f64>,
+    mean_var: f64,
+    mu_mean: f64,
+    mu_sd: f64,
+    theta_precision: f64,
+    theta_sd: f64,
+}
+
+impl Conjugate {
+    fn new(obs: &[f64], sites: usize) -> Conjugate {
         assert_eq!(obs.len(), sites * DRAWS, "hier-gaussian observation length");
         // A site's data enter only through its mean ȳ_s ~ N(θ_s, NOISE_SD²/DRAWS).
         let site_means: Vec<f64> =
@@ -63,18 +104,10 @@ impl HierarchicalModel for HierGaussian {
         // θ_s | μ, ȳ_s: prior N(μ, SITE_SD²) times N(ȳ_s; θ_s, NOISE_SD²/DRAWS).
         let theta_precision = 1.0 / (SITE_SD * SITE_SD) + 1.0 / mean_var;
         let theta_sd = theta_precision.recip().sqrt();
-        let draws = (0..n)
-            .map(|_| {
-                let mu = mu_mean + mu_sd * std_normal(rng);
-                let mut draw = Vec::with_capacity(1 + sites);
-                draw.push(mu);
-                draw.extend(site_means.iter().map(|&ybar| {
-                    let mean = (mu / (SITE_SD * SITE_SD) + ybar / mean_var) / theta_precision;
-                    mean + theta_sd * std_normal(rng)
-                }));
-                draw
-            })
-            .collect();
-        Some(draws)
+        Conjugate { site_means, mean_var, mu_mean, mu_sd, theta_precision, theta_sd }
+    }
+
+    fn theta_mean(&self, mu: f64, site: usize) -> f64 {
+        (mu / (SITE_SD * SITE_SD) + self.site_means[site] / self.mean_var) / self.theta_precision
     }
 }

@@ -244,6 +244,15 @@ pub trait HierarchicalModel: Send + Sync {
         None
     }
 
+    /// ln p(θ | y) of the exact posterior at each natural-space parameter vector of `params`, or
+    /// `None` when the model has no closed-form density. Same arguments as
+    /// [`HierarchicalModel::exact_posterior`].
+    fn exact_log_posterior(
+        &self, _obs: &[f64], _inputs: Option<&[f64]>, _sites: usize, _params: &[Vec<f64>],
+    ) -> Option<Vec<f64>> {
+        None
+    }
+
     /// [`HierarchicalModel::exact_posterior`] for an observed data set, which may be ragged
     /// ([`Observed::counts`]); a task whose exact posterior handles ragged sites overrides it.
     fn exact_posterior_observed(

@@ -148,6 +148,12 @@ fn ln_erfc(x: f64) -> f64 {
     }
 }
 
+/// ln of the N(mean, sd²) density at x.
+pub fn normal_log_pdf(x: f64, mean: f64, sd: f64) -> f64 {
+    let z = (x - mean) / sd;
+    -0.5 * z * z - sd.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+}
+
 /// ln Φ(z) for the standard normal CDF Φ, accurate in both tails (ln Φ(−40) ≈ −804.6 and
 /// ln Φ(10) ≈ −7.6e−24 both keep their significant digits).
 pub fn normal_log_cdf(z: f64) -> f64 {
