@@ -146,3 +146,40 @@ fn buckets_of_two_site_counts_train_together_and_validate_apart() {
     let mean = (by_sites[&1] + by_sites[&3]) / 2.0;
     assert!((report.best_val_loss - mean).abs() < 1e-6, "{report:?}");
 }
+
+#[test]
+fn the_cosine_schedule_warms_up_then_decays_to_its_floor() {
+    use tfmpe::sbi::train::Schedule;
+    let s = Schedule::from_name("cosine").unwrap();
+    let (total, f) = (200, |step| s.factor(step, 200));
+    // Warm-up over the first 5% (10 steps): 0.1, 0.2, ..., 1.
+    assert!((f(0) - 0.1).abs() < 1e-12 && (f(9) - 1.0).abs() < 1e-12);
+    assert!((1..10).all(|k| f(k) > f(k - 1)));
+    // Then a monotone decay to 1% of the peak, halfway down at the middle of the decay.
+    assert!((10..total).all(|k| f(k + 1) <= f(k)));
+    assert!((f(total) - 0.01).abs() < 1e-12);
+    assert!((f(105) - (0.01 + 0.99 * 0.5)).abs() < 1e-12);
+    assert!((0..total).all(|k| Schedule::Constant.factor(k, total) == 1.0));
+    assert!(Schedule::from_name("linear").is_err());
+}
+
+#[test]
+fn presets_and_their_overrides() {
+    use tfmpe::sbi::train::{Overrides, Preset, Schedule};
+    let fast = Preset::Fast.train();
+    // 3 000 steps: 167 epochs of 18 batches, 67 of 45, and never more than max_epochs.
+    assert_eq!((fast.epoch_cap(18), fast.epoch_cap(45), fast.epoch_cap(1)), (167, 67, 1000));
+    assert_eq!(Preset::Paper.train(), TrainConfig::default());
+    assert_eq!(TrainConfig::default().epoch_cap(45), 1000);
+    // Epochs alone set the length; the schedule and the peak stay the preset's.
+    let o = Overrides { max_epochs: Some(150), patience: Some(30), ..Overrides::default() };
+    let t = fast.clone().overridden(&o).unwrap();
+    assert_eq!((t.max_epochs, t.max_steps, t.patience, t.lr), (150, None, 30, 1e-3));
+    assert!(matches!(t.schedule, Schedule::WarmupCosine { .. }));
+    let o = Overrides { max_steps: Some(500), schedule: Some("constant".into()), ..o };
+    let t = fast.clone().overridden(&o).unwrap();
+    assert_eq!((t.max_epochs, t.max_steps, t.schedule), (150, Some(500), Schedule::Constant));
+    let bad = Overrides { schedule: Some("step".into()), ..Overrides::default() };
+    assert!(fast.overridden(&bad).is_err());
+    assert!(Preset::from_name("slow").is_err());
+}

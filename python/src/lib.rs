@@ -18,6 +18,7 @@ use tfmpe::model::ode::Solver;
 use tfmpe::run_folder::{
     calibration_metrics, exact_reference, lc2st_summary, load_posterior, CoverageEval, Lc2stEval,
 };
+use tfmpe::sbi::train::{Overrides, Preset, TrainConfig};
 use tfmpe::sbi::{Method, Network, Progress, RunConfig, Sampler, Trained};
 use tfmpe::tasks::custom::CustomVariable;
 use tfmpe::tasks::{
@@ -275,25 +276,53 @@ fn open(backend: &str) -> PyResult<(Device, String)> {
     Device::open(kind).map_err(to_py)
 }
 
+/// The training recipe from `tfmpe.fit`'s options: a preset with its parts overridden.
+#[derive(FromPyObject)]
+struct Recipe {
+    #[pyo3(item)]
+    preset: String,
+    #[pyo3(item)]
+    max_epochs: Option<usize>,
+    #[pyo3(item)]
+    max_steps: Option<usize>,
+    #[pyo3(item)]
+    patience: Option<usize>,
+    #[pyo3(item)]
+    lr: Option<f32>,
+    #[pyo3(item)]
+    schedule: Option<String>,
+}
+
+impl Recipe {
+    fn train(self, batch: usize) -> PyResult<TrainConfig> {
+        let preset = Preset::from_name(&self.preset).map_err(to_py)?;
+        let overrides = Overrides {
+            max_epochs: self.max_epochs,
+            max_steps: self.max_steps,
+            patience: self.patience,
+            lr: self.lr,
+            schedule: self.schedule,
+        };
+        TrainConfig { batch, ..preset.train() }.overridden(&overrides).map_err(to_py)
+    }
+}
+
 /// Trains the posterior of `model` (see `tfmpe.fit`).
 #[pyfunction]
-#[pyo3(signature = (model, sites, budget, method, seed, max_epochs, patience, lr, batch_size, backend, max_sites=None, progress=None))]
+#[pyo3(signature = (model, sites, budget, method, seed, train, batch_size, backend, max_sites=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit(
     py: Python<'_>, model: &PyModel, sites: usize, budget: usize, method: &str, seed: u64,
-    max_epochs: usize, patience: usize, lr: f32, batch_size: usize, backend: &str,
-    max_sites: Option<usize>, progress: Option<Py<PyAny>>,
+    train: Recipe, batch_size: usize, backend: &str, max_sites: Option<usize>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<PyPosterior> {
     let mut cfg = RunConfig::new(sites, budget);
     cfg.method = method.parse::<Method>().map_err(to_py)?;
     cfg.seed = seed;
     cfg.max_sites = max_sites;
-    for t in [&mut cfg.train, &mut cfg.surrogate_train] {
-        t.max_epochs = max_epochs;
-        t.patience = patience;
-        t.lr = lr;
-        t.batch = batch_size;
-    }
+    let recipe = train.train(batch_size)?;
+    cfg.train = recipe.clone();
+    cfg.surrogate_train = recipe;
     let (device, why) = open(backend)?;
     let task = model.model.clone();
     let progress = PyProgress(progress);

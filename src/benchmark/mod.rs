@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{c2st, sbc, tarp, C2stConfig, Calibration, Lc2stClassifiers, Lc2stConfig};
 use crate::model::ode::Solver;
 use crate::run_folder::exact_reference;
+use crate::sbi::train::{Preset, TrainConfig};
 use crate::sbi::{self, calibration_draws, Method, Progress, RunConfig, Sampler, Stream};
 use crate::tasks::{simulate_dataset, task_by_name, HierarchicalModel, Observed};
 use crate::Device;
@@ -56,10 +57,8 @@ pub struct BenchmarkConfig {
     /// SBC and TARP data sets per configuration (0: skip), 99 draws each.
     pub calibration: usize,
     pub solver: Solver,
-    /// Training overrides of both networks.
-    pub max_epochs: usize,
-    pub patience: usize,
-    pub lr: f32,
+    /// The training of both networks.
+    pub train: TrainConfig,
     pub seed: u64,
 }
 
@@ -67,7 +66,7 @@ impl Default for BenchmarkConfig {
     /// The paper's protocol: six tasks, lf and direct, budgets 1 000 / 5 000 / 10 000, S = 50,
     /// ten observations, 1 000 samples, L-C2ST from 1 000 data sets and 100 nulls.
     fn default() -> Self {
-        let train = crate::sbi::train::TrainConfig::default();
+        let train = Preset::Fast.train();
         BenchmarkConfig {
             tasks: PAPER_TASKS.iter().map(|t| t.to_string()).collect(),
             methods: vec![Method::Lf, Method::Direct],
@@ -79,9 +78,7 @@ impl Default for BenchmarkConfig {
             lc2st: Lc2stConfig::default(),
             calibration: 100,
             solver: Solver::Rk4 { steps: 25 },
-            max_epochs: train.max_epochs,
-            patience: train.patience,
-            lr: train.lr,
+            train,
             seed: 0,
         }
     }
@@ -98,9 +95,7 @@ impl BenchmarkConfig {
             lc2st_data_sets: 100,
             lc2st: Lc2stConfig { null_trials: 20, ..Lc2stConfig::default() },
             calibration: 20,
-            max_epochs: 10,
-            patience: 10,
-            lr: 1e-3,
+            train: TrainConfig { max_epochs: 10, patience: 10, lr: 1e-3, ..TrainConfig::default() },
             ..BenchmarkConfig::default()
         }
     }
@@ -185,9 +180,7 @@ fn configuration(
     run.method = method;
     run.seed = cfg.seed;
     for t in [&mut run.train, &mut run.surrogate_train] {
-        t.max_epochs = cfg.max_epochs;
-        t.patience = cfg.patience;
-        t.lr = cfg.lr;
+        *t = cfg.train.clone();
     }
     let blank = |k: usize| Row {
         task: task.name().to_string(),

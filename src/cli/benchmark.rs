@@ -46,15 +46,8 @@ pub struct BenchmarkArgs {
     /// SBC and TARP data sets per configuration, 0 to skip [default: 100].
     #[arg(long)]
     pub calibration: Option<usize>,
-    /// Cap on the training epochs of each network [default: 1000].
-    #[arg(long)]
-    pub max_epochs: Option<usize>,
-    /// Early-stopping patience in epochs [default: 100].
-    #[arg(long)]
-    pub patience: Option<usize>,
-    /// Learning rate of both networks [default: 1e-4].
-    #[arg(long)]
-    pub lr: Option<f32>,
+    #[command(flatten)]
+    pub train: super::TrainArgs,
     #[command(flatten)]
     pub ode: SolverArgs,
     /// Seeds the simulations, weights and calibration sets of every configuration.
@@ -76,9 +69,7 @@ pub fn run(a: BenchmarkArgs) -> Result<()> {
     cfg.lc2st_data_sets = a.lc2st_data_sets.unwrap_or(cfg.lc2st_data_sets);
     cfg.lc2st.null_trials = a.lc2st_nulls.unwrap_or(cfg.lc2st.null_trials);
     cfg.calibration = a.calibration.unwrap_or(cfg.calibration);
-    cfg.max_epochs = a.max_epochs.unwrap_or(cfg.max_epochs);
-    cfg.patience = a.patience.unwrap_or(cfg.patience);
-    cfg.lr = a.lr.unwrap_or(cfg.lr);
+    cfg.train = a.train.apply(cfg.train)?;
     cfg.solver = a.ode.solver()?;
     cfg.seed = a.seed;
     cfg.check()?;

@@ -10,6 +10,7 @@ pub mod run;
 pub mod sample;
 
 use tfmpe::model::density::Divergence;
+use tfmpe::sbi::train::{Overrides, Preset, TrainConfig};
 
 /// The ODE solver options shared by `run`, `sample` and `eval`.
 #[derive(clap::Args, Clone, Debug)]
@@ -58,6 +59,50 @@ impl DivergenceArgs {
         Ok(tfmpe::run_folder::CoverageEval {
             divergence: self.divergence.clone(),
             probes: self.probes,
+        })
+    }
+}
+
+/// The training recipe as `run` and `benchmark` take it: a preset with its parts overridden.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// The training recipe of both networks: fast (the default: Adam at a peak of 1e-3, a 5%
+    /// warm-up and a cosine decay over 3 000 steps) or paper (the reference's: Adam 1e-4, up to
+    /// 1 000 epochs, early stopping with patience 100). The options below override its parts.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Cap on the training epochs of each network (given alone, it sets the length instead of
+    /// the recipe's step count).
+    #[arg(long)]
+    pub max_epochs: Option<usize>,
+    /// Cap on the optimiser steps of each network (fast: 3 000).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Early-stopping patience in epochs.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Adam's learning rate of both networks (its peak under the cosine schedule).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// The learning rate over training: constant, or cosine (a linear warm-up over the first
+    /// 5% of the steps, then a cosine decay to 1% of --lr at the last step).
+    #[arg(long)]
+    pub schedule: Option<String>,
+}
+
+impl TrainArgs {
+    /// `base` (the preset's settings when one is named), with the options given.
+    pub fn apply(&self, base: TrainConfig) -> tfmpe::Result<TrainConfig> {
+        let base = match &self.preset {
+            Some(name) => TrainConfig { batch: base.batch, ..Preset::from_name(name)?.train() },
+            None => base,
+        };
+        base.overridden(&Overrides {
+            max_epochs: self.max_epochs,
+            max_steps: self.max_steps,
+            patience: self.patience,
+            lr: self.lr,
+            schedule: self.schedule.clone(),
         })
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use tfmpe::run_folder::{
     read_observation, C2st, EvalConfig, Existing, Observation, RunFolder, RunSpec,
 };
+use tfmpe::sbi::train::TrainConfig;
 use tfmpe::sbi::{Method, RunConfig};
 use tfmpe::tasks::custom::model_file;
 use tfmpe::tasks::{task_by_name, HierarchicalModel};
@@ -53,15 +54,8 @@ pub struct RunArgs {
     /// Where to compute: auto (a GPU backend when one works, else cpu), cpu, wgpu or cuda.
     #[arg(long, env = "TFMPE_BACKEND", default_value = "auto")]
     pub backend: tfmpe::backend::BackendKind,
-    /// Cap on the training epochs of each network.
-    #[arg(long, default_value_t = 1000)]
-    pub max_epochs: usize,
-    /// Early-stopping patience in epochs.
-    #[arg(long, default_value_t = 100)]
-    pub patience: usize,
-    /// Adam's learning rate of both networks.
-    #[arg(long, default_value_t = 1e-4)]
-    pub lr: f32,
+    #[command(flatten)]
+    pub train: super::TrainArgs,
     /// Training sets per optimiser step (both networks).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -116,11 +110,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     config.ragged = args.ragged;
     config.seed = args.seed;
     config.fresh_sets = args.fresh_sets;
+    let base = TrainConfig { batch: args.batch_size, ..config.train.clone() };
+    let recipe = args.train.apply(base)?;
     for t in [&mut config.train, &mut config.surrogate_train] {
-        t.max_epochs = args.max_epochs;
-        t.patience = args.patience;
-        t.lr = args.lr;
-        t.batch = args.batch_size;
+        *t = recipe.clone();
     }
     // Every setting is checked before the observation is read or any work starts.
     config.check(&*task)?;

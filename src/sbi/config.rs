@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::resume::Checkpoints;
 use super::sets::{InputSource, SiteCounts};
-use super::train::TrainConfig;
+use super::train::{Preset, TrainConfig};
 use crate::error::{Error, Result};
 use crate::model::ode::Solver;
 use crate::model::tfmpe::TfmpeConfig;
@@ -87,8 +87,8 @@ impl RunConfig {
             method: Method::Lf,
             seed: 0,
             val_fraction: 0.1,
-            train: TrainConfig::default(),
-            surrogate_train: TrainConfig::default(),
+            train: Preset::Fast.train(),
+            surrogate_train: Preset::Fast.train(),
             architecture: TfmpeConfig::default(),
             fresh_sets: false,
             surrogate_solver: Solver::Rk4 { steps: 10 },

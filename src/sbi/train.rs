@@ -21,12 +21,57 @@ use crate::nn::{AdamW, AdamWConfig};
 use crate::tape::Tape;
 use crate::Device;
 
+/// How the learning rate moves over a training phase.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Schedule {
+    /// `lr` at every step.
+    Constant,
+    /// A linear warm-up from 0 over the first `warmup` share of the phase's steps (all
+    /// `max_epochs`), then a cosine decay to `floor` · `lr` at its last step.
+    WarmupCosine { warmup: f64, floor: f64 },
+}
+
+impl Schedule {
+    /// `constant`, or `cosine`: a warm-up over the first 5% of the steps and a decay to 1%.
+    pub fn from_name(name: &str) -> Result<Schedule> {
+        match name {
+            "constant" => Ok(Schedule::Constant),
+            "cosine" => Ok(Schedule::WarmupCosine { warmup: 0.05, floor: 0.01 }),
+            other => {
+                Err(Error::Invalid(format!("unknown schedule `{other}`: use constant or cosine")))
+            }
+        }
+    }
+
+    /// The factor of `lr` at step `step` (from 0) of `total`.
+    pub fn factor(self, step: usize, total: usize) -> f64 {
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::WarmupCosine { warmup, floor } => {
+                let x = step as f64 / total.max(1) as f64;
+                if x < warmup {
+                    return (step + 1) as f64 / (warmup * total as f64).ceil().max(1.0);
+                }
+                let progress = ((x - warmup) / (1.0 - warmup).max(f64::EPSILON)).min(1.0);
+                floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
 /// Training hyperparameters; the defaults are those of docs/architecture.md#training-defaults.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainConfig {
+    /// The learning rate, or its peak under a schedule.
     pub lr: f32,
+    pub schedule: Schedule,
     pub batch: usize,
     pub max_epochs: usize,
+    /// A cap on the optimiser steps: the phase runs at most as many epochs as make this many
+    /// steps (`None`: `max_epochs` alone caps it). The fast recipe ties its length to it, so
+    /// a larger budget, with more steps per epoch, trains for fewer epochs.
+    pub max_steps: Option<usize>,
     /// Epochs without an improvement of at least `min_delta` before stopping.
     pub patience: usize,
     pub min_delta: f64,
@@ -38,12 +83,62 @@ pub struct TrainConfig {
     pub epoch_file: Option<EpochFile>,
 }
 
+/// The training recipes (docs/architecture.md#training-defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The default: Adam at a peak of 1e-3 with a 5% warm-up and a cosine decay over 3 000
+    /// optimiser steps, the best epoch by validation kept.
+    Fast,
+    /// The reference's: Adam 1e-4, up to 1 000 epochs, early stopping with patience 100.
+    Paper,
+}
+
+impl Preset {
+    pub fn from_name(name: &str) -> Result<Preset> {
+        match name {
+            "fast" => Ok(Preset::Fast),
+            "paper" => Ok(Preset::Paper),
+            other => Err(Error::Invalid(format!("unknown preset `{other}`: use fast or paper"))),
+        }
+    }
+
+    /// Its training settings (seed and epoch file at their defaults).
+    pub fn train(self) -> TrainConfig {
+        match self {
+            Preset::Paper => TrainConfig::default(),
+            Preset::Fast => TrainConfig {
+                lr: 1e-3,
+                schedule: Schedule::WarmupCosine { warmup: 0.05, floor: 0.01 },
+                max_steps: Some(3000),
+                // The schedule sets the length; stopping early would cut its decay short.
+                patience: 1000,
+                ..TrainConfig::default()
+            },
+        }
+    }
+}
+
+/// Changes to a recipe, as the command line and Python take them (`None`: keep).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    pub max_epochs: Option<usize>,
+    pub max_steps: Option<usize>,
+    pub patience: Option<usize>,
+    pub lr: Option<f32>,
+    /// `constant` or `cosine` ([`Schedule::from_name`]).
+    pub schedule: Option<String>,
+}
+
+/// The paper's recipe ([`Preset::Paper`]); [`Preset::Fast`] is the pipelines' default.
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             lr: 1e-4,
+            schedule: Schedule::Constant,
             batch: 100,
             max_epochs: 1000,
+            max_steps: None,
             patience: 100,
             min_delta: 1e-3,
             max_grad_norm: None,
@@ -54,21 +149,46 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// These settings with the parts `o` names changed. Epochs given without steps set the
+    /// length alone (the recipe's step cap is dropped).
+    pub fn overridden(mut self, o: &Overrides) -> Result<TrainConfig> {
+        if let Some(epochs) = o.max_epochs {
+            self.max_epochs = epochs;
+            self.max_steps = o.max_steps;
+        } else if o.max_steps.is_some() {
+            self.max_steps = o.max_steps;
+        }
+        self.patience = o.patience.unwrap_or(self.patience);
+        self.lr = o.lr.unwrap_or(self.lr);
+        if let Some(name) = &o.schedule {
+            self.schedule = Schedule::from_name(name)?;
+        }
+        Ok(self)
+    }
+
+    /// The epochs a phase with `batches_per_epoch` steps per epoch runs at most.
+    pub fn epoch_cap(&self, batches_per_epoch: usize) -> usize {
+        match self.max_steps {
+            Some(steps) => self.max_epochs.min(steps.div_ceil(batches_per_epoch.max(1))).max(1),
+            None => self.max_epochs,
+        }
+    }
+
     /// Refuses hyperparameters that cannot train: a batch of 0, no epoch, no patience, or a
     /// learning rate or min-delta that is not a finite positive number.
     pub fn check(&self) -> Result<()> {
         if self.batch == 0 {
             return Err(Error::Invalid("--batch-size must be at least 1".into()));
         }
-        if self.max_epochs == 0 {
-            return Err(Error::Invalid("--max-epochs must be at least 1".into()));
+        if self.max_epochs == 0 || self.max_steps == Some(0) {
+            return Err(Error::Invalid("--max-epochs and --max-steps must be at least 1".into()));
         }
         if self.patience == 0 {
             return Err(Error::Invalid("--patience must be at least 1".into()));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::Invalid(format!(
-                "--lr {} is not a finite positive number; the default is 1e-4",
+                "--lr {} is not a finite positive number; the default is 1e-3 (1e-4 with --preset paper)",
                 self.lr
             )));
         }
@@ -295,6 +415,7 @@ pub fn train(
             "{phase}: no validation sets; raise the simulation budget"
         )));
     }
+    let max_epochs = cfg.epoch_cap(batches_per_epoch);
     let start = Instant::now();
     let mut stepper = Stepper::new(dev, tape, cfg)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
@@ -337,17 +458,20 @@ pub fn train(
         }
         progress.phase(&format!("{phase}: resumed after epoch {first_epoch}"));
         if first_epoch - last_improvement >= cfg.patience {
-            first_epoch = cfg.max_epochs;
+            first_epoch = max_epochs;
         }
     }
-    for epoch in first_epoch..cfg.max_epochs {
+    for epoch in first_epoch..max_epochs {
         let buckets = data.train(epoch)?;
         let sizes: Vec<usize> = buckets.iter().map(Sets::len).collect();
         epoch_batches(&sizes, cfg.batch, &mut rng, &mut batches);
         if step_losses.len() < batches.len() {
             step_losses = backend.alloc(DType::F32, batches.len())?;
         }
+        let total_steps = max_epochs * batches_per_epoch;
         for (s, (b, idx)) in batches.iter().enumerate() {
+            let factor = cfg.schedule.factor(report.steps, total_steps);
+            stepper.opt.config.lr = (f64::from(cfg.lr) * factor) as f32;
             let loss =
                 stepper.step(tape, model, &buckets[*b], idx, cfg.seed, report.steps as u64)?;
             backend.copy(tape.value(loss)?, 0, &mut step_losses, s, 1)?;
@@ -374,7 +498,7 @@ pub fn train(
         report.train_losses.push(train_loss);
         report.val_losses.push(val_loss);
         report.epochs = epoch + 1;
-        progress.epoch(phase, epoch + 1, cfg.max_epochs, train_loss, val_loss);
+        progress.epoch(phase, epoch + 1, max_epochs, train_loss, val_loss);
         if val_loss < report.best_val_loss - cfg.min_delta {
             last_improvement = epoch + 1;
         }
