@@ -19,6 +19,7 @@ impl Tape {
     /// replaced, not added to.
     pub fn backward(&mut self, loss: Var) -> Result<()> {
         let root = self.index(loss)? as usize;
+        self.check_recording()?;
         if self.nodes[root].numel() != 1 {
             return Err(Error::Shape(format!(
                 "backward: the loss must hold one element, got shape {:?}",
@@ -36,6 +37,7 @@ impl Tape {
     /// on one recorded graph it gives the rows of a Jacobian, one pass each.
     pub fn vjp(&mut self, root: Var, cotangent: &Buffer) -> Result<()> {
         let root = self.index(root)? as usize;
+        self.check_recording()?;
         let node = &self.nodes[root];
         if node.op.is_root_only() {
             return Err(Error::Invalid(
@@ -56,14 +58,17 @@ impl Tape {
         self.reverse(root, seed, false)
     }
 
-    /// Reverse mode from `root` seeded with `seed`; `params`: whether parameters get gradients.
-    fn reverse(&mut self, root: usize, seed: Buffer, params: bool) -> Result<()> {
+    fn check_recording(&self) -> Result<()> {
         if self.inference {
-            self.pool.give(seed);
             return Err(Error::Invalid(
                 "backward: the tape is in inference mode and recorded nothing".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Reverse mode from `root` seeded with `seed`; `params`: whether parameters get gradients.
+    fn reverse(&mut self, root: usize, seed: Buffer, params: bool) -> Result<()> {
         for g in self.grads.iter_mut().filter_map(Option::take) {
             self.pool.give(g);
         }
