@@ -65,11 +65,23 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let sets = sampler.posteriors(&mut net, &*task, &data, args.samples, args.seed, &bars)?;
     let log_prob = if args.log_prob {
         let divergence = args.density.divergence(task.param_dim(sites), args.seed)?;
-        let mut all = Vec::with_capacity(sets.len());
-        for (obs, draws) in data.iter().zip(&sets) {
-            all.push(sampler.log_prob(&mut net, &*task, obs, draws, divergence, &bars)?);
+        let densities: Result<Vec<Vec<f64>>> = data
+            .iter()
+            .zip(&sets)
+            .map(|(obs, draws)| sampler.log_prob(&mut net, &*task, obs, draws, divergence, &bars))
+            .collect();
+        match densities {
+            Ok(all) => Some(all),
+            Err(e) => {
+                // The draws are finished: keep them, without the column that failed.
+                bars.finish();
+                write_draws(&args.out, &*task, sites, sets, None)?;
+                return Err(Error::Invalid(format!(
+                    "{e}; the draws were written to {} without a log_prob column",
+                    args.out.display()
+                )));
+            }
         }
-        Some(all)
     } else {
         None
     };
