@@ -60,7 +60,14 @@ fn densities_on(dev: &Device, points: &[f32], solver: Solver, divergence: Diverg
     let on = Conditions { tokens: &tokens, cond: &cond, inputs: None, key_mask: None };
     let z = dev.backend().upload_f32(points).unwrap();
     let mut ws = OdeWorkspace::new(dev, b, 3).unwrap();
-    log_density(dev, &model, &mut tape, on, &z, solver, divergence, &mut ws).unwrap().0
+    // Probe k: the normal numbers of seed `seed + k`, the batch's rows in order.
+    let seed = match divergence {
+        Divergence::Hutchinson { seed, .. } => seed,
+        Divergence::Exact => 0,
+    };
+    let mut fill =
+        |k: usize, probe: &mut Buffer| dev.backend().normal_fill(probe, seed + k as u64, 0);
+    log_density(dev, &model, &mut tape, on, &z, solver, divergence, &mut fill, &mut ws).unwrap().0
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod common;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tfmpe::model::density::Divergence;
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tfmpe::TfmpeConfig;
 use tfmpe::sbi::{new_network, Network, Quiet, Role, Rows, Sampler};
@@ -75,6 +76,34 @@ fn many_data_sets_draw_what_each_draws_alone() {
             assert_eq!(seeded[k], one, "{name}: seeded data set {k}");
         }
     }
+}
+
+#[test]
+fn hutchinson_log_densities_depend_neither_on_the_chunking_nor_on_other_data_sets() {
+    let dev = Device::cpu();
+    let task = task_by_name("hier-gaussian").unwrap();
+    let mut net = network(&dev, &*task, &[2]);
+    let data: Vec<Observed> = (0..3).map(|k| observed(&*task, 2, 20 + k)).collect();
+    let draws =
+        Sampler::new(&dev, SOLVER).posteriors(&mut net, &*task, &data, 7, 1, &Quiet).unwrap();
+    let hutchinson = Divergence::Hutchinson { probes: 2, seed: 5 };
+    // 7 rows of 3 parameters per data set and chunks of 4: chunks straddle data sets.
+    let chunked = Sampler::new(&dev, SOLVER).with_chunk(4);
+    let together = chunked.log_probs(&mut net, &*task, &data, &draws, hutchinson, &Quiet).unwrap();
+    let alone = Sampler::new(&dev, SOLVER);
+    for (k, obs) in data.iter().enumerate() {
+        let one = alone.log_prob(&mut net, &*task, obs, &draws[k], hutchinson, &Quiet).unwrap();
+        // The same probes give the same estimate up to rounding: the backward pass's GEMMs
+        // round a chunk of one row (the last here) apart from a chunk of seven, by 1e-8.
+        // Other probes would move it by the estimator's spread, of order 1.
+        for (a, b) in together[k].iter().zip(&one) {
+            assert!((a - b).abs() <= 1e-6 * b.abs(), "data set {k}: {a} against {b}");
+        }
+    }
+    // Other probes give other estimates.
+    let other = Divergence::Hutchinson { probes: 2, seed: 6 };
+    let moved = alone.log_prob(&mut net, &*task, &data[0], &draws[0], other, &Quiet).unwrap();
+    assert_ne!(moved, together[0]);
 }
 
 #[test]

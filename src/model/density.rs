@@ -11,7 +11,8 @@
 //! sample. Exactly, p runs over the m unit vectors (m backward passes per evaluation);
 //! Hutchinson's estimator averages pᵀ J p over Gaussian probes, unbiased for ∇·v = tr J. As in
 //! FFJORD the probes are drawn once per solve, so ℓ stays a smooth function of s and an adaptive
-//! solver's error control is not fed noise.
+//! solver's error control is not fed noise. The caller fills them ([`ProbeFill`]), so that a row
+//! that is solved in chunks of rows takes the same probes in every chunking.
 
 use super::flow::Conditions;
 use super::ode::{solve, OdeStats, OdeWorkspace, Solver, VectorField};
@@ -25,9 +26,15 @@ use crate::tape::Tape;
 pub enum Divergence {
     /// The trace of the Jacobian, one backward pass per target dimension.
     Exact,
-    /// Hutchinson's estimator with `probes` Gaussian probes drawn from `seed`.
+    /// Hutchinson's estimator with `probes` Gaussian probes drawn from `seed` (by the
+    /// caller's [`ProbeFill`]).
     Hutchinson { probes: usize, seed: u64 },
 }
+
+/// Fills Hutchinson's probe `k` (`[samples · m]`, standard normals) for the batch being solved.
+/// A caller that solves rows in chunks gives each row its own place in the random stream, so
+/// that its probes do not depend on the rows solved beside it.
+pub type ProbeFill<'a> = &'a mut dyn FnMut(usize, &mut Buffer) -> Result<()>;
 
 impl Divergence {
     /// Target dimensions up to which `auto` takes the exact trace: its cost
@@ -141,8 +148,10 @@ impl VectorField for ReverseField<'_> {
     }
 }
 
-/// One-hot cotangents `e_i` for every sample, or Gaussian probes.
-fn probes(dev: &Device, b: usize, m: usize, divergence: Divergence) -> Result<(Vec<Buffer>, f32)> {
+/// One-hot cotangents `e_i` for every sample, or Gaussian probes from `fill`.
+fn probes(
+    dev: &Device, b: usize, m: usize, divergence: Divergence, fill: ProbeFill,
+) -> Result<(Vec<Buffer>, f32)> {
     let be = dev.backend();
     match divergence {
         Divergence::Exact => {
@@ -154,11 +163,11 @@ fn probes(dev: &Device, b: usize, m: usize, divergence: Divergence) -> Result<(V
             }
             Ok((out, 1.0))
         }
-        Divergence::Hutchinson { probes, seed } => {
+        Divergence::Hutchinson { probes, .. } => {
             let mut out = Vec::with_capacity(probes);
             for k in 0..probes {
                 let mut p = be.alloc(DType::F32, b * m)?;
-                be.normal_fill(&mut p, seed, (k * (b * m).div_ceil(4)) as u64)?;
+                fill(k, &mut p)?;
                 out.push(p);
             }
             Ok((out, 1.0 / probes as f32))
@@ -167,11 +176,12 @@ fn probes(dev: &Device, b: usize, m: usize, divergence: Divergence) -> Result<(V
 }
 
 /// log p_1 of each row of `z` (`[samples · m]`, the network's standardised target space) under
-/// the flow conditioned on `on`, with `z` integrated back to noise by `solver`.
+/// the flow conditioned on `on`, with `z` integrated back to noise by `solver`; Hutchinson's
+/// probes come from `fill`.
 #[allow(clippy::too_many_arguments)]
 pub fn log_density(
     dev: &Device, model: &Tfmpe, tape: &mut Tape, on: Conditions, z: &Buffer, solver: Solver,
-    divergence: Divergence, ws: &mut OdeWorkspace,
+    divergence: Divergence, fill: ProbeFill, ws: &mut OdeWorkspace,
 ) -> Result<(Vec<f64>, OdeStats)> {
     let be = dev.backend();
     let (b, m) = (on.tokens.batch, on.tokens.n_target);
@@ -194,7 +204,7 @@ pub fn log_density(
         accumulate: false,
     };
     be.copy_cols(&into_state, z, &mut state)?;
-    let (probes, weight) = probes(dev, b, m, divergence)?;
+    let (probes, weight) = probes(dev, b, m, divergence, fill)?;
     let mut ones = be.alloc(DType::F32, b)?;
     be.fill(&mut ones, 1.0)?;
     let mut field = ReverseField {

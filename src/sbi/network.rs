@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::seeds::Stream;
 use super::train::{train, SetSource, Sets, TrainConfig, TrainReport};
 use super::Progress;
 use crate::backend::{Buffer, DType};
@@ -313,12 +314,15 @@ impl Network {
 
     /// The log density of standardised target rows `z` (`[rows · m]`) under the flow, in the
     /// network's standardised space ([`crate::model::density`]); the other arguments are as
-    /// for [`Network::sample`].
+    /// for [`Network::sample`]. The rows come in data sets of `set_rows` rows: Hutchinson's
+    /// probe k of a data set's row i is the i-th row of normal numbers of the probe's own seed
+    /// (from the divergence's seed), as the start noise of sampling is, so a row's log density
+    /// depends neither on the chunking nor on the other data sets of the call.
     #[allow(clippy::too_many_arguments)]
     pub fn log_density(
         &mut self, dev: &Device, layout: &Layout, conds: &[f32], inputs: Option<&[f32]>,
-        masks: Option<&[f32]>, z: &[f32], solver: Solver, divergence: Divergence, chunk: usize,
-        progress: &dyn Progress,
+        masks: Option<&[f32]>, z: &[f32], set_rows: usize, solver: Solver, divergence: Divergence,
+        chunk: usize, progress: &dyn Progress,
     ) -> Result<Vec<f64>> {
         let (c, m) = (layout.cond.len(), layout.target.len());
         if c == 0 {
@@ -331,15 +335,28 @@ impl Network {
                 z.len()
             )));
         }
+        if set_rows == 0 || !n.is_multiple_of(set_rows) {
+            return Err(Error::Shape(format!("{n} rows are not data sets of {set_rows} rows")));
+        }
         let rows = CondRows { conds, inputs, masks, n_cond: c };
         let mut out = Vec::with_capacity(n);
+        let probe_seed = match divergence {
+            Divergence::Hutchinson { seed, .. } => seed,
+            Divergence::Exact => 0,
+        };
         self.tape.reset();
         let result =
             self.chunked(dev, layout, rows, chunk, m + 1, progress, |model, tape, on, ws| {
                 let (start, len) = (on.start, on.len);
                 let rows = dev.backend().upload_f32(&z[start * m..(start + len) * m])?;
                 let cond = on.data.conditions(on.tokens);
-                let (lp, _) = log_density(dev, model, tape, cond, &rows, solver, divergence, ws)?;
+                let mut fill = |k: usize, probe: &mut Buffer| {
+                    let seed = Stream::HutchinsonProbes.seed(probe_seed, k as u64);
+                    let runs = vec![NoiseRun { seed, rows: set_rows }; n / set_rows];
+                    fill_noise(dev, probe, &runs, start, len, m)
+                };
+                let (lp, _) =
+                    log_density(dev, model, tape, cond, &rows, solver, divergence, &mut fill, ws)?;
                 out.extend(lp);
                 Ok(())
             });

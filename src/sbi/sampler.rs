@@ -281,6 +281,7 @@ impl Sampler {
             inputs.as_deref(),
             masks.as_deref(),
             &z,
+            n,
             self.solver,
             divergence,
             self.chunk,

@@ -41,6 +41,8 @@ pub enum Stream {
     /// Ragged synthetic sets, draw `draw`: how many observations each site keeps; index: the
     /// set.
     SyntheticCounts { draw: u64 },
+    /// Hutchinson's probes of a log density, from the caller's seed; index: the probe.
+    HutchinsonProbes,
 }
 
 /// Where the ids of the per-draw streams move once the legacy offsets would run into the next
@@ -67,6 +69,7 @@ impl Stream {
             // Newer than the numbering above: its own range from the start.
             Stream::SyntheticInputs { draw } => 4 * OVERFLOW_RANGE + draw,
             Stream::SyntheticCounts { draw } => 5 * OVERFLOW_RANGE + draw,
+            Stream::HutchinsonProbes => 6 * OVERFLOW_RANGE,
         }
     }
 
@@ -98,7 +101,8 @@ mod tests {
 
     use super::*;
 
-    const FIXED: [Stream; 10] = [
+    const FIXED: [Stream; 11] = [
+        Stream::HutchinsonProbes,
         Stream::SingleSites,
         Stream::SurrogateInit,
         Stream::SurrogateTraining,
