@@ -279,9 +279,10 @@ fn log_density_follows_the_exact_one(dir: &Path) {
 /// observations at their inputs: for y ~ N(θ, t), the residual (y − θ)/t of its draws is
 /// standard normal at late times.
 ///
-/// The C2ST itself is not bounded here: at this budget the networks resolve θ to about ±0.25,
-/// so sites observed at times t < 0.1 (whose exact posteriors are that narrow) are too wide and
-/// the C2ST is about 0.94 (docs/architecture.md#tasks says so).
+/// The C2ST itself is not bounded here: the posterior network does not learn to weight a site's
+/// observations by their precision 1/t², so sites observed at small times (whose exact
+/// posteriors are narrow) come out too wide, and the C2ST is about 0.94 at this size
+/// (docs/architecture.md#tasks says so).
 #[test]
 fn function_valued_run_generates_observations_at_their_inputs() {
     use rand::{RngExt, SeedableRng};
