@@ -27,25 +27,35 @@ tfmpe=${CARGO_TARGET_DIR:-target}/release/tfmpe
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-# One line per measurement: workload, implementation, rate.
+# One line per measurement: workload, implementation, rate. A failing run stops the script.
 field() { "$python" -c "import json, sys; print(json.loads(sys.stdin.readlines()[-1])['$1'])"; }
+measure() {
+    local workload=$1 impl=$2 key=$3 out rate
+    shift 3
+    out=$("$@") || { echo "bench-peers: $workload $impl failed: $*" >&2; exit 1; }
+    rate=$(printf '%s\n' "$out" | field "$key")
+    echo "$workload $impl $rate" >>"$log"
+}
 for r in $(seq 1 "$rounds"); do
     echo "round $r of $rounds" >&2
-    echo "W1 tfmpe $("$tfmpe" bench train-step --backend cpu --json | field steps_per_s)" >>"$log"
-    echo "W1 torch $("$python" "$peer" train --no-pad | field steps_per_s_median)" >>"$log"
+    measure W1 tfmpe steps_per_s "$tfmpe" bench train-step --backend cpu --json
+    measure W1 torch steps_per_s_median "$python" "$peer" train --no-pad
     # W2 takes about a minute a pass: one timed pass each (the peer's first pass is its warm-up).
-    echo "W2 tfmpe $("$tfmpe" bench sample --backend cpu --solver euler --steps 100 --n 1000 \
-        --repeats 1 --json | field samples_per_s)" >>"$log"
-    echo "W2 torch $("$python" "$peer" sample --no-pad --solver euler --n 1000 --repeats 2 \
-        | field samples_per_s_median)" >>"$log"
+    measure W2 tfmpe samples_per_s "$tfmpe" bench sample --backend cpu --solver euler \
+        --steps 100 --n 1000 --repeats 1 --json
+    measure W2 torch samples_per_s_median "$python" "$peer" sample --no-pad --solver euler \
+        --n 1000 --repeats 2
 done
 
 "$python" - "$log" <<'EOF'
-import statistics, sys
+import math, statistics, sys
 rates = {}
 for line in open(sys.argv[1]):
     w, impl, rate = line.split()
-    rates.setdefault((w, impl), []).append(float(rate))
+    value = float(rate)
+    if not (math.isfinite(value) and value > 0):
+        sys.exit(f"bench-peers: {w} {impl} reported the rate {rate}, not a positive number")
+    rates.setdefault((w, impl), []).append(value)
 print(f"{'workload':<10}{'tfmpe':>22}{'torch eager':>22}{'ratio':>8}")
 for w, unit in [("W1", "steps/s"), ("W2", "samples/s")]:
     ours, peer = (statistics.median(rates[(w, i)]) for i in ("tfmpe", "torch"))
