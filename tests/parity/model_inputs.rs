@@ -280,9 +280,10 @@ mod before_inputs {
     const PLAIN: Sizes = Sizes { inputs: 0 };
 
     /// The same parameters, in the same order (so a seed draws the same weights and old
-    /// checkpoints load), and on the CPU the same velocities to the bit: the bits were printed
-    /// by this case run against a37ce83. A deliberate change of the CPU kernels' rounding needs
-    /// them re-pinned there.
+    /// checkpoints load), and on the CPU the same velocities: the values were printed by this
+    /// case run against a37ce83. They are compared to 1e-5 relative, not to the bit, since the
+    /// last bits depend on the CPU's vector width (the GEMM micro-kernels sum in another order
+    /// with AVX-512 than with AVX2); other weights would change them entirely.
     #[test]
     fn the_model_without_inputs_is_unchanged() {
         let dev = Device::cpu();
@@ -324,8 +325,12 @@ mod before_inputs {
         let xt = tape.input(&common::normal(&mut r, b * m), &[b, m]).unwrap();
         let t = tape.input(&common::uniform(&mut r, b, 0.0, 1.0), &[b]).unwrap();
         let v = model.velocity(&mut tape, &tok, cond, xt, t, None, None).unwrap();
-        let bits: Vec<u32> = tape.to_vec(v).unwrap().iter().map(|x| x.to_bits()).collect();
+        let got = tape.to_vec(v).unwrap();
         let pinned = [0xbfcd1c68, 0xbe60ba18, 0xbe29177e, 0xbfab0d91, 0xbea1fa82, 0xbfaa1f46];
-        assert_eq!(bits, pinned, "velocities of the model without inputs, as f32 bits");
+        for (&g, &p) in got.iter().zip(&pinned) {
+            let p = f32::from_bits(p);
+            assert!((g - p).abs() <= 1e-5 * p.abs(), "velocities {got:?}, pinned {p} among them");
+        }
+        assert_eq!(got.len(), pinned.len());
     }
 }

@@ -4,32 +4,39 @@
 //! in turn inside it, so dK and dV are summed over queries within one task: no cross-thread
 //! reduction, and the summation order never depends on the thread count.
 //!
-//! Per batch element the kept keys of every head are gathered into thread-local scratch in
-//! blocks of [`LANES`] keys, each block holding one vector register per head dimension, so
-//! every loop over keys works a register at a time (see [`lanes`]). Masked keys are left out of
-//! the gather rather than masked in the loops; the padding lanes of the last block get a score
-//! bias of -inf, which the exponential turns into an exact 0.
+//! Per batch element the kept keys of every head are gathered into thread-local scratch, and
+//! masked keys are left out of the gather rather than masked in the loops.
+//!
+//! - The forward (what sampling runs) puts blocks of queries in the lanes: a block's scores
+//!   against one key are one vector, so the softmax runs per lane with no horizontal reduction.
+//!   It is compiled for AVX-512 (16 lanes), AVX2 with FMA (8) and any CPU, the first the CPU
+//!   has chosen at run time; the two fused builds agree bit for bit, as every lane runs the same
+//!   operations in the same order.
+//! - The backward puts blocks of [`LANES`] keys in the lanes, each block holding one vector
+//!   register per head dimension; the padding lanes of the last block get a score bias of
+//!   -inf, which the exponential turns into an exact 0. It is compiled for AVX2 with FMA and for
+//!   any CPU.
 //!
 //! Scores are kept in base 2 (q is scaled by `scale · log2 e`), so the softmax needs `2^x`,
-//! whose range reduction is one subtraction.
-//!
-//! The kernels are written once over [`Lanes`] and compiled twice: for AVX2 with FMA (chosen
-//! at run time) and for any CPU. The two differ in the last bits (fused multiply-adds), and
-//! each is deterministic.
+//! whose range reduction is one subtraction. Each build is deterministic; the portable one
+//! differs from the fused ones in the last bits.
 //!
 //! The file is longer than the house limit of 600 lines on purpose: it is one kernel (forward,
-//! backward, the lane type they are written over and the run-time dispatch between its two
-//! builds), read top to bottom, and splitting it would put one loop nest in several files.
+//! backward and the run-time dispatch between their builds), read top to bottom, and splitting
+//! it would put one loop nest in several files.
 use std::cell::RefCell;
 use std::f32::consts::{LN_2, LOG2_E};
 
 use rayon::prelude::*;
 
+use super::lanes::{self, Lanes};
 use super::{CpuBackend, CpuBuffer};
 use crate::backend::kernels::AttentionKernels;
 use crate::backend::Attention;
 use crate::error::Result;
-use lanes::{Lanes, LANES};
+
+/// Keys per block of the backward's gathered layout: the backward runs on 8-lane builds.
+const LANES: usize = 8;
 
 /// Head dimensions whose accumulators are kept at once (in registers, for a literal head dim).
 const GROUP: usize = 8;
@@ -94,6 +101,24 @@ impl KeySet<'_> {
     }
 }
 
+/// The forward's kept keys: `k[(h · kept + j) · hd + c]` is dimension `c` of K of kept key `j`
+/// in head `h`, and `v` likewise.
+struct KeyRows<'s> {
+    kept: usize,
+    hd: usize,
+    k: &'s [f32],
+    v: &'s [f32],
+}
+
+impl KeyRows<'_> {
+    /// The K and V rows of head `h`.
+    #[inline(always)]
+    fn head(&self, h: usize) -> (&[f32], &[f32]) {
+        let len = self.kept * self.hd;
+        (&self.k[h * len..][..len], &self.v[h * len..][..len])
+    }
+}
+
 impl<'a> Batch<'a> {
     fn new(p: &'a Attention, qkv: &'a [f32], mask: Option<&'a [f32]>, b: usize) -> Self {
         let n = p.tokens;
@@ -109,6 +134,41 @@ impl<'a> Batch<'a> {
         &self.qkv[token * 3 * d + part * d + head * hd..][..hd]
     }
 
+    /// The tokens whose keys the mask keeps, in order, into `keys`.
+    fn kept_keys(&self, keys: &mut Vec<usize>) {
+        keys.clear();
+        keys.extend((0..self.p.tokens).filter(|&t| self.mask.is_none_or(|m| m[t] != 0.0)));
+    }
+
+    /// The forward's gather: the K and V rows of the kept keys, head after head, and `extra`
+    /// more floats of scratch. Inlined, so that a row's copy is one move where the caller's
+    /// head dim is a literal (a call to `memcpy` per row cost more than the copy).
+    #[inline(always)]
+    fn key_rows<'s>(
+        &self, scratch: &'s mut Scratch, hd: usize, extra: usize,
+    ) -> (KeyRows<'s>, &'s mut [f32]) {
+        let d = self.p.model_dim();
+        self.kept_keys(&mut scratch.keys);
+        let kept = scratch.keys.len();
+        let need = 2 * d * kept + extra;
+        if scratch.f.len() < need {
+            scratch.f.resize(need, 0.0);
+        }
+        let (k, rest) = scratch.f[..need].split_at_mut(d * kept);
+        let (v, extra) = rest.split_at_mut(d * kept);
+        // A row of every kept key per head (none when every key is masked).
+        let len = (kept * hd).max(1);
+        for (h, (k, v)) in k.chunks_exact_mut(len).zip(v.chunks_exact_mut(len)).enumerate() {
+            let rows = k.chunks_exact_mut(hd).zip(v.chunks_exact_mut(hd));
+            for ((k, v), &t) in rows.zip(&scratch.keys) {
+                let at = t * 3 * d + h * hd;
+                k.copy_from_slice(&self.qkv[at + d..][..hd]);
+                v.copy_from_slice(&self.qkv[at + 2 * d..][..hd]);
+            }
+        }
+        (KeyRows { kept, hd, k, v }, extra)
+    }
+
     /// Gathers the kept keys of every head (reading each token's K and V once, in order) and
     /// returns them with `extra` more floats of scratch. Inlined, so that the head dim in
     /// [`Keys`] stays a literal where the caller's is.
@@ -116,9 +176,8 @@ impl<'a> Batch<'a> {
     fn keys<'s>(
         &self, scratch: &'s mut Scratch, hd: usize, extra: usize,
     ) -> (KeySet<'s>, &'s mut [f32]) {
-        let (mask, d) = (self.mask, self.p.model_dim());
-        scratch.keys.clear();
-        scratch.keys.extend((0..self.p.tokens).filter(|&t| mask.is_none_or(|m| m[t] != 0.0)));
+        let d = self.p.model_dim();
+        self.kept_keys(&mut scratch.keys);
         let padded = scratch.keys.len().next_multiple_of(LANES);
         let need = 2 * d * padded + padded + extra;
         if scratch.f.len() < need {
@@ -213,33 +272,48 @@ struct Saved<'a> {
     dout: &'a [f32],
 }
 
-/// Runs `$body` compiled for AVX2 and FMA when the CPU has them, else for any CPU. The body is
-/// `#[inline(always)]` and generic over [`Lanes`], so each wrapper holds its own copy.
+/// Runs `$body` compiled for the best of the listed builds the CPU has (AVX-512F, then AVX2
+/// with FMA), else for any CPU. The body is `#[inline(always)]` and generic over [`Lanes`], so
+/// each wrapper holds its own copy.
 macro_rules! multiversion {
-    ($name:ident, $avx2:ident, $body:ident($($arg:ident: $ty:ty),*)) => {
+    ($name:ident, [$($build:ident: $lanes:ident, $features:literal;)*], $body:ident $params:tt) => {
+        $(multiversion!(@build $build, $lanes, $features, $body, $params);)*
+        multiversion!(@pick $name, [$($build, $features;)*], $body, $params);
+    };
+    (@build $build:ident, $lanes:ident, $features:literal, $body:ident,
+     ($($arg:ident: $ty:ty),*)) => {
         #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn $avx2($($arg: $ty),*) {
-            $body::<lanes::Avx2>($($arg),*)
+        #[target_feature(enable = $features)]
+        fn $build($($arg: $ty),*) {
+            $body::<lanes::$lanes>($($arg),*)
         }
-
+    };
+    (@pick $name:ident, [$($build:ident, $features:literal;)*], $body:ident,
+     ($($arg:ident: $ty:ty),*)) => {
         fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has the features the function was compiled for.
-                return unsafe { $avx2($($arg),*) };
-            }
-            $body::<lanes::Portable>($($arg),*)
+            let run: unsafe fn($($ty),*) = 'pick: {
+                $(
+                    #[cfg(target_arch = "x86_64")]
+                    if $features.split(',').all(lanes::cpu_has) {
+                        break 'pick $build;
+                    }
+                )*
+                $body::<lanes::Portable>
+            };
+            // SAFETY: a build is picked only where the CPU has the features it was compiled
+            // for.
+            unsafe { run($($arg),*) }
         }
     };
 }
 
-multiversion!(dispatch_fwd, fwd_avx2, fwd_batch(
-    batch: Batch, s: &mut Scratch, out: &mut [f32], lse: &mut [f32]
-));
-multiversion!(dispatch_bwd, bwd_avx2, bwd_batch(
-    batch: Batch, saved: Saved, s: &mut Scratch, dqkv: &mut [f32]
-));
+multiversion!(dispatch_fwd, [
+    fwd_avx512: Avx512, "avx512f";
+    fwd_avx2: Avx2, "avx2,fma";
+], fwd_batch(batch: Batch, s: &mut Scratch, out: &mut [f32], lse: &mut [f32]));
+multiversion!(dispatch_bwd, [
+    bwd_avx2: Avx2, "avx2,fma";
+], bwd_batch(batch: Batch, saved: Saved, s: &mut Scratch, dqkv: &mut [f32]));
 
 /// The head dim: `HD`, or `p.head_dim` when `HD` is 0. The common small head dims get their
 /// own copy of the kernels (a distinct const parameter, so the compiler cannot merge it back),
@@ -262,61 +336,124 @@ fn fwd_batch<L: Lanes>(batch: Batch, scratch: &mut Scratch, out: &mut [f32], lse
     }
 }
 
+/// The forward works on blocks of `L::N` queries in lanes: a block's scores against one key are
+/// one vector (its dimensions broadcast from the key's row), so the softmax's maximum and sum
+/// and the `P · V` accumulators stay per lane, and no horizontal reduction is left in the loops.
 #[inline(always)]
 fn fwd_heads<L: Lanes, const HD: usize>(
     batch: Batch, scratch: &mut Scratch, out: &mut [f32], lse: &mut [f32],
 ) {
     let hd = head_dim::<HD>(batch.p);
-    let (p, n, d) = (batch.p, batch.p.tokens, batch.p.model_dim());
-    let (key_set, extra) = batch.keys(scratch, hd, n.next_multiple_of(LANES) + hd);
-    let (scores, qs) = extra.split_at_mut(key_set.all.padded());
-    let qs = &mut qs[..hd];
+    let (p, n, d, w) = (batch.p, batch.p.tokens, batch.p.model_dim(), L::N);
+    let (rows, extra) = batch.key_rows(scratch, hd, n * w + (2 * hd + 1) * w);
+    let (scores, extra) = extra.split_at_mut(rows.kept * w);
+    let (qt, extra) = extra.split_at_mut(hd * w);
+    let (ot, extra) = extra.split_at_mut(hd * w);
+    let lse_t = &mut extra[..w];
     let q_scale = p.scale * LOG2_E;
     for h in 0..p.heads {
-        let keys = key_set.head(h);
-        for i in 0..n {
-            for (qs, &q) in qs.iter_mut().zip(batch.at(i, 0, h)) {
-                *qs = q_scale * q;
+        let (k, v) = rows.head(h);
+        for first in (0..n).step_by(w) {
+            let block = w.min(n - first);
+            // The block's q, transposed and scaled for base-2 scores; lanes past the last
+            // query hold 0 (finite scores, never written out).
+            qt.fill(0.0);
+            for l in 0..block {
+                for (c, &q) in batch.at(first + l, 0, h).iter().enumerate() {
+                    qt[c * w + l] = q_scale * q;
+                }
             }
-            let o = &mut out[i * d + h * hd..][..hd];
-            lse[h * n + i] = fwd_row::<L>(qs, &keys, scores, o);
+            fwd_block::<L>(qt, k, v, hd, scores, ot).store(lse_t);
+            for l in 0..block {
+                for c in 0..hd {
+                    out[(first + l) * d + h * hd + c] = ot[c * w + l];
+                }
+            }
+            lse[h * n + first..][..block].copy_from_slice(&lse_t[..block]);
         }
     }
 }
 
-/// One query row (`qs` is its q scaled for base-2 scores): writes its output and returns its
-/// (natural) log-sum-exp.
+/// One block of queries in lanes (`qt[c · N + l]`: dimension `c` of query `l`, scaled for
+/// base-2 scores) against the kept keys of one head (rows of `k` and `v`): writes the block's
+/// outputs into `ot` (`[hd, N]`, lanes as in `qt`) and returns its natural log-sum-exps.
 ///
-/// Three short passes over the keys (scores and their maximum; exponentials and their sum;
-/// `P · V`): on the machine measured (Zen 3) they ran faster than one fused pass shifted by a
-/// bound of the scores, whose single long dependency chain per block the core overlaps less.
+/// Two passes over the keys: scores and their maximum; then exponentials, their sum and
+/// `P · V`, [`GROUP`] dimensions at a time (a head dim above it reads the exponentials back).
 #[inline(always)]
-fn fwd_row<L: Lanes>(qs: &[f32], keys: &Keys, scores: &mut [f32], o: &mut [f32]) -> f32 {
-    let q = Broadcast::<L>::new(qs);
-    let scores = &mut scores[..keys.padded()];
+fn fwd_block<L: Lanes>(
+    qt: &[f32], k: &[f32], v: &[f32], hd: usize, scores: &mut [f32], ot: &mut [f32],
+) -> L {
+    let w = L::N;
+    if scores.is_empty() {
+        // Every key is masked: the output is 0, as for an empty sum.
+        ot.fill(0.0);
+        return L::splat(f32::NEG_INFINITY);
+    }
+    let q = Columns::<L>::new(qt, hd);
     let mut max = L::splat(f32::NEG_INFINITY);
-    let blocks = keys.kb.chunks_exact(keys.hd * LANES).zip(keys.bias.chunks_exact(LANES));
-    for (s, (kb, bias)) in scores.chunks_exact_mut(LANES).zip(blocks) {
-        let block = score_block::<L>(&q, kb, bias);
+    for (s, key) in scores.chunks_exact_mut(w).zip(k.chunks_exact(hd)) {
+        // Even and odd dimensions summed apart, halving the dependency chain.
+        let mut acc = [L::splat(0.0); 2];
+        for (c, &kc) in key.iter().enumerate() {
+            acc[c % 2] = q.get(c).mul_add(L::splat(kc), acc[c % 2]);
+        }
+        let block = acc[0].add(acc[1]);
         block.store(s);
         max = max.max(block);
     }
-    let m = max.max_lane();
-    if m == f32::NEG_INFINITY {
-        o.fill(0.0);
-        return m;
-    }
     let mut sum = L::splat(0.0);
-    for s in scores.chunks_exact_mut(LANES) {
-        let e = lanes::exp2(L::load(s).sub(L::splat(m)));
-        e.store(s);
-        sum = sum.add(e);
+    for first in (0..hd).step_by(GROUP) {
+        let width = GROUP.min(hd - first);
+        let mut acc = [L::splat(0.0); GROUP];
+        for (s, value) in scores.chunks_exact_mut(w).zip(v.chunks_exact(hd)) {
+            let e = if first == 0 {
+                let e = lanes::exp2_nonpositive(L::load(s).sub(max));
+                if hd > GROUP {
+                    e.store(s);
+                }
+                sum = sum.add(e);
+                e
+            } else {
+                L::load(s)
+            };
+            for (acc, &vc) in acc[..width].iter_mut().zip(&value[first..]) {
+                *acc = e.mul_add(L::splat(vc), *acc);
+            }
+        }
+        let inv = L::splat(1.0).div(sum);
+        for (c, acc) in acc[..width].iter().enumerate() {
+            acc.mul(inv).store(&mut ot[(first + c) * w..]);
+        }
     }
-    let sum = sum.total();
-    weighted_sum::<L>(scores, keys.vb, keys.hd, o);
-    let inv = 1.0 / sum;
-    o.iter_mut().for_each(|o| *o *= inv);
-    m * LN_2 + sum.ln()
+    max.mul(L::splat(LN_2)).add(lanes::ln(sum))
+}
+
+/// The columns of a block of queries in lanes; the first [`GROUP`] are loaded once into values
+/// the compiler keeps in registers.
+struct Columns<'a, L> {
+    first: [L; GROUP],
+    all: &'a [f32],
+}
+
+impl<'a, L: Lanes> Columns<'a, L> {
+    #[inline(always)]
+    fn new(all: &'a [f32], hd: usize) -> Self {
+        let mut first = [L::splat(0.0); GROUP];
+        for (c, v) in first.iter_mut().enumerate().take(hd) {
+            *v = L::load(&all[c * L::N..]);
+        }
+        Columns { first, all }
+    }
+
+    #[inline(always)]
+    fn get(&self, c: usize) -> L {
+        if c < GROUP {
+            self.first[c]
+        } else {
+            L::load(&self.all[c * L::N..])
+        }
+    }
 }
 
 #[inline(always)]
@@ -527,12 +664,29 @@ impl AttentionKernels for CpuBackend {
 mod tests {
     use super::*;
 
-    /// The portable build of the kernels (what a CPU without AVX2 runs) agrees with the one
-    /// dispatched here, on a masked case with a general and a specialised head dim.
+    /// Every build of the kernels this CPU runs (portable, AVX2, AVX-512 for the forward)
+    /// agrees with the one dispatched here, on masked cases with general and specialised head
+    /// dims, a partial last block of queries and a batch element whose keys are all masked;
+    /// the two fused builds of the forward agree bit for bit.
     #[test]
-    fn portable_kernels_match_dispatched() {
-        for head_dim in [3, 4] {
-            let p = Attention { batch: 3, tokens: 21, heads: 2, head_dim, scale: 0.6 };
+    fn every_build_matches_the_dispatched_one() {
+        type Fwd = fn(Batch, &mut Scratch, &mut [f32], &mut [f32]);
+        type Bwd = fn(Batch, Saved, &mut Scratch, &mut [f32]);
+        let mut fwds: Vec<(&str, Fwd)> = vec![("portable", fwd_batch::<lanes::Portable>)];
+        let mut bwds: Vec<(&str, Bwd)> = vec![("portable", bwd_batch::<lanes::Portable>)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY (each): run only where the CPU has the build's features.
+            if lanes::cpu_has("avx2") && lanes::cpu_has("fma") {
+                fwds.push(("avx2", |b, s, o, l| unsafe { fwd_avx2(b, s, o, l) }));
+                bwds.push(("avx2", |b, sv, s, d| unsafe { bwd_avx2(b, sv, s, d) }));
+            }
+            if lanes::cpu_has("avx512f") {
+                fwds.push(("avx512", |b, s, o, l| unsafe { fwd_avx512(b, s, o, l) }));
+            }
+        }
+        for (head_dim, tokens) in [(3, 21), (4, 37), (12, 18)] {
+            let p = Attention { batch: 3, tokens, heads: 2, head_dim, scale: 0.6 };
             let (n, d) = (p.tokens, p.model_dim());
             let wave = |len: usize, k: f32| -> Vec<f32> {
                 (0..len).map(|i| (i as f32 * k).sin() * 2.0).collect()
@@ -540,325 +694,43 @@ mod tests {
             let (qkv, dout) = (wave(p.batch * n * 3 * d, 0.37), wave(p.batch * n * d, 0.11));
             let mut mask = vec![1.0; p.batch * n];
             mask[n + 5..2 * n].fill(0.0);
+            mask[2 * n..].fill(0.0);
             let mask = Some(&mask[..]);
-            let run = |portable: bool| {
+            let fwd = |run: Fwd| {
                 let (mut out, mut lse) =
                     (vec![0.0; p.batch * n * d], vec![0.0; p.batch * p.heads * n]);
-                let mut dqkv = vec![0.0; 3 * out.len()];
-                if portable {
-                    fwd_with(&p, &qkv, mask, &mut out, &mut lse, fwd_batch::<lanes::Portable>);
-                } else {
-                    attention_fwd(&p, &qkv, mask, &mut out, &mut lse);
-                }
-                let saved = Saved { out: &out, lse: &lse, dout: &dout };
-                if portable {
-                    bwd_with(&p, &qkv, mask, saved, &mut dqkv, bwd_batch::<lanes::Portable>);
-                } else {
-                    bwd_with(&p, &qkv, mask, saved, &mut dqkv, dispatch_bwd);
-                }
-                [out, lse, dqkv]
+                fwd_with(&p, &qkv, mask, &mut out, &mut lse, run);
+                (out, lse)
             };
-            let (portable, dispatched) = (run(true), run(false));
-            for (a, b) in portable.iter().zip(&dispatched) {
-                for (&a, &b) in a.iter().zip(b) {
+            let (out, lse) = fwd(dispatch_fwd);
+            let close = |what: &str, got: &[f32], want: &[f32]| {
+                for (&a, &b) in got.iter().zip(want) {
                     // Fused and unfused multiply-adds differ in the last bits.
-                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+                    let ok = a == b || (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+                    assert!(ok, "{what}, head dim {head_dim}: {a} vs {b}");
+                }
+            };
+            let mut fused = vec![];
+            for (name, run) in &fwds {
+                let (o, l) = fwd(*run);
+                close(name, &o, &out);
+                close(name, &l, &lse);
+                if *name != "portable" {
+                    fused.push((o, l));
                 }
             }
-        }
-    }
-}
-
-/// Eight f32 lanes, the operations the kernels need on them, and the exponential built from
-/// those operations.
-mod lanes {
-    pub const LANES: usize = 8;
-
-    /// A vector of [`LANES`] f32.
-    pub trait Lanes: Copy {
-        fn splat(x: f32) -> Self;
-        /// The first [`LANES`] elements of `s`.
-        fn load(s: &[f32]) -> Self;
-        /// Into the first [`LANES`] elements of `s`.
-        fn store(self, s: &mut [f32]);
-        fn add(self, o: Self) -> Self;
-        fn sub(self, o: Self) -> Self;
-        fn mul(self, o: Self) -> Self;
-        /// `self · a + b`: fused (one rounding) where the CPU has FMA.
-        fn mul_add(self, a: Self, b: Self) -> Self;
-        /// `self > o ? self : o` per lane (x86's rule: NaN in `self` gives `o`).
-        fn max(self, o: Self) -> Self;
-        /// `self < o ? self : o` per lane.
-        fn min(self, o: Self) -> Self;
-        /// Rounds to the nearest integer, ties to even (for |x| < 2^22).
-        fn round(self) -> Self;
-        /// `2^n` for lanes holding integers `-127 <= n <= 128` (`n = -127` gives +0, 128 gives
-        /// +inf).
-        fn pow2i(self) -> Self;
-
-        /// The largest lane.
-        fn max_lane(self) -> f32;
-        /// The lanes of each of four vectors added in the tree
-        /// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`.
-        fn totals4(v: [Self; 4]) -> [f32; 4];
-
-        /// The lanes added in the tree of [`Lanes::totals4`].
-        #[inline(always)]
-        fn total(self) -> f32 {
-            let zero = Self::splat(0.0);
-            Self::totals4([self, zero, zero, zero])[0]
-        }
-    }
-
-    /// `2^x` per lane within 2 ulp, as a handful of vector operations (libm's `exp2f` is a call
-    /// per element). Results below the normal range (x < -126) are approximate and become
-    /// exactly 0 from x = -126.5 on, -inf included; above 128 the result is +inf, and NaN stays
-    /// NaN.
-    #[inline(always)]
-    pub fn exp2<L: Lanes>(x: L) -> L {
-        // Cephes' exp2f polynomial, 2^r ≈ 1 + Σ C[i] r^(i+1) on |r| ≤ 1/2.
-        const C: [f32; 6] = [
-            6.931_472e-1,
-            2.402_264_8e-1,
-            5.550_332_5e-2,
-            9.618_437e-3,
-            1.339_887_4e-3,
-            1.535_336_2e-4,
-        ];
-        // The constant goes first: a NaN in `x` then passes through.
-        let x = L::splat(128.0).min(L::splat(-127.0).max(x));
-        let n = x.round();
-        let r = x.sub(n);
-        // Estrin's scheme: short chains side by side, since the latency of this chain is what
-        // limits the softmax loops.
-        let r2 = r.mul(r);
-        let lo = r.mul_add(L::splat(C[0]), L::splat(1.0));
-        let mid = r.mul_add(L::splat(C[2]), L::splat(C[1]));
-        let hi = r2.mul_add(L::splat(C[5]), r.mul_add(L::splat(C[4]), L::splat(C[3])));
-        let poly = r2.mul(r2).mul_add(hi, r2.mul_add(mid, lo));
-        poly.mul(n.pow2i())
-    }
-
-    /// Plain arrays: the compiler vectorises what it can for the baseline target.
-    #[derive(Clone, Copy)]
-    pub struct Portable([f32; LANES]);
-
-    impl Portable {
-        #[inline(always)]
-        fn zip(self, o: Self, f: impl Fn(f32, f32) -> f32) -> Self {
-            Portable(std::array::from_fn(|l| f(self.0[l], o.0[l])))
-        }
-    }
-
-    impl Lanes for Portable {
-        #[inline(always)]
-        fn splat(x: f32) -> Self {
-            Portable([x; LANES])
-        }
-        #[inline(always)]
-        fn load(s: &[f32]) -> Self {
-            Portable(s[..LANES].try_into().unwrap())
-        }
-        #[inline(always)]
-        fn store(self, s: &mut [f32]) {
-            s[..LANES].copy_from_slice(&self.0);
-        }
-        #[inline(always)]
-        fn add(self, o: Self) -> Self {
-            self.zip(o, |a, b| a + b)
-        }
-        #[inline(always)]
-        fn sub(self, o: Self) -> Self {
-            self.zip(o, |a, b| a - b)
-        }
-        #[inline(always)]
-        fn mul(self, o: Self) -> Self {
-            self.zip(o, |a, b| a * b)
-        }
-        #[inline(always)]
-        fn mul_add(self, a: Self, b: Self) -> Self {
-            self.mul(a).add(b)
-        }
-        #[inline(always)]
-        fn max(self, o: Self) -> Self {
-            self.zip(o, |a, b| if a > b { a } else { b })
-        }
-        #[inline(always)]
-        fn min(self, o: Self) -> Self {
-            self.zip(o, |a, b| if a < b { a } else { b })
-        }
-        #[inline(always)]
-        fn max_lane(self) -> f32 {
-            self.0.into_iter().fold(f32::NEG_INFINITY, |a, b| if a > b { a } else { b })
-        }
-        #[inline(always)]
-        fn totals4(v: [Self; 4]) -> [f32; 4] {
-            v.map(|v| {
-                let [a, b, c, d, e, f, g, h] = v.0;
-                ((a + b) + (c + d)) + ((e + f) + (g + h))
-            })
-        }
-        #[inline(always)]
-        fn round(self) -> Self {
-            // Adding 1.5 · 2^23 leaves no fraction bits, so the sum is rounded (to even).
-            const SHIFT: f32 = 12_582_912.0;
-            Portable(self.0.map(|x| (x + SHIFT) - SHIFT))
-        }
-        #[inline(always)]
-        fn pow2i(self) -> Self {
-            Portable(self.0.map(|n| f32::from_bits(((n as i32 + 127) << 23) as u32)))
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    pub use avx2::Avx2;
-
-    #[cfg(target_arch = "x86_64")]
-    mod avx2 {
-        use super::{Lanes, LANES};
-        use std::arch::x86_64::*;
-
-        /// One AVX register. Only functions compiled with `avx2` and `fma` enabled, and entered
-        /// after checking the CPU for them, use this type: that is the safety argument of every
-        /// `unsafe` below.
-        #[derive(Clone, Copy)]
-        pub struct Avx2(__m256);
-
-        impl Lanes for Avx2 {
-            #[inline(always)]
-            fn splat(x: f32) -> Self {
-                Avx2(unsafe { _mm256_set1_ps(x) })
+            for other in fused.iter().skip(1) {
+                assert!(other == &fused[0], "the fused forward builds differ in bits");
             }
-            #[inline(always)]
-            fn load(s: &[f32]) -> Self {
-                let s = &s[..LANES];
-                // SAFETY: `s` holds LANES floats; the load needs no alignment.
-                Avx2(unsafe { _mm256_loadu_ps(s.as_ptr()) })
-            }
-            #[inline(always)]
-            fn store(self, s: &mut [f32]) {
-                let s = &mut s[..LANES];
-                // SAFETY: `s` holds LANES floats; the store needs no alignment.
-                unsafe { _mm256_storeu_ps(s.as_mut_ptr(), self.0) }
-            }
-            #[inline(always)]
-            fn add(self, o: Self) -> Self {
-                Avx2(unsafe { _mm256_add_ps(self.0, o.0) })
-            }
-            #[inline(always)]
-            fn sub(self, o: Self) -> Self {
-                Avx2(unsafe { _mm256_sub_ps(self.0, o.0) })
-            }
-            #[inline(always)]
-            fn mul(self, o: Self) -> Self {
-                Avx2(unsafe { _mm256_mul_ps(self.0, o.0) })
-            }
-            #[inline(always)]
-            fn mul_add(self, a: Self, b: Self) -> Self {
-                Avx2(unsafe { _mm256_fmadd_ps(self.0, a.0, b.0) })
-            }
-            #[inline(always)]
-            fn max(self, o: Self) -> Self {
-                Avx2(unsafe { _mm256_max_ps(self.0, o.0) })
-            }
-            #[inline(always)]
-            fn min(self, o: Self) -> Self {
-                Avx2(unsafe { _mm256_min_ps(self.0, o.0) })
-            }
-            #[inline(always)]
-            fn max_lane(self) -> f32 {
-                unsafe {
-                    let m = _mm_max_ps(
-                        _mm256_castps256_ps128(self.0),
-                        _mm256_extractf128_ps::<1>(self.0),
-                    );
-                    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-                    _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
-                }
-            }
-            #[inline(always)]
-            fn totals4([a, b, c, d]: [Self; 4]) -> [f32; 4] {
-                // Pairwise sums of the four vectors, in their halves; then the two halves.
-                unsafe {
-                    let pairs = _mm256_hadd_ps(_mm256_hadd_ps(a.0, b.0), _mm256_hadd_ps(c.0, d.0));
-                    let t = _mm_add_ps(
-                        _mm256_castps256_ps128(pairs),
-                        _mm256_extractf128_ps::<1>(pairs),
-                    );
-                    let mut out = [0.0; 4];
-                    _mm_storeu_ps(out.as_mut_ptr(), t);
-                    out
-                }
-            }
-            #[inline(always)]
-            fn round(self) -> Self {
-                const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-                Avx2(unsafe { _mm256_round_ps::<NEAREST>(self.0) })
-            }
-            #[inline(always)]
-            fn pow2i(self) -> Self {
-                Avx2(unsafe {
-                    let n = _mm256_add_epi32(_mm256_cvtps_epi32(self.0), _mm256_set1_epi32(127));
-                    _mm256_castsi256_ps(_mm256_slli_epi32::<23>(n))
-                })
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::{exp2, Lanes, Portable, LANES};
-
-        #[inline(always)]
-        fn stored<L: Lanes>(v: L) -> [f32; LANES] {
-            let mut a = [0.0; LANES];
-            v.store(&mut a);
-            a
-        }
-
-        /// `2^x` on every lane implementation this CPU runs.
-        fn exp2_all(x: &[f32]) -> Vec<[f32; LANES]> {
-            let mut out = vec![stored(exp2(Portable::load(x)))];
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                #[target_feature(enable = "avx2,fma")]
-                fn exp2_avx2(x: &[f32]) -> [f32; LANES] {
-                    stored(exp2(super::Avx2::load(x)))
-                }
-                // SAFETY: the CPU has the features, checked above.
-                out.push(unsafe { exp2_avx2(x) });
-            }
-            out
-        }
-
-        /// Units in the last place between `got` and the exact `want`, at `want`'s binade.
-        fn ulps(got: f32, want: f64) -> f64 {
-            let bits = (want.abs() as f32).to_bits();
-            let ulp = f32::from_bits(bits + 1) as f64 - f32::from_bits(bits) as f64;
-            (got as f64 - want).abs() / ulp
-        }
-
-        #[test]
-        fn exp2_is_within_two_ulp() {
-            let mut worst = 0.0f64;
-            let x: Vec<f32> = (0..2_000_000).map(|i| -126.0 + 253.0 * i as f32 / 2e6).collect();
-            for x in x.chunks_exact(LANES) {
-                for got in exp2_all(x) {
-                    for (&g, &x) in got.iter().zip(x) {
-                        worst = worst.max(ulps(g, (x as f64).exp2()));
-                    }
-                }
-            }
-            assert!(worst <= 2.0, "worst error {worst} ulp");
-        }
-
-        #[test]
-        fn exp2_edges() {
-            let x = [0.0, f32::NEG_INFINITY, -127.0, -1e9, 127.0, 1e9, f32::NAN, 1.0];
-            for got in exp2_all(&x) {
-                assert_eq!(got[..4], [1.0, 0.0, 0.0, 0.0]);
-                assert_eq!((got[4], got[5], got[7]), (2f32.powi(127), f32::INFINITY, 2.0));
-                assert!(got[6].is_nan());
+            let saved = Saved { out: &out, lse: &lse, dout: &dout };
+            let bwd = |run: Bwd| {
+                let mut dqkv = vec![0.0; 3 * out.len()];
+                bwd_with(&p, &qkv, mask, saved, &mut dqkv, run);
+                dqkv
+            };
+            let want = bwd(dispatch_bwd);
+            for (name, run) in &bwds {
+                close(name, &bwd(*run), &want);
             }
         }
     }

@@ -29,6 +29,7 @@ pub(super) fn sample_block(per_sample: usize) -> usize {
 /// `Σ_i term([inputs[0][i], inputs[1][i], ..])` over equal-length inputs, in f64 over 8
 /// interleaved lanes combined in a fixed tree. Slicing each input once per 8 elements lets the
 /// compiler drop the bounds checks and vectorise the lanes (an index closure defeats both).
+#[inline(always)]
 pub(super) fn lanes_sum<const K: usize>(
     inputs: [&[f32]; K], mut term: impl FnMut([f32; K]) -> f64,
 ) -> f64 {
@@ -70,6 +71,7 @@ pub(super) fn lanes_sum_mut<const K: usize>(
     fold_lanes(lanes, tail)
 }
 
+#[inline(always)]
 fn fold_lanes([a, b, c, d, e, f, g, h]: [f64; 8], tail: f64) -> f64 {
     ((a + e) + (b + f)) + ((c + g) + (d + h)) + tail
 }

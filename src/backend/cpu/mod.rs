@@ -9,6 +9,7 @@ mod attention;
 mod elementwise;
 mod embedding;
 mod flow;
+mod lanes;
 mod loss;
 mod matmul;
 mod memory;

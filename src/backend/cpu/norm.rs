@@ -6,6 +6,7 @@
 //! thread count.
 use rayon::prelude::*;
 
+use super::lanes::widest;
 use super::loss::lanes_sum;
 use super::{CpuBackend, CpuBuffer};
 use crate::backend::kernels::NormKernels;
@@ -32,19 +33,23 @@ pub fn layer_norm_fwd(
         .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .enumerate();
     let normalise = |h: &[f32], y: &mut [f32], mean: &mut [f32], rstd: &mut [f32]| {
-        for (((h, y), mean), rstd) in
-            h.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(mean).zip(rstd)
-        {
-            (*mean, *rstd) = normalise_row(h, gamma, beta, p.eps, y);
-        }
+        widest(
+            #[inline(always)]
+            || normalise_rows(h, gamma, beta, p.eps, y, mean, rstd),
+        )
     };
     match (residual, sum_out) {
         (Some(res), Some(sum)) => {
             tasks.zip(sum.par_chunks_mut(chunk)).for_each(|((t, ((y, mean), rstd)), h)| {
                 let (x, res) = (&x[t * chunk..][..h.len()], &res[t * chunk..][..h.len()]);
-                for ((h, x), r) in h.iter_mut().zip(x).zip(res) {
-                    *h = x + r;
-                }
+                widest(
+                    #[inline(always)]
+                    || {
+                        for ((h, x), r) in h.iter_mut().zip(x).zip(res) {
+                            *h = x + r;
+                        }
+                    },
+                );
                 normalise(h, y, mean, rstd);
             })
         }
@@ -54,7 +59,20 @@ pub fn layer_norm_fwd(
     }
 }
 
+/// Writes normalised rows (`h` and `y` hold `mean.len()` rows) and their statistics.
+#[inline(always)]
+fn normalise_rows(
+    h: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32], mean: &mut [f32],
+    rstd: &mut [f32],
+) {
+    let c = gamma.len();
+    for (((h, y), mean), rstd) in h.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(mean).zip(rstd) {
+        (*mean, *rstd) = normalise_row(h, gamma, beta, eps, y);
+    }
+}
+
 /// Writes one normalised row and returns its mean and reciprocal standard deviation.
+#[inline(always)]
 fn normalise_row(h: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
     let n = h.len() as f64;
     let mean = lanes_sum([h], |[h]| h as f64) / n;
