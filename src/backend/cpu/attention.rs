@@ -29,7 +29,7 @@ use std::f32::consts::{LN_2, LOG2_E};
 
 use rayon::prelude::*;
 
-use super::lanes::{self, Lanes};
+use super::lanes::{self, Horizontal, Lanes};
 use super::{CpuBackend, CpuBuffer};
 use crate::backend::kernels::AttentionKernels;
 use crate::backend::Attention;
@@ -457,7 +457,8 @@ impl<'a, L: Lanes> Columns<'a, L> {
 }
 
 #[inline(always)]
-fn bwd_batch<L: Lanes>(batch: Batch, saved: Saved, scratch: &mut Scratch, dqkv: &mut [f32]) {
+fn bwd_batch<L: Horizontal>(batch: Batch, saved: Saved, scratch: &mut Scratch, dqkv: &mut [f32]) {
+    const { assert!(L::N == LANES) };
     match batch.p.head_dim {
         4 => bwd_heads::<L, 4>(batch, saved, scratch, dqkv),
         8 => bwd_heads::<L, 8>(batch, saved, scratch, dqkv),
@@ -466,7 +467,7 @@ fn bwd_batch<L: Lanes>(batch: Batch, saved: Saved, scratch: &mut Scratch, dqkv: 
 }
 
 #[inline(always)]
-fn bwd_heads<L: Lanes, const HD: usize>(
+fn bwd_heads<L: Horizontal, const HD: usize>(
     batch: Batch, saved: Saved, scratch: &mut Scratch, dqkv: &mut [f32],
 ) {
     let hd = head_dim::<HD>(batch.p);
@@ -525,7 +526,7 @@ struct KeyGrads<'s> {
 /// One query row of the backward (`qs` its q scaled for base-2 scores, `g` its dout,
 /// `di = g · out`): adds its terms to dK (times log2 e) and dV, and writes `dq / scale`.
 #[inline(always)]
-fn bwd_row<L: Lanes>(
+fn bwd_row<L: Horizontal>(
     qs: &[f32], g: &[f32], lse: f32, di: f32, keys: &Keys, acc: &mut KeyGrads, dq: &mut [f32],
 ) {
     if lse == f32::NEG_INFINITY {
@@ -569,7 +570,7 @@ struct Broadcast<'a, L> {
     all: &'a [f32],
 }
 
-impl<'a, L: Lanes> Broadcast<'a, L> {
+impl<'a, L: Horizontal> Broadcast<'a, L> {
     #[inline(always)]
     fn new(all: &'a [f32]) -> Self {
         let mut first = [L::splat(0.0); GROUP];
@@ -592,7 +593,7 @@ impl<'a, L: Lanes> Broadcast<'a, L> {
 /// Base-2 scores of one block of keys (`kb` its K block), with the padding bias. Even and odd
 /// dimensions are summed apart, halving the dependency chain.
 #[inline(always)]
-fn score_block<L: Lanes>(q: &Broadcast<L>, kb: &[f32], bias: &[f32]) -> L {
+fn score_block<L: Horizontal>(q: &Broadcast<L>, kb: &[f32], bias: &[f32]) -> L {
     let mut s = [L::load(bias), L::splat(0.0)];
     for c in 0..q.all.len() {
         s[c % 2] = q.get(c).mul_add(L::load(&kb[c * LANES..]), s[c % 2]);
@@ -603,7 +604,7 @@ fn score_block<L: Lanes>(q: &Broadcast<L>, kb: &[f32], bias: &[f32]) -> L {
 /// `out[c] = Σ_j w[j] · x[j][c]` for keys `j` in blocks (`xb` is `kb` or `vb`), in lanes.
 /// Even and odd blocks go to separate accumulators, halving the chain through each.
 #[inline(always)]
-fn weighted_sum<L: Lanes>(w: &[f32], xb: &[f32], hd: usize, out: &mut [f32]) {
+fn weighted_sum<L: Horizontal>(w: &[f32], xb: &[f32], hd: usize, out: &mut [f32]) {
     let block = hd * LANES;
     for group in 0..hd.div_ceil(GROUP) {
         let (first, width) = (group * GROUP, GROUP.min(hd - group * GROUP));
@@ -633,7 +634,7 @@ fn weighted_sum<L: Lanes>(w: &[f32], xb: &[f32], hd: usize, out: &mut [f32]) {
 
 /// `acc[c] += w · x[c]` for the dimensions of one block.
 #[inline(always)]
-fn add_weighted<L: Lanes>(acc: &mut [L], w: L, x: &[f32]) {
+fn add_weighted<L: Horizontal>(acc: &mut [L], w: L, x: &[f32]) {
     for (c, acc) in acc.iter_mut().enumerate() {
         *acc = w.mul_add(L::load(&x[c * LANES..]), *acc);
     }

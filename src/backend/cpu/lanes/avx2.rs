@@ -1,5 +1,5 @@
 //! [`Lanes`] as one AVX register, for CPUs with AVX2 and FMA.
-use super::Lanes;
+use super::{Horizontal, Lanes};
 use std::arch::x86_64::*;
 
 /// One AVX register. Only functions compiled with `avx2` and `fma` enabled, and entered after
@@ -56,18 +56,6 @@ impl Lanes for Avx2 {
         Avx2(unsafe { _mm256_min_ps(self.0, o.0) })
     }
     #[inline(always)]
-    fn totals4([a, b, c, d]: [Self; 4]) -> [f32; 4] {
-        // Pairwise sums of the four vectors, in their halves; then the two halves: the tree
-        // ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), as the portable build's.
-        unsafe {
-            let pairs = _mm256_hadd_ps(_mm256_hadd_ps(a.0, b.0), _mm256_hadd_ps(c.0, d.0));
-            let t = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps::<1>(pairs));
-            let mut out = [0.0; 4];
-            _mm_storeu_ps(out.as_mut_ptr(), t);
-            out
-        }
-    }
-    #[inline(always)]
     fn round(self) -> Self {
         const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
         Avx2(unsafe { _mm256_round_ps::<NEAREST>(self.0) })
@@ -89,6 +77,21 @@ impl Lanes for Avx2 {
             );
             let e = _mm256_sub_epi32(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(127));
             (Avx2(_mm256_castsi256_ps(m)), Avx2(_mm256_cvtepi32_ps(e)))
+        }
+    }
+}
+
+impl Horizontal for Avx2 {
+    #[inline(always)]
+    fn totals4([a, b, c, d]: [Self; 4]) -> [f32; 4] {
+        // Pairwise sums of the four vectors, in their halves; then the two halves: the tree
+        // ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), as the portable build's.
+        unsafe {
+            let pairs = _mm256_hadd_ps(_mm256_hadd_ps(a.0, b.0), _mm256_hadd_ps(c.0, d.0));
+            let t = _mm_add_ps(_mm256_castps256_ps128(pairs), _mm256_extractf128_ps::<1>(pairs));
+            let mut out = [0.0; 4];
+            _mm_storeu_ps(out.as_mut_ptr(), t);
+            out
         }
     }
 }

@@ -56,10 +56,6 @@ impl Lanes for Avx512 {
         Avx512(unsafe { _mm512_min_ps(self.0, o.0) })
     }
     #[inline(always)]
-    fn totals4(v: [Self; 4]) -> [f32; 4] {
-        v.map(|v| unsafe { _mm512_reduce_add_ps(v.0) })
-    }
-    #[inline(always)]
     fn round(self) -> Self {
         const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
         Avx512(unsafe { _mm512_roundscale_ps::<NEAREST>(self.0) })

@@ -89,8 +89,13 @@ pub trait Lanes: Copy {
     }
     /// `(m, e)` with `self = m · 2^e`, `1 <= m < 2`, `e` an integer, for positive normal lanes.
     fn frexp(self) -> (Self, Self);
+}
 
-    /// The lanes of each of four vectors added, each in one fixed tree.
+/// Eight lanes that also add across lanes: the builds the attention backward runs on, whose
+/// blocks of keys are laid out for eight.
+pub trait Horizontal: Lanes {
+    /// The lanes of each of four vectors added in the tree
+    /// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`.
     fn totals4(v: [Self; 4]) -> [f32; 4];
 }
 
@@ -207,13 +212,6 @@ impl Lanes for Portable {
         self.zip(o, |a, b| if a < b { a } else { b })
     }
     #[inline(always)]
-    fn totals4(v: [Self; 4]) -> [f32; 4] {
-        v.map(|v| {
-            let [a, b, c, d, e, f, g, h] = v.0;
-            ((a + b) + (c + d)) + ((e + f) + (g + h))
-        })
-    }
-    #[inline(always)]
     fn round(self) -> Self {
         // Adding 1.5 · 2^23 leaves no fraction bits, so the sum is rounded (to even).
         const SHIFT: f32 = 12_582_912.0;
@@ -228,6 +226,16 @@ impl Lanes for Portable {
         let m = self.0.map(|x| f32::from_bits(x.to_bits() & 0x007f_ffff | 0x3f80_0000));
         let e = self.0.map(|x| ((x.to_bits() >> 23) as i32 - 127) as f32);
         (Portable(m), Portable(e))
+    }
+}
+
+impl Horizontal for Portable {
+    #[inline(always)]
+    fn totals4(v: [Self; 4]) -> [f32; 4] {
+        v.map(|v| {
+            let [a, b, c, d, e, f, g, h] = v.0;
+            ((a + b) + (c + d)) + ((e + f) + (g + h))
+        })
     }
 }
 
