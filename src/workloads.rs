@@ -6,8 +6,8 @@
 //! - **W2**, [`Sampling`]: posterior samples for one observation;
 //! - W2's inner loop alone, [`Velocity`]: one network evaluation of a sampling step.
 //!
-//! All of them use the posterior network at the benchmark configuration
-//! ([`TfmpeConfig::default`]) on data sets simulated from the task, standardised by their own
+//! All of them use the posterior network at the reference's configuration
+//! ([`TfmpeConfig::reference`], which the PyTorch peer builds) on data sets simulated from the task, standardised by their own
 //! statistics: the shapes and value ranges of a real run. The defaults ([`TASK`], [`SITES`],
 //! [`BATCH`]) give 101 tokens per set. Everything is seeded, so two runs build the same network
 //! and data.
@@ -53,7 +53,8 @@ pub fn posterior_network(
         target.extend(task.to_unconstrained(&d.params, sites));
     }
     let rows = Rows::new(sites, &cond, &target, None);
-    let net = new_network(dev, task, Role::Posterior, sites, &[rows], &TfmpeConfig::default(), 0)?;
+    let net =
+        new_network(dev, task, Role::Posterior, sites, &[rows], &TfmpeConfig::reference(), 0)?;
     let sets = to_sets(&net, rows)?;
     Ok((net, sets))
 }

@@ -127,6 +127,10 @@ fn impossible_run_settings_are_refused_before_any_work() {
             &["--sites", "3", "--budget", "1000", "--lc2st", "--lc2st-nulls", "0"],
             &["--lc2st-nulls"],
         ),
+        (&["--sites", "3", "--budget", "1000", "--heads", "5"], &["width 64", "5 heads"]),
+        (&["--sites", "3", "--budget", "1000", "--width", "0"], &["--width must be at least 1"]),
+        (&["--sites", "3", "--budget", "1000", "--fourier-dim", "7"], &["--fourier-dim 7"]),
+        (&["--sites", "3", "--budget", "1000", "--width", "1000000"], &["smaller sizes"]),
     ];
     for (extra, needles) in cases {
         let args = run(extra);
@@ -543,4 +547,31 @@ fn model_file_mistakes_fail_cleanly_before_any_work() {
     // --task and --model-file name the model twice.
     let both = ["run", "--task", "hier-gaussian", "--model-file", "x.toml", "--sites", "3"];
     tfmpe(&both).fails_with(&["--model-file"]);
+}
+
+/// The network sizes given to `run` reach both networks and their checkpoints, and `sample`
+/// rebuilds the network from them.
+#[test]
+fn network_sizes_reach_both_checkpoints() {
+    let dir = temp("arch").join("run");
+    let o = dir.to_str().unwrap();
+    let args = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "200"];
+    let sizes = ["--width", "24", "--layers", "1", "--heads", "3", "--group-dim", "5"];
+    let more = ["--batch-size", "20", "--max-epochs", "1", "--no-eval", "--samples", "10"];
+    let all: Vec<&str> =
+        args.iter().chain(&sizes).chain(&more).chain(&["--out", o]).copied().collect();
+    tfmpe(&all).succeeds();
+    for net in ["posterior", "surrogate"] {
+        let text = std::fs::read_to_string(dir.join(net).join("config.json")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let arch = &config["model"]["architecture"];
+        for (key, want) in [("width", 24), ("layers", 1), ("heads", 3), ("group_dim", 5)] {
+            assert_eq!(arch[key], want, "{net} {key}: {arch}");
+        }
+    }
+    let obs = dir.join("observation.csv");
+    let drawn = dir.join("again.csv");
+    tfmpe(&["sample", "--model", o, "--observation", obs.to_str().unwrap()])
+        .args(&["--samples", "10", "--out", drawn.to_str().unwrap()])
+        .succeeds();
 }

@@ -53,7 +53,7 @@ fn token_batch(layouts: &[Layout]) -> TokenBatch {
     TokenBatch::pack(&layouts.iter().collect::<Vec<_>>()).unwrap()
 }
 
-/// The network at the benchmark configuration, its embedding tables sized for the largest
+/// The network at the reference's configuration (the PyTorch peer's), its embedding tables sized for the largest
 /// set as a run sizes them.
 fn config(task: &dyn HierarchicalModel) -> TfmpeConfig {
     let largest = SITES.iter().max().unwrap();
@@ -62,7 +62,7 @@ fn config(task: &dyn HierarchicalModel) -> TfmpeConfig {
         n_labels: n_labels(task),
         max_positions: pos as usize + 1,
         max_groups: group as usize + 1,
-        ..Default::default()
+        ..TfmpeConfig::reference()
     }
 }
 

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use tfmpe::backend::BackendKind;
 use tfmpe::model::density::Divergence;
 use tfmpe::model::ode::Solver;
+use tfmpe::model::tfmpe::{ArchOverrides, TfmpeConfig};
 use tfmpe::run_folder::{
     calibration_metrics, exact_reference, lc2st_summary, load_posterior, CoverageEval, Lc2stEval,
 };
@@ -307,19 +308,48 @@ impl Recipe {
     }
 }
 
+/// The network sizes of `tfmpe.fit` (`None`: the default).
+#[derive(FromPyObject)]
+struct Arch {
+    #[pyo3(item)]
+    width: Option<usize>,
+    #[pyo3(item)]
+    layers: Option<usize>,
+    #[pyo3(item)]
+    heads: Option<usize>,
+    #[pyo3(item)]
+    group_dim: Option<usize>,
+    #[pyo3(item)]
+    fourier_dim: Option<usize>,
+}
+
+impl Arch {
+    fn config(self, base: &TfmpeConfig) -> PyResult<TfmpeConfig> {
+        let overrides = ArchOverrides {
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            group_dim: self.group_dim,
+            fourier_dim: self.fourier_dim,
+        };
+        base.overridden(&overrides).map_err(to_py)
+    }
+}
+
 /// Trains the posterior of `model` (see `tfmpe.fit`).
 #[pyfunction]
-#[pyo3(signature = (model, sites, budget, method, seed, train, batch_size, backend, max_sites=None, progress=None))]
+#[pyo3(signature = (model, sites, budget, method, seed, train, arch, batch_size, backend, max_sites=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit(
     py: Python<'_>, model: &PyModel, sites: usize, budget: usize, method: &str, seed: u64,
-    train: Recipe, batch_size: usize, backend: &str, max_sites: Option<usize>,
+    train: Recipe, arch: Arch, batch_size: usize, backend: &str, max_sites: Option<usize>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<PyPosterior> {
     let mut cfg = RunConfig::new(sites, budget);
     cfg.method = method.parse::<Method>().map_err(to_py)?;
     cfg.seed = seed;
     cfg.max_sites = max_sites;
+    cfg.architecture = arch.config(&cfg.architecture)?;
     let recipe = train.train(batch_size)?;
     cfg.train = recipe.clone();
     cfg.surrogate_train = recipe;

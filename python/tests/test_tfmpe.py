@@ -255,3 +255,19 @@ def test_the_extension_runs_on_the_wgpu_backend():
     assert posterior.backend.startswith("wgpu")
     _, obs = model.simulate_datasets(2, 1, seed=1)
     assert posterior.sample(obs[0], 5, solver="euler", steps=3).shape == (5, 3)
+
+
+def test_network_sizes_reach_the_saved_networks(tmp_path):
+    import json
+
+    model = gaussian_linear()
+    with pytest.raises(ValueError, match="not divisible by 5 heads"):
+        tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
+                  heads=5)
+    posterior = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu",
+                          progress=False, width=24, layers=1, heads=3, group_dim=5)
+    posterior.save(tmp_path / "run")
+    for net in ["posterior", "surrogate"]:
+        config = json.loads((tmp_path / "run" / net / "config.json").read_text())
+        arch = config["model"]["architecture"]
+        assert (arch["width"], arch["layers"], arch["heads"], arch["group_dim"]) == (24, 1, 3, 5)

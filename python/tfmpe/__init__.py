@@ -301,20 +301,26 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         patience: Optional[int] = None, lr: Optional[float] = None,
         schedule: Optional[str] = None, batch_size: int = 100,
         max_sites: Optional[int] = None, backend: str = "auto",
-        progress: Optional[bool] = None) -> "Posterior":
+        progress: Optional[bool] = None, width: Optional[int] = None,
+        layers: Optional[int] = None, heads: Optional[int] = None,
+        group_dim: Optional[int] = None, fourier_dim: Optional[int] = None) -> "Posterior":
     """Trains the posterior of ``model`` for ``sites`` sites from ``budget`` single-site
     simulations. ``method`` is ``"lf"`` (likelihood factorisation) or ``"direct"``;
     ``max_sites`` = M trains on every site count up to M. ``preset`` is the training recipe:
     ``"fast"`` (Adam at a peak of 1e-3, a warm-up and a cosine decay over 3 000 steps) or
     ``"paper"`` (the reference's: Adam 1e-4, up to 1 000 epochs, patience 100); the other
-    training options override its parts (``max_epochs`` given alone sets the length). The GIL
-    is released while the engine runs; the simulator takes it back for each batch."""
+    training options override its parts (``max_epochs`` given alone sets the length).
+    ``width``, ``layers``, ``heads``, ``group_dim`` and ``fourier_dim`` change the networks'
+    sizes (``None``: 64, 2, 16, 32, 64). The GIL is released while the engine runs; the
+    simulator takes it back for each batch."""
     bar = _Bar(progress)
     train = dict(preset=preset, max_epochs=max_epochs, max_steps=max_steps, patience=patience,
                  lr=lr, schedule=schedule)
+    arch = dict(width=width, layers=layers, heads=heads, group_dim=group_dim,
+                fourier_dim=fourier_dim)
     try:
         inner = _call(model, lambda: _tfmpe.fit(model._model, sites, budget, method, seed, train,
-                                                batch_size, backend, max_sites, bar))
+                                                arch, batch_size, backend, max_sites, bar))
     finally:
         bar.close()
     return Posterior(inner, model)

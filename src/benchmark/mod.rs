@@ -23,6 +23,7 @@ pub use table::table_markdown;
 use crate::error::{Error, Result};
 use crate::metrics::{c2st, sbc, tarp, C2stConfig, Calibration, Lc2stClassifiers, Lc2stConfig};
 use crate::model::ode::Solver;
+use crate::model::tfmpe::TfmpeConfig;
 use crate::run_folder::exact_reference;
 use crate::sbi::train::{Preset, TrainConfig};
 use crate::sbi::{self, calibration_draws, Method, Progress, RunConfig, Sampler, Stream};
@@ -59,6 +60,8 @@ pub struct BenchmarkConfig {
     pub solver: Solver,
     /// The training of both networks.
     pub train: TrainConfig,
+    /// The sizes of both networks.
+    pub architecture: TfmpeConfig,
     pub seed: u64,
 }
 
@@ -79,6 +82,7 @@ impl Default for BenchmarkConfig {
             calibration: 100,
             solver: Solver::Rk4 { steps: 25 },
             train,
+            architecture: TfmpeConfig::default(),
             seed: 0,
         }
     }
@@ -121,7 +125,7 @@ impl BenchmarkConfig {
         if self.lc2st_data_sets < 20 {
             return Err(Error::Invalid("--lc2st-data-sets must be at least 20".into()));
         }
-        Ok(())
+        self.architecture.check()
     }
 
     /// Every configuration, in the order they run (task, then method, then S, then budget).
@@ -179,6 +183,7 @@ fn configuration(
     let mut run = RunConfig::new(sites, budget);
     run.method = method;
     run.seed = cfg.seed;
+    run.architecture = cfg.architecture.clone();
     for t in [&mut run.train, &mut run.surrogate_train] {
         *t = cfg.train.clone();
     }

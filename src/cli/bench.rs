@@ -9,6 +9,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use tfmpe::backend::{Attention, DType};
 use tfmpe::model::ode::Solver;
+use tfmpe::model::tfmpe::TfmpeConfig;
 use tfmpe::model::tokens::Layout;
 use tfmpe::tasks::{task_by_name, HierarchicalModel};
 use tfmpe::workloads::{self, Sampling, TrainStep};
@@ -192,10 +193,15 @@ fn on_network(
     let task = task_by_name(&c.task)?;
     let (dev, why) = Device::open(c.backend)?;
     let tokens = Layout::posterior(&*task, c.sites).len();
+    let config = TfmpeConfig::reference();
     let mut merged = json!({
         "backend": dev.name(), "backend_reason": why, "device": dev.backend().device_name(),
         "task": task.name(), "sites": c.sites, "tokens": tokens,
-        "config": { "width": 64, "layers": 2, "heads": 16, "n_ff": 2, "label_dim": 32, "pos_dim": 8, "group_dim": 8 },
+        "config": {
+            "width": config.width, "layers": config.layers, "heads": config.heads,
+            "n_ff": config.n_ff, "label_dim": config.label_dim, "pos_dim": config.pos_dim,
+            "group_dim": config.group_dim,
+        },
     });
     for (k, v) in body(&dev, &*task)?.as_object().into_iter().flatten() {
         merged[k] = v.clone();

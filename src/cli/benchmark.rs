@@ -49,6 +49,8 @@ pub struct BenchmarkArgs {
     #[command(flatten)]
     pub train: super::TrainArgs,
     #[command(flatten)]
+    pub arch: super::ArchArgs,
+    #[command(flatten)]
     pub ode: SolverArgs,
     /// Seeds the simulations, weights and calibration sets of every configuration.
     #[arg(long, default_value_t = 0)]
@@ -70,6 +72,7 @@ pub fn run(a: BenchmarkArgs) -> Result<()> {
     cfg.lc2st.null_trials = a.lc2st_nulls.unwrap_or(cfg.lc2st.null_trials);
     cfg.calibration = a.calibration.unwrap_or(cfg.calibration);
     cfg.train = a.train.apply(cfg.train)?;
+    cfg.architecture = a.arch.apply(&cfg.architecture)?;
     cfg.solver = a.ode.solver()?;
     cfg.seed = a.seed;
     cfg.check()?;

@@ -10,7 +10,43 @@ pub mod run;
 pub mod sample;
 
 use tfmpe::model::density::Divergence;
+use tfmpe::model::tfmpe::{ArchOverrides, TfmpeConfig};
 use tfmpe::sbi::train::{Overrides, Preset, TrainConfig};
+
+/// The network's sizes, shared by `run` and `benchmark`; unset ones keep the defaults
+/// (docs/architecture.md#model). Both networks of a run get the same sizes.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ArchArgs {
+    /// Width of the transformer (the token embedding's size) [default: 64].
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Transformer layers [default: 2].
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Attention heads per layer; they must divide --width [default: 16].
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Size of the group (site) embedding, by which a token finds its site's tokens
+    /// [default: 32; the reference's is 8].
+    #[arg(long)]
+    pub group_dim: Option<usize>,
+    /// Fourier features of the functional inputs, an even number [default: 64].
+    #[arg(long)]
+    pub fourier_dim: Option<usize>,
+}
+
+impl ArchArgs {
+    /// `base` with the sizes given, checked.
+    pub fn apply(&self, base: &TfmpeConfig) -> tfmpe::Result<TfmpeConfig> {
+        base.overridden(&ArchOverrides {
+            width: self.width,
+            layers: self.layers,
+            heads: self.heads,
+            group_dim: self.group_dim,
+            fourier_dim: self.fourier_dim,
+        })
+    }
+}
 
 /// The ODE solver options shared by `run`, `sample` and `eval`.
 #[derive(clap::Args, Clone, Debug)]

@@ -56,6 +56,8 @@ pub struct RunArgs {
     pub backend: tfmpe::backend::BackendKind,
     #[command(flatten)]
     pub train: super::TrainArgs,
+    #[command(flatten)]
+    pub arch: super::ArchArgs,
     /// Training sets per optimiser step (both networks).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -110,6 +112,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     config.ragged = args.ragged;
     config.seed = args.seed;
     config.fresh_sets = args.fresh_sets;
+    config.architecture = args.arch.apply(&config.architecture)?;
     let base = TrainConfig { batch: args.batch_size, ..config.train.clone() };
     let recipe = args.train.apply(base)?;
     for t in [&mut config.train, &mut config.surrogate_train] {

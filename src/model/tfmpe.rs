@@ -49,7 +49,30 @@ fn default_fourier_dim() -> usize {
 }
 
 impl Default for TfmpeConfig {
+    /// The reference's network with a wider group embedding (32 in place of 8): a target token
+    /// finds its own site's tokens by their group embedding alone, and 8 random dimensions
+    /// tell ten or more sites apart too weakly for posteriors much narrower than the prior
+    /// (docs/architecture.md#model).
     fn default() -> Self {
+        TfmpeConfig { group_dim: 32, ..TfmpeConfig::reference() }
+    }
+}
+
+/// Architecture settings a user may change (`run --width …`); `None` keeps the base value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchOverrides {
+    pub width: Option<usize>,
+    pub layers: Option<usize>,
+    pub heads: Option<usize>,
+    pub group_dim: Option<usize>,
+    pub fourier_dim: Option<usize>,
+}
+
+impl TfmpeConfig {
+    /// The reference implementation's benchmark network, which the PyTorch peer of the
+    /// performance workloads builds too: width 64, 2 layers of 16 heads, n_ff 2, embeddings of
+    /// 32 (label), 8 (position) and 8 (group).
+    pub fn reference() -> Self {
         TfmpeConfig {
             width: 64,
             layers: 2,
@@ -65,9 +88,78 @@ impl Default for TfmpeConfig {
             fourier_dim: default_fourier_dim(),
         }
     }
-}
 
-impl TfmpeConfig {
+    /// This configuration with the settings `o` gives, checked.
+    pub fn overridden(&self, o: &ArchOverrides) -> Result<TfmpeConfig> {
+        let mut c = self.clone();
+        for (flag, value, field) in [
+            ("--width", o.width, &mut c.width),
+            ("--layers", o.layers, &mut c.layers),
+            ("--heads", o.heads, &mut c.heads),
+            ("--group-dim", o.group_dim, &mut c.group_dim),
+            ("--fourier-dim", o.fourier_dim, &mut c.fourier_dim),
+        ] {
+            match value {
+                Some(0) => return Err(Error::Invalid(format!("{flag} must be at least 1"))),
+                Some(v) => *field = v,
+                None => {}
+            }
+        }
+        if !c.fourier_dim.is_multiple_of(2) {
+            return Err(Error::Invalid(format!(
+                "--fourier-dim {} must be even: a sine and a cosine per frequency",
+                c.fourier_dim
+            )));
+        }
+        c.check()?;
+        Ok(c)
+    }
+
+    /// Refuses sizes no network can be built with: zero width or heads, a width the heads do
+    /// not divide, an odd Fourier block, or more parameters than [`MAX_PARAMETERS`].
+    pub fn check(&self) -> Result<()> {
+        match self.parameter_count() {
+            Some(n) if n <= MAX_PARAMETERS => {}
+            count => {
+                return Err(Error::Invalid(format!(
+                    "the network's sizes (width {}, {} layers, n_ff {}, embeddings {}/{}/{}, \
+                     tables of {}/{}/{} rows) make {} parameters, more than the {MAX_PARAMETERS} \
+                     this build accepts: choose smaller sizes (a saved network: is its \
+                     config.json edited?)",
+                    self.width,
+                    self.layers,
+                    self.n_ff,
+                    self.label_dim,
+                    self.pos_dim,
+                    self.group_dim,
+                    self.n_labels,
+                    self.max_positions,
+                    self.max_groups,
+                    count.map_or("overflowing".to_string(), |n| n.to_string())
+                )))
+            }
+        }
+        if self.width == 0 || self.heads == 0 {
+            return Err(Error::Invalid(format!(
+                "width {} and heads {} must be at least 1",
+                self.width, self.heads
+            )));
+        }
+        if self.input_dim > 0 && (self.fourier_dim == 0 || !self.fourier_dim.is_multiple_of(2)) {
+            return Err(Error::Invalid(format!(
+                "fourier_dim {} must be a positive even number (sin and cos per frequency)",
+                self.fourier_dim
+            )));
+        }
+        if !self.width.is_multiple_of(self.heads) {
+            return Err(Error::Invalid(format!(
+                "width {} is not divisible by {} heads",
+                self.width, self.heads
+            )));
+        }
+        Ok(())
+    }
+
     /// Features per token before the embedding layer: value, label, position, t, group and,
     /// with functional inputs, their Fourier features.
     pub fn in_dim(&self) -> usize {
@@ -209,46 +301,7 @@ impl Tfmpe {
     pub fn new(params: &mut ParamStore, config: TfmpeConfig, seed: u64) -> Result<Self> {
         // Sizes come from a file that may have been edited: refuse what no machine can hold
         // before allocating (an allocation that fails aborts the process).
-        match config.parameter_count() {
-            Some(n) if n <= MAX_PARAMETERS => {}
-            count => {
-                return Err(Error::Invalid(format!(
-                    "the network's sizes (width {}, {} layers, n_ff {}, embeddings {}/{}/{}, \
-                     tables of {}/{}/{} rows) make {} parameters, more than the {MAX_PARAMETERS} \
-                     this build accepts; is the config.json edited?",
-                    config.width,
-                    config.layers,
-                    config.n_ff,
-                    config.label_dim,
-                    config.pos_dim,
-                    config.group_dim,
-                    config.n_labels,
-                    config.max_positions,
-                    config.max_groups,
-                    count.map_or("overflowing".to_string(), |n| n.to_string())
-                )))
-            }
-        }
-        if config.width == 0 || config.heads == 0 {
-            return Err(Error::Invalid(format!(
-                "width {} and heads {} must be at least 1",
-                config.width, config.heads
-            )));
-        }
-        if config.input_dim > 0
-            && (config.fourier_dim == 0 || !config.fourier_dim.is_multiple_of(2))
-        {
-            return Err(Error::Invalid(format!(
-                "fourier_dim {} must be a positive even number (sin and cos per frequency)",
-                config.fourier_dim
-            )));
-        }
-        if !config.width.is_multiple_of(config.heads) {
-            return Err(Error::Invalid(format!(
-                "width {} is not divisible by {} heads",
-                config.width, config.heads
-            )));
-        }
+        config.check()?;
         let mut rng = StdRng::seed_from_u64(seed);
         let label_emb =
             Embedding::new(params, "embed.label", config.n_labels, config.label_dim, &mut rng)?;
@@ -358,5 +411,41 @@ impl Tfmpe {
         let table = tape.reshape(table, &[rows + 1, width])?;
         let ids = tok.ids(tape, index)?;
         tape.embedding(table, ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ArchOverrides, TfmpeConfig};
+
+    #[test]
+    fn overrides_replace_only_what_they_name_and_are_checked() {
+        let base = TfmpeConfig::default();
+        let o = ArchOverrides { width: Some(32), heads: Some(4), ..ArchOverrides::default() };
+        let c = base.overridden(&o).unwrap();
+        assert_eq!((c.width, c.heads, c.layers, c.group_dim), (32, 4, base.layers, base.group_dim));
+        assert_eq!(base.overridden(&ArchOverrides::default()).unwrap(), base);
+        for (o, needle) in [
+            (ArchOverrides { heads: Some(5), ..Default::default() }, "not divisible by 5 heads"),
+            (
+                ArchOverrides { layers: Some(0), ..Default::default() },
+                "--layers must be at least 1",
+            ),
+            (ArchOverrides { fourier_dim: Some(3), ..Default::default() }, "--fourier-dim 3"),
+            (ArchOverrides { width: Some(1 << 20), ..Default::default() }, "smaller sizes"),
+        ] {
+            let err = base.overridden(&o).unwrap_err().to_string();
+            assert!(err.contains(needle), "{o:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_default_differs_from_the_reference_only_in_the_group_embedding() {
+        let reference = TfmpeConfig::reference();
+        assert_eq!(
+            TfmpeConfig { group_dim: reference.group_dim, ..TfmpeConfig::default() },
+            reference
+        );
+        assert_eq!(TfmpeConfig::default().group_dim, 32);
     }
 }

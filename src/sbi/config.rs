@@ -110,6 +110,7 @@ impl RunConfig {
         for t in [&self.train, &self.surrogate_train] {
             t.check()?;
         }
+        self.architecture.check()?;
         if self.ragged && self.method != Method::Lf {
             return Err(Error::Invalid(
                 "--ragged needs --method lf: it masks observations of synthetic sets".into(),

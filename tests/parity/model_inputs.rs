@@ -294,7 +294,7 @@ mod before_inputs {
             n_labels: 3,
             max_positions: 2,
             max_groups: 4,
-            ..Default::default()
+            ..TfmpeConfig::reference()
         };
         let mut store = ParamStore::new(&dev);
         let model = Tfmpe::new(&mut store, config, 5).unwrap();
