@@ -7,10 +7,10 @@
 //! - W2's inner loop alone, [`Velocity`]: one network evaluation of a sampling step.
 //!
 //! All of them use the posterior network at the reference's configuration
-//! ([`TfmpeConfig::reference`], which the PyTorch peer builds) on data sets simulated from the task, standardised by their own
-//! statistics: the shapes and value ranges of a real run. The defaults ([`TASK`], [`SITES`],
-//! [`BATCH`]) give 101 tokens per set. Everything is seeded, so two runs build the same network
-//! and data.
+//! ([`TfmpeConfig::reference`], which the PyTorch peer builds) on data sets simulated from the
+//! task, standardised by their own statistics: the shapes and value ranges of a real run. The
+//! defaults ([`TASK`], [`SITES`], [`BATCH`]) give 101 tokens per set. Everything is seeded, so
+//! two runs build the same network and data.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;

@@ -53,8 +53,8 @@ fn token_batch(layouts: &[Layout]) -> TokenBatch {
     TokenBatch::pack(&layouts.iter().collect::<Vec<_>>()).unwrap()
 }
 
-/// The network at the reference's configuration (the PyTorch peer's), its embedding tables sized for the largest
-/// set as a run sizes them.
+/// The network at the reference's configuration (the PyTorch peer's), its embedding tables
+/// sized for the largest set as a run sizes them.
 fn config(task: &dyn HierarchicalModel) -> TfmpeConfig {
     let largest = SITES.iter().max().unwrap();
     let (_, pos, group) = Layout::posterior(task, *largest).max_ids();
