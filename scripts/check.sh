@@ -25,6 +25,9 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 chmod 700 "$XDG_RUNTIME_DIR"
 export TFMPE_REQUIRE_WGPU=1
 
+step "numpy for the example model file's Python simulator (tests/e2e.rs runs it with python3)"
+python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy
+
 step "CUDA kernels: nvcc (from the Python package index if needed), no register spills"
 bash scripts/cuda-kernels.sh target/cuda-kernels
 

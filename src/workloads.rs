@@ -24,6 +24,7 @@ use crate::model::tfmpe::{DeviceTokens, Tfmpe, TfmpeConfig};
 use crate::model::tokens::TokenBatch;
 use crate::sbi::network::Network;
 use crate::sbi::train::{Sets, Stepper, TrainConfig};
+use crate::sbi::Posterior;
 use crate::sbi::{new_network, to_sets, Quiet, Role, Rows, Sampler};
 use crate::tape::{Tape, Var};
 use crate::tasks::{simulate_dataset, HierarchicalModel, Observed};
@@ -121,7 +122,7 @@ impl Steps<'_> {
 /// W2: the posterior network (untrained) and one simulated observation.
 pub struct Sampling<'t> {
     task: &'t dyn HierarchicalModel,
-    net: Network,
+    posterior: Posterior,
     obs: Observed,
 }
 
@@ -132,20 +133,21 @@ impl<'t> Sampling<'t> {
     ) -> Result<Self> {
         let (net, _) = posterior_network(dev, task, sites, 4 * batch)?;
         let obs = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(2))?.observed();
-        Ok(Sampling { task, net, obs })
+        Ok(Sampling { task, posterior: net.into(), obs })
     }
 
     /// `n` posterior samples of the observation, [`SAMPLE_CHUNK`] at a time.
     pub fn sample(&mut self, dev: &Device, n: usize, solver: Solver) -> Result<()> {
         let sampler = Sampler::new(dev, solver).with_chunk(SAMPLE_CHUNK);
-        sampler.posterior(&mut self.net, self.task, &self.obs, n, 0, &Quiet).map(drop)
+        sampler.posterior(&mut self.posterior, self.task, &self.obs, n, 0, &Quiet).map(drop)
     }
 
     /// W2's inner loop for `n` samples of the observation at once.
     pub fn velocity(&mut self, dev: &Device, n: usize) -> Result<Velocity<'_>> {
-        let layout = &self.net.config.layout;
+        let net = &mut self.posterior.net;
+        let layout = &net.config.layout;
         let tokens = DeviceTokens::upload(dev, &TokenBatch::repeat(layout, n)?)?;
-        let cond = self.net.standardize(&self.obs.values, true)?;
+        let cond = net.standardize(&self.obs.values, true)?;
         let be = dev.backend();
         let cond = be.upload_f32(&cond.repeat(n))?;
         let mut x = be.alloc(DType::F32, n * layout.target.len())?;
@@ -153,9 +155,9 @@ impl<'t> Sampling<'t> {
         let mut t = be.alloc(DType::F32, n)?;
         be.fill(&mut t, 0.5)?;
         let v = be.alloc(DType::F32, n * layout.target.len())?;
-        self.net.tape.reset();
-        self.net.tape.set_inference(true)?;
-        Ok(Velocity { dev: dev.clone(), net: &mut self.net, tokens, cond, x, t, v })
+        net.tape.reset();
+        net.tape.set_inference(true)?;
+        Ok(Velocity { dev: dev.clone(), net, tokens, cond, x, t, v })
     }
 }
 

@@ -131,6 +131,18 @@ fn impossible_run_settings_are_refused_before_any_work() {
         (&["--sites", "3", "--budget", "1000", "--width", "0"], &["--width must be at least 1"]),
         (&["--sites", "3", "--budget", "1000", "--fourier-dim", "7"], &["--fourier-dim 7"]),
         (&["--sites", "3", "--budget", "1000", "--width", "1000000"], &["smaller sizes"]),
+        (
+            &["--sites", "3", "--budget", "1000", "--method", "joint"],
+            &["`joint`", "not implemented"],
+        ),
+        (
+            &["--sites", "3", "--budget", "1000", "--method", "pf", "--fresh-sets"],
+            &["--fresh-sets needs --method lf"],
+        ),
+        (
+            &["--sites", "3", "--budget", "1000", "--method", "direct", "--max-sites", "5"],
+            &["--max-sites needs --method lf or pf"],
+        ),
     ];
     for (extra, needles) in cases {
         let args = run(extra);

@@ -201,6 +201,68 @@ fn small_lf_run_matches_the_exact_posterior() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Posterior factorisation end to end: a global network on real sets of 1..3 sites and a local
+/// network per site, saved side by side, close to the exact posterior; `sample` and `log-prob`
+/// compose the two (each data set's draws those of a call for it alone), and the log density
+/// follows the exact one.
+#[test]
+fn small_pf_run_matches_the_exact_posterior() {
+    let dir = std::env::temp_dir().join(format!("tfmpe-e2e-pf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.to_str().unwrap();
+    small_run(
+        "hier-gaussian-linear",
+        "3",
+        out,
+        &["--method", "pf", "--seed", "1", "--obs-seed", "3"],
+    );
+    for f in ["posterior/config.json", "local/config.json", "local/model.safetensors", "losses.svg"]
+    {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    assert!(!dir.join("surrogate").exists(), "pf trains no surrogate");
+    let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
+    assert_eq!(report["method"], "pf");
+    assert_eq!(report["simulator_calls"], 2000);
+    for net in ["posterior", "local"] {
+        assert!(report["losses"][net]["epochs"].as_u64().unwrap() > 0, "{net}");
+    }
+    assert!(read(&dir.join("losses.svg")).contains(">local: best epoch"));
+    let c2st = report["metrics"]["c2st"].as_f64().expect("c2st in the report");
+    eprintln!("pf, 3 sites: C2ST {c2st}");
+    // The bound of the LF run above, for the same reasons.
+    assert!(c2st < 0.75, "C2ST {c2st} is too far from the exact posterior");
+
+    let many = dir.join("many_obs.csv");
+    let rows = "dataset,site,y\n0,0,0.3\n0,1,-1.2\n0,2,2.0\n1,0,1.5\n1,1,0.1\n1,2,-0.4\n";
+    std::fs::write(&many, rows).unwrap();
+    let one = dir.join("one_obs.csv");
+    std::fs::write(&one, "y.0,y.1,y.2\n0.3,-1.2,2.0\n").unwrap();
+    let (both, alone) = (dir.join("both.csv"), dir.join("alone.csv"));
+    for (obs, to) in [(&many, &both), (&one, &alone)] {
+        let args = ["sample", "--model", out, "--observation", obs.to_str().unwrap()];
+        let settings = ["--samples", "30", "--solver", "euler", "--steps", "20", "--out"];
+        tfmpe(&[&args[..], &settings[..], &[to.to_str().unwrap()]].concat());
+    }
+    let both = read(&both);
+    let first: Vec<&str> = both.lines().skip(1).take(30).collect();
+    let alone: Vec<String> = read(&alone).lines().skip(1).map(|l| format!("0,{l}")).collect();
+    assert_eq!(first, alone, "data set 0 drawn with the others equals it drawn alone");
+    // Data set 1's locals follow its own sites: its μ_0 draws sit near y_0 = 1.5, not 0.3.
+    let mu0 = |k: &str| -> f64 {
+        let v: Vec<f64> = both
+            .lines()
+            .filter(|l| l.starts_with(k))
+            .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(mu0("1,") - mu0("0,") > 0.4, "μ_0 means {} and {}", mu0("0,"), mu0("1,"));
+
+    log_density_follows_the_exact_one(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A CSV's rows, after its header.
 fn rows(p: &Path) -> Vec<Vec<f64>> {
     read(p).lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect()
@@ -435,15 +497,16 @@ fn quick_benchmark_writes_its_table_and_resumes() {
         .unwrap()
         .starts_with("task,method,budget,sites,observation,lc2st_statistic"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 2 * 2 * 2, "{results}");
+    // Two tasks, three methods (lf, direct, pf), two observations.
+    assert_eq!(rows.len(), 2 * 3 * 2, "{results}");
     for r in &rows {
         let stat: f64 = r[5].parse().unwrap();
         let p: f64 = r[6].parse().unwrap();
         assert!((0.0..=0.25).contains(&stat) && (0.0..=1.0).contains(&p), "{r:?}");
         // C2ST only where an exact posterior exists.
         assert_eq!(r[8].is_empty(), r[0] == "hier-two-moons", "{r:?}");
-        // direct spends whole data sets: 166 of 3 sites.
-        let calls = if r[1] == "lf" { "500" } else { "498" };
+        // direct spends whole data sets: 166 of 3 sites; pf's stick-breaking spends all.
+        let calls = if r[1] == "direct" { "498" } else { "500" };
         assert_eq!(r[12], calls, "simulator calls of {r:?}");
     }
     let table = read(&dir.join("table.md"));

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use tfmpe::model::density::Divergence;
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tfmpe::TfmpeConfig;
-use tfmpe::sbi::{new_network, Network, Quiet, Role, Rows, Sampler};
+use tfmpe::sbi::{new_network, Posterior, Quiet, Role, Rows, Sampler};
 use tfmpe::tasks::{simulate_dataset, task_by_name, HierarchicalModel, Observed};
 use tfmpe::Device;
 
@@ -34,7 +34,7 @@ fn simulated(
 }
 
 /// An untrained posterior network for these site counts (one: a fixed-S network).
-fn network(dev: &Device, task: &dyn HierarchicalModel, site_counts: &[usize]) -> Network {
+fn network(dev: &Device, task: &dyn HierarchicalModel, site_counts: &[usize]) -> Posterior {
     let data: Vec<_> = site_counts.iter().map(|&s| (s, simulated(task, s, 20))).collect();
     let has_inputs = task.functional_input_dim() > 0;
     let rows: Vec<Rows> = data
@@ -43,7 +43,7 @@ fn network(dev: &Device, task: &dyn HierarchicalModel, site_counts: &[usize]) ->
         .collect();
     let arch = TfmpeConfig { width: 16, layers: 1, heads: 2, n_ff: 1, ..Default::default() };
     let max = *site_counts.iter().max().unwrap();
-    new_network(dev, task, Role::Posterior, max, &rows, &arch, 5).unwrap()
+    new_network(dev, task, Role::Posterior, max, &rows, &arch, 5).unwrap().into()
 }
 
 fn observed(task: &dyn HierarchicalModel, sites: usize, seed: u64) -> Observed {
@@ -76,6 +76,77 @@ fn many_data_sets_draw_what_each_draws_alone() {
             assert_eq!(seeded[k], one, "{name}: seeded data set {k}");
         }
     }
+}
+
+/// An untrained posterior-factorisation pair for sets of `sites` sites: the global network
+/// and the local network of one site given the globals.
+fn factorised(dev: &Device, task: &dyn HierarchicalModel, sites: usize) -> Posterior {
+    let (cond, target, inputs) = simulated(task, sites, 20);
+    let (g, l, od) = (task.global_dim(), task.local_dim(), task.obs_dim());
+    let x = task.functional_input_dim() > 0;
+    let dim = task.param_dim(sites);
+    let globals: Vec<f64> = target.chunks(dim).flat_map(|u| u[..g].to_vec()).collect();
+    let (mut local_cond, mut local_target) = (Vec::new(), Vec::new());
+    for (y, u) in cond.chunks(sites * od).zip(target.chunks(dim)) {
+        for s in 0..sites {
+            local_cond.extend_from_slice(&u[..g]);
+            local_cond.extend_from_slice(&y[s * od..(s + 1) * od]);
+            local_target.extend_from_slice(&u[g + s * l..g + (s + 1) * l]);
+        }
+    }
+    let arch = TfmpeConfig { width: 16, layers: 1, heads: 2, n_ff: 1, ..Default::default() };
+    let rows = Rows::new(sites, &cond, &globals, x.then_some(inputs.as_slice()));
+    let global = new_network(dev, task, Role::Global, sites, &[rows], &arch, 5).unwrap();
+    let rows = Rows::new(1, &local_cond, &local_target, x.then_some(inputs.as_slice()));
+    let local = new_network(dev, task, Role::Local, 1, &[rows], &arch, 6).unwrap();
+    Posterior { net: global, local: Some(local) }
+}
+
+#[test]
+fn factorised_posteriors_draw_and_score_each_data_set_as_alone() {
+    let dev = Device::cpu();
+    for name in ["hier-brownian", "hier-gaussian"] {
+        let task = task_by_name(name).unwrap();
+        let mut pf = factorised(&dev, &*task, 2);
+        let data: Vec<Observed> = (0..3).map(|k| observed(&*task, 2, 30 + k)).collect();
+        let sampler = Sampler::new(&dev, SOLVER).with_chunk(4);
+        let together = sampler.posteriors(&mut pf, &*task, &data, 7, 11, &Quiet).unwrap();
+        let seeds = [3, 4, 5];
+        let seeded = sampler.posteriors_seeded(&mut pf, &*task, &data, 5, &seeds, &Quiet).unwrap();
+        let alone = Sampler::new(&dev, SOLVER);
+        for (k, obs) in data.iter().enumerate() {
+            let one = alone.posterior(&mut pf, &*task, obs, 7, 11, &Quiet).unwrap();
+            assert_eq!(together[k], one, "{name}: data set {k}");
+            let one = alone.posterior(&mut pf, &*task, obs, 5, seeds[k], &Quiet).unwrap();
+            assert_eq!(seeded[k], one, "{name}: seeded data set {k}");
+        }
+        // Every draw is a whole parameter vector, and the two sites' locals differ.
+        assert!(together.iter().flatten().all(|d| d.len() == task.param_dim(2)));
+        assert!(together[0].iter().all(|d| d[1] != d[2]), "{name}");
+        let exact = Divergence::Exact;
+        let lp = sampler.log_probs(&mut pf, &*task, &data, &together, exact, &Quiet).unwrap();
+        for (k, obs) in data.iter().enumerate() {
+            let one = alone.log_prob(&mut pf, &*task, obs, &together[k], exact, &Quiet).unwrap();
+            for (a, b) in lp[k].iter().zip(&one) {
+                assert!(a.is_finite() && (a - b).abs() <= 1e-6 * b.abs(), "{name} {k}: {a} {b}");
+            }
+        }
+    }
+    // pf trains on whole sites: a ragged data set is refused, naming the fix.
+    let task = task_by_name("hier-brownian").unwrap();
+    let mut pf = factorised(&dev, &*task, 2);
+    let full = observed(&*task, 2, 3);
+    let ragged = Observed {
+        sites: 2,
+        values: full.values[..9].to_vec(),
+        inputs: full.inputs.as_ref().map(|x| x[..9].to_vec()),
+        counts: Some(vec![4, 5]),
+    };
+    let err = Sampler::new(&dev, SOLVER)
+        .posterior(&mut pf, &*task, &ragged, 3, 0, &Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--ragged"), "{err}");
 }
 
 #[test]
@@ -128,21 +199,21 @@ fn a_posterior_for_several_site_counts_answers_each_and_no_other() {
     let dev = Device::cpu();
     let task = task_by_name("hier-gaussian-linear").unwrap();
     let mut any = network(&dev, &*task, &[1, 2, 4]);
-    assert!(any.config.any_sites && any.config.sites == 4);
+    assert!(any.config().any_sites && any.config().sites == 4);
     let sampler = Sampler::new(&dev, SOLVER);
     for sites in 1..=4 {
         // Site counts between the trained ones are answered too: their layouts are prefixes.
-        let layout = any.layout_for(sites).unwrap();
+        let layout = any.net.layout_for(sites).unwrap();
         assert_eq!(layout, tfmpe::model::tokens::Layout::posterior(&*task, sites));
         let draws = sampler.posterior(&mut any, &*task, &observed(&*task, sites, 2), 3, 0, &Quiet);
         assert_eq!(draws.unwrap()[0].len(), 1 + sites);
     }
     for sites in [0, 5] {
-        let err = any.layout_for(sites).unwrap_err().to_string();
+        let err = any.net.layout_for(sites).unwrap_err().to_string();
         assert!(err.contains("from 1 to 4"), "{err}");
     }
     let mut fixed = network(&dev, &*task, &[3]);
-    assert!(!fixed.config.any_sites);
+    assert!(!fixed.config().any_sites);
     let err = sampler
         .posterior(&mut fixed, &*task, &observed(&*task, 2, 2), 3, 0, &Quiet)
         .unwrap_err()
@@ -171,18 +242,19 @@ fn a_masked_missing_observation_is_the_same_as_an_absent_one() {
     let sampler = Sampler::new(&dev, SOLVER);
     let masked = sampler.posterior(&mut net, &*task, &ragged, 6, 9, &Quiet).unwrap();
 
-    let own = net.config.layout.clone();
+    let own = net.net.config.layout.clone();
     let cond = own.cond.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(_, t)| *t);
     let layout = Layout { cond: cond.collect(), target: own.target.clone() };
-    let z = net.config.standardizer.apply(&layout.cond, &ragged.values).unwrap();
+    let z = net.net.config.standardizer.apply(&layout.cond, &ragged.values).unwrap();
     let conds: Vec<f32> = (0..6).flat_map(|_| z.iter().copied()).collect();
-    let x = net.standardize_inputs(ragged.inputs.as_ref().unwrap()).unwrap();
+    let x = net.net.standardize_inputs(ragged.inputs.as_ref().unwrap()).unwrap();
     let inputs: Vec<f32> = (0..6).flat_map(|_| x.iter().copied()).collect();
     let runs = [NoiseRun { seed: 9, rows: 6 }];
     let (absent, _) = net
+        .net
         .sample(&dev, &layout, &conds, Some(&inputs), None, &runs, SOLVER, 1000, &Quiet)
         .unwrap();
-    let absent = net.unstandardize(&absent, false).unwrap();
+    let absent = net.net.unstandardize(&absent, false).unwrap();
     let masked: Vec<f64> = masked.iter().flat_map(|d| task.to_unconstrained(d, 2)).collect();
     let worst = masked.iter().zip(&absent).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(worst < 1e-5, "masked and absent tokens differ by {worst}");

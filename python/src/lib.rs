@@ -20,7 +20,7 @@ use tfmpe::run_folder::{
     calibration_metrics, exact_reference, lc2st_summary, load_posterior, CoverageEval, Lc2stEval,
 };
 use tfmpe::sbi::train::{Overrides, Preset, TrainConfig};
-use tfmpe::sbi::{Method, Network, Progress, RunConfig, Sampler, Trained};
+use tfmpe::sbi::{Method, Posterior, Progress, RunConfig, Sampler, Trained};
 use tfmpe::tasks::custom::CustomVariable;
 use tfmpe::tasks::{
     simulate_datasets, task_by_name, BatchSimulator, Bijection, CustomModel, HierarchicalModel,
@@ -372,11 +372,11 @@ fn fit(
 fn load(path: PathBuf, model: &PyModel, backend: &str) -> PyResult<PyPosterior> {
     let (device, why) = open(backend)?;
     let posterior = load_posterior(&device, &path).map_err(to_py)?;
-    if posterior.config.task != model.model.name() {
+    if posterior.config().task != model.model.name() {
         return Err(PyValueError::new_err(format!(
             "{} holds a posterior of `{}`, not of the model `{}`",
             path.display(),
-            posterior.config.task,
+            posterior.config().task,
             model.model.name()
         )));
     }
@@ -385,7 +385,7 @@ fn load(path: PathBuf, model: &PyModel, backend: &str) -> PyResult<PyPosterior> 
 }
 
 impl PyPosterior {
-    fn net(&mut self) -> &mut Network {
+    fn net(&mut self) -> &mut Posterior {
         &mut self.trained.posterior
     }
 }
@@ -394,7 +394,7 @@ impl PyPosterior {
 impl PyPosterior {
     #[getter]
     fn sites(&self) -> usize {
-        self.trained.posterior.config.sites
+        self.trained.posterior.config().sites
     }
 
     #[getter]
@@ -514,7 +514,9 @@ impl PyPosterior {
         let solver = solver(solver_name, steps)?;
         let obs = observed(&*self.model, values, sites, inputs)?;
         let dim = self.model.param_dim(sites);
-        let divergence = Divergence::from_name(divergence, dim, probes, seed).map_err(to_py)?;
+        let flow_dim = self.trained.posterior.flow_dim(&*self.model, sites);
+        let divergence =
+            Divergence::from_name(divergence, flow_dim, probes, seed).map_err(to_py)?;
         let rows: Vec<Vec<f64>> = params.chunks(dim).map(<[f64]>::to_vec).collect();
         let progress = PyProgress(progress);
         let (device, model) = (self.device.clone(), self.model.clone());

@@ -271,3 +271,20 @@ def test_network_sizes_reach_the_saved_networks(tmp_path):
         config = json.loads((tmp_path / "run" / net / "config.json").read_text())
         arch = config["model"]["architecture"]
         assert (arch["width"], arch["layers"], arch["heads"], arch["group_dim"]) == (24, 1, 3, 5)
+
+
+def test_posterior_factorisation_fits_saves_and_loads(tmp_path):
+    model = gaussian_linear()
+    posterior = tfmpe.fit(model, sites=3, budget=600, method="pf", max_epochs=2,
+                          backend="cpu", progress=False)
+    assert posterior.report()["local"]["epochs"] == 2
+    y = np.array([0.3, -1.2, 2.0])
+    draws = posterior.sample(y, 20, seed=4)
+    assert draws.shape == (20, 4) and np.isfinite(draws).all()
+    assert np.isfinite(posterior.log_prob(draws[:5], y)).all()
+    posterior.save(tmp_path / "run")
+    assert (tmp_path / "run" / "local" / "config.json").is_file()
+    loaded = tfmpe.load(tmp_path / "run", model, backend="cpu")
+    np.testing.assert_array_equal(loaded.sample(y, 20, seed=4), draws)
+    # The global network answers any site count up to its own.
+    assert loaded.sample(y[:2], 5).shape == (5, 3)

@@ -46,7 +46,7 @@ pub fn run(args: LogProbArgs) -> Result<()> {
     let (mut net, task) = super::load_model(&device, &args.model)?;
     let obs = read_observation(&args.observation, &*task, None)?;
     let params = read_parameter_rows(&args.params, &*task, obs.sites)?;
-    let divergence = args.density.divergence(task.param_dim(obs.sites), args.seed)?;
+    let divergence = args.density.divergence(net.flow_dim(&*task, obs.sites), args.seed)?;
     let bars = Bars::new();
     let sampler = Sampler::new(&device, solver).with_chunk(args.chunk);
     let lp = sampler.log_prob(&mut net, &*task, &obs, &params, divergence, &bars)?;

@@ -218,14 +218,14 @@ pub fn check_chunk(chunk: usize) -> tfmpe::Result<()> {
 /// task: a built-in task by name, or the model file copied into the run folder.
 pub fn load_model(
     device: &tfmpe::Device, path: &std::path::Path,
-) -> tfmpe::Result<(tfmpe::sbi::Network, Box<dyn tfmpe::tasks::HierarchicalModel>)> {
+) -> tfmpe::Result<(tfmpe::sbi::Posterior, Box<dyn tfmpe::tasks::HierarchicalModel>)> {
     let net = tfmpe::run_folder::load_posterior(device, path)?;
     let run = if path.join("posterior").is_dir() {
         path.to_path_buf()
     } else {
         path.parent().map(std::path::PathBuf::from).unwrap_or_default()
     };
-    let task = tfmpe::run_folder::RunFolder::new(&run).task(&net.config.task)?;
+    let task = tfmpe::run_folder::RunFolder::new(&run).task(&net.config().task)?;
     Ok((net, task))
 }
 

@@ -33,7 +33,10 @@ pub struct RunArgs {
     /// Simulation budget, counted in single-site simulator calls.
     #[arg(long)]
     pub budget: usize,
-    /// lf (likelihood factorisation) or direct.
+    /// lf (likelihood factorisation: a likelihood surrogate on single sites, then the
+    /// posterior on synthetic sets), direct (the posterior on --budget / --sites real data
+    /// sets) or pf (posterior factorisation: a global network on real sets of 1..S sites,
+    /// then a local network per site given the globals).
     #[arg(long, default_value = "lf")]
     pub method: Method,
     /// Seed of simulations, initial weights and training noise.

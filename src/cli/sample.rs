@@ -64,7 +64,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let sampler = Sampler::new(&device, solver).with_chunk(args.chunk);
     let sets = sampler.posteriors(&mut net, &*task, &data, args.samples, args.seed, &bars)?;
     let log_prob = if args.log_prob {
-        let divergence = args.density.divergence(task.param_dim(sites), args.seed)?;
+        let divergence = args.density.divergence(net.flow_dim(&*task, sites), args.seed)?;
         let densities: Result<Vec<Vec<f64>>> = data
             .iter()
             .zip(&sets)

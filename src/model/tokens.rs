@@ -101,6 +101,23 @@ impl Layout {
         Layout { cond: layout.target, target: obs }
     }
 
+    /// Posterior factorisation's global network: the observations of `sites` sites are
+    /// conditions, the globals the only targets.
+    pub fn global_posterior<M: VariableSizes + ?Sized>(model: &M, sites: usize) -> Layout {
+        let mut layout = Layout::posterior(model, sites);
+        layout.target.retain(|t| t.group == 0);
+        layout
+    }
+
+    /// Posterior factorisation's local network: the globals and one site's observation are
+    /// conditions, that site's locals the targets.
+    pub fn local_posterior<M: VariableSizes + ?Sized>(model: &M) -> Layout {
+        let posterior = Layout::posterior(model, 1);
+        let (globals, locals): (Vec<Token>, Vec<Token>) =
+            posterior.target.into_iter().partition(|t| t.group == 0);
+        Layout { cond: globals.into_iter().chain(posterior.cond).collect(), target: locals }
+    }
+
     pub fn len(&self) -> usize {
         self.cond.len() + self.target.len()
     }

@@ -17,7 +17,7 @@ use crate::metrics::{
 };
 use crate::model::density::Divergence;
 use crate::model::ode::Solver;
-use crate::sbi::{calibration_draws, Network, Progress, Sampler};
+use crate::sbi::{calibration_draws, Posterior, Progress, Sampler};
 use crate::tasks::{HierarchicalModel, Observed};
 use crate::Device;
 
@@ -173,7 +173,7 @@ impl RunFolder {
         progress: &dyn Progress,
     ) -> Result<CalibrationMetrics> {
         let mut net = self.load_posterior(device)?;
-        let sites = net.config.sites;
+        let sites = net.config().sites;
         let names = task.parameter_names(sites);
         let (data_sets, draws) = (cfg.calibration, cfg.calibration_draws);
         let coverage = cfg.expected_coverage.as_ref();
@@ -191,7 +191,7 @@ impl RunFolder {
 /// the observed values followed by their functional inputs.
 #[allow(clippy::too_many_arguments)]
 pub fn lc2st_summary(
-    device: &Device, net: &mut Network, task: &dyn HierarchicalModel, obs: &Observed,
+    device: &Device, net: &mut Posterior, task: &dyn HierarchicalModel, obs: &Observed,
     samples: &[Vec<f64>], l: &Lc2stEval, solver: Solver, seed: u64, progress: &dyn Progress,
 ) -> Result<Lc2stSummary> {
     {
@@ -202,11 +202,12 @@ pub fn lc2st_summary(
                     .into(),
             ));
         }
-        if net.config.sites != obs.sites {
+        if net.config().sites != obs.sites {
             return Err(Error::Invalid(format!(
                 "L-C2ST compares data sets of the network's {} sites with the observation's {}; \
                  a --max-sites model is checked at the site count it was run for",
-                net.config.sites, obs.sites
+                net.config().sites,
+                obs.sites
             )));
         }
         let sampler = Sampler::new(device, solver);
@@ -262,11 +263,11 @@ pub struct CalibrationMetrics {
 /// posterior's log density at each data set's truth and draws.
 #[allow(clippy::too_many_arguments)]
 pub fn calibration_metrics(
-    device: &Device, net: &mut Network, task: &dyn HierarchicalModel, data_sets: usize,
+    device: &Device, net: &mut Posterior, task: &dyn HierarchicalModel, data_sets: usize,
     draws: usize, solver: Solver, seed: u64, coverage: Option<&CoverageEval>,
     progress: &dyn Progress,
 ) -> Result<CalibrationMetrics> {
-    let names = task.parameter_names(net.config.sites);
+    let names = task.parameter_names(net.config().sites);
     let sampler = Sampler::new(device, solver);
     let cal = calibration_draws(&sampler, net, task, data_sets, draws, seed, progress)?;
     let s = sbc(&cal.truths, &cal.draws)?;
@@ -297,7 +298,7 @@ pub fn calibration_metrics(
     let t = tarp(&cal.truths, &cal.draws)?;
     let expected_coverage = match coverage {
         Some(c) => {
-            let dim = task.param_dim(net.config.sites);
+            let dim = net.flow_dim(task, net.config().sites);
             let divergence = Divergence::from_name(&c.divergence, dim, c.probes, seed)?;
             // The truth first in each data set's rows, then its draws.
             let rows: Vec<Vec<Vec<f64>>> = cal

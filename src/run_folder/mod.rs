@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::io::Table;
 use crate::model::checkpoint;
-use crate::sbi::{Network, Trained};
+use crate::sbi::{Posterior, Trained};
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
 pub use evaluate::{
@@ -179,8 +179,8 @@ impl RunFolder {
         Ok(())
     }
 
-    /// The saved posterior network.
-    pub fn load_posterior(&self, dev: &Device) -> Result<Network> {
+    /// The saved posterior (with pf's local network).
+    pub fn load_posterior(&self, dev: &Device) -> Result<Posterior> {
         load_posterior(dev, &self.posterior_dir())
     }
 
@@ -307,22 +307,15 @@ pub fn read_parameter_rows(
     Ok(table.rows.iter().map(|row| index.iter().map(|&i| row[i]).collect()).collect())
 }
 
-/// Loads a posterior network from its checkpoint folder or from a run folder holding one.
-pub fn load_posterior(dev: &Device, path: &Path) -> Result<Network> {
+/// Loads a posterior (with pf's local network beside it) from its checkpoint folder or from a
+/// run folder holding one.
+pub fn load_posterior(dev: &Device, path: &Path) -> Result<Posterior> {
     let dir = if path.join(POSTERIOR_DIR).is_dir() {
         path.join(POSTERIOR_DIR)
     } else {
         path.to_path_buf()
     };
-    let net = Network::load(dev, &dir)?;
-    if net.config.role != "posterior" {
-        return Err(Error::Invalid(format!(
-            "{} holds a {} network; pass the posterior checkpoint",
-            dir.display(),
-            net.config.role
-        )));
-    }
-    Ok(net)
+    Posterior::load(dev, &dir)
 }
 
 /// The configuration saved with the posterior network of the run folder at `dir`, without its

@@ -52,18 +52,21 @@ impl RunFolder {
 
     /// Writes `losses.svg`: one panel per trained network.
     pub fn write_loss_plot(&self, report: &PipelineReport) -> Result<()> {
-        let curves: Vec<LossCurve> =
-            [("surrogate", &report.surrogate), ("posterior", &report.posterior)]
-                .into_iter()
-                .filter_map(|(name, r)| {
-                    r.as_ref().map(|r| LossCurve {
-                        name: name.into(),
-                        train: r.train_losses.clone(),
-                        val: r.val_losses.clone(),
-                        best_epoch: r.best_epoch,
-                    })
-                })
-                .collect();
+        let curves: Vec<LossCurve> = [
+            ("surrogate", &report.surrogate),
+            ("posterior", &report.posterior),
+            ("local", &report.local),
+        ]
+        .into_iter()
+        .filter_map(|(name, r)| {
+            r.as_ref().map(|r| LossCurve {
+                name: name.into(),
+                train: r.train_losses.clone(),
+                val: r.val_losses.clone(),
+                best_epoch: r.best_epoch,
+            })
+        })
+        .collect();
         atomic_write(&self.file(LOSS_PLOT), losses_svg(&curves).as_bytes())
     }
 

@@ -62,8 +62,12 @@ pub struct Report {
 /// The training of each network of the run (`null` for a network the method does not have).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Losses {
+    /// The posterior network (pf: the global network).
     pub posterior: Option<Training>,
     pub surrogate: Option<Training>,
+    /// pf's local network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<Training>,
 }
 
 /// One network's training, from [`TrainReport`].

@@ -146,6 +146,7 @@ impl RunFolder {
             losses: Losses {
                 posterior: r.posterior.as_ref().map(Training::from),
                 surrogate: r.surrogate.as_ref().map(Training::from),
+                local: r.local.as_ref().map(Training::from),
             },
             max_sites: cfg.max_sites,
             method: cfg.method,

@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::network::Network;
+use super::posterior::Posterior;
 use super::sampler::Sampler;
 use super::seeds::Stream;
 use super::Progress;
@@ -25,10 +25,10 @@ pub struct CalibrationDraws {
 /// in one batched solve. Both come from the calibration streams of `seed`, which no training
 /// uses, so a run's own seed gives data sets it has not trained on.
 pub fn calibration_draws(
-    sampler: &Sampler, posterior: &mut Network, task: &dyn HierarchicalModel, data_sets: usize,
+    sampler: &Sampler, posterior: &mut Posterior, task: &dyn HierarchicalModel, data_sets: usize,
     draws: usize, seed: u64, progress: &dyn Progress,
 ) -> Result<CalibrationDraws> {
-    let sites = posterior.config.sites;
+    let sites = posterior.config().sites;
     let mut rng = StdRng::seed_from_u64(Stream::CalibrationSets.seed(seed, 0));
     let (mut truths, mut observations) = (Vec::new(), Vec::new());
     // Redraw the rare simulation that is not finite, as training drops them.

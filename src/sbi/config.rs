@@ -17,6 +17,7 @@ use crate::tasks::HierarchicalModel;
 pub enum Method {
     Lf,
     Direct,
+    Pf,
 }
 
 impl Method {
@@ -25,6 +26,7 @@ impl Method {
         match self {
             Method::Lf => "lf",
             Method::Direct => "direct",
+            Method::Pf => "pf",
         }
     }
 }
@@ -36,11 +38,13 @@ impl std::str::FromStr for Method {
         match s {
             "lf" => Ok(Method::Lf),
             "direct" => Ok(Method::Direct),
-            "pf" => Err(Error::Invalid(
-                "method `pf` (posterior factorisation) is not implemented yet; use lf or direct"
+            "pf" => Ok(Method::Pf),
+            "joint" => Err(Error::Invalid(
+                "method `joint` (one network for surrogate and posterior) is not implemented \
+                 yet; use lf, direct or pf"
                     .into(),
             )),
-            other => Err(Error::Invalid(format!("unknown method `{other}`: use lf or direct"))),
+            other => Err(Error::Invalid(format!("unknown method `{other}`: use lf, direct or pf"))),
         }
     }
 }
@@ -51,7 +55,8 @@ pub struct RunConfig {
     /// The site count of the observation.
     pub sites: usize,
     /// LF: train the posterior on sets of every site count from 1 to this one, so that it
-    /// answers any of them (`None`: only `sites`).
+    /// answers any of them (`None`: only `sites`). pf: the largest set it simulates (its
+    /// networks always answer every site count up to it).
     pub max_sites: Option<usize>,
     /// Single-site simulator calls.
     pub budget: usize,
@@ -116,6 +121,17 @@ impl RunConfig {
                 "--ragged needs --method lf: it masks observations of synthetic sets".into(),
             ));
         }
+        if self.fresh_sets && self.method != Method::Lf {
+            return Err(Error::Invalid(
+                "--fresh-sets needs --method lf: only LF's synthetic sets can be drawn anew".into(),
+            ));
+        }
+        if self.method == Method::Pf && task.global_dim() == 0 {
+            return Err(Error::Invalid(format!(
+                "--method pf: task `{}` has no global parameters to factorise the posterior by",
+                task.name()
+            )));
+        }
         if let Some(max) = self.max_sites {
             if max < self.sites {
                 return Err(Error::Invalid(format!(
@@ -123,9 +139,9 @@ impl RunConfig {
                     self.sites
                 )));
             }
-            if self.method != Method::Lf {
+            if self.method == Method::Direct {
                 return Err(Error::Invalid(
-                    "--max-sites needs --method lf: it trains on synthetic sets of every size"
+                    "--max-sites needs --method lf or pf: direct trains on sets of --sites sites"
                         .into(),
                 ));
             }

@@ -1,6 +1,6 @@
 //! The direct pipeline: the posterior network on budget / S real S-site simulations.
 
-use super::network::{to_sets, Rows};
+use super::network::{to_sets, Role, Rows};
 use super::progress::Timer;
 use super::seeds::Stream;
 use super::train::FixedSets;
@@ -57,7 +57,7 @@ pub(super) fn run(
             posterior
         }
         None => {
-            let mut posterior = new_posterior(dev, task, cfg, &[train])?;
+            let mut posterior = new_posterior(dev, task, cfg, Role::Posterior, &[train])?;
             let mut data = FixedSets {
                 train: vec![to_sets(&posterior, train)?],
                 validation: vec![to_sets(&posterior, validation)?],
@@ -68,5 +68,5 @@ pub(super) fn run(
     };
     timer.lap("posterior_training");
     report.phases = timer.into_phases();
-    Ok(Trained { posterior, surrogate: None, report })
+    Ok(Trained { posterior: posterior.into(), surrogate: None, report })
 }

@@ -21,9 +21,10 @@ pub(super) fn check(cfg: &RunConfig, task: &dyn HierarchicalModel) -> Result<()>
         .checked_mul(per_site)
         .and_then(|v| v.checked_add(task.global_dim()))
         .ok_or_else(|| too_large("the number of values of one data set"))?;
-    // Training sets: LF makes one per single-site simulation, direct one per `sites` of them.
+    // Training sets: LF makes one per single-site simulation, direct one per `sites` of them;
+    // pf one per drawn site count (at most the budget), padded to the largest.
     let sets = match cfg.method {
-        Method::Lf => cfg.budget,
+        Method::Lf | Method::Pf => cfg.budget,
         Method::Direct => cfg.budget / cfg.sites,
     };
     check_batches(cfg, sets)?;
@@ -49,10 +50,15 @@ pub(super) fn check(cfg: &RunConfig, task: &dyn HierarchicalModel) -> Result<()>
 /// Every network must get at least one whole batch of training sets after the validation
 /// split, or its training cannot take a step.
 fn check_batches(cfg: &RunConfig, sets: usize) -> Result<()> {
+    // pf's set count is drawn at random; its networks shrink their batches to what they get.
+    if cfg.method == Method::Pf {
+        return Ok(());
+    }
     let train = sets.saturating_sub(if sets < 2 { sets } else { cfg.validation_count(sets) });
     let (what, needed) = match cfg.method {
         Method::Lf => ("single-site simulations", cfg.budget),
         Method::Direct => ("data sets of --sites sites (--budget / --sites)", sets),
+        Method::Pf => unreachable!("returned above"),
     };
     for (network, batch) in
         [("posterior", cfg.train.batch), ("surrogate", cfg.surrogate_train.batch)]

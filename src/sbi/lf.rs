@@ -179,7 +179,7 @@ pub(super) fn run(
     if let Some((posterior, p_report)) = cfg.checkpoints.load(dev, "posterior")? {
         report.posterior = Some(p_report);
         report.phases = timer.into_phases();
-        return Ok(Trained { posterior, surrogate: Some(surrogate), report });
+        return Ok(Trained { posterior: posterior.into(), surrogate: Some(surrogate), report });
     }
 
     // Synthetic S-site sets: globals of the simulations, fresh locals from the prior, and
@@ -205,7 +205,7 @@ pub(super) fn run(
     timer.lap("synthetic_sets");
 
     progress.phase("posterior");
-    let mut posterior = new_posterior(dev, task, cfg, &all_rows(&train_sets))?;
+    let mut posterior = new_posterior(dev, task, cfg, Role::Posterior, &all_rows(&train_sets))?;
     let to_buckets = |net: &Network, sets: &[SetRows]| -> Result<Vec<Sets>> {
         sets.iter().map(|r| to_sets(net, r.rows())).collect()
     };
@@ -220,5 +220,5 @@ pub(super) fn run(
     });
     timer.lap("posterior_training");
     report.phases = timer.into_phases();
-    Ok(Trained { posterior, surrogate: Some(surrogate), report })
+    Ok(Trained { posterior: posterior.into(), surrogate: Some(surrogate), report })
 }

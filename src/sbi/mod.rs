@@ -3,6 +3,8 @@
 //! - **lf** (default, `lf.rs`): single-site simulations → a likelihood surrogate → synthetic
 //!   S-site sets → the posterior network.
 //! - **direct** (`direct.rs`): the posterior network on budget / S real S-site simulations.
+//! - **pf** (`pf.rs`): a global network on real sets of 1..S sites, then a local network per
+//!   site given the globals; a [`Posterior`] holds the pair.
 //!
 //! The budget always counts single-site simulator calls. Simulations run in parallel; those
 //! with non-finite output are dropped and counted. Every random draw takes its seed from a
@@ -16,6 +18,8 @@ mod epoch_state;
 mod footprint;
 mod lf;
 pub mod network;
+mod pf;
+mod posterior;
 mod progress;
 mod resume;
 mod sampler;
@@ -33,6 +37,8 @@ pub use config::{Method, RunConfig};
 pub use epoch_state::EpochFile;
 pub use footprint::check_draws;
 pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
+pub use pf::stick_breaking;
+pub use posterior::{Posterior, LOCAL_DIR};
 pub use progress::{Progress, Quiet};
 pub use resume::Checkpoints;
 pub use sampler::Sampler;
@@ -50,12 +56,15 @@ pub struct PipelineReport {
     pub training_sets: usize,
     pub validation_sets: usize,
     pub surrogate: Option<TrainReport>,
+    /// The posterior network (pf: the global network).
     pub posterior: Option<TrainReport>,
+    /// pf's local network.
+    pub local: Option<TrainReport>,
 }
 
 /// What a run produced.
 pub struct Trained {
-    pub posterior: Network,
+    pub posterior: Posterior,
     pub surrogate: Option<Network>,
     pub report: PipelineReport,
 }
@@ -65,9 +74,11 @@ impl Trained {
     /// its training record), for `tfmpe sample` and [`Network::load`].
     pub fn save(&self, dir: &std::path::Path) -> Result<()> {
         let checkpoints = Checkpoints { dir: Some(dir.to_path_buf()), resume: false };
-        let pairs = [("posterior", Some(&self.posterior), &self.report.posterior)]
-            .into_iter()
-            .chain([("surrogate", self.surrogate.as_ref(), &self.report.surrogate)]);
+        let pairs = [
+            ("posterior", Some(&self.posterior.net), &self.report.posterior),
+            (LOCAL_DIR, self.posterior.local.as_ref(), &self.report.local),
+            ("surrogate", self.surrogate.as_ref(), &self.report.surrogate),
+        ];
         for (role, net, report) in pairs {
             // A loaded network has no training record to keep.
             match (net, report) {
@@ -88,18 +99,20 @@ impl Method {
         match self {
             Method::Lf => lf::run(dev, task, cfg, progress),
             Method::Direct => direct::run(dev, task, cfg, progress),
+            Method::Pf => pf::run(dev, task, cfg, progress),
         }
     }
 }
 
-/// The posterior network every pipeline trains: initial weights from the run's
-/// [`Stream::PosteriorInit`], standardisation fitted on the training rows.
+/// The network of `role` that reads whole data sets (the posterior, or pf's global network):
+/// initial weights from the run's [`Stream::PosteriorInit`], standardisation fitted on the
+/// training rows.
 fn new_posterior(
-    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, rows: &[Rows],
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, role: Role, rows: &[Rows],
 ) -> Result<Network> {
     let seed = Stream::PosteriorInit.seed(cfg.seed, 0);
     let sites = cfg.site_counts().max();
-    new_network(dev, task, Role::Posterior, sites, rows, &cfg.architecture, seed)
+    new_network(dev, task, role, sites, rows, &cfg.architecture, seed)
 }
 
 /// Trains the posterior network with the run's settings and [`Stream::PosteriorTraining`].
@@ -127,7 +140,7 @@ pub fn run(
     cfg.check(task)?;
     let trained = cfg.method.train(dev, task, cfg, progress)?;
     let report = &trained.report;
-    for t in [&report.surrogate, &report.posterior].into_iter().flatten() {
+    for t in [&report.surrogate, &report.posterior, &report.local].into_iter().flatten() {
         if let Some(message) = &t.stop_message {
             progress.warning(message);
         }

@@ -421,6 +421,23 @@ pub enum Role {
     /// LF's likelihood surrogate. Conditions: globals and one site's locals (unconstrained);
     /// targets: that site's observation.
     Surrogate,
+    /// PF's global network. Conditions: observations of S sites; targets: the globals.
+    Global,
+    /// PF's local network. Conditions: the globals (unconstrained) and one site's observation;
+    /// targets: that site's locals.
+    Local,
+}
+
+impl Role {
+    /// The role's name in `config.json`, progress lines and checkpoint folders.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Posterior => "posterior",
+            Role::Surrogate => "surrogate",
+            Role::Global => "global",
+            Role::Local => "local",
+        }
+    }
 }
 
 /// Unstandardised training rows of sets of `sites` sites (1 for the surrogate), one set per
@@ -477,19 +494,22 @@ pub fn new_network(
     dev: &Device, task: &dyn HierarchicalModel, role: Role, sites: usize, rows: &[Rows],
     architecture: &TfmpeConfig, seed: u64,
 ) -> Result<Network> {
-    let (layout, name, cond_names, target_names) = match role {
-        Role::Posterior => (
-            Layout::posterior(task, sites),
-            "posterior",
+    let (g, params) = (task.global_dim(), task.parameter_names(sites));
+    let (layout, cond_names, target_names) = match role {
+        Role::Posterior => (Layout::posterior(task, sites), task.observation_names(sites), params),
+        Role::Surrogate => {
+            (Layout::surrogate(task), task.parameter_names(1), task.observation_names(1))
+        }
+        Role::Global => (
+            Layout::global_posterior(task, sites),
             task.observation_names(sites),
-            task.parameter_names(sites),
+            params[..g].to_vec(),
         ),
-        Role::Surrogate => (
-            Layout::surrogate(task),
-            "surrogate",
-            task.parameter_names(1),
-            task.observation_names(1),
-        ),
+        Role::Local => {
+            let site = task.parameter_names(1);
+            let cond = site[..g].iter().cloned().chain(task.observation_names(1)).collect();
+            (Layout::local_posterior(task), cond, site[g..].to_vec())
+        }
     };
     let (_, pos, group) = layout.max_ids();
     let architecture = TfmpeConfig {
@@ -511,7 +531,7 @@ pub fn new_network(
         standardizer = standardizer.with_inputs(architecture.input_dim, &mapped)?;
     }
     let config = NetworkConfig {
-        role: name.to_string(),
+        role: role.name().to_string(),
         task: task.name().to_string(),
         sites,
         any_sites,

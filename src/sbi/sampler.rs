@@ -3,6 +3,8 @@
 //! synthetic sets) goes through.
 
 use super::network::{check_samples, Network, NoiseRun};
+use super::posterior::Posterior;
+use super::seeds::Stream;
 use super::sets::ragged_mask;
 use super::Progress;
 use crate::error::{Error, Result};
@@ -61,7 +63,7 @@ impl Sampler {
     /// `n` posterior samples for an observation (natural space, one full parameter vector
     /// each) from a trained posterior network.
     pub fn posterior(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel, obs: &Observed, n: usize,
+        &self, posterior: &mut Posterior, task: &dyn HierarchicalModel, obs: &Observed, n: usize,
         seed: u64, progress: &dyn Progress,
     ) -> Result<Vec<Vec<f64>>> {
         let mut sets =
@@ -72,7 +74,7 @@ impl Sampler {
     /// `n` posterior samples for each of `observations`, all drawn with the noise of `seed`:
     /// each data set's draws equal those of [`Sampler::posterior`] for it alone.
     pub fn posteriors(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        &self, posterior: &mut Posterior, task: &dyn HierarchicalModel, observations: &[Observed],
         n: usize, seed: u64, progress: &dyn Progress,
     ) -> Result<Vec<Vec<Vec<f64>>>> {
         let seeds = vec![seed; observations.len()];
@@ -82,7 +84,7 @@ impl Sampler {
     /// `n` posterior samples for each of `observations`, data set `k` with the noise of
     /// `seeds[k]`, in one batched solve per run of data sets with the same site count.
     pub fn posteriors_seeded(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        &self, posterior: &mut Posterior, task: &dyn HierarchicalModel, observations: &[Observed],
         n: usize, seeds: &[u64], progress: &dyn Progress,
     ) -> Result<Vec<Vec<Vec<f64>>>> {
         check_samples(n)?;
@@ -162,14 +164,14 @@ impl Sampler {
 
     /// [`Sampler::posteriors_seeded`] for data sets that share a site count.
     fn same_sites(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        &self, posterior: &mut Posterior, task: &dyn HierarchicalModel, observations: &[Observed],
         n: usize, seeds: &[u64], progress: &dyn Progress,
     ) -> Result<Vec<Vec<Vec<f64>>>> {
         let sites = observations[0].sites;
         let Prepared { layout, conds, inputs, masks, farthest } =
-            Self::prepare(posterior, task, observations, n, progress)?;
+            Self::prepare(&posterior.net, task, observations, n, progress)?;
         let runs: Vec<NoiseRun> = seeds.iter().map(|&seed| NoiseRun { seed, rows: n }).collect();
-        let (z, _) = posterior.sample(
+        let (z, _) = posterior.net.sample(
             &self.device,
             &layout,
             &conds,
@@ -180,28 +182,12 @@ impl Sampler {
             self.chunk,
             progress,
         )?;
-        let d = layout.target.len();
-        if let Some(bad) = z.iter().position(|v| !v.is_finite()) {
-            let k = bad / (n * d);
-            let cause = if farthest[k] > FAR_OUTSIDE || !farthest[k].is_finite() {
-                format!(
-                    "the observation lies {:.3e} standard deviations from the training data, \
-                     far outside what the prior predicts",
-                    farthest[k]
-                )
-            } else {
-                "the network's weights or the solver produced them (a corrupt checkpoint?)".into()
-            };
-            let count = z[k * n * d..(k + 1) * n * d].iter().filter(|v| !v.is_finite()).count();
-            return Err(Error::Invalid(format!(
-                "{count} of the {} posterior values of data set {k} are not finite: {cause}",
-                n * d
-            )));
+        check_finite(&z, n * layout.target.len(), &farthest)?;
+        let mut unconstrained = invert(&posterior.net, &layout, &z)?;
+        if let Some(local) = posterior.local.as_mut() {
+            unconstrained = self.add_locals(local, task, observations, &unconstrained, n, seeds)?;
         }
-        let mut unconstrained = Vec::with_capacity(z.len());
-        for row in z.chunks(d) {
-            unconstrained.extend(posterior.config.standardizer.invert(&layout.target, row)?);
-        }
+        let d = task.param_dim(sites);
         let draws: Vec<Vec<Vec<f64>>> = unconstrained
             .chunks(n * d)
             .map(|set| set.chunks(d).map(|u| task.to_natural(u, sites)).collect())
@@ -216,12 +202,49 @@ impl Sampler {
         Ok(draws)
     }
 
+    /// Posterior factorisation: every row's locals, site by site, from the local network given
+    /// the row's globals (`[data sets · n · globals]`, unconstrained) and the site's
+    /// observation. Returns the full unconstrained rows. Data set `k`'s locals take the noise of
+    /// [`Stream::LocalDraws`] under `seeds[k]`, so they too depend on no other data set.
+    fn add_locals(
+        &self, local: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        globals: &[f64], n: usize, seeds: &[u64],
+    ) -> Result<Vec<f64>> {
+        let sites = observations[0].sites;
+        let (g, l) = (task.global_dim(), task.local_dim());
+        let (conds, inputs) = local_conditions(local, task, observations, globals, n)?;
+        let runs: Vec<NoiseRun> = seeds
+            .iter()
+            .map(|&seed| NoiseRun { seed: Stream::LocalDraws.seed(seed, 0), rows: n * sites })
+            .collect();
+        let layout = local.config.layout.clone();
+        let (z, _) = local.sample(
+            &self.device,
+            &layout,
+            &conds,
+            inputs.as_deref(),
+            None,
+            &runs,
+            self.solver,
+            self.chunk,
+            &super::Quiet,
+        )?;
+        check_finite(&z, n * sites * l, &vec![0.0; observations.len()])?;
+        let locals = invert(local, &layout, &z)?;
+        let mut out = Vec::with_capacity(globals.len() + locals.len());
+        for (row, site_locals) in globals.chunks(g).zip(locals.chunks(sites * l)) {
+            out.extend_from_slice(row);
+            out.extend_from_slice(site_locals);
+        }
+        Ok(out)
+    }
+
     /// The posterior's log density ln q(θ | obs) at each natural-space parameter vector of
     /// `params` (parameters outside the prior's support get −∞), by integrating the flow back
     /// to noise with this sampler's solver ([`crate::model::density`]), then through the
     /// standardisation and the bijections' Jacobians.
     pub fn log_prob(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel, obs: &Observed,
+        &self, posterior: &mut Posterior, task: &dyn HierarchicalModel, obs: &Observed,
         params: &[Vec<f64>], divergence: Divergence, progress: &dyn Progress,
     ) -> Result<Vec<f64>> {
         let sets = std::slice::from_ref(obs);
@@ -233,7 +256,7 @@ impl Sampler {
     /// [`Sampler::log_prob`] for many data sets of one site count at once: `params[k]` holds
     /// data set `k`'s parameter vectors, the same number for each.
     pub fn log_probs(
-        &self, posterior: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        &self, posterior: &mut Posterior, task: &dyn HierarchicalModel, observations: &[Observed],
         params: &[Vec<Vec<f64>>], divergence: Divergence, progress: &dyn Progress,
     ) -> Result<Vec<Vec<f64>>> {
         let n = params.first().map_or(0, Vec::len);
@@ -259,45 +282,64 @@ impl Sampler {
             )));
         }
         let Prepared { layout, conds, inputs, masks, .. } =
-            Self::prepare(posterior, task, observations, n, progress)?;
-        let mut z = Vec::with_capacity(params.len() * n * dim);
-        let mut inside = Vec::with_capacity(params.len() * n);
-        for p in params.iter().flatten() {
-            let u = task.to_unconstrained(p, sites);
-            let ok = u.iter().all(|v| v.is_finite());
-            inside.push(ok);
-            if ok {
-                z.extend(posterior.config.standardizer.apply(&layout.target, &u)?);
-            } else {
-                // Integrated like any other row, its result discarded.
-                z.extend(std::iter::repeat_n(0.0, dim));
+            Self::prepare(&posterior.net, task, observations, n, progress)?;
+        // The network's own targets: every parameter, or pf's globals.
+        let d = layout.target.len();
+        let unconstrained: Vec<Option<Vec<f64>>> = params
+            .iter()
+            .flatten()
+            .map(|p| {
+                Some(task.to_unconstrained(p, sites)).filter(|u| u.iter().all(|v| v.is_finite()))
+            })
+            .collect();
+        let inside: Vec<bool> = unconstrained.iter().map(Option::is_some).collect();
+        // Rows outside the support are integrated like any other, at zero, their result
+        // discarded.
+        let u_all: Vec<f64> =
+            unconstrained.into_iter().flat_map(|u| u.unwrap_or_else(|| vec![0.0; dim])).collect();
+        let mut z = Vec::with_capacity(params.len() * n * d);
+        for u in u_all.chunks(dim) {
+            z.extend(posterior.net.config.standardizer.apply(&layout.target, &u[..d])?);
+        }
+        let log_std = posterior.net.config.standardizer.log_std(&layout.target)?;
+        let mut lq: Vec<f64> = posterior
+            .net
+            .log_density(
+                &self.device,
+                &layout,
+                &conds,
+                inputs.as_deref(),
+                masks.as_deref(),
+                &z,
+                n,
+                self.solver,
+                divergence,
+                self.chunk,
+                progress,
+            )?
+            .into_iter()
+            .map(|l| l - log_std)
+            .collect();
+        if let Some(local) = posterior.local.as_mut() {
+            let local_lq =
+                self.local_log_density(local, task, observations, &u_all, n, divergence)?;
+            for (row, sites_lq) in lq.iter_mut().zip(local_lq.chunks(sites)) {
+                *row += sites_lq.iter().sum::<f64>();
             }
         }
-        let log_std = posterior.config.standardizer.log_std(&layout.target)?;
-        let lq = posterior.log_density(
-            &self.device,
-            &layout,
-            &conds,
-            inputs.as_deref(),
-            masks.as_deref(),
-            &z,
-            n,
-            self.solver,
-            divergence,
-            self.chunk,
-            progress,
-        )?;
         let out: Vec<f64> = lq
             .iter()
             .zip(params.iter().flatten())
             .zip(&inside)
-            .map(|((&l, p), &ok)| {
-                if ok {
-                    l - log_std + task.unconstrained_log_det(p, sites)
-                } else {
-                    f64::NEG_INFINITY
-                }
-            })
+            .map(
+                |((&l, p), &ok)| {
+                    if ok {
+                        l + task.unconstrained_log_det(p, sites)
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                },
+            )
             .collect();
         if let Some(i) = out.iter().position(|v| v.is_nan() || *v == f64::INFINITY) {
             return Err(Error::Invalid(format!(
@@ -310,6 +352,39 @@ impl Sampler {
         }
         Ok(out.chunks(n).map(<[f64]>::to_vec).collect())
     }
+
+    /// Posterior factorisation: ln q(η_s | θ_g, y_s) of every site of every full unconstrained
+    /// row of `rows` (`[data sets · n · dim]`), in unconstrained space, row-major by site.
+    fn local_log_density(
+        &self, local: &mut Network, task: &dyn HierarchicalModel, observations: &[Observed],
+        rows: &[f64], n: usize, divergence: Divergence,
+    ) -> Result<Vec<f64>> {
+        let sites = observations[0].sites;
+        let (g, l) = (task.global_dim(), task.local_dim());
+        let dim = task.param_dim(sites);
+        let globals: Vec<f64> = rows.chunks(dim).flat_map(|u| u[..g].to_vec()).collect();
+        let (conds, inputs) = local_conditions(local, task, observations, &globals, n)?;
+        let layout = local.config.layout.clone();
+        let mut z = Vec::with_capacity(rows.len() - globals.len());
+        for site in rows.chunks(dim).flat_map(|u| u[g..].chunks(l)) {
+            z.extend(local.config.standardizer.apply(&layout.target, site)?);
+        }
+        let log_std = local.config.standardizer.log_std(&layout.target)?;
+        let lq = local.log_density(
+            &self.device,
+            &layout,
+            &conds,
+            inputs.as_deref(),
+            None,
+            &z,
+            n * sites,
+            self.solver,
+            divergence,
+            self.chunk,
+            &super::Quiet,
+        )?;
+        Ok(lq.into_iter().map(|v| v - log_std).collect())
+    }
 }
 
 /// Standardised conditions of a batch of data sets that share a site count.
@@ -319,4 +394,74 @@ struct Prepared {
     inputs: Option<Vec<f32>>,
     masks: Option<Vec<f32>>,
     farthest: Vec<f64>,
+}
+
+/// Refuses non-finite draws, naming the data set (of `per_set` values each) and, when the
+/// observation lies far from the training data (`farthest`, standardised), that cause.
+fn check_finite(z: &[f32], per_set: usize, farthest: &[f64]) -> Result<()> {
+    let Some(bad) = z.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let k = bad / per_set.max(1);
+    let far = farthest.get(k).copied().unwrap_or(0.0);
+    let cause = if far > FAR_OUTSIDE || !far.is_finite() {
+        format!(
+            "the observation lies {far:.3e} standard deviations from the training data, far \
+             outside what the prior predicts"
+        )
+    } else {
+        "the network's weights or the solver produced them (a corrupt checkpoint?)".into()
+    };
+    let count = z[k * per_set..(k + 1) * per_set].iter().filter(|v| !v.is_finite()).count();
+    Err(Error::Invalid(format!(
+        "{count} of the {per_set} posterior values of data set {k} are not finite: {cause}"
+    )))
+}
+
+/// Standardised target rows of `net` in `layout` mapped back to unconstrained values.
+fn invert(net: &Network, layout: &Layout, z: &[f32]) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(z.len());
+    for row in z.chunks(layout.target.len().max(1)) {
+        out.extend(net.config.standardizer.invert(&layout.target, row)?);
+    }
+    Ok(out)
+}
+
+/// The local network's standardised conditions (and inputs) for every site of every row:
+/// row `i` of data set `k` takes the unconstrained globals `globals[(k·n + i)·g ..]` and, for
+/// each site in order, that site's observation. Data sets must observe every value of every site.
+fn local_conditions(
+    local: &Network, task: &dyn HierarchicalModel, observations: &[Observed], globals: &[f64],
+    n: usize,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let (g, od, id) = (task.global_dim(), task.obs_dim(), task.functional_input_dim());
+    let cond_tokens = &local.config.layout.cond;
+    let (mut conds, mut inputs) = (Vec::new(), Vec::new());
+    let mut rows = globals.chunks(g);
+    for obs in observations {
+        if obs.counts.is_some() {
+            return Err(Error::Invalid(
+                "posterior factorisation's networks take data sets whose sites hold every \
+                 observation; for ragged data sets train with --method lf --ragged"
+                    .into(),
+            ));
+        }
+        let values = task.observations_to_network(&obs.values);
+        let site_inputs = match (&obs.inputs, id > 0) {
+            (Some(x), true) => Some(local.standardize_inputs(x)?),
+            _ => None,
+        };
+        for _ in 0..n {
+            let row = rows.next().ok_or_else(|| Error::Shape("too few rows of globals".into()))?;
+            for s in 0..obs.sites {
+                let cond: Vec<f64> =
+                    row.iter().chain(&values[s * od..(s + 1) * od]).copied().collect();
+                conds.extend(local.config.standardizer.apply(cond_tokens, &cond)?);
+                if let Some(x) = &site_inputs {
+                    inputs.extend_from_slice(&x[s * od * id..(s + 1) * od * id]);
+                }
+            }
+        }
+    }
+    Ok((conds, (id > 0).then_some(inputs)))
 }

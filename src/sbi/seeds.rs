@@ -43,6 +43,18 @@ pub enum Stream {
     SyntheticCounts { draw: u64 },
     /// Hutchinson's probes of a log density, from the caller's seed; index: the probe.
     HutchinsonProbes,
+    /// pf: the site counts of the simulated data sets.
+    FactorisedCounts,
+    /// pf: the simulated data sets; index: the set.
+    FactorisedSets,
+    /// pf: the initial weights of the local network.
+    LocalInit,
+    /// pf: the training noise and batch order of the local network.
+    LocalTraining,
+    /// pf: the ODE start noise of the globals drawn for the local network's training sets.
+    FactorisedGlobals,
+    /// pf: the ODE start noise of a data set's locals, from the caller's seed.
+    LocalDraws,
 }
 
 /// Where the ids of the per-draw streams move once the legacy offsets would run into the next
@@ -70,6 +82,12 @@ impl Stream {
             Stream::SyntheticInputs { draw } => 4 * OVERFLOW_RANGE + draw,
             Stream::SyntheticCounts { draw } => 5 * OVERFLOW_RANGE + draw,
             Stream::HutchinsonProbes => 6 * OVERFLOW_RANGE,
+            Stream::FactorisedCounts => 6 * OVERFLOW_RANGE + 1,
+            Stream::FactorisedSets => 6 * OVERFLOW_RANGE + 2,
+            Stream::LocalInit => 6 * OVERFLOW_RANGE + 3,
+            Stream::LocalTraining => 6 * OVERFLOW_RANGE + 4,
+            Stream::FactorisedGlobals => 6 * OVERFLOW_RANGE + 5,
+            Stream::LocalDraws => 6 * OVERFLOW_RANGE + 6,
         }
     }
 
@@ -101,8 +119,14 @@ mod tests {
 
     use super::*;
 
-    const FIXED: [Stream; 11] = [
+    const FIXED: [Stream; 17] = [
         Stream::HutchinsonProbes,
+        Stream::FactorisedCounts,
+        Stream::FactorisedSets,
+        Stream::LocalInit,
+        Stream::LocalTraining,
+        Stream::FactorisedGlobals,
+        Stream::LocalDraws,
         Stream::SingleSites,
         Stream::SurrogateInit,
         Stream::SurrogateTraining,
