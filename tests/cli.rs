@@ -132,8 +132,12 @@ fn impossible_run_settings_are_refused_before_any_work() {
         (&["--sites", "3", "--budget", "1000", "--fourier-dim", "7"], &["--fourier-dim 7"]),
         (&["--sites", "3", "--budget", "1000", "--width", "1000000"], &["smaller sizes"]),
         (
-            &["--sites", "3", "--budget", "1000", "--method", "joint"],
-            &["`joint`", "not implemented"],
+            &["--sites", "3", "--budget", "1000", "--method", "joint", "--max-sites", "5"],
+            &["--method joint", "--max-sites"],
+        ),
+        (
+            &["--sites", "3", "--budget", "1000", "--method", "sequential"],
+            &["lf, direct, pf or joint"],
         ),
         (
             &["--sites", "3", "--budget", "1000", "--method", "pf", "--fresh-sets"],

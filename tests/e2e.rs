@@ -6,7 +6,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn tfmpe(args: &[&str]) {
     common::bin::tfmpe(args).backend("cpu").succeeds();
@@ -201,37 +201,39 @@ fn small_lf_run_matches_the_exact_posterior() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A small GL run of 3 sites with `method`, its report, and its C2ST within the bound of
+/// the LF run above (for the same reasons).
+fn small_method_run(method: &str) -> (PathBuf, serde_json::Value) {
+    let dir = std::env::temp_dir().join(format!("tfmpe-e2e-{method}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let extra = ["--method", method, "--seed", "1", "--obs-seed", "3"];
+    small_run("hier-gaussian-linear", "3", dir.to_str().unwrap(), &extra);
+    let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
+    assert_eq!(report["method"], method);
+    assert_eq!(report["simulator_calls"], 2000);
+    let c2st = report["metrics"]["c2st"].as_f64().expect("c2st in the report");
+    eprintln!("{method}, 3 sites: C2ST {c2st}");
+    assert!(c2st < 0.75, "{method}: C2ST {c2st} is too far from the exact posterior");
+    (dir, report)
+}
+
 /// Posterior factorisation end to end: a global network on real sets of 1..3 sites and a local
 /// network per site, saved side by side, close to the exact posterior; `sample` and `log-prob`
 /// compose the two (each data set's draws those of a call for it alone), and the log density
 /// follows the exact one.
 #[test]
 fn small_pf_run_matches_the_exact_posterior() {
-    let dir = std::env::temp_dir().join(format!("tfmpe-e2e-pf-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let (dir, report) = small_method_run("pf");
     let out = dir.to_str().unwrap();
-    small_run(
-        "hier-gaussian-linear",
-        "3",
-        out,
-        &["--method", "pf", "--seed", "1", "--obs-seed", "3"],
-    );
     for f in ["posterior/config.json", "local/config.json", "local/model.safetensors", "losses.svg"]
     {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     assert!(!dir.join("surrogate").exists(), "pf trains no surrogate");
-    let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
-    assert_eq!(report["method"], "pf");
-    assert_eq!(report["simulator_calls"], 2000);
     for net in ["posterior", "local"] {
         assert!(report["losses"][net]["epochs"].as_u64().unwrap() > 0, "{net}");
     }
     assert!(read(&dir.join("losses.svg")).contains(">local: best epoch"));
-    let c2st = report["metrics"]["c2st"].as_f64().expect("c2st in the report");
-    eprintln!("pf, 3 sites: C2ST {c2st}");
-    // The bound of the LF run above, for the same reasons.
-    assert!(c2st < 0.75, "C2ST {c2st} is too far from the exact posterior");
 
     let many = dir.join("many_obs.csv");
     let rows = "dataset,site,y\n0,0,0.3\n0,1,-1.2\n0,2,2.0\n1,0,1.5\n1,1,0.1\n1,2,-0.4\n";
@@ -260,6 +262,28 @@ fn small_pf_run_matches_the_exact_posterior() {
     assert!(mu0("1,") - mu0("0,") > 0.4, "μ_0 means {} and {}", mu0("0,"), mu0("1,"));
 
     log_density_follows_the_exact_one(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One network for both roles (`--method joint`): trained first as the likelihood surrogate,
+/// then on the synthetic sets it generated beside its own single sites; saved once, as the
+/// posterior, and close to the exact posterior.
+#[test]
+fn small_joint_run_matches_the_exact_posterior() {
+    let (dir, report) = small_method_run("joint");
+    let out = dir.to_str().unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("posterior/config.json"))).unwrap();
+    assert_eq!(config["model"]["role"], "joint", "{config}");
+    for net in ["surrogate", "posterior"] {
+        assert!(report["losses"][net]["epochs"].as_u64().unwrap() > 0, "{net}");
+    }
+    let obs = dir.join("observation.csv");
+    let drawn = dir.join("drawn.csv");
+    let args = ["sample", "--model", out, "--observation", obs.to_str().unwrap(), "--samples"];
+    tfmpe(&[&args[..], &["20", "--log-prob", "--out", drawn.to_str().unwrap()]].concat());
+    assert_eq!(read(&drawn).lines().next(), Some("sigma,mu.0,mu.1,mu.2,log_prob"));
+    assert!(rows(&drawn).iter().all(|r| r.iter().all(|v| v.is_finite())));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -497,8 +521,8 @@ fn quick_benchmark_writes_its_table_and_resumes() {
         .unwrap()
         .starts_with("task,method,budget,sites,observation,lc2st_statistic"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    // Two tasks, three methods (lf, direct, pf), two observations.
-    assert_eq!(rows.len(), 2 * 3 * 2, "{results}");
+    // Two tasks, four methods (lf, direct, pf, joint), two observations.
+    assert_eq!(rows.len(), 2 * 4 * 2, "{results}");
     for r in &rows {
         let stat: f64 = r[5].parse().unwrap();
         let p: f64 = r[6].parse().unwrap();

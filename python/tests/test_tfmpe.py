@@ -288,3 +288,13 @@ def test_posterior_factorisation_fits_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(loaded.sample(y, 20, seed=4), draws)
     # The global network answers any site count up to its own.
     assert loaded.sample(y[:2], 5).shape == (5, 3)
+
+
+def test_joint_method_fits_and_samples():
+    model = gaussian_linear()
+    posterior = tfmpe.fit(model, sites=3, budget=600, method="joint", max_epochs=2,
+                          backend="cpu", progress=False)
+    report = posterior.report()
+    assert report["surrogate"]["epochs"] == 2 and report["posterior"]["epochs"] == 2
+    draws = posterior.sample(np.array([0.3, -1.2, 2.0]), 10, seed=1)
+    assert draws.shape == (10, 4) and np.isfinite(draws).all()

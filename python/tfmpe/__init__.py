@@ -305,8 +305,9 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         layers: Optional[int] = None, heads: Optional[int] = None,
         group_dim: Optional[int] = None, fourier_dim: Optional[int] = None) -> "Posterior":
     """Trains the posterior of ``model`` for ``sites`` sites from ``budget`` single-site
-    simulations. ``method`` is ``"lf"`` (likelihood factorisation), ``"direct"`` or ``"pf"``
-    (posterior factorisation: a global network, then a local network per site);
+    simulations. ``method`` is ``"lf"`` (likelihood factorisation), ``"direct"``, ``"pf"``
+    (posterior factorisation: a global network, then a local network per site) or
+    ``"joint"`` (lf with one network for the surrogate and the posterior);
     ``max_sites`` = M trains on every site count up to M. ``preset`` is the training recipe:
     ``"fast"`` (Adam at a peak of 1e-3, a warm-up and a cosine decay over 3 000 steps) or
     ``"paper"`` (the reference's: Adam 1e-4, up to 1 000 epochs, patience 100); the other

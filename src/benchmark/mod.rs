@@ -66,13 +66,13 @@ pub struct BenchmarkConfig {
 }
 
 impl Default for BenchmarkConfig {
-    /// The paper's protocol: six tasks, lf, direct and pf, budgets 1 000 / 5 000 / 10 000, S = 50,
+    /// The paper's protocol: six tasks, lf, direct, pf and joint, budgets 1 000 / 5 000 / 10 000, S = 50,
     /// ten observations, 1 000 samples, L-C2ST from 1 000 data sets and 100 nulls.
     fn default() -> Self {
         let train = Preset::Fast.train();
         BenchmarkConfig {
             tasks: PAPER_TASKS.iter().map(|t| t.to_string()).collect(),
-            methods: vec![Method::Lf, Method::Direct, Method::Pf],
+            methods: vec![Method::Lf, Method::Direct, Method::Pf, Method::Joint],
             budgets: vec![1000, 5000, 10000],
             sites: vec![50],
             observations: 10,

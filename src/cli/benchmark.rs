@@ -22,7 +22,7 @@ pub struct BenchmarkArgs {
     /// Comma-separated task names [default: the paper's six].
     #[arg(long, value_delimiter = ',')]
     pub tasks: Option<Vec<String>>,
-    /// Comma-separated methods (lf, direct, pf) [default: lf,direct,pf].
+    /// Comma-separated methods (lf, direct, pf, joint) [default: all four].
     #[arg(long, value_delimiter = ',')]
     pub methods: Option<Vec<Method>>,
     /// Comma-separated budgets in single-site simulator calls [default: 1000,5000,10000].

@@ -35,8 +35,9 @@ pub struct RunArgs {
     pub budget: usize,
     /// lf (likelihood factorisation: a likelihood surrogate on single sites, then the
     /// posterior on synthetic sets), direct (the posterior on --budget / --sites real data
-    /// sets) or pf (posterior factorisation: a global network on real sets of 1..S sites,
-    /// then a local network per site given the globals).
+    /// sets), pf (posterior factorisation: a global network on real sets of 1..S sites,
+    /// then a local network per site given the globals) or joint (lf with one network that
+    /// is first the surrogate, then also the posterior).
     #[arg(long, default_value = "lf")]
     pub method: Method,
     /// Seed of simulations, initial weights and training noise.

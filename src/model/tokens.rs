@@ -118,6 +118,17 @@ impl Layout {
         Layout { cond: globals.into_iter().chain(posterior.cond).collect(), target: locals }
     }
 
+    /// The same tokens with every target's label moved up by `offset`: a network trained on
+    /// both the surrogate's and the posterior's layouts (`--method joint`) sees a variable as
+    /// a condition under its own label and as a target under the shifted one, since nothing
+    /// else in a token's features says which it is.
+    pub fn with_target_labels(mut self, offset: u32) -> Layout {
+        for t in &mut self.target {
+            t.label += offset;
+        }
+        self
+    }
+
     pub fn len(&self) -> usize {
         self.cond.len() + self.target.len()
     }
@@ -344,6 +355,25 @@ mod tests {
         let s = Layout::surrogate(&task);
         assert_eq!((s.cond.len(), s.target.len()), (2, 5));
         assert_eq!(n_labels(&task), 3);
+    }
+
+    #[test]
+    fn factorised_and_joint_layouts_keep_the_tokens_of_their_roles() {
+        let task = Sizes { obs: 5, inputs: 1 };
+        let full = Layout::posterior(&task, 2);
+        let global = Layout::global_posterior(&task, 2);
+        assert_eq!((global.cond, global.target), (full.cond.clone(), full.target[..1].to_vec()));
+        // One site's locals given the globals and that site's observation.
+        let local = Layout::local_posterior(&task);
+        assert_eq!(local.cond.len(), 6);
+        assert_eq!(local.cond[0], Token { label: 0, position: 0, group: 0, input: false });
+        assert!(local.cond[1..].iter().all(|t| t.label == 2 && t.group == 1 && t.input));
+        assert_eq!(local.target, vec![Token { label: 1, position: 0, group: 1, input: false }]);
+        // Joint: the targets' labels move past the model's three; conditions keep theirs.
+        let joint = full.clone().with_target_labels(3);
+        assert_eq!(joint.cond, full.cond);
+        let labels: Vec<u32> = joint.target.iter().map(|t| t.label).collect();
+        assert_eq!(labels, [3, 4, 4]);
     }
 
     #[test]

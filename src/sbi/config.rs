@@ -18,6 +18,7 @@ pub enum Method {
     Lf,
     Direct,
     Pf,
+    Joint,
 }
 
 impl Method {
@@ -27,6 +28,7 @@ impl Method {
             Method::Lf => "lf",
             Method::Direct => "direct",
             Method::Pf => "pf",
+            Method::Joint => "joint",
         }
     }
 }
@@ -39,12 +41,10 @@ impl std::str::FromStr for Method {
             "lf" => Ok(Method::Lf),
             "direct" => Ok(Method::Direct),
             "pf" => Ok(Method::Pf),
-            "joint" => Err(Error::Invalid(
-                "method `joint` (one network for surrogate and posterior) is not implemented \
-                 yet; use lf, direct or pf"
-                    .into(),
-            )),
-            other => Err(Error::Invalid(format!("unknown method `{other}`: use lf, direct or pf"))),
+            "joint" => Ok(Method::Joint),
+            other => Err(Error::Invalid(format!(
+                "unknown method `{other}`: use lf, direct, pf or joint"
+            ))),
         }
     }
 }
@@ -119,6 +119,13 @@ impl RunConfig {
         if self.ragged && self.method != Method::Lf {
             return Err(Error::Invalid(
                 "--ragged needs --method lf: it masks observations of synthetic sets".into(),
+            ));
+        }
+        if self.method == Method::Joint && (self.max_sites.is_some() || self.ragged) {
+            return Err(Error::Invalid(
+                "--method joint trains one network of --sites sites; --max-sites and --ragged \
+                 need --method lf"
+                    .into(),
             ));
         }
         if self.fresh_sets && self.method != Method::Lf {

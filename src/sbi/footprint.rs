@@ -24,7 +24,7 @@ pub(super) fn check(cfg: &RunConfig, task: &dyn HierarchicalModel) -> Result<()>
     // Training sets: LF makes one per single-site simulation, direct one per `sites` of them;
     // pf one per drawn site count (at most the budget), padded to the largest.
     let sets = match cfg.method {
-        Method::Lf | Method::Pf => cfg.budget,
+        Method::Lf | Method::Pf | Method::Joint => cfg.budget,
         Method::Direct => cfg.budget / cfg.sites,
     };
     check_batches(cfg, sets)?;
@@ -56,7 +56,7 @@ fn check_batches(cfg: &RunConfig, sets: usize) -> Result<()> {
     }
     let train = sets.saturating_sub(if sets < 2 { sets } else { cfg.validation_count(sets) });
     let (what, needed) = match cfg.method {
-        Method::Lf => ("single-site simulations", cfg.budget),
+        Method::Lf | Method::Joint => ("single-site simulations", cfg.budget),
         Method::Direct => ("data sets of --sites sites (--budget / --sites)", sets),
         Method::Pf => unreachable!("returned above"),
     };

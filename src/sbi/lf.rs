@@ -13,7 +13,7 @@ use super::sampler::Sampler;
 use super::seeds::Stream;
 use super::sets::{all_rows, FreshSets, InputSource, SetRows};
 use super::train::{FixedSets, Sets, TrainConfig};
-use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
+use super::{fit_posterior, new_posterior, Method, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
 use crate::tasks::{simulate_batch, BatchSimulator, HierarchicalModel, SiteBatch};
 use crate::Device;
@@ -146,28 +146,33 @@ pub(super) fn run(
         .collect();
     let all = Rows::new(1, &unconstrained, &sims.obs, sims.inputs.as_deref());
     let (train, validation) = all.split(n_train, pd, od, od * task.functional_input_dim());
+    // joint: one network of the posterior's layout, trained first as the surrogate.
+    let joint = cfg.method == Method::Joint;
+    let (role, sites) = if joint { (Role::Joint, cfg.sites) } else { (Role::Surrogate, 1) };
     let (mut surrogate, s_report) = match cfg.checkpoints.load(dev, "surrogate")? {
         Some(saved) => saved,
         None => {
             let mut surrogate = new_network(
                 dev,
                 task,
-                Role::Surrogate,
-                1,
+                role,
+                sites,
                 &[train],
                 &cfg.architecture,
                 Stream::SurrogateInit.seed(cfg.seed, 0),
             )?;
-            let mut s_data = FixedSets {
-                train: vec![to_sets(&surrogate, train)?],
-                validation: vec![to_sets(&surrogate, validation)?],
-            };
             let s_cfg = TrainConfig {
                 seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
                 epoch_file: cfg.checkpoints.epoch_file("surrogate"),
                 ..cfg.surrogate_train.clone()
             };
-            let r = surrogate.fit(dev, &mut s_data, &s_cfg, progress)?;
+            let r = surrogate.as_surrogate(task, |net| {
+                let mut s_data = FixedSets {
+                    train: vec![to_sets(net, train)?],
+                    validation: vec![to_sets(net, validation)?],
+                };
+                net.fit(dev, &mut s_data, &s_cfg, progress)
+            })?;
             cfg.checkpoints.save("surrogate", &surrogate, &r)?;
             (surrogate, r)
         }
@@ -179,7 +184,8 @@ pub(super) fn run(
     if let Some((posterior, p_report)) = cfg.checkpoints.load(dev, "posterior")? {
         report.posterior = Some(p_report);
         report.phases = timer.into_phases();
-        return Ok(Trained { posterior: posterior.into(), surrogate: Some(surrogate), report });
+        let surrogate = (!joint).then_some(surrogate);
+        return Ok(Trained { posterior: posterior.into(), surrogate, report });
     }
 
     // Synthetic S-site sets: globals of the simulations, fresh locals from the prior, and
@@ -200,15 +206,31 @@ pub(super) fn run(
     // Training sets come in blocks of one batch per site count; validation sets in blocks
     // that spread them over (up to) ten site counts.
     let (block, val_block) = (cfg.train.batch, n_val.div_ceil(counts.max().min(10)));
-    let train_sets = fresh.synthesize(&mut surrogate, train_g, block, progress)?;
-    let val_sets = fresh.synthesize(&mut surrogate, val_g, val_block, progress)?;
+    let (train_sets, val_sets) = surrogate.as_surrogate(task, |net| {
+        Ok((
+            fresh.synthesize(net, train_g, block, progress)?,
+            fresh.synthesize(net, val_g, val_block, progress)?,
+        ))
+    })?;
     timer.lap("synthetic_sets");
 
     progress.phase("posterior");
-    let mut posterior = new_posterior(dev, task, cfg, Role::Posterior, &all_rows(&train_sets))?;
     let to_buckets = |net: &Network, sets: &[SetRows]| -> Result<Vec<Sets>> {
         sets.iter().map(|r| to_sets(net, r.rows())).collect()
     };
+    if joint {
+        // The same network goes on as the posterior, with the surrogate's sets still among
+        // its training sets so that it keeps both roles; validation is the posterior's.
+        let mut net = surrogate;
+        let mut train_buckets = to_buckets(&net, &train_sets)?;
+        train_buckets.push(net.as_surrogate(task, |n| to_sets(n, train))?);
+        let mut data = FixedSets { train: train_buckets, validation: to_buckets(&net, &val_sets)? };
+        report.posterior = Some(fit_posterior(dev, &mut net, &mut data, cfg, progress)?);
+        timer.lap("posterior_training");
+        report.phases = timer.into_phases();
+        return Ok(Trained { posterior: net.into(), surrogate: None, report });
+    }
+    let mut posterior = new_posterior(dev, task, cfg, Role::Posterior, &all_rows(&train_sets))?;
     let validation = to_buckets(&posterior, &val_sets)?;
     report.posterior = Some(if cfg.fresh_sets {
         let mut source =

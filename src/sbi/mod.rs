@@ -3,6 +3,8 @@
 //! - **lf** (default, `lf.rs`): single-site simulations → a likelihood surrogate → synthetic
 //!   S-site sets → the posterior network.
 //! - **direct** (`direct.rs`): the posterior network on budget / S real S-site simulations.
+//! - **joint** (`lf.rs` too): LF with one network that is first the surrogate, then also the
+//!   posterior.
 //! - **pf** (`pf.rs`): a global network on real sets of 1..S sites, then a local network per
 //!   site given the globals; a [`Posterior`] holds the pair.
 //!
@@ -100,6 +102,7 @@ impl Method {
             Method::Lf => lf::run(dev, task, cfg, progress),
             Method::Direct => direct::run(dev, task, cfg, progress),
             Method::Pf => pf::run(dev, task, cfg, progress),
+            Method::Joint => lf::run(dev, task, cfg, progress),
         }
     }
 }

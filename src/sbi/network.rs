@@ -227,6 +227,24 @@ impl Network {
         self.config.layout_for(sites)
     }
 
+    /// Runs `f` on this network seen as the likelihood surrogate: a joint network
+    /// ([`Role::Joint`]) lends its weights to the surrogate's one-site layout for the call and
+    /// gets its own layout back after it; any other network is passed as it is.
+    pub fn as_surrogate<T>(
+        &mut self, task: &dyn HierarchicalModel, f: impl FnOnce(&mut Network) -> Result<T>,
+    ) -> Result<T> {
+        if self.config.role != Role::Joint.name() {
+            return f(self);
+        }
+        let surrogate = Layout::surrogate(task).with_target_labels(n_labels(task) as u32);
+        let layout = std::mem::replace(&mut self.config.layout, surrogate);
+        let sites = std::mem::replace(&mut self.config.sites, 1);
+        let out = f(self);
+        self.config.layout = layout;
+        self.config.sites = sites;
+        out
+    }
+
     /// Trains on standardised sets of this network's layout.
     pub fn fit(
         &mut self, dev: &Device, data: &mut dyn SetSource, cfg: &TrainConfig,
@@ -426,6 +444,10 @@ pub enum Role {
     /// PF's local network. Conditions: the globals (unconstrained) and one site's observation;
     /// targets: that site's locals.
     Local,
+    /// `--method joint`: one network that is first LF's surrogate, then also the posterior.
+    /// Its own layout is the posterior's; [`Network::as_surrogate`] lends it the surrogate's.
+    /// Target labels are shifted past the model's labels ([`Layout::with_target_labels`]).
+    Joint,
 }
 
 impl Role {
@@ -436,6 +458,7 @@ impl Role {
             Role::Surrogate => "surrogate",
             Role::Global => "global",
             Role::Local => "local",
+            Role::Joint => "joint",
         }
     }
 }
@@ -510,17 +533,26 @@ pub fn new_network(
             let cond = site[..g].iter().cloned().chain(task.observation_names(1)).collect();
             (Layout::local_posterior(task), cond, site[g..].to_vec())
         }
+        Role::Joint => (
+            Layout::posterior(task, sites).with_target_labels(n_labels(task) as u32),
+            task.observation_names(sites),
+            params,
+        ),
     };
     let (_, pos, group) = layout.max_ids();
+    let labels = if role == Role::Joint { 2 * n_labels(task) } else { n_labels(task) };
     let architecture = TfmpeConfig {
-        n_labels: n_labels(task),
+        n_labels: labels,
         max_positions: pos as usize + 1,
         max_groups: group as usize + 1,
         input_dim: task.functional_input_dim(),
         ..architecture.clone()
     };
-    let any_sites = rows.iter().any(|r| r.sites != sites);
-    let mut standardizer = fit_standardizer(&layout, sites, rows)?;
+    let (any_sites, mut standardizer) = if role == Role::Joint {
+        (false, joint_standardizer(task, rows)?)
+    } else {
+        (rows.iter().any(|r| r.sites != sites), fit_standardizer(&layout, sites, rows)?)
+    };
     if architecture.input_dim > 0 {
         let inputs: Option<Vec<f64>> =
             rows.iter().map(|r| r.inputs).collect::<Option<Vec<_>>>().map(|v| v.concat());
@@ -548,9 +580,33 @@ pub fn new_network(
     Network::new(dev, config, seed)
 }
 
+/// The joint network's standardisation, from the surrogate's single-site rows: each row as
+/// the surrogate sees it (parameters conditions, observation targets) and as a one-site
+/// posterior does (the reverse), so every token of either layout has its statistics.
+fn joint_standardizer(task: &dyn HierarchicalModel, rows: &[Rows]) -> Result<Standardizer> {
+    let offset = n_labels(task) as u32;
+    let surrogate = Layout::surrogate(task).with_target_labels(offset);
+    let posterior = Layout::posterior(task, 1).with_target_labels(offset);
+    let reversed: Vec<Rows> =
+        rows.iter().map(|r| Rows::new(1, r.target, r.cond, r.inputs)).collect();
+    let (mut tokens, mut values) = standardizer_rows(&surrogate, 1, rows);
+    let (t, v) = standardizer_rows(&posterior, 1, &reversed);
+    tokens.extend(t);
+    values.extend(v);
+    Standardizer::fit_sets(tokens.iter().zip(&values).map(|(t, v)| (t.as_slice(), v.as_slice())))
+}
+
 /// Fits a standardiser over the cond and target rows of every site count; `layout` is the
 /// layout of `sites` sites, of which every other count's layout is a prefix.
 fn fit_standardizer(layout: &Layout, sites: usize, rows: &[Rows]) -> Result<Standardizer> {
+    let (tokens, values) = standardizer_rows(layout, sites, rows);
+    Standardizer::fit_sets(tokens.iter().zip(&values).map(|(t, v)| (t.as_slice(), v.as_slice())))
+}
+
+/// Every set of `rows` as its tokens (the prefix of `layout` for its site count) and values.
+type TokenRows = (Vec<Vec<Token>>, Vec<Vec<f64>>);
+
+fn standardizer_rows(layout: &Layout, sites: usize, rows: &[Rows]) -> TokenRows {
     let mut tokens = Vec::new();
     let mut values = Vec::new();
     for r in rows {
@@ -570,7 +626,7 @@ fn fit_standardizer(layout: &Layout, sites: usize, rows: &[Rows]) -> Result<Stan
             );
         }
     }
-    Standardizer::fit_sets(tokens.iter().zip(&values).map(|(t, v)| (t.as_slice(), v.as_slice())))
+    (tokens, values)
 }
 
 /// Inputs mapped by their dimension's bijection (none given: unchanged).

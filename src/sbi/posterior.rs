@@ -56,7 +56,7 @@ impl Posterior {
     pub fn load(dev: &Device, dir: &Path) -> Result<Posterior> {
         let net = Network::load(dev, dir)?;
         let role = net.config.role.as_str();
-        if role == Role::Posterior.name() {
+        if role == Role::Posterior.name() || role == Role::Joint.name() {
             return Ok(Posterior { net, local: None });
         }
         if role != Role::Global.name() {

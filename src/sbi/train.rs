@@ -2,7 +2,7 @@
 //! early stopping with patience and min-delta, best weights restored, and a clean stop on a
 //! non-finite loss that names the step.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -296,8 +296,8 @@ impl BatchBuffers {
 
 struct Batcher<'a> {
     dev: &'a Device,
-    /// Buffers per (site count, batch size).
-    by_size: HashMap<(usize, usize), BatchBuffers>,
+    /// Buffers per layout and batch size (a joint network trains on two layouts of one site).
+    by_size: Vec<(Layout, usize, BatchBuffers)>,
     host_cond: Vec<f32>,
     host_target: Vec<f32>,
     host_inputs: Vec<f32>,
@@ -308,7 +308,7 @@ impl<'a> Batcher<'a> {
     fn new(dev: &'a Device) -> Self {
         Batcher {
             dev,
-            by_size: HashMap::new(),
+            by_size: Vec::new(),
             host_cond: Vec::new(),
             host_target: Vec::new(),
             host_inputs: Vec::new(),
@@ -334,8 +334,10 @@ impl<'a> Batcher<'a> {
             self.host_mask.extend_from_slice(&sets.mask[i * n..(i + 1) * n]);
         }
         let b = self.dev.backend();
-        let key = (sets.sites, idx.len());
-        if !self.by_size.contains_key(&key) {
+        let found = self.by_size.iter().position(|(l, n, _)| *n == idx.len() && *l == sets.layout);
+        let at = if let Some(at) = found {
+            at
+        } else {
             let tb = TokenBatch::repeat(&sets.layout, idx.len())?;
             let bufs = BatchBuffers {
                 tokens: DeviceTokens::upload(self.dev, &tb)?,
@@ -344,9 +346,10 @@ impl<'a> Batcher<'a> {
                 inputs: (k > 0).then(|| b.alloc(DType::F32, idx.len() * k)).transpose()?,
                 mask: (n > 0).then(|| b.alloc(DType::F32, idx.len() * n)).transpose()?,
             };
-            self.by_size.insert(key, bufs);
-        }
-        let bufs = self.by_size.get_mut(&key).expect("inserted above");
+            self.by_size.push((sets.layout.clone(), idx.len(), bufs));
+            self.by_size.len() - 1
+        };
+        let bufs = &mut self.by_size[at].2;
         b.write_f32(&mut bufs.cond, &self.host_cond)?;
         b.write_f32(&mut bufs.target, &self.host_target)?;
         if let Some(inputs) = bufs.inputs.as_mut() {
