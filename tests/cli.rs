@@ -139,6 +139,17 @@ fn impossible_run_settings_are_refused_before_any_work() {
             &["--sites", "3", "--budget", "1000", "--method", "sequential"],
             &["lf, direct, pf or joint"],
         ),
+        (&["--sites", "3", "--budget", "1000", "--rounds", "0"], &["--rounds must be at least 1"]),
+        (
+            &["--sites", "3", "--budget", "1000", "--rounds", "2", "--method", "pf"],
+            &["--rounds needs --method lf", "drop --method pf"],
+        ),
+        // 1000 simulations in 2 rounds: 500 in the first, 450 for training, fewer than a batch
+        // of 1000.
+        (
+            &["--sites", "3", "--budget", "1000", "--rounds", "2", "--batch-size", "1000"],
+            &["in the first round", "fewer than one batch"],
+        ),
         (
             &["--sites", "3", "--budget", "1000", "--method", "pf", "--fresh-sets"],
             &["--fresh-sets needs --method lf"],
@@ -152,7 +163,13 @@ fn impossible_run_settings_are_refused_before_any_work() {
         let args = run(extra);
         fails_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), needles);
         assert!(!out.exists(), "{extra:?} created the output folder");
-    }
+    } // A model without a prior density cannot weigh a proposal.
+    let args = ["run", "--task", "hier-two-moons", "--sites", "3", "--budget", "1000"];
+    fails_with(
+        &[&args[..], &["--rounds", "2", "--out", o]].concat(),
+        &["hier-two-moons", "density"],
+    );
+    assert!(!out.exists());
 }
 
 #[test]

@@ -874,3 +874,56 @@ fn exact_log_posteriors_integrate_to_one_and_match_their_samplers() {
         - sites as f64 * sd_theta.ln();
     assert!((mean_lp - want).abs() < 0.05, "mean log density {mean_lp}, want {want}");
 }
+
+/// The prior densities that `run --rounds` weighs by integrate to one over a one-site
+/// parameter vector, and agree with the prior's draws: the mean log density of draws is the
+/// prior's negative entropy. Both integrals run on a midpoint grid over (a, z) with the global
+/// g(a) and the local g + scale(g)·z (a = ln σ for hier-gaussian-linear, whose local scale is
+/// σ; a = μ with scale 0.1 for the others), times the map's Jacobian.
+#[test]
+fn prior_densities_integrate_to_one_and_match_the_draws() {
+    for name in ["hier-gaussian-linear", "hier-gaussian", "hier-brownian"] {
+        let task = task_by_name(name).unwrap();
+        let linear = name == "hier-gaussian-linear";
+        // (global, local, Jacobian) at (a, z).
+        let at = |a: f64, z: f64| -> ([f64; 2], f64) {
+            if linear {
+                let sigma = a.exp();
+                ([sigma, sigma * z], sigma * sigma)
+            } else {
+                ([a, a + 0.1 * z], 0.1)
+            }
+        };
+        let (lo, hi) = if linear { (-14.0, 2.5) } else { (-7.0, 7.0) };
+        let n = 1200;
+        let (da, dz) = ((hi - lo) / n as f64, 20.0 / n as f64);
+        let (mut mass, mut neg_entropy) = (0.0, 0.0);
+        for i in 0..n {
+            for j in 0..n {
+                let (p, jac) = at(lo + (i as f64 + 0.5) * da, -10.0 + (j as f64 + 0.5) * dz);
+                let lp = task.log_prior(&p, 1).unwrap();
+                let w = lp.exp() * jac * da * dz;
+                mass += w;
+                if w > 0.0 {
+                    neg_entropy += w * lp;
+                }
+            }
+        }
+        assert!((mass - 1.0).abs() < 1e-3, "{name}: the prior density integrates to {mass}");
+        let mut r = rng(8);
+        let draws: Vec<f64> = (0..20_000)
+            .map(|_| {
+                let glob = task.sample_globals(&mut r);
+                let site = [glob.clone(), task.sample_locals(&glob, &mut r)].concat();
+                task.log_prior(&site, 1).unwrap()
+            })
+            .collect();
+        let (mean, sd) = mean_sd(&draws);
+        let se = sd / (draws.len() as f64).sqrt();
+        let gap = (mean - neg_entropy).abs();
+        assert!(gap < 4.0 * se + 1e-2, "{name}: mean log density {mean}, {neg_entropy} by grid");
+    }
+    let gl = task_by_name("hier-gaussian-linear").unwrap();
+    assert_eq!(gl.log_prior(&[-0.1, 0.0], 1), Some(f64::NEG_INFINITY));
+    assert_eq!(task_by_name("hier-two-moons").unwrap().log_prior(&[0.5; 6], 1), None);
+}

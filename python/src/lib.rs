@@ -338,17 +338,20 @@ impl Arch {
 
 /// Trains the posterior of `model` (see `tfmpe.fit`).
 #[pyfunction]
-#[pyo3(signature = (model, sites, budget, method, seed, train, arch, batch_size, backend, max_sites=None, progress=None))]
+#[pyo3(signature = (model, sites, budget, method, seed, train, arch, batch_size, backend, max_sites=None, progress=None, rounds=1, observation=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit(
     py: Python<'_>, model: &PyModel, sites: usize, budget: usize, method: &str, seed: u64,
     train: Recipe, arch: Arch, batch_size: usize, backend: &str, max_sites: Option<usize>,
-    progress: Option<Py<PyAny>>,
+    progress: Option<Py<PyAny>>, rounds: usize, observation: Option<Vec<f64>>,
 ) -> PyResult<PyPosterior> {
     let mut cfg = RunConfig::new(sites, budget);
     cfg.method = method.parse::<Method>().map_err(to_py)?;
     cfg.seed = seed;
     cfg.max_sites = max_sites;
+    cfg.rounds = rounds;
+    cfg.observation =
+        observation.map(|values| observed(&*model.model, values, sites, None)).transpose()?;
     cfg.architecture = arch.config(&cfg.architecture)?;
     let recipe = train.train(batch_size)?;
     cfg.train = recipe.clone();

@@ -298,3 +298,19 @@ def test_joint_method_fits_and_samples():
     assert report["surrogate"]["epochs"] == 2 and report["posterior"]["epochs"] == 2
     draws = posterior.sample(np.array([0.3, -1.2, 2.0]), 10, seed=1)
     assert draws.shape == (10, 4) and np.isfinite(draws).all()
+
+
+def test_sequential_rounds_need_an_observation_and_a_prior_density():
+    task = tfmpe.tasks.get("hier-gaussian-linear")
+    y = np.array([0.3, -1.2, 2.0])
+    posterior = tfmpe.fit(task, sites=3, budget=600, rounds=2, observation=y, max_epochs=2,
+                          backend="cpu", progress=False)
+    rounds = posterior.report()["rounds"]
+    assert [r["source"] for r in rounds] == ["prior", "round 0"]
+    assert 1.0 <= rounds[1]["ess"] <= 1000.0
+    with pytest.raises(ValueError, match="observation"):
+        tfmpe.fit(task, sites=3, budget=600, rounds=2, max_epochs=1, backend="cpu",
+                  progress=False)
+    with pytest.raises(ValueError, match="density"):
+        tfmpe.fit(gaussian_linear(), sites=3, budget=600, rounds=2, observation=y,
+                  max_epochs=1, backend="cpu", progress=False)

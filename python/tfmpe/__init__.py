@@ -303,7 +303,8 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         max_sites: Optional[int] = None, backend: str = "auto",
         progress: Optional[bool] = None, width: Optional[int] = None,
         layers: Optional[int] = None, heads: Optional[int] = None,
-        group_dim: Optional[int] = None, fourier_dim: Optional[int] = None) -> "Posterior":
+        group_dim: Optional[int] = None, fourier_dim: Optional[int] = None,
+        rounds: int = 1, observation=None) -> "Posterior":
     """Trains the posterior of ``model`` for ``sites`` sites from ``budget`` single-site
     simulations. ``method`` is ``"lf"`` (likelihood factorisation), ``"direct"``, ``"pf"``
     (posterior factorisation: a global network, then a local network per site) or
@@ -313,16 +314,24 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     ``"paper"`` (the reference's: Adam 1e-4, up to 1 000 epochs, patience 100); the other
     training options override its parts (``max_epochs`` given alone sets the length).
     ``width``, ``layers``, ``heads``, ``group_dim`` and ``fourier_dim`` change the networks'
-    sizes (``None``: 64, 2, 16, 32, 64). The GIL is released while the engine runs; the
-    simulator takes it back for each batch."""
+    sizes (``None``: 64, 2, 16, 32, 64). ``rounds`` > 1 (lf) runs sequential rounds whose
+    simulations after the first are drawn from the posterior at ``observation`` (a model
+    that gives its prior density: ``tasks.get(name)``). The GIL is released while the engine
+    runs; the simulator takes it back for each batch."""
     bar = _Bar(progress)
     train = dict(preset=preset, max_epochs=max_epochs, max_steps=max_steps, patience=patience,
                  lr=lr, schedule=schedule)
     arch = dict(width=width, layers=layers, heads=heads, group_dim=group_dim,
                 fourier_dim=fourier_dim)
+    values = None
+    if observation is not None:
+        values, observed_sites = _observation(model, observation)
+        if observed_sites != sites:
+            raise ValueError(f"the observation has {observed_sites} sites; fit is for {sites}")
     try:
         inner = _call(model, lambda: _tfmpe.fit(model._model, sites, budget, method, seed, train,
-                                                arch, batch_size, backend, max_sites, bar))
+                                                arch, batch_size, backend, max_sites, bar,
+                                                rounds, values))
     finally:
         bar.close()
     return Posterior(inner, model)

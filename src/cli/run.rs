@@ -68,6 +68,12 @@ pub struct RunArgs {
     /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
     #[arg(long)]
     pub fresh_sets: bool,
+    /// LF: sequential rounds. The budget is split among them; each round after the first
+    /// simulates at parameters drawn from the posterior at the observation (truncated at its
+    /// 0.1% density quantile, reweighted by prior / posterior), and both networks train further
+    /// on all simulations so far. The model must give its prior density.
+    #[arg(long, default_value_t = 1, value_name = "R")]
+    pub rounds: usize,
     /// LF, a task with functional inputs (hier-brownian): simulated sites observe at the
     /// observation's inputs instead of fresh draws from the task's input distribution.
     #[arg(long)]
@@ -116,6 +122,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     config.ragged = args.ragged;
     config.seed = args.seed;
     config.fresh_sets = args.fresh_sets;
+    config.rounds = args.rounds;
     config.architecture = args.arch.apply(&config.architecture)?;
     let base = TrainConfig { batch: args.batch_size, ..config.train.clone() };
     let recipe = args.train.apply(base)?;

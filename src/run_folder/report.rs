@@ -44,6 +44,10 @@ pub struct Report {
     /// With `--ragged`: the posterior trained on sites observed at fewer values.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ragged: bool,
+    /// With `--rounds`: each round's simulations, where their parameters came from and the
+    /// effective sample size of the proposal's importance weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<crate::sbi::RoundReport>,
     /// Posterior samples drawn into `samples.csv`.
     pub samples: usize,
     pub seed: u64,

@@ -86,6 +86,7 @@ impl RunFolder {
                 dir: Some(self.path().to_path_buf()),
                 resume: spec.existing == Existing::Resume,
             },
+            observation: Some(obs.clone()),
             ..cfg.clone()
         };
 
@@ -154,6 +155,7 @@ impl RunFolder {
             observation: source,
             observed_inputs: spec.observed_inputs,
             ragged: cfg.ragged,
+            rounds: r.rounds.clone(),
             samples: spec.samples,
             seed: cfg.seed,
             simulator_calls: r.simulator_calls,

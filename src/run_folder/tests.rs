@@ -44,6 +44,7 @@ fn report(metrics: Metrics) -> Report {
         observation: ObservationSource::Prior { obs_seed: 5 },
         observed_inputs: false,
         ragged: false,
+        rounds: Vec::new(),
         samples: 300,
         seed: 3,
         simulator_calls: 399,

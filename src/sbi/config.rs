@@ -78,6 +78,12 @@ pub struct RunConfig {
     /// LF, a task whose sites may be observed at fewer values: synthetic sites keep a random
     /// number of their observations, so the posterior answers ragged data sets.
     pub ragged: bool,
+    /// LF: rounds of simulation and training; each after the first simulates at a proposal
+    /// drawn from the posterior at `observation` ([`super::proposal`]).
+    pub rounds: usize,
+    /// The observation a sequential run (`rounds` > 1) draws its proposals at.
+    #[serde(skip)]
+    pub observation: Option<crate::tasks::Observed>,
     /// Where finished networks are saved as their phase ends, and whether to resume from them.
     #[serde(skip)]
     pub checkpoints: Checkpoints,
@@ -99,6 +105,8 @@ impl RunConfig {
             surrogate_solver: Solver::Rk4 { steps: 10 },
             inputs: InputSource::Prior,
             ragged: false,
+            rounds: 1,
+            observation: None,
             checkpoints: Checkpoints::default(),
         }
     }
@@ -127,6 +135,32 @@ impl RunConfig {
                  need --method lf"
                     .into(),
             ));
+        }
+        if self.rounds == 0 {
+            return Err(Error::Invalid("--rounds must be at least 1".into()));
+        }
+        if self.rounds > 1 {
+            let other = if self.method != Method::Lf {
+                Some(format!("--method {}", self.method.name()))
+            } else if self.max_sites.is_some() {
+                Some("--max-sites".to_string())
+            } else if self.fresh_sets {
+                Some("--fresh-sets".to_string())
+            } else {
+                None
+            };
+            if let Some(other) = other {
+                return Err(Error::Invalid(format!(
+                    "--rounds needs --method lf at one site count with a fixed pool of synthetic \
+                     sets; drop {other}"
+                )));
+            }
+            let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+            let g = task.sample_globals(&mut rng);
+            let site = [g.clone(), task.sample_locals(&g, &mut rng)].concat();
+            if task.log_prior(&site, 1).is_none() {
+                return Err(super::proposal::no_prior_density(task));
+            }
         }
         if self.fresh_sets && self.method != Method::Lf {
             return Err(Error::Invalid(

@@ -54,8 +54,13 @@ fn check_batches(cfg: &RunConfig, sets: usize) -> Result<()> {
     if cfg.method == Method::Pf {
         return Ok(());
     }
+    // A sequential run's first round has its share of the budget only.
+    let sets = if cfg.rounds > 1 { sets / cfg.rounds } else { sets };
     let train = sets.saturating_sub(if sets < 2 { sets } else { cfg.validation_count(sets) });
     let (what, needed) = match cfg.method {
+        Method::Lf | Method::Joint if cfg.rounds > 1 => {
+            ("single-site simulations in the first round", cfg.budget / cfg.rounds)
+        }
         Method::Lf | Method::Joint => ("single-site simulations", cfg.budget),
         Method::Direct => ("data sets of --sites sites (--budget / --sites)", sets),
         Method::Pf => unreachable!("returned above"),

@@ -1,7 +1,9 @@
 //! The likelihood-factorisation pipeline: single-site simulations → a flow-matching likelihood
 //! surrogate q(y_s | θ_g, η_s) → synthetic S-site sets (prior draws + surrogate samples) → the
 //! posterior network. Synthetic sets come from one fixed pool (the reference's behaviour) or,
-//! with `fresh_sets`, are drawn anew every epoch.
+//! with `fresh_sets`, are drawn anew every epoch. With `rounds` > 1 (sequential LF) each round
+//! after the first simulates at a proposal drawn from the posterior at the observation
+//! ([`super::proposal`]) and trains both networks further on all simulations so far.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -9,10 +11,12 @@ use rayon::prelude::*;
 
 use super::network::{new_network, to_sets, Network, Role, Rows};
 use super::progress::Timer;
+use super::proposal::{truncated_sir, Proposal, RoundReport, ESTIMATE_DRAWS};
+use super::resume::Checkpoints;
 use super::sampler::Sampler;
 use super::seeds::Stream;
 use super::sets::{all_rows, FreshSets, InputSource, SetRows};
-use super::train::{FixedSets, Sets, TrainConfig};
+use super::train::{FixedSets, Sets, TrainConfig, TrainReport};
 use super::{fit_posterior, new_posterior, Method, PipelineReport, Progress, RunConfig, Trained};
 use crate::error::{Error, Result};
 use crate::tasks::{simulate_batch, BatchSimulator, HierarchicalModel, SiteBatch};
@@ -29,13 +33,16 @@ struct SingleSites {
 
 type Simulation = (Vec<f64>, Vec<f64>, Option<Vec<f64>>);
 
+/// `n` single-site simulations, their parameters drawn from the prior or, given `params`
+/// (`[globals, locals]`, natural, one vector per simulation), taken from there.
 fn simulate_single_sites(
     task: &dyn HierarchicalModel, n: usize, inputs: &InputSource, seed: u64,
+    params: Option<&[Vec<f64>]>,
 ) -> Result<SingleSites> {
     let has_inputs = task.functional_input_dim() > 0;
     let sims = match task.batch_simulator() {
-        Some(sim) => simulate_batched(task, sim, n, inputs, seed)?,
-        None => simulate_each(task, n, inputs, seed)?,
+        Some(sim) => simulate_batched(task, sim, n, inputs, seed, params)?,
+        None => simulate_each(task, n, inputs, seed, params)?,
     };
     let dropped = sims.iter().filter(|s| s.is_none()).count();
     let mut out = SingleSites {
@@ -64,14 +71,21 @@ fn keep_finite(task: &dyn HierarchicalModel, sim: Simulation) -> Option<Simulati
 /// Site by site, in parallel, row i from its own generator.
 fn simulate_each(
     task: &dyn HierarchicalModel, n: usize, inputs: &InputSource, seed: u64,
+    params: Option<&[Vec<f64>]>,
 ) -> Result<Vec<Option<Simulation>>> {
     let has_inputs = task.functional_input_dim() > 0;
     (0..n)
         .into_par_iter()
         .map(|i| {
             let mut rng = StdRng::seed_from_u64(Stream::SingleSites.seed(seed, i as u64));
-            let g = task.sample_globals(&mut rng);
-            let l = task.sample_locals(&g, &mut rng);
+            let (g, l) = match params {
+                Some(p) => (p[i][..task.global_dim()].to_vec(), p[i][task.global_dim()..].to_vec()),
+                None => {
+                    let g = task.sample_globals(&mut rng);
+                    let l = task.sample_locals(&g, &mut rng);
+                    (g, l)
+                }
+            };
             let inputs = if has_inputs { Some(inputs.site(task, 0, 1, &mut rng)?) } else { None };
             let y = task.simulate_site(&g, &l, inputs.as_deref(), &mut rng);
             Ok(keep_finite(task, ([g, l].concat(), y, inputs)))
@@ -83,11 +97,21 @@ fn simulate_each(
 /// generator, then one simulator call (in its chunks).
 fn simulate_batched(
     task: &dyn HierarchicalModel, sim: &dyn BatchSimulator, n: usize, inputs: &InputSource,
-    seed: u64,
+    seed: u64, params: Option<&[Vec<f64>]>,
 ) -> Result<Vec<Option<Simulation>>> {
     let mut rng = StdRng::seed_from_u64(Stream::SingleSites.seed(seed, 0));
-    let globals: Vec<f64> = (0..n).flat_map(|_| task.sample_globals(&mut rng)).collect();
-    let locals = task.sample_locals_batch(&globals, n, &mut rng);
+    let g = task.global_dim();
+    let (globals, locals): (Vec<f64>, Vec<f64>) = match params {
+        Some(p) => (
+            p.iter().flat_map(|v| v[..g].to_vec()).collect(),
+            p.iter().flat_map(|v| v[g..].to_vec()).collect(),
+        ),
+        None => {
+            let globals: Vec<f64> = (0..n).flat_map(|_| task.sample_globals(&mut rng)).collect();
+            let locals = task.sample_locals_batch(&globals, n, &mut rng);
+            (globals, locals)
+        }
+    };
     task.deferred_error()?;
     let x = if task.functional_input_dim() > 0 {
         Some((0..n).map(|_| inputs.site(task, 0, 1, &mut rng)).collect::<Result<Vec<_>>>()?)
@@ -107,6 +131,71 @@ fn simulate_batched(
         .collect())
 }
 
+/// The simulations of all rounds so far, each round split into training and validation
+/// parts alike.
+#[derive(Default)]
+struct Pool {
+    train: Vec<SingleSites>,
+    val: Vec<SingleSites>,
+}
+
+impl Pool {
+    /// Adds a round's simulations (the first `n_train` for training).
+    fn add(&mut self, sims: SingleSites, n_train: usize, task: &dyn HierarchicalModel) {
+        let (pd, od) = (task.global_dim() + task.local_dim(), task.obs_dim());
+        let k = od * task.functional_input_dim();
+        let split =
+            |v: &[f64], per: usize| (v[..n_train * per].to_vec(), v[n_train * per..].to_vec());
+        let (p0, p1) = split(&sims.params, pd);
+        let (o0, o1) = split(&sims.obs, od);
+        let (x0, x1) = match &sims.inputs {
+            Some(x) => {
+                let (a, b) = split(x, k);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        self.train.push(SingleSites { params: p0, obs: o0, inputs: x0, dropped: 0 });
+        self.val.push(SingleSites { params: p1, obs: o1, inputs: x1, dropped: 0 });
+    }
+
+    /// The training and the validation simulations of every round, concatenated.
+    fn all(&self) -> (SingleSites, SingleSites) {
+        let cat = |parts: &[SingleSites]| SingleSites {
+            params: parts.iter().flat_map(|s| s.params.clone()).collect(),
+            obs: parts.iter().flat_map(|s| s.obs.clone()).collect(),
+            inputs: parts[0]
+                .inputs
+                .as_ref()
+                .map(|_| parts.iter().flat_map(|s| s.inputs.clone().unwrap_or_default()).collect()),
+            dropped: 0,
+        };
+        (cat(&self.train), cat(&self.val))
+    }
+}
+
+/// The surrogate's rows of simulations: the unconstrained site parameters as conditions, the
+/// observation (at the site's functional inputs) as targets.
+fn surrogate_rows(task: &dyn HierarchicalModel, sims: &SingleSites) -> (Vec<f64>, Vec<f64>) {
+    let site_bij = task.parameter_bijections(1);
+    let unconstrained = sims
+        .params
+        .chunks(site_bij.len())
+        .flat_map(|p| p.iter().zip(&site_bij).map(|(&v, b)| b.forward(v)))
+        .collect();
+    (unconstrained, sims.obs.clone())
+}
+
+/// An effective sample size of the proposal's weights below which a round warns.
+const LOW_ESS: f64 = 10.0;
+
+/// Simulations per round: the budget in equal shares, the first rounds one more each where
+/// it does not divide.
+fn round_budgets(budget: usize, rounds: usize) -> Vec<usize> {
+    let rounds = rounds.max(1);
+    (0..rounds).map(|r| budget / rounds + usize::from(r < budget % rounds)).collect()
+}
+
 pub(super) fn run(
     dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, progress: &dyn Progress,
 ) -> Result<Trained> {
@@ -117,83 +206,177 @@ pub(super) fn run(
             task.name()
         )));
     }
+    let sequential = cfg.rounds > 1;
+    // A sequential run's networks change every round: a resumed one starts again.
+    let restart = RunConfig {
+        checkpoints: Checkpoints { resume: false, ..cfg.checkpoints.clone() },
+        ..cfg.clone()
+    };
+    let cfg = if sequential { &restart } else { cfg };
+    let observation = match (&cfg.observation, sequential) {
+        (None, true) => {
+            return Err(Error::Invalid(
+                "--rounds draws its proposals at the observation, and none was given".into(),
+            ))
+        }
+        (obs, _) => obs.as_ref(),
+    };
     let mut report = PipelineReport::default();
     let mut timer = Timer::start();
-    progress.phase("simulate");
-    let sims = simulate_single_sites(task, cfg.budget, &cfg.inputs, cfg.seed)?;
-    report.simulator_calls = cfg.budget;
-    report.dropped_simulations = sims.dropped;
-    let (pd, od) = (task.global_dim() + task.local_dim(), task.obs_dim());
-    let n = sims.params.len() / pd;
-    if n < 2 {
-        return Err(Error::Invalid(format!(
-            "only {n} of {} simulations were finite; raise the simulation budget",
-            cfg.budget
-        )));
-    }
-    let n_val = cfg.validation_count(n);
-    let n_train = n - n_val;
-    timer.lap("simulate");
-
-    // The surrogate: conditions are the unconstrained site parameters, targets the observation
-    // at the site's functional inputs.
-    progress.phase("surrogate");
-    let site_bij: Vec<_> = task.parameter_bijections(1);
-    let unconstrained: Vec<f64> = sims
-        .params
-        .chunks(pd)
-        .flat_map(|p| p.iter().zip(&site_bij).map(|(&v, b)| b.forward(v)))
-        .collect();
-    let all = Rows::new(1, &unconstrained, &sims.obs, sims.inputs.as_deref());
-    let (train, validation) = all.split(n_train, pd, od, od * task.functional_input_dim());
-    // joint: one network of the posterior's layout, trained first as the surrogate.
-    let joint = cfg.method == Method::Joint;
-    let (role, sites) = if joint { (Role::Joint, cfg.sites) } else { (Role::Surrogate, 1) };
-    let (mut surrogate, s_report) = match cfg.checkpoints.load(dev, "surrogate")? {
-        Some(saved) => saved,
-        None => {
-            let mut surrogate = new_network(
-                dev,
-                task,
-                role,
-                sites,
-                &[train],
-                &cfg.architecture,
-                Stream::SurrogateInit.seed(cfg.seed, 0),
-            )?;
-            let s_cfg = TrainConfig {
-                seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
-                epoch_file: cfg.checkpoints.epoch_file("surrogate"),
-                ..cfg.surrogate_train.clone()
-            };
-            let r = surrogate.as_surrogate(task, |net| {
-                let mut s_data = FixedSets {
-                    train: vec![to_sets(net, train)?],
-                    validation: vec![to_sets(net, validation)?],
-                };
-                net.fit(dev, &mut s_data, &s_cfg, progress)
-            })?;
-            cfg.checkpoints.save("surrogate", &surrogate, &r)?;
-            (surrogate, r)
+    let mut pool = Pool::default();
+    let mut surrogate: Option<Network> = None;
+    let mut posterior: Option<Network> = None;
+    let mut proposal: Option<Proposal> = None;
+    let budgets = round_budgets(cfg.budget, cfg.rounds);
+    for (round, &n_round) in budgets.iter().enumerate() {
+        progress.phase("simulate");
+        let seed = match round {
+            0 => cfg.seed,
+            r => Stream::RoundSites.seed(cfg.seed, r as u64),
+        };
+        let given = proposal.as_ref().map(|p| p.sites.as_slice());
+        let sims = simulate_single_sites(task, n_round, &cfg.inputs, seed, given)?;
+        report.simulator_calls += n_round;
+        report.dropped_simulations += sims.dropped;
+        let pd = task.global_dim() + task.local_dim();
+        let n = sims.params.len() / pd;
+        if n < 2 {
+            return Err(Error::Invalid(format!(
+                "only {n} of {n_round} simulations were finite; raise the simulation budget"
+            )));
         }
-    };
-    report.surrogate = Some(s_report);
-    report.training_sets = n_train;
-    report.validation_sets = n_val;
-    timer.lap("surrogate_training");
-    if let Some((posterior, p_report)) = cfg.checkpoints.load(dev, "posterior")? {
+        let n_val = cfg.validation_count(n);
+        pool.add(sims, n - n_val, task);
+        if sequential {
+            report.rounds.push(RoundReport {
+                round,
+                simulations: n_round,
+                source: if round == 0 { "prior".into() } else { format!("round {}", round - 1) },
+                ess: proposal.as_ref().map(|p| p.ess),
+            });
+        }
+        timer.lap("simulate");
+        let (train_sims, val_sims) = pool.all();
+        let (net, s_report) =
+            fit_surrogate(dev, task, cfg, surrogate.take(), &train_sims, &val_sims, progress)?;
+        surrogate = Some(net);
+        report.surrogate = Some(s_report);
+        report.training_sets = train_sims.params.len() / pd;
+        report.validation_sets = val_sims.params.len() / pd;
+        timer.lap("surrogate_training");
+        let net = surrogate.as_mut().expect("trained above");
+        let (p, p_report) = fit_on_synthetic_sets(
+            dev,
+            task,
+            cfg,
+            net,
+            posterior.take(),
+            &train_sims,
+            &val_sims,
+            &mut timer,
+            progress,
+        )?;
         report.posterior = Some(p_report);
-        report.phases = timer.into_phases();
-        let surrogate = (!joint).then_some(surrogate);
-        return Ok(Trained { posterior: posterior.into(), surrogate, report });
+        // joint: the surrogate is the posterior.
+        let p = match p {
+            Some(p) => p,
+            None => surrogate.take().expect("trained above"),
+        };
+        if round + 1 < budgets.len() {
+            progress.phase("proposal");
+            let obs = observation.expect("checked above");
+            let next = budgets[round + 1];
+            let (p, drawn) = truncated_sir(dev, task, p, obs, next, cfg.seed, round + 1, progress);
+            posterior = Some(p);
+            let drawn = drawn?;
+            if drawn.ess < LOW_ESS {
+                progress.warning(&format!(
+                    "round {}: the proposal's importance weights have an effective sample size \
+                     of {:.1} of {ESTIMATE_DRAWS} draws (the posterior is far narrower than the \
+                     prior), so its {next} simulations repeat a few parameter vectors",
+                    round + 1,
+                    drawn.ess
+                ));
+            }
+            proposal = Some(drawn);
+            timer.lap("proposal");
+        } else {
+            posterior = Some(p);
+        }
     }
+    report.phases = timer.into_phases();
+    let posterior = posterior.expect("one round at least").into();
+    Ok(Trained { posterior, surrogate, report })
+}
 
-    // Synthetic S-site sets: globals of the simulations, fresh locals from the prior, and
-    // surrogate observations.
+/// Trains the surrogate (a new one, or `surrogate` further) on the pool's single sites, or
+/// loads it when the run resumes; saves it as its phase ends.
+fn fit_surrogate(
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, surrogate: Option<Network>,
+    train_sims: &SingleSites, val_sims: &SingleSites, progress: &dyn Progress,
+) -> Result<(Network, TrainReport)> {
+    progress.phase("surrogate");
+    if let Some(saved) = cfg.checkpoints.load(dev, "surrogate")? {
+        return Ok(saved);
+    }
+    let (c, t) = surrogate_rows(task, train_sims);
+    let (vc, vt) = surrogate_rows(task, val_sims);
+    let train = Rows::new(1, &c, &t, train_sims.inputs.as_deref());
+    let validation = Rows::new(1, &vc, &vt, val_sims.inputs.as_deref());
+    // joint: one network of the posterior's layout, trained first as the surrogate.
+    let (role, sites) =
+        if cfg.method == Method::Joint { (Role::Joint, cfg.sites) } else { (Role::Surrogate, 1) };
+    let mut net = match surrogate {
+        Some(net) => net,
+        None => new_network(
+            dev,
+            task,
+            role,
+            sites,
+            &[train],
+            &cfg.architecture,
+            Stream::SurrogateInit.seed(cfg.seed, 0),
+        )?,
+    };
+    let s_cfg = TrainConfig {
+        seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
+        epoch_file: cfg.checkpoints.epoch_file("surrogate"),
+        ..cfg.surrogate_train.clone()
+    };
+    let r = net.as_surrogate(task, |n| {
+        let mut s_data = FixedSets {
+            train: vec![to_sets(n, train)?],
+            validation: vec![to_sets(n, validation)?],
+        };
+        n.fit(dev, &mut s_data, &s_cfg, progress)
+    })?;
+    cfg.checkpoints.save("surrogate", &net, &r)?;
+    Ok((net, r))
+}
+
+/// Synthetic S-site sets (globals of the simulations, fresh locals from the prior, surrogate
+/// observations) and the posterior trained on them: a new posterior or `posterior` further.
+/// joint: the surrogate itself goes on as the posterior, with its single sites still among
+/// its training sets so that it keeps both roles, and `None` is returned for it. Loads the
+/// posterior when the run resumes.
+#[allow(clippy::too_many_arguments)]
+fn fit_on_synthetic_sets(
+    dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, surrogate: &mut Network,
+    posterior: Option<Network>, train_sims: &SingleSites, val_sims: &SingleSites,
+    timer: &mut Timer, progress: &dyn Progress,
+) -> Result<(Option<Network>, TrainReport)> {
+    let joint = cfg.method == Method::Joint;
+    if let Some((saved, r)) = cfg.checkpoints.load(dev, "posterior")? {
+        return Ok((Some(saved), r));
+    }
     progress.phase("synthetic sets");
-    let globals: Vec<Vec<f64>> =
-        sims.params.chunks(pd).map(|p| p[..task.global_dim()].to_vec()).collect();
-    let (train_g, val_g) = globals.split_at(n_train);
+    let g = task.global_dim();
+    let pd = g + task.local_dim();
+    let globals = |sims: &SingleSites| -> Vec<Vec<f64>> {
+        sims.params.chunks(pd).map(|p| p[..g].to_vec()).collect()
+    };
+    let (train_g, val_g) = (globals(train_sims), globals(val_sims));
+    let (n_train, n_val) = (train_g.len(), val_g.len());
     let counts = cfg.site_counts();
     let mut fresh = FreshSets::new(
         task,
@@ -208,8 +391,8 @@ pub(super) fn run(
     let (block, val_block) = (cfg.train.batch, n_val.div_ceil(counts.max().min(10)));
     let (train_sets, val_sets) = surrogate.as_surrogate(task, |net| {
         Ok((
-            fresh.synthesize(net, train_g, block, progress)?,
-            fresh.synthesize(net, val_g, val_block, progress)?,
+            fresh.synthesize(net, &train_g, block, progress)?,
+            fresh.synthesize(net, &val_g, val_block, progress)?,
         ))
     })?;
     timer.lap("synthetic_sets");
@@ -219,28 +402,29 @@ pub(super) fn run(
         sets.iter().map(|r| to_sets(net, r.rows())).collect()
     };
     if joint {
-        // The same network goes on as the posterior, with the surrogate's sets still among
-        // its training sets so that it keeps both roles; validation is the posterior's.
-        let mut net = surrogate;
-        let mut train_buckets = to_buckets(&net, &train_sets)?;
-        train_buckets.push(net.as_surrogate(task, |n| to_sets(n, train))?);
-        let mut data = FixedSets { train: train_buckets, validation: to_buckets(&net, &val_sets)? };
-        report.posterior = Some(fit_posterior(dev, &mut net, &mut data, cfg, progress)?);
+        let (c, t) = surrogate_rows(task, train_sims);
+        let own = Rows::new(1, &c, &t, train_sims.inputs.as_deref());
+        let mut train_buckets = to_buckets(surrogate, &train_sets)?;
+        train_buckets.push(surrogate.as_surrogate(task, |n| to_sets(n, own))?);
+        let validation = to_buckets(surrogate, &val_sets)?;
+        let mut data = FixedSets { train: train_buckets, validation };
+        let r = fit_posterior(dev, surrogate, &mut data, cfg, progress)?;
         timer.lap("posterior_training");
-        report.phases = timer.into_phases();
-        return Ok(Trained { posterior: net.into(), surrogate: None, report });
+        return Ok((None, r));
     }
-    let mut posterior = new_posterior(dev, task, cfg, Role::Posterior, &all_rows(&train_sets))?;
+    let mut posterior = match posterior {
+        Some(net) => net,
+        None => new_posterior(dev, task, cfg, Role::Posterior, &all_rows(&train_sets))?,
+    };
     let validation = to_buckets(&posterior, &val_sets)?;
-    report.posterior = Some(if cfg.fresh_sets {
+    let r = if cfg.fresh_sets {
         let mut source =
-            fresh.into_source(&mut surrogate, &posterior, n_train, block, validation, progress);
+            fresh.into_source(surrogate, &posterior, n_train, block, validation, progress);
         fit_posterior(dev, &mut posterior, &mut source, cfg, progress)?
     } else {
         let mut data = FixedSets { train: to_buckets(&posterior, &train_sets)?, validation };
         fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?
-    });
+    };
     timer.lap("posterior_training");
-    report.phases = timer.into_phases();
-    Ok(Trained { posterior: posterior.into(), surrogate: Some(surrogate), report })
+    Ok((Some(posterior), r))
 }

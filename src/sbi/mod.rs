@@ -23,6 +23,7 @@ pub mod network;
 mod pf;
 mod posterior;
 mod progress;
+mod proposal;
 mod resume;
 mod sampler;
 mod seeds;
@@ -42,6 +43,7 @@ pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
 pub use pf::stick_breaking;
 pub use posterior::{Posterior, LOCAL_DIR};
 pub use progress::{Progress, Quiet};
+pub use proposal::{importance_weights, resample, RoundReport};
 pub use resume::Checkpoints;
 pub use sampler::Sampler;
 pub use seeds::Stream;
@@ -62,6 +64,8 @@ pub struct PipelineReport {
     pub posterior: Option<TrainReport>,
     /// pf's local network.
     pub local: Option<TrainReport>,
+    /// `--rounds`: each round's simulations and proposal.
+    pub rounds: Vec<RoundReport>,
 }
 
 /// What a run produced.

@@ -32,9 +32,14 @@ impl Timer {
         Timer { phases: Vec::new(), start: Instant::now() }
     }
 
-    /// Ends the phase running since the last lap (or the start) under `phase`.
+    /// Ends the phase running since the last lap (or the start) under `phase`; a phase that
+    /// runs again (each round of `--rounds`) adds to its time.
     pub(crate) fn lap(&mut self, phase: &str) {
-        self.phases.push((phase.to_string(), self.start.elapsed().as_secs_f64()));
+        let seconds = self.start.elapsed().as_secs_f64();
+        match self.phases.iter_mut().find(|(name, _)| name == phase) {
+            Some((_, total)) => *total += seconds,
+            None => self.phases.push((phase.to_string(), seconds)),
+        }
         self.start = Instant::now();
     }
 

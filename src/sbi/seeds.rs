@@ -55,6 +55,15 @@ pub enum Stream {
     FactorisedGlobals,
     /// pf: the ODE start noise of a data set's locals, from the caller's seed.
     LocalDraws,
+    /// `--rounds`: the single-site simulations of a round after the first; index: the round.
+    RoundSites,
+    /// `--rounds`: the ODE start noise of the posterior draws that estimate the proposal;
+    /// index: the round.
+    ProposalDraws,
+    /// `--rounds`: Hutchinson's probes of those draws' log densities; index: the round.
+    ProposalProbes,
+    /// `--rounds`: the resampling of those draws; index: the round.
+    ProposalResample,
 }
 
 /// Where the ids of the per-draw streams move once the legacy offsets would run into the next
@@ -88,6 +97,10 @@ impl Stream {
             Stream::LocalTraining => 6 * OVERFLOW_RANGE + 4,
             Stream::FactorisedGlobals => 6 * OVERFLOW_RANGE + 5,
             Stream::LocalDraws => 6 * OVERFLOW_RANGE + 6,
+            Stream::RoundSites => 6 * OVERFLOW_RANGE + 7,
+            Stream::ProposalDraws => 6 * OVERFLOW_RANGE + 8,
+            Stream::ProposalProbes => 6 * OVERFLOW_RANGE + 9,
+            Stream::ProposalResample => 6 * OVERFLOW_RANGE + 10,
         }
     }
 
@@ -119,7 +132,11 @@ mod tests {
 
     use super::*;
 
-    const FIXED: [Stream; 17] = [
+    const FIXED: [Stream; 21] = [
+        Stream::RoundSites,
+        Stream::ProposalDraws,
+        Stream::ProposalProbes,
+        Stream::ProposalResample,
         Stream::HutchinsonProbes,
         Stream::FactorisedCounts,
         Stream::FactorisedSets,

@@ -6,6 +6,7 @@
 //! precision-weighted mean ȳ_s ~ N(θ_s, 1/w_s), w_s = Σ_j 1/t_sj², so the joint posterior is
 //! sampled exactly: μ | y with every θ_s integrated out, then each θ_s | μ, y_s.
 
+use super::special::normal_log_pdf;
 use super::{std_normal, uniform01, Bijection, HierarchicalModel, Observed, Variable};
 use rand::Rng;
 
@@ -59,6 +60,13 @@ impl HierarchicalModel for HierBrownian {
 
     fn sample_globals(&self, rng: &mut dyn Rng) -> Vec<f64> {
         vec![std_normal(rng)]
+    }
+
+    /// μ ~ N(0, 1), then θ_s ~ N(μ, 0.1).
+    fn log_prior(&self, params: &[f64], _sites: usize) -> Option<f64> {
+        let mu = params[0];
+        let sites: f64 = params[1..].iter().map(|&theta| normal_log_pdf(theta, mu, SITE_SD)).sum();
+        Some(normal_log_pdf(mu, 0.0, 1.0) + sites)
     }
 
     fn sample_locals(&self, globals: &[f64], rng: &mut dyn Rng) -> Vec<f64> {

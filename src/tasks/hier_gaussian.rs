@@ -38,6 +38,13 @@ impl HierarchicalModel for HierGaussian {
         vec![std_normal(rng)]
     }
 
+    /// μ ~ N(0, 1), then θ_s ~ N(μ, 0.1).
+    fn log_prior(&self, params: &[f64], _sites: usize) -> Option<f64> {
+        let mu = params[0];
+        let sites: f64 = params[1..].iter().map(|&theta| normal_log_pdf(theta, mu, SITE_SD)).sum();
+        Some(normal_log_pdf(mu, 0.0, 1.0) + sites)
+    }
+
     fn sample_locals(&self, globals: &[f64], rng: &mut dyn Rng) -> Vec<f64> {
         vec![globals[0] + SITE_SD * std_normal(rng)]
     }

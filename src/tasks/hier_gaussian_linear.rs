@@ -35,6 +35,17 @@ impl HierarchicalModel for HierGaussianLinear {
         vec![SIGMA_SCALE * std_normal(rng).abs()]
     }
 
+    /// σ ~ HalfNormal(1), then μ_s ~ N(0, σ).
+    fn log_prior(&self, params: &[f64], _sites: usize) -> Option<f64> {
+        let sigma = params[0];
+        if sigma <= 0.0 {
+            return Some(f64::NEG_INFINITY);
+        }
+        let half_normal = std::f64::consts::LN_2 + normal_log_pdf(sigma, 0.0, SIGMA_SCALE);
+        let sites: f64 = params[1..].iter().map(|&mu| normal_log_pdf(mu, 0.0, sigma)).sum();
+        Some(half_normal + sites)
+    }
+
     fn sample_locals(&self, _globals: &[f64], rng: &mut dyn Rng) -> Vec<f64> {
         vec![std_normal(rng)]
     }

@@ -221,6 +221,13 @@ pub trait HierarchicalModel: Send + Sync {
         (0..rows).flat_map(|r| self.sample_locals(&globals[r * gd..(r + 1) * gd], rng)).collect()
     }
 
+    /// ln p(θ) under the prior of a natural-space parameter vector of `sites` sites (−∞
+    /// outside the support), or `None` when the model cannot evaluate its prior density.
+    /// `run --rounds` weighs its proposal draws by it.
+    fn log_prior(&self, _params: &[f64], _sites: usize) -> Option<f64> {
+        None
+    }
+
     /// A simulator that runs on whole batches of sites, when the model has one (a user's
     /// Python function or external program): the pipelines then call it once per phase instead
     /// of [`HierarchicalModel::simulate_site`] once per site.
