@@ -74,6 +74,23 @@ fn every_prior_family_draws_its_moments_inside_its_support() {
     let no_globals = |_: &str| -> usize { unreachable!() };
     for (prior, mean, var) in cases {
         let x = prior.sample("x", &[], 1, N, &no_globals, &mut rng).unwrap();
+        // The density (`run --rounds` weighs by it) integrates to one over the draws' range
+        // widened by ten sd, on a midpoint grid, and is −∞ outside the support.
+        let (lo, hi) =
+            x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = (lo - 10.0 * var.sqrt(), hi + 10.0 * var.sqrt());
+        let n = 400_000;
+        let h = (hi - lo) / n as f64;
+        let grid: Vec<f64> = (0..n).map(|i| lo + (i as f64 + 0.5) * h).collect();
+        let mass: f64 = grid
+            .iter()
+            .map(|&g| prior.log_density("x", &[], 1, &[g], &no_globals).unwrap()[0].exp() * h)
+            .sum();
+        assert!((mass - 1.0).abs() < 2e-3, "{prior:?}: the density integrates to {mass}");
+        let outside =
+            [-1e6, 1e6].map(|g| prior.log_density("x", &[], 1, &[g], &no_globals).unwrap()[0]);
+        let bounded = prior.family() != "Normal";
+        assert!(!bounded || outside.contains(&f64::NEG_INFINITY), "{prior:?}: {outside:?}");
         let (m, s2) = moments(&x);
         // Five standard errors of the mean; 3% of the variance (its standard error is below 1%
         // for these shapes at 200 000 draws).
@@ -209,6 +226,20 @@ fn local_priors_take_globals_by_name_and_as_functions() {
             .collect();
         let (m, v) = moments(&z);
         assert!(m.abs() < 0.05 && (v - 1.0).abs() < 0.05, "factor {factor}: mean {m}, var {v}");
+        // The prior density resolves the same parameters, site by site.
+        let d = &sets[0];
+        let (sigma, mm) = (d.params[0], d.params[1]);
+        let normal = |x: f64, loc: f64, sd: f64| {
+            -0.5 * ((x - loc) / sd).powi(2) - sd.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+        };
+        let mut want = 2f64.ln() + normal(sigma, 0.0, 1.0) + normal(mm, 0.0, 3.0);
+        want += d.params[2..].iter().map(|&mu| normal(mu, factor * mm, sigma)).sum::<f64>();
+        let got = model.log_prior(&d.params, 5).unwrap();
+        assert!((got - want).abs() < 1e-9 * want.abs().max(1.0), "{got} against {want}");
+        // A negative σ has no density; a negative scale from it makes the locals' −∞ too.
+        let mut bad = d.params.clone();
+        bad[0] = -1.0;
+        assert_eq!(model.log_prior(&bad, 5), Some(f64::NEG_INFINITY));
     }
 }
 

@@ -308,10 +308,7 @@ fn small_sequential_run_reports_its_rounds() {
         (&rounds[0]["source"], &rounds[0]["ess"]),
         (&"prior".into(), &serde_json::Value::Null)
     );
-    assert_eq!(
-        (&rounds[1]["simulations"], &rounds[1]["source"]),
-        (&500.into(), &"round 0".into())
-    );
+    assert_eq!((&rounds[1]["simulations"], &rounds[1]["source"]), (&500.into(), &"round 0".into()));
     let ess = rounds[1]["ess"].as_f64().unwrap();
     assert!((1.0..=1000.0).contains(&ess), "ESS {ess}");
     assert!(report["timings_s"]["proposal"].as_f64().unwrap() > 0.0);

@@ -39,6 +39,24 @@ fn mean_sd(xs: &[f64]) -> (f64, f64) {
 // Reference values: mpmath at 40-60 significant digits.
 
 #[test]
+fn ln_gamma_matches_high_precision_values() {
+    use tfmpe::tasks::special::ln_gamma;
+    // mpmath.loggamma.
+    for (x, want) in [
+        (0.1, 2.2527126517342059599),
+        (0.5, 0.57236494292470008707),
+        (1.0, 0.0),
+        (2.5, 0.28468287047291915963),
+        (10.0, 12.801827480081469611),
+        (100.0, 359.13420536957539878),
+        (1e-8, 18.420680738180208905),
+    ] {
+        let got = ln_gamma(x);
+        assert!((got - want).abs() <= 1e-13 * want.abs().max(1.0), "lnΓ({x}) = {got}, want {want}");
+    }
+}
+
+#[test]
 fn erfc_matches_high_precision_values() {
     let cases = [
         (-3.0, 1.9999779095030014),

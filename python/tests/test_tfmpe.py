@@ -312,5 +312,9 @@ def test_sequential_rounds_need_an_observation_and_a_prior_density():
         tfmpe.fit(task, sites=3, budget=600, rounds=2, max_epochs=1, backend="cpu",
                   progress=False)
     with pytest.raises(ValueError, match="density"):
-        tfmpe.fit(gaussian_linear(), sites=3, budget=600, rounds=2, observation=y,
-                  max_epochs=1, backend="cpu", progress=False)
+        tfmpe.fit(tfmpe.tasks.get("hier-two-moons"), sites=3, budget=600, rounds=2,
+                  observation=np.zeros((3, 2)), max_epochs=1, backend="cpu", progress=False)
+    # A model built from parts gives its prior density.
+    posterior = tfmpe.fit(gaussian_linear(), sites=3, budget=600, rounds=2, observation=y,
+                          max_epochs=1, backend="cpu", progress=False)
+    assert len(posterior.report()["rounds"]) == 2

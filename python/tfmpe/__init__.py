@@ -315,8 +315,8 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     training options override its parts (``max_epochs`` given alone sets the length).
     ``width``, ``layers``, ``heads``, ``group_dim`` and ``fourier_dim`` change the networks'
     sizes (``None``: 64, 2, 16, 32, 64). ``rounds`` > 1 (lf) runs sequential rounds whose
-    simulations after the first are drawn from the posterior at ``observation`` (a model
-    that gives its prior density: ``tasks.get(name)``). The GIL is released while the engine
+    simulations after the first are drawn from the posterior at ``observation`` (the model
+    must give its prior density: a ``Model`` does, as do some built-in tasks). The GIL is released while the engine
     runs; the simulator takes it back for each batch."""
     bar = _Bar(progress)
     train = dict(preset=preset, max_epochs=max_epochs, max_steps=max_steps, patience=patience,

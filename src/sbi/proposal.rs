@@ -136,7 +136,8 @@ pub fn resample<'a>(
 pub(super) fn no_prior_density(task: &dyn HierarchicalModel) -> Error {
     Error::Invalid(format!(
         "--rounds weighs its proposals by the prior's density, which task `{}` does not give; \
-         run it with one round (hier-gaussian-linear, hier-gaussian and hier-brownian give it)",
+         run it with one round (user models, hier-gaussian-linear, hier-gaussian and \
+         hier-brownian give it)",
         task.name()
     ))
 }

@@ -253,6 +253,36 @@ impl HierarchicalModel for CustomModel {
         self.sample_locals_batch(globals, 1, rng)
     }
 
+    /// The globals' priors, then each site's locals' priors given the globals; a prior
+    /// parameter that resolves to an invalid value makes the density −∞.
+    fn log_prior(&self, params: &[f64], sites: usize) -> Option<f64> {
+        let (g, l) = (self.global_dim(), self.local_dim());
+        let index = |name: &str| self.global_column(name);
+        let (globals, locals) = params.split_at(g);
+        let mut total = 0.0;
+        let mut at = 0;
+        for v in &self.globals {
+            let values = &globals[at..at + v.size];
+            total += v.prior.log_density(&v.name, &[], 1, values, &index).ok()?[0];
+            at += v.size;
+        }
+        let rows = globals.repeat(sites);
+        let mut at = 0;
+        for v in &self.locals {
+            let values: Vec<f64> =
+                (0..sites).flat_map(|s| locals[s * l + at..s * l + at + v.size].to_vec()).collect();
+            let per_site = v.prior.log_density(&v.name, &rows, sites, &values, &index);
+            match per_site {
+                Ok(d) => total += d.iter().sum::<f64>(),
+                // A parameter of the prior out of its range here (a negative scale).
+                Err(Error::Invalid(_)) => return Some(f64::NEG_INFINITY),
+                Err(_) => return None,
+            }
+            at += v.size;
+        }
+        Some(total)
+    }
+
     fn sample_locals_batch(&self, globals: &[f64], rows: usize, rng: &mut dyn Rng) -> Vec<f64> {
         self.draw(&self.locals, globals, rows, rng)
             .unwrap_or_else(|e| self.defer(e, rows * self.local_dim()))

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use rand::Rng;
 use rand_distr::{Beta, Distribution, Gamma};
 
-use super::super::special::truncated_standard_normal;
+use super::super::special::{
+    ln_gamma, normal_log_interval, normal_log_pdf, truncated_standard_normal,
+};
 use super::super::{std_normal, uniform01, Bijection};
 use crate::error::{Error, Result};
 
@@ -264,6 +266,67 @@ impl Prior {
         &self, variable: &str, globals: &[f64], rows: usize, n: usize,
         global_index: &dyn Fn(&str) -> usize, rng: &mut dyn Rng,
     ) -> Result<Vec<f64>> {
+        let columns = self.resolve(variable, globals, rows, global_index)?;
+        let mut out = Vec::with_capacity(rows * n);
+        for r in 0..rows {
+            let p: Vec<f64> = columns.iter().map(|c| c[r]).collect();
+            for _ in 0..n {
+                out.push(self.draw(&p, rng));
+            }
+        }
+        Ok(out)
+    }
+
+    /// ln density of `values` (`n` per row of globals, as [`Prior::sample`] draws them), summed
+    /// per row; −∞ outside the support.
+    pub fn log_density(
+        &self, variable: &str, globals: &[f64], rows: usize, values: &[f64],
+        global_index: &dyn Fn(&str) -> usize,
+    ) -> Result<Vec<f64>> {
+        let columns = self.resolve(variable, globals, rows, global_index)?;
+        let n = values.len() / rows.max(1);
+        Ok((0..rows)
+            .map(|r| {
+                let p: Vec<f64> = columns.iter().map(|c| c[r]).collect();
+                values[r * n..(r + 1) * n].iter().map(|&x| self.log_pdf(x, &p)).sum()
+            })
+            .collect())
+    }
+
+    /// ln density at `x` given the resolved parameters.
+    fn log_pdf(&self, x: f64, p: &[f64]) -> f64 {
+        let ninf = f64::NEG_INFINITY;
+        let inside = |ok: bool, v: f64| if ok { v } else { ninf };
+        match *self {
+            Prior::Normal { .. } => normal_log_pdf(x, p[0], p[1]),
+            Prior::HalfNormal { .. } => {
+                inside(x >= 0.0, std::f64::consts::LN_2 + normal_log_pdf(x, 0.0, p[0]))
+            }
+            Prior::LogNormal { .. } => inside(x > 0.0, normal_log_pdf(x.ln(), p[0], p[1]) - x.ln()),
+            Prior::Uniform { lo, hi } => inside(x >= lo && x <= hi, -(hi - lo).ln()),
+            Prior::TruncatedNormal { lo, hi, .. } => {
+                let (m, s) = (p[0], p[1]);
+                let mass = normal_log_interval((lo - m) / s, (hi - m) / s);
+                inside(x >= lo && x <= hi, normal_log_pdf(x, m, s) - mass)
+            }
+            Prior::Exponential { .. } => inside(x >= 0.0, p[0].ln() - p[0] * x),
+            Prior::Gamma { .. } => {
+                let (k, rate) = (p[0], p[1]);
+                inside(x > 0.0, k * rate.ln() - ln_gamma(k) + (k - 1.0) * x.ln() - rate * x)
+            }
+            Prior::Beta { .. } => {
+                let (a, b) = (p[0], p[1]);
+                let ln_beta = ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b);
+                inside(x > 0.0 && x < 1.0, (a - 1.0) * x.ln() + (b - 1.0) * (-x).ln_1p() - ln_beta)
+            }
+        }
+    }
+
+    /// The family's parameters for each row of globals (one column per parameter), each
+    /// checked against its rule.
+    fn resolve(
+        &self, variable: &str, globals: &[f64], rows: usize, global_index: &dyn Fn(&str) -> usize,
+    ) -> Result<Vec<Vec<f64>>> {
         let global_dim = globals.len().checked_div(rows).unwrap_or(0);
         let mut columns = Vec::new();
         for (name, param, rule) in self.params() {
@@ -295,14 +358,7 @@ impl Prior {
             }
             columns.push(values);
         }
-        let mut out = Vec::with_capacity(rows * n);
-        for r in 0..rows {
-            let p: Vec<f64> = columns.iter().map(|c| c[r]).collect();
-            for _ in 0..n {
-                out.push(self.draw(&p, rng));
-            }
-        }
-        Ok(out)
+        Ok(columns)
     }
 
     /// One draw given the resolved parameters, strictly inside the support so that the
