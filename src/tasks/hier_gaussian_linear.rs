@@ -35,14 +35,14 @@ impl HierarchicalModel for HierGaussianLinear {
         vec![SIGMA_SCALE * std_normal(rng).abs()]
     }
 
-    /// σ ~ HalfNormal(1), then μ_s ~ N(0, σ).
+    /// σ ~ HalfNormal(1) and μ_s ~ N(0, 1) independently (σ is the observation noise).
     fn log_prior(&self, params: &[f64], _sites: usize) -> Option<f64> {
         let sigma = params[0];
         if sigma <= 0.0 {
             return Some(f64::NEG_INFINITY);
         }
         let half_normal = std::f64::consts::LN_2 + normal_log_pdf(sigma, 0.0, SIGMA_SCALE);
-        let sites: f64 = params[1..].iter().map(|&mu| normal_log_pdf(mu, 0.0, sigma)).sum();
+        let sites: f64 = params[1..].iter().map(|&mu| normal_log_pdf(mu, 0.0, 1.0)).sum();
         Some(half_normal + sites)
     }
 
