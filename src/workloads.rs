@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::backend::Device;
-use crate::backend::{Buffer, DType};
+use crate::backend::{Buffer, DType, Precision};
 use crate::error::Result;
 use crate::model::flow::{Conditions, Field};
 use crate::model::ode::{Solver, VectorField};
@@ -136,9 +136,13 @@ impl<'t> Sampling<'t> {
         Ok(Sampling { task, posterior: net.into(), obs })
     }
 
-    /// `n` posterior samples of the observation, [`SAMPLE_CHUNK`] at a time.
-    pub fn sample(&mut self, dev: &Device, n: usize, solver: Solver) -> Result<()> {
-        let sampler = Sampler::new(dev, solver).with_chunk(SAMPLE_CHUNK);
+    /// `n` posterior samples of the observation, [`SAMPLE_CHUNK`] at a time, the linear layers
+    /// multiplying in `precision`.
+    pub fn sample(
+        &mut self, dev: &Device, n: usize, solver: Solver, precision: Precision,
+    ) -> Result<()> {
+        let sampler =
+            Sampler::new(dev, solver).with_chunk(SAMPLE_CHUNK).with_precision(precision)?;
         sampler.posterior(&mut self.posterior, self.task, &self.obs, n, 0, &Quiet).map(drop)
     }
 

@@ -281,6 +281,11 @@ fn bench_prints_one_json_object_per_workload() {
     );
     assert_eq!(w2["workload"], "W2");
     rate(&w2, "samples_per_s");
+    let bf16 = ["bench", "sample", "--sites", "3", "--n", "7", "--steps", "3", "--precision"];
+    let w2 = json(&[&bf16[..], &["bf16"], &cpu].concat());
+    assert_eq!((w2["workload"].as_str(), w2["precision"].as_str()), (Some("W2"), Some("bf16")));
+    rate(&w2, "samples_per_s");
+    fails_with(&[&bf16[..], &["fp8"], &cpu].concat(), &["unknown precision `fp8`", "bf16"]);
 
     let args = ["--tokens", "33", "--batch", "2", "--heads", "3", "--head-dim", "5"];
     let small = ["--iters", "2", "--copy-mib", "1"];

@@ -8,6 +8,7 @@ mod common;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tfmpe::backend::Precision::F32;
 use tfmpe::model::density::Divergence;
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tfmpe::TfmpeConfig;
@@ -252,7 +253,7 @@ fn a_masked_missing_observation_is_the_same_as_an_absent_one() {
     let runs = [NoiseRun { seed: 9, rows: 6 }];
     let (absent, _) = net
         .net
-        .sample(&dev, &layout, &conds, Some(&inputs), None, &runs, SOLVER, 1000, &Quiet)
+        .sample(&dev, &layout, &conds, Some(&inputs), None, &runs, SOLVER, 1000, F32, &Quiet)
         .unwrap();
     let absent = net.net.unstandardize(&absent, false).unwrap();
     let masked: Vec<f64> = masked.iter().flat_map(|d| task.to_unconstrained(d, 2)).collect();

@@ -12,7 +12,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use tfmpe::backend::BackendKind;
+use tfmpe::backend::{BackendKind, Precision};
 use tfmpe::model::density::Divergence;
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tfmpe::{ArchOverrides, TfmpeConfig};
@@ -407,13 +407,15 @@ impl PyPosterior {
 
     /// Draws for each of `k` data sets of `sites` sites (flat values, and inputs or None), in
     /// one batched solve; flat, data set by data set.
-    #[pyo3(signature = (values, k, sites, n, seed, solver_name, steps, inputs=None, progress=None))]
+    #[pyo3(signature = (values, k, sites, n, seed, solver_name, steps, inputs=None, progress=None, precision="f32"))]
     #[allow(clippy::too_many_arguments)]
     fn sample_many<'py>(
         &mut self, py: Python<'py>, values: Vec<f64>, k: usize, sites: usize, n: usize, seed: u64,
         solver_name: &str, steps: usize, inputs: Option<Vec<f64>>, progress: Option<Py<PyAny>>,
+        precision: &str,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let solver = solver(solver_name, steps)?;
+        let precision = Precision::from_name(precision).map_err(to_py)?;
         tfmpe::sbi::check_draws(n.saturating_mul(k), self.model.param_dim(sites)).map_err(to_py)?;
         let per = values.len() / k.max(1);
         let per_x = inputs.as_ref().map(|x| x.len() / k.max(1));
@@ -428,7 +430,9 @@ impl PyPosterior {
         let net = self.net();
         let sets = py
             .detach(|| {
-                Sampler::new(&device, solver).posteriors(net, &*model, &data, n, seed, &progress)
+                Sampler::new(&device, solver)
+                    .with_precision(precision)?
+                    .posteriors(net, &*model, &data, n, seed, &progress)
             })
             .map_err(to_py)?;
         let all: Vec<f64> = sets.into_iter().flatten().flatten().collect();

@@ -81,6 +81,12 @@ def test_sample_many_equals_separate_calls_and_save_load_round_trips(fitted, tmp
                                rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="holds a posterior of `model`, not of the model `hier-gaussian`"):
         tfmpe.load(tmp_path / "run", tfmpe.tasks.get("hier-gaussian"))
+    # bf16 products move the draws a little (tests/e2e.rs bounds the C2ST against f32 draws).
+    rounded = posterior.sample(obs[1], 50, seed=5, solver="euler", steps=10, precision="bf16")
+    assert rounded.shape == one.shape and not np.array_equal(rounded, one)
+    assert np.abs(rounded - one).mean() < 0.05 * np.abs(one).mean()
+    with pytest.raises(ValueError, match="fixed-step solver"):
+        posterior.sample(obs[1], 50, solver="dopri5", precision="bf16")
 
 
 def test_calibration_and_lc2st_run_on_a_user_model(fitted):

@@ -11,7 +11,9 @@ use super::kernels::{
     AttentionKernels, ElementwiseKernels, EmbeddingKernels, FlowKernels, LossKernels,
     MatmulKernels, MemoryKernels, NormKernels, OdeKernels, OptimKernels, RandomKernels, Storage,
 };
-use super::{check, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm};
+use super::{
+    check, AdamW, Attention, Backend, Buffer, CopyCols, DType, Gemm, LayerNorm, Precision,
+};
 use crate::error::{Error, Result};
 
 /// `b` as the backend's own buffer, which must hold `dtype`.
@@ -80,6 +82,10 @@ where
 
     fn buffers_allocated(&self) -> u64 {
         Storage::buffers_allocated(self)
+    }
+
+    fn supports(&self, precision: Precision) -> bool {
+        precision == Precision::F32 || MatmulKernels::supports_bf16(self)
     }
 
     // ---- memory -------------------------------------------------------------------------
@@ -171,6 +177,7 @@ where
         &self, p: &Gemm, a: &Buffer, b: &Buffer, bias: Option<&Buffer>, c: &mut Buffer,
     ) -> Result<()> {
         check::gemm(p, a.len(), b.len(), bias.map(|b| b.len()), c.len())?;
+        p.precision.check(self)?;
         let ab = [f32s::<K>("a", a)?, f32s::<K>("b", b)?];
         let bias = opt_f32s::<K>("bias", bias)?;
         MatmulKernels::gemm(self, p, ab, bias, f32s_mut::<K>("c", c)?)

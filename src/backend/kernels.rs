@@ -69,6 +69,10 @@ pub trait RandomKernels: Storage {
 }
 
 pub trait MatmulKernels: Storage {
+    /// Whether `gemm` takes [`super::Precision::Bf16`] (else the checked layer refuses it).
+    fn supports_bf16(&self) -> bool {
+        false
+    }
     fn gemm(
         &self, p: &Gemm, ab: [&Self::Buf; 2], bias: Option<&Self::Buf>, c: &mut Self::Buf,
     ) -> Result<()>;

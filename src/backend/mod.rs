@@ -104,6 +104,52 @@ pub struct Gemm {
     pub stride_b: usize,
     pub stride_c: usize,
     pub epilogue: Epilogue,
+    /// The arithmetic of the product (f32 unless a caller asks for less).
+    pub precision: Precision,
+}
+
+/// How a GEMM multiplies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 operands and sums.
+    #[default]
+    F32,
+    /// Operands rounded to bfloat16 (8 significant bits), products summed in f32: about twice
+    /// the multiply-adds per instruction on CPUs with AVX-512 BF16, for sampling only (see
+    /// `Tape::set_precision`). Backends without it refuse it ([`Backend::supports`]).
+    Bf16,
+}
+
+impl Precision {
+    pub fn from_name(name: &str) -> crate::error::Result<Precision> {
+        match name {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(crate::error::Error::Invalid(format!(
+                "--precision: unknown precision `{name}`: use f32 or bf16"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// An error naming the fix unless `backend` multiplies in this precision.
+    pub fn check(self, backend: &dyn Backend) -> crate::error::Result<()> {
+        if backend.supports(self) {
+            return Ok(());
+        }
+        Err(crate::error::Error::Invalid(format!(
+            "--precision {}: the {} backend multiplies in f32 only; use --backend cpu, or \
+             --precision f32",
+            self.name(),
+            backend.name()
+        )))
+    }
 }
 
 impl Gemm {
@@ -122,6 +168,7 @@ impl Gemm {
             stride_b: k * n,
             stride_c: m * n,
             epilogue: Epilogue::None,
+            precision: Precision::F32,
         }
     }
 }
@@ -197,6 +244,8 @@ pub trait Backend: Send + Sync {
     /// How many buffers this backend has allocated (or uploaded into new memory) so far. A
     /// training step that reuses its buffers leaves this unchanged after its first run.
     fn buffers_allocated(&self) -> u64;
+    /// Whether [`Backend::gemm`] multiplies in `precision` (every backend does f32).
+    fn supports(&self, precision: Precision) -> bool;
 
     // ---- memory -------------------------------------------------------------------------
     /// A zero-filled buffer of `len` elements.

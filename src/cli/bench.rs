@@ -7,7 +7,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
-use tfmpe::backend::{Attention, DType};
+use tfmpe::backend::{Attention, DType, Precision};
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tfmpe::TfmpeConfig;
 use tfmpe::model::tokens::Layout;
@@ -32,6 +32,9 @@ pub enum Workload {
         /// Steps of the fixed-step solvers.
         #[arg(long, default_value_t = 100)]
         steps: usize,
+        /// f32, or bf16 (the linear layers' operands rounded to bfloat16; CPU backend).
+        #[arg(long, default_value = "f32")]
+        precision: String,
     },
     /// The attention forward kernel alone (random inputs, no mask): bytes moved per second
     /// (Q, K, V read; O and the log-sum-exp written) beside the device's copy bandwidth, and
@@ -177,8 +180,9 @@ pub fn run(w: Workload) -> Result<()> {
     let out = match w {
         Workload::Attention(a) => attention(a)?,
         Workload::TrainStep(c) => on_network(&c, |dev, task| train_step(dev, task, &c))?,
-        Workload::Sample { common: c, n, solver, steps } => {
-            on_network(&c, |dev, task| sample(dev, task, &c, n, &solver, steps))?
+        Workload::Sample { common: c, n, solver, steps, precision } => {
+            let precision = Precision::from_name(&precision)?;
+            on_network(&c, |dev, task| sample(dev, task, &c, n, &solver, steps, precision))?
         }
     };
     println!("{out}");
@@ -233,12 +237,15 @@ fn train_step(dev: &Device, task: &dyn HierarchicalModel, c: &Common) -> Result<
 
 fn sample(
     dev: &Device, task: &dyn HierarchicalModel, c: &Common, n: usize, solver: &str, steps: usize,
+    precision: Precision,
 ) -> Result<serde_json::Value> {
     let s = Solver::from_name(solver, steps)?;
     let mut w2 = Sampling::new(dev, task, c.sites, c.batch)?;
-    let mut solve = || w2.sample(dev, n, s);
+    let mut solve = || w2.sample(dev, n, s, precision);
     solve()?;
     let rates = rates(c.repeats.min(3), n as f64, solve)?;
-    Ok(json!({ "workload": "W2", "solver": s, "n_samples": n, "chunk": workloads::SAMPLE_CHUNK,
-               "samples_per_s": median(&rates), "samples_per_s_all": rates, "note": "untrained weights" }))
+    Ok(
+        json!({ "workload": "W2", "solver": s, "precision": precision.name(), "n_samples": n, "chunk": workloads::SAMPLE_CHUNK,
+               "samples_per_s": median(&rates), "samples_per_s_all": rates, "note": "untrained weights" }),
+    )
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use tfmpe::backend::Precision;
 use tfmpe::run_folder::{read_observations, write_draws};
 use tfmpe::sbi::Sampler;
 use tfmpe::{Device, Error, Result};
@@ -23,6 +24,11 @@ pub struct SampleArgs {
     pub samples: usize,
     #[command(flatten)]
     pub ode: super::SolverArgs,
+    /// The arithmetic of the network's linear layers: f32, or bf16 (operands rounded to
+    /// bfloat16, sums in f32: faster on CPUs with AVX-512 BF16; CPU backend and a fixed-step
+    /// solver only). The log density is always computed in f32.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
     /// Seeds the draws' start noise (each data set's draws equal a call for it alone).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -46,6 +52,7 @@ pub struct SampleArgs {
 
 pub fn run(args: SampleArgs) -> Result<()> {
     let solver = args.ode.solver()?;
+    let precision = Precision::from_name(&args.precision)?;
     super::check_samples(args.samples)?;
     super::check_chunk(args.chunk)?;
     let (device, why) = Device::open(args.backend)?;
@@ -61,7 +68,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         )));
     }
     let bars = Bars::new();
-    let sampler = Sampler::new(&device, solver).with_chunk(args.chunk);
+    let sampler = Sampler::new(&device, solver).with_chunk(args.chunk).with_precision(precision)?;
     let sets = sampler.posteriors(&mut net, &*task, &data, args.samples, args.seed, &bars)?;
     let log_prob = if args.log_prob {
         let divergence = args.density.divergence(net.flow_dim(&*task, sites), args.seed)?;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::seeds::Stream;
 use super::train::{train, SetSource, Sets, TrainConfig, TrainReport};
 use super::Progress;
-use crate::backend::{Buffer, DType};
+use crate::backend::{Buffer, DType, Precision};
 use crate::error::{Error, Result};
 use crate::model::checkpoint;
 use crate::model::density::{log_density, Divergence};
@@ -293,12 +293,12 @@ impl Network {
     /// with functional inputs) `[rows · input_tokens · input_dim]` standardised, `masks` (for
     /// ragged data sets) `[rows · tokens]` key masks. The noise of each row comes from its
     /// [`NoiseRun`], so a row's value depends neither on the chunking nor on the rows of other
-    /// runs.
+    /// runs. The linear layers multiply in `precision` (see [`Tape::set_precision`]).
     #[allow(clippy::too_many_arguments)]
     pub fn sample(
         &mut self, dev: &Device, layout: &Layout, conds: &[f32], inputs: Option<&[f32]>,
         masks: Option<&[f32]>, runs: &[NoiseRun], solver: Solver, chunk: usize,
-        progress: &dyn Progress,
+        precision: Precision, progress: &dyn Progress,
     ) -> Result<(Vec<f32>, OdeStats)> {
         let (c, m) = (layout.cond.len(), layout.target.len());
         if c == 0 {
@@ -311,6 +311,7 @@ impl Network {
         let rows = CondRows { conds, inputs, masks, n_cond: c };
         let mut out = Vec::with_capacity(n * m);
         let mut stats = OdeStats::default();
+        self.tape.set_precision(precision)?;
         self.tape.reset();
         self.tape.set_inference(true)?;
         let result = self.chunked(dev, layout, rows, chunk, m, progress, |model, tape, on, ws| {
@@ -327,6 +328,7 @@ impl Network {
         });
         self.tape.reset();
         self.tape.set_inference(false)?;
+        self.tape.set_precision(Precision::F32)?;
         result.map(|()| (out, stats))
     }
 

@@ -18,6 +18,7 @@ use super::seeds::Stream;
 use super::sets::ragged_mask;
 use super::train::{FixedSets, TrainConfig, TrainReport};
 use super::{new_posterior, PipelineReport, Progress, RunConfig, Trained};
+use crate::backend::Precision;
 use crate::error::{Error, Result};
 use crate::tasks::{simulate_datasets, Dataset, HierarchicalModel};
 use crate::Device;
@@ -179,6 +180,7 @@ fn draw_globals(
         &runs,
         cfg.surrogate_solver,
         chunk,
+        Precision::F32,
         progress,
     )?;
     if z.iter().any(|v| !v.is_finite()) {

@@ -38,7 +38,7 @@ pub use params::{ParamId, ParamStore, ParamView};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::backend::Device;
-use crate::backend::{self, Backend, Buffer, DType};
+use crate::backend::{self, Backend, Buffer, DType, Precision};
 use crate::error::{Error, Result};
 use pool::Pool;
 
@@ -231,6 +231,8 @@ pub struct Tape {
     uid: u32,
     generation: u32,
     inference: bool,
+    /// The GEMMs of linear layers in inference mode; f32 while recording.
+    precision: Precision,
 }
 
 impl Tape {
@@ -247,6 +249,7 @@ impl Tape {
             uid: NEXT_TAPE.fetch_add(1, Ordering::Relaxed),
             generation: 0,
             inference: false,
+            precision: Precision::F32,
         }
     }
 
@@ -301,6 +304,23 @@ impl Tape {
 
     pub fn is_inference(&self) -> bool {
         self.inference
+    }
+
+    /// The arithmetic of linear layers in inference mode (sampling). Training always multiplies
+    /// in f32, so no gradient sees rounded operands. Refused where the backend lacks it.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        precision.check(self.device.backend())?;
+        self.precision = precision;
+        Ok(())
+    }
+
+    /// The precision of a linear layer's GEMM now.
+    pub(crate) fn linear_precision(&self) -> Precision {
+        if self.inference {
+            self.precision
+        } else {
+            Precision::F32
+        }
     }
 
     /// Declares that `v` will not be read again. In inference mode its buffer goes back to the

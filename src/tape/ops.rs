@@ -51,7 +51,8 @@ impl Tape {
         let mut y = self.alloc(rows * out)?;
         let vals = self.values();
         let bias = bi.map(|b| vals.get(b)).transpose()?;
-        let gemm = Gemm { epilogue, ..Gemm::new(rows, out, inp) };
+        let precision = self.linear_precision();
+        let gemm = Gemm { epilogue, precision, ..Gemm::new(rows, out, inp) };
         self.backend().gemm(&gemm, vals.get(xi)?, vals.get(wi)?, bias, &mut y)?;
         let shape = with_last(&self.node(xi).shape, out);
         let rg = self.rg(xi) || self.rg(wi) || bi.is_some_and(|b| self.rg(b));

@@ -10,7 +10,7 @@
 //! wrong index or lost term.
 
 use rand::rngs::StdRng;
-use tfmpe::backend::{Epilogue, Gemm};
+use tfmpe::backend::{Epilogue, Gemm, Precision};
 use tfmpe::{Device, Error};
 
 use crate::common::{self, assert_close, backend, down, rng, uniform, up};
@@ -23,7 +23,8 @@ per_device!(
     gemm_rejects_short_buffers_and_bias_mistakes,
     bias_grad_column_sums,
     bias_grad_rejects_wrong_lengths,
-    batched_linear_matches_f64_with_and_without_a_shared_x
+    batched_linear_matches_f64_with_and_without_a_shared_x,
+    gemm_bf16_is_f32_sums_of_rounded_operands_or_refused
 );
 
 const EPS: f64 = 1.0 / 16_777_216.0;
@@ -354,4 +355,56 @@ fn batched_linear_matches_f64_with_and_without_a_shared_x(dev: &Device) {
             assert_close(&format!("{what}: dx"), &grad(xv), &dx, 1e-5, 1e-5);
         }
     }
+}
+
+/// f32 → bf16 → f32, round to nearest, ties to even (the inputs here are finite).
+fn round_bf16(x: f32) -> f32 {
+    let u = x.to_bits();
+    f32::from_bits(((u + 0x7fff + ((u >> 16) & 1)) >> 16) << 16)
+}
+
+/// `Precision::Bf16`: where a backend has it, the result is the f64 product of the operands
+/// rounded to bf16, within an f32 summation's error (a sequential one, √k times the blocked), far
+/// tighter than the rounding itself moves it (about 2^-9 of a product), so operands left
+/// unrounded fail. Odd sizes: `k` odd (a pair padded with zero), `n` past a 32-column panel,
+/// `m` past an 8-row tile; transposes, batches, beta and every epilogue. Elsewhere the call is
+/// refused with the fix named, and C is left alone.
+fn gemm_bf16_is_f32_sums_of_rounded_operands_or_refused(dev: &Device) {
+    let mut r = rng(9);
+    if !dev.backend().supports(Precision::Bf16) {
+        let case = Case::new(&mut r, Gemm { precision: Precision::Bf16, ..Gemm::new(5, 4, 3) });
+        let err = case.run(dev).unwrap_err().to_string();
+        assert!(err.contains("--precision bf16") && err.contains("--backend cpu"), "{err}");
+        return;
+    }
+    let sizes = [(1, 1, 1), (9, 33, 7), (17, 65, 64), (300, 100, 65), (8, 32, 2), (1000, 192, 64)];
+    for (i, &(m, n, k)) in sizes.iter().enumerate() {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let beta = (i % 2) as f32;
+            let epi = EPILOGUES[i % 3];
+            let p = Gemm { precision: Precision::Bf16, ..shape(m, n, k, ta, tb, beta, epi) };
+            let mut case = Case::new(&mut r, p);
+            let got = case.run(dev).unwrap();
+            case.a.iter_mut().for_each(|x| *x = round_bf16(*x));
+            case.b.iter_mut().for_each(|x| *x = round_bf16(*x));
+            let (want, tol) = case.reference(0.0);
+            // The reference's bound is for blocked sums (√k); these are sequential (k).
+            let tol = tol * (k as f64).sqrt().max(1.0);
+            assert_close(&format!("{} bf16 {p:?}", dev.name()), &got, &want, tol, 0.0);
+        }
+    }
+    // Batched, with a shared A and a gap after each output batch.
+    let p = Gemm {
+        batch: 3,
+        stride_a: 0,
+        stride_c: 7 * 40 + 5,
+        precision: Precision::Bf16,
+        ..shape(7, 40, 9, false, false, 1.0, Epilogue::Bias)
+    };
+    let mut case = Case::new(&mut r, p);
+    let got = case.run(dev).unwrap();
+    case.a.iter_mut().for_each(|x| *x = round_bf16(*x));
+    case.b.iter_mut().for_each(|x| *x = round_bf16(*x));
+    let (want, tol) = case.reference(0.0);
+    assert_close(&format!("{} bf16 batched", dev.name()), &got, &want, tol * 3.0, 0.0);
 }

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::{CpuBackend, CpuBuffer};
 use crate::backend::check::gemm as check_gemm;
 use crate::backend::kernels::MatmulKernels;
-use crate::backend::{Epilogue, Gemm};
+use crate::backend::{Epilogue, Gemm, Precision};
 use crate::error::Result;
 
 /// Rows of C per task: large enough to amortise packing op(B), small enough to keep the block
@@ -33,15 +33,15 @@ thread_local! {
 }
 
 /// Row and column strides of op(A), op(B) inside their row-major storage.
-struct Layout {
-    a_rs: usize,
-    a_cs: usize,
-    b_rs: usize,
-    b_cs: usize,
+pub(super) struct Layout {
+    pub a_rs: usize,
+    pub a_cs: usize,
+    pub b_rs: usize,
+    pub b_cs: usize,
 }
 
 impl Layout {
-    fn of(p: &Gemm) -> Self {
+    pub(super) fn of(p: &Gemm) -> Self {
         let (a_rs, a_cs) = if p.trans_a { (1, p.m) } else { (p.k, 1) };
         let (b_rs, b_cs) = if p.trans_b { (1, p.k) } else { (p.n, 1) };
         Layout { a_rs, a_cs, b_rs, b_cs }
@@ -103,10 +103,18 @@ pub fn gemm(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32])
     if let Err(e) = check_gemm(p, a.len(), b.len(), bias.map(<[f32]>::len), c.len()) {
         panic!("{e}");
     }
-    let (m, n, k) = (p.m, p.n, p.k);
-    if p.batch == 0 || m * n == 0 {
+    if p.batch == 0 || p.m * p.n == 0 {
         return;
     }
+    match p.precision {
+        Precision::F32 => gemm_f32(p, a, b, bias, c),
+        Precision::Bf16 => super::matmul_bf16::gemm(p, a, b, bias, c),
+    }
+}
+
+/// [`gemm`] in f32, on shapes already checked and not empty.
+pub(super) fn gemm_f32(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
+    let (m, n, k) = (p.m, p.n, p.k);
     if p.batch == 1 && m * n <= SPLIT_K_MAX_C && k >= 2 * K_PIECE {
         split_k(p, a, b, bias, &mut c[..m * n]);
     } else {
@@ -114,17 +122,19 @@ pub fn gemm(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32])
     }
 }
 
-/// One task per (batch, row block) of C; each runs its product and epilogue back to back. A
-/// lone task lets the gemm crate spread its tiles over the threads instead; it splits only the
-/// output, never `K`, so the sums keep their order.
-fn row_blocks(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
-    let (m, n, k) = (p.m, p.n, p.k);
-    let l = Layout::of(p);
+/// Cuts C into (batch, row block) tasks and runs them on the thread pool: `product(batch,
+/// first row, lone, block of C)` fills a block (`lone`: it is the only task, so it may use the
+/// threads itself), then the epilogue runs on it while it is still in cache.
+pub(super) fn for_row_blocks(
+    p: &Gemm, bias: Option<&[f32]>, c: &mut [f32],
+    product: impl Fn(usize, usize, bool, &mut [f32]) + Sync,
+) {
+    let (m, n) = (p.m, p.n);
     let blocks = m.div_ceil(BLOCK_ROWS);
     // Blocks of equal size (rounded up to 8 rows), so no task is left with a sliver.
     let rows_per_block = m.div_ceil(blocks).next_multiple_of(8);
     let c_stride = if p.batch == 1 { m * n } else { p.stride_c };
-    let parallelism = if p.batch * blocks == 1 { Parallelism::Rayon(0) } else { Parallelism::None };
+    let lone = p.batch * blocks == 1;
     c.par_chunks_mut(c_stride)
         .take(p.batch)
         .enumerate()
@@ -135,18 +145,29 @@ fn row_blocks(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32
                 .map(move |(blk, cblk)| (bi, blk * rows_per_block, cblk))
         })
         .for_each(|(bi, row0, cblk)| {
-            let rows = cblk.len() / n;
-            let a0 = bi * p.stride_a + row0 * l.a_rs;
-            let b0 = bi * p.stride_b;
-            // SAFETY: check_gemm proved every batch of A and B lies inside its slice, and this
-            // block's rows are a subset of its batch's rows. With k = 0 nothing is read, and
-            // `wrapping_add` keeps the unread pointer free of out-of-bounds arithmetic.
-            unsafe {
-                let (ap, bp) = (a.as_ptr().wrapping_add(a0), b.as_ptr().wrapping_add(b0));
-                product(&l, rows, n, k, ap, bp, p.alpha, p.beta, cblk, parallelism);
-            }
+            product(bi, row0, lone, cblk);
             epilogue(p.epilogue, bias, cblk);
         });
+}
+
+/// One task per (batch, row block) of C. A lone task lets the gemm crate spread its tiles over
+/// the threads instead; it splits only the output, never `K`, so the sums keep their order.
+fn row_blocks(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
+    let (n, k) = (p.n, p.k);
+    let l = Layout::of(p);
+    for_row_blocks(p, bias, c, |bi, row0, lone, cblk| {
+        let rows = cblk.len() / n;
+        let a0 = bi * p.stride_a + row0 * l.a_rs;
+        let b0 = bi * p.stride_b;
+        let parallelism = if lone { Parallelism::Rayon(0) } else { Parallelism::None };
+        // SAFETY: check_gemm proved every batch of A and B lies inside its slice, and this
+        // block's rows are a subset of its batch's rows. With k = 0 nothing is read, and
+        // `wrapping_add` keeps the unread pointer free of out-of-bounds arithmetic.
+        unsafe {
+            let (ap, bp) = (a.as_ptr().wrapping_add(a0), b.as_ptr().wrapping_add(b0));
+            product(&l, rows, n, k, ap, bp, p.alpha, p.beta, cblk, parallelism);
+        }
+    });
 }
 
 /// Pieces of `K` multiplied in parallel: the first lands in C with the beta term, the others in
@@ -211,6 +232,10 @@ pub fn bias_grad(dy: &[f32], rows: usize, cols: usize, db: &mut [f32], accumulat
 }
 
 impl MatmulKernels for CpuBackend {
+    fn supports_bf16(&self) -> bool {
+        true
+    }
+
     fn gemm(
         &self, p: &Gemm, [a, b]: [&CpuBuffer; 2], bias: Option<&CpuBuffer>, c: &mut CpuBuffer,
     ) -> Result<()> {

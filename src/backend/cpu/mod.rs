@@ -12,6 +12,7 @@ mod flow;
 mod lanes;
 mod loss;
 mod matmul;
+mod matmul_bf16;
 mod memory;
 mod norm;
 mod ode;

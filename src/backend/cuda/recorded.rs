@@ -198,7 +198,7 @@ fn workloads(cuda: CudaBackend, sites: usize, batch: usize, samples: usize) -> R
     let mut w2 = Sampling::new(&dev, &*task, sites, batch)?;
     let dopri5 = Solver::Dopri5 { rtol: 1e-3, atol: 1e-4, max_iters: 3 };
     for solver in [Solver::Euler { steps: 2 }, Solver::Rk4 { steps: 1 }, dopri5] {
-        w2.sample(&dev, samples, solver)?;
+        w2.sample(&dev, samples, solver, crate::backend::Precision::F32)?;
     }
     Ok(())
 }

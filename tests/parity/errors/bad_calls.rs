@@ -1,7 +1,7 @@
 //! The table of bad calls: for each entry of the contract a well-formed call, with the buffer
 //! arguments it spoils, and the calls whose parameters are wrong.
 
-use tfmpe::backend::{AdamW, Attention, CopyCols, DType, Epilogue, Gemm, LayerNorm};
+use tfmpe::backend::{AdamW, Attention, CopyCols, DType, Epilogue, Gemm, LayerNorm, Precision};
 use tfmpe::Result;
 
 use super::Defect::{Dtype, Foreign, Long, Short};
@@ -212,6 +212,7 @@ const GEMM: Gemm = Gemm {
     stride_b: 12,
     stride_c: 6,
     epilogue: Epilogue::Bias,
+    precision: Precision::F32,
 };
 
 /// Operands as long as `p` needs.

@@ -24,6 +24,7 @@ pub fn cpu_has(feature: &str) -> bool {
         "avx2" => is_x86_feature_detected!("avx2"),
         "fma" => is_x86_feature_detected!("fma"),
         "avx512f" => is_x86_feature_detected!("avx512f"),
+        "avx512bf16" => is_x86_feature_detected!("avx512bf16"),
         _ => false,
     }
 }
