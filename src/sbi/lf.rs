@@ -159,6 +159,30 @@ impl Pool {
         self.val.push(SingleSites { params: p1, obs: o1, inputs: x1, dropped: 0 });
     }
 
+    /// The globals of the synthetic sets, one per simulation of the pool (training, then
+    /// validation): those of the first round's simulations, which come from the prior, and
+    /// fresh prior draws for each later round's. A later round simulates at the proposal, and
+    /// its globals would make the posterior learn the proposal as its prior; the synthetic sets
+    /// cost no simulations, so they keep the prior's globals and the proposal only decides
+    /// where the surrogate learns.
+    fn synthetic_globals(
+        &self, task: &dyn HierarchicalModel, seed: u64,
+    ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        let g = task.global_dim();
+        let pd = g + task.local_dim();
+        let globals = |parts: &[SingleSites], part: u64| -> Vec<Vec<f64>> {
+            let mut out: Vec<Vec<f64>> =
+                parts[0].params.chunks(pd).map(|p| p[..g].to_vec()).collect();
+            for (round, sims) in parts.iter().enumerate().skip(1) {
+                let index = 2 * round as u64 + part;
+                let mut rng = StdRng::seed_from_u64(Stream::RoundPriorGlobals.seed(seed, index));
+                out.extend((0..sims.params.len() / pd).map(|_| task.sample_globals(&mut rng)));
+            }
+            out
+        };
+        (globals(&self.train, 0), globals(&self.val, 1))
+    }
+
     /// The training and the validation simulations of every round, concatenated.
     fn all(&self) -> (SingleSites, SingleSites) {
         let cat = |parts: &[SingleSites]| SingleSites {
@@ -272,7 +296,7 @@ pub(super) fn run(
             net,
             posterior.take(),
             &train_sims,
-            &val_sims,
+            pool.synthetic_globals(task, cfg.seed),
             &mut timer,
             progress,
         )?;
@@ -354,28 +378,22 @@ fn fit_surrogate(
     Ok((net, r))
 }
 
-/// Synthetic S-site sets (globals of the simulations, fresh locals from the prior, surrogate
-/// observations) and the posterior trained on them: a new posterior or `posterior` further.
+/// Synthetic S-site sets (the given prior globals, one per simulation, fresh locals from the
+/// prior, surrogate observations) and the posterior trained on them: a new posterior or `posterior` further.
 /// joint: the surrogate itself goes on as the posterior, with its single sites still among
 /// its training sets so that it keeps both roles, and `None` is returned for it. Loads the
 /// posterior when the run resumes.
 #[allow(clippy::too_many_arguments)]
 fn fit_on_synthetic_sets(
     dev: &Device, task: &dyn HierarchicalModel, cfg: &RunConfig, surrogate: &mut Network,
-    posterior: Option<Network>, train_sims: &SingleSites, val_sims: &SingleSites,
-    timer: &mut Timer, progress: &dyn Progress,
+    posterior: Option<Network>, train_sims: &SingleSites,
+    (train_g, val_g): (Vec<Vec<f64>>, Vec<Vec<f64>>), timer: &mut Timer, progress: &dyn Progress,
 ) -> Result<(Option<Network>, TrainReport)> {
     let joint = cfg.method == Method::Joint;
     if let Some((saved, r)) = cfg.checkpoints.load(dev, "posterior")? {
         return Ok((Some(saved), r));
     }
     progress.phase("synthetic sets");
-    let g = task.global_dim();
-    let pd = g + task.local_dim();
-    let globals = |sims: &SingleSites| -> Vec<Vec<f64>> {
-        sims.params.chunks(pd).map(|p| p[..g].to_vec()).collect()
-    };
-    let (train_g, val_g) = (globals(train_sims), globals(val_sims));
     let (n_train, n_val) = (train_g.len(), val_g.len());
     let counts = cfg.site_counts();
     let mut fresh = FreshSets::new(
@@ -427,4 +445,39 @@ fn fit_on_synthetic_sets(
     };
     timer.lap("posterior_training");
     Ok((Some(posterior), r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::task_by_name;
+
+    /// A round after the first simulated at its proposal (here every global is 50, far out in
+    /// the prior's tail); the synthetic sets take the first round's globals as simulated and
+    /// prior draws in place of the later round's, as many as it has simulations.
+    #[test]
+    fn synthetic_sets_take_prior_globals_for_proposal_rounds() {
+        let task = task_by_name("hier-gaussian-linear").unwrap();
+        let sites = |params: Vec<f64>| SingleSites {
+            obs: vec![0.0; params.len() / 2],
+            params,
+            inputs: None,
+            dropped: 0,
+        };
+        let mut pool = Pool::default();
+        let first: Vec<f64> = (0..10).flat_map(|i| [0.1 * i as f64 + 0.05, 0.0]).collect();
+        pool.add(sites(first.clone()), 8, &*task);
+        pool.add(sites([50.0, 0.0].repeat(30)), 24, &*task);
+        let (train, val) = pool.synthetic_globals(&*task, 3);
+        assert_eq!((train.len(), val.len()), (8 + 24, 2 + 6));
+        let simulated: Vec<Vec<f64>> = first.chunks(2).map(|p| vec![p[0]]).collect();
+        assert_eq!(train[..8], simulated[..8]);
+        assert_eq!(val[..2], simulated[8..]);
+        for g in train[8..].iter().chain(&val[2..]) {
+            // σ ~ HalfNormal(1): positive, and nowhere near the proposal's 50.
+            assert!(g[0] > 0.0 && g[0] < 6.0, "{g:?}");
+        }
+        // Seeded: the same pool gives the same draws.
+        assert_eq!(pool.synthetic_globals(&*task, 3), (train, val));
+    }
 }

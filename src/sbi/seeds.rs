@@ -64,6 +64,9 @@ pub enum Stream {
     ProposalProbes,
     /// `--rounds`: the resampling of those draws; index: the round.
     ProposalResample,
+    /// `--rounds`: the prior draws of globals that stand in for a later round's simulations in
+    /// the synthetic sets; index: the round.
+    RoundPriorGlobals,
 }
 
 /// Where the ids of the per-draw streams move once the legacy offsets would run into the next
@@ -101,6 +104,7 @@ impl Stream {
             Stream::ProposalDraws => 6 * OVERFLOW_RANGE + 8,
             Stream::ProposalProbes => 6 * OVERFLOW_RANGE + 9,
             Stream::ProposalResample => 6 * OVERFLOW_RANGE + 10,
+            Stream::RoundPriorGlobals => 6 * OVERFLOW_RANGE + 11,
         }
     }
 
@@ -132,11 +136,12 @@ mod tests {
 
     use super::*;
 
-    const FIXED: [Stream; 21] = [
+    const FIXED: [Stream; 22] = [
         Stream::RoundSites,
         Stream::ProposalDraws,
         Stream::ProposalProbes,
         Stream::ProposalResample,
+        Stream::RoundPriorGlobals,
         Stream::HutchinsonProbes,
         Stream::FactorisedCounts,
         Stream::FactorisedSets,
