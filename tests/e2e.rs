@@ -328,7 +328,8 @@ fn small_sequential_run_reports_its_rounds() {
 /// (the products did change) but a classifier cannot tell them apart. The draws take other
 /// seeds than the f32 ones, so that the two sets are independent samples: with 1 000 each, the
 /// C2ST of two samples of one distribution is 0.5 ± 0.02, and 0.56 is three spreads above.
-/// An adaptive solver and a GPU backend are refused with the fix named.
+/// An adaptive solver is refused with the fix named (a GPU backend's refusal:
+/// tests/parity/matmul.rs).
 fn bf16_sampling_draws_what_f32_sampling_draws(dir: &Path) {
     use tfmpe::metrics::{c2st, C2stConfig};
     let (out, obs) = (dir.to_str().unwrap(), dir.join("observation.csv"));
