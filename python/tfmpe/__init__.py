@@ -362,8 +362,8 @@ class Posterior:
                progress: Optional[bool] = None) -> np.ndarray:
         """``n`` draws ``(n, param_dim)`` given one data set ``(sites, obs_dim)`` (or
         ``(sites,)``); columns as ``model.parameter_names(sites)``. ``precision="bf16"``
-        rounds the linear layers' operands to bfloat16 (faster on CPUs with AVX-512 BF16; CPU
-        backend and a fixed-step solver only)."""
+        rounds the linear layers' operands to bfloat16 (faster on CPUs with AVX-512 BF16,
+        slower than f32 elsewhere; CPU backend and a fixed-step solver only)."""
         return self.sample_many([observation], n, seed=seed, solver=solver, steps=steps,
                                 precision=precision, progress=progress)[0]
 

@@ -25,8 +25,9 @@ pub struct SampleArgs {
     #[command(flatten)]
     pub ode: super::SolverArgs,
     /// The arithmetic of the network's linear layers: f32, or bf16 (operands rounded to
-    /// bfloat16, sums in f32: faster on CPUs with AVX-512 BF16; CPU backend and a fixed-step
-    /// solver only). The log density is always computed in f32.
+    /// bfloat16, sums in f32: faster on CPUs with AVX-512 BF16, the same numbers but slower
+    /// than f32 elsewhere; CPU backend and a fixed-step solver only). The log density is
+    /// always computed in f32.
     #[arg(long, default_value = "f32")]
     pub precision: String,
     /// Seeds the draws' start noise (each data set's draws equal a call for it alone).

@@ -47,9 +47,9 @@ impl Sampler {
     }
 
     /// The same sampler with the networks' linear layers multiplying in `precision` (bf16:
-    /// operands rounded to bfloat16, sums in f32; faster on CPUs with AVX-512 BF16). Only with
-    /// a fixed-step solver: an adaptive one's error control would chase the rounding. Log
-    /// densities are always computed in f32.
+    /// operands rounded to bfloat16, sums in f32; faster on CPUs with AVX-512 BF16, slower
+    /// than f32 elsewhere). Only with a fixed-step solver: an adaptive one's error control
+    /// would chase the rounding. Log densities are always computed in f32.
     pub fn with_precision(self, precision: Precision) -> Result<Sampler> {
         if precision != Precision::F32 && matches!(self.solver, Solver::Dopri5 { .. }) {
             return Err(Error::Invalid(format!(

@@ -109,16 +109,21 @@ impl Out<'_> {
     }
 }
 
-/// One tile, portable: `rows` packed rows of A against one panel of B.
+/// One tile, portable: `rows` packed rows of A against one panel of B. A row's 32 sums advance
+/// together, pair by pair, so the compiler vectorises across the columns (`widest`); each sum
+/// still takes its pairs in order, as `vdpbf16ps` does.
 fn tile_portable(a: &[u16], pairs: usize, rows: usize, panel: &[u16], out: &mut Out) {
     for r in 0..rows {
         let arow = &a[r * 2 * pairs..(r + 1) * 2 * pairs];
-        for j in 0..out.cols {
-            let mut sum = 0.0f32;
-            for (p, ap) in arow.chunks_exact(2).enumerate() {
-                let bp = &panel[p * 2 * PANEL + 2 * j..][..2];
-                sum = pair_dot(sum, [ap[0], ap[1]], [bp[0], bp[1]]);
+        let mut sums = [0.0f32; PANEL];
+        widest(|| {
+            for (ap, bp) in arow.chunks_exact(2).zip(panel.chunks_exact(2 * PANEL)) {
+                for (sum, b) in sums.iter_mut().zip(bp.chunks_exact(2)) {
+                    *sum = pair_dot(*sum, [ap[0], ap[1]], [b[0], b[1]]);
+                }
             }
+        });
+        for (j, &sum) in sums.iter().enumerate().take(out.cols) {
             out.put(r, j, sum);
         }
     }
