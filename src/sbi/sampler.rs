@@ -62,10 +62,6 @@ impl Sampler {
         Ok(Sampler { precision, ..self })
     }
 
-    pub fn precision(&self) -> Precision {
-        self.precision
-    }
-
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -83,20 +79,9 @@ impl Sampler {
         let layout = net.config.layout.clone();
         let rows = conds.len() / layout.cond.len().max(1);
         let runs = [NoiseRun { seed, rows }];
-        let (solver, chunk) = (self.solver, self.chunk);
-        let precision = self.precision;
-        net.sample(
-            &self.device,
-            &layout,
-            conds,
-            inputs,
-            None,
-            &runs,
-            solver,
-            chunk,
-            precision,
-            progress,
-        )
+        let (solver, chunk, precision) = (self.solver, self.chunk, self.precision);
+        let dev = &self.device;
+        net.sample(dev, &layout, conds, inputs, None, &runs, solver, chunk, precision, progress)
     }
 
     /// `n` posterior samples for an observation (natural space, one full parameter vector

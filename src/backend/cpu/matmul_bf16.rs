@@ -234,11 +234,11 @@ fn tile(a: &[u16], pairs: usize, rows: usize, panel: &[u16], out: &mut Out, fuse
 
 /// See [`Gemm`]; `p.precision` is `Bf16`. The caller has checked the shapes.
 pub fn gemm(p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32]) {
-    gemm_with(p, a, b, bias, c, has_bf16_units());
+    gemm_with(p, a, b, bias, c, true);
 }
 
-/// [`gemm`] with the tiles chosen by the caller: the portable ones, or (`fused`, only on a CPU
-/// that has them) the AVX-512 BF16 ones.
+/// [`gemm`] with the tiles chosen by the caller: the portable ones, or (`fused`) the AVX-512
+/// BF16 ones where the CPU has them.
 pub(crate) fn gemm_with(
     p: &Gemm, a: &[f32], b: &[f32], bias: Option<&[f32]>, c: &mut [f32], fused: bool,
 ) {
