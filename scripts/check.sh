@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it starts, so that a slow run shows where its time went.
+step() { printf '\n==> %s  [%s]\n' "$*" "$(date +%T)"; }
 
 step "toolchain"
 cargo --version
@@ -61,3 +62,4 @@ awk '/ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if
 # One closing line over every test binary, for whoever reads the log's end.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' target/test.log
+printf 'finished [%s]\n' "$(date +%T)"

@@ -158,6 +158,19 @@ fn impossible_run_settings_are_refused_before_any_work() {
             &["--sites", "3", "--budget", "1000", "--method", "direct", "--max-sites", "5"],
             &["--max-sites needs --method lf or pf"],
         ),
+        (
+            &["--sites", "3", "--budget", "1000", "--method", "pf", "--synthetic-sets", "9"],
+            &["--synthetic-sets needs --method lf or joint", "--method pf"],
+        ),
+        (
+            &["--sites", "3", "--budget", "1000", "--synthetic-sets", "0"],
+            &["--synthetic-sets must be at least 1"],
+        ),
+        (
+            &["--sites", "3", "--budget", "1000", "--synthetic-sets", "50"],
+            &["--synthetic-sets 50 is fewer than one batch of 100", "--batch-size"],
+        ),
+        (&["--sites", "3", "--budget", "1000", "--synthetic-sets", "100000000000000"], &["memory"]),
     ];
     for (extra, needles) in cases {
         let args = run(extra);
@@ -612,4 +625,24 @@ fn network_sizes_reach_both_checkpoints() {
     tfmpe(&["sample", "--model", o, "--observation", obs.to_str().unwrap()])
         .args(&["--samples", "10", "--out", drawn.to_str().unwrap()])
         .succeeds();
+}
+
+/// `--synthetic-sets` sizes LF's pool without simulating more: 400 sets in batches of 20 are
+/// 20 posterior steps an epoch from 200 simulations (180 for training, 9 steps by default).
+#[test]
+fn synthetic_sets_size_the_posterior_s_pool() {
+    let dir = temp("pool").join("run");
+    let o = dir.to_str().unwrap();
+    let args = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "200"];
+    let more = ["--batch-size", "20", "--max-epochs", "1", "--no-eval", "--samples", "10"];
+    let all: Vec<&str> = args.iter().chain(&more).copied().collect();
+    for (pool, steps) in [(None, 9), (Some("400"), 20)] {
+        let extra = pool.map(|n| vec!["--synthetic-sets", n]).unwrap_or_default();
+        tfmpe(&[&all[..], &extra[..], &["--force", "--out", o]].concat()).succeeds();
+        let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(report["simulator_calls"], 200);
+        assert_eq!(report["losses"]["posterior"]["steps"], steps, "{pool:?}");
+        assert_eq!(report["synthetic_sets"].as_u64(), pool.map(|n| n.parse().unwrap()));
+    }
 }

@@ -324,3 +324,15 @@ def test_sequential_rounds_need_an_observation_and_a_prior_density():
     posterior = tfmpe.fit(gaussian_linear(), sites=3, budget=600, rounds=2, observation=y,
                           max_epochs=1, backend="cpu", progress=False)
     assert len(posterior.report()["rounds"]) == 2
+
+
+def test_a_larger_synthetic_pool_trains_on_more_sets():
+    model = gaussian_linear()
+    # 400 sets in batches of 100: four optimiser steps per epoch, from 200 simulations.
+    posterior = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu",
+                          progress=False, synthetic_sets=400)
+    report = posterior.report()
+    assert report["simulator_calls"] == 200 and report["posterior"]["steps"] == 4
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
+                  synthetic_sets=50)

@@ -304,7 +304,8 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         progress: Optional[bool] = None, width: Optional[int] = None,
         layers: Optional[int] = None, heads: Optional[int] = None,
         group_dim: Optional[int] = None, fourier_dim: Optional[int] = None,
-        rounds: int = 1, observation=None) -> "Posterior":
+        rounds: int = 1, observation=None,
+        synthetic_sets: Optional[int] = None) -> "Posterior":
     """Trains the posterior of ``model`` for ``sites`` sites from ``budget`` single-site
     simulations. ``method`` is ``"lf"`` (likelihood factorisation), ``"direct"``, ``"pf"``
     (posterior factorisation: a global network, then a local network per site) or
@@ -316,7 +317,9 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     ``width``, ``layers``, ``heads``, ``group_dim`` and ``fourier_dim`` change the networks'
     sizes (``None``: 64, 2, 16, 32, 64). ``rounds`` > 1 (lf) runs sequential rounds whose
     simulations after the first are drawn from the posterior at ``observation`` (the model
-    must give its prior density: a ``Model`` does, as do some built-in tasks). The GIL is released while the engine
+    must give its prior density: a ``Model`` does, as do some built-in tasks).
+    ``synthetic_sets`` (lf, joint) sizes the pool of synthetic training sets (``None``: one per
+    training simulation; more cost surrogate samples, not simulator calls). The GIL is released while the engine
     runs; the simulator takes it back for each batch."""
     bar = _Bar(progress)
     train = dict(preset=preset, max_epochs=max_epochs, max_steps=max_steps, patience=patience,
@@ -331,7 +334,7 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     try:
         inner = _call(model, lambda: _tfmpe.fit(model._model, sites, budget, method, seed, train,
                                                 arch, batch_size, backend, max_sites, bar,
-                                                rounds, values))
+                                                rounds, values, synthetic_sets))
     finally:
         bar.close()
     return Posterior(inner, model)

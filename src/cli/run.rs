@@ -68,6 +68,11 @@ pub struct RunArgs {
     /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
     #[arg(long)]
     pub fresh_sets: bool,
+    /// LF: training sets in the synthetic pool (default: one per training simulation). More
+    /// cost surrogate samples and training steps, never simulator calls, and keep the
+    /// posterior from memorising a small pool; the extra sets take prior draws of the globals.
+    #[arg(long, value_name = "N")]
+    pub synthetic_sets: Option<usize>,
     /// LF: sequential rounds. The budget is split among them; each round after the first
     /// simulates at parameters drawn from the posterior at the observation (truncated at its
     /// 0.1% density quantile, reweighted by prior / posterior), and both networks train further
@@ -122,6 +127,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     config.ragged = args.ragged;
     config.seed = args.seed;
     config.fresh_sets = args.fresh_sets;
+    config.synthetic_sets = args.synthetic_sets;
     config.rounds = args.rounds;
     config.architecture = args.arch.apply(&config.architecture)?;
     let base = TrainConfig { batch: args.batch_size, ..config.train.clone() };

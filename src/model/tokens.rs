@@ -53,7 +53,10 @@ pub fn n_labels<M: VariableSizes + ?Sized>(model: &M) -> usize {
 }
 
 /// Tokens of a list of variables, numbering labels from `first_label` and positions from 0
-/// across the whole block.
+/// across the whole block. Tokens that carry functional inputs all take position 0: a site's
+/// values are exchangeable given their inputs (see `HierarchicalModel::functional_input_dim`),
+/// so their inputs, not their order, tell them apart; the network is then equivariant to
+/// their order, and every observation of a site trains the same weights.
 fn block(
     sizes: &[usize], first_label: u32, group: u32, input: bool,
 ) -> impl Iterator<Item = Token> + '_ {
@@ -61,7 +64,7 @@ fn block(
         let before: usize = sizes[..v].iter().sum();
         (0..size).map(move |c| Token {
             label: first_label + v as u32,
-            position: (before + c) as u32,
+            position: if input { 0 } else { (before + c) as u32 },
             group,
             input,
         })
@@ -403,6 +406,11 @@ mod tests {
         assert!(a.cond.iter().all(|t| t.input) && a.target.iter().all(|t| !t.input));
         let s = Layout::surrogate(&task);
         assert!(s.cond.iter().all(|t| !t.input) && s.target.iter().all(|t| t.input));
+        // Exchangeable given their inputs: one position for all of a site's values, which
+        // keep their positions 0, 1 in a model without inputs.
+        assert!(a.cond.iter().chain(&s.target).all(|t| t.position == 0));
+        let plain = Layout::posterior(&Sizes { obs: 2, inputs: 0 }, 1);
+        assert_eq!(plain.cond.iter().map(|t| t.position).collect::<Vec<_>>(), [0, 1]);
         let tb = TokenBatch::pack(&[&a, &b]).unwrap();
         // Set 0: 4 observations (rows 1..=4), then 3 targets; set 1: 2 observations, 2 padded
         // condition slots, 2 targets and 1 padded target.

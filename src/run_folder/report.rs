@@ -30,6 +30,9 @@ pub struct Report {
     pub device: String,
     pub dropped_simulations: usize,
     pub fresh_sets: bool,
+    /// With `--synthetic-sets`: the training sets of the synthetic pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_sets: Option<usize>,
     pub losses: Losses,
     /// With `--max-sites`: the largest site count the posterior answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -144,6 +144,7 @@ impl RunFolder {
             device: device.backend().device_name(),
             dropped_simulations: r.dropped_simulations,
             fresh_sets: cfg.fresh_sets,
+            synthetic_sets: cfg.synthetic_sets,
             losses: Losses {
                 posterior: r.posterior.as_ref().map(Training::from),
                 surrogate: r.surrogate.as_ref().map(Training::from),

@@ -37,6 +37,7 @@ fn report(metrics: Metrics) -> Report {
         device: "CPU (2 threads)".into(),
         dropped_simulations: 1,
         fresh_sets: false,
+        synthetic_sets: None,
         losses: Losses { posterior: Some(training(2)), surrogate: None, local: None },
         max_sites: None,
         method: Method::Direct,

@@ -70,6 +70,11 @@ pub struct RunConfig {
     pub architecture: TfmpeConfig,
     /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
     pub fresh_sets: bool,
+    /// LF: training sets in the synthetic pool (in each epoch's draw, with `fresh_sets`);
+    /// `None`: one per training simulation. Sets past the simulations' globals take prior
+    /// draws: they cost surrogate samples, never simulator calls.
+    #[serde(default)]
+    pub synthetic_sets: Option<usize>,
     /// LF: how surrogate samples are integrated.
     pub surrogate_solver: Solver,
     /// LF, a task with functional inputs: where simulated sites take their inputs from.
@@ -102,6 +107,7 @@ impl RunConfig {
             surrogate_train: Preset::Fast.train(),
             architecture: TfmpeConfig::default(),
             fresh_sets: false,
+            synthetic_sets: None,
             surrogate_solver: Solver::Rk4 { steps: 10 },
             inputs: InputSource::Prior,
             ragged: false,
@@ -160,6 +166,25 @@ impl RunConfig {
             let site = [g.clone(), task.sample_locals(&g, &mut rng)].concat();
             if task.log_prior(&site, 1).is_none() {
                 return Err(super::proposal::no_prior_density(task));
+            }
+        }
+        if let Some(n) = self.synthetic_sets {
+            if !matches!(self.method, Method::Lf | Method::Joint) {
+                return Err(Error::Invalid(format!(
+                    "--synthetic-sets needs --method lf or joint: --method {} trains on \
+                     simulated sets only",
+                    self.method.name()
+                )));
+            }
+            if n == 0 {
+                return Err(Error::Invalid("--synthetic-sets must be at least 1".into()));
+            }
+            if n < self.train.batch {
+                return Err(Error::Invalid(format!(
+                    "--synthetic-sets {n} is fewer than one batch of {}: raise it or lower \
+                     --batch-size",
+                    self.train.batch
+                )));
             }
         }
         if self.fresh_sets && self.method != Method::Lf {

@@ -164,9 +164,10 @@ impl Pool {
     /// fresh prior draws for each later round's. A later round simulates at the proposal, and
     /// its globals would make the posterior learn the proposal as its prior; the synthetic sets
     /// cost no simulations, so they keep the prior's globals and the proposal only decides
-    /// where the surrogate learns.
+    /// where the surrogate learns. `train_sets` (`--synthetic-sets`) sizes the training pool:
+    /// past the simulations it takes more prior draws, short of them the first ones only.
     fn synthetic_globals(
-        &self, task: &dyn HierarchicalModel, seed: u64,
+        &self, task: &dyn HierarchicalModel, seed: u64, train_sets: Option<usize>,
     ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
         let g = task.global_dim();
         let pd = g + task.local_dim();
@@ -180,7 +181,14 @@ impl Pool {
             }
             out
         };
-        (globals(&self.train, 0), globals(&self.val, 1))
+        let mut train = globals(&self.train, 0);
+        if let Some(n) = train_sets {
+            let mut rng = StdRng::seed_from_u64(Stream::PoolPriorGlobals.seed(seed, 0));
+            let more = n.saturating_sub(train.len());
+            train.extend((0..more).map(|_| task.sample_globals(&mut rng)));
+            train.truncate(n);
+        }
+        (train, globals(&self.val, 1))
     }
 
     /// The training and the validation simulations of every round, concatenated.
@@ -296,7 +304,7 @@ pub(super) fn run(
             net,
             posterior.take(),
             &train_sims,
-            pool.synthetic_globals(task, cfg.seed),
+            pool.synthetic_globals(task, cfg.seed, cfg.synthetic_sets),
             &mut timer,
             progress,
         )?;
@@ -468,7 +476,7 @@ mod tests {
         let first: Vec<f64> = (0..10).flat_map(|i| [0.1 * i as f64 + 0.05, 0.0]).collect();
         pool.add(sites(first.clone()), 8, &*task);
         pool.add(sites([50.0, 0.0].repeat(30)), 24, &*task);
-        let (train, val) = pool.synthetic_globals(&*task, 3);
+        let (train, val) = pool.synthetic_globals(&*task, 3, None);
         assert_eq!((train.len(), val.len()), (8 + 24, 2 + 6));
         let simulated: Vec<Vec<f64>> = first.chunks(2).map(|p| vec![p[0]]).collect();
         assert_eq!(train[..8], simulated[..8]);
@@ -478,6 +486,14 @@ mod tests {
             assert!(g[0] > 0.0 && g[0] < 6.0, "{g:?}");
         }
         // Seeded: the same pool gives the same draws.
-        assert_eq!(pool.synthetic_globals(&*task, 3), (train, val));
+        assert_eq!(pool.synthetic_globals(&*task, 3, None), (train.clone(), val.clone()));
+
+        // --synthetic-sets: a larger pool goes on with other prior draws, a smaller one keeps
+        // the first globals; validation never changes.
+        let (more, more_val) = pool.synthetic_globals(&*task, 3, Some(50));
+        assert_eq!((more.len(), &more[..32], &more_val), (50, &train[..], &val));
+        assert!(more[32..].iter().all(|g| g[0] > 0.0 && g[0] < 6.0 && !train.contains(g)));
+        let (fewer, _) = pool.synthetic_globals(&*task, 3, Some(5));
+        assert_eq!(fewer, train[..5]);
     }
 }

@@ -67,6 +67,9 @@ pub enum Stream {
     /// `--rounds`: the prior draws of globals that stand in for a later round's simulations in
     /// the synthetic sets; index: the round.
     RoundPriorGlobals,
+    /// `--synthetic-sets`: the prior draws of globals of the synthetic sets past the
+    /// simulations' (index 0).
+    PoolPriorGlobals,
 }
 
 /// Where the ids of the per-draw streams move once the legacy offsets would run into the next
@@ -105,6 +108,7 @@ impl Stream {
             Stream::ProposalProbes => 6 * OVERFLOW_RANGE + 9,
             Stream::ProposalResample => 6 * OVERFLOW_RANGE + 10,
             Stream::RoundPriorGlobals => 6 * OVERFLOW_RANGE + 11,
+            Stream::PoolPriorGlobals => 6 * OVERFLOW_RANGE + 12,
         }
     }
 
@@ -136,7 +140,8 @@ mod tests {
 
     use super::*;
 
-    const FIXED: [Stream; 22] = [
+    const FIXED: [Stream; 23] = [
+        Stream::PoolPriorGlobals,
         Stream::RoundSites,
         Stream::ProposalDraws,
         Stream::ProposalProbes,
