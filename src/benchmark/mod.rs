@@ -8,6 +8,7 @@
 //! `results.csv` when it finishes, so an interrupted benchmark resumes where it stopped;
 //! `table.md` and `benchmark.svg` are written from the whole file at the end.
 
+mod method;
 mod results;
 mod table;
 
@@ -17,6 +18,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+pub use method::{BenchMethod, SEQUENTIAL_ROUNDS};
 pub use results::{read_results, Row};
 pub use table::table_markdown;
 
@@ -44,7 +46,7 @@ pub const PAPER_TASKS: [&str; 6] = [
 #[derive(Clone, Debug)]
 pub struct BenchmarkConfig {
     pub tasks: Vec<String>,
-    pub methods: Vec<Method>,
+    pub methods: Vec<BenchMethod>,
     /// Single-site simulator calls of each configuration.
     pub budgets: Vec<usize>,
     pub sites: Vec<usize>,
@@ -66,13 +68,14 @@ pub struct BenchmarkConfig {
 }
 
 impl Default for BenchmarkConfig {
-    /// The paper's protocol: six tasks, lf, direct, pf and joint, budgets 1 000 / 5 000 / 10 000, S = 50,
+    /// The paper's protocol: six tasks, lf, direct, pf, joint and sequential, budgets 1 000 /
+    /// 5 000 / 10 000, S = 50,
     /// ten observations, 1 000 samples, L-C2ST from 1 000 data sets and 100 nulls.
     fn default() -> Self {
         let train = Preset::Fast.train();
         BenchmarkConfig {
             tasks: PAPER_TASKS.iter().map(|t| t.to_string()).collect(),
-            methods: vec![Method::Lf, Method::Direct, Method::Pf, Method::Joint],
+            methods: BenchMethod::ALL.to_vec(),
             budgets: vec![1000, 5000, 10000],
             sites: vec![50],
             observations: 10,
@@ -129,7 +132,7 @@ impl BenchmarkConfig {
     }
 
     /// Every configuration, in the order they run (task, then method, then S, then budget).
-    fn grid(&self) -> Vec<(String, Method, usize, usize)> {
+    fn grid(&self) -> Vec<(String, BenchMethod, usize, usize)> {
         let mut grid = Vec::new();
         for task in &self.tasks {
             for &method in &self.methods {
@@ -165,7 +168,12 @@ pub fn run_benchmark(
         }
         progress.phase(&format!("{task_name} {} budget {budget} S {sites}", method.name()));
         let task = task_by_name(&task_name)?;
-        let new = configuration(device, &*task, method, budget, sites, cfg, progress)?;
+        let new = match method {
+            BenchMethod::Amortised(m) => {
+                configuration(device, &*task, m, budget, sites, cfg, progress)?
+            }
+            BenchMethod::Sequential => sequential(device, &*task, budget, sites, cfg, progress)?,
+        };
         results::append(&path, &new)?;
         rows.extend(new);
     }
@@ -180,22 +188,9 @@ fn configuration(
     device: &Device, task: &dyn HierarchicalModel, method: Method, budget: usize, sites: usize,
     cfg: &BenchmarkConfig, progress: &dyn Progress,
 ) -> Result<Vec<Row>> {
-    let mut run = RunConfig::new(sites, budget);
-    run.method = method;
-    run.seed = cfg.seed;
-    run.architecture = cfg.architecture.clone();
-    for t in [&mut run.train, &mut run.surrogate_train] {
-        *t = cfg.train.clone();
-    }
-    let blank = |k: usize| Row {
-        task: task.name().to_string(),
-        method,
-        budget,
-        sites,
-        observation: k,
-        backend: device.name().to_string(),
-        ..Row::default()
-    };
+    let run = run_config(method, budget, sites, cfg);
+    let blank =
+        |k: usize| blank_row(device, task, BenchMethod::Amortised(method), budget, sites, k);
     let mut trained = match run.check(task).and_then(|()| sbi::run(device, task, &run, progress)) {
         Ok(t) => t,
         Err(Error::Invalid(why)) => {
@@ -206,14 +201,7 @@ fn configuration(
         }
         Err(e) => return Err(e),
     };
-    let phase =
-        |name: &str| trained.report.phases.iter().find(|p| p.0 == name).map_or(0.0, |p| p.1);
-    let timing = [
-        phase("simulate"),
-        phase("surrogate_training"),
-        phase("synthetic_sets"),
-        phase("posterior_training"),
-    ];
+    let timing = phase_timings(&trained.report);
     let calls = trained.report.simulator_calls;
     let sampler = Sampler::new(device, cfg.solver);
     let net = &mut trained.posterior;
@@ -234,26 +222,15 @@ fn configuration(
     let mut classifiers = Lc2stClassifiers::train(device, &calibration, &cfg.lc2st)?;
     let amortised_s = t0.elapsed().as_secs_f64();
 
-    let mut rows = Vec::with_capacity(cfg.observations);
-    for k in 0..cfg.observations {
-        let data = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(k as u64))?;
-        if !data.is_finite() {
-            let note = format!("observation {k} simulated non-finite values");
-            rows.push(Row { note, ..blank(k) });
-            continue;
-        }
-        let obs = data.observed();
+    per_observation(task, sites, cfg, blank, |k, obs| {
         let t0 = Instant::now();
         let seed = Stream::PosteriorSamples.seed(cfg.seed, 0);
-        let samples = sampler.posterior(net, task, &obs, cfg.samples, seed, progress)?;
+        let samples = sampler.posterior(net, task, obs, cfg.samples, seed, progress)?;
         let sampling_s = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let l = classifiers.at(&samples, &obs.features())?;
-        let c2st = match exact_reference(task, &obs, crate::run_folder::REFERENCE_SAMPLES) {
-            Some(reference) => c2st(device, &samples, &reference, &C2stConfig::default())?,
-            None => f64::NAN,
-        };
-        rows.push(Row {
+        let c2st = exact_c2st(device, task, obs, &samples)?;
+        Ok(Row {
             lc2st_statistic: l.statistic,
             lc2st_p_value: l.p_value,
             lc2st_reject: l.reject,
@@ -269,7 +246,113 @@ fn configuration(
             sampling_s,
             evaluation_s: t0.elapsed().as_secs_f64() + amortised_s / cfg.observations as f64,
             ..blank(k)
-        });
+        })
+    })
+}
+
+/// `run`'s settings for one configuration of `method`.
+fn run_config(method: Method, budget: usize, sites: usize, cfg: &BenchmarkConfig) -> RunConfig {
+    let mut run = RunConfig::new(sites, budget);
+    run.method = method;
+    run.seed = cfg.seed;
+    run.architecture = cfg.architecture.clone();
+    for t in [&mut run.train, &mut run.surrogate_train] {
+        *t = cfg.train.clone();
     }
-    Ok(rows)
+    run
+}
+
+/// A configuration's row for observation `k`, before any figure.
+fn blank_row(
+    device: &Device, task: &dyn HierarchicalModel, method: BenchMethod, budget: usize,
+    sites: usize, k: usize,
+) -> Row {
+    Row {
+        task: task.name().to_string(),
+        method,
+        budget,
+        sites,
+        observation: k,
+        backend: device.name().to_string(),
+        ..Row::default()
+    }
+}
+
+/// Seconds of the phases a row reports: simulation, surrogate training, synthetic sets and
+/// posterior training (0 for a phase the method does not have).
+fn phase_timings(report: &sbi::PipelineReport) -> [f64; 4] {
+    let phase = |name: &str| report.phases.iter().find(|p| p.0 == name).map_or(0.0, |p| p.1);
+    ["simulate", "surrogate_training", "synthetic_sets", "posterior_training"].map(phase)
+}
+
+/// A configuration's rows: `score` of each observation of the protocol (observation k
+/// simulated from a prior draw with seed k), or a row that says it simulated non-finite values.
+fn per_observation(
+    task: &dyn HierarchicalModel, sites: usize, cfg: &BenchmarkConfig,
+    blank: impl Fn(usize) -> Row, mut score: impl FnMut(usize, &Observed) -> Result<Row>,
+) -> Result<Vec<Row>> {
+    (0..cfg.observations)
+        .map(|k| {
+            let data = simulate_dataset(task, sites, &mut StdRng::seed_from_u64(k as u64))?;
+            if !data.is_finite() {
+                let note = format!("observation {k} simulated non-finite values");
+                return Ok(Row { note, ..blank(k) });
+            }
+            score(k, &data.observed())
+        })
+        .collect()
+}
+
+/// C2ST of `samples` against the exact posterior at `obs`; NaN where the task has none.
+fn exact_c2st(
+    device: &Device, task: &dyn HierarchicalModel, obs: &Observed, samples: &[Vec<f64>],
+) -> Result<f64> {
+    Ok(match exact_reference(task, obs, crate::run_folder::REFERENCE_SAMPLES) {
+        Some(reference) => c2st(device, samples, &reference, &C2stConfig::default())?,
+        None => f64::NAN,
+    })
+}
+
+/// A `sequential` configuration: for each observation, LF in [`SEQUENTIAL_ROUNDS`] rounds
+/// whose later round simulates at a proposal drawn at that observation, then its C2ST where
+/// the task's posterior is exact. A network answers only its own observation, so the
+/// amortised figures (L-C2ST, SBC, TARP) stay empty.
+fn sequential(
+    device: &Device, task: &dyn HierarchicalModel, budget: usize, sites: usize,
+    cfg: &BenchmarkConfig, progress: &dyn Progress,
+) -> Result<Vec<Row>> {
+    let blank = |k: usize| blank_row(device, task, BenchMethod::Sequential, budget, sites, k);
+    let sampler = Sampler::new(device, cfg.solver);
+    per_observation(task, sites, cfg, blank, |k, obs| {
+        let mut run = run_config(Method::Lf, budget, sites, cfg);
+        run.rounds = SEQUENTIAL_ROUNDS;
+        run.observation = Some(obs.clone());
+        let mut trained =
+            match run.check(task).and_then(|()| sbi::run(device, task, &run, progress)) {
+                Ok(t) => t,
+                Err(Error::Invalid(why)) => {
+                    return Ok(Row { note: format!("not run: {why}"), ..blank(k) })
+                }
+                Err(e) => return Err(e),
+            };
+        let timing = phase_timings(&trained.report);
+        let t0 = Instant::now();
+        let seed = Stream::PosteriorSamples.seed(cfg.seed, 0);
+        let net = &mut trained.posterior;
+        let samples = sampler.posterior(net, task, obs, cfg.samples, seed, progress)?;
+        let sampling_s = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let c2st = exact_c2st(device, task, obs, &samples)?;
+        Ok(Row {
+            c2st,
+            simulator_calls: trained.report.simulator_calls,
+            simulate_s: timing[0],
+            surrogate_training_s: timing[1],
+            synthetic_sets_s: timing[2],
+            posterior_training_s: timing[3],
+            sampling_s,
+            evaluation_s: t0.elapsed().as_secs_f64(),
+            ..blank(k)
+        })
+    })
 }

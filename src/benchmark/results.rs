@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use super::BenchMethod;
 use crate::error::{Error, Result};
 use crate::sbi::Method;
 
@@ -12,7 +13,7 @@ use crate::sbi::Method;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
     pub task: String,
-    pub method: Method,
+    pub method: BenchMethod,
     pub budget: usize,
     pub sites: usize,
     pub observation: usize,
@@ -42,7 +43,7 @@ impl Default for Row {
     fn default() -> Self {
         Row {
             task: String::new(),
-            method: Method::Lf,
+            method: BenchMethod::Amortised(Method::Lf),
             budget: 0,
             sites: 0,
             observation: 0,
@@ -206,7 +207,7 @@ mod tests {
         let path = dir.join("results.csv");
         let a = Row {
             task: "hier-two-moons".into(),
-            method: Method::Direct,
+            method: BenchMethod::Amortised(Method::Direct),
             budget: 5000,
             sites: 10,
             observation: 3,

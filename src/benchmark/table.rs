@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use super::BenchMethod;
 use super::{BenchmarkConfig, Row};
 use crate::report::{budget_svg, BudgetPanel};
-use crate::sbi::Method;
 
 /// Mean and the half-width 1.96·sd/√n of the finite values (NaN mean when there are none;
 /// a zero half-width for one value).
@@ -25,7 +25,8 @@ fn mean_ci(values: &[f64]) -> (f64, f64, usize) {
 
 /// `metric` of the rows of one configuration (task, method, S, budget), one per observation.
 fn values(
-    rows: &[Row], (task, m, sites, budget): (&str, Method, usize, usize), metric: fn(&Row) -> f64,
+    rows: &[Row], (task, m, sites, budget): (&str, BenchMethod, usize, usize),
+    metric: fn(&Row) -> f64,
 ) -> Vec<f64> {
     rows.iter()
         .filter(|r| r.task == task && r.method == m && r.sites == sites && r.budget == budget)
@@ -50,8 +51,8 @@ fn tasks(rows: &[Row], cfg: &BenchmarkConfig) -> Vec<String> {
     order
 }
 
-fn methods(rows: &[Row]) -> Vec<Method> {
-    let mut m: Vec<Method> = Vec::new();
+fn methods(rows: &[Row]) -> Vec<BenchMethod> {
+    let mut m: Vec<BenchMethod> = Vec::new();
     for r in rows {
         if !m.contains(&r.method) {
             m.push(r.method);
@@ -90,7 +91,7 @@ pub fn table_markdown(rows: &[Row], cfg: &BenchmarkConfig) -> String {
     for sites in distinct(rows, |r| r.sites) {
         for budget in distinct(rows, |r| r.budget) {
             for (name, metric) in metrics {
-                let cell = |task: &str, m: Method| {
+                let cell = |task: &str, m: BenchMethod| {
                     let v = values(rows, (task, m, sites, budget), metric);
                     (mean_ci(&v), v.len())
                 };
@@ -196,8 +197,9 @@ pub fn budget_plot(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sbi::Method;
 
-    fn row(task: &str, method: Method, k: usize, stat: f64) -> Row {
+    fn row(task: &str, method: BenchMethod, k: usize, stat: f64) -> Row {
         Row {
             task: task.into(),
             method,
@@ -213,10 +215,10 @@ mod tests {
     #[test]
     fn cells_hold_mean_and_interval_and_the_best_is_bold() {
         let rows = vec![
-            row("a", Method::Lf, 0, 1.0),
-            row("a", Method::Lf, 1, 3.0),
-            row("a", Method::Direct, 0, 5.0),
-            row("a", Method::Direct, 1, 5.0),
+            row("a", BenchMethod::Amortised(Method::Lf), 0, 1.0),
+            row("a", BenchMethod::Amortised(Method::Lf), 1, 3.0),
+            row("a", BenchMethod::Amortised(Method::Direct), 0, 5.0),
+            row("a", BenchMethod::Amortised(Method::Direct), 1, 5.0),
         ];
         let md = table_markdown(&rows, &BenchmarkConfig::default());
         // Mean 2, sd √2, half-width 1.96·√2/√2 = 1.96.

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use tfmpe::benchmark::{run_benchmark, BenchmarkConfig};
-use tfmpe::sbi::Method;
+use tfmpe::benchmark::{run_benchmark, BenchMethod, BenchmarkConfig};
 use tfmpe::{Device, Result};
 
 use super::progress::Bars;
@@ -22,9 +21,11 @@ pub struct BenchmarkArgs {
     /// Comma-separated task names [default: the paper's six].
     #[arg(long, value_delimiter = ',')]
     pub tasks: Option<Vec<String>>,
-    /// Comma-separated methods (lf, direct, pf, joint) [default: all four].
+    /// Comma-separated methods (lf, direct, pf, joint, sequential) [default: all five].
+    /// sequential is LF in two rounds, the second at each observation's proposal: trained once
+    /// per observation, with C2ST only (the model must give its prior density).
     #[arg(long, value_delimiter = ',')]
-    pub methods: Option<Vec<Method>>,
+    pub methods: Option<Vec<BenchMethod>>,
     /// Comma-separated budgets in single-site simulator calls [default: 1000,5000,10000].
     #[arg(long, value_delimiter = ',')]
     pub budgets: Option<Vec<usize>>,
