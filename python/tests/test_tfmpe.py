@@ -336,3 +336,10 @@ def test_a_larger_synthetic_pool_trains_on_more_sets():
     with pytest.raises(ValueError, match="fewer than one batch"):
         tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
                   synthetic_sets=50)
+    # Fresh sets every epoch: as many per epoch as the pool would hold.
+    fresh = tfmpe.fit(model, sites=3, budget=200, max_epochs=2, backend="cpu", progress=False,
+                      synthetic_sets=400, fresh_sets=True)
+    assert fresh.report()["posterior"]["steps"] == 8
+    with pytest.raises(ValueError, match="observes every value at every site"):
+        tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
+                  ragged=True)

@@ -305,7 +305,8 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         layers: Optional[int] = None, heads: Optional[int] = None,
         group_dim: Optional[int] = None, fourier_dim: Optional[int] = None,
         rounds: int = 1, observation=None,
-        synthetic_sets: Optional[int] = None) -> "Posterior":
+        synthetic_sets: Optional[int] = None, fresh_sets: bool = False,
+        ragged: bool = False) -> "Posterior":
     """Trains the posterior of ``model`` for ``sites`` sites from ``budget`` single-site
     simulations. ``method`` is ``"lf"`` (likelihood factorisation), ``"direct"``, ``"pf"``
     (posterior factorisation: a global network, then a local network per site) or
@@ -319,7 +320,9 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     simulations after the first are drawn from the posterior at ``observation`` (the model
     must give its prior density: a ``Model`` does, as do some built-in tasks).
     ``synthetic_sets`` (lf, joint) sizes the pool of synthetic training sets (``None``: one per
-    training simulation; more cost surrogate samples, not simulator calls). The GIL is released while the engine
+    training simulation; more cost surrogate samples, not simulator calls); ``fresh_sets`` (lf)
+    draws them anew every epoch; ``ragged`` (lf, a model whose sites may be observed at fewer
+    values) trains on sites that keep a random number of their observations. The GIL is released while the engine
     runs; the simulator takes it back for each batch."""
     bar = _Bar(progress)
     train = dict(preset=preset, max_epochs=max_epochs, max_steps=max_steps, patience=patience,
@@ -334,7 +337,8 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     try:
         inner = _call(model, lambda: _tfmpe.fit(model._model, sites, budget, method, seed, train,
                                                 arch, batch_size, backend, max_sites, bar,
-                                                rounds, values, synthetic_sets))
+                                                rounds, values, synthetic_sets, fresh_sets,
+                                                ragged))
     finally:
         bar.close()
     return Posterior(inner, model)
