@@ -171,6 +171,23 @@ fn impossible_run_settings_are_refused_before_any_work() {
             &["--synthetic-sets 50 is fewer than one batch of 100", "--batch-size"],
         ),
         (&["--sites", "3", "--budget", "1000", "--synthetic-sets", "100000000000000"], &["memory"]),
+        (
+            &[
+                "--sites",
+                "3",
+                "--budget",
+                "1000",
+                "--method",
+                "joint",
+                "--surrogate-scaling",
+                "marginal",
+            ],
+            &["--surrogate-scaling needs --method lf", "--method joint"],
+        ),
+        (
+            &["--sites", "3", "--budget", "1000", "--surrogate-scaling", "affine"],
+            &["unknown surrogate scaling `affine`", "conditional or marginal"],
+        ),
     ];
     for (extra, needles) in cases {
         let args = run(extra);
@@ -644,5 +661,39 @@ fn synthetic_sets_size_the_posterior_s_pool() {
         assert_eq!(report["simulator_calls"], 200);
         assert_eq!(report["losses"]["posterior"]["steps"], steps, "{pool:?}");
         assert_eq!(report["synthetic_sets"].as_u64(), pool.map(|n| n.parse().unwrap()));
+    }
+}
+
+/// LF's surrogate standardises marginally unless told otherwise, and report.json says which,
+/// with the fit of the conditional location and scale; pf has no surrogate and no such key.
+#[test]
+fn the_surrogate_scaling_is_reported() {
+    let dir = temp("scaling").join("run");
+    let o = dir.to_str().unwrap();
+    let args = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "200"];
+    let more = ["--max-epochs", "1", "--no-eval", "--samples", "10", "--force", "--out", o];
+    let all: Vec<&str> = args.iter().chain(&more).copied().collect();
+    for (extra, scaling) in [
+        (&[][..], Some("marginal")),
+        (&["--surrogate-scaling", "conditional"][..], Some("conditional")),
+        (&["--method", "pf"][..], None),
+    ] {
+        tfmpe(&[&all[..], extra].concat()).succeeds();
+        let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(report["surrogate_scaling"].as_str(), scaling, "{extra:?}");
+        let fit = &report["losses"]["surrogate"]["scaling"];
+        assert_eq!(fit.is_object(), scaling == Some("conditional"), "{extra:?}: {fit}");
+        if scaling == Some("conditional") {
+            // The fit's accuracy is src/sbi/scaling.rs's test; 20 validation simulations
+            // score it here.
+            for key in ["location_val_mse", "log_scale_val_mse"] {
+                let v = fit[key].as_f64().unwrap();
+                assert!(v.is_finite() && v > 0.0, "{fit}");
+            }
+        }
+        // The surrogate's checkpoint keeps the fit it samples with.
+        let config = std::fs::read_to_string(dir.join("surrogate/config.json")).unwrap_or_default();
+        assert_eq!(config.contains("\"log_scale\""), scaling == Some("conditional"), "{extra:?}");
     }
 }

@@ -343,3 +343,19 @@ def test_a_larger_synthetic_pool_trains_on_more_sets():
     with pytest.raises(ValueError, match="observes every value at every site"):
         tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
                   ragged=True)
+
+
+def test_the_surrogate_scaling_is_marginal_unless_asked_otherwise():
+    model = gaussian_linear()
+    fitted = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False)
+    assert "scaling" not in fitted.report()["surrogate"]
+    conditional = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu",
+                            progress=False, surrogate_scaling="conditional")
+    scaling = conditional.report()["surrogate"]["scaling"]
+    assert scaling["location_val_mse"] > 0 and scaling["log_scale_val_mse"] > 0
+    with pytest.raises(ValueError, match="use conditional or marginal"):
+        tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
+                  surrogate_scaling="affine")
+    with pytest.raises(ValueError, match="needs --method lf"):
+        tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
+                  method="pf", surrogate_scaling="conditional")

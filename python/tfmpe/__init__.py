@@ -306,7 +306,7 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         group_dim: Optional[int] = None, fourier_dim: Optional[int] = None,
         rounds: int = 1, observation=None,
         synthetic_sets: Optional[int] = None, fresh_sets: bool = False,
-        ragged: bool = False) -> "Posterior":
+        ragged: bool = False, surrogate_scaling: Optional[str] = None) -> "Posterior":
     """Trains the posterior of ``model`` for ``sites`` sites from ``budget`` single-site
     simulations. ``method`` is ``"lf"`` (likelihood factorisation), ``"direct"``, ``"pf"``
     (posterior factorisation: a global network, then a local network per site) or
@@ -322,7 +322,11 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     ``synthetic_sets`` (lf, joint) sizes the pool of synthetic training sets (``None``: one per
     training simulation; more cost surrogate samples, not simulator calls); ``fresh_sets`` (lf)
     draws them anew every epoch; ``ragged`` (lf, a model whose sites may be observed at fewer
-    values) trains on sites that keep a random number of their observations. The GIL is released while the engine
+    values) trains on sites that keep a random number of their observations.
+    ``surrogate_scaling`` (lf) is ``"marginal"`` (``None``: the default) or ``"conditional"``:
+    whether the surrogate also standardises each observation by a location and scale affine
+    in its site's parameters (and input), so that observations far narrower than their spread
+    over the prior come out as narrow as the simulator makes them. The GIL is released while the engine
     runs; the simulator takes it back for each batch."""
     bar = _Bar(progress)
     train = dict(preset=preset, max_epochs=max_epochs, max_steps=max_steps, patience=patience,
@@ -338,7 +342,7 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         inner = _call(model, lambda: _tfmpe.fit(model._model, sites, budget, method, seed, train,
                                                 arch, batch_size, backend, max_sites, bar,
                                                 rounds, values, synthetic_sets, fresh_sets,
-                                                ragged))
+                                                ragged, surrogate_scaling))
     finally:
         bar.close()
     return Posterior(inner, model)

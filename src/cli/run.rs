@@ -73,6 +73,15 @@ pub struct RunArgs {
     /// posterior from memorising a small pool; the extra sets take prior draws of the globals.
     #[arg(long, value_name = "N")]
     pub synthetic_sets: Option<usize>,
+    /// LF: how the surrogate standardises its observations. `marginal` (the default) by each
+    /// observation's mean and spread over the simulations; `conditional` also by a location
+    /// and scale affine in its site's parameters (and its input), leaving the flow the
+    /// standardised residual, so that observations far narrower than their spread over the
+    /// prior come out as narrow as the simulator makes them (hier-brownian's at small times),
+    /// at the cost of the flow's relative error on that residual where the marginal flow is
+    /// already accurate.
+    #[arg(long, value_name = "HOW")]
+    pub surrogate_scaling: Option<tfmpe::sbi::SurrogateScaling>,
     /// LF: sequential rounds. The budget is split among them; each round after the first
     /// simulates at parameters drawn from the posterior at the observation (truncated at its
     /// 0.1% density quantile, reweighted by prior / posterior), and both networks train further
@@ -128,6 +137,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     config.seed = args.seed;
     config.fresh_sets = args.fresh_sets;
     config.synthetic_sets = args.synthetic_sets;
+    config.surrogate_scaling = args.surrogate_scaling;
     config.rounds = args.rounds;
     config.architecture = args.arch.apply(&config.architecture)?;
     let base = TrainConfig { batch: args.batch_size, ..config.train.clone() };

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Lc2stConfig;
 use crate::model::ode::Solver;
 use crate::sbi::train::TrainReport;
-use crate::sbi::Method;
+use crate::sbi::{Method, ScalingReport, SurrogateScaling};
 
 /// Everything `report.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +58,9 @@ pub struct Report {
     pub sites: usize,
     /// The solver of the posterior samples.
     pub solver: Solver,
+    /// lf: how the surrogate standardised its observations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub surrogate_scaling: Option<SurrogateScaling>,
     pub task: String,
     pub tfmpe_version: String,
     /// Wall seconds per phase (`simulate`, ..., `sampling`, `total`).
@@ -86,6 +89,9 @@ pub struct Training {
     pub epochs: usize,
     /// The last epoch's mean training loss; `None` when no epoch finished.
     pub final_train_loss: Option<f64>,
+    /// The surrogate's conditional standardisation, fitted before its flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ScalingReport>,
     pub seconds: f64,
     pub steps: usize,
     pub steps_per_s: f64,
@@ -107,6 +113,7 @@ impl From<&TrainReport> for Training {
             best_val_loss: r.best_val_loss,
             epochs: r.epochs,
             final_train_loss: r.train_losses.last().copied(),
+            scaling: r.scaling.clone(),
             seconds: r.seconds,
             steps: r.steps,
             steps_per_s: r.steps_per_s,

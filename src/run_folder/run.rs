@@ -145,6 +145,7 @@ impl RunFolder {
             dropped_simulations: r.dropped_simulations,
             fresh_sets: cfg.fresh_sets,
             synthetic_sets: cfg.synthetic_sets,
+            surrogate_scaling: (cfg.method == sbi::Method::Lf).then(|| cfg.scaling()),
             losses: Losses {
                 posterior: r.posterior.as_ref().map(Training::from),
                 surrogate: r.surrogate.as_ref().map(Training::from),

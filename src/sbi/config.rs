@@ -49,6 +49,30 @@ impl std::str::FromStr for Method {
     }
 }
 
+/// How LF's surrogate standardises its observations ([`super::scaling`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SurrogateScaling {
+    /// By each observation's mean and standard deviation over the simulations.
+    Marginal,
+    /// Then by a conditional location and scale learned from the parameters (and inputs).
+    Conditional,
+}
+
+impl std::str::FromStr for SurrogateScaling {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<SurrogateScaling> {
+        match s {
+            "marginal" => Ok(SurrogateScaling::Marginal),
+            "conditional" => Ok(SurrogateScaling::Conditional),
+            other => Err(Error::Invalid(format!(
+                "unknown surrogate scaling `{other}`: use conditional or marginal"
+            ))),
+        }
+    }
+}
+
 /// Settings of a pipeline run.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
@@ -75,6 +99,9 @@ pub struct RunConfig {
     /// draws: they cost surrogate samples, never simulator calls.
     #[serde(default)]
     pub synthetic_sets: Option<usize>,
+    /// LF: how the surrogate standardises its observations; `None`: marginal.
+    #[serde(default)]
+    pub surrogate_scaling: Option<SurrogateScaling>,
     /// LF: how surrogate samples are integrated.
     pub surrogate_solver: Solver,
     /// LF, a task with functional inputs: where simulated sites take their inputs from.
@@ -95,6 +122,11 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// The surrogate's standardisation this run uses.
+    pub fn scaling(&self) -> SurrogateScaling {
+        self.surrogate_scaling.unwrap_or(SurrogateScaling::Marginal)
+    }
+
     pub fn new(sites: usize, budget: usize) -> RunConfig {
         RunConfig {
             sites,
@@ -108,6 +140,7 @@ impl RunConfig {
             architecture: TfmpeConfig::default(),
             fresh_sets: false,
             synthetic_sets: None,
+            surrogate_scaling: None,
             surrogate_solver: Solver::Rk4 { steps: 10 },
             inputs: InputSource::Prior,
             ragged: false,
@@ -167,6 +200,12 @@ impl RunConfig {
             if task.log_prior(&site, 1).is_none() {
                 return Err(super::proposal::no_prior_density(task));
             }
+        }
+        if self.surrogate_scaling.is_some() && self.method != Method::Lf {
+            return Err(Error::Invalid(format!(
+                "--surrogate-scaling needs --method lf: --method {} has no separate surrogate",
+                self.method.name()
+            )));
         }
         if let Some(n) = self.synthetic_sets {
             if !matches!(self.method, Method::Lf | Method::Joint) {

@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
+use super::config::SurrogateScaling;
 use super::network::{new_network, to_sets, Network, Role, Rows};
 use super::progress::Timer;
 use super::proposal::{truncated_sir, Proposal, RoundReport, ESTIMATE_DRAWS};
@@ -370,17 +371,22 @@ fn fit_surrogate(
             Stream::SurrogateInit.seed(cfg.seed, 0),
         )?,
     };
+    let conditional = role == Role::Surrogate && cfg.scaling() == SurrogateScaling::Conditional;
     let s_cfg = TrainConfig {
         seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
         epoch_file: cfg.checkpoints.epoch_file("surrogate"),
         ..cfg.surrogate_train.clone()
     };
     let r = net.as_surrogate(task, |n| {
-        let mut s_data = FixedSets {
-            train: vec![to_sets(n, train)?],
-            validation: vec![to_sets(n, validation)?],
+        let (mut train, mut validation) = (to_sets(n, train)?, to_sets(n, validation)?);
+        let scaling = if conditional {
+            Some(n.fit_scaling(&mut train, &mut validation)?)
+        } else {
+            n.config.scaling = None;
+            None
         };
-        n.fit(dev, &mut s_data, &s_cfg, progress)
+        let mut s_data = FixedSets { train: vec![train], validation: vec![validation] };
+        n.fit(dev, &mut s_data, &s_cfg, progress).map(|r| TrainReport { scaling, ..r })
     })?;
     cfg.checkpoints.save("surrogate", &net, &r)?;
     Ok((net, r))

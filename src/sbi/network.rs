@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::scaling::{ConditionalScaling, ScalingReport};
 use super::seeds::Stream;
 use super::train::{train, SetSource, Sets, TrainConfig, TrainReport};
 use super::Progress;
@@ -47,6 +48,10 @@ pub struct NetworkConfig {
     /// The probability path: t = 0 is noise, t = 1 is data; x_t = (1 − (1−σ)t)·x0 + t·x1.
     pub time_convention: String,
     pub sigma_min: f32,
+    /// A surrogate's conditional standardisation of its targets ([`super::scaling`]); `None`:
+    /// the targets are standardised marginally only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<ConditionalScaling>,
 }
 
 impl NetworkConfig {
@@ -216,6 +221,32 @@ impl Network {
         let mut params = ParamStore::new(dev);
         let model = Tfmpe::new(&mut params, config.architecture.clone(), seed)?;
         Ok(Network { config, model, tape: Tape::new(params) })
+    }
+
+    /// Fits a conditional standardisation of this surrogate's targets ([`super::scaling`]) on
+    /// standardised single-site sets, keeps it, and moves both sets' targets into its units.
+    pub fn fit_scaling(
+        &mut self, train: &mut Sets, validation: &mut Sets,
+    ) -> Result<ScalingReport> {
+        let (n_cond, input_dim) =
+            (self.config.layout.cond.len(), self.config.architecture.input_dim);
+        let (scaling, report) = ConditionalScaling::fit(train, validation, n_cond, input_dim)?;
+        scaling.whiten(train)?;
+        scaling.whiten(validation)?;
+        self.config.scaling = Some(scaling);
+        Ok(report)
+    }
+
+    /// Natural-space targets from the flow's samples `z` (`[rows · n_target]`) for rows of
+    /// standardised `conds` and `inputs`: the conditional standardisation undone (if any),
+    /// then the marginal one.
+    pub fn targets_from_flow(
+        &self, conds: &[f32], inputs: Option<&[f32]>, mut z: Vec<f32>,
+    ) -> Result<Vec<f64>> {
+        if let Some(scaling) = &self.config.scaling {
+            scaling.unwhiten(conds, inputs, &mut z)?;
+        }
+        self.unstandardize(&z, false)
     }
 
     pub fn layout(&self) -> &Layout {
@@ -578,6 +609,7 @@ pub fn new_network(
         input_bijections: task.functional_input_bijections(),
         time_convention: "t = 0 is noise, t = 1 is data".into(),
         sigma_min: SIGMA_MIN,
+        scaling: None,
     };
     Network::new(dev, config, seed)
 }

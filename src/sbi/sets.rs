@@ -230,7 +230,7 @@ impl<'t> FreshSets<'t> {
         let z = inputs.as_deref().map(|v| surrogate.standardize_inputs(v)).transpose()?;
         let noise = Stream::SyntheticNoise { draw }.seed(self.seed, 0);
         let (y, _) = self.sampler.draw(surrogate, &conds, z.as_deref(), noise, progress)?;
-        let y = surrogate.unstandardize(&y, false)?;
+        let y = surrogate.targets_from_flow(&conds, z.as_deref(), y)?;
         let per_set = sites * task.obs_dim();
         let (mut cond, mut target) = (Vec::new(), Vec::new());
         for (i, (g, ls)) in globals.iter().zip(&locals).enumerate() {

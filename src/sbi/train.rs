@@ -272,6 +272,9 @@ pub struct TrainReport {
     pub stop_message: Option<String>,
     pub seconds: f64,
     pub steps_per_s: f64,
+    /// A surrogate's conditional standardisation, fitted before its flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<super::scaling::ScalingReport>,
 }
 
 /// Device buffers of one batch size, reused every step.
@@ -436,6 +439,7 @@ pub fn train(
         stop_message: None,
         seconds: 0.0,
         steps_per_s: 0.0,
+        scaling: None,
     };
     // The starting weights count as the best until an epoch validates, so a run that fails in
     // its first epoch still ends with finite weights.
