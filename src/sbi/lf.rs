@@ -379,12 +379,8 @@ fn fit_surrogate(
     };
     let r = net.as_surrogate(task, |n| {
         let (mut train, mut validation) = (to_sets(n, train)?, to_sets(n, validation)?);
-        let scaling = if conditional {
-            Some(n.fit_scaling(&mut train, &mut validation)?)
-        } else {
-            n.config.scaling = None;
-            None
-        };
+        let scaling =
+            conditional.then(|| n.fit_scaling(&mut train, &mut validation)).transpose()?;
         let mut s_data = FixedSets { train: vec![train], validation: vec![validation] };
         n.fit(dev, &mut s_data, &s_cfg, progress).map(|r| TrainReport { scaling, ..r })
     })?;

@@ -82,7 +82,12 @@ impl Design {
     fn new(
         n_cond: usize, n_target: usize, input_dim: usize, conds: &[f32], inputs: Option<&[f32]>,
     ) -> Result<Design> {
-        let n = conds.len() / n_cond.max(1);
+        if n_cond == 0 {
+            return Err(Error::Invalid(
+                "conditional scaling needs the site's parameters as conditions".into(),
+            ));
+        }
+        let n = conds.len() / n_cond;
         if input_dim == 0 {
             let x = conds.iter().map(|&v| f64::from(v)).collect();
             return Ok(Design { x, features: n_cond, outputs: n_target });
@@ -224,16 +229,17 @@ impl ConditionalScaling {
         let check =
             Design::new(n_cond, n_target, input_dim, &validation.cond, inputs_of(validation))?;
         let y: Vec<f64> = train.target.iter().map(|&v| f64::from(v)).collect();
+        let fit_pair = |weights: Option<&[f64]>| -> Result<(Vec<f64>, Vec<f64>)> {
+            let location = design.fit(&y, weights)?;
+            let residuals = log_abs_residuals(&train.target, &design.apply(&location));
+            Ok((location, design.fit(&residuals, None)?))
+        };
         // Least squares, then once more weighted by 1/s² from the first fit's scales, so that
         // the precise observations (small s) set the location where they are.
-        let location = design.fit(&y, None)?;
-        let log_scale =
-            design.fit(&log_abs_residuals(&train.target, &design.apply(&location)), None)?;
+        let (_, log_scale) = fit_pair(None)?;
         let weights: Vec<f64> =
             design.apply(&log_scale).iter().map(|r| (-2.0 * clamp_log_scale(*r)).exp()).collect();
-        let location = design.fit(&y, Some(&weights))?;
-        let log_scale =
-            design.fit(&log_abs_residuals(&train.target, &design.apply(&location)), None)?;
+        let (location, log_scale) = fit_pair(Some(&weights))?;
         let m = check.apply(&location);
         let vy: Vec<f64> = validation.target.iter().map(|&v| f64::from(v)).collect();
         let report = ScalingReport {
@@ -258,6 +264,16 @@ impl ConditionalScaling {
         &self, conds: &[f32], inputs: Option<&[f32]>,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         let design = Design::new(self.n_cond, self.n_target, self.input_dim, conds, inputs)?;
+        let coefficients = (design.features + 1) * design.outputs;
+        if self.location.len() != coefficients || self.log_scale.len() != coefficients {
+            return Err(Error::Invalid(format!(
+                "conditional scaling: the surrogate's config.json holds {} location and {} log-scale \
+                 coefficients where its layout needs {coefficients}; the checkpoint is damaged: \
+                 train the run again",
+                self.location.len(),
+                self.log_scale.len()
+            )));
+        }
         let s = design.apply(&self.log_scale);
         let s = s.iter().map(|&r| clamp_log_scale(r).exp()).collect();
         Ok((design.apply(&self.location), s))
@@ -382,14 +398,18 @@ mod tests {
         }
     }
 
-    /// Conditions that do not vary leave the intercept to the ridge: the fit still solves, and
-    /// inputs of the wrong length are refused.
+    /// Conditions that do not vary leave the intercept to the ridge: the fit still solves;
+    /// coefficients of the wrong count (a damaged checkpoint) and inputs of the wrong length
+    /// are refused.
     #[test]
     fn constant_conditions_fit_and_bad_inputs_are_refused() {
         let (mut train, _) = rows(300, false, 5);
         train.cond.iter_mut().for_each(|c| *c = 0.0);
         let (scaling, _) = ConditionalScaling::fit(&train, &train.clone(), 2, 0).unwrap();
         assert!(scaling.location.iter().all(|v| v.is_finite()));
+        let damaged = ConditionalScaling { location: vec![0.0; 2], ..scaling.clone() };
+        let err = damaged.unwhiten(&train.cond, None, &mut train.target.clone()).unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{err}");
         let (functional, _) = rows(10, true, 6);
         let err = ConditionalScaling::fit(&functional, &functional, 2, 2).unwrap_err();
         assert!(err.to_string().contains("input values"), "{err}");
