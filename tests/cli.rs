@@ -186,7 +186,20 @@ fn impossible_run_settings_are_refused_before_any_work() {
         ),
         (
             &["--sites", "3", "--budget", "1000", "--surrogate-scaling", "affine"],
-            &["unknown surrogate scaling `affine`", "conditional or marginal"],
+            &["unknown scaling `affine`", "conditional or marginal"],
+        ),
+        (
+            &[
+                "--sites",
+                "3",
+                "--budget",
+                "1000",
+                "--method",
+                "pf",
+                "--posterior-scaling",
+                "conditional",
+            ],
+            &["--posterior-scaling needs --method lf or direct", "--method pf"],
         ),
     ];
     for (extra, needles) in cases {
@@ -695,5 +708,64 @@ fn the_surrogate_scaling_is_reported() {
         // The surrogate's checkpoint keeps the fit it samples with.
         let config = std::fs::read_to_string(dir.join("surrogate/config.json")).unwrap_or_default();
         assert_eq!(config.contains("\"log_scale\""), scaling == Some("conditional"), "{extra:?}");
+    }
+}
+
+/// The posterior standardises its locals marginally unless told otherwise, and report.json
+/// says which; a conditionally scaled posterior keeps its scaling in its checkpoint, and
+/// `sample` (with `--log-prob`) reads it back.
+#[test]
+fn the_posterior_scaling_is_reported_and_sampled_with() {
+    let dir = temp("posterior-scaling");
+    let run_dir = dir.join("run");
+    let o = run_dir.to_str().unwrap();
+    let args = ["run", "--task", "hier-gaussian-linear", "--sites", "3"];
+    let more = ["--max-epochs", "1", "--no-eval", "--samples", "10", "--force", "--out", o];
+    let all: Vec<&str> = args.iter().chain(&more).copied().collect();
+    let conditional = ["--posterior-scaling", "conditional"];
+    for (extra, scaling) in [
+        (&["--budget", "200"][..], Some("marginal")),
+        (&["--budget", "200", conditional[0], conditional[1]][..], Some("conditional")),
+        // direct trains on budget / 3 sets: one batch of 100 needs 900 simulations.
+        (
+            &["--budget", "900", "--method", "direct", conditional[0], conditional[1]][..],
+            Some("conditional"),
+        ),
+        (&["--budget", "200", "--method", "pf"][..], None),
+    ] {
+        tfmpe(&[&all[..], extra].concat()).succeeds();
+        let text = std::fs::read_to_string(run_dir.join("report.json")).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(report["posterior_scaling"].as_str(), scaling, "{extra:?}");
+        let fit = &report["losses"]["posterior"]["scaling"];
+        let scaled = scaling == Some("conditional");
+        assert_eq!(fit.is_object(), scaled, "{extra:?}: {fit}");
+        let config = std::fs::read_to_string(run_dir.join("posterior/config.json")).unwrap();
+        assert_eq!(config.contains("\"local_scaling\""), scaled, "{extra:?}");
+        if scaled {
+            let out = dir.join("draws.csv");
+            let (obs, model) = (run_dir.join("observation.csv"), run_dir.to_str().unwrap());
+            tfmpe(&[
+                "sample",
+                "--model",
+                model,
+                "--observation",
+                obs.to_str().unwrap(),
+                "--samples",
+                "20",
+                "--log-prob",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .succeeds();
+            let text = std::fs::read_to_string(&out).unwrap();
+            let rows: Vec<&str> = text.lines().collect();
+            assert_eq!(rows.len(), 21, "{text}");
+            assert!(rows[0].ends_with("log_prob"), "{}", rows[0]);
+            for row in &rows[1..] {
+                let lp: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+                assert!(lp.is_finite(), "{row}");
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ use tfmpe::backend::Precision::F32;
 use tfmpe::model::density::Divergence;
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tfmpe::TfmpeConfig;
+use tfmpe::sbi::network::CondRows;
 use tfmpe::sbi::{new_network, Posterior, Quiet, Role, Rows, Sampler};
 use tfmpe::tasks::{simulate_dataset, task_by_name, HierarchicalModel, Observed};
 use tfmpe::Device;
@@ -295,4 +296,65 @@ fn observations_far_outside_the_training_data_warn_or_fail() {
     let err =
         sampler.posterior(&mut net, &*task, &at(1e300), 4, 0, &Quiet).unwrap_err().to_string();
     assert!(err.contains("not finite") && err.contains("far outside"), "{err}");
+}
+
+/// A posterior whose locals are scaled conditionally (`--posterior-scaling conditional`):
+/// its draws are the flow's unwhitened, and its log density, the flow's less Σ ln s, is a
+/// density. One site of hier-gaussian-linear, so (σ, μ) is two-dimensional and integrable on a
+/// grid; the grid of μ at each σ follows the scaling's location and scale there, since at small
+/// σ the density in μ is far narrower than any fixed grid. A sign error in the Jacobian term
+/// would weigh the mass by s² (or leave it out, by s), far from 1 wherever s is not 1.
+#[test]
+fn scaled_locals_keep_the_log_density_a_density() {
+    let dev = Device::cpu();
+    let task = task_by_name("hier-gaussian-linear").unwrap();
+    let (cond, target, _) = simulated(&*task, 1, 2000);
+    let rows = Rows::new(1, &cond, &target, None);
+    let arch = TfmpeConfig { width: 16, layers: 1, heads: 2, n_ff: 1, ..Default::default() };
+    let mut net = new_network(&dev, &*task, Role::Posterior, 1, &[rows], &arch, 5).unwrap();
+    let (train, validation) = rows.split(1800, 1, 2, 0);
+    let sets = |r| tfmpe::sbi::to_sets(&net, r).unwrap();
+    let (train, validation) = (sets(train), sets(validation));
+    net.fit_local_scaling(&dev, &[train], &[validation], 7).unwrap();
+    let scaling = net.config.local_scaling.clone().unwrap();
+    let obs = Observed { sites: 1, values: vec![0.8], inputs: None, counts: None };
+    let conds = net.standardize(&[0.8], true).unwrap();
+    let rows_at = |u: f32, eta: f32| {
+        let mut z = vec![u, eta];
+        let on = CondRows { conds: &conds, inputs: None, masks: None, n_cond: 1 };
+        scaling.whiten(on, &mut z).unwrap();
+        z[1]
+    };
+    // The grid: ln σ over ±7 of its standardised spread; μ over ±8 scales about m.
+    let (du, dz) = (0.05f64, 0.05f64);
+    let (mut params, mut weights) = (Vec::new(), Vec::new());
+    let mut widths = Vec::new();
+    let unstandardize = |u: f64, v: f64| net.unstandardize(&[u as f32, v as f32], false).unwrap();
+    // d ln σ / du: the standardisation's spread of ln σ.
+    let spread = unstandardize(1.0, 0.0)[0] - unstandardize(0.0, 0.0)[0];
+    for i in 0..=280 {
+        let u = -7.0 + du * f64::from(i);
+        let (z0, z1) = (rows_at(u as f32, 0.0), rows_at(u as f32, 1.0));
+        let (s, m) = (1.0 / f64::from(z1 - z0), -f64::from(z0) / f64::from(z1 - z0));
+        let (lo, hi) = (unstandardize(u, m), unstandardize(u, m + s));
+        let (log_sigma, c, w) = (lo[0], lo[1], hi[1] - lo[1]);
+        widths.push(w);
+        for k in 0..=320 {
+            let z = -8.0 + dz * f64::from(k);
+            params.push(vec![log_sigma.exp(), c + w * z]);
+            // dσ dμ = σ · (d ln σ / du) du · w dz.
+            weights.push(log_sigma.exp() * spread * du * w * dz);
+        }
+    }
+    let min_width = widths.iter().fold(f64::INFINITY, |a, &b| a.min(b));
+    assert!(min_width < 0.2, "the scaling never narrows μ (smallest width {min_width})");
+    let sampler = Sampler::new(&dev, Solver::Rk4 { steps: 24 });
+    let mut posterior: Posterior = net.into();
+    let lp =
+        sampler.log_prob(&mut posterior, &*task, &obs, &params, Divergence::Exact, &Quiet).unwrap();
+    let mass: f64 = lp.iter().zip(&weights).map(|(l, w)| l.exp() * w).sum();
+    assert!((mass - 1.0).abs() < 5e-3, "the scaled posterior's density integrates to {mass}");
+    // Draws land where the density is: their μ lie within the scaling's reach of m.
+    let draws = sampler.posterior(&mut posterior, &*task, &obs, 200, 3, &Quiet).unwrap();
+    assert!(draws.iter().flatten().all(|v| v.is_finite()));
 }

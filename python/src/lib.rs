@@ -338,13 +338,14 @@ impl Arch {
 
 /// Trains the posterior of `model` (see `tfmpe.fit`).
 #[pyfunction]
-#[pyo3(signature = (model, sites, budget, method, seed, train, arch, batch_size, backend, max_sites=None, progress=None, rounds=1, observation=None, synthetic_sets=None, fresh_sets=false, ragged=false, surrogate_scaling=None))]
+#[pyo3(signature = (model, sites, budget, method, seed, train, arch, batch_size, backend, max_sites=None, progress=None, rounds=1, observation=None, synthetic_sets=None, fresh_sets=false, ragged=false, surrogate_scaling=None, posterior_scaling=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit(
     py: Python<'_>, model: &PyModel, sites: usize, budget: usize, method: &str, seed: u64,
     train: Recipe, arch: Arch, batch_size: usize, backend: &str, max_sites: Option<usize>,
     progress: Option<Py<PyAny>>, rounds: usize, observation: Option<Vec<f64>>,
     synthetic_sets: Option<usize>, fresh_sets: bool, ragged: bool, surrogate_scaling: Option<&str>,
+    posterior_scaling: Option<&str>,
 ) -> PyResult<PyPosterior> {
     let mut cfg = RunConfig::new(sites, budget);
     cfg.method = method.parse::<Method>().map_err(to_py)?;
@@ -355,6 +356,7 @@ fn fit(
     cfg.fresh_sets = fresh_sets;
     cfg.ragged = ragged;
     cfg.surrogate_scaling = surrogate_scaling.map(str::parse).transpose().map_err(to_py)?;
+    cfg.posterior_scaling = posterior_scaling.map(str::parse).transpose().map_err(to_py)?;
     cfg.observation =
         observation.map(|values| observed(&*model.model, values, sites, None)).transpose()?;
     cfg.architecture = arch.config(&cfg.architecture)?;

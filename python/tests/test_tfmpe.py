@@ -359,3 +359,21 @@ def test_the_surrogate_scaling_is_marginal_unless_asked_otherwise():
     with pytest.raises(ValueError, match="needs --method lf"):
         tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
                   method="pf", surrogate_scaling="conditional")
+
+
+def test_the_posterior_scales_its_locals_when_asked():
+    model = gaussian_linear()
+    fitted = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False)
+    assert "scaling" not in fitted.report()["posterior"]
+    conditional = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu",
+                            progress=False, posterior_scaling="conditional")
+    scaling = conditional.report()["posterior"]["scaling"]
+    assert scaling["location_val_mse"] > 0 and scaling["log_scale_val_mse"] > 0
+    obs = [0.3, -1.2, 0.8]
+    draws = conditional.sample(obs, 50, seed=2)
+    assert np.all(np.isfinite(draws))
+    log_q = conditional.log_prob(draws, obs)
+    assert np.all(np.isfinite(log_q))
+    with pytest.raises(ValueError, match="needs --method lf or direct"):
+        tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
+                  method="joint", posterior_scaling="conditional")

@@ -306,7 +306,8 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         group_dim: Optional[int] = None, fourier_dim: Optional[int] = None,
         rounds: int = 1, observation=None,
         synthetic_sets: Optional[int] = None, fresh_sets: bool = False,
-        ragged: bool = False, surrogate_scaling: Optional[str] = None) -> "Posterior":
+        ragged: bool = False, surrogate_scaling: Optional[str] = None,
+        posterior_scaling: Optional[str] = None) -> "Posterior":
     """Trains the posterior of ``model`` for ``sites`` sites from ``budget`` single-site
     simulations. ``method`` is ``"lf"`` (likelihood factorisation), ``"direct"``, ``"pf"``
     (posterior factorisation: a global network, then a local network per site) or
@@ -326,8 +327,13 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     ``surrogate_scaling`` (lf) is ``"marginal"`` (``None``: the default) or ``"conditional"``:
     whether the surrogate also standardises each observation by a location and scale affine
     in its site's parameters (and input), so that observations far narrower than their spread
-    over the prior come out as narrow as the simulator makes them. The GIL is released while the engine
-    runs; the simulator takes it back for each batch."""
+    over the prior come out as narrow as the simulator makes them. ``posterior_scaling`` (lf,
+    direct) is ``"marginal"`` (``None``: the default) or ``"conditional"``: whether the
+    posterior also standardises each site's locals by a location and scale that two small
+    networks learn from the globals and that site's data, so that locals far narrower than
+    their spread over the prior (a funnel's neck) come out as narrow as the posterior makes
+    them. The GIL is released while the engine runs; the simulator takes it back for each
+    batch."""
     bar = _Bar(progress)
     train = dict(preset=preset, max_epochs=max_epochs, max_steps=max_steps, patience=patience,
                  lr=lr, schedule=schedule)
@@ -342,7 +348,8 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
         inner = _call(model, lambda: _tfmpe.fit(model._model, sites, budget, method, seed, train,
                                                 arch, batch_size, backend, max_sites, bar,
                                                 rounds, values, synthetic_sets, fresh_sets,
-                                                ragged, surrogate_scaling))
+                                                ragged, surrogate_scaling,
+                                                posterior_scaling))
     finally:
         bar.close()
     return Posterior(inner, model)

@@ -81,7 +81,15 @@ pub struct RunArgs {
     /// at the cost of the flow's relative error on that residual where the marginal flow is
     /// already accurate.
     #[arg(long, value_name = "HOW")]
-    pub surrogate_scaling: Option<tfmpe::sbi::SurrogateScaling>,
+    pub surrogate_scaling: Option<tfmpe::sbi::Scaling>,
+    /// lf and direct: how the posterior standardises each site's local parameters.
+    /// `marginal` (the default) by their mean and spread over the training sets;
+    /// `conditional` also by a location and scale that two small networks learn from the
+    /// globals and that site's data, leaving the flow the standardised residual, so that
+    /// locals far narrower than their spread over the prior (a funnel's neck, a site observed
+    /// at a small time) come out as narrow as the posterior makes them.
+    #[arg(long, value_name = "HOW")]
+    pub posterior_scaling: Option<tfmpe::sbi::Scaling>,
     /// LF: sequential rounds. The budget is split among them; each round after the first
     /// simulates at parameters drawn from the posterior at the observation (truncated at its
     /// 0.1% density quantile, reweighted by prior / posterior), and both networks train further
@@ -138,6 +146,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     config.fresh_sets = args.fresh_sets;
     config.synthetic_sets = args.synthetic_sets;
     config.surrogate_scaling = args.surrogate_scaling;
+    config.posterior_scaling = args.posterior_scaling;
     config.rounds = args.rounds;
     config.architecture = args.arch.apply(&config.architecture)?;
     let base = TrainConfig { batch: args.batch_size, ..config.train.clone() };

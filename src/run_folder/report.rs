@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Lc2stConfig;
 use crate::model::ode::Solver;
 use crate::sbi::train::TrainReport;
-use crate::sbi::{Method, ScalingReport, SurrogateScaling};
+use crate::sbi::{Method, Scaling, ScalingReport};
 
 /// Everything `report.json` holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,7 +60,10 @@ pub struct Report {
     pub solver: Solver,
     /// lf: how the surrogate standardised its observations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub surrogate_scaling: Option<SurrogateScaling>,
+    pub surrogate_scaling: Option<Scaling>,
+    /// lf and direct: how the posterior standardised its locals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posterior_scaling: Option<Scaling>,
     pub task: String,
     pub tfmpe_version: String,
     /// Wall seconds per phase (`simulate`, ..., `sampling`, `total`).

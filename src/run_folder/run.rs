@@ -146,6 +146,8 @@ impl RunFolder {
             fresh_sets: cfg.fresh_sets,
             synthetic_sets: cfg.synthetic_sets,
             surrogate_scaling: (cfg.method == sbi::Method::Lf).then(|| cfg.scaling()),
+            posterior_scaling: matches!(cfg.method, sbi::Method::Lf | sbi::Method::Direct)
+                .then(|| cfg.local_scaling()),
             losses: Losses {
                 posterior: r.posterior.as_ref().map(Training::from),
                 surrogate: r.surrogate.as_ref().map(Training::from),

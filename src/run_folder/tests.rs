@@ -40,6 +40,7 @@ fn report(metrics: Metrics) -> Report {
         fresh_sets: false,
         synthetic_sets: None,
         surrogate_scaling: None,
+        posterior_scaling: None,
         losses: Losses { posterior: Some(training(2)), surrogate: None, local: None },
         max_sites: None,
         method: Method::Direct,

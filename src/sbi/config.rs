@@ -49,25 +49,26 @@ impl std::str::FromStr for Method {
     }
 }
 
-/// How LF's surrogate standardises its observations ([`super::scaling`]).
+/// How a network standardises its targets: LF's surrogate its observations
+/// ([`super::scaling`]), the posterior its locals ([`super::local_scaling`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SurrogateScaling {
-    /// By each observation's mean and standard deviation over the simulations.
+pub enum Scaling {
+    /// By each value's mean and standard deviation over the training sets.
     Marginal,
-    /// Then by a conditional location and scale learned from the parameters (and inputs).
+    /// Then by a conditional location and scale learned from what the value depends on.
     Conditional,
 }
 
-impl std::str::FromStr for SurrogateScaling {
+impl std::str::FromStr for Scaling {
     type Err = Error;
 
-    fn from_str(s: &str) -> Result<SurrogateScaling> {
+    fn from_str(s: &str) -> Result<Scaling> {
         match s {
-            "marginal" => Ok(SurrogateScaling::Marginal),
-            "conditional" => Ok(SurrogateScaling::Conditional),
+            "marginal" => Ok(Scaling::Marginal),
+            "conditional" => Ok(Scaling::Conditional),
             other => Err(Error::Invalid(format!(
-                "unknown surrogate scaling `{other}`: use conditional or marginal"
+                "unknown scaling `{other}`: use conditional or marginal"
             ))),
         }
     }
@@ -101,7 +102,10 @@ pub struct RunConfig {
     pub synthetic_sets: Option<usize>,
     /// LF: how the surrogate standardises its observations; `None`: marginal.
     #[serde(default)]
-    pub surrogate_scaling: Option<SurrogateScaling>,
+    pub surrogate_scaling: Option<Scaling>,
+    /// lf and direct: how the posterior standardises its locals; `None`: marginal.
+    #[serde(default)]
+    pub posterior_scaling: Option<Scaling>,
     /// LF: how surrogate samples are integrated.
     pub surrogate_solver: Solver,
     /// LF, a task with functional inputs: where simulated sites take their inputs from.
@@ -123,8 +127,13 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// The surrogate's standardisation this run uses.
-    pub fn scaling(&self) -> SurrogateScaling {
-        self.surrogate_scaling.unwrap_or(SurrogateScaling::Marginal)
+    pub fn scaling(&self) -> Scaling {
+        self.surrogate_scaling.unwrap_or(Scaling::Marginal)
+    }
+
+    /// The posterior's standardisation of its locals this run uses.
+    pub fn local_scaling(&self) -> Scaling {
+        self.posterior_scaling.unwrap_or(Scaling::Marginal)
     }
 
     pub fn new(sites: usize, budget: usize) -> RunConfig {
@@ -141,6 +150,7 @@ impl RunConfig {
             fresh_sets: false,
             synthetic_sets: None,
             surrogate_scaling: None,
+            posterior_scaling: None,
             surrogate_solver: Solver::Rk4 { steps: 10 },
             inputs: InputSource::Prior,
             ragged: false,
@@ -204,6 +214,13 @@ impl RunConfig {
         if self.surrogate_scaling.is_some() && self.method != Method::Lf {
             return Err(Error::Invalid(format!(
                 "--surrogate-scaling needs --method lf: --method {} has no separate surrogate",
+                self.method.name()
+            )));
+        }
+        if self.posterior_scaling.is_some() && !matches!(self.method, Method::Lf | Method::Direct) {
+            return Err(Error::Invalid(format!(
+                "--posterior-scaling needs --method lf or direct: --method {} has no posterior \
+                 network over all the parameters of a data set",
                 self.method.name()
             )));
         }

@@ -3,8 +3,10 @@
 use super::network::{to_sets, Role, Rows};
 use super::progress::Timer;
 use super::seeds::Stream;
-use super::train::FixedSets;
-use super::{fit_posterior, new_posterior, PipelineReport, Progress, RunConfig, Trained};
+use super::train::{FixedSets, TrainReport};
+use super::{
+    fit_posterior, new_posterior, scale_locals, PipelineReport, Progress, RunConfig, Trained,
+};
 use crate::error::{Error, Result};
 use crate::model::tokens::Layout;
 use crate::tasks::{simulate_datasets, Dataset, HierarchicalModel};
@@ -58,11 +60,13 @@ pub(super) fn run(
         }
         None => {
             let mut posterior = new_posterior(dev, task, cfg, Role::Posterior, &[train])?;
+            let scaling = scale_locals(dev, &mut posterior, cfg, &[train], &[validation])?;
             let mut data = FixedSets {
                 train: vec![to_sets(&posterior, train)?],
                 validation: vec![to_sets(&posterior, validation)?],
             };
-            report.posterior = Some(fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?);
+            let r = fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?;
+            report.posterior = Some(TrainReport { scaling, ..r });
             posterior
         }
     };

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use super::config::SurrogateScaling;
+use super::config::Scaling;
 use super::network::{new_network, to_sets, Network, Role, Rows};
 use super::progress::Timer;
 use super::proposal::{truncated_sir, Proposal, RoundReport, ESTIMATE_DRAWS};
@@ -18,7 +18,10 @@ use super::sampler::Sampler;
 use super::seeds::Stream;
 use super::sets::{all_rows, FreshSets, InputSource, SetRows};
 use super::train::{FixedSets, Sets, TrainConfig, TrainReport};
-use super::{fit_posterior, new_posterior, Method, PipelineReport, Progress, RunConfig, Trained};
+use super::{
+    fit_posterior, new_posterior, scale_locals, Method, PipelineReport, Progress, RunConfig,
+    Trained,
+};
 use crate::error::{Error, Result};
 use crate::tasks::{simulate_batch, BatchSimulator, HierarchicalModel, SiteBatch};
 use crate::Device;
@@ -371,7 +374,7 @@ fn fit_surrogate(
             Stream::SurrogateInit.seed(cfg.seed, 0),
         )?,
     };
-    let conditional = role == Role::Surrogate && cfg.scaling() == SurrogateScaling::Conditional;
+    let conditional = role == Role::Surrogate && cfg.scaling() == Scaling::Conditional;
     let s_cfg = TrainConfig {
         seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
         epoch_file: cfg.checkpoints.epoch_file("surrogate"),
@@ -444,6 +447,8 @@ fn fit_on_synthetic_sets(
         Some(net) => net,
         None => new_posterior(dev, task, cfg, Role::Posterior, &all_rows(&train_sets))?,
     };
+    let scaling =
+        scale_locals(dev, &mut posterior, cfg, &all_rows(&train_sets), &all_rows(&val_sets))?;
     let validation = to_buckets(&posterior, &val_sets)?;
     let r = if cfg.fresh_sets {
         let mut source =
@@ -454,7 +459,7 @@ fn fit_on_synthetic_sets(
         fit_posterior(dev, &mut posterior, &mut data, cfg, progress)?
     };
     timer.lap("posterior_training");
-    Ok((Some(posterior), r))
+    Ok((Some(posterior), TrainReport { scaling: scaling.or(r.scaling.clone()), ..r }))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ mod direct;
 mod epoch_state;
 mod footprint;
 mod lf;
+mod local_scaling;
 pub mod network;
 mod pf;
 mod posterior;
@@ -37,7 +38,7 @@ use crate::error::Result;
 use crate::tasks::HierarchicalModel;
 use crate::Device;
 pub use calibration::{calibration_draws, CalibrationDraws};
-pub use config::{Method, RunConfig, SurrogateScaling};
+pub use config::{Method, RunConfig, Scaling};
 pub use epoch_state::EpochFile;
 pub use footprint::check_draws;
 pub use network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
@@ -50,7 +51,7 @@ pub use sampler::Sampler;
 pub use scaling::ScalingReport;
 pub use seeds::Stream;
 pub use sets::{posterior_rows, FreshSets, InputSource, SetRows, SiteCounts};
-use train::{SetSource, TrainConfig, TrainReport};
+use train::{SetSource, Sets, TrainConfig, TrainReport};
 
 /// Wall time and counts of a pipeline run, for `report.json`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -122,6 +123,23 @@ fn new_posterior(
     let seed = Stream::PosteriorInit.seed(cfg.seed, 0);
     let sites = cfg.site_counts().max();
     new_network(dev, task, role, sites, rows, &cfg.architecture, seed)
+}
+
+/// With `--posterior-scaling conditional`, fits a new posterior's scaling of its locals
+/// ([`local_scaling`]) on its training and validation rows, before any of its sets are made for
+/// training. A posterior that has one (a later round's) keeps it.
+fn scale_locals(
+    dev: &Device, posterior: &mut Network, cfg: &RunConfig, train: &[Rows], validation: &[Rows],
+) -> Result<Option<ScalingReport>> {
+    if cfg.local_scaling() != Scaling::Conditional || posterior.config.local_scaling.is_some() {
+        return Ok(None);
+    }
+    let sets = |rows: &[Rows]| -> Result<Vec<Sets>> {
+        rows.iter().map(|r| to_sets(posterior, *r)).collect()
+    };
+    let (train, validation) = (sets(train)?, sets(validation)?);
+    let seed = Stream::PosteriorScaling.seed(cfg.seed, 0);
+    posterior.fit_local_scaling(dev, &train, &validation, seed).map(Some)
 }
 
 /// Trains the posterior network with the run's settings and [`Stream::PosteriorTraining`].

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::local_scaling::{LocalScaling, SiteShape};
 use super::scaling::{ConditionalScaling, ScalingReport};
 use super::seeds::Stream;
 use super::train::{train, SetSource, Sets, TrainConfig, TrainReport};
@@ -52,6 +53,10 @@ pub struct NetworkConfig {
     /// the targets are standardised marginally only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<ConditionalScaling>,
+    /// A posterior's conditional standardisation of its locals ([`super::local_scaling`]);
+    /// `None`: the locals are standardised marginally only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_scaling: Option<LocalScaling>,
 }
 
 impl NetworkConfig {
@@ -98,7 +103,7 @@ impl NetworkConfig {
             }
             Ok(out)
         };
-        Ok(Sets {
+        let mut sets = Sets {
             sites: rows.sites,
             cond: standardize(&layout.cond, rows.cond)?,
             target: standardize(&layout.target, rows.target)?,
@@ -108,7 +113,25 @@ impl NetworkConfig {
             },
             mask: rows.mask.map(<[f32]>::to_vec).unwrap_or_default(),
             layout,
-        })
+        };
+        if let Some(scaling) = &self.local_scaling {
+            let mut target = std::mem::take(&mut sets.target);
+            scaling.whiten(CondRows::of(&sets), &mut target)?;
+            sets.target = target;
+        }
+        Ok(sets)
+    }
+
+    /// The sizes of one site of this posterior's layout.
+    fn site_shape(&self) -> SiteShape {
+        let (layout, sites) = (&self.layout, self.sites.max(1));
+        let globals = layout.target.iter().filter(|t| t.group == 0).count();
+        SiteShape {
+            globals,
+            locals: (layout.target.len() - globals) / sites,
+            observations: layout.cond.len() / sites,
+            input_dim: self.architecture.input_dim,
+        }
     }
 }
 
@@ -162,7 +185,17 @@ pub struct CondRows<'a> {
     pub n_cond: usize,
 }
 
-impl CondRows<'_> {
+impl<'a> CondRows<'a> {
+    /// The conditions of standardised sets.
+    pub fn of(sets: &'a Sets) -> CondRows<'a> {
+        CondRows {
+            conds: &sets.cond,
+            inputs: (!sets.inputs.is_empty()).then_some(&sets.inputs[..]),
+            masks: (!sets.mask.is_empty()).then_some(&sets.mask[..]),
+            n_cond: sets.layout.cond.len(),
+        }
+    }
+
     fn rows(&self) -> usize {
         self.conds.len() / self.n_cond.max(1)
     }
@@ -234,6 +267,21 @@ impl Network {
         scaling.whiten(train)?;
         scaling.whiten(validation)?;
         self.config.scaling = Some(scaling);
+        Ok(report)
+    }
+
+    /// Fits a conditional standardisation of this posterior's locals
+    /// ([`super::local_scaling`]) on its (marginally standardised) training and validation
+    /// sets, and keeps it: sets made from now on carry the locals in its units.
+    pub fn fit_local_scaling(
+        &mut self, dev: &Device, train: &[Sets], validation: &[Sets], seed: u64,
+    ) -> Result<ScalingReport> {
+        if self.config.local_scaling.is_some() {
+            return Err(Error::Invalid("the posterior's locals are already scaled".into()));
+        }
+        let shape = self.config.site_shape();
+        let (scaling, report) = LocalScaling::fit(dev, shape, train, validation, seed)?;
+        self.config.local_scaling = Some(scaling);
         Ok(report)
     }
 
@@ -610,6 +658,7 @@ pub fn new_network(
         time_convention: "t = 0 is noise, t = 1 is data".into(),
         sigma_min: SIGMA_MIN,
         scaling: None,
+        local_scaling: None,
     };
     Network::new(dev, config, seed)
 }

@@ -2,7 +2,7 @@
 //! device, in one value that every sampling path (posterior samples, calibration draws, LF's
 //! synthetic sets) goes through.
 
-use super::network::{check_samples, Network, NoiseRun};
+use super::network::{check_samples, CondRows, Network, NoiseRun};
 use super::posterior::Posterior;
 use super::seeds::Stream;
 use super::sets::ragged_mask;
@@ -208,6 +208,12 @@ impl Sampler {
             progress,
         )?;
         check_finite(&z, n * layout.target.len(), &farthest)?;
+        let mut z = z;
+        if let Some(scaling) = &posterior.net.config.local_scaling {
+            let rows = cond_rows(&layout, &conds, &inputs, &masks);
+            scaling.unwhiten(rows, &mut z)?;
+            check_finite(&z, n * layout.target.len(), &farthest)?;
+        }
         let mut unconstrained = invert(&posterior.net, &layout, &z)?;
         if let Some(local) = posterior.local.as_mut() {
             unconstrained = self.add_locals(local, task, observations, &unconstrained, n, seeds)?;
@@ -328,6 +334,14 @@ impl Sampler {
             z.extend(posterior.net.config.standardizer.apply(&layout.target, &u[..d])?);
         }
         let log_std = posterior.net.config.standardizer.log_std(&layout.target)?;
+        // With scaled locals the flow's density is that of z = (η − m)/s: ln q(η) adds −Σ ln s.
+        let log_scales = match &posterior.net.config.local_scaling {
+            Some(scaling) => {
+                let rows = cond_rows(&layout, &conds, &inputs, &masks);
+                scaling.whiten(rows, &mut z)?
+            }
+            None => vec![0.0; z.len() / d.max(1)],
+        };
         let mut lq: Vec<f64> = posterior
             .net
             .log_density(
@@ -344,7 +358,8 @@ impl Sampler {
                 progress,
             )?
             .into_iter()
-            .map(|l| l - log_std)
+            .zip(&log_scales)
+            .map(|(l, s)| l - log_std - s)
             .collect();
         if let Some(local) = posterior.local.as_mut() {
             let local_lq =
@@ -420,6 +435,18 @@ struct Prepared {
     inputs: Option<Vec<f32>>,
     masks: Option<Vec<f32>>,
     farthest: Vec<f64>,
+}
+
+/// The prepared conditions of a batch as the rows the local scaling reads.
+fn cond_rows<'a>(
+    layout: &Layout, conds: &'a [f32], inputs: &'a Option<Vec<f32>>, masks: &'a Option<Vec<f32>>,
+) -> CondRows<'a> {
+    CondRows {
+        conds,
+        inputs: inputs.as_deref(),
+        masks: masks.as_deref(),
+        n_cond: layout.cond.len(),
+    }
 }
 
 /// Refuses non-finite draws, naming the data set (of `per_set` values each) and, when the

@@ -69,7 +69,7 @@ pub struct ScalingReport {
 }
 
 /// The affine maps' inputs and outputs for standardised sets of one layout.
-struct Design {
+pub(super) struct Design {
     /// `[rows · features]`.
     x: Vec<f64>,
     features: usize,
@@ -105,12 +105,17 @@ impl Design {
         Ok(Design { x, features: n_cond + input_dim, outputs: 1 })
     }
 
+    /// Rows of `features` values each (`x`), for maps with `outputs` outputs.
+    pub(super) fn from_rows(x: Vec<f64>, features: usize, outputs: usize) -> Design {
+        Design { x, features, outputs }
+    }
+
     fn rows(&self) -> usize {
         self.x.len() / self.features.max(1)
     }
 
     /// `[rows · outputs]`: the affine map `coef` at every row.
-    fn apply(&self, coef: &[f64]) -> Vec<f64> {
+    pub(super) fn apply(&self, coef: &[f64]) -> Vec<f64> {
         let (f, o) = (self.features, self.outputs);
         let intercept = &coef[f * o..];
         let mut out = Vec::with_capacity(self.rows() * o);
@@ -124,7 +129,7 @@ impl Design {
 
     /// Least squares of `y` (`[rows · outputs]`) on the features and an intercept, each
     /// output's residuals weighted by `weights` (`[rows · outputs]`; `None`: equally).
-    fn fit(&self, y: &[f64], weights: Option<&[f64]>) -> Result<Vec<f64>> {
+    pub(super) fn fit(&self, y: &[f64], weights: Option<&[f64]>) -> Result<Vec<f64>> {
         let (f, o) = (self.features, self.outputs);
         let p = f + 1;
         let mut coef = vec![0.0; p * o];
@@ -158,8 +163,8 @@ impl Design {
 
 fn not_determined() -> Error {
     Error::Invalid(
-        "conditional scaling: the simulations' parameters do not determine an affine fit (too \
-         few finite simulations); raise --budget or use --surrogate-scaling marginal"
+        "conditional scaling: the training data do not determine an affine fit (too few \
+         finite simulations); raise --budget or use marginal scaling"
             .into(),
     )
 }
@@ -199,18 +204,18 @@ fn solve_cholesky(l: &[f64], p: usize, b: &[f64]) -> Vec<f64> {
 }
 
 /// ln|y − m| + (γ + ln 2)/2, the regression target of ln s.
-fn log_abs_residuals(y: &[f32], m: &[f64]) -> Vec<f64> {
+pub(super) fn log_abs_residuals(y: &[f32], m: &[f64]) -> Vec<f64> {
     y.iter()
         .zip(m)
         .map(|(&y, m)| (f64::from(y) - m).abs().max(RESIDUAL_FLOOR).ln() + LOG_ABS_NORMAL_OFFSET)
         .collect()
 }
 
-fn clamp_log_scale(r: f64) -> f64 {
+pub(super) fn clamp_log_scale(r: f64) -> f64 {
     r.clamp(LOG_SCALE_RANGE.0, LOG_SCALE_RANGE.1)
 }
 
-fn mse(a: &[f64], b: &[f64]) -> f64 {
+pub(super) fn mse(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / a.len().max(1) as f64
 }
 

@@ -70,6 +70,9 @@ pub enum Stream {
     /// `--synthetic-sets`: the prior draws of globals of the synthetic sets past the
     /// simulations' (index 0).
     PoolPriorGlobals,
+    /// `--posterior-scaling conditional`: the initial weights and batch order of the networks
+    /// of the locals' location (index 0) and log scale (index 1).
+    PosteriorScaling,
 }
 
 /// Where the ids of the per-draw streams move once the legacy offsets would run into the next
@@ -109,6 +112,7 @@ impl Stream {
             Stream::ProposalResample => 6 * OVERFLOW_RANGE + 10,
             Stream::RoundPriorGlobals => 6 * OVERFLOW_RANGE + 11,
             Stream::PoolPriorGlobals => 6 * OVERFLOW_RANGE + 12,
+            Stream::PosteriorScaling => 6 * OVERFLOW_RANGE + 13,
         }
     }
 
@@ -140,7 +144,8 @@ mod tests {
 
     use super::*;
 
-    const FIXED: [Stream; 23] = [
+    const FIXED: [Stream; 24] = [
+        Stream::PosteriorScaling,
         Stream::PoolPriorGlobals,
         Stream::RoundSites,
         Stream::ProposalDraws,

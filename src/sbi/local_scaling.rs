@@ -1,0 +1,610 @@
+//! Conditional standardisation of the posterior's local parameters given the globals and their
+//! site's data (`run --posterior-scaling conditional`).
+//!
+//! In a hierarchical posterior a site's locals, given the globals and that site's data, are
+//! often far narrower than their marginal: in hier-gaussian-linear μ_s | σ, y_s is
+//! N(y_s/(1+σ²), σ/√(1+σ²)), 0.1 wide at σ = 0.1 (the funnel's neck); in hier-brownian θ_s | μ,
+//! y_s has the precision 100 + Σ_j 1/t_j², so a site observed at a small time pins θ_s down to
+//! a few hundredths. A flow whose velocity errors are of order one in standardised units puts
+//! such locals many of their own widths away, and the draws' density there is off by orders of
+//! magnitude.
+//!
+//! Here each local gets a location m and a log scale ln s, functions of its site's standardised
+//! globals and data; the flow learns z = (η − m)/s in their place, and a draw is m + s·z. That is
+//! a triangular map (the globals pass unchanged and m, s depend on nothing else the flow
+//! produces), so the log density of a draw is the flow's minus Σ ln s.
+//!
+//! m and ln s are two small MLPs (two hidden ReLU layers of [`HIDDEN`]) of the site's features:
+//! the standardised globals, then each observation of the site: its value, its functional
+//! inputs and whether it is present (ragged sites). In a function-valued task a site's
+//! observations are exchangeable given their inputs, so they are ordered by their first input,
+//! present ones first; otherwise they keep their order. m is fitted by least squares to the
+//! locals of the training sets' sites; ln s by least squares to ln|η − m| + (γ + ln 2)/2, whose
+//! mean is ln s for Gaussian residuals. Both stop early on the validation sets' sites. The
+//! noise of that regression (variance π²/8 per value) leaves s some percent off, which the flow
+//! absorbs: it still learns z, only in units close to the locals' own width.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::network::CondRows;
+use super::scaling::{clamp_log_scale, log_abs_residuals, mse, Design, ScalingReport};
+use super::train::Sets;
+use crate::error::{Error, Result};
+use crate::nn::{AdamW, AdamWConfig, Linear};
+use crate::tape::{ParamStore, Tape, Var};
+use crate::Device;
+
+/// Width of both hidden layers.
+const HIDDEN: usize = 64;
+const MAX_EPOCHS: usize = 400;
+/// Epochs without a better validation loss before the learning rate drops by [`LR_DROP`];
+/// fitting stops at the [`LR_DROPS`]-th plateau after the last drop. Adam at a fixed rate
+/// leaves the weights jittering at the rate's scale, and m must be precise to within s where
+/// the locals are narrowest.
+const PATIENCE: usize = 10;
+const LR_DROP: f32 = 0.25;
+const LR_DROPS: usize = 3;
+const BATCH: usize = 256;
+/// The location's fit weighs each value by 1/s², but s no smaller than e^this (0.02 of the
+/// locals' marginal spread): an MLP cannot place m to within a far smaller s, and such values'
+/// squared errors, in units of s², would then outweigh every other site's.
+const MIN_WEIGHTED_LOG_SCALE: f64 = -3.9;
+const LR: f32 = 1e-3;
+/// Sites fitted on at most, from the first sets on (sets and their sites are exchangeable, so
+/// these are a fair sample); enough for two small MLPs, and it bounds the fit's time.
+const MAX_SITES: usize = 40_000;
+
+/// A multilayer perceptron evaluated on the host: ReLU between layers, the last linear.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostMlp {
+    /// Layer widths, the input's first.
+    pub widths: Vec<usize>,
+    /// Per layer: its `[in · out]` weights, row-major, then its `out` biases.
+    pub layers: Vec<Vec<f32>>,
+    /// An affine map of the input added to the output, `[(in + 1) · out]` row-major (an
+    /// input's weight for each output, then the intercepts); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affine: Vec<f64>,
+}
+
+impl HostMlp {
+    fn check(&self, inputs: usize, outputs: usize) -> Result<()> {
+        let w = &self.widths;
+        let sizes_ok = w.len() == self.layers.len() + 1
+            && w.first() == Some(&inputs)
+            && w.last() == Some(&outputs)
+            && self.layers.iter().zip(w.windows(2)).all(|(l, io)| l.len() == (io[0] + 1) * io[1])
+            && (self.affine.is_empty() || self.affine.len() == (inputs + 1) * outputs);
+        if !sizes_ok {
+            return Err(Error::Invalid(
+                "the posterior's local scaling in config.json does not match its layout (a \
+                 damaged checkpoint?); train the posterior again"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The output at `x`, in f64.
+    fn forward(&self, x: &[f64]) -> Vec<f64> {
+        let mut h = x.to_vec();
+        let last = self.layers.len().saturating_sub(1);
+        for (i, (layer, io)) in self.layers.iter().zip(self.widths.windows(2)).enumerate() {
+            let (n_in, n_out) = (io[0], io[1]);
+            let mut next: Vec<f64> = layer[n_in * n_out..].iter().map(|&b| f64::from(b)).collect();
+            for (k, &v) in h.iter().enumerate() {
+                let row = &layer[k * n_out..(k + 1) * n_out];
+                next.iter_mut().zip(row).for_each(|(a, &w)| *a += v * f64::from(w));
+            }
+            if i < last {
+                next.iter_mut().for_each(|a| *a = a.max(0.0));
+            }
+            h = next;
+        }
+        if !self.affine.is_empty() {
+            let (n_in, n_out) = (x.len(), h.len());
+            for (k, out) in h.iter_mut().enumerate() {
+                *out += self.affine[n_in * n_out + k]
+                    + x.iter()
+                        .enumerate()
+                        .map(|(j, v)| v * self.affine[j * n_out + k])
+                        .sum::<f64>();
+            }
+        }
+        h
+    }
+}
+
+/// The sizes of one site in a posterior layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteShape {
+    /// Global parameters (the first targets of a row).
+    pub globals: usize,
+    /// Local parameters per site (the targets after the globals, site by site).
+    pub locals: usize,
+    /// Observation values per site (the conditions, site by site).
+    pub observations: usize,
+    /// Functional-input values per observation (0: none).
+    pub input_dim: usize,
+}
+
+impl SiteShape {
+    fn features(&self) -> usize {
+        self.globals + self.observations * (2 + self.input_dim)
+    }
+
+    /// The features of site `site` of row `row`: its globals (`globals`, standardised), then
+    /// each observation's value, inputs and presence, ordered as the module says.
+    fn site_features(&self, rows: &CondRows, row: usize, globals: &[f32], site: usize) -> Vec<f64> {
+        let (k, id) = (self.observations, self.input_dim);
+        let first = row * rows.n_cond + site * k;
+        let values = &rows.conds[first..first + k];
+        let inputs = rows.inputs.filter(|_| id > 0).map(|x| &x[first * id..(first + k) * id]);
+        let tokens = rows.n_cond + self.globals + rows.n_cond / k * self.locals;
+        let present = |j: usize| rows.masks.is_none_or(|m| m[row * tokens + site * k + j] > 0.5);
+        let mut order: Vec<usize> = (0..k).collect();
+        if let Some(x) = inputs {
+            order.sort_by(|&a, &b| {
+                (!present(a), x[a * id])
+                    .partial_cmp(&(!present(b), x[b * id]))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
+        let mut out = Vec::with_capacity(self.features());
+        out.extend(globals.iter().map(|&v| f64::from(v)));
+        for j in order {
+            let on = present(j);
+            let keep = |v: f32| if on { f64::from(v) } else { 0.0 };
+            out.push(keep(values[j]));
+            if let Some(x) = inputs {
+                out.extend(x[j * id..(j + 1) * id].iter().map(|&v| keep(v)));
+            }
+            out.push(if on { 1.0 } else { 0.0 });
+        }
+        out
+    }
+
+    /// Targets per row for `rows`, after checking that `target` holds whole rows.
+    fn check_rows(&self, rows: &CondRows, target: &[f32]) -> Result<(usize, usize)> {
+        let k = self.observations.max(1);
+        let sites = rows.n_cond / k;
+        let n_target = self.globals + sites * self.locals;
+        let n = rows.conds.len() / rows.n_cond.max(1);
+        if !rows.n_cond.is_multiple_of(k) || target.len() != n * n_target {
+            return Err(Error::Shape(format!(
+                "local scaling: {} condition and {} target values are not rows of {} sites",
+                rows.conds.len(),
+                target.len(),
+                sites
+            )));
+        }
+        Ok((sites, n_target))
+    }
+}
+
+/// A fitted conditional standardisation of a posterior's locals, saved in its `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LocalScaling {
+    pub shape: SiteShape,
+    /// m: the site's features → its locals' locations.
+    pub location: HostMlp,
+    /// ln s: the site's features → its locals' log scales (clamped as the surrogate's are).
+    pub log_scale: HostMlp,
+}
+
+impl LocalScaling {
+    /// Refuses a scaling whose networks do not fit its shape.
+    pub fn check(&self) -> Result<()> {
+        let (f, l) = (self.shape.features(), self.shape.locals);
+        self.location.check(f, l)?;
+        self.log_scale.check(f, l)
+    }
+
+    /// m and ln s of one site's locals.
+    fn site(&self, features: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let log_s = self.log_scale.forward(features).into_iter().map(clamp_log_scale).collect();
+        (self.location.forward(features), log_s)
+    }
+
+    /// Moves the locals of standardised target rows (`[rows · targets]`, conditioned on
+    /// `rows`) into the flow's units, z = (η − m)/s; returns each row's Σ ln s.
+    pub fn whiten(&self, rows: CondRows, target: &mut [f32]) -> Result<Vec<f64>> {
+        self.map(rows, target, true)
+    }
+
+    /// Undoes [`LocalScaling::whiten`] on the flow's draws: η = m + s·z.
+    pub fn unwhiten(&self, rows: CondRows, target: &mut [f32]) -> Result<()> {
+        self.map(rows, target, false).map(|_| ())
+    }
+
+    fn map(&self, rows: CondRows, target: &mut [f32], whiten: bool) -> Result<Vec<f64>> {
+        self.check()?;
+        let (sites, n_target) = self.shape.check_rows(&rows, target)?;
+        let (g, l) = (self.shape.globals, self.shape.locals);
+        // Rows are independent: in parallel, each row's arithmetic in its own fixed order.
+        let log_dets = target
+            .par_chunks_mut(n_target.max(1))
+            .enumerate()
+            .map(|(r, row)| {
+                let (globals, locals) = row.split_at_mut(g);
+                let mut log_det = 0.0;
+                for (s, eta) in locals.chunks_mut(l.max(1)).enumerate().take(sites) {
+                    let (m, log_s) = self.site(&self.shape.site_features(&rows, r, globals, s));
+                    for ((v, m), ls) in eta.iter_mut().zip(&m).zip(&log_s) {
+                        let x = f64::from(*v);
+                        *v = if whiten { (x - m) * (-ls).exp() } else { m + ls.exp() * x } as f32;
+                        log_det += ls;
+                    }
+                }
+                log_det
+            })
+            .collect();
+        Ok(log_dets)
+    }
+
+    /// Fits m and ln s on the sites of standardised posterior sets (`train`, stopping early on
+    /// `validation`), with the weights' start and batch order from `seed`.
+    pub fn fit(
+        dev: &Device, shape: SiteShape, train: &[Sets], validation: &[Sets], seed: u64,
+    ) -> Result<(LocalScaling, ScalingReport)> {
+        if shape.locals == 0 || shape.observations == 0 {
+            return Err(Error::Invalid(
+                "conditional posterior scaling needs a model with local parameters and \
+                 observations"
+                    .into(),
+            ));
+        }
+        let fit = Pairs::collect(shape, train)?;
+        let val = Pairs::collect(shape, validation)?;
+        if fit.rows() == 0 || val.rows() == 0 {
+            return Err(Error::Invalid(
+                "conditional posterior scaling needs training and validation sites".into(),
+            ));
+        }
+        let (f, l) = (shape.features(), shape.locals);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let location = train_mlp(dev, (&fit, &val), None, f, l, &mut rng)?.0;
+        let log_scale = |location: &HostMlp, rng: &mut StdRng| {
+            let (fit_s, val_s) = (fit.log_abs_residuals(location), val.log_abs_residuals(location));
+            train_mlp(dev, (&fit_s, &val_s), None, f, l, rng)
+        };
+        let first_scale = log_scale(&location, &mut rng)?.0;
+        // m again, each value weighted by 1/s², so that where the locals are narrow their
+        // location is as precise as their width needs: an affine map by weighted least
+        // squares, which the narrowest sites dominate and which extrapolates as they do (a
+        // funnel's neck at data far out in the tails), then an MLP of what it leaves; then ln s
+        // from the residuals.
+        let weights = (fit.precision(&first_scale), val.precision(&first_scale));
+        let design = Design::from_rows(fit.x.iter().map(|&v| f64::from(v)).collect(), f, l);
+        let y: Vec<f64> = fit.y.iter().map(|&v| f64::from(v)).collect();
+        let w: Vec<f64> = weights.0.iter().map(|&v| f64::from(v)).collect();
+        let affine = design.fit(&y, Some(&w))?;
+        let (fit_r, val_r) = (fit.minus_affine(&affine), val.minus_affine(&affine));
+        let (mut location, location_val_mse) =
+            train_mlp(dev, (&fit_r, &val_r), Some(weights), f, l, &mut rng)?;
+        location.affine = affine;
+        let (log_scale, log_scale_val_mse) = log_scale(&location, &mut rng)?;
+        let report = ScalingReport { location_val_mse, log_scale_val_mse };
+        Ok((LocalScaling { shape, location, log_scale }, report))
+    }
+}
+
+/// Regression pairs: each site's features and its locals.
+struct Pairs {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    features: usize,
+}
+
+impl Pairs {
+    fn collect(shape: SiteShape, buckets: &[Sets]) -> Result<Pairs> {
+        let (g, l) = (shape.globals, shape.locals);
+        let mut pairs = Pairs { x: Vec::new(), y: Vec::new(), features: shape.features() };
+        for sets in buckets {
+            let rows = CondRows::of(sets);
+            let (sites, n_target) = shape.check_rows(&rows, &sets.target)?;
+            for (r, row) in sets.target.chunks(n_target).enumerate() {
+                for s in 0..sites {
+                    if pairs.rows() >= MAX_SITES {
+                        return Ok(pairs);
+                    }
+                    let x = shape.site_features(&rows, r, &row[..g], s);
+                    pairs.x.extend(x.iter().map(|&v| v as f32));
+                    pairs.y.extend_from_slice(&row[g + s * l..g + (s + 1) * l]);
+                }
+            }
+        }
+        Ok(pairs)
+    }
+
+    fn rows(&self) -> usize {
+        self.x.len() / self.features.max(1)
+    }
+
+    /// The same features with ln|η − m| + (γ + ln 2)/2 for the locals: the targets of ln s.
+    fn log_abs_residuals(&self, location: &HostMlp) -> Pairs {
+        let m = self.predict(location, self.features);
+        let y = log_abs_residuals(&self.y, &m).into_iter().map(|v| v as f32).collect();
+        Pairs { x: self.x.clone(), y, features: self.features }
+    }
+
+    /// The same features with the locals less the affine map `coef` of the features.
+    fn minus_affine(&self, coef: &[f64]) -> Pairs {
+        let x: Vec<f64> = self.x.iter().map(|&v| f64::from(v)).collect();
+        let m = Design::from_rows(x, self.features, self.y.len() / self.rows().max(1)).apply(coef);
+        let y = self.y.iter().zip(m).map(|(&y, m)| (f64::from(y) - m) as f32).collect();
+        Pairs { x: self.x.clone(), y, features: self.features }
+    }
+
+    /// 1/s² of every value under the log scale `log_scale`, divided by their mean.
+    fn precision(&self, log_scale: &HostMlp) -> Vec<f32> {
+        let w: Vec<f64> = self
+            .predict(log_scale, self.features)
+            .into_iter()
+            .map(|ls| (-2.0 * clamp_log_scale(ls).max(MIN_WEIGHTED_LOG_SCALE)).exp())
+            .collect();
+        let mean = w.iter().sum::<f64>() / w.len().max(1) as f64;
+        w.into_iter().map(|v| (v / mean) as f32).collect()
+    }
+
+    /// `mlp` at every row, `[rows · outputs]`.
+    fn predict(&self, mlp: &HostMlp, f: usize) -> Vec<f64> {
+        self.x
+            .chunks(f)
+            .flat_map(|x| mlp.forward(&x.iter().map(|&v| f64::from(v)).collect::<Vec<_>>()))
+            .collect()
+    }
+}
+
+/// Fits an MLP of `f` inputs and `o` outputs to `fit` by least squares with minibatch Adam,
+/// each value weighted by its entry of `weights` (of `fit`, of `val`; none: all 1), keeping the
+/// weights of the epoch with the lowest (weighted) mean squared error on `val`; returns them
+/// and that error.
+fn train_mlp(
+    dev: &Device, (fit, val): (&Pairs, &Pairs), weights: Option<(Vec<f32>, Vec<f32>)>, f: usize,
+    o: usize, rng: &mut StdRng,
+) -> Result<(HostMlp, f64)> {
+    let widths = vec![f, HIDDEN, HIDDEN, o];
+    let mut store = ParamStore::new(dev);
+    let layers = widths
+        .windows(2)
+        .enumerate()
+        .map(|(i, io)| Linear::new(&mut store, &format!("scale.{i}"), io[0], io[1], true, rng))
+        .collect::<Result<Vec<_>>>()?;
+    let mut opt = AdamW::new(&store, AdamWConfig { lr: LR, ..AdamWConfig::default() })?;
+    let mut tape = Tape::new(store);
+    let forward = |tape: &mut Tape, x: Var| -> Result<Var> {
+        let mut h = x;
+        for layer in &layers[..layers.len() - 1] {
+            h = layer.forward_relu(tape, h)?;
+        }
+        layers[layers.len() - 1].forward(tape, h)
+    };
+    let to_host = |tape: &Tape| -> Result<HostMlp> {
+        let params = tape.params();
+        let layers = layers
+            .iter()
+            .map(|l| {
+                let mut v = params.to_vec(l.weight)?;
+                v.extend(params.to_vec(l.bias.expect("every layer has a bias"))?);
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(HostMlp { widths: widths.clone(), layers, affine: Vec::new() })
+    };
+    let y_val: Vec<f64> = val.y.iter().map(|&v| f64::from(v)).collect();
+    let val_loss = |pred: Vec<f64>| match &weights {
+        Some((_, w)) => {
+            let total = pred.iter().zip(&y_val).zip(w);
+            total.map(|((p, y), &w)| f64::from(w) * (p - y).powi(2)).sum::<f64>()
+                / w.iter().map(|&w| f64::from(w)).sum::<f64>().max(f64::MIN_POSITIVE)
+        }
+        None => mse(&pred, &y_val),
+    };
+    let mut order: Vec<usize> = (0..fit.rows()).collect();
+    let (mut bx, mut by, mut bw) = (Vec::new(), Vec::new(), Vec::new());
+    let mut best: Option<(f64, HostMlp)> = None;
+    let (mut stale, mut drops) = (0, 0);
+    for _ in 0..MAX_EPOCHS {
+        order.shuffle(rng);
+        for chunk in order.chunks(BATCH) {
+            bx.clear();
+            by.clear();
+            bw.clear();
+            for &i in chunk {
+                bx.extend_from_slice(&fit.x[i * f..(i + 1) * f]);
+                by.extend_from_slice(&fit.y[i * o..(i + 1) * o]);
+                if let Some((w, _)) = &weights {
+                    bw.extend_from_slice(&w[i * o..(i + 1) * o]);
+                }
+            }
+            tape.reset();
+            let x = tape.input(&bx, &[chunk.len(), f])?;
+            let y = tape.input(&by, &[chunk.len(), o])?;
+            let w = weights.is_some().then(|| tape.input(&bw, &[chunk.len(), o])).transpose()?;
+            let pred = forward(&mut tape, x)?;
+            let loss = tape.mse(pred, y, w)?;
+            tape.backward(loss)?;
+            opt.step(tape.params_mut())?;
+        }
+        let mlp = to_host(&tape)?;
+        let loss = val_loss(val.predict(&mlp, f));
+        if !loss.is_finite() {
+            return Err(Error::Invalid(
+                "fitting the posterior's local scaling diverged (a non-finite validation loss)"
+                    .into(),
+            ));
+        }
+        if best.as_ref().is_none_or(|(b, _)| loss < *b) {
+            best = Some((loss, mlp));
+            stale = 0;
+        } else {
+            stale += 1;
+            if stale >= PATIENCE {
+                if drops == LR_DROPS {
+                    break;
+                }
+                drops += 1;
+                stale = 0;
+                opt.config.lr *= LR_DROP;
+            }
+        }
+    }
+    tape.reset();
+    let (loss, mlp) = best.expect("at least one epoch ran");
+    Ok((mlp, loss))
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    use super::*;
+    use crate::model::tokens::{Layout, Token};
+
+    /// One global, one local and three observations with one input per site.
+    const SHAPE: SiteShape = SiteShape { globals: 1, locals: 1, observations: 3, input_dim: 1 };
+    const SITES: usize = 4;
+
+    /// `n` sets of [`SITES`] sites: a global u ~ N(0, 1); per site three observations with
+    /// values and inputs N(0, 1), and the local η = u/2 + (the value at the smallest input) +
+    /// s·ε, s = e^{u/2 − 1.5}. Returns the sets and every local's true (location, scale).
+    fn sets(n: usize, seed: u64) -> (Sets, Vec<(f64, f64)>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
+        let (mut cond, mut target, mut inputs, mut truth) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..n {
+            let u = normal();
+            target.push(u as f32);
+            for _ in 0..SITES {
+                let obs: Vec<(f64, f64)> = (0..3).map(|_| (normal(), normal())).collect();
+                cond.extend(obs.iter().map(|o| o.0 as f32));
+                inputs.extend(obs.iter().map(|o| o.1 as f32));
+                let first = obs.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+                let (m, s) = (0.5 * u + first, (0.5 * u - 1.5).exp());
+                target.push((m + s * normal()) as f32);
+                truth.push((m, s));
+            }
+        }
+        let token = Token { label: 0, position: 0, group: 0, input: false };
+        let layout = Layout { cond: vec![token; 3 * SITES], target: vec![token; 1 + SITES] };
+        (Sets { sites: SITES, layout, cond, target, inputs, mask: Vec::new() }, truth)
+    }
+
+    /// Where the locals' location and log scale are smooth functions of the globals and the
+    /// site's data (through the observations' order by input), the fitted m and s find them,
+    /// whitened locals are standard normal wherever the global lies, and the map inverts.
+    #[test]
+    fn finds_the_conditional_location_and_scale_and_inverts() {
+        let dev = Device::cpu();
+        let (train, _) = sets(4000, 1);
+        let (validation, _) = sets(500, 2);
+        let (scaling, report) = LocalScaling::fit(&dev, SHAPE, &[train], &[validation], 3).unwrap();
+        // The whole of ln|ε|'s variance, π²/8, is what ln s cannot explain.
+        let ideal = std::f64::consts::PI.powi(2) / 8.0;
+        assert!((report.log_scale_val_mse - ideal).abs() < 0.2, "{report:?}");
+        let (test, truth) = sets(2000, 4);
+        let mut z = test.target.clone();
+        let log_dets = scaling.whiten(CondRows::of(&test), &mut z).unwrap();
+        let (mut loc_err, mut scale_err) = (0.0, 0.0);
+        let mut by_global = [(0.0, 0.0, 0.0); 3];
+        for (r, row) in z.chunks(1 + SITES).enumerate() {
+            let u = f64::from(test.target[r * (1 + SITES)]);
+            assert_eq!(row[0], test.target[r * (1 + SITES)], "the global passes unchanged");
+            let mut log_det = 0.0;
+            for (s, &zs) in row[1..].iter().enumerate() {
+                let (m, sd) = truth[r * SITES + s];
+                let eta = f64::from(test.target[r * (1 + SITES) + 1 + s]);
+                // The fitted m and s from z = (η − m̂)/ŝ and ln ŝ.
+                let features = SHAPE.site_features(&CondRows::of(&test), r, &[u as f32], s);
+                let (m_hat, ls) = scaling.site(&features);
+                assert!((f64::from(zs) - (eta - m_hat[0]) / ls[0].exp()).abs() < 1e-4);
+                log_det += ls[0];
+                loc_err += (m_hat[0] - m).abs() / sd;
+                scale_err += (ls[0].exp() / sd - 1.0).abs();
+                let bin = &mut by_global[if u < -0.5 {
+                    0
+                } else if u < 0.5 {
+                    1
+                } else {
+                    2
+                }];
+                *bin = (bin.0 + 1.0, bin.1 + f64::from(zs), bin.2 + f64::from(zs).powi(2));
+            }
+            assert!((log_det - log_dets[r]).abs() < 1e-9);
+        }
+        let n = truth.len() as f64;
+        assert!(loc_err / n < 0.15 && scale_err / n < 0.1, "{} {}", loc_err / n, scale_err / n);
+        for (count, sum, sq) in by_global {
+            let (mean, var) = (sum / count, sq / count - (sum / count).powi(2));
+            assert!(mean.abs() < 0.1 && (var.sqrt() - 1.0).abs() < 0.1, "z {mean} ± {var}");
+        }
+        let mut back = z.clone();
+        scaling.unwhiten(CondRows::of(&test), &mut back).unwrap();
+        for (b, t) in back.iter().zip(&test.target) {
+            assert!((b - t).abs() <= 1e-5 * (1.0 + t.abs()), "{b} against {t}");
+        }
+        // Saved and loaded (config.json), it maps alike.
+        let json = serde_json::to_string(&scaling).unwrap();
+        let loaded: LocalScaling = serde_json::from_str(&json).unwrap();
+        let mut again = test.target.clone();
+        loaded.whiten(CondRows::of(&test), &mut again).unwrap();
+        assert_eq!(again, z);
+    }
+
+    /// A site's features do not depend on the order of its observations (they are ordered by
+    /// input) nor on the value or input of an absent one; an absent observation differs from
+    /// a present one of value and input 0.
+    #[test]
+    fn site_features_are_exchangeable_and_ignore_absent_observations() {
+        let shape = SiteShape { globals: 1, locals: 1, observations: 3, input_dim: 1 };
+        let features = |values: [f32; 3], inputs: [f32; 3], mask: Option<[f32; 5]>| {
+            let rows = CondRows {
+                conds: &values,
+                inputs: Some(&inputs),
+                masks: mask.as_ref().map(|m| &m[..]),
+                n_cond: 3,
+            };
+            shape.site_features(&rows, 0, &[0.25], 0)
+        };
+        let base = features([1.0, 2.0, 3.0], [0.5, -1.0, 2.0], None);
+        assert_eq!(base, features([3.0, 1.0, 2.0], [2.0, 0.5, -1.0], None));
+        assert_eq!(base, vec![0.25, 2.0, -1.0, 1.0, 1.0, 0.5, 1.0, 3.0, 2.0, 1.0]);
+        let absent = Some([1.0, 0.0, 1.0, 1.0, 1.0]);
+        let one_missing = features([1.0, 2.0, 3.0], [0.5, -1.0, 2.0], absent);
+        assert_eq!(one_missing, features([1.0, -9.0, 3.0], [0.5, 4.0, 2.0], absent));
+        assert_eq!(one_missing, vec![0.25, 1.0, 0.5, 1.0, 3.0, 2.0, 1.0, 0.0, 0.0, 0.0]);
+        let zero = features([1.0, 0.0, 3.0], [0.5, 0.0, 2.0], None);
+        assert_ne!(one_missing, zero);
+    }
+
+    /// A damaged checkpoint's networks (sizes that do not fit the shape) are refused, not
+    /// read out of bounds.
+    #[test]
+    fn refuses_networks_that_do_not_fit_the_shape() {
+        let mlp = |widths: Vec<usize>| {
+            let layers = widths.windows(2).map(|io| vec![0.0; (io[0] + 1) * io[1]]).collect();
+            HostMlp { widths, layers, affine: Vec::new() }
+        };
+        let f = SHAPE.features();
+        let ok =
+            LocalScaling { shape: SHAPE, location: mlp(vec![f, 4, 1]), log_scale: mlp(vec![f, 1]) };
+        assert!(ok.check().is_ok());
+        let mut bad = ok.clone();
+        bad.location = mlp(vec![f + 1, 4, 1]);
+        assert!(bad.check().is_err());
+        let mut short = ok.clone();
+        short.log_scale.layers[0].pop();
+        let err = short.check().unwrap_err().to_string();
+        assert!(err.contains("damaged checkpoint"), "{err}");
+        let (test, _) = sets(2, 5);
+        let mut z = test.target.clone();
+        assert!(short.whiten(CondRows::of(&test), &mut z).is_err());
+    }
+}
