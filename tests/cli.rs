@@ -711,7 +711,7 @@ fn the_surrogate_scaling_is_reported() {
     }
 }
 
-/// The posterior standardises its locals marginally unless told otherwise, and report.json
+/// The posterior standardises its locals conditionally unless told otherwise, and report.json
 /// says which; a conditionally scaled posterior keeps its scaling in its checkpoint, and
 /// `sample` (with `--log-prob`) reads it back.
 #[test]
@@ -722,15 +722,12 @@ fn the_posterior_scaling_is_reported_and_sampled_with() {
     let args = ["run", "--task", "hier-gaussian-linear", "--sites", "3"];
     let more = ["--max-epochs", "1", "--no-eval", "--samples", "10", "--force", "--out", o];
     let all: Vec<&str> = args.iter().chain(&more).copied().collect();
-    let conditional = ["--posterior-scaling", "conditional"];
+    let marginal = ["--posterior-scaling", "marginal"];
     for (extra, scaling) in [
-        (&["--budget", "200"][..], Some("marginal")),
-        (&["--budget", "200", conditional[0], conditional[1]][..], Some("conditional")),
+        (&["--budget", "200"][..], Some("conditional")),
+        (&["--budget", "200", marginal[0], marginal[1]][..], Some("marginal")),
         // direct trains on budget / 3 sets: one batch of 100 needs 900 simulations.
-        (
-            &["--budget", "900", "--method", "direct", conditional[0], conditional[1]][..],
-            Some("conditional"),
-        ),
+        (&["--budget", "900", "--method", "direct"][..], Some("conditional")),
         (&["--budget", "200", "--method", "pf"][..], None),
     ] {
         tfmpe(&[&all[..], extra].concat()).succeeds();

@@ -361,12 +361,13 @@ def test_the_surrogate_scaling_is_marginal_unless_asked_otherwise():
                   method="pf", surrogate_scaling="conditional")
 
 
-def test_the_posterior_scales_its_locals_when_asked():
+def test_the_posterior_scales_its_locals_unless_asked_otherwise():
     model = gaussian_linear()
-    fitted = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False)
-    assert "scaling" not in fitted.report()["posterior"]
+    marginal = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu",
+                         progress=False, posterior_scaling="marginal")
+    assert "scaling" not in marginal.report()["posterior"]
     conditional = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu",
-                            progress=False, posterior_scaling="conditional")
+                            progress=False)
     scaling = conditional.report()["posterior"]["scaling"]
     assert scaling["location_val_mse"] > 0 and scaling["log_scale_val_mse"] > 0
     obs = [0.3, -1.2, 0.8]

@@ -328,7 +328,7 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     whether the surrogate also standardises each observation by a location and scale affine
     in its site's parameters (and input), so that observations far narrower than their spread
     over the prior come out as narrow as the simulator makes them. ``posterior_scaling`` (lf,
-    direct) is ``"marginal"`` (``None``: the default) or ``"conditional"``: whether the
+    direct) is ``"conditional"`` (``None``: the default) or ``"marginal"``: whether the
     posterior also standardises each site's locals by a location and scale that two small
     networks learn from the globals and that site's data, so that locals far narrower than
     their spread over the prior (a funnel's neck) come out as narrow as the posterior makes

@@ -83,11 +83,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "HOW")]
     pub surrogate_scaling: Option<tfmpe::sbi::Scaling>,
     /// lf and direct: how the posterior standardises each site's local parameters.
-    /// `marginal` (the default) by their mean and spread over the training sets;
-    /// `conditional` also by a location and scale that two small networks learn from the
-    /// globals and that site's data, leaving the flow the standardised residual, so that
+    /// `conditional` (the default) by a location and scale that two small networks learn from
+    /// the globals and that site's data, leaving the flow the standardised residual, so that
     /// locals far narrower than their spread over the prior (a funnel's neck, a site observed
-    /// at a small time) come out as narrow as the posterior makes them.
+    /// at a small time) come out as narrow as the posterior makes them; `marginal` only by
+    /// their mean and spread over the training sets.
     #[arg(long, value_name = "HOW")]
     pub posterior_scaling: Option<tfmpe::sbi::Scaling>,
     /// LF: sequential rounds. The budget is split among them; each round after the first

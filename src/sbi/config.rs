@@ -103,7 +103,7 @@ pub struct RunConfig {
     /// LF: how the surrogate standardises its observations; `None`: marginal.
     #[serde(default)]
     pub surrogate_scaling: Option<Scaling>,
-    /// lf and direct: how the posterior standardises its locals; `None`: marginal.
+    /// lf and direct: how the posterior standardises its locals; `None`: conditional.
     #[serde(default)]
     pub posterior_scaling: Option<Scaling>,
     /// LF: how surrogate samples are integrated.
@@ -131,9 +131,10 @@ impl RunConfig {
         self.surrogate_scaling.unwrap_or(Scaling::Marginal)
     }
 
-    /// The posterior's standardisation of its locals this run uses.
+    /// The posterior's standardisation of its locals this run uses: conditional by default
+    /// (docs/architecture.md, data flow, has the measurements).
     pub fn local_scaling(&self) -> Scaling {
-        self.posterior_scaling.unwrap_or(Scaling::Marginal)
+        self.posterior_scaling.unwrap_or(Scaling::Conditional)
     }
 
     pub fn new(sites: usize, budget: usize) -> RunConfig {
