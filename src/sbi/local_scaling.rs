@@ -31,7 +31,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::network::CondRows;
-use super::scaling::{clamp_log_scale, log_abs_residuals, mse, Design, ScalingReport};
+use super::scaling::{
+    clamp_log_scale, column_spread, log_abs_residuals, mse, Design, ScalingReport,
+};
 use super::train::Sets;
 use crate::error::{Error, Result};
 use crate::nn::{AdamW, AdamWConfig, Linear};
@@ -288,7 +290,10 @@ impl LocalScaling {
             train_mlp(dev, (&fit_r, &val_r), Some(weights), f, l, &mut rng)?;
         location.affine = affine;
         let (log_scale, log_scale_val_mse) = log_scale(&location, &mut rng)?;
-        let report = ScalingReport { location_val_mse, log_scale_val_mse };
+        let fitted: Vec<f64> =
+            fit.predict(&log_scale, f).into_iter().map(clamp_log_scale).collect();
+        let log_scale_spread = column_spread(&fitted, l);
+        let report = ScalingReport { location_val_mse, log_scale_val_mse, log_scale_spread };
         Ok((LocalScaling { shape, location, log_scale }, report))
     }
 }

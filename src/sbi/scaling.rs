@@ -61,11 +61,28 @@ pub struct ConditionalScaling {
 
 /// What fitting did, for `report.json`: the validation simulations' mean squared errors of m
 /// (standardised units) and of ln s (against ln|y − m| + (γ + ln 2)/2, π²/8 ≈ 1.23 for exact
-/// Gaussian noise).
+/// Gaussian noise), and how much the fitted ln s varies over the training rows (its standard
+/// deviation per value, averaged over the values).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ScalingReport {
     pub location_val_mse: f64,
     pub log_scale_val_mse: f64,
+    #[serde(default)]
+    pub log_scale_spread: f64,
+}
+
+/// The standard deviation of each column of `[rows · columns]` values, averaged over columns.
+pub(super) fn column_spread(values: &[f64], columns: usize) -> f64 {
+    let rows = values.len() / columns.max(1);
+    if rows == 0 {
+        return 0.0;
+    }
+    let sd = |k: usize| {
+        let column = values.iter().skip(k).step_by(columns);
+        let mean = column.clone().sum::<f64>() / rows as f64;
+        (column.map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64).sqrt()
+    };
+    (0..columns).map(sd).sum::<f64>() / columns as f64
 }
 
 /// The affine maps' inputs and outputs for standardised sets of one layout.
@@ -247,12 +264,14 @@ impl ConditionalScaling {
         let (location, log_scale) = fit_pair(Some(&weights))?;
         let m = check.apply(&location);
         let vy: Vec<f64> = validation.target.iter().map(|&v| f64::from(v)).collect();
+        let fitted: Vec<f64> = design.apply(&log_scale).into_iter().map(clamp_log_scale).collect();
         let report = ScalingReport {
             location_val_mse: mse(&m, &vy),
             log_scale_val_mse: mse(
                 &check.apply(&log_scale),
                 &log_abs_residuals(&validation.target, &m),
             ),
+            log_scale_spread: column_spread(&fitted, design.outputs),
         };
         if !(report.location_val_mse.is_finite() && report.log_scale_val_mse.is_finite()) {
             return Err(Error::Invalid(
@@ -359,6 +378,33 @@ mod tests {
     /// Where the simulator's mean and log scale are affine, the fit finds them (location and
     /// scale within 3% of the scale on average), the whitened residuals are standard normal,
     /// and unwhitening undoes whitening.
+    /// The fitted scale's spread tells noise whose scale varies with the parameters from
+    /// noise of one scale: y = c₀ + s·ε with s = 0.1, then s = 0.1·e^{1.2 c₁}.
+    #[test]
+    fn the_log_scale_spread_separates_varying_from_constant_noise() {
+        let sets = |varying: bool, n: usize, seed: u64| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
+            let (mut cond, mut target) = (vec![], vec![]);
+            for _ in 0..n {
+                let c = [normal(), normal()];
+                let s = if varying { 0.1 * (1.2 * c[1]).exp() } else { 0.1 };
+                cond.extend(c.map(|v| v as f32));
+                target.push((c[0] + s * normal()) as f32);
+            }
+            let token = Token { label: 0, position: 0, group: 0, input: false };
+            let layout = Layout { cond: vec![token; 2], target: vec![token] };
+            Sets { sites: 1, layout, cond, target, inputs: vec![], mask: vec![] }
+        };
+        let spread = |varying| {
+            let (train, validation) = (sets(varying, 5000, 1), sets(varying, 500, 2));
+            ConditionalScaling::fit(&train, &validation, 2, 0).unwrap().1.log_scale_spread
+        };
+        let (constant, varying) = (spread(false), spread(true));
+        assert!(constant < 0.1, "{constant}");
+        assert!((varying - 1.2).abs() < 0.1, "{varying}");
+    }
+
     #[test]
     fn finds_affine_location_and_scale_and_round_trips() {
         for functional in [false, true] {
