@@ -20,8 +20,11 @@
 //! observations are exchangeable given their inputs, so they are ordered by their first input,
 //! present ones first; otherwise they keep their order. m is fitted by least squares to the
 //! locals of the training sets' sites; ln s by least squares to ln|η − m| + (γ + ln 2)/2, whose
-//! mean is ln s for Gaussian residuals. Both stop early on the validation sets' sites. The
-//! noise of that regression (variance π²/8 per value) leaves s some percent off, which the flow
+//! mean is ln s for Gaussian residuals. m is then fitted again with each value weighted by
+//! 1/s², so that it is precise where the locals are narrow: an affine map by weighted least
+//! squares, which extrapolates as the narrowest sites do, plus an MLP of what it leaves; then
+//! ln s from the new residuals. Every fit stops early on the validation sets' sites. The noise
+//! of the ln s regression (variance π²/8 per value) leaves s some percent off, which the flow
 //! absorbs: it still learns z, only in units close to the locals' own width.
 
 use rand::rngs::StdRng;
@@ -44,7 +47,7 @@ use crate::Device;
 const HIDDEN: usize = 64;
 const MAX_EPOCHS: usize = 400;
 /// Epochs without a better validation loss before the learning rate drops by [`LR_DROP`];
-/// fitting stops at the [`LR_DROPS`]-th plateau after the last drop. Adam at a fixed rate
+/// fitting stops at the first plateau after [`LR_DROPS`] drops. Adam at a fixed rate
 /// leaves the weights jittering at the rate's scale, and m must be precise to within s where
 /// the locals are narrowest.
 const PATIENCE: usize = 10;
