@@ -666,30 +666,34 @@ fn synthetic_sets_size_the_posterior_s_pool() {
     let args = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "200"];
     let more = ["--batch-size", "20", "--max-epochs", "1", "--no-eval", "--samples", "10"];
     let all: Vec<&str> = args.iter().chain(&more).copied().collect();
-    for (pool, steps) in [(None, 9), (Some("400"), 20)] {
+    // By default five sets per training simulation (180 of them here).
+    for (pool, steps, sets) in [(None, 45, 900), (Some("400"), 20, 400)] {
         let extra = pool.map(|n| vec!["--synthetic-sets", n]).unwrap_or_default();
         tfmpe(&[&all[..], &extra[..], &["--force", "--out", o]].concat()).succeeds();
         let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(report["simulator_calls"], 200);
         assert_eq!(report["losses"]["posterior"]["steps"], steps, "{pool:?}");
-        assert_eq!(report["synthetic_sets"].as_u64(), pool.map(|n| n.parse().unwrap()));
+        assert_eq!(report["synthetic_sets"].as_u64(), Some(sets));
     }
 }
 
-/// LF's surrogate standardises marginally unless told otherwise, and report.json says which,
-/// with the fit of the conditional location and scale; pf has no surrogate and no such key.
+/// LF's surrogate standardises marginally unless told otherwise or the task is
+/// function-valued, and report.json says which, with the fit of the conditional location and
+/// scale; pf has no surrogate and no such key.
 #[test]
 fn the_surrogate_scaling_is_reported() {
     let dir = temp("scaling").join("run");
     let o = dir.to_str().unwrap();
-    let args = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "200"];
+    let args = ["run", "--sites", "3", "--budget", "200"];
     let more = ["--max-epochs", "1", "--no-eval", "--samples", "10", "--force", "--out", o];
     let all: Vec<&str> = args.iter().chain(&more).copied().collect();
+    let gl = ["--task", "hier-gaussian-linear"];
     for (extra, scaling) in [
-        (&[][..], Some("marginal")),
-        (&["--surrogate-scaling", "conditional"][..], Some("conditional")),
-        (&["--method", "pf"][..], None),
+        (&gl[..], Some("marginal")),
+        (&[&gl[..], &["--surrogate-scaling", "conditional"]].concat()[..], Some("conditional")),
+        (&["--task", "hier-brownian"][..], Some("conditional")),
+        (&[&gl[..], &["--method", "pf"]].concat()[..], None),
     ] {
         tfmpe(&[&all[..], extra].concat()).succeeds();
         let text = std::fs::read_to_string(dir.join("report.json")).unwrap();

@@ -48,6 +48,10 @@ fn small_run(out: &str, max_epochs: &str, extra: &[&'static str]) -> Vec<String>
         "1",
         "--obs-seed",
         "3",
+        // One synthetic set per training simulation: the default pool's five would train
+        // five times as long at these epochs.
+        "--synthetic-sets",
+        "900",
         "--out",
         out,
     ]

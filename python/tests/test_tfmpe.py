@@ -370,6 +370,7 @@ def test_the_posterior_scales_its_locals_unless_asked_otherwise():
                             progress=False)
     scaling = conditional.report()["posterior"]["scaling"]
     assert scaling["location_val_mse"] > 0 and scaling["log_scale_val_mse"] > 0
+    assert scaling["globals"]["location_val_mse"] > 0
     obs = [0.3, -1.2, 0.8]
     draws = conditional.sample(obs, 50, seed=2)
     assert np.all(np.isfinite(draws))

@@ -320,19 +320,22 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     sizes (``None``: 64, 2, 16, 32, 64). ``rounds`` > 1 (lf) runs sequential rounds whose
     simulations after the first are drawn from the posterior at ``observation`` (the model
     must give its prior density: a ``Model`` does, as do some built-in tasks).
-    ``synthetic_sets`` (lf, joint) sizes the pool of synthetic training sets (``None``: one per
-    training simulation; more cost surrogate samples, not simulator calls); ``fresh_sets`` (lf)
+    ``synthetic_sets`` (lf, joint) sizes the pool of synthetic training sets (``None``: five
+    per training simulation, up to 90 000 sites in all, and at least one per simulation; more
+    cost surrogate samples, not simulator calls); ``fresh_sets`` (lf)
     draws them anew every epoch; ``ragged`` (lf, a model whose sites may be observed at fewer
     values) trains on sites that keep a random number of their observations.
-    ``surrogate_scaling`` (lf) is ``"marginal"`` (``None``: the default) or ``"conditional"``:
+    ``surrogate_scaling`` (lf) is ``"marginal"`` or ``"conditional"`` (``None``: conditional
+    for a function-valued model, marginal otherwise):
     whether the surrogate also standardises each observation by a location and scale affine
     in its site's parameters (and input), so that observations far narrower than their spread
     over the prior come out as narrow as the simulator makes them. ``posterior_scaling`` (lf,
     direct) is ``"conditional"`` (``None``: the default) or ``"marginal"``: whether the
-    posterior also standardises each site's locals by a location and scale that two small
-    networks learn from the globals and that site's data, so that locals far narrower than
-    their spread over the prior (a funnel's neck) come out as narrow as the posterior makes
-    them. The GIL is released while the engine runs; the simulator takes it back for each
+    posterior also standardises each site's locals by a location and scale that small
+    networks learn from the globals and that site's data, and the globals by a location and
+    scale learned from all the sites' data, so that parameters far narrower than their
+    spread over the prior (a funnel's neck, a global every site informs) come out as narrow as
+    the posterior makes them. The GIL is released while the engine runs; the simulator takes it back for each
     batch."""
     bar = _Bar(progress)
     train = dict(preset=preset, max_epochs=max_epochs, max_steps=max_steps, patience=patience,

@@ -68,13 +68,15 @@ pub struct RunArgs {
     /// LF: draw fresh synthetic sets every epoch instead of one fixed pool.
     #[arg(long)]
     pub fresh_sets: bool,
-    /// LF: training sets in the synthetic pool (default: one per training simulation). More
-    /// cost surrogate samples and training steps, never simulator calls, and keep the
+    /// LF: training sets in the synthetic pool (default: five per training simulation, up to
+    /// 90 000 sites in all, and never fewer than one per simulation: 9 000 sets at --sites 10
+    /// and --budget 2000). More cost surrogate samples, never simulator calls, and keep the
     /// posterior from memorising a small pool; the extra sets take prior draws of the globals.
     #[arg(long, value_name = "N")]
     pub synthetic_sets: Option<usize>,
-    /// LF: how the surrogate standardises its observations. `marginal` (the default) by each
-    /// observation's mean and spread over the simulations; `conditional` also by a location
+    /// LF: how the surrogate standardises its observations. `marginal` (the default for
+    /// tasks without functional inputs) by each observation's mean and spread over the
+    /// simulations; `conditional` (the default for function-valued tasks) also by a location
     /// and scale affine in its site's parameters (and its input), leaving the flow the
     /// standardised residual, so that observations far narrower than their spread over the
     /// prior come out as narrow as the simulator makes them (hier-brownian's at small times),
@@ -82,12 +84,14 @@ pub struct RunArgs {
     /// already accurate.
     #[arg(long, value_name = "HOW")]
     pub surrogate_scaling: Option<tfmpe::sbi::Scaling>,
-    /// lf and direct: how the posterior standardises each site's local parameters.
-    /// `conditional` (the default) by a location and scale that two small networks learn from
-    /// the globals and that site's data, leaving the flow the standardised residual, so that
-    /// locals far narrower than their spread over the prior (a funnel's neck, a site observed
-    /// at a small time) come out as narrow as the posterior makes them; `marginal` only by
-    /// their mean and spread over the training sets.
+    /// lf and direct: how the posterior standardises its parameters. `conditional` (the
+    /// default): each site's locals by a location and scale that two small networks learn from
+    /// the globals and that site's data, and the globals by a location and scale that two
+    /// small set networks learn from all the sites' data, leaving the flow the standardised
+    /// residuals, so that parameters far narrower than their spread over the prior (a funnel's
+    /// neck, a site observed at a small time, a global every site informs) come out as narrow
+    /// as the posterior makes them; `marginal` only by their mean and spread over the training
+    /// sets.
     #[arg(long, value_name = "HOW")]
     pub posterior_scaling: Option<tfmpe::sbi::Scaling>,
     /// LF: sequential rounds. The budget is split among them; each round after the first

@@ -30,7 +30,8 @@ pub struct Report {
     pub device: String,
     pub dropped_simulations: usize,
     pub fresh_sets: bool,
-    /// With `--synthetic-sets`: the training sets of the synthetic pool.
+    /// lf and joint: the training sets of the synthetic pool (`--synthetic-sets`, or its
+    /// default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synthetic_sets: Option<usize>,
     pub losses: Losses,

@@ -144,8 +144,9 @@ impl RunFolder {
             device: device.backend().device_name(),
             dropped_simulations: r.dropped_simulations,
             fresh_sets: cfg.fresh_sets,
-            synthetic_sets: cfg.synthetic_sets,
-            surrogate_scaling: (cfg.method == sbi::Method::Lf).then(|| cfg.scaling()),
+            synthetic_sets: r.synthetic_sets,
+            surrogate_scaling: (cfg.method == sbi::Method::Lf)
+                .then(|| cfg.scaling(task.functional_input_dim())),
             posterior_scaling: matches!(cfg.method, sbi::Method::Lf | sbi::Method::Direct)
                 .then(|| cfg.local_scaling()),
             losses: Losses {

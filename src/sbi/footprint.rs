@@ -28,8 +28,11 @@ pub(super) fn check(cfg: &RunConfig, task: &dyn HierarchicalModel) -> Result<()>
         Method::Direct => cfg.budget / cfg.sites,
     };
     check_batches(cfg, sets)?;
-    // --synthetic-sets: a larger pool than the simulations.
-    let sets = sets.max(cfg.synthetic_sets.unwrap_or(0));
+    // LF's pool may hold more sets than simulations.
+    let sets = match cfg.method {
+        Method::Lf | Method::Joint => cfg.pool_sets(sets),
+        Method::Direct | Method::Pf => sets,
+    };
     let values = (sets as u64)
         .checked_mul(per_set as u64)
         .and_then(|v| v.checked_add(cfg.budget as u64 * (per_site + task.global_dim()) as u64))

@@ -299,6 +299,7 @@ pub(super) fn run(
         report.surrogate = Some(s_report);
         report.training_sets = train_sims.params.len() / pd;
         report.validation_sets = val_sims.params.len() / pd;
+        report.synthetic_sets = Some(cfg.pool_sets(report.training_sets));
         timer.lap("surrogate_training");
         let net = surrogate.as_mut().expect("trained above");
         let (p, p_report) = fit_on_synthetic_sets(
@@ -308,7 +309,7 @@ pub(super) fn run(
             net,
             posterior.take(),
             &train_sims,
-            pool.synthetic_globals(task, cfg.seed, cfg.synthetic_sets),
+            pool.synthetic_globals(task, cfg.seed, report.synthetic_sets),
             &mut timer,
             progress,
         )?;
@@ -374,7 +375,8 @@ fn fit_surrogate(
             Stream::SurrogateInit.seed(cfg.seed, 0),
         )?,
     };
-    let conditional = role == Role::Surrogate && cfg.scaling() == Scaling::Conditional;
+    let conditional =
+        role == Role::Surrogate && cfg.scaling(task.functional_input_dim()) == Scaling::Conditional;
     let s_cfg = TrainConfig {
         seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
         epoch_file: cfg.checkpoints.epoch_file("surrogate"),

@@ -18,6 +18,8 @@ mod config;
 mod direct;
 mod epoch_state;
 mod footprint;
+mod global_scaling;
+mod host_mlp;
 mod lf;
 mod local_scaling;
 pub mod network;
@@ -62,6 +64,8 @@ pub struct PipelineReport {
     pub dropped_simulations: usize,
     pub training_sets: usize,
     pub validation_sets: usize,
+    /// lf and joint: the synthetic pool's training sets (of the last round).
+    pub synthetic_sets: Option<usize>,
     pub surrogate: Option<TrainReport>,
     /// The posterior network (pf: the global network).
     pub posterior: Option<TrainReport>,

@@ -69,6 +69,9 @@ pub struct ScalingReport {
     pub log_scale_val_mse: f64,
     #[serde(default)]
     pub log_scale_spread: f64,
+    /// The same for the posterior's globals, where its conditional scaling has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub globals: Option<Box<ScalingReport>>,
 }
 
 /// The standard deviation of each column of `[rows · columns]` values, averaged over columns.
@@ -272,6 +275,7 @@ impl ConditionalScaling {
                 &log_abs_residuals(&validation.target, &m),
             ),
             log_scale_spread: column_spread(&fitted, design.outputs),
+            globals: None,
         };
         if !(report.location_val_mse.is_finite() && report.log_scale_val_mse.is_finite()) {
             return Err(Error::Invalid(
