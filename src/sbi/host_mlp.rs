@@ -46,7 +46,8 @@ pub struct HostMlp {
     pub affine: Vec<f64>,
 }
 
-fn damaged() -> Error {
+/// The error for networks that do not fit their layout.
+pub(super) fn damaged() -> Error {
     Error::Invalid(
         "the posterior's conditional scaling in config.json does not match its layout (a \
          damaged checkpoint?); train the posterior again"
