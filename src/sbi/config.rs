@@ -148,7 +148,8 @@ impl RunConfig {
     /// the simulations alone make large sets many (the README's main job keeps its 4 500).
     pub fn pool_sets(&self, simulations: usize) -> usize {
         let sites = self.site_counts().max().max(1);
-        let more = (POOL_SETS_PER_SIMULATION * simulations).min(POOL_SITES.div_ceil(sites));
+        let more =
+            POOL_SETS_PER_SIMULATION.saturating_mul(simulations).min(POOL_SITES.div_ceil(sites));
         self.synthetic_sets.unwrap_or(simulations.max(more))
     }
 
@@ -325,6 +326,8 @@ mod tests {
         assert_eq!(any_s.pool_sets(1800), 4500);
         let set = RunConfig { synthetic_sets: Some(700), ..RunConfig::new(10, 2000) };
         assert_eq!(set.pool_sets(1800), 700);
+        // A budget too large to run still sizes its pool without overflowing.
+        assert_eq!(RunConfig::new(3, usize::MAX).pool_sets(usize::MAX), usize::MAX);
     }
 
     /// The surrogate scales conditionally by default where observations carry inputs.
