@@ -678,8 +678,9 @@ fn synthetic_sets_size_the_posterior_s_pool() {
     }
 }
 
-/// LF's surrogate standardises marginally unless told otherwise or the task is
-/// function-valued, and report.json says which, with the fit of the conditional location and
+/// LF's surrogate standardises conditionally by default where the observations' scale varies
+/// with the parameters (hier-gaussian-linear's σ, hier-brownian's times), marginally where it
+/// is constant (hier-gaussian) or when told, and report.json says which, with the fit of the conditional location and
 /// scale; pf has no surrogate and no such key.
 #[test]
 fn the_surrogate_scaling_is_reported() {
@@ -690,8 +691,9 @@ fn the_surrogate_scaling_is_reported() {
     let all: Vec<&str> = args.iter().chain(&more).copied().collect();
     let gl = ["--task", "hier-gaussian-linear"];
     for (extra, scaling) in [
-        (&gl[..], Some("marginal")),
-        (&[&gl[..], &["--surrogate-scaling", "conditional"]].concat()[..], Some("conditional")),
+        (&gl[..], Some("conditional")),
+        (&["--task", "hier-gaussian"][..], Some("marginal")),
+        (&[&gl[..], &["--surrogate-scaling", "marginal"]].concat()[..], Some("marginal")),
         (&["--task", "hier-brownian"][..], Some("conditional")),
         (&[&gl[..], &["--method", "pf"]].concat()[..], None),
     ] {

@@ -306,6 +306,8 @@ fn small_sequential_run_reports_its_rounds() {
     let mut args = vec!["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget"];
     args.extend(["1000", "--rounds", "2", "--max-epochs", "80", "--patience", "30", "--lr"]);
     args.extend(["1e-3", "--seed", "1", "--obs-seed", "3", "--out", out]);
+    // A pool of 900 sets in each round: the bound was measured with one set per simulation.
+    args.extend(["--synthetic-sets", "900"]);
     tfmpe(&args);
     let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
     assert_eq!(report["simulator_calls"], 1000);
@@ -574,7 +576,8 @@ fn seir_and_burgers_run_end_to_end_with_calibration() {
         let out = dir.to_str().unwrap();
         let mut args = vec!["run", "--task", task, "--sites", "2", "--budget", "400"];
         args.extend(["--max-epochs", "2", "--samples", "100", "--calibration", "20"]);
-        args.extend(["--steps", "5", "--out", out]);
+        // One synthetic set per training simulation: this checks the files, not the fit.
+        args.extend(["--steps", "5", "--synthetic-sets", "360", "--out", out]);
         if ragged {
             args.push("--ragged");
         }

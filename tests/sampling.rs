@@ -315,7 +315,7 @@ fn scaled_locals_keep_the_log_density_a_density() {
     let (train, validation) = rows.split(1800, 1, 2, 0);
     let sets = |r| tfmpe::sbi::to_sets(&net, r).unwrap();
     let (train, validation) = (sets(train), sets(validation));
-    net.fit_local_scaling(&dev, &[train], &[validation], 7).unwrap();
+    net.fit_local_scaling(&[train], &[validation], 7).unwrap();
     let scaling = net.config.local_scaling.clone().unwrap();
     let obs = Observed { sites: 1, values: vec![0.8], inputs: None, counts: None };
     let conds = net.standardize(&[0.8], true).unwrap();

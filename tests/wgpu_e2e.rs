@@ -165,6 +165,8 @@ fn a_fixed_function_valued_network_samples_alike_on_cpu_and_wgpu() {
         "2",
         "--batch-size",
         "50",
+        "--synthetic-sets",
+        "270",
         "--no-eval",
         "--out",
         out,

@@ -345,14 +345,16 @@ def test_a_larger_synthetic_pool_trains_on_more_sets():
                   ragged=True)
 
 
-def test_the_surrogate_scaling_is_marginal_unless_asked_otherwise():
+def test_the_surrogate_scaling_is_conditional_where_the_noise_scale_varies():
+    # gaussian_linear's noise is its global σ: the fitted scale varies, so it is kept.
     model = gaussian_linear()
     fitted = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False)
-    assert "scaling" not in fitted.report()["surrogate"]
-    conditional = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu",
-                            progress=False, surrogate_scaling="conditional")
-    scaling = conditional.report()["surrogate"]["scaling"]
+    scaling = fitted.report()["surrogate"]["scaling"]
     assert scaling["location_val_mse"] > 0 and scaling["log_scale_val_mse"] > 0
+    assert scaling["log_scale_spread"] > 0.1
+    marginal = tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu",
+                         progress=False, surrogate_scaling="marginal")
+    assert "scaling" not in marginal.report()["surrogate"]
     with pytest.raises(ValueError, match="use conditional or marginal"):
         tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
                   surrogate_scaling="affine")

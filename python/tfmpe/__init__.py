@@ -326,7 +326,7 @@ def fit(model: Model, sites: int, budget: int, method: str = "lf", *, seed: int 
     draws them anew every epoch; ``ragged`` (lf, a model whose sites may be observed at fewer
     values) trains on sites that keep a random number of their observations.
     ``surrogate_scaling`` (lf) is ``"marginal"`` or ``"conditional"`` (``None``: conditional
-    for a function-valued model, marginal otherwise):
+    where the fitted scale varies over the simulations by 10% or more, marginal otherwise):
     whether the surrogate also standardises each observation by a location and scale affine
     in its site's parameters (and input), so that observations far narrower than their spread
     over the prior come out as narrow as the simulator makes them. ``posterior_scaling`` (lf,

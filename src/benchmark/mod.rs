@@ -64,6 +64,9 @@ pub struct BenchmarkConfig {
     pub train: TrainConfig,
     /// The sizes of both networks.
     pub architecture: TfmpeConfig,
+    /// lf and joint: a pool of as many synthetic sets as the budget's simulations, in place of
+    /// the run's default (five per training simulation).
+    pub small_pool: bool,
     pub seed: u64,
 }
 
@@ -86,6 +89,7 @@ impl Default for BenchmarkConfig {
             solver: Solver::Rk4 { steps: 25 },
             train,
             architecture: TfmpeConfig::default(),
+            small_pool: false,
             seed: 0,
         }
     }
@@ -103,6 +107,8 @@ impl BenchmarkConfig {
             lc2st: Lc2stConfig { null_trials: 20, ..Lc2stConfig::default() },
             calibration: 20,
             train: TrainConfig { max_epochs: 10, patience: 10, lr: 1e-3, ..TrainConfig::default() },
+            // A smoke run need not pay for the default pool.
+            small_pool: true,
             ..BenchmarkConfig::default()
         }
     }
@@ -256,6 +262,9 @@ fn run_config(method: Method, budget: usize, sites: usize, cfg: &BenchmarkConfig
     run.method = method;
     run.seed = cfg.seed;
     run.architecture = cfg.architecture.clone();
+    if cfg.small_pool && matches!(method, Method::Lf | Method::Joint) {
+        run.synthetic_sets = Some(budget);
+    }
     for t in [&mut run.train, &mut run.surrogate_train] {
         *t = cfg.train.clone();
     }

@@ -14,8 +14,9 @@ pub struct BenchmarkArgs {
     /// Output folder; an existing one is resumed (finished configurations are skipped).
     #[arg(long)]
     pub out: PathBuf,
-    /// Shrink everything (budget 500, S = 3, 2 observations, small L-C2ST, 10 epochs) so that a
-    /// smoke run takes minutes; the flags below still override.
+    /// Shrink everything (budget 500, S = 3, 2 observations, small L-C2ST, 10 epochs, one
+    /// synthetic set per simulation) so that a smoke run takes minutes; the flags below still
+    /// override.
     #[arg(long)]
     pub quick: bool,
     /// Comma-separated task names [default: the paper's six].

@@ -74,14 +74,16 @@ pub struct RunArgs {
     /// posterior from memorising a small pool; the extra sets take prior draws of the globals.
     #[arg(long, value_name = "N")]
     pub synthetic_sets: Option<usize>,
-    /// LF: how the surrogate standardises its observations. `marginal` (the default for
-    /// tasks without functional inputs) by each observation's mean and spread over the
-    /// simulations; `conditional` (the default for function-valued tasks) also by a location
+    /// LF: how the surrogate standardises its observations. `marginal` by each observation's
+    /// mean and spread over the simulations; `conditional` also by a location
     /// and scale affine in its site's parameters (and its input), leaving the flow the
     /// standardised residual, so that observations far narrower than their spread over the
     /// prior come out as narrow as the simulator makes them (hier-brownian's at small times),
     /// at the cost of the flow's relative error on that residual where the marginal flow is
-    /// already accurate.
+    /// already accurate. By default conditional where the fitted scale varies over the
+    /// simulations by 10% or more and beyond its fit's noise (a noise scale that depends on
+    /// the parameters or inputs),
+    /// else marginal; report.json's `surrogate_scaling` says which was used.
     #[arg(long, value_name = "HOW")]
     pub surrogate_scaling: Option<tfmpe::sbi::Scaling>,
     /// lf and direct: how the posterior standardises its parameters. `conditional` (the

@@ -145,8 +145,12 @@ impl RunFolder {
             dropped_simulations: r.dropped_simulations,
             fresh_sets: cfg.fresh_sets,
             synthetic_sets: r.synthetic_sets,
-            surrogate_scaling: (cfg.method == sbi::Method::Lf)
-                .then(|| cfg.scaling(task.functional_input_dim())),
+            surrogate_scaling: (cfg.method == sbi::Method::Lf).then(|| {
+                match r.surrogate.as_ref().and_then(|s| s.scaling.as_ref()) {
+                    Some(_) => sbi::Scaling::Conditional,
+                    None => sbi::Scaling::Marginal,
+                }
+            }),
             posterior_scaling: matches!(cfg.method, sbi::Method::Lf | sbi::Method::Direct)
                 .then(|| cfg.local_scaling()),
             losses: Losses {

@@ -27,13 +27,12 @@
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::host_mlp::{damaged, train_deep_set, DeepSet, Pairs};
+use super::host_mlp::{damaged, mean_squared_error, train_deep_set, DeepSet, Pairs};
 use super::local_scaling::{log_abs, precision, SiteShape};
 use super::network::CondRows;
 use super::scaling::{clamp_log_scale, column_spread, ScalingReport};
 use super::train::Sets;
 use crate::error::Result;
-use crate::Device;
 
 /// Location fits averaged into m.
 const ENSEMBLE: usize = 3;
@@ -75,20 +74,18 @@ impl GlobalScaling {
     /// Fits m and ln s on standardised posterior sets (`train`, stopping early on
     /// `validation`), the weights' start and batch order from `rng`.
     pub(super) fn fit(
-        dev: &Device, shape: &SiteShape, train: &[Sets], validation: &[Sets], rng: &mut StdRng,
+        shape: &SiteShape, train: &[Sets], validation: &[Sets], rng: &mut StdRng,
     ) -> Result<(GlobalScaling, ScalingReport)> {
         let (fit, val) = (set_pairs(shape, train)?, set_pairs(shape, validation)?);
         let what = "the posterior's global scaling";
-        let location = vec![train_deep_set(dev, &fit, &val, what, rng)?.0];
+        let location = vec![train_deep_set(&fit, &val, what, rng)?.0];
         let log_scale = |location: &[DeepSet], rng: &mut StdRng| {
             let residuals = |buckets: &[Pairs]| -> Vec<Pairs> {
-                let predict = |p: &Pairs| -> Vec<f64> {
-                    (0..p.len()).flat_map(|i| mean_of(location, &p.x_of(i), p.features)).collect()
-                };
+                let predict = |p: &Pairs| p.map_rows(|x| mean_of(location, x, p.features));
                 let targets = |p: &Pairs| log_abs(p, &predict(p));
                 buckets.iter().map(|p| p.with_targets(targets(p))).collect()
             };
-            train_deep_set(dev, &residuals(&fit), &residuals(&val), what, rng)
+            train_deep_set(&residuals(&fit), &residuals(&val), what, rng)
         };
         let first_scale = log_scale(&location, rng)?.0;
         // m again, each value weighted by 1/s²: sets of many sites, whose globals are narrow,
@@ -112,23 +109,10 @@ impl GlobalScaling {
         // shrinks.
         let (fit_w, val_w) = (weighted(&fit), weighted(&val));
         let location = (0..ENSEMBLE)
-            .map(|_| Ok(train_deep_set(dev, &fit_w, &val_w, what, rng)?.0))
+            .map(|_| Ok(train_deep_set(&fit_w, &val_w, what, rng)?.0))
             .collect::<Result<Vec<_>>>()?;
-        let location_val_mse = {
-            let (mut total, mut n) = (0.0, 0.0);
-            for p in &val_w {
-                for i in 0..p.len() {
-                    let m = mean_of(&location, &p.x_of(i), p.features);
-                    let g = m.len();
-                    for (k, m) in m.iter().enumerate() {
-                        let w = f64::from(p.weights.as_ref().map_or(1.0, |w| w[i * g + k]));
-                        total += w * (f64::from(p.y[i * g + k]) - m).powi(2);
-                        n += w;
-                    }
-                }
-            }
-            total / f64::max(n, f64::MIN_POSITIVE)
-        };
+        let location_val_mse =
+            mean_squared_error(&val_w, |p| p.map_rows(|x| mean_of(&location, x, p.features)));
         let (log_scale, log_scale_val_mse) = log_scale(&location, rng)?;
         let fitted: Vec<f64> =
             fit.iter().flat_map(|p| p.predict_deep_set(&log_scale)).map(clamp_log_scale).collect();
@@ -136,6 +120,7 @@ impl GlobalScaling {
             location_val_mse,
             log_scale_val_mse,
             log_scale_spread: column_spread(&fitted, shape.globals),
+            log_scale_noise: None,
             globals: None,
         };
         Ok((GlobalScaling { location, log_scale }, report))
@@ -226,12 +211,10 @@ mod tests {
     /// the fit saw, and the whitened global is standard normal there.
     #[test]
     fn finds_the_globals_posterior_location_and_scale_at_every_site_count() {
-        let dev = Device::cpu();
         let train = [sets(3000, 2, 1).0, sets(3000, 8, 2).0];
         let validation = [sets(400, 2, 3).0, sets(400, 8, 4).0];
         let mut rng = StdRng::seed_from_u64(5);
-        let (scaling, report) =
-            GlobalScaling::fit(&dev, &SHAPE, &train, &validation, &mut rng).unwrap();
+        let (scaling, report) = GlobalScaling::fit(&SHAPE, &train, &validation, &mut rng).unwrap();
         assert!(report.log_scale_spread > 0.2, "s depends on the site count: {report:?}");
         for (sites, seed) in [(2, 6), (8, 7)] {
             let (test, truth) = sets(1000, sites, seed);

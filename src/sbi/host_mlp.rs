@@ -1,4 +1,4 @@
-//! Small networks fitted with the tape and evaluated on the host in f64: the regressions behind
+//! Small networks fitted with the tape on the CPU backend and evaluated on the host in f64: the regressions behind
 //! the posterior's conditional scaling (its locals' in `local_scaling`, its globals' in
 //! `global_scaling`).
 //!
@@ -17,7 +17,6 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::scaling::mse;
 use crate::error::{Error, Result};
 use crate::nn::{AdamW, AdamWConfig, Linear};
 use crate::tape::{ParamStore, Tape, Var};
@@ -185,59 +184,67 @@ impl Pairs {
         Pairs { x: self.x.clone(), y, weights: None, ..*self }
     }
 
-    /// `net` at every pair, `[pairs · outputs]`.
-    fn predict(&self, net: &Fitted) -> Vec<f64> {
-        (0..self.len()).flat_map(|i| net.forward(&self.x_of(i), self.features)).collect()
+    /// `f` of every pair's features, `[pairs · outputs]`.
+    pub fn map_rows(&self, f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
+        (0..self.len()).flat_map(|i| f(&self.x_of(i))).collect()
     }
 
     /// The MLP `mlp` at every (one-row) pair.
     pub fn predict_mlp(&self, mlp: &HostMlp) -> Vec<f64> {
-        (0..self.len()).flat_map(|i| mlp.forward(&self.x_of(i))).collect()
+        self.map_rows(|x| mlp.forward(x))
     }
 
     /// The deep set `net` at every pair.
     pub fn predict_deep_set(&self, net: &DeepSet) -> Vec<f64> {
-        (0..self.len()).flat_map(|i| net.forward(&self.x_of(i), self.features)).collect()
+        self.map_rows(|x| net.forward(x, self.features))
     }
 
-    /// The (weighted) mean squared error of `predicted` against the targets.
-    fn loss(&self, predicted: &[f64]) -> f64 {
-        let y: Vec<f64> = self.y.iter().map(|&v| f64::from(v)).collect();
-        match &self.weights {
-            Some(w) => {
-                let total = predicted.iter().zip(&y).zip(w);
-                total.map(|((p, y), &w)| f64::from(w) * (p - y).powi(2)).sum::<f64>()
-                    / w.iter().map(|&w| f64::from(w)).sum::<f64>().max(f64::MIN_POSITIVE)
-            }
-            None => mse(predicted, &y),
-        }
+    /// The weighted sum of squared errors of `predicted` against the targets, and the sum of
+    /// the weights (each 1 where the pairs carry none): summed over buckets, their ratio is
+    /// the mean squared error of all.
+    pub fn squared_errors(&self, predicted: &[f64]) -> (f64, f64) {
+        let weight = |k: usize| self.weights.as_ref().map_or(1.0, |w| f64::from(w[k]));
+        let errors = predicted.iter().zip(&self.y).enumerate();
+        errors.fold((0.0, 0.0), |(sse, total), (k, (p, &y))| {
+            (sse + weight(k) * (p - f64::from(y)).powi(2), total + weight(k))
+        })
     }
+}
+
+/// The (weighted) mean squared error of the networks' predictions `predict` over the buckets
+/// of pairs `buckets`.
+pub(super) fn mean_squared_error(buckets: &[Pairs], predict: impl Fn(&Pairs) -> Vec<f64>) -> f64 {
+    let (sse, total) = buckets.iter().fold((0.0, 0.0), |(sse, total), p| {
+        let (s, t) = p.squared_errors(&predict(p));
+        (sse + s, total + t)
+    });
+    sse / f64::max(total, f64::MIN_POSITIVE)
 }
 
 /// Fits an MLP of one row to `fit` by least squares (weighted where the pairs carry weights),
 /// keeping the epoch with the lowest error on `val`; returns it and that error. `what` names
 /// the fit in errors.
 pub(super) fn train_mlp(
-    dev: &Device, fit: &Pairs, val: &Pairs, what: &str, rng: &mut StdRng,
+    fit: &Pairs, val: &Pairs, what: &str, rng: &mut StdRng,
 ) -> Result<(HostMlp, f64)> {
     let (net, loss) =
-        train(dev, std::slice::from_ref(fit), std::slice::from_ref(val), false, what, rng)?;
+        train(std::slice::from_ref(fit), std::slice::from_ref(val), false, what, rng)?;
     Ok((net.set, loss))
 }
 
 /// Fits a deep set to the buckets of pairs `fit` (a bucket per site count) as
 /// [`train_mlp`] fits an MLP.
 pub(super) fn train_deep_set(
-    dev: &Device, fit: &[Pairs], val: &[Pairs], what: &str, rng: &mut StdRng,
+    fit: &[Pairs], val: &[Pairs], what: &str, rng: &mut StdRng,
 ) -> Result<(DeepSet, f64)> {
-    let (net, loss) = train(dev, fit, val, true, what, rng)?;
+    let (net, loss) = train(fit, val, true, what, rng)?;
     let site =
         net.site.ok_or_else(|| Error::Invalid(format!("fitting {what}: no site network")))?;
     Ok((DeepSet { site, set: net.set }, loss))
 }
 
 fn train(
-    dev: &Device, fit: &[Pairs], val: &[Pairs], deep_set: bool, what: &str, rng: &mut StdRng,
+    fit: &[Pairs], val: &[Pairs], deep_set: bool, what: &str, rng: &mut StdRng,
 ) -> Result<(Fitted, f64)> {
     let (Some(first), n_val) =
         (fit.iter().find(|p| p.len() > 0), val.iter().map(Pairs::len).sum::<usize>())
@@ -248,7 +255,10 @@ fn train(
         return Err(Error::Invalid(format!("fitting {what} needs validation pairs")));
     }
     let (f, o) = (first.features, first.outputs());
-    let mut store = ParamStore::new(dev);
+    // On the CPU backend whatever the run's: steps this small gain nothing on a GPU (and a
+    // software adapter crawls through them), and every backend then gets the same fit.
+    let dev = Device::cpu();
+    let mut store = ParamStore::new(&dev);
     let mut stack = |name: &str, widths: &[usize], rng: &mut StdRng| -> Result<Vec<Linear>> {
         let layer = |(i, io): (usize, &[usize])| {
             Linear::new(&mut store, &format!("{name}.{i}"), io[0], io[1], true, rng)
@@ -304,8 +314,7 @@ fn train(
         Ok(Fitted { site, set: to_host(tape, &set, &set_widths)? })
     };
     let val_loss = |net: &Fitted| -> f64 {
-        let n: usize = val.iter().map(|p| p.y.len()).sum();
-        val.iter().map(|p| p.loss(&p.predict(net)) * p.y.len() as f64).sum::<f64>() / n as f64
+        mean_squared_error(val, |p| p.map_rows(|x| net.forward(x, p.features)))
     };
     // Batches never mix buckets (their site counts differ); their order is shuffled.
     let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();

@@ -9,7 +9,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use super::config::Scaling;
 use super::network::{new_network, to_sets, Network, Role, Rows};
 use super::progress::Timer;
 use super::proposal::{truncated_sir, Proposal, RoundReport, ESTIMATE_DRAWS};
@@ -375,8 +374,7 @@ fn fit_surrogate(
             Stream::SurrogateInit.seed(cfg.seed, 0),
         )?,
     };
-    let conditional =
-        role == Role::Surrogate && cfg.scaling(task.functional_input_dim()) == Scaling::Conditional;
+    let scaling_fit = cfg.surrogate_scaling_fit().filter(|_| role == Role::Surrogate);
     let s_cfg = TrainConfig {
         seed: Stream::SurrogateTraining.seed(cfg.seed, 0),
         epoch_file: cfg.checkpoints.epoch_file("surrogate"),
@@ -384,8 +382,10 @@ fn fit_surrogate(
     };
     let r = net.as_surrogate(task, |n| {
         let (mut train, mut validation) = (to_sets(n, train)?, to_sets(n, validation)?);
-        let scaling =
-            conditional.then(|| n.fit_scaling(&mut train, &mut validation)).transpose()?;
+        let scaling = match scaling_fit {
+            Some(choice) => n.fit_scaling(&mut train, &mut validation, choice)?,
+            None => None,
+        };
         let mut s_data = FixedSets { train: vec![train], validation: vec![validation] };
         n.fit(dev, &mut s_data, &s_cfg, progress).map(|r| TrainReport { scaling, ..r })
     })?;
@@ -449,8 +449,7 @@ fn fit_on_synthetic_sets(
         Some(net) => net,
         None => new_posterior(dev, task, cfg, Role::Posterior, &all_rows(&train_sets))?,
     };
-    let scaling =
-        scale_locals(dev, &mut posterior, cfg, &all_rows(&train_sets), &all_rows(&val_sets))?;
+    let scaling = scale_locals(&mut posterior, cfg, &all_rows(&train_sets), &all_rows(&val_sets))?;
     let validation = to_buckets(&posterior, &val_sets)?;
     let r = if cfg.fresh_sets {
         let mut source =

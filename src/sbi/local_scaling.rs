@@ -43,7 +43,6 @@ use super::network::CondRows;
 use super::scaling::{clamp_log_scale, column_spread, log_abs_residuals, Design, ScalingReport};
 use super::train::Sets;
 use crate::error::{Error, Result};
-use crate::Device;
 
 /// The location's fit weighs each value by 1/s², but s no smaller than e^this (0.02 of the
 /// locals' marginal spread): an MLP cannot place m to within a far smaller s, and such values'
@@ -212,7 +211,7 @@ impl LocalScaling {
     /// Fits m and ln s on the sites of standardised posterior sets (`train`, stopping early on
     /// `validation`), with the weights' start and batch order from `seed`.
     pub fn fit(
-        dev: &Device, shape: SiteShape, train: &[Sets], validation: &[Sets], seed: u64,
+        shape: SiteShape, train: &[Sets], validation: &[Sets], seed: u64,
     ) -> Result<(LocalScaling, ScalingReport)> {
         if shape.locals == 0 || shape.observations == 0 {
             return Err(Error::Invalid(
@@ -231,10 +230,10 @@ impl LocalScaling {
         let (f, l) = (shape.features(), shape.locals);
         let mut rng = StdRng::seed_from_u64(seed);
         let what = "the posterior's local scaling";
-        let location = train_mlp(dev, &fit, &val, what, &mut rng)?.0;
+        let location = train_mlp(&fit, &val, what, &mut rng)?.0;
         let log_scale = |location: &HostMlp, rng: &mut StdRng| {
             let residuals = |p: &Pairs| p.with_targets(log_abs(p, &p.predict_mlp(location)));
-            train_mlp(dev, &residuals(&fit), &residuals(&val), what, rng)
+            train_mlp(&residuals(&fit), &residuals(&val), what, rng)
         };
         let first_scale = log_scale(&location, &mut rng)?.0;
         // m again, each value weighted by 1/s², so that where the locals are narrow their
@@ -249,14 +248,14 @@ impl LocalScaling {
         let affine = design.fit(&y, Some(&w))?;
         let remainder = |p: &Pairs| Pairs { weights: Some(weights(p)), ..minus_affine(p, &affine) };
         let (mut location, location_val_mse) =
-            train_mlp(dev, &remainder(&fit), &remainder(&val), what, &mut rng)?;
+            train_mlp(&remainder(&fit), &remainder(&val), what, &mut rng)?;
         location.affine = affine;
         let (log_scale, log_scale_val_mse) = log_scale(&location, &mut rng)?;
         let fitted: Vec<f64> =
             fit.predict_mlp(&log_scale).into_iter().map(clamp_log_scale).collect();
         let log_scale_spread = column_spread(&fitted, l);
         let (globals, global_report) = if shape.globals > 0 {
-            let (g, report) = GlobalScaling::fit(dev, &shape, train, validation, &mut rng)?;
+            let (g, report) = GlobalScaling::fit(&shape, train, validation, &mut rng)?;
             (Some(g), Some(Box::new(report)))
         } else {
             (None, None)
@@ -265,6 +264,7 @@ impl LocalScaling {
             location_val_mse,
             log_scale_val_mse,
             log_scale_spread,
+            log_scale_noise: None,
             globals: global_report,
         };
         Ok((LocalScaling { shape, location, log_scale, globals }, report))
@@ -370,10 +370,9 @@ mod tests {
     /// data say nothing) keeps about its prior's location and scale, and the map inverts.
     #[test]
     fn finds_the_conditional_location_and_scale_and_inverts() {
-        let dev = Device::cpu();
         let (train, _) = sets(4000, 1);
         let (validation, _) = sets(500, 2);
-        let (scaling, report) = LocalScaling::fit(&dev, SHAPE, &[train], &[validation], 3).unwrap();
+        let (scaling, report) = LocalScaling::fit(SHAPE, &[train], &[validation], 3).unwrap();
         // The whole of ln|ε|'s variance, π²/8, is what ln s cannot explain.
         let ideal = std::f64::consts::PI.powi(2) / 8.0;
         assert!((report.log_scale_val_mse - ideal).abs() < 0.2, "{report:?}");

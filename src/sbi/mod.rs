@@ -133,7 +133,7 @@ fn new_posterior(
 /// ([`local_scaling`]) on its training and validation rows, before any of its sets are made for
 /// training. A posterior that has one (a later round's) keeps it.
 fn scale_locals(
-    dev: &Device, posterior: &mut Network, cfg: &RunConfig, train: &[Rows], validation: &[Rows],
+    posterior: &mut Network, cfg: &RunConfig, train: &[Rows], validation: &[Rows],
 ) -> Result<Option<ScalingReport>> {
     if cfg.local_scaling() != Scaling::Conditional || posterior.config.local_scaling.is_some() {
         return Ok(None);
@@ -143,7 +143,7 @@ fn scale_locals(
     };
     let (train, validation) = (sets(train)?, sets(validation)?);
     let seed = Stream::PosteriorScaling.seed(cfg.seed, 0);
-    posterior.fit_local_scaling(dev, &train, &validation, seed).map(Some)
+    posterior.fit_local_scaling(&train, &validation, seed).map(Some)
 }
 
 /// Trains the posterior network with the run's settings and [`Stream::PosteriorTraining`].

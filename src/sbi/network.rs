@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::config::{ScalingChoice, AUTO_MIN_LOG_SCALE_SPREAD};
 use super::local_scaling::{LocalScaling, SiteShape};
 use super::scaling::{ConditionalScaling, ScalingReport};
 use super::seeds::Stream;
@@ -257,30 +258,38 @@ impl Network {
     }
 
     /// Fits a conditional standardisation of this surrogate's targets ([`super::scaling`]) on
-    /// standardised single-site sets, keeps it, and moves both sets' targets into its units.
+    /// standardised single-site sets; where `choice` keeps it, keeps it, moves both sets'
+    /// targets into its units and returns its report (`None`: the sets stay marginal).
     pub fn fit_scaling(
-        &mut self, train: &mut Sets, validation: &mut Sets,
-    ) -> Result<ScalingReport> {
+        &mut self, train: &mut Sets, validation: &mut Sets, choice: ScalingChoice,
+    ) -> Result<Option<ScalingReport>> {
         let (n_cond, input_dim) =
             (self.config.layout.cond.len(), self.config.architecture.input_dim);
         let (scaling, report) = ConditionalScaling::fit(train, validation, n_cond, input_dim)?;
+        let noise = report.log_scale_noise.unwrap_or(0.0);
+        let varies = report.log_scale_spread >= f64::max(AUTO_MIN_LOG_SCALE_SPREAD, 3.0 * noise);
+        if choice == ScalingChoice::WhereTheScaleVaries && !varies {
+            // A later round's refit may drop what an earlier one kept: the sets stay marginal.
+            self.config.scaling = None;
+            return Ok(None);
+        }
         scaling.whiten(train)?;
         scaling.whiten(validation)?;
         self.config.scaling = Some(scaling);
-        Ok(report)
+        Ok(Some(report))
     }
 
     /// Fits a conditional standardisation of this posterior's locals
     /// ([`super::local_scaling`]) on its (marginally standardised) training and validation
     /// sets, and keeps it: sets made from now on carry the locals in its units.
     pub fn fit_local_scaling(
-        &mut self, dev: &Device, train: &[Sets], validation: &[Sets], seed: u64,
+        &mut self, train: &[Sets], validation: &[Sets], seed: u64,
     ) -> Result<ScalingReport> {
         if self.config.local_scaling.is_some() {
             return Err(Error::Invalid("the posterior's locals are already scaled".into()));
         }
         let shape = self.config.site_shape();
-        let (scaling, report) = LocalScaling::fit(dev, shape, train, validation, seed)?;
+        let (scaling, report) = LocalScaling::fit(shape, train, validation, seed)?;
         self.config.local_scaling = Some(scaling);
         Ok(report)
     }

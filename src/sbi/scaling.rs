@@ -1,5 +1,5 @@
 //! Conditional standardisation of the likelihood surrogate's observations
-//! (`--surrogate-scaling conditional`, the default).
+//! (`--surrogate-scaling conditional`; by default where the fitted scale varies).
 //!
 //! Marginal standardisation leaves an observation as narrow as the simulator makes it given
 //! its parameters: hier-brownian's y ~ N(θ, t) at t = 0.02 is about 0.01 wide in standardised
@@ -33,6 +33,8 @@ use crate::error::{Error, Result};
 
 /// (γ + ln 2) / 2: minus the mean of ln|ε| for ε ~ N(0, 1).
 const LOG_ABS_NORMAL_OFFSET: f64 = 0.635_181_422_730_739;
+/// π²/8: the variance of ln|ε| for ε ~ N(0, 1).
+const LOG_ABS_NORMAL_VARIANCE: f64 = std::f64::consts::PI * std::f64::consts::PI / 8.0;
 /// Bounds of ln s in standardised units: s stays in [1e-4, 1e2], so that z and m + s·z stay
 /// finite for any residual.
 const LOG_SCALE_RANGE: (f64, f64) = (-9.21, 4.61);
@@ -62,13 +64,19 @@ pub struct ConditionalScaling {
 /// What fitting did, for `report.json`: the validation simulations' mean squared errors of m
 /// (standardised units) and of ln s (against ln|y − m| + (γ + ln 2)/2, π²/8 ≈ 1.23 for exact
 /// Gaussian noise), and how much the fitted ln s varies over the training rows (its standard
-/// deviation per value, averaged over the values).
+/// deviation per value, averaged over the values); for the surrogate's affine fit, also the
+/// spread its noise alone would show were the scale constant.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ScalingReport {
     pub location_val_mse: f64,
     pub log_scale_val_mse: f64,
     #[serde(default)]
     pub log_scale_spread: f64,
+    /// √(π²/8 · features / rows): the norm of ln s's coefficients, hence its spread over
+    /// standardised features, fitted by least squares to values of variance π²/8 whose mean
+    /// does not vary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_scale_noise: Option<f64>,
     /// The same for the posterior's globals, where its conditional scaling has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub globals: Option<Box<ScalingReport>>,
@@ -235,7 +243,7 @@ pub(super) fn clamp_log_scale(r: f64) -> f64 {
     r.clamp(LOG_SCALE_RANGE.0, LOG_SCALE_RANGE.1)
 }
 
-pub(super) fn mse(a: &[f64], b: &[f64]) -> f64 {
+fn mse(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / a.len().max(1) as f64
 }
 
@@ -275,6 +283,10 @@ impl ConditionalScaling {
                 &log_abs_residuals(&validation.target, &m),
             ),
             log_scale_spread: column_spread(&fitted, design.outputs),
+            log_scale_noise: Some(
+                (LOG_ABS_NORMAL_VARIANCE * design.features as f64 / design.rows().max(1) as f64)
+                    .sqrt(),
+            ),
             globals: None,
         };
         if !(report.location_val_mse.is_finite() && report.log_scale_val_mse.is_finite()) {
