@@ -55,7 +55,7 @@ step "Python package: pip install ./python into a fresh virtual environment, the
 rm -rf target/pyenv
 python3 -m venv target/pyenv
 target/pyenv/bin/pip install -q ./python pytest
-target/pyenv/bin/python -m pytest python/tests -q -p no:cacheprovider 2>&1 | tee target/pytest.log
+target/pyenv/bin/python -m pytest python/tests -q -p no:cacheprovider --durations=5 2>&1 | tee target/pytest.log
 awk '/ passed/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "test result: pytest. %d passed; %d failed\n", p, f }' target/pytest.log >> target/test.log
 

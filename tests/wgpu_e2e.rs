@@ -70,14 +70,14 @@ fn small_lf_run_on_wgpu_matches_the_exact_posterior() {
     }
     let dir = scratch("wgpu-e2e");
     let out = dir.to_str().unwrap();
-    // 35 epochs and RK4 with 10 steps: about 4 minutes on lavapipe.
-    let args = small_run(out, "35", &["--steps", "10"]);
+    // 20 epochs and RK4 with 10 steps: under 3 minutes on lavapipe (C2ST 0.552 measured).
+    let args = small_run(out, "20", &["--steps", "10"]);
     tfmpe("wgpu", &args.iter().map(String::as_str).collect::<Vec<_>>());
     let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
     assert_eq!(report["backend"], "wgpu");
     assert_eq!(read(&dir.join("samples.csv")).lines().count(), 1001);
     let c2st = report["metrics"]["c2st"].as_f64().expect("c2st in the report");
-    eprintln!("wgpu, 3 sites, 35 epochs: C2ST {c2st}");
+    eprintln!("wgpu, 3 sites, 20 epochs: C2ST {c2st}");
     // The CPU e2e test's bound (see tests/e2e.rs): a posterior that ignored the observations or
     // got σ wrong scores 0.9 and more.
     assert!(c2st < 0.75, "C2ST {c2st} on wgpu is too far from the exact posterior");
