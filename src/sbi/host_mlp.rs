@@ -1,6 +1,6 @@
-//! Small networks fitted with the tape on the CPU backend and evaluated on the host in f64: the regressions behind
-//! the posterior's conditional scaling (its locals' in `local_scaling`, its globals' in
-//! `global_scaling`).
+//! Small networks fitted with the tape on the CPU backend and evaluated on the host in f64:
+//! the regressions behind the posterior's conditional scaling (its locals' in `local_scaling`,
+//! its globals' in `global_scaling`).
 //!
 //! Two shapes: an MLP of one row of features, and a set function (deep set) of a data set's
 //! sites: each site's features through one MLP, their mean over the sites with 1/S appended
