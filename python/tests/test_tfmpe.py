@@ -252,8 +252,9 @@ def test_the_extension_runs_on_the_wgpu_backend():
 
     model = gaussian_linear()
     try:
+        # One batch of synthetic sets: lavapipe runs about 1 GFLOP/s.
         posterior = tfmpe.fit(model, sites=2, budget=200, max_epochs=2, backend="wgpu",
-                              progress=False)
+                              progress=False, synthetic_sets=100)
     except RuntimeError as e:
         if os.environ.get("TFMPE_REQUIRE_WGPU") == "1":
             raise
@@ -309,8 +310,9 @@ def test_joint_method_fits_and_samples():
 def test_sequential_rounds_need_an_observation_and_a_prior_density():
     task = tfmpe.tasks.get("hier-gaussian-linear")
     y = np.array([0.3, -1.2, 2.0])
+    # Small pools (200 sets a round): the test checks the rounds, not the fit.
     posterior = tfmpe.fit(task, sites=3, budget=600, rounds=2, observation=y, max_epochs=2,
-                          backend="cpu", progress=False)
+                          backend="cpu", progress=False, synthetic_sets=200)
     rounds = posterior.report()["rounds"]
     assert [r["source"] for r in rounds] == ["prior", "round 0"]
     assert 1.0 <= rounds[1]["ess"] <= 1000.0
@@ -322,7 +324,7 @@ def test_sequential_rounds_need_an_observation_and_a_prior_density():
                   observation=np.zeros((3, 2)), max_epochs=1, backend="cpu", progress=False)
     # A model built from parts gives its prior density.
     posterior = tfmpe.fit(gaussian_linear(), sites=3, budget=600, rounds=2, observation=y,
-                          max_epochs=1, backend="cpu", progress=False)
+                          max_epochs=1, backend="cpu", progress=False, synthetic_sets=200)
     assert len(posterior.report()["rounds"]) == 2
 
 
