@@ -550,12 +550,13 @@ fn a_killed_run_resumes_to_the_same_results() {
     let dir = temp("resume");
     let args = |out: &std::path::Path, extra: &[&str]| -> Vec<String> {
         let base = ["run", "--task", "hier-gaussian-linear", "--sites", "3", "--budget", "1000"];
-        let more = ["--max-epochs", "30", "--lr", "1e-3", "--samples", "200", "--no-eval"];
         // One synthetic set per training simulation: the default pool trains five times as
         // long, and the test runs the whole run twice.
-        let more = [&more[..], &["--synthetic-sets", "900"]].concat();
+        let more = ["--max-epochs", "30", "--lr", "1e-3", "--samples", "200", "--no-eval"];
+        let pool = ["--synthetic-sets", "900"];
         let out = ["--out", out.to_str().unwrap()];
-        base.iter().chain(&more).chain(&out).chain(extra).map(|s| s.to_string()).collect()
+        let all = base.iter().chain(&more).chain(&pool).chain(&out).chain(extra);
+        all.map(|s| s.to_string()).collect()
     };
     let (a, b) = (dir.join("a"), dir.join("b"));
     tfmpe(&args(&a, &[])).succeeds();
