@@ -11,8 +11,14 @@
 #define LN_CACHE 8
 #define LN_WARPS 8
 
-// h = x (+ residual), written to sum_out when there is a residual; y = (h - mean)·rstd·γ + β;
-// mean and rstd saved per row. Block 256 threads = 8 rows; grid-stride over rows.
+// h of column c of a row, read back past the register cache: the kept sum where there is one.
+__device__ __forceinline__ float ln_h(const float* xr, const float* rr, const float* sr, u32 c) {
+    return sr ? sr[c] : rr ? xr[c] + rr[c] : xr[c];
+}
+
+// h = x (+ residual), written to sum_out when there is a residual and sum_out is not null
+// (inference passes null: nothing reads the sum there); y = (h - mean)·rstd·γ + β; mean and
+// rstd saved per row. Block 256 threads = 8 rows; grid-stride over rows.
 extern "C" __global__ void __launch_bounds__(256)
     layer_norm_fwd(const float* __restrict__ x, const float* __restrict__ residual,
                    const float* __restrict__ gamma, const float* __restrict__ beta,
@@ -23,7 +29,7 @@ extern "C" __global__ void __launch_bounds__(256)
     for (u32 row = blockIdx.x * LN_WARPS + warp; row < rows; row += gridDim.x * LN_WARPS) {
         const float* xr = x + (size_t)row * cols;
         const float* rr = residual ? residual + (size_t)row * cols : nullptr;
-        float* sr = residual ? sum_out + (size_t)row * cols : nullptr;
+        float* sr = residual && sum_out ? sum_out + (size_t)row * cols : nullptr;
         float v[LN_CACHE];
         float s = 0.0f;
 #pragma unroll
@@ -34,7 +40,7 @@ extern "C" __global__ void __launch_bounds__(256)
                 h = xr[c];
                 if (rr) {
                     h += rr[c];
-                    sr[c] = h;
+                    if (sr) sr[c] = h;
                 }
             }
             v[j] = h;
@@ -44,7 +50,7 @@ extern "C" __global__ void __launch_bounds__(256)
             float h = xr[c];
             if (rr) {
                 h += rr[c];
-                sr[c] = h;
+                if (sr) sr[c] = h;
             }
             s += h;
         }
@@ -55,9 +61,10 @@ extern "C" __global__ void __launch_bounds__(256)
             const float d = v[j] - mu;
             if (lane + 32 * j < cols) q += d * d;
         }
-        // This lane wrote sr[c] itself above, so it reads its own value back.
+        // Columns past the cache: h again, from the sum this lane wrote itself above where it
+        // kept one, else summed again (the same f32 sum).
         for (u32 c = lane + 32 * LN_CACHE; c < cols; c += 32) {
-            const float d = (rr ? sr[c] : xr[c]) - mu;
+            const float d = ln_h(xr, rr, sr, c) - mu;
             q += d * d;
         }
         const float var = warp_sum(q) * inv_cols;
@@ -69,7 +76,7 @@ extern "C" __global__ void __launch_bounds__(256)
             if (c < cols) yr[c] = (v[j] - mu) * rs * gamma[c] + beta[c];
         }
         for (u32 c = lane + 32 * LN_CACHE; c < cols; c += 32)
-            yr[c] = ((rr ? sr[c] : xr[c]) - mu) * rs * gamma[c] + beta[c];
+            yr[c] = (ln_h(xr, rr, sr, c) - mu) * rs * gamma[c] + beta[c];
         if (lane == 0) {
             mean[row] = mu;
             rstd[row] = rs;

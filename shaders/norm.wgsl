@@ -15,7 +15,9 @@ var<workgroup> red2: array<vec2<f32>, 256>;
 
 // ---- forward ------------------------------------------------------------------------------
 
-struct Fwd { rows: u32, cols: u32, eps: f32, t: u32, residual: u32 }
+// residual: 1 when there is one; keep_sum: 1 when h is also written to fwd_sum (inference
+// keeps no sum and binds a placeholder there).
+struct Fwd { rows: u32, cols: u32, eps: f32, t: u32, residual: u32, keep_sum: u32 }
 @group(0) @binding(0) var<uniform> fp: Fwd;
 @group(0) @binding(1) var<storage, read> fwd_x: array<f32>;
 @group(0) @binding(2) var<storage, read> fwd_res: array<f32>;
@@ -57,7 +59,7 @@ fn segment_tree_b(lane: u32, lid: u32, t: u32) {
 }
 
 // y = (h - mean) · rstd · gamma + beta with the biased variance and rstd = 1 / sqrt(var + eps),
-// both from two passes over the row; with a residual, h = x + residual is also written out.
+// both from two passes over the row; h = x + residual is also written out where it is kept.
 @compute @workgroup_size(256)
 fn layer_norm_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -72,7 +74,7 @@ fn layer_norm_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if (valid) {
         for (var j = lane; j < cols; j += t) {
             let h = fwd_h(base + j);
-            if (fp.residual != 0u) {
+            if (fp.keep_sum != 0u) {
                 fwd_sum[base + j] = h;
             }
             s += h;

@@ -124,6 +124,12 @@ static void test_layer_norm(u32 rows, u32 cols, bool res, bool acc) {
     std::string nm = "layer_norm " + std::to_string(rows) + "x" + std::to_string(cols) + (res ? " res" : "");
     check(nm + " y", y, wy); check(nm + " mean", mean, wm); check(nm + " rstd", rstd, wr, 1e-5, 1e-4);
     if (res) check(nm + " sum", sum, wh);
+    if (res) {
+        // Inference keeps no sum (null sum_out): the same outputs, bit for bit.
+        std::vector<float> y2(rows * cols, NAN), mean2(rows, NAN), rstd2(rows, NAN);
+        launch("layer_norm_fwd", d1(cdiv(rows, 8)), d1(256), 0, [&] { layer_norm_fwd(x.data(), r.data(), gm.data(), bt.data(), y2.data(), mean2.data(), rstd2.data(), nullptr, rows, cols, 1e-5f); });
+        check_bits(nm + " no sum: y", y2, y); check_bits(nm + " no sum: mean", mean2, mean); check_bits(nm + " no sum: rstd", rstd2, rstd);
+    }
     // backward from the fwd's saved stats, h = x + r
     std::vector<float> h(rows * cols); for (size_t i = 0; i < h.size(); ++i) h[i] = (float)wh[i];
     std::vector<float> dh(rows * cols), dg = randv(cols), dbb = randv(cols);

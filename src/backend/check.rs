@@ -191,9 +191,7 @@ pub(crate) fn layer_norm_fwd(
             expect_len("residual", r, n)?;
             expect_len("sum_out", s, n)
         }
-        (Some(_), None) => Err(Error::Invalid(
-            "layer_norm_fwd: a residual needs `sum_out` to keep x + residual".into(),
-        )),
+        (Some(r), None) => expect_len("residual", r, n),
         (None, _) => Ok(()),
     }
 }

@@ -232,8 +232,11 @@ where
         let ins = [f32s::<K>("x", x)?, f32s::<K>("gamma", gamma)?, f32s::<K>("beta", beta)?];
         // The check above allows a sum_out without a residual; it is then left alone.
         let residual = match (residual, sum_out) {
-            (Some(r), Some(s)) => Some((f32s::<K>("residual", r)?, f32s_mut::<K>("sum_out", s)?)),
-            _ => None,
+            (Some(r), s) => Some((
+                f32s::<K>("residual", r)?,
+                s.map(|s| f32s_mut::<K>("sum_out", s)).transpose()?,
+            )),
+            (None, _) => None,
         };
         let outs =
             [f32s_mut::<K>("y", y)?, f32s_mut::<K>("mean", mean)?, f32s_mut::<K>("rstd", rstd)?];

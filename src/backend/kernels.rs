@@ -95,8 +95,8 @@ pub trait ElementwiseKernels: Storage {
 pub trait NormKernels: Storage {
     /// `ins` is `[x, gamma, beta]`; `residual` is `(residual, sum_out)`.
     fn layer_norm_fwd(
-        &self, p: &LayerNorm, ins: [&Self::Buf; 3], residual: Option<(&Self::Buf, &mut Self::Buf)>,
-        outs: [&mut Self::Buf; 3],
+        &self, p: &LayerNorm, ins: [&Self::Buf; 3],
+        residual: Option<(&Self::Buf, Option<&mut Self::Buf>)>, outs: [&mut Self::Buf; 3],
     ) -> Result<()>;
     /// `ins` is `[h, dy, gamma, mean, rstd]`, `outs` is `[dh, dgamma, dbeta]`.
     fn layer_norm_bwd(

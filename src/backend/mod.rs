@@ -316,7 +316,8 @@ pub trait Backend: Send + Sync {
     // ---- norm -----------------------------------------------------------------------------
     /// Layer norm over the last axis of `h = x (+ residual)`:
     /// `y = (h - mean) · rstd · gamma + beta`, saving `mean`, `rstd` (`[rows]`) for the backward.
-    /// With a residual, `h` is also written to `sum_out` (required then), since the backward needs it.
+    /// With a residual, `h` is also written to `sum_out` when given, as the backward needs it;
+    /// inference, which has no backward, passes none and saves a write of the whole tensor.
     #[allow(clippy::too_many_arguments)]
     fn layer_norm_fwd(
         &self, p: &LayerNorm, x: &Buffer, residual: Option<&Buffer>, gamma: &Buffer, beta: &Buffer,

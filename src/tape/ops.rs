@@ -191,7 +191,9 @@ impl Tape {
         let mut y = self.alloc(rows * cols)?;
         let mut mean = self.alloc(rows)?;
         let mut rstd = self.alloc(rows)?;
-        let mut sum = ri.map(|_| self.alloc(rows * cols)).transpose()?;
+        // The backward reads x + residual; inference has none, so nothing keeps the sum.
+        let keep_sum = ri.is_some() && !self.inference;
+        let mut sum = keep_sum.then(|| self.alloc(rows * cols)).transpose()?;
         let vals = self.values();
         self.backend().layer_norm_fwd(
             &p,

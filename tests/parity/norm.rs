@@ -112,6 +112,17 @@ fn case(
     assert_close(&format!("{what}: rstd"), &down(dev, &rstd), &want.rstd, ATOL, RTOL);
     if with_residual {
         assert_close(&format!("{what}: sum_out"), &down(dev, &sum), &want.h, ATOL, RTOL);
+        // Inference keeps no sum: the same outputs, bit for bit.
+        let (mut y2, mut mean2, mut rstd2) = (nan(n), nan(rows), nan(rows));
+        let (g, b) = (&gamma_b, &beta_b);
+        be.layer_norm_fwd(&p, &x_b, res_b.as_ref(), g, b, &mut y2, &mut mean2, &mut rstd2, None)
+            .unwrap();
+        for (name, got, kept) in [("y", &y2, &y), ("mean", &mean2, &mean), ("rstd", &rstd2, &rstd)]
+        {
+            let same =
+                down(dev, got).iter().zip(down(dev, kept)).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{what}: {name} without sum_out differs from {name} with it");
+        }
     }
 
     // The backward reads h as the forward saw it: x itself, or the f32 sum it wrote.
@@ -211,7 +222,10 @@ fn layer_norm_rejects_wrong_lengths(dev: &Device) {
     assert!(be
         .layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, Some(&mut z(n - 1)))
         .is_err());
-    assert!(be.layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, None).is_err());
+    // Without sum_out (inference) the residual is still checked.
+    let short = z(n - 1);
+    assert!(be.layer_norm_fwd(&p, &x, Some(&short), &g, &b, &mut y, &mut m, &mut s, None).is_err());
+    assert!(be.layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, None).is_ok());
     assert!(be
         .layer_norm_fwd(&p, &x, Some(&x), &g, &b, &mut y, &mut m, &mut s, Some(&mut sum))
         .is_ok());

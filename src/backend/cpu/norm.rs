@@ -38,22 +38,34 @@ pub fn layer_norm_fwd(
             || normalise_rows(h, gamma, beta, p.eps, y, mean, rstd),
         )
     };
+    // h = x + residual over one task's rows.
+    let add = |h: &mut [f32], t: usize, res: &[f32]| {
+        let (x, res) = (&x[t * chunk..][..h.len()], &res[t * chunk..][..h.len()]);
+        widest(
+            #[inline(always)]
+            || {
+                for ((h, x), r) in h.iter_mut().zip(x).zip(res) {
+                    *h = x + r;
+                }
+            },
+        );
+    };
     match (residual, sum_out) {
         (Some(res), Some(sum)) => {
             tasks.zip(sum.par_chunks_mut(chunk)).for_each(|((t, ((y, mean), rstd)), h)| {
-                let (x, res) = (&x[t * chunk..][..h.len()], &res[t * chunk..][..h.len()]);
-                widest(
-                    #[inline(always)]
-                    || {
-                        for ((h, x), r) in h.iter_mut().zip(x).zip(res) {
-                            *h = x + r;
-                        }
-                    },
-                );
+                add(h, t, res);
                 normalise(h, y, mean, rstd);
             })
         }
-        _ => tasks.for_each(|(t, ((y, mean), rstd))| {
+        // No one keeps the sum: it is formed in y, in cache, and normalised in place there.
+        (Some(res), None) => tasks.for_each(|(t, ((y, mean), rstd))| {
+            add(y, t, res);
+            widest(
+                #[inline(always)]
+                || normalise_rows_in_place(y, gamma, beta, p.eps, mean, rstd),
+            )
+        }),
+        (None, _) => tasks.for_each(|(t, ((y, mean), rstd))| {
             normalise(&x[t * chunk..][..y.len()], y, mean, rstd)
         }),
     }
@@ -71,17 +83,38 @@ fn normalise_rows(
     }
 }
 
+/// [`normalise_rows`] with `h` in `y`, overwritten.
+#[inline(always)]
+fn normalise_rows_in_place(
+    y: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32, mean: &mut [f32], rstd: &mut [f32],
+) {
+    let c = gamma.len();
+    for ((y, mean), rstd) in y.chunks_exact_mut(c).zip(mean).zip(rstd) {
+        let (m, r) = row_stats(y, eps);
+        for ((y, &g), &b) in y.iter_mut().zip(gamma).zip(beta) {
+            *y = (*y - m) * r * g + b;
+        }
+        (*mean, *rstd) = (m, r);
+    }
+}
+
 /// Writes one normalised row and returns its mean and reciprocal standard deviation.
 #[inline(always)]
 fn normalise_row(h: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
-    let n = h.len() as f64;
-    let mean = lanes_sum([h], |[h]| h as f64) / n;
-    let var = lanes_sum([h], |[h]| (h as f64 - mean).powi(2)) / n;
-    let (mean, rstd) = (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32);
+    let (mean, rstd) = row_stats(h, eps);
     for (((y, &h), &g), &b) in y.iter_mut().zip(h).zip(gamma).zip(beta) {
         *y = (h - mean) * rstd * g + b;
     }
     (mean, rstd)
+}
+
+/// A row's mean and reciprocal standard deviation: two passes, in f64 lanes.
+#[inline(always)]
+fn row_stats(h: &[f32], eps: f32) -> (f32, f32) {
+    let n = h.len() as f64;
+    let mean = lanes_sum([h], |[h]| h as f64) / n;
+    let var = lanes_sum([h], |[h]| (h as f64 - mean).powi(2)) / n;
+    (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -133,9 +166,11 @@ pub fn layer_norm_bwd(
 impl NormKernels for CpuBackend {
     fn layer_norm_fwd(
         &self, p: &LayerNorm, [x, gamma, beta]: [&CpuBuffer; 3],
-        residual: Option<(&CpuBuffer, &mut CpuBuffer)>, [y, mean, rstd]: [&mut CpuBuffer; 3],
+        residual: Option<(&CpuBuffer, Option<&mut CpuBuffer>)>,
+        [y, mean, rstd]: [&mut CpuBuffer; 3],
     ) -> Result<()> {
-        let (residual, sum_out) = residual.map(|(r, s)| (r.f32(), s.f32_mut())).unzip();
+        let (residual, sum_out) = residual.map(|(r, s)| (r.f32(), s.map(|s| s.f32_mut()))).unzip();
+        let sum_out = sum_out.flatten();
         let (x, gamma, beta) = (x.f32(), gamma.f32(), beta.f32());
         let outs = (y.f32_mut(), mean.f32_mut(), rstd.f32_mut());
         layer_norm_fwd(p, x, residual, gamma, beta, outs.0, outs.1, outs.2, sum_out);

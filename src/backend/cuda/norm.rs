@@ -12,10 +12,11 @@ use crate::error::{Error, Result};
 impl NormKernels for CudaBackend {
     fn layer_norm_fwd(
         &self, p: &LayerNorm, [x, gamma, beta]: [&CudaBuffer; 3],
-        residual: Option<(&CudaBuffer, &mut CudaBuffer)>, [y, mean, rstd]: [&mut CudaBuffer; 3],
+        residual: Option<(&CudaBuffer, Option<&mut CudaBuffer>)>,
+        [y, mean, rstd]: [&mut CudaBuffer; 3],
     ) -> Result<()> {
         let g = &self.gpu;
-        let with_residual = residual.map(|(r, s)| (r, &*s));
+        let with_residual = residual.map(|(r, s)| (r, s.map(|s| &*s)));
         if p.rows == 0 {
             return Ok(());
         }
@@ -29,7 +30,7 @@ impl NormKernels for CudaBackend {
             y.arg(),
             mean.arg(),
             rstd.arg(),
-            opt(with_residual.map(|r| r.1)),
+            opt(with_residual.and_then(|r| r.1)),
             Arg::U(rows),
             Arg::U(n32(p.cols)?),
             Arg::F(p.eps),

@@ -22,29 +22,29 @@ fn row_threads(cols: usize) -> usize {
 impl NormKernels for WgpuBackend {
     fn layer_norm_fwd(
         &self, p: &LayerNorm, [x, gamma, beta]: [&WgpuBuffer; 3],
-        residual: Option<(&WgpuBuffer, &mut WgpuBuffer)>, [y, mean, rstd]: [&mut WgpuBuffer; 3],
+        residual: Option<(&WgpuBuffer, Option<&mut WgpuBuffer>)>,
+        [y, mean, rstd]: [&mut WgpuBuffer; 3],
     ) -> Result<()> {
         let g = &self.gpu;
-        let with_residual = residual.map(|(r, s)| (r, &*s));
         if p.rows == 0 || p.cols == 0 {
             return Ok(());
         }
         let t = row_threads(p.cols);
-        // Absent inputs bind two distinct placeholders: one is read, the other written.
-        let placeholders;
-        let (residual, sum_out) = match with_residual {
-            Some(pair) => pair,
-            None => {
-                placeholders = (g.placeholder()?, g.placeholder()?);
-                (&placeholders.0, &placeholders.1)
-            }
+        let (has_residual, keep_sum) =
+            (residual.is_some(), residual.as_ref().is_some_and(|r| r.1.is_some()));
+        // Absent buffers bind two distinct placeholders: one is read, the other written.
+        let (read, written) = (g.placeholder()?, g.placeholder()?);
+        let (residual, sum_out) = match residual {
+            Some((r, s)) => (r, s.map_or(&written, |s| &*s)),
+            None => (&read, &written),
         };
         let params = [
             p.rows as u32,
             p.cols as u32,
             p.eps.to_bits(),
             t as u32,
-            with_residual.is_some() as u32,
+            has_residual as u32,
+            keep_sum as u32,
         ];
         g.dispatch(
             k("layer_norm_fwd"),
