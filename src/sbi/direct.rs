@@ -60,7 +60,7 @@ pub(super) fn run(
         }
         None => {
             let mut posterior = new_posterior(dev, task, cfg, Role::Posterior, &[train])?;
-            let scaling = scale_locals(&mut posterior, cfg, &[train], &[validation])?;
+            let scaling = scale_locals(&mut posterior, cfg, &[train], &[validation], progress)?;
             let mut data = FixedSets {
                 train: vec![to_sets(&posterior, train)?],
                 validation: vec![to_sets(&posterior, validation)?],

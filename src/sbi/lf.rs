@@ -449,7 +449,8 @@ fn fit_on_synthetic_sets(
         Some(net) => net,
         None => new_posterior(dev, task, cfg, Role::Posterior, &all_rows(&train_sets))?,
     };
-    let scaling = scale_locals(&mut posterior, cfg, &all_rows(&train_sets), &all_rows(&val_sets))?;
+    let (train_rows, val_rows) = (all_rows(&train_sets), all_rows(&val_sets));
+    let scaling = scale_locals(&mut posterior, cfg, &train_rows, &val_rows, progress)?;
     let validation = to_buckets(&posterior, &val_sets)?;
     let r = if cfg.fresh_sets {
         let mut source =

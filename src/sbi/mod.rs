@@ -134,10 +134,13 @@ fn new_posterior(
 /// training. A posterior that has one (a later round's) keeps it.
 fn scale_locals(
     posterior: &mut Network, cfg: &RunConfig, train: &[Rows], validation: &[Rows],
+    progress: &dyn Progress,
 ) -> Result<Option<ScalingReport>> {
     if cfg.local_scaling() != Scaling::Conditional || posterior.config.local_scaling.is_some() {
         return Ok(None);
     }
+    // Minutes on a large run, before the first epoch: say what is going on.
+    progress.phase("posterior scaling (fitting the conditional scaling of its parameters)");
     let sets = |rows: &[Rows]| -> Result<Vec<Sets>> {
         rows.iter().map(|r| to_sets(posterior, *r)).collect()
     };
