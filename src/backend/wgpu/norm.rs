@@ -32,11 +32,19 @@ impl NormKernels for WgpuBackend {
         let t = row_threads(p.cols);
         let (has_residual, keep_sum) =
             (residual.is_some(), residual.as_ref().is_some_and(|r| r.1.is_some()));
-        // Absent buffers bind two distinct placeholders: one is read, the other written.
-        let (read, written) = (g.placeholder()?, g.placeholder()?);
+        // Absent buffers bind distinct placeholders, taken only where one is absent (a
+        // training step, which has both, then takes nothing from the pool).
+        let (read, written);
         let (residual, sum_out) = match residual {
-            Some((r, s)) => (r, s.map_or(&written, |s| &*s)),
-            None => (&read, &written),
+            Some((r, Some(s))) => (r, &*s),
+            Some((r, None)) => {
+                written = g.placeholder()?;
+                (r, &written)
+            }
+            None => {
+                (read, written) = (g.placeholder()?, g.placeholder()?);
+                (&read, &written)
+            }
         };
         let params = [
             p.rows as u32,
