@@ -1,8 +1,15 @@
 //! Posterior factorisation (pf): real data sets of 1..S sites, their sizes drawn by
 //! stick-breaking so that they spend the budget exactly, train a global network
-//! q(θ_g | y_1..n); then each training set's globals drawn from it, with each of the set's
-//! sites, train a local network q(η_s | θ_g, y_s) that every site shares. Sampling draws the
-//! globals, then every site's locals given them ([`super::Sampler`]).
+//! q(θ_g | y_1..n); the same sets' sites, each with its set's true globals, train a local
+//! network q(η_s | θ_g, y_s) that every site shares. Sampling draws the globals, then every
+//! site's locals given them ([`super::Sampler`]).
+//!
+//! The reference trains the local network on globals drawn from the trained global network
+//! instead. That learns another conditional: a drawn θ_g* is independent of the set's true
+//! globals given its data, so the network learns η_s given y_s and a θ_g* that tells it little
+//! about the θ_g that made η_s, a wider law than η_s | θ_g, y_s, and no better as the global
+//! network improves. On hier-gaussian-linear at 3 sites and budget 2 000 (eight seeds) it gave
+//! C2ST 0.66-0.78 (mean 0.71) against 0.57-0.68 (mean 0.60) with the true globals.
 //!
 //! The global network's sets of every size share one bucket: each is padded to S sites and its
 //! missing sites masked out of attention, so that a batch mixes sizes, as the budget's few
@@ -11,14 +18,13 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::network::{new_network, to_sets, Network, NoiseRun, Role, Rows};
+use super::network::{new_network, to_sets, Network, Role, Rows};
 use super::posterior::Posterior;
 use super::progress::Timer;
 use super::seeds::Stream;
 use super::sets::ragged_mask;
 use super::train::{FixedSets, TrainConfig, TrainReport};
 use super::{new_posterior, PipelineReport, Progress, RunConfig, Trained};
-use crate::backend::Precision;
 use crate::error::{Error, Result};
 use crate::tasks::{simulate_datasets, Dataset, HierarchicalModel};
 use crate::Device;
@@ -160,39 +166,6 @@ fn local_rows(
     (cond, target, inputs)
 }
 
-/// One global draw per training set from the trained global network (its own padded layout
-/// and masks), unconstrained.
-fn draw_globals(
-    dev: &Device, global: &mut Network, train: &Padded, max: usize, cfg: &RunConfig,
-    progress: &dyn Progress,
-) -> Result<Vec<f64>> {
-    let sets = to_sets(global, train.rows(max))?;
-    let layout = global.layout().clone();
-    let runs = [NoiseRun { seed: Stream::FactorisedGlobals.seed(cfg.seed, 0), rows: sets.len() }];
-    let inputs = (!sets.inputs.is_empty()).then_some(sets.inputs.as_slice());
-    let chunk = super::Sampler::DEFAULT_CHUNK;
-    let (z, _) = global.sample(
-        dev,
-        &layout,
-        &sets.cond,
-        inputs,
-        Some(&sets.mask),
-        &runs,
-        cfg.surrogate_solver,
-        chunk,
-        Precision::F32,
-        progress,
-    )?;
-    if z.iter().any(|v| !v.is_finite()) {
-        return Err(Error::Invalid(
-            "pf: the global network drew non-finite globals for its own training sets; its \
-             training diverged (lower --lr)"
-                .into(),
-        ));
-    }
-    global.unstandardize(&z, false)
-}
-
 /// Trains `net` on fixed training and validation sets (`[train, validation]`) and saves it
 /// as the run's `checkpoint`.
 fn fit(
@@ -269,7 +242,6 @@ pub(super) fn run(
             net
         }
     };
-    let mut global = global;
     timer.lap("global_training");
 
     progress.phase("local");
@@ -279,8 +251,7 @@ pub(super) fn run(
             net
         }
         None => {
-            let drawn = draw_globals(dev, &mut global, &train, max, cfg, progress)?;
-            let (c, t, x) = local_rows(task, &train.sets, &drawn);
+            let (c, t, x) = local_rows(task, &train.sets, &train.globals);
             let (vc, vt, vx) = local_rows(task, &val.sets, &val.globals);
             let (train_rows, val_rows) =
                 (Rows::new(1, &c, &t, x.as_deref()), Rows::new(1, &vc, &vt, vx.as_deref()));

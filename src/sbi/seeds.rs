@@ -51,8 +51,6 @@ pub enum Stream {
     LocalInit,
     /// pf: the training noise and batch order of the local network.
     LocalTraining,
-    /// pf: the ODE start noise of the globals drawn for the local network's training sets.
-    FactorisedGlobals,
     /// pf: the ODE start noise of a data set's locals, from the caller's seed.
     LocalDraws,
     /// `--rounds`: the single-site simulations of a round after the first; index: the round.
@@ -104,7 +102,8 @@ impl Stream {
             Stream::FactorisedSets => 6 * OVERFLOW_RANGE + 2,
             Stream::LocalInit => 6 * OVERFLOW_RANGE + 3,
             Stream::LocalTraining => 6 * OVERFLOW_RANGE + 4,
-            Stream::FactorisedGlobals => 6 * OVERFLOW_RANGE + 5,
+            // 6 · OVERFLOW_RANGE + 5 drew the globals of the local network's training rows,
+            // which now take the true ones; the number stays unused so no seed moves.
             Stream::LocalDraws => 6 * OVERFLOW_RANGE + 6,
             Stream::RoundSites => 6 * OVERFLOW_RANGE + 7,
             Stream::ProposalDraws => 6 * OVERFLOW_RANGE + 8,
@@ -144,7 +143,7 @@ mod tests {
 
     use super::*;
 
-    const FIXED: [Stream; 24] = [
+    const FIXED: [Stream; 23] = [
         Stream::PosteriorScaling,
         Stream::PoolPriorGlobals,
         Stream::RoundSites,
@@ -157,7 +156,6 @@ mod tests {
         Stream::FactorisedSets,
         Stream::LocalInit,
         Stream::LocalTraining,
-        Stream::FactorisedGlobals,
         Stream::LocalDraws,
         Stream::SingleSites,
         Stream::SurrogateInit,
