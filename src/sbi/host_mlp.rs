@@ -284,19 +284,20 @@ fn train(
         layers[layers.len() - 1].forward(tape, h)
     };
     // A batch of n pairs of `sites` rows: the site network on every row, then each pair's
-    // mean as one GEMM with a fixed [n, n · sites] averaging matrix.
+    // mean as a batched GEMM, a row of 1/S shared by the n pairs' [sites, HIDDEN] blocks (a
+    // single GEMM with an [n, n · sites] averaging matrix did n times the work, mostly on
+    // zeros, and cost more than the networks themselves).
     let forward = |tape: &mut Tape, x: Var, n: usize, sites: usize| -> Result<Var> {
         if !deep_set {
             return mlp(tape, &set, x);
         }
         let h = mlp(tape, &site, x)?;
+        let h = tape.reshape(h, &[n, sites, HIDDEN])?;
         let inv = 1.0 / sites as f32;
-        let mut average = vec![0.0; n * n * sites];
-        for i in 0..n {
-            average[i * n * sites + i * sites..i * n * sites + (i + 1) * sites].fill(inv);
-        }
-        let average = tape.input(&average, &[n, n * sites])?;
-        let pooled = tape.linear(average, h, None)?;
+        let average = tape.input(&vec![inv; sites], &[1, sites])?;
+        let no_bias = tape.input(&vec![0.0; n * HIDDEN], &[n, HIDDEN])?;
+        let pooled = tape.batched_linear(average, h, no_bias)?;
+        let pooled = tape.reshape(pooled, &[n, HIDDEN])?;
         let count = tape.input(&vec![inv; n], &[n, 1])?;
         let summary = tape.concat(&[pooled, count])?;
         mlp(tape, &set, summary)
