@@ -39,6 +39,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: it sets an environment variable.
+    tfmpe::backend::quiet_headless_vulkan();
     let result = match Cli::parse().command {
         Command::Run(a) => cli::run::run(a),
         Command::Sample(a) => cli::sample::run(a),

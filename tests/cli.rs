@@ -222,6 +222,15 @@ fn unavailable_backends_say_what_is_missing() {
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
 }
 
+/// A machine with no desktop session (no `XDG_RUNTIME_DIR`, as on a server or in CI) gets no
+/// error line from probing Vulkan: Mesa's device-select layer, where it is installed, would
+/// have libwayland print one per instance.
+#[test]
+fn info_without_a_desktop_session_prints_no_wayland_error() {
+    let out = tfmpe(&["info"]).without("XDG_RUNTIME_DIR").without("NODEVICE_SELECT").succeeds();
+    assert!(!out.stderr.contains("XDG_RUNTIME_DIR"), "{}:\n{}", out.command, out.stderr);
+}
+
 #[test]
 fn info_json_lists_every_backend() {
     let v = tfmpe(&["info", "--json"]).succeeds().json();

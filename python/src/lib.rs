@@ -599,6 +599,8 @@ fn task_names() -> Vec<String> {
 
 #[pymodule]
 fn _tfmpe(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // At import, before the engine starts a thread: it sets an environment variable.
+    tfmpe::backend::quiet_headless_vulkan();
     m.add_class::<PyModel>()?;
     m.add_class::<PyPosterior>()?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;

@@ -4,8 +4,11 @@ load, the diagnostics, the simulator's failures, the built-in tasks."""
 
 import contextlib
 import io
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -383,3 +386,13 @@ def test_the_posterior_scales_its_locals_unless_asked_otherwise():
     with pytest.raises(ValueError, match="needs --method lf or direct"):
         tfmpe.fit(model, sites=3, budget=200, max_epochs=1, backend="cpu", progress=False,
                   method="joint", posterior_scaling="conditional")
+
+
+def test_no_wayland_error_line_without_a_desktop_session():
+    """Probing the GPU backends (``backend="auto"``) on a machine with no desktop session, as
+    on a server or in CI, prints no error line of Mesa's Vulkan device-select layer."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "NODEVICE_SELECT")}
+    code = "import numpy as np, tfmpe; x = np.arange(40.0).reshape(20, 2); tfmpe.c2st(x, x + 1, 'auto')"
+    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert "XDG_RUNTIME_DIR" not in ran.stderr, ran.stderr

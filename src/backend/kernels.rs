@@ -93,7 +93,8 @@ pub trait ElementwiseKernels: Storage {
 /// Layer norm's buffers: the inputs, the outputs of the forward (`y`, `mean`, `rstd`), and of
 /// the backward (`dh`, `dgamma`, `dbeta`).
 pub trait NormKernels: Storage {
-    /// `ins` is `[x, gamma, beta]`; `residual` is `(residual, sum_out)`.
+    /// `ins` is `[x, gamma, beta]`; `residual` is `(residual, sum_out)`, with `sum_out` absent
+    /// where no backward will read x + residual.
     fn layer_norm_fwd(
         &self, p: &LayerNorm, ins: [&Self::Buf; 3],
         residual: Option<(&Self::Buf, Option<&mut Self::Buf>)>, outs: [&mut Self::Buf; 3],

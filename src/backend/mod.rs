@@ -25,7 +25,9 @@ mod select;
 pub mod wgpu;
 
 pub use device::Device;
-pub use select::{kind_from_env, probe, select, BackendKind, BackendReport, CUDA_KERNELS};
+pub use select::{
+    kind_from_env, probe, quiet_headless_vulkan, select, BackendKind, BackendReport, CUDA_KERNELS,
+};
 
 use crate::error::Result;
 

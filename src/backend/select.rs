@@ -58,6 +58,23 @@ pub struct BackendReport {
     pub reason: String,
 }
 
+/// Switches off Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` (by its own
+/// variable, `NODEVICE_SELECT=1`) on a machine with no desktop session (`XDG_RUNTIME_DIR`
+/// unset). There the layer asks Wayland for the default GPU anyway, and libwayland prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set in the environment." for every Vulkan
+/// instance: an error line in a run that has none. The layer only orders the adapters, which
+/// wgpu's are ranked by here anyway. A variable the user set is left alone.
+///
+/// It changes the process environment, so call it first thing, before any thread starts
+/// (the CLI's `main` and the Python module's import do).
+pub fn quiet_headless_vulkan() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("NODEVICE_SELECT").is_none()
+    {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 /// Probes every backend without touching a device API that could panic.
 pub fn probe() -> Vec<BackendReport> {
     let cpu = CpuBackend::new();

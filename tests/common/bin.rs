@@ -11,11 +11,14 @@ use std::process::{Command, ExitStatus};
 pub struct Tfmpe {
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Variables removed from the inherited environment.
+    unset: Vec<String>,
 }
 
 /// `tfmpe ARGS…`, not yet run.
 pub fn tfmpe<S: AsRef<str>>(args: &[S]) -> Tfmpe {
-    Tfmpe { args: args.iter().map(|a| a.as_ref().to_string()).collect(), env: Vec::new() }
+    let args = args.iter().map(|a| a.as_ref().to_string()).collect();
+    Tfmpe { args, env: Vec::new(), unset: Vec::new() }
 }
 
 /// What a finished invocation printed, and how it ended.
@@ -44,13 +47,23 @@ impl Tfmpe {
         self
     }
 
+    /// Removes `key` from the environment the command inherits.
+    pub fn without(mut self, key: &str) -> Self {
+        self.unset.push(key.to_string());
+        self
+    }
+
     fn command(&self) -> (Command, String, PathBuf) {
         let bin = std::env::var_os("TFMPE_BIN")
             .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tfmpe")), PathBuf::from);
+        let unset: String = self.unset.iter().map(|k| format!("-u {k} ")).collect();
         let env: String = self.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
-        let command = format!("{env}tfmpe {}", self.args.join(" "));
+        let command = format!("env {unset}{env}tfmpe {}", self.args.join(" "));
         let mut cmd = Command::new(&bin);
         cmd.args(&self.args).env_remove("TFMPE_BACKEND");
+        self.unset.iter().for_each(|k| {
+            cmd.env_remove(k);
+        });
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         (cmd, command, bin)
     }
