@@ -436,19 +436,21 @@ fn log_density_follows_the_exact_one(dir: &Path) {
     eprintln!(
         "log density at exact draws: correlation {r:.3}, rank {rho:.3}, mean gap {mean_gap:.3}"
     );
-    // This small network (C2ST about 0.6) gave a correlation of 0.90 to 0.95 and a rank
-    // correlation near 0.97 across training recipes (lf; pf's pair of networks 0.83 and 0.93):
-    // the exact density's upper tail (draws of small σ, where every μ_s is pinned) is where a
+    // The exact density's upper tail (draws of small σ, where every μ_s is pinned) is where a
     // network errs most, and it moves the correlation more than the ranks, so it takes 1 000
-    // draws (with 400, one pf network's correlation ranged 0.68-0.83 over the draws). A
-    // density that ignored θ, or had the wrong sign, would give about 0.
-    assert!(rho > 0.9 && r > 0.8, "correlation {r} (rank {rho}) with the exact log density");
+    // draws (with 400, one pf network's correlation ranged 0.68-0.83 over the draw sets).
+    // Measured at these draws (correlation, rank correlation, mean gap in nats): lf 0.99,
+    // 0.99, -0.15; pf over training seeds 0-7, whose bits another machine redraws, 0.83-0.98,
+    // 0.93-0.99, -0.39 to -0.81 (seed 1, this test's, the lowest in all three); pf with its
+    // local network on globals drawn from the global network (the reference's way, a wrong
+    // conditional) 0.70-0.85, 0.84-0.98, -1.17 to -1.88. A density that ignored θ, or had the
+    // wrong sign, gives a correlation about 0 or below.
+    assert!(rho > 0.9 && r > 0.75, "correlation {r} (rank {rho}) with the exact log density");
     // The mean gap is -KL(p ‖ q) for a normalised q: never above 0 but for the estimate's
-    // noise (a lost Jacobian term would move it by E[ln σ], about ±0.9), and small for a good
-    // network: lf 0.15 nats, pf 0.8. pf's local network trained on drawn globals, as the
-    // reference trains it, gave 1.9.
+    // noise (a lost Jacobian term would move it by E[ln σ], about ±0.9), and it separates the
+    // two pf variants above.
     assert!(
-        mean_gap < 0.1 && mean_gap > -1.5,
+        mean_gap < 0.1 && mean_gap > -1.0,
         "mean gap {mean_gap} of the log density from the exact one (-KL, in nats)"
     );
 
