@@ -97,12 +97,17 @@ fn small_lf_run_matches_the_exact_posterior() {
     // classifier errs on a quarter of the samples (a wrong σ posterior or ignored observations
     // give 0.9 and more).
     assert!(c2st < 0.75, "C2ST {c2st} is too far from the exact posterior");
+    // σ alone, the parameter every site informs.
+    let globals = report["metrics"]["c2st_globals"].as_f64().expect("c2st_globals in the report");
+    eprintln!("C2ST {c2st}, of σ alone {globals}");
+    assert!(globals < 0.75, "σ's C2ST {globals} is too far from the exact posterior");
 
     // L-C2ST of the saved network, added to the report beside the C2ST.
     tfmpe(&["eval", "--out", out, "--lc2st", "--lc2st-data-sets", "300", "--lc2st-nulls", "20"]);
     let report: serde_json::Value = serde_json::from_str(&read(&dir.join("report.json"))).unwrap();
     let m = &report["metrics"];
     assert_eq!(m["c2st"].as_f64(), Some(c2st), "eval recomputes the same C2ST");
+    assert_eq!(m["c2st_globals"].as_f64(), Some(globals));
     let l = &m["lc2st"];
     let (t, p) = (l["statistic"].as_f64().unwrap(), l["p_value"].as_f64().unwrap());
     eprintln!("L-C2ST statistic {t}, p-value {p}, null mean {}", l["null_mean"]);

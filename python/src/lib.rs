@@ -17,7 +17,7 @@ use tfmpe::model::density::Divergence;
 use tfmpe::model::ode::Solver;
 use tfmpe::model::tfmpe::{ArchOverrides, TfmpeConfig};
 use tfmpe::run_folder::{
-    calibration_metrics, exact_reference, lc2st_summary, load_posterior, CoverageEval, Lc2stEval,
+    calibration_metrics, exact_c2st, lc2st_summary, load_posterior, C2st, CoverageEval, Lc2stEval,
 };
 use tfmpe::sbi::train::{Overrides, Preset, TrainConfig};
 use tfmpe::sbi::{Method, Posterior, Progress, RunConfig, Sampler, Trained};
@@ -457,23 +457,23 @@ impl PyPosterior {
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
-    /// C2ST of `samples` (flat) against `n` exact draws, or None without an exact posterior.
+    /// C2ST of `samples` (flat) against `n` exact draws, of all parameters and of the globals
+    /// alone, or None without an exact posterior.
     #[pyo3(signature = (values, sites, samples, n, inputs=None))]
     fn c2st(
         &self, py: Python<'_>, values: Vec<f64>, sites: usize, samples: Vec<f64>, n: usize,
         inputs: Option<Vec<f64>>,
-    ) -> PyResult<Option<f64>> {
+    ) -> PyResult<Option<(f64, f64)>> {
         let obs = observed(&*self.model, values, sites, inputs)?;
-        let Some(reference) = exact_reference(&*self.model, &obs, n) else {
-            return Ok(None);
-        };
         let dim = self.model.param_dim(sites);
-        let rows: Vec<&[f64]> = samples.chunks(dim).collect();
-        let device = self.device.clone();
-        let cfg = tfmpe::metrics::C2stConfig::default();
-        py.detach(|| tfmpe::metrics::c2st(&device, &rows, &reference, &cfg))
-            .map(Some)
-            .map_err(to_py)
+        let rows: Vec<Vec<f64>> = samples.chunks(dim).map(<[f64]>::to_vec).collect();
+        let measured = py.detach(|| exact_c2st(&*self.model, &obs, &rows, n));
+        Ok(match measured.map_err(to_py)? {
+            C2st::Measured { c2st, c2st_globals, .. } => {
+                Some((c2st, c2st_globals.unwrap_or(f64::NAN)))
+            }
+            C2st::Unavailable { .. } => None,
+        })
     }
 
     /// SBC and TARP over `data_sets` prior data sets with `draws` draws each, and with

@@ -319,6 +319,15 @@ def test_sequential_rounds_need_an_observation_and_a_prior_density():
     rounds = posterior.report()["rounds"]
     assert [r["source"] for r in rounds] == ["prior", "round 0"]
     assert 1.0 <= rounds[1]["ess"] <= 1000.0
+    # The C2ST of a task with an exact posterior, jointly and on σ alone: exact draws of
+    # another seed are at chance; σ moved by one posterior sd scores about 0.69 (the best
+    # classifier's accuracy between two unit normals one apart).
+    exact = task.exact_posterior(y, 1000, seed=9)
+    assert posterior.c2st(y, samples=exact) < 0.6
+    assert posterior.c2st(y, samples=exact, globals_only=True) < 0.6
+    moved = exact.copy()
+    moved[:, 0] += moved[:, 0].std()
+    assert posterior.c2st(y, samples=moved, globals_only=True) > 0.62
     with pytest.raises(ValueError, match="observation"):
         tfmpe.fit(task, sites=3, budget=600, rounds=2, max_epochs=1, backend="cpu",
                   progress=False)

@@ -419,13 +419,16 @@ class Posterior:
         return json.loads(self._inner.report())
 
     def c2st(self, observation, samples: Optional[np.ndarray] = None, n: int = 1000,
-             seed: int = 0) -> Optional[float]:
+             seed: int = 0, globals_only: bool = False) -> Optional[float]:
         """C2ST of draws at ``observation`` against the exact posterior (0.5 is perfect);
-        None when the model has none."""
+        None when the model has none. ``globals_only``: the same test on the global
+        parameters' columns alone, which a joint C2ST over many sites can hide."""
         values, sites = _observation(self.model, observation)
         if samples is None:
             samples = self.sample(observation, n, seed=seed)
-        return self._inner.c2st(values, sites, np.asarray(samples, dtype=np.float64).ravel().tolist(), n)
+        flat = np.asarray(samples, dtype=np.float64).ravel().tolist()
+        both = self._inner.c2st(values, sites, flat, n)
+        return None if both is None else both[1 if globals_only else 0]
 
     def log_prob(self, params, observation, *, solver: str = "rk4", steps: int = 25,
                  divergence: str = "auto", probes: int = 8, seed: int = 0,

@@ -23,10 +23,10 @@ pub use results::{read_results, Row};
 pub use table::table_markdown;
 
 use crate::error::{Error, Result};
-use crate::metrics::{c2st, sbc, tarp, C2stConfig, Calibration, Lc2stClassifiers, Lc2stConfig};
+use crate::metrics::{sbc, tarp, Calibration, Lc2stClassifiers, Lc2stConfig};
 use crate::model::ode::Solver;
 use crate::model::tfmpe::TfmpeConfig;
-use crate::run_folder::exact_reference;
+use crate::run_folder::{self, C2st};
 use crate::sbi::train::{Preset, TrainConfig};
 use crate::sbi::{self, calibration_draws, Method, Progress, RunConfig, Sampler, Stream};
 use crate::tasks::{simulate_dataset, task_by_name, HierarchicalModel, Observed};
@@ -237,7 +237,7 @@ fn configuration(
         let sampling_s = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let l = classifiers.at(&samples, &obs.features())?;
-        let c2st = exact_c2st(device, task, obs, &samples)?;
+        let c2st = exact_c2st(task, obs, &samples)?;
         Ok(Row {
             lc2st_statistic: l.statistic,
             lc2st_p_value: l.p_value,
@@ -315,12 +315,10 @@ fn per_observation(
 }
 
 /// C2ST of `samples` against the exact posterior at `obs`; NaN where the task has none.
-fn exact_c2st(
-    device: &Device, task: &dyn HierarchicalModel, obs: &Observed, samples: &[Vec<f64>],
-) -> Result<f64> {
-    Ok(match exact_reference(task, obs, crate::run_folder::REFERENCE_SAMPLES) {
-        Some(reference) => c2st(device, samples, &reference, &C2stConfig::default())?,
-        None => f64::NAN,
+fn exact_c2st(task: &dyn HierarchicalModel, obs: &Observed, samples: &[Vec<f64>]) -> Result<f64> {
+    Ok(match run_folder::exact_c2st(task, obs, samples, run_folder::REFERENCE_SAMPLES)? {
+        C2st::Measured { c2st, .. } => c2st,
+        C2st::Unavailable { .. } => f64::NAN,
     })
 }
 
@@ -353,7 +351,7 @@ fn sequential(
         let samples = sampler.posterior(net, task, obs, cfg.samples, seed, progress)?;
         let sampling_s = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
-        let c2st = exact_c2st(device, task, obs, &samples)?;
+        let c2st = exact_c2st(task, obs, &samples)?;
         Ok(Row {
             c2st,
             simulator_calls: trained.report.simulator_calls,

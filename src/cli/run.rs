@@ -212,8 +212,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let json = |v: f64| serde_json::to_string(&v).unwrap_or_default();
     let m = &report.metrics;
     match &m.c2st {
-        Some(C2st::Measured { c2st, .. }) => {
-            eprintln!("tfmpe: C2ST against the exact posterior: {}", json(*c2st))
+        Some(C2st::Measured { c2st, c2st_globals, .. }) => {
+            let globals = c2st_globals.map(|g| format!(" (globals alone: {})", json(g)));
+            eprintln!(
+                "tfmpe: C2ST against the exact posterior: {}{}",
+                json(*c2st),
+                globals.unwrap_or_default()
+            )
         }
         Some(C2st::Unavailable { .. }) => {
             eprintln!("tfmpe: C2ST against the exact posterior: null")
@@ -237,6 +242,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             "total_s": report.timings_s.get("total"),
             "simulator_calls": report.simulator_calls,
             "c2st": match &m.c2st { Some(C2st::Measured { c2st, .. }) => Some(*c2st), _ => None },
+            "c2st_globals": match &m.c2st {
+                Some(C2st::Measured { c2st_globals, .. }) => *c2st_globals,
+                _ => None,
+            },
             "sbc_min_ks_p": m.sbc.as_ref().map(|s| s.min_ks_p),
             "tarp_ks_p": m.tarp.as_ref().map(|t| t.ks_p),
             "lc2st": m.lc2st.as_ref().map(|l| serde_json::json!({

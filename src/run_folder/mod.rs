@@ -26,8 +26,8 @@ use crate::sbi::{Posterior, Trained};
 use crate::tasks::{check_observed, HierarchicalModel, Observed};
 use crate::Device;
 pub use evaluate::{
-    calibration_metrics, exact_reference, lc2st_summary, CalibrationMetrics, CoverageEval,
-    EvalConfig, Lc2stEval, MAX_REFERENCE_SAMPLES, MIN_CALIBRATION, REFERENCE_SAMPLES,
+    calibration_metrics, exact_c2st, exact_reference, lc2st_summary, CalibrationMetrics,
+    CoverageEval, EvalConfig, Lc2stEval, MAX_REFERENCE_SAMPLES, MIN_CALIBRATION, REFERENCE_SAMPLES,
 };
 pub use observations::{
     observations_table, parse_observations, read_observations, write_observations,

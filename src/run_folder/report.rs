@@ -196,6 +196,11 @@ pub enum C2st {
     Measured {
         #[serde(deserialize_with = "nan_if_null")]
         c2st: f64,
+        /// The same test on the global parameters' columns alone. The joint C2ST of many
+        /// sites can look fine while the globals, which every site informs, are off: this
+        /// says so. Absent in reports written before it existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        c2st_globals: Option<f64>,
         c2st_reference_samples: usize,
     },
     /// The task has no exact posterior: `c2st` is written as null and `note` says why.

@@ -67,7 +67,11 @@ fn full_metrics() -> Metrics {
         [("mu.0".to_string(), v), ("sigma".to_string(), v / 2.0)].into()
     };
     Metrics {
-        c2st: Some(C2st::Measured { c2st: 0.61, c2st_reference_samples: 1000 }),
+        c2st: Some(C2st::Measured {
+            c2st: 0.61,
+            c2st_globals: Some(0.55),
+            c2st_reference_samples: 1000,
+        }),
         sbc: Some(SbcSummary {
             data_sets: 20,
             draws: 99,
@@ -121,6 +125,14 @@ fn a_written_report_reads_back_the_same() {
     std::fs::remove_dir_all(folder.path()).unwrap();
 }
 
+/// Metrics written before the globals' C2ST existed still read, with that figure absent.
+#[test]
+fn metrics_without_the_globals_c2st_read() {
+    let old = r#"{"c2st": 0.61, "c2st_reference_samples": 1000}"#;
+    let want = C2st::Measured { c2st: 0.61, c2st_globals: None, c2st_reference_samples: 1000 };
+    assert_eq!(serde_json::from_str::<Metrics>(old).unwrap().c2st, Some(want));
+}
+
 /// The layout outside tools parse: these keys, an empty metrics object when not evaluated, a
 /// null network where the method has none, the C2ST beside SBC and TARP.
 #[test]
@@ -165,7 +177,15 @@ fn the_report_keeps_its_json_layout() {
     assert_eq!(full["observation"], "file");
     assert_eq!(
         keys(&full["metrics"]),
-        ["c2st", "c2st_reference_samples", "expected_coverage", "lc2st", "sbc", "tarp"]
+        [
+            "c2st",
+            "c2st_globals",
+            "c2st_reference_samples",
+            "expected_coverage",
+            "lc2st",
+            "sbc",
+            "tarp"
+        ]
     );
     assert_eq!(full["metrics"]["expected_coverage"]["ecp"][1], serde_json::json!([0.5, 0.52]));
     assert_eq!(full["metrics"]["lc2st"]["settings"]["null_trials"], 100);
@@ -216,4 +236,36 @@ fn samples_and_observation_read_back() {
     assert_eq!(folder.update_metrics(&metrics).unwrap(), folder.path().join("report.json"));
     assert_eq!(folder.read_report().unwrap().metrics, metrics);
     std::fs::remove_dir_all(folder.path()).unwrap();
+}
+
+/// The C2ST against the exact posterior, jointly and on the globals alone: exact draws of
+/// another seed are at chance on both; σ moved by one posterior sd scores about 0.69 on its
+/// own (the best classifier's accuracy between two unit normals one apart); a task without an
+/// exact posterior says so.
+#[test]
+fn the_globals_c2st_sees_a_moved_global() {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+    let task = task_by_name("hier-gaussian-linear").unwrap();
+    let obs = Observed { sites: 3, values: vec![0.3, -1.2, 2.0], inputs: None, counts: None };
+    let exact = task.exact_posterior_observed(&obs, 1000, &mut StdRng::seed_from_u64(9)).unwrap();
+    let measured = |rows: &[Vec<f64>]| match exact_c2st(&*task, &obs, rows, 1000) {
+        Ok(C2st::Measured { c2st, c2st_globals: Some(g), c2st_reference_samples: 1000 }) => {
+            (c2st, g)
+        }
+        other => panic!("{other:?}"),
+    };
+    let (joint, globals) = measured(&exact);
+    assert!(joint < 0.6 && globals < 0.6, "exact draws: {joint}, {globals}");
+    let mean = exact.iter().map(|r| r[0]).sum::<f64>() / 1000.0;
+    let sd = (exact.iter().map(|r| (r[0] - mean).powi(2)).sum::<f64>() / 999.0).sqrt();
+    let moved: Vec<Vec<f64>> = exact.iter().map(|r| [&[r[0] + sd], &r[1..]].concat()).collect();
+    let (joint_moved, globals) = measured(&moved);
+    eprintln!("C2ST of exact draws {joint}; σ moved: {joint_moved}, of σ alone {globals}");
+    assert!(globals > 0.62, "σ moved by one sd: {globals}");
+    let moons = task_by_name("hier-two-moons").unwrap();
+    let obs = Observed { sites: 1, values: vec![0.1, 0.2], inputs: None, counts: None };
+    let zeros = vec![vec![0.0; 6]; 20];
+    let none = exact_c2st(&*moons, &obs, &zeros, 1000).unwrap();
+    assert!(matches!(none, C2st::Unavailable { .. }), "{none:?}");
 }
