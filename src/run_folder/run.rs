@@ -191,7 +191,7 @@ impl RunFolder {
     /// Writes `settings.json` (what the networks are trained from: the pipeline's settings and
     /// the observation, which `--observed-inputs` trains on), or, when resuming, checks that
     /// they are the ones the folder's run was started with.
-    fn check_settings(&self, spec: &RunSpec, obs: &Observed) -> Result<()> {
+    pub(super) fn check_settings(&self, spec: &RunSpec, obs: &Observed) -> Result<()> {
         let settings = serde_json::json!({
             "config": spec.config,
             "observed_inputs": spec.observed_inputs,
