@@ -376,7 +376,7 @@ impl WideMlp {
         let mut h = x;
         for (k, &(w, b)) in self.layers.iter().enumerate() {
             let (w, b) = (tape.param(w)?, tape.param(b)?);
-            let z = tape.batched_linear(h, w, b)?;
+            let z = tape.batched_linear(h, w, Some(b))?;
             h = if k + 1 < self.layers.len() { tape.relu(z)? } else { z };
         }
         Ok(h)

@@ -295,8 +295,7 @@ fn train(
         let h = tape.reshape(h, &[n, sites, HIDDEN])?;
         let inv = 1.0 / sites as f32;
         let average = tape.input(&vec![inv; sites], &[1, sites])?;
-        let no_bias = tape.input(&vec![0.0; n * HIDDEN], &[n, HIDDEN])?;
-        let pooled = tape.batched_linear(average, h, no_bias)?;
+        let pooled = tape.batched_linear(average, h, None)?;
         let pooled = tape.reshape(pooled, &[n, HIDDEN])?;
         let count = tape.input(&vec![inv; n], &[n, 1])?;
         let summary = tape.concat(&[pooled, count])?;

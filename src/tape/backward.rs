@@ -253,7 +253,7 @@ fn apply(sink: &mut Sink, vals: Values, i: usize, dy: Buffer) -> Result<()> {
                 };
                 be.gemm(&g, vals.get(x)?, &dy, None, dw)
             })?;
-            if sink.wants(b) {
+            if let Some(b) = b.filter(|&b| sink.wants(b)) {
                 let mut ones = sink.temp(rows)?;
                 be.fill(&mut ones, 1.0)?;
                 sink.with(b, |db, acc| {

@@ -85,7 +85,7 @@ enum Op {
     BatchedLinear {
         x: u32,
         w: u32,
-        b: u32,
+        b: Option<u32>,
         /// One x for every group (stride 0).
         shared: bool,
         groups: usize,

@@ -60,21 +60,22 @@ impl Tape {
         self.push(shape, Value::Buf(y), op, rg)
     }
 
-    /// `G` independent linear layers in one batched GEMM: `y[g] = x[g] · W[g] + b[g]` with
-    /// `W: [G, in, out]`, `b: [G, out]`, and `x` either `[G, rows, in]` or `[rows, in]`
-    /// shared by every layer (then it must be data). Gives `[G, rows, out]`. This trains many
-    /// small networks on the same inputs as one wide network (L-C2ST's null classifiers).
-    pub fn batched_linear(&mut self, x: Var, w: Var, b: Var) -> Result<Var> {
+    /// `G` independent linear layers in one batched GEMM: `y[g] = x[g] · W[g] (+ b[g])` with
+    /// `W: [G, in, out]`, `b: [G, out]` or none, and `x` either `[G, rows, in]` or
+    /// `[rows, in]` shared by every layer (then it must be data). Gives `[G, rows, out]`. This
+    /// trains many small networks on the same inputs as one wide network (L-C2ST's null
+    /// classifiers); without a bias it is a batched product (a deep set's mean pooling).
+    pub fn batched_linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Result<Var> {
         let xi = self.operand(x, "batched_linear: x")?;
         let wi = self.operand(w, "batched_linear: weight")?;
-        let bi = self.operand(b, "batched_linear: bias")?;
+        let bi = b.map(|b| self.operand(b, "batched_linear: bias")).transpose()?;
         let &[groups, inp, out] = self.node(wi).shape.as_slice() else {
             return Err(Error::Shape(format!(
                 "batched_linear: the weight must be [groups, in, out], got {:?}",
                 self.node(wi).shape
             )));
         };
-        if self.node(bi).shape != [groups, out] {
+        if let Some(bi) = bi.filter(|&bi| self.node(bi).shape != [groups, out]) {
             return Err(Error::Shape(format!(
                 "batched_linear: the bias must be [{groups}, {out}], got {:?}",
                 self.node(bi).shape
@@ -100,28 +101,30 @@ impl Tape {
             ));
         }
         let mut y = self.alloc(groups * rows * out)?;
-        let mut ones = self.alloc(rows)?;
-        self.backend().fill(&mut ones, 1.0)?;
-        let vals = self.values();
         let gemm = Gemm {
             batch: groups,
             stride_a: if shared { 0 } else { rows * inp },
             ..Gemm::new(rows, out, inp)
         };
+        let vals = self.values();
         self.backend().gemm(&gemm, vals.get(xi)?, vals.get(wi)?, None, &mut y)?;
-        // The bias of group g as a rank-one update: y[g] += 1 · b[g] (one [rows, 1] column of
-        // ones shared by every group), so per-group biases need no kernel of their own.
-        let bias = Gemm {
-            batch: groups,
-            beta: 1.0,
-            stride_a: 0,
-            stride_b: out,
-            stride_c: rows * out,
-            ..Gemm::new(rows, out, 1)
-        };
-        self.backend().gemm(&bias, &ones, vals.get(bi)?, None, &mut y)?;
-        self.pool.give(ones);
-        let rg = self.rg(xi) || self.rg(wi) || self.rg(bi);
+        if let Some(bi) = bi {
+            // The bias of group g as a rank-one update: y[g] += 1 · b[g] (one [rows, 1] column
+            // of ones shared by every group), so per-group biases need no kernel of their own.
+            let mut ones = self.alloc(rows)?;
+            self.backend().fill(&mut ones, 1.0)?;
+            let bias = Gemm {
+                batch: groups,
+                beta: 1.0,
+                stride_a: 0,
+                stride_b: out,
+                stride_c: rows * out,
+                ..Gemm::new(rows, out, 1)
+            };
+            self.backend().gemm(&bias, &ones, self.values().get(bi)?, None, &mut y)?;
+            self.pool.give(ones);
+        }
+        let rg = self.rg(xi) || self.rg(wi) || bi.is_some_and(|b| self.rg(b));
         let op = Op::BatchedLinear { x: xi, w: wi, b: bi, shared, groups, rows, inp, out };
         self.push(vec![groups, rows, out], Value::Buf(y), op, rg)
     }

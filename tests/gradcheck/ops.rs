@@ -74,13 +74,16 @@ fn batched_linear_per_group_and_shared_x() {
         Input::normal(&mut r, &[3, 5]),
     ];
     gradcheck("batched_linear", &mut cpu_tape(), &inputs, |t, v| {
-        t.batched_linear(v[0], v[1], v[2])
+        t.batched_linear(v[0], v[1], Some(v[2]))
+    });
+    gradcheck("batched_linear, no bias", &mut cpu_tape(), &inputs[..2], |t, v| {
+        t.batched_linear(v[0], v[1], None)
     });
     // A shared x is data: only the weights and biases get gradients.
     let x = normal(&mut r, 2 * 4);
     gradcheck("batched_linear, shared x", &mut cpu_tape(), &inputs[1..], |t, v| {
         let x = t.input(&x, &[2, 4])?;
-        t.batched_linear(x, v[0], v[1])
+        t.batched_linear(x, v[0], Some(v[1]))
     });
 }
 

@@ -299,8 +299,9 @@ fn bias_grad_rejects_wrong_lengths(dev: &Device) {
 }
 
 /// The tape's `batched_linear` (G layers as one batched GEMM plus a rank-one bias update) and
-/// its gradients, for a per-group and a shared x, against f64 sums: the loss is `Σ r ⊙ y`,
-/// so `dy = r`, `dW[g] = x[g]ᵀ r[g]`, `db[g] = Σ_rows r[g]` and `dx[g] = r[g] W[g]ᵀ`.
+/// its gradients, for a per-group and a shared x, with and without a bias, against f64 sums:
+/// the loss is `Σ r ⊙ y`, so `dy = r`, `dW[g] = x[g]ᵀ r[g]`, `db[g] = Σ_rows r[g]` and
+/// `dx[g] = r[g] W[g]ᵀ`.
 fn batched_linear_matches_f64_with_and_without_a_shared_x(dev: &Device) {
     use tfmpe::tape::{ParamStore, Tape};
     let (g, rows, inp, out) = (3, 5, 4, 7);
@@ -308,7 +309,7 @@ fn batched_linear_matches_f64_with_and_without_a_shared_x(dev: &Device) {
     let w = uniform(&mut r, g * inp * out, -1.0, 1.0);
     let b = uniform(&mut r, g * out, -1.0, 1.0);
     let weights = uniform(&mut r, g * rows * out, -1.0, 1.0);
-    for shared in [false, true] {
+    for (shared, biased) in [(false, true), (true, true), (false, false)] {
         let x = uniform(&mut r, if shared { rows * inp } else { g * rows * inp }, -1.0, 1.0);
         let xg = |k: usize, i: usize, l: usize| {
             f64::from(x[if shared { 0 } else { k * rows * inp } + i * inp + l])
@@ -319,8 +320,8 @@ fn batched_linear_matches_f64_with_and_without_a_shared_x(dev: &Device) {
         } else {
             tape.variable(&x, &[g, rows, inp]).unwrap()
         };
-        let (wv, bv) =
-            (tape.variable(&w, &[g, inp, out]).unwrap(), tape.variable(&b, &[g, out]).unwrap());
+        let wv = tape.variable(&w, &[g, inp, out]).unwrap();
+        let bv = biased.then(|| tape.variable(&b, &[g, out]).unwrap());
         let y = tape.batched_linear(xv, wv, bv).unwrap();
         let flat = tape.reshape(y, &[1, g * rows * out]).unwrap();
         let rv = tape.input(&weights, &[g * rows * out, 1]).unwrap();
@@ -337,8 +338,9 @@ fn batched_linear_matches_f64_with_and_without_a_shared_x(dev: &Device) {
                 for j in 0..out {
                     let rij = f64::from(weights[(k * rows + i) * out + j]);
                     let wkj = |l: usize| f64::from(w[(k * inp + l) * out + j]);
-                    want_y[(k * rows + i) * out + j] = f64::from(b[k * out + j])
-                        + (0..inp).map(|l| xg(k, i, l) * wkj(l)).sum::<f64>();
+                    let bias = if biased { f64::from(b[k * out + j]) } else { 0.0 };
+                    want_y[(k * rows + i) * out + j] =
+                        bias + (0..inp).map(|l| xg(k, i, l) * wkj(l)).sum::<f64>();
                     db[k * out + j] += rij;
                     for l in 0..inp {
                         dw[(k * inp + l) * out + j] += xg(k, i, l) * rij;
@@ -347,10 +349,12 @@ fn batched_linear_matches_f64_with_and_without_a_shared_x(dev: &Device) {
                 }
             }
         }
-        let what = if shared { "shared x" } else { "per-group x" };
+        let what = format!("{} x, bias {biased}", if shared { "shared" } else { "per-group" });
         assert_close(&format!("batched_linear, {what}: y"), &got_y, &want_y, 1e-5, 1e-5);
         assert_close(&format!("{what}: dW"), &grad(wv), &dw, 1e-5, 1e-5);
-        assert_close(&format!("{what}: db"), &grad(bv), &db, 1e-5, 1e-5);
+        if let Some(bv) = bv {
+            assert_close(&format!("{what}: db"), &grad(bv), &db, 1e-5, 1e-5);
+        }
         if !shared {
             assert_close(&format!("{what}: dx"), &grad(xv), &dx, 1e-5, 1e-5);
         }
