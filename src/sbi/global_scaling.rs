@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use super::host_mlp::{damaged, mean_squared_error, train_deep_set, DeepSet, Pairs};
 use super::local_scaling::{log_abs, precision, SiteShape};
 use super::network::CondRows;
-use super::scaling::{clamp_log_scale, column_spread, ScalingReport};
+use super::scaling::{
+    check_floors, clamp_log_scale, column_min, column_spread, floored_log_scales, ScalingReport,
+};
 use super::train::Sets;
 use crate::error::Result;
 
@@ -50,6 +52,10 @@ pub struct GlobalScaling {
     pub location: Vec<DeepSet>,
     /// ln s: the sites' data → the globals' log scales (clamped as the locals' are).
     pub log_scale: DeepSet,
+    /// The smallest ln s of each global over the training sets ([`floored_log_scales`]).
+    /// Empty in checkpoints written before the floor: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_scale_floor: Vec<f64>,
 }
 
 impl GlobalScaling {
@@ -61,7 +67,8 @@ impl GlobalScaling {
         for fit in &self.location {
             fit.check(shape.data_width(), shape.globals)?;
         }
-        self.log_scale.check(shape.data_width(), shape.globals)
+        self.log_scale.check(shape.data_width(), shape.globals)?;
+        check_floors(&self.log_scale_floor, shape.globals)
     }
 
     /// m and ln s of the globals of row `row` of `rows`, whose sets have `sites` sites.
@@ -70,7 +77,7 @@ impl GlobalScaling {
     ) -> (Vec<f64>, Vec<f64>) {
         let x: Vec<f64> = (0..sites).flat_map(|s| shape.data_features(rows, row, s)).collect();
         let f = shape.data_width();
-        let log_s = self.log_scale.forward(&x, f).into_iter().map(clamp_log_scale).collect();
+        let log_s = floored_log_scales(self.log_scale.forward(&x, f), &self.log_scale_floor);
         (mean_of(&self.location, &x, f), log_s)
     }
 
@@ -126,7 +133,8 @@ impl GlobalScaling {
             log_scale_noise: None,
             globals: None,
         };
-        Ok((GlobalScaling { location, log_scale }, report))
+        let log_scale_floor = column_min(&fitted, shape.globals);
+        Ok((GlobalScaling { location, log_scale, log_scale_floor }, report))
     }
 }
 

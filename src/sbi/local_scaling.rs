@@ -40,7 +40,10 @@ use serde::{Deserialize, Serialize};
 use super::global_scaling::GlobalScaling;
 use super::host_mlp::{train_mlp, HostMlp, Pairs};
 use super::network::CondRows;
-use super::scaling::{clamp_log_scale, column_spread, log_abs_residuals, Design, ScalingReport};
+use super::scaling::{
+    check_floors, clamp_log_scale, column_min, column_spread, floored_log_scales,
+    log_abs_residuals, Design, ScalingReport,
+};
 use super::train::Sets;
 use crate::error::{Error, Result};
 
@@ -140,6 +143,10 @@ pub struct LocalScaling {
     pub location: HostMlp,
     /// ln s: the site's features → its locals' log scales (clamped as the surrogate's are).
     pub log_scale: HostMlp,
+    /// The smallest ln s of each local over the training sites ([`floored_log_scales`]).
+    /// Empty in checkpoints written before the floor: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_scale_floor: Vec<f64>,
     /// The globals' scaling given the whole data set, which the locals' rests on (none: the
     /// globals pass unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,12 +159,13 @@ impl LocalScaling {
         let (f, l) = (self.shape.features(), self.shape.locals);
         self.location.check(f, l)?;
         self.log_scale.check(f, l)?;
+        check_floors(&self.log_scale_floor, l)?;
         self.globals.as_ref().map_or(Ok(()), |g| g.check(&self.shape))
     }
 
     /// m and ln s of one site's locals.
     fn site(&self, features: &[f64]) -> (Vec<f64>, Vec<f64>) {
-        let log_s = self.log_scale.forward(features).into_iter().map(clamp_log_scale).collect();
+        let log_s = floored_log_scales(self.log_scale.forward(features), &self.log_scale_floor);
         (self.location.forward(features), log_s)
     }
 
@@ -254,6 +262,7 @@ impl LocalScaling {
         let fitted: Vec<f64> =
             fit.predict_mlp(&log_scale).into_iter().map(clamp_log_scale).collect();
         let log_scale_spread = column_spread(&fitted, l);
+        let log_scale_floor = column_min(&fitted, l);
         let (globals, global_report) = if shape.globals > 0 {
             let (g, report) = GlobalScaling::fit(&shape, train, validation, &mut rng)?;
             (Some(g), Some(Box::new(report)))
@@ -267,7 +276,7 @@ impl LocalScaling {
             log_scale_noise: None,
             globals: global_report,
         };
-        Ok((LocalScaling { shape, location, log_scale, globals }, report))
+        Ok((LocalScaling { shape, location, log_scale, log_scale_floor, globals }, report))
     }
 }
 
@@ -460,6 +469,28 @@ mod tests {
         assert_ne!(one_missing, zero);
     }
 
+    /// A site whose global lies far below the training ones keeps the smallest scale of the
+    /// training sites, near e^{u/2 − 1.5} at the lowest training u, where the unfloored network
+    /// extrapolates its ln s further down. Floors of the wrong count are refused.
+    #[test]
+    fn the_locals_scale_is_not_extrapolated_below_the_training_sites() {
+        let (train, _) = sets(4000, 1);
+        let (validation, _) = sets(500, 2);
+        let lowest = train.target.chunks(1 + SITES).map(|r| f64::from(r[0])).fold(0.0, f64::min);
+        let (scaling, _) = LocalScaling::fit(SHAPE, &[train], &[validation], 3).unwrap();
+        let floor = scaling.log_scale_floor[0];
+        assert!((floor - (0.5 * lowest - 1.5)).abs() < 0.5, "floor {floor}, lowest u {lowest}");
+        let (far, _) = sets(1, 5);
+        let features = SHAPE.site_features(&CondRows::of(&far), 0, &[-8.0], 0);
+        let floored = scaling.site(&features).1[0];
+        let unfloored = LocalScaling { log_scale_floor: Vec::new(), ..scaling.clone() };
+        let below = unfloored.site(&features).1[0];
+        assert_eq!(floored, floor);
+        assert!(below < floor - 1.0, "unfloored ln s {below} against the floor {floor}");
+        let damaged = LocalScaling { log_scale_floor: vec![floor; 2], ..scaling };
+        assert!(damaged.check().unwrap_err().to_string().contains("floors"));
+    }
+
     /// A damaged checkpoint's networks (sizes that do not fit the shape) are refused, not
     /// read out of bounds.
     #[test]
@@ -473,6 +504,7 @@ mod tests {
             shape: SHAPE,
             location: mlp(vec![f, 4, 1]),
             log_scale: mlp(vec![f, 1]),
+            log_scale_floor: Vec::new(),
             globals: None,
         };
         assert!(ok.check().is_ok());

@@ -59,6 +59,10 @@ pub struct ConditionalScaling {
     /// intercepts.
     pub location: Vec<f64>,
     pub log_scale: Vec<f64>,
+    /// The smallest ln s the fit gave any training simulation, per output
+    /// ([`floored_log_scales`]). Empty in checkpoints written before the floor: none.
+    #[serde(default)]
+    pub log_scale_floor: Vec<f64>,
 }
 
 /// What fitting did, for `report.json`: the validation simulations' mean squared errors of m
@@ -94,6 +98,42 @@ pub(super) fn column_spread(values: &[f64], columns: usize) -> f64 {
         (column.map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64).sqrt()
     };
     (0..columns).map(sd).sum::<f64>() / columns as f64
+}
+
+/// The smallest value of each column of `[rows · columns]` values: a fit's log-scale floors.
+pub(super) fn column_min(values: &[f64], columns: usize) -> Vec<f64> {
+    let mut min = vec![f64::INFINITY; columns];
+    for row in values.chunks(columns.max(1)) {
+        for (m, &v) in min.iter_mut().zip(row) {
+            *m = m.min(v);
+        }
+    }
+    min
+}
+
+/// Log scales `[rows · floors.len()]`, each raised to its column's floor (none where `floors`
+/// is empty), then clamped. Every conditional scaling floors its ln s at the smallest its fit
+/// gave a training row: beyond the training rows an affine or ReLU map's ln s goes on falling,
+/// and the location's small error there outgrows the scale. One validation simulation of
+/// hier-gaussian-linear whose σ lay below every training one whitened to z = −31 and alone
+/// doubled the surrogate's validation loss, so that one row chose its best epoch; a
+/// validation set of the posterior's, to locals 20 to 48 scales off.
+pub(super) fn floored_log_scales(log_s: Vec<f64>, floors: &[f64]) -> Vec<f64> {
+    let columns = floors.len().max(1);
+    let floor = |i: usize| floors.get(i % columns).copied().unwrap_or(f64::NEG_INFINITY);
+    log_s.into_iter().enumerate().map(|(i, r)| clamp_log_scale(r.max(floor(i)))).collect()
+}
+
+/// Refuses floors of a checkpoint that are neither absent nor one per output.
+pub(super) fn check_floors(floors: &[f64], outputs: usize) -> Result<()> {
+    if floors.is_empty() || floors.len() == outputs {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "a conditional scaling holds {} log-scale floors for {outputs} values; the checkpoint is \
+         damaged: train the run again",
+        floors.len()
+    )))
 }
 
 /// The affine maps' inputs and outputs for standardised sets of one layout.
@@ -273,13 +313,22 @@ impl ConditionalScaling {
         let weights: Vec<f64> =
             design.apply(&log_scale).iter().map(|r| (-2.0 * clamp_log_scale(*r)).exp()).collect();
         let (location, log_scale) = fit_pair(Some(&weights))?;
-        let m = check.apply(&location);
-        let vy: Vec<f64> = validation.target.iter().map(|&v| f64::from(v)).collect();
         let fitted: Vec<f64> = design.apply(&log_scale).into_iter().map(clamp_log_scale).collect();
+        let log_scale_floor = column_min(&fitted, design.outputs);
+        let scaling = ConditionalScaling {
+            n_cond,
+            n_target,
+            input_dim,
+            location,
+            log_scale,
+            log_scale_floor,
+        };
+        let m = check.apply(&scaling.location);
+        let vy: Vec<f64> = validation.target.iter().map(|&v| f64::from(v)).collect();
         let report = ScalingReport {
             location_val_mse: mse(&m, &vy),
             log_scale_val_mse: mse(
-                &check.apply(&log_scale),
+                &scaling.log_scales(&check),
                 &log_abs_residuals(&validation.target, &m),
             ),
             log_scale_spread: column_spread(&fitted, design.outputs),
@@ -295,7 +344,12 @@ impl ConditionalScaling {
                     .into(),
             ));
         }
-        Ok((ConditionalScaling { n_cond, n_target, input_dim, location, log_scale }, report))
+        Ok((scaling, report))
+    }
+
+    /// ln s at every row of `design`: the affine map, floored and clamped.
+    fn log_scales(&self, design: &Design) -> Vec<f64> {
+        floored_log_scales(design.apply(&self.log_scale), &self.log_scale_floor)
     }
 
     /// m and s of every observation of the rows of standardised `conds` and `inputs`
@@ -305,17 +359,21 @@ impl ConditionalScaling {
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         let design = Design::new(self.n_cond, self.n_target, self.input_dim, conds, inputs)?;
         let coefficients = (design.features + 1) * design.outputs;
-        if self.location.len() != coefficients || self.log_scale.len() != coefficients {
+        let floors = self.log_scale_floor.len();
+        if self.location.len() != coefficients
+            || self.log_scale.len() != coefficients
+            || (floors != 0 && floors != design.outputs)
+        {
             return Err(Error::Invalid(format!(
                 "conditional scaling: the surrogate's config.json holds {} location and {} log-scale \
-                 coefficients where its layout needs {coefficients}; the checkpoint is damaged: \
-                 train the run again",
+                 coefficients and {floors} log-scale floors where its layout needs {coefficients} \
+                 and {}; the checkpoint is damaged: train the run again",
                 self.location.len(),
-                self.log_scale.len()
+                self.log_scale.len(),
+                design.outputs
             )));
         }
-        let s = design.apply(&self.log_scale);
-        let s = s.iter().map(|&r| clamp_log_scale(r).exp()).collect();
+        let s = self.log_scales(&design).into_iter().map(f64::exp).collect();
         Ok((design.apply(&self.location), s))
     }
 
@@ -463,6 +521,44 @@ mod tests {
                 assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} against {b}");
             }
         }
+    }
+
+    /// A row whose condition lies far below the training ones keeps the smallest scale of the
+    /// training rows: y = c₀ + 0.1·e^{c₁}·ε, trained on standard normal c, whitens a row at
+    /// c₁ = −8 (true scale 3·10⁻⁵, below every training scale) to a residual of ordinary size,
+    /// where the unfloored affine scale makes the location's small error tens of scales wide.
+    /// A checkpoint without floors reads, and keeps the unfloored scale.
+    #[test]
+    fn the_scale_is_not_extrapolated_below_the_training_rows() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut normal = || -> f64 { StandardNormal.sample(&mut rng) };
+        let token = Token { label: 0, position: 0, group: 0, input: false };
+        let layout = Layout { cond: vec![token; 2], target: vec![token] };
+        let conds: Vec<[f64; 2]> = (0..4000).map(|_| [normal(), normal()]).collect();
+        let target = conds.iter().map(|c| (c[0] + 0.1 * c[1].exp() * normal()) as f32).collect();
+        let cond = conds.iter().flat_map(|c| c.map(|v| v as f32)).collect();
+        let train = Sets { sites: 1, layout, cond, target, inputs: vec![], mask: vec![] };
+        let (scaling, _) = ConditionalScaling::fit(&train, &train.clone(), 2, 0).unwrap();
+        let lowest = train.cond.chunks(2).map(|c| f64::from(c[1])).fold(f64::INFINITY, f64::min);
+        let floor = scaling.log_scale_floor[0];
+        assert!((floor - (0.1f64.ln() + lowest)).abs() < 0.3, "floor {floor}, lowest c₁ {lowest}");
+        // The location's error at c₁ = −8 alone, without noise: y = c₀ exactly.
+        let far = Sets { target: vec![0.5], cond: vec![0.5, -8.0], ..train.clone() };
+        let z = |scaling: &ConditionalScaling| {
+            let mut row = far.clone();
+            scaling.whiten(&mut row).unwrap();
+            row.target[0]
+        };
+        let unfloored: ConditionalScaling = serde_json::from_value({
+            let mut v = serde_json::to_value(&scaling).unwrap();
+            v.as_object_mut().unwrap().remove("log_scale_floor");
+            v
+        })
+        .unwrap();
+        assert!(unfloored.log_scale_floor.is_empty());
+        let (with, without) = (z(&scaling), z(&unfloored));
+        assert!(with.abs() < 1.0, "floored z {with}");
+        assert!(without.abs() > 4.0, "unfloored z {without}: the case no longer tests the floor");
     }
 
     /// Conditions that do not vary leave the intercept to the ridge: the fit still solves;
