@@ -359,20 +359,16 @@ impl ConditionalScaling {
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         let design = Design::new(self.n_cond, self.n_target, self.input_dim, conds, inputs)?;
         let coefficients = (design.features + 1) * design.outputs;
-        let floors = self.log_scale_floor.len();
-        if self.location.len() != coefficients
-            || self.log_scale.len() != coefficients
-            || (floors != 0 && floors != design.outputs)
-        {
+        if self.location.len() != coefficients || self.log_scale.len() != coefficients {
             return Err(Error::Invalid(format!(
                 "conditional scaling: the surrogate's config.json holds {} location and {} log-scale \
-                 coefficients and {floors} log-scale floors where its layout needs {coefficients} \
-                 and {}; the checkpoint is damaged: train the run again",
+                 coefficients where its layout needs {coefficients}; the checkpoint is damaged: \
+                 train the run again",
                 self.location.len(),
-                self.log_scale.len(),
-                design.outputs
+                self.log_scale.len()
             )));
         }
+        check_floors(&self.log_scale_floor, design.outputs)?;
         let s = self.log_scales(&design).into_iter().map(f64::exp).collect();
         Ok((design.apply(&self.location), s))
     }
