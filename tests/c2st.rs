@@ -79,20 +79,21 @@ fn accuracy_grows_with_the_shift() {
     // The optimal accuracies Φ(δ/2) for δ = 0, 0.5, 1 are 0.5, 0.6 and 0.69. Over 20 seeds
     // (d = 2) ours averaged 0.50, 0.56 and 0.666 ± 0.019 (sklearn's 0.51, 0.58, 0.674): steps
     // of three to five standard deviations, so scores on the same draws must be ordered, and
-    // the δ = 1 score lies within 0.6..0.75.
-    for dev in common::devices() {
-        let scores: Vec<f64> =
-            [0.0, 0.5, 1.0].iter().map(|&shift| score(&dev, 4, 2, &[shift])).collect();
-        assert!(
-            scores.windows(2).all(|w| w[0] < w[1]),
-            "scores {scores:?} for shifts 0, 0.5, 1 are not increasing"
-        );
-        assert!(
-            (0.6..0.75).contains(&scores[2]),
-            "a 1σ shift gave {}, expected near Φ(0.5) = 0.69",
-            scores[2]
-        );
-    }
+    // the δ = 1 score lies within 0.6..0.75. On the CPU only: the other backends run the same
+    // classifier (tests/parity checks its kernels), and the tests above check their scores at
+    // the null and under a large shift; three more scores on lavapipe took a minute of CI.
+    let dev = Device::cpu();
+    let scores: Vec<f64> =
+        [0.0, 0.5, 1.0].iter().map(|&shift| score(&dev, 4, 2, &[shift])).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] < w[1]),
+        "scores {scores:?} for shifts 0, 0.5, 1 are not increasing"
+    );
+    assert!(
+        (0.6..0.75).contains(&scores[2]),
+        "a 1σ shift gave {}, expected near Φ(0.5) = 0.69",
+        scores[2]
+    );
 }
 
 #[test]
