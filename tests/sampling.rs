@@ -335,14 +335,15 @@ fn scaled_locals_keep_the_log_density_a_density() {
     let unstandardize = |u: f64, v: f64| net.unstandardize(&[u as f32, v as f32], false).unwrap();
     // d ln σ / du: the standardisation's spread of ln σ.
     let spread = unstandardize(1.0, 0.0)[0] - unstandardize(0.0, 0.0)[0];
-    for i in 0..=140 {
+    let points = |span: f64, step: f64| (span / step).round() as u32;
+    for i in 0..=points(14.0, du) {
         let u = -7.0 + du * f64::from(i);
         let (z0, z1) = (rows_at(u as f32, 0.0), rows_at(u as f32, 1.0));
         let (s, m) = (1.0 / f64::from(z1 - z0), -f64::from(z0) / f64::from(z1 - z0));
         let (lo, hi) = (unstandardize(u, m), unstandardize(u, m + s));
         let (log_sigma, c, w) = (lo[0], lo[1], hi[1] - lo[1]);
         widths.push(w);
-        for k in 0..=160 {
+        for k in 0..=points(16.0, dz) {
             let z = -8.0 + dz * f64::from(k);
             params.push(vec![log_sigma.exp(), c + w * z]);
             // dσ dμ = σ · (d ln σ / du) du · w dz.
